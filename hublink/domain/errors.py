@@ -1,0 +1,210 @@
+"""The HubLink exception tree: every failure HubLink names, and what each type makes happen next.
+
+::
+
+    HubLinkError
+    ├── ConfigError                  start-up refused: names the environment variable or file
+    ├── InvalidInputError            refused at intake: a 4xx for the sender, names the field
+    │   └── InvalidSignatureError    reason: missing | unknown-version | stale | future | mismatch
+    ├── StoreUnavailableError        Redis did not answer: intake says 503, a worker stops taking work
+    └── DeliveryError                carries status, category, sub_category, message, correlation_id
+        ├── TransientError           retry with backoff
+        │   ├── HubSpotTimeoutError  connect or read timeout
+        │   ├── ConnectionFailedError  refused, reset, DNS
+        │   ├── ServerError          5xx, 423, 477, 52x
+        │   └── FreshRecordError     404 / INVALID_OBJECT_IDS inside the fresh-record grace
+        ├── RateLimitedError         retry at retry_after; policy SECONDLY | TEN_SECONDLY_ROLLING | DAILY
+        └── PermanentError           not retried as is: dead-letter this association
+            ├── AuthError            401
+            ├── ForbiddenError       403, with missing_scopes
+            ├── NotFoundError        404
+            └── ValidationRejectedError  400, 409, 414 and other 4xx
+
+Callers branch on these types, never on message text. Exactly one place, ``hublink.hubspot``, turns
+HTTP outcomes into :class:`DeliveryError` subclasses. No error ever carries a token: the client builds
+them from HubSpot's answer, which does not echo credentials, and the request URL, which holds none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class HubLinkError(Exception):
+    """The root of every error HubLink raises on purpose."""
+
+
+class ConfigError(HubLinkError):
+    """The configuration is unusable; the message names the variable or file and what was expected."""
+
+
+@dataclass(frozen=True, slots=True)
+class FieldProblem:
+    """One thing wrong with one field of an input: ``where`` is a JSON-pointer-like path."""
+
+    where: str
+    message: str
+
+    def as_dict(self) -> dict[str, str]:
+        """Return the wire form used in 422 ``details``."""
+        return {"field": self.where, "message": self.message}
+
+
+class InvalidInputError(HubLinkError):
+    """Input refused at intake; ``problems`` say which fields and why (a 422 for the sender)."""
+
+    def __init__(self, message: str, problems: Sequence[FieldProblem] = ()) -> None:
+        super().__init__(message)
+        self.message = message
+        self.problems = tuple(problems)
+
+
+#: The reasons :class:`InvalidSignatureError` can carry, one per way a signature check fails.
+SIGNATURE_REASONS = frozenset({"missing", "unknown-version", "stale", "future", "mismatch", "malformed"})
+
+
+class InvalidSignatureError(InvalidInputError):
+    """A request's signature or timestamp did not verify; ``reason`` is one of :data:`SIGNATURE_REASONS`."""
+
+    def __init__(self, reason: str, message: str | None = None) -> None:
+        if reason not in SIGNATURE_REASONS:
+            raise ValueError(f"reason: expected one of {sorted(SIGNATURE_REASONS)}, got {reason!r}")
+        super().__init__(message or f"signature check failed: {reason}")
+        self.reason = reason
+
+
+class StoreUnavailableError(HubLinkError):
+    """Redis did not answer in time; nothing was stored."""
+
+
+@dataclass(frozen=True, slots=True)
+class RateHeaders:
+    """HubSpot's ``X-HubSpot-RateLimit-Max``, ``-Remaining`` and ``-Interval-Milliseconds``."""
+
+    max: int
+    remaining: int
+    interval_ms: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HubSpotErrorDetail:
+    """What HubSpot said about a failure, parsed defensively: every field may be missing."""
+
+    status: int | None = None
+    category: str | None = None
+    sub_category: str | None = None
+    message: str = ""
+    correlation_id: str | None = None
+    policy_name: str | None = None
+    context: Mapping[str, Any] = field(default_factory=dict)
+    rate: RateHeaders | None = None
+
+    @property
+    def missing_scopes(self) -> tuple[str, ...]:
+        """The scopes HubSpot said the token lacks (403 ``context.missingScopes``)."""
+        scopes = self.context.get("missingScopes") or ()
+        return tuple(str(s) for s in scopes) if isinstance(scopes, list | tuple) else ()
+
+
+class DeliveryError(HubLinkError):
+    """A HubSpot call did not succeed; the subclass says whether and when to try again."""
+
+    def __init__(self, detail: HubSpotErrorDetail) -> None:
+        super().__init__(detail.message or type(self).__name__)
+        self.detail = detail
+
+    @property
+    def status(self) -> int | None:
+        """The HTTP status, or None when no answer arrived."""
+        return self.detail.status
+
+    @property
+    def category(self) -> str | None:
+        """HubSpot's ``category`` (or ``errorType`` on a 429)."""
+        return self.detail.category
+
+    @property
+    def correlation_id(self) -> str | None:
+        """HubSpot's ``correlationId``, which its support asks for."""
+        return self.detail.correlation_id
+
+    def __str__(self) -> str:
+        text = self.detail.message or type(self).__name__
+        if self.detail.correlation_id:
+            text += f" (correlationId {self.detail.correlation_id})"
+        return text
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(status={self.detail.status!r}, category={self.detail.category!r}, "
+            f"correlation_id={self.detail.correlation_id!r})"
+        )
+
+
+class TransientError(DeliveryError):
+    """Worth retrying after a backoff."""
+
+
+class HubSpotTimeoutError(TransientError):
+    """No answer within the connect or read timeout."""
+
+
+class ConnectionFailedError(TransientError):
+    """The connection could not be made or was reset."""
+
+
+class ServerError(TransientError):
+    """HubSpot answered 5xx, 423 (locked) or 477 (migration in progress)."""
+
+    def __init__(self, detail: HubSpotErrorDetail, retry_after_s: float | None = None) -> None:
+        super().__init__(detail)
+        self.retry_after_s = retry_after_s
+
+
+class FreshRecordError(TransientError):
+    """A not-found or invalid-id answer for a record that may simply not be visible yet."""
+
+
+class RateLimitedError(DeliveryError):
+    """HubSpot answered 429; ``retry_after_s`` is its hint (None when it gave none)."""
+
+    def __init__(self, detail: HubSpotErrorDetail, retry_after_s: float | None = None) -> None:
+        super().__init__(detail)
+        self.retry_after_s = retry_after_s
+
+    @property
+    def policy(self) -> str:
+        """The limit that was hit: ``DAILY``, ``TEN_SECONDLY_ROLLING``, ``SECONDLY`` (search) or ``UNKNOWN``."""
+        if self.detail.policy_name:
+            return self.detail.policy_name
+        if "secondly limit" in self.detail.message.lower():
+            return "SECONDLY"
+        return "UNKNOWN"
+
+
+class PermanentError(DeliveryError):
+    """Retrying the same request will not help."""
+
+
+class AuthError(PermanentError):
+    """401: the token is invalid, expired or revoked."""
+
+
+class ForbiddenError(PermanentError):
+    """403: the token lacks a permission or scope (see ``detail.missing_scopes``)."""
+
+
+class NotFoundError(PermanentError):
+    """404: the object does not exist."""
+
+
+class ValidationRejectedError(PermanentError):
+    """400, 409, 414 or another 4xx: HubSpot refused the request as it stands."""
+
+    @property
+    def invalid_object_ids(self) -> tuple[str, ...]:
+        """Ids HubSpot named as invalid (``context.objectId`` next to ``INVALID_OBJECT_IDS``)."""
+        ids = self.detail.context.get("objectId") or ()
+        return tuple(str(i) for i in ids) if isinstance(ids, list | tuple) else ()

@@ -1,0 +1,318 @@
+"""HubSpotClient: the one way HubLink talks to HubSpot, and the one place HTTP outcomes become errors.
+
+One ``requests.Session`` per process (pooled keep-alive connections), connect and read timeouts on every
+call (there is no code path without them), a User-Agent naming HubLink and its version, and methods named
+after HubSpot operations. Each method makes exactly one attempt and returns or raises a
+:class:`~hublink.domain.errors.DeliveryError`; whether to retry is ``domain.retry_policy``'s decision.
+Tokens are passed per call (many portals, one client) and never appear in errors or logs.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+import requests
+
+from hublink import __version__
+from hublink.domain.errors import (
+    AuthError,
+    ConnectionFailedError,
+    DeliveryError,
+    ForbiddenError,
+    HubSpotErrorDetail,
+    HubSpotTimeoutError,
+    NotFoundError,
+    PermanentError,
+    RateHeaders,
+    RateLimitedError,
+    ServerError,
+    TransientError,
+    ValidationRejectedError,
+)
+
+USER_AGENT = f"HubLink/{__version__} (+https://github.com/hublink/hublink) python-requests/{requests.__version__}"
+API_VERSION = "2026-03"
+#: Statuses HubSpot documents as worth a retry (hubspot-api.md §3.2): locks, migrations, 5xx and 52x.
+TRANSIENT_STATUSES = frozenset({423, 477, 500, 502, 503, 504, 521, 522, 523, 524})
+#: SSL failures at HubSpot's edge: retrying will not fix them, an operator must look.
+EDGE_PERMANENT_STATUSES = frozenset({525, 526})
+#: HubSpot asks to wait at least 2 s after a 423 (records locked by a high-volume sync).
+LOCKED_MIN_WAIT_S = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class CallResult:
+    """The answer to one association call: which pairs HubSpot linked and which it refused."""
+
+    linked: frozenset[tuple[str, str]]
+    failed: Mapping[tuple[str, str], DeliveryError] = field(default_factory=dict)
+    rate: RateHeaders | None = None
+    correlation_id: str | None = None
+
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (seconds or an HTTP date), or None."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(when.timestamp() - now, 0.0)
+
+
+def parse_rate_headers(headers: Mapping[str, str]) -> RateHeaders | None:
+    """HubSpot's rate-limit headers, when all three are present and numeric."""
+    try:
+        return RateHeaders(
+            int(headers["X-HubSpot-RateLimit-Max"]),
+            int(headers["X-HubSpot-RateLimit-Remaining"]),
+            int(headers["X-HubSpot-RateLimit-Interval-Milliseconds"]),
+        )
+    except (KeyError, ValueError):
+        return None
+
+
+def _detail(status: int | None, body: Any, *, rate: RateHeaders | None = None, text: str = "") -> HubSpotErrorDetail:
+    """Parse HubSpot's error body defensively: every field may be missing or of another type."""
+    body = body if isinstance(body, dict) else {}
+    context = body.get("context")
+
+    def s(key: str) -> str | None:
+        value = body.get(key)
+        return str(value) if isinstance(value, str | int) and value != "" else None
+
+    return HubSpotErrorDetail(
+        status=status,
+        category=s("category") or s("errorType"),
+        sub_category=s("subCategory"),
+        message=(s("message") or text[:200] or f"HTTP {status}"),
+        correlation_id=s("correlationId"),
+        policy_name=s("policyName"),
+        context=context if isinstance(context, dict) else {},
+        rate=rate,
+    )
+
+
+def error_for_status(status: int, body: Any, headers: Mapping[str, str], now: float, text: str = "") -> DeliveryError:
+    """Map one non-2xx answer to its error class (the table in the README's reliability chapter)."""
+    rate = parse_rate_headers(headers)
+    detail = _detail(status, body, rate=rate, text=text)
+    retry_after = parse_retry_after(headers.get("Retry-After"), now)
+    if status == 429:
+        return RateLimitedError(detail, retry_after)
+    if status == 423:
+        return ServerError(detail, max(retry_after or 0.0, LOCKED_MIN_WAIT_S))
+    if status in TRANSIENT_STATUSES or (status >= 500 and status not in EDGE_PERMANENT_STATUSES):
+        return ServerError(detail, retry_after)
+    if status in EDGE_PERMANENT_STATUSES:
+        return PermanentError(detail)
+    if status == 401:
+        return AuthError(detail)
+    if status == 403:
+        return ForbiddenError(detail)
+    if status == 404:
+        return NotFoundError(detail)
+    return ValidationRejectedError(detail)
+
+
+def error_for_entry(entry: Any, rate: RateHeaders | None) -> DeliveryError:
+    """Map one ``errors[]`` entry of a batch-shaped answer (a per-input failure) to its error class."""
+    detail = _detail(None, entry, rate=rate)
+    category = (detail.category or "").upper()
+    if category in {"OBJECT_NOT_FOUND", "NOT_FOUND"}:
+        return NotFoundError(detail)
+    if category in {"VALIDATION_ERROR", "INVALID_PARAMS", "CONFLICT"}:
+        return ValidationRejectedError(detail)
+    if category in {"MISSING_SCOPES", "FORBIDDEN"} or detail.missing_scopes:
+        return ForbiddenError(detail)
+    if category in {"RATE_LIMIT", "RATE_LIMITS"}:
+        return RateLimitedError(detail)
+    # An error HubSpot did not explain is retried (and dead-lettered when the budget runs out) rather
+    # than dropped: "nothing acknowledged is lost" beats "give up early".
+    return TransientError(detail)
+
+
+def _entry_ids(entry: Any) -> set[str]:
+    """Object ids an ``errors[]`` entry names, wherever HubSpot put them."""
+    ids: set[str] = set()
+    context = entry.get("context") if isinstance(entry, dict) else None
+    if isinstance(context, dict):
+        for key in ("objectId", "fromObjectId", "toObjectId", "ids", "id"):
+            values = context.get(key)
+            if isinstance(values, list):
+                ids.update(str(v) for v in values)
+        for text in context.get("INVALID_OBJECT_IDS") or ():
+            # "CONTACT=38374264688 is not valid"
+            head = str(text).split(" ", 1)[0]
+            ids.add(head.split("=", 1)[-1])
+    return ids
+
+
+class HubSpotClient:
+    """HubSpot's CRM API, one attempt per call. Thread-safe enough for one thread per process."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        connect_timeout_s: float,
+        read_timeout_s: float,
+        session: requests.Session | None = None,
+    ) -> None:
+        self._base = base_url.rstrip("/")
+        self._timeout = (connect_timeout_s, read_timeout_s)
+        self._session = session or requests.Session()
+        self._session.headers["User-Agent"] = USER_AGENT
+        self._session.headers["Accept"] = "application/json"
+
+    def close(self) -> None:
+        """Close pooled connections."""
+        self._session.close()
+
+    def associate_default(self, token: str, from_type: str, from_id: str, to_type: str, to_id: str) -> CallResult:
+        """``PUT /crm/objects/2026-03/{from}/{fromId}/associations/default/{to}/{toId}``.
+
+        A 200 with ``numErrors > 0`` is a failure of that pair. Raises DeliveryError for a failed call.
+        """
+        path = (
+            f"/crm/objects/{API_VERSION}/{_seg(from_type)}/{_seg(from_id)}/associations/default/"
+            f"{_seg(to_type)}/{_seg(to_id)}"
+        )
+        body, rate, correlation = self._send("PUT", path, token, None)
+        result = self._parse_batch(body, [(from_id, to_id)], rate, correlation)
+        if (from_id, to_id) in result.failed:
+            raise result.failed[(from_id, to_id)]
+        return result
+
+    def associate_default_batch(
+        self, token: str, from_type: str, to_type: str, pairs: Sequence[tuple[str, str]]
+    ) -> CallResult:
+        """``POST /crm/associations/2026-03/{from}/{to}/batch/associate/default`` with up to 2,000 pairs.
+
+        Per-input outcomes are mapped back to each pair; raises DeliveryError only when the whole call failed.
+        """
+        path = f"/crm/associations/{API_VERSION}/{_seg(from_type)}/{_seg(to_type)}/batch/associate/default"
+        payload = {"inputs": [{"from": {"id": f}, "to": {"id": t}} for f, t in pairs]}
+        body, rate, correlation = self._send("POST", path, token, payload)
+        return self._parse_batch(body, pairs, rate, correlation)
+
+    def read_object(self, token: str, object_type: str, object_id: str, properties: Iterable[str]) -> dict[str, Any]:
+        """``GET /crm/objects/2026-03/{type}/{id}?properties=...``: the record's properties."""
+        path = f"/crm/objects/{API_VERSION}/{_seg(object_type)}/{_seg(object_id)}"
+        body, _, _ = self._send("GET", path, token, None, params={"properties": ",".join(properties)})
+        props = body.get("properties") if isinstance(body, dict) else None
+        return props if isinstance(props, dict) else {}
+
+    def search_ids(self, token: str, object_type: str, property_name: str, value: str, limit: int = 2) -> list[str]:
+        """``POST /crm/objects/2026-03/{type}/search`` for ``property == value``: matching ids (at most ``limit``)."""
+        path = f"/crm/objects/{API_VERSION}/{_seg(object_type)}/search"
+        payload = {
+            "filterGroups": [{"filters": [{"propertyName": property_name, "operator": "EQ", "value": value}]}],
+            "properties": [property_name],
+            "limit": limit,
+        }
+        body, _, _ = self._send("POST", path, token, payload)
+        results = body.get("results") if isinstance(body, dict) else None
+        return [str(r["id"]) for r in results or () if isinstance(r, dict) and "id" in r]
+
+    def refresh_token(self, client_id: str, client_secret: str, refresh_token: str) -> dict[str, Any]:
+        """``POST /oauth/v1/token`` (grant_type=refresh_token): HubSpot's token answer."""
+        form = {
+            "grant_type": "refresh_token",
+            "client_id": client_id,
+            "client_secret": client_secret,
+            "refresh_token": refresh_token,
+        }
+        body, _, _ = self._send("POST", "/oauth/v1/token", None, None, form=form)
+        return body if isinstance(body, dict) else {}
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        token: str | None,
+        payload: Any,
+        *,
+        params: Mapping[str, str] | None = None,
+        form: Mapping[str, str] | None = None,
+    ) -> tuple[Any, RateHeaders | None, str | None]:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        try:
+            response = self._session.request(
+                method,
+                self._base + path,
+                json=payload,
+                data=form,
+                params=params,
+                headers=headers,
+                timeout=self._timeout,
+            )
+        except requests.Timeout as exc:
+            raise HubSpotTimeoutError(HubSpotErrorDetail(message=f"{method} {path}: {type(exc).__name__}")) from None
+        except requests.RequestException as exc:
+            raise ConnectionFailedError(HubSpotErrorDetail(message=f"{method} {path}: {type(exc).__name__}")) from None
+        text = response.text
+        try:
+            body: Any = json.loads(text) if text else {}
+        except ValueError:
+            body = None
+        if not 200 <= response.status_code < 300:
+            raise error_for_status(response.status_code, body, response.headers, time.time(), text=text)
+        if body is None:
+            raise ServerError(HubSpotErrorDetail(status=response.status_code, message="answer was not JSON"))
+        correlation = response.headers.get("X-HubSpot-Correlation-Id")
+        return body, parse_rate_headers(response.headers), correlation
+
+    @staticmethod
+    def _parse_batch(
+        body: Any, pairs: Sequence[tuple[str, str]], rate: RateHeaders | None, correlation: str | None
+    ) -> CallResult:
+        linked: set[tuple[str, str]] = set()
+        for result in body.get("results") or () if isinstance(body, dict) else ():
+            try:
+                linked.add((str(result["from"]["id"]), str(result["to"]["id"])))
+            except (KeyError, TypeError):
+                continue
+        wanted = set(pairs)
+        # HubSpot may answer with both directions; only the pairs that were asked for count.
+        linked &= wanted
+        failed: dict[tuple[str, str], DeliveryError] = {}
+        entries = body.get("errors") if isinstance(body, dict) else None
+        for entry in entries if isinstance(entries, list) else ():
+            error = error_for_entry(entry, rate)
+            named = _entry_ids(entry)
+            for pair in pairs:
+                if pair not in linked and pair not in failed and (pair[0] in named or pair[1] in named):
+                    failed[pair] = error
+            if not named:
+                for pair in pairs:
+                    if pair not in linked and pair not in failed and len(pairs) == 1:
+                        failed[pair] = error
+        for pair in pairs:
+            if pair not in linked and pair not in failed:
+                status = body.get("status") if isinstance(body, dict) else None
+                failed[pair] = TransientError(
+                    HubSpotErrorDetail(
+                        message=f"pair missing from HubSpot's answer (status {status})",
+                        correlation_id=correlation,
+                        rate=rate,
+                    )
+                )
+        return CallResult(frozenset(linked), failed, rate, correlation)
+
+
+def _seg(value: str) -> str:
+    """One URL path segment; values are validated already, quoting is a second fence."""
+    return quote(value, safe="")

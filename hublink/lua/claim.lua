@@ -1,0 +1,32 @@
+-- claim.lua: take up to N due associations out of one lane and lease them to the caller.
+-- KEYS[1]  lane zset      KEYS[2]  inflight zset      KEYS[3]  lane marker
+-- ARGV[1]  now (ms)       ARGV[2]  limit              ARGV[3]  lease (ms)
+-- ARGV[4]  association key prefix                     ARGV[5]  batch window (ms), 0 = never wait
+-- Guarantee: atomic. A claimed id is in the inflight zset with a deadline before it leaves the lane,
+-- so a worker that dies holding it only delays it until the lease runs out (sweep.lua hands it back).
+-- Returns: {"wait", ms} when the batch window asks to wait, else a flat list of
+-- id, req, attempts, hist, first_seen, replays for each claimed association.
+local now = tonumber(ARGV[1])
+local limit = tonumber(ARGV[2])
+local lease = tonumber(ARGV[3])
+local window = tonumber(ARGV[5])
+redis.call('SET', KEYS[3], 'run', 'PX', lease)
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'WITHSCORES', 'LIMIT', 0, limit)
+if window > 0 and #due > 0 and #due / 2 < limit then
+  local oldest = tonumber(due[2])
+  if now - oldest < window then
+    return {'wait', tostring(oldest + window - now)}
+  end
+end
+local out = {}
+for i = 1, #due, 2 do
+  local id = due[i]
+  redis.call('ZREM', KEYS[1], id)
+  local fields = redis.call('HMGET', ARGV[4] .. id, 'req', 'attempts', 'hist', 'first_seen', 'replays')
+  if fields[1] then
+    redis.call('ZADD', KEYS[2], now + lease, id)
+    table.insert(out, id)
+    for _, f in ipairs(fields) do table.insert(out, f or '') end
+  end
+end
+return out

@@ -1,0 +1,46 @@
+-- enqueue.lua: store one HTTP request's associations, mark its events seen, and wake idle lanes.
+-- KEYS[1]  lanes zset            KEYS[2]  wake list
+-- ARGV[1]  JSON {now: ms, lease_ms, dedup_ttl_s, counters: [[key, field, n]...],
+--                dlq: dead-letter zset, groups: [{seen: key|false,
+--                items: [{id, akey, lane, lkey, mkey, rec, attempts?, hist?, replays?, first_seen?, dlkey?}]}]}
+-- An item with dlkey is a replay: its dead letter is removed in the same step, so a replayed
+-- association is never both pending and dead, nor neither.
+-- Guarantee: atomic. Either every group of the request is stored (or found a duplicate) or nothing is;
+-- a seen-mark is never written without its associations, so no crash can lose a deduplicated event.
+-- Returns: one integer per group, 1 = stored, 0 = duplicate (already seen inside the dedup window).
+local p = cjson.decode(ARGV[1])
+local now = p.now
+local results = {}
+local woken = {}
+for gi, g in ipairs(p.groups) do
+  local fresh = true
+  if g.seen then
+    fresh = redis.call('SET', g.seen, '1', 'NX', 'EX', p.dedup_ttl_s) ~= false
+  end
+  if fresh then
+    for _, it in ipairs(g.items) do
+      redis.call('HSET', it.akey, 'req', it.rec, 'lane', it.lane, 'attempts', it.attempts or 0,
+        'hist', it.hist or '[]', 'first_seen', it.first_seen or now, 'replays', it.replays or 0)
+      redis.call('ZADD', it.lkey, now, it.id)
+      redis.call('ZADD', KEYS[1], 'LT', now, it.lane)
+      if it.dlkey then
+        redis.call('DEL', it.dlkey)
+        redis.call('ZREM', p.dlq, it.id)
+      end
+      if not woken[it.lane] then
+        woken[it.lane] = true
+        -- The marker says a drain is queued, running or parked; only an idle lane needs a wake-up.
+        if redis.call('SET', it.mkey, 'wake', 'NX', 'PX', p.lease_ms) then
+          redis.call('RPUSH', KEYS[2], it.lane)
+        end
+      end
+    end
+    results[gi] = 1
+  else
+    results[gi] = 0
+  end
+end
+for _, c in ipairs(p.counters or {}) do
+  redis.call('HINCRBY', c[1], c[2], c[3])
+end
+return results

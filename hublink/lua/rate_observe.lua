@@ -1,0 +1,28 @@
+-- rate_observe.lua: correct a bucket with what HubSpot's X-HubSpot-RateLimit-* headers say.
+-- KEYS[1]  window zset   KEYS[2]  learned max
+-- ARGV[1]  now (ms)   ARGV[2]  window (ms)   ARGV[3]  header Max   ARGV[4]  header Remaining
+-- ARGV[5]  safety margin (0..1)   ARGV[6]  member prefix (unique per call)
+-- Guarantee: atomic. When HubSpot has counted more requests in its window than this bucket has (other
+-- apps or processes share the account), placeholders are added so that every worker slows down; a
+-- lower Max than configured is remembered for a minute.
+-- Returns: the number of placeholders added.
+local now = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+local hs_max = tonumber(ARGV[3])
+local remaining = tonumber(ARGV[4])
+local margin = tonumber(ARGV[5])
+local learned = math.max(math.floor(hs_max * (1 - margin)), 1)
+redis.call('SET', KEYS[2], learned, 'PX', 60000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+local used_there = hs_max - remaining
+local used_here = redis.call('ZCARD', KEYS[1])
+local missing = used_there - used_here
+local added = 0
+if missing > 0 then
+  for i = 1, missing do
+    redis.call('ZADD', KEYS[1], now, ARGV[6] .. i)
+    added = added + 1
+  end
+  redis.call('PEXPIRE', KEYS[1], window)
+end
+return added

@@ -1,0 +1,136 @@
+"""Queueing: put one HTTP request's associations into Redis in one round-trip.
+
+Work waits in lanes (one per portal and object-type pair, see ``domain.associations.lane_of``) rather
+than as one RQ job per association: a lane is what one batch call can carry, retries and dead letters
+stay per association, and intake costs one EVALSHA however many events a request holds. An idle lane is
+woken through the ``wake`` list, which workers turn into RQ drain jobs (``hublink.lanes``).
+
+Keys owned here (see ``hublink.keys``): ``a:<id>``, ``lane:<lane>``, ``lanes``, ``lanejob:<lane>``,
+``wake``, ``seen:<digest>``. Fails closed: raises StoreUnavailableError when Redis does not answer.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis import Redis
+
+from hublink.connections import store_errors
+from hublink.domain.associations import AssociationRequest, lane_of
+from hublink.keys import Keys
+from hublink.scripts import Scripts
+
+
+def new_association_id() -> str:
+    """A fresh association id: 32 hex characters, also a valid RQ job id and a safe key suffix."""
+    return uuid.uuid4().hex
+
+
+@dataclass(frozen=True, slots=True)
+class EventGroup:
+    """The associations one source event produced, and the key that deduplicates the event (if any)."""
+
+    requests: Sequence[AssociationRequest]
+    dedup_key: str | None = None
+
+
+@dataclass(slots=True)
+class PendingItem:
+    """An association as written to a lane; replays carry their earlier history and id."""
+
+    request: AssociationRequest
+    association_id: str = field(default_factory=new_association_id)
+    attempts: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    replays: int = 0
+    first_seen_ms: int | None = None
+    replaces_dead_letter: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class EnqueueResult:
+    """Per group: the ids stored, or None for a group that was a duplicate."""
+
+    ids: tuple[tuple[str, ...] | None, ...]
+
+    @property
+    def accepted_ids(self) -> list[str]:
+        """Every id stored, in order."""
+        return [i for group in self.ids if group for i in group]
+
+    @property
+    def duplicates(self) -> int:
+        """How many groups were already seen."""
+        return sum(1 for group in self.ids if group is None)
+
+
+class Queueing:
+    """Writes work into Redis lanes atomically (one EVALSHA per call)."""
+
+    def __init__(
+        self, redis: Redis, keys: Keys, *, lease_s: float, dedup_window_s: int, scripts: Scripts | None = None
+    ) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._scripts = scripts or Scripts(redis)
+        self._lease_ms = int(lease_s * 1000)
+        self._dedup_window_s = dedup_window_s
+
+    def enqueue(self, groups: Sequence[EventGroup], counters: Sequence[tuple[str, str, int]] = ()) -> EnqueueResult:
+        """Store every group (skipping already-seen ones) in one round-trip; return the ids per group.
+
+        ``counters`` are metric increments applied in the same atomic step. Raises StoreUnavailableError.
+        """
+        items = [[PendingItem(r) for r in g.requests] for g in groups]
+        return self.enqueue_items(list(zip([g.dedup_key for g in groups], items, strict=True)), counters)
+
+    def enqueue_items(
+        self,
+        groups: Sequence[tuple[str | None, Sequence[PendingItem]]],
+        counters: Sequence[tuple[str, str, int]] = (),
+    ) -> EnqueueResult:
+        """Like :meth:`enqueue` for prepared items (replays keep id, history and replay count)."""
+        now_ms = int(time.time() * 1000)
+        payload = {
+            "now": now_ms,
+            "lease_ms": self._lease_ms,
+            "dedup_ttl_s": max(self._dedup_window_s, 1),
+            "counters": [list(c) for c in counters],
+            "dlq": self._keys.dead_letters,
+            "groups": [
+                {
+                    "seen": self._keys.seen(dedup) if dedup else False,
+                    "items": [self._item(it, now_ms) for it in group],
+                }
+                for dedup, group in groups
+            ],
+        }
+        with store_errors():
+            flags = self._scripts.enqueue(keys=[self._keys.lanes, self._keys.wake], args=[json.dumps(payload)])
+        return EnqueueResult(
+            tuple(
+                tuple(it.association_id for it in group) if flag else None
+                for (_, group), flag in zip(groups, flags, strict=True)
+            )
+        )
+
+    def _item(self, item: PendingItem, now_ms: int) -> dict[str, Any]:
+        lane = lane_of(item.request)
+        return {
+            "id": item.association_id,
+            "akey": self._keys.association(item.association_id),
+            "lane": lane,
+            "lkey": self._keys.lane(lane),
+            "mkey": self._keys.lane_job(lane),
+            "rec": json.dumps(item.request.as_record(), separators=(",", ":")),
+            "attempts": item.attempts,
+            "hist": json.dumps(item.history, separators=(",", ":")),
+            "replays": item.replays,
+            "first_seen": item.first_seen_ms or now_ms,
+            "dlkey": self._keys.dead_letter(item.association_id) if item.replaces_dead_letter else False,
+        }

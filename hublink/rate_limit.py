@@ -1,0 +1,92 @@
+"""RateLimiter: one HubSpot request budget shared by every worker on every machine.
+
+State lives in Redis (``rl:<bucket>``, ``rl:<bucket>:block``, ``rl:<bucket>:max``) and changes only in
+Lua, so the check and the take are one atomic step. A bucket is one HubSpot app/token (and portal, for
+OAuth apps): the unit HubSpot counts. The limiter also learns from HubSpot's headers (other apps on the
+account use the same budget) and is blocked outright after a 429 until the time HubSpot named.
+
+Fails closed: without Redis it raises StoreUnavailableError, and the worker sends nothing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Protocol
+
+from redis import Redis
+
+from hublink.connections import store_errors
+from hublink.domain.errors import RateHeaders
+from hublink.keys import Keys
+from hublink.lanes import now_ms
+from hublink.scripts import Scripts
+from hublink.settings import RateLimit
+
+
+class Limiter(Protocol):
+    """What the drainer needs from a rate limiter."""
+
+    def acquire(self, bucket: str, limit: RateLimit) -> int:
+        """Take one token, or return milliseconds to wait (0 = taken)."""
+        ...
+
+    def observe(self, bucket: str, limit: RateLimit, headers: RateHeaders) -> None:
+        """Correct the bucket with HubSpot's headers."""
+        ...
+
+    def block(self, bucket: str, seconds: float) -> None:
+        """Send nothing from ``bucket`` for ``seconds`` (after a 429)."""
+        ...
+
+
+class RedisRateLimiter:
+    """A sliding-log limiter in Redis; see ``hublink/lua/rate_limit.lua`` for why a sliding log."""
+
+    def __init__(self, redis: Redis, keys: Keys, *, margin: float, scripts: Scripts | None = None) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._scripts = scripts or Scripts(redis)
+        self._margin = margin
+
+    def allowed(self, limit: RateLimit) -> int:
+        """Requests per window HubLink allows itself under ``limit`` (the safety margin kept free)."""
+        return max(1, int(limit.requests * (1 - self._margin)))
+
+    def acquire(self, bucket: str, limit: RateLimit) -> int:
+        """Take one token from ``bucket``; return 0, or milliseconds until one may be free."""
+        with store_errors():
+            wait = self._scripts.rate_limit(
+                keys=[
+                    self._keys.rate_window(bucket),
+                    self._keys.rate_block(bucket),
+                    self._keys.rate_learned_max(bucket),
+                ],
+                args=[now_ms(), int(limit.window_s * 1000), self.allowed(limit), uuid.uuid4().hex],
+            )
+        return int(wait)
+
+    def observe(self, bucket: str, limit: RateLimit, headers: RateHeaders) -> None:
+        """Fold HubSpot's view of the window into the bucket (see rate_observe.lua)."""
+        if headers.interval_ms <= 0 or headers.max <= 0:
+            return
+        with store_errors():
+            self._scripts.rate_observe(
+                keys=[self._keys.rate_window(bucket), self._keys.rate_learned_max(bucket)],
+                args=[
+                    now_ms(),
+                    headers.interval_ms,
+                    headers.max,
+                    max(headers.remaining, 0),
+                    self._margin,
+                    f"hs-{uuid.uuid4().hex}-",
+                ],
+            )
+
+    def block(self, bucket: str, seconds: float) -> None:
+        """Hold every worker off ``bucket`` for ``seconds`` (never shortening an existing block)."""
+        until = now_ms() + int(seconds * 1000)
+        key = self._keys.rate_block(bucket)
+        with store_errors():
+            current = self._redis.get(key)
+            if current is None or int(current) < until:
+                self._redis.set(key, until, px=max(int(seconds * 1000), 1))

@@ -1,0 +1,36 @@
+"""The Lua scripts in ``hublink/lua/``, registered once per Redis connection.
+
+Each script file starts with its KEYS/ARGV header and the atomic guarantee it gives. redis-py's
+``Script`` sends EVALSHA and falls back to loading the script after a restart (NOSCRIPT).
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from redis import Redis
+    from redis.commands.core import Script
+
+SCRIPT_NAMES = ("enqueue", "claim", "settle", "finish", "sweep", "rate_limit", "rate_observe")
+
+
+def _source(name: str) -> str:
+    return (resources.files("hublink") / "lua" / f"{name}.lua").read_text(encoding="utf-8")
+
+
+class Scripts:
+    """The registered scripts of one connection, as attributes named after their files."""
+
+    enqueue: Script
+    claim: Script
+    settle: Script
+    finish: Script
+    sweep: Script
+    rate_limit: Script
+    rate_observe: Script
+
+    def __init__(self, redis: Redis) -> None:
+        for name in SCRIPT_NAMES:
+            setattr(self, name, redis.register_script(_source(name)))

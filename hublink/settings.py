@@ -1,0 +1,242 @@
+"""Settings: the one frozen configuration object, read from the environment once at start-up.
+
+Every variable HubLink reads is parsed here, with its coercer and its default documented where it is
+defined. A bad value stops start-up with one line naming the variable. Secrets are kept out of ``repr``.
+Nothing else in HubLink reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Literal, TypeVar
+
+from hublink.domain.errors import ConfigError
+
+T = TypeVar("T")
+Role = Literal["web", "worker"]
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """A request budget: ``requests`` per ``window_s`` seconds."""
+
+    requests: int
+    window_s: float
+
+    @classmethod
+    def parse(cls, text: str) -> RateLimit:
+        """Parse ``100/10s``, ``5/1s`` or ``190/10000ms``; raise ValueError otherwise."""
+        match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)\s*(ms|s)\s*", text)
+        if not match or int(match.group(1)) < 1 or float(match.group(2)) <= 0:
+            raise ValueError(f"expected N/<window>s, e.g. 100/10s, got {text!r}")
+        window = float(match.group(2)) / (1000 if match.group(3) == "ms" else 1)
+        return cls(int(match.group(1)), window)
+
+    def __str__(self) -> str:
+        return f"{self.requests}/{self.window_s:g}s"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    """HubLink's configuration. Field names mirror the environment variables (see ``.env.example``)."""
+
+    # --- Redis and queueing ---
+    redis_url: str = "redis://127.0.0.1:6379/0"  # REDIS_URL
+    redis_prefix: str = "hl:"  # HUBLINK_REDIS_PREFIX: prefix of every HubLink key (RQ keeps rq:)
+    queue_name: str = "hublink"  # HUBLINK_QUEUE: the RQ queue drain jobs go to
+    redis_timeout_s: float = 2.0  # HUBLINK_REDIS_TIMEOUT_S: intake must answer well inside HubSpot's 5 s
+
+    # --- intake ---
+    api_token: str | None = field(default=None, repr=False)  # HUBLINK_API_TOKEN (required by web)
+    admin_token: str | None = field(default=None, repr=False)  # HUBLINK_ADMIN_TOKEN
+    max_body_bytes: int = 1_048_576  # HUBLINK_MAX_BODY_BYTES
+    max_items: int = 100  # HUBLINK_MAX_ITEMS: items per direct API request
+
+    # --- HubSpot ---
+    hubspot_base_url: str = "https://api.hubapi.com"  # HUBSPOT_BASE_URL
+    hubspot_access_token: str | None = field(default=None, repr=False)  # HUBSPOT_ACCESS_TOKEN
+    hubspot_connect_timeout_s: float = 3.05  # HUBSPOT_CONNECT_TIMEOUT_S
+    hubspot_read_timeout_s: float = 10.0  # HUBSPOT_READ_TIMEOUT_S
+    hubspot_rate_limit: RateLimit = RateLimit(100, 10.0)  # HUBSPOT_RATE_LIMIT
+    hubspot_search_rate_limit: RateLimit = RateLimit(5, 1.0)  # HUBSPOT_SEARCH_RATE_LIMIT
+    rate_limit_margin: float = 0.05  # HUBLINK_RATE_LIMIT_MARGIN: share of the limit left unused
+    batch_size: int = 100  # HUBSPOT_BATCH_SIZE: 1..2000 associations per batch call
+    batch_window_ms: int = 0  # HUBLINK_BATCH_WINDOW_MS: wait this long for a batch to fill; 0 = never
+
+    # --- retries and dead letters ---
+    max_attempts: int = 10  # HUBLINK_MAX_ATTEMPTS
+    retry_base_s: float = 2.0  # HUBLINK_RETRY_BASE_S
+    retry_cap_s: float = 600.0  # HUBLINK_RETRY_CAP_S
+    fresh_record_grace_s: float = 120.0  # HUBLINK_FRESH_RECORD_GRACE_S
+    daily_limit_defer_s: float = 3600.0  # HUBLINK_DAILY_LIMIT_DEFER_S
+    dead_letter_ttl_days: float = 30.0  # HUBLINK_DEAD_LETTER_TTL_DAYS
+    dead_letter_max: int = 1_000_000  # HUBLINK_DEAD_LETTER_MAX: oldest dropped (and counted) beyond
+    lease_s: float = 30.0  # HUBLINK_LEASE_S: claimed work returns to its lane if not settled by then
+    max_limiter_wait_ms: int = 500  # HUBLINK_MAX_LIMITER_WAIT_MS: longer waits give the worker back
+
+    # --- sources and rules ---
+    hubspot_client_secret: str | None = field(default=None, repr=False)  # HUBSPOT_CLIENT_SECRET
+    accept_legacy_signatures: bool = False  # HUBSPOT_ACCEPT_LEGACY_SIGNATURES
+    public_url: str | None = None  # HUBLINK_PUBLIC_URL: the base URL HubSpot calls
+    trust_proxy: bool = False  # HUBLINK_TRUST_PROXY: rebuild the public URL from X-Forwarded-*
+    dedup_window_s: int = 86_400  # HUBLINK_DEDUP_WINDOW_S
+    rules_file: str | None = None  # HUBLINK_RULES_FILE
+    portals_file: str | None = None  # HUBLINK_PORTALS_FILE
+    lookup_cache_ttl_s: int = 300  # HUBLINK_LOOKUP_CACHE_TTL_S
+
+    # --- operations ---
+    metrics_token: str | None = field(default=None, repr=False)  # HUBLINK_METRICS_TOKEN
+    alert_webhook_url: str | None = field(default=None, repr=False)  # HUBLINK_ALERT_WEBHOOK_URL
+    alert_interval_s: float = 300.0  # HUBLINK_ALERT_INTERVAL_S
+    alert_error_rate: float = 0.2  # HUBLINK_ALERT_ERROR_RATE
+    log_level: str = "INFO"  # HUBLINK_LOG_LEVEL
+    secret_key: str | None = field(default=None, repr=False)  # HUBLINK_SECRET_KEY: signs admin sessions
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Settings:
+        """Read every variable once; raise ConfigError naming the first bad one."""
+        values: dict[str, object] = {}
+
+        def get(name: str, attr: str, coerce: Callable[[str], T]) -> None:
+            raw = environ.get(name)
+            if raw is None or raw.strip() == "":
+                return
+            try:
+                values[attr] = coerce(raw.strip())
+            except ValueError as exc:
+                raise ConfigError(f"{name}: {exc}") from None
+
+        for name, attr, coerce in _VARIABLES:
+            get(name, attr, coerce)
+        settings = cls(**values)  # type: ignore[arg-type]
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Check cross-field rules; raise ConfigError naming the variable."""
+        if not 1 <= self.batch_size <= 2000:
+            raise ConfigError(f"HUBSPOT_BATCH_SIZE: expected 1..2000, got {self.batch_size}")
+        if not 1 <= self.max_items <= 1000:
+            raise ConfigError(f"HUBLINK_MAX_ITEMS: expected 1..1000, got {self.max_items}")
+        if self.max_attempts < 1:
+            raise ConfigError(f"HUBLINK_MAX_ATTEMPTS: expected at least 1, got {self.max_attempts}")
+        if not 0 <= self.rate_limit_margin < 1:
+            raise ConfigError(f"HUBLINK_RATE_LIMIT_MARGIN: expected 0 <= m < 1, got {self.rate_limit_margin}")
+        if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError(f"REDIS_URL: expected redis://, rediss:// or unix://, got {self.redis_url!r}")
+        if not self.hubspot_base_url.startswith(("http://", "https://")):
+            raise ConfigError(f"HUBSPOT_BASE_URL: expected an http(s) URL, got {self.hubspot_base_url!r}")
+
+    def require(self, role: Role) -> None:
+        """Refuse to start ``role`` without the variables it needs; the message names the first missing."""
+        needed: list[tuple[str, object]] = []
+        if role == "web":
+            needed.append(("HUBLINK_API_TOKEN", self.api_token))
+        if role == "worker" and not self.portals_file:
+            needed.append(("HUBSPOT_ACCESS_TOKEN", self.hubspot_access_token))
+        for name, value in needed:
+            if not value:
+                raise ConfigError(f"{name} is required but not set")
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Every configured secret value, for the log redactor."""
+        names = (
+            "api_token",
+            "admin_token",
+            "hubspot_access_token",
+            "hubspot_client_secret",
+            "metrics_token",
+            "alert_webhook_url",
+            "secret_key",
+        )
+        return tuple(v for n in names if isinstance(v := getattr(self, n), str) and v)
+
+    @property
+    def effective_rate_limit(self) -> int:
+        """Requests per window HubLink allows itself: the configured limit less the safety margin."""
+        return max(1, int(self.hubspot_rate_limit.requests * (1 - self.rate_limit_margin)))
+
+
+def _bool(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(f"expected true or false, got {text!r}")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError(f"expected a non-negative integer, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if value < 0 or value != value:
+        raise ValueError(f"expected a non-negative number, got {text!r}")
+    return value
+
+
+def _url(text: str) -> str:
+    return text.rstrip("/")
+
+
+def _level(text: str) -> str:
+    upper = text.upper()
+    if upper not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+        raise ValueError(f"expected DEBUG, INFO, WARNING or ERROR, got {text!r}")
+    return upper
+
+
+_VARIABLES: tuple[tuple[str, str, Callable[[str], object]], ...] = (
+    ("REDIS_URL", "redis_url", str),
+    ("HUBLINK_REDIS_PREFIX", "redis_prefix", str),
+    ("HUBLINK_QUEUE", "queue_name", str),
+    ("HUBLINK_REDIS_TIMEOUT_S", "redis_timeout_s", _positive_float),
+    ("HUBLINK_API_TOKEN", "api_token", str),
+    ("HUBLINK_ADMIN_TOKEN", "admin_token", str),
+    ("HUBLINK_MAX_BODY_BYTES", "max_body_bytes", _positive_int),
+    ("HUBLINK_MAX_ITEMS", "max_items", _positive_int),
+    ("HUBSPOT_BASE_URL", "hubspot_base_url", _url),
+    ("HUBSPOT_ACCESS_TOKEN", "hubspot_access_token", str),
+    ("HUBSPOT_CONNECT_TIMEOUT_S", "hubspot_connect_timeout_s", _positive_float),
+    ("HUBSPOT_READ_TIMEOUT_S", "hubspot_read_timeout_s", _positive_float),
+    ("HUBSPOT_RATE_LIMIT", "hubspot_rate_limit", RateLimit.parse),
+    ("HUBSPOT_SEARCH_RATE_LIMIT", "hubspot_search_rate_limit", RateLimit.parse),
+    ("HUBLINK_RATE_LIMIT_MARGIN", "rate_limit_margin", _positive_float),
+    ("HUBSPOT_BATCH_SIZE", "batch_size", _positive_int),
+    ("HUBLINK_BATCH_WINDOW_MS", "batch_window_ms", _positive_int),
+    ("HUBLINK_MAX_ATTEMPTS", "max_attempts", _positive_int),
+    ("HUBLINK_RETRY_BASE_S", "retry_base_s", _positive_float),
+    ("HUBLINK_RETRY_CAP_S", "retry_cap_s", _positive_float),
+    ("HUBLINK_FRESH_RECORD_GRACE_S", "fresh_record_grace_s", _positive_float),
+    ("HUBLINK_DAILY_LIMIT_DEFER_S", "daily_limit_defer_s", _positive_float),
+    ("HUBLINK_DEAD_LETTER_TTL_DAYS", "dead_letter_ttl_days", _positive_float),
+    ("HUBLINK_DEAD_LETTER_MAX", "dead_letter_max", _positive_int),
+    ("HUBLINK_LEASE_S", "lease_s", _positive_float),
+    ("HUBLINK_MAX_LIMITER_WAIT_MS", "max_limiter_wait_ms", _positive_int),
+    ("HUBSPOT_CLIENT_SECRET", "hubspot_client_secret", str),
+    ("HUBSPOT_ACCEPT_LEGACY_SIGNATURES", "accept_legacy_signatures", _bool),
+    ("HUBLINK_PUBLIC_URL", "public_url", _url),
+    ("HUBLINK_TRUST_PROXY", "trust_proxy", _bool),
+    ("HUBLINK_DEDUP_WINDOW_S", "dedup_window_s", _positive_int),
+    ("HUBLINK_RULES_FILE", "rules_file", str),
+    ("HUBLINK_PORTALS_FILE", "portals_file", str),
+    ("HUBLINK_LOOKUP_CACHE_TTL_S", "lookup_cache_ttl_s", _positive_int),
+    ("HUBLINK_METRICS_TOKEN", "metrics_token", str),
+    ("HUBLINK_ALERT_WEBHOOK_URL", "alert_webhook_url", str),
+    ("HUBLINK_ALERT_INTERVAL_S", "alert_interval_s", _positive_float),
+    ("HUBLINK_ALERT_ERROR_RATE", "alert_error_rate", _positive_float),
+    ("HUBLINK_LOG_LEVEL", "log_level", _level),
+    ("HUBLINK_SECRET_KEY", "secret_key", str),
+)
+
+#: Every environment variable Settings reads (the README's configuration table lists the same).
+ENVIRONMENT_VARIABLES = tuple(name for name, _, _ in _VARIABLES)
+assert {a for _, a, _ in _VARIABLES} <= {f.name for f in fields(Settings)}

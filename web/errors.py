@@ -1,0 +1,80 @@
+"""The web's error answers: every refusal is ``{"error": {"code", "message", "details"}}`` JSON, and logged.
+
+Views raise :class:`ApiError` (or a HubLink error that maps to one); nothing else builds error bodies.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, Response, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from hublink.domain.errors import InvalidInputError, InvalidSignatureError, StoreUnavailableError
+
+log = logging.getLogger("hublink.web")
+
+
+class ApiError(Exception):
+    """An HTTP error answer: status, a stable machine-readable code, a message, optional details."""
+
+    def __init__(
+        self, status: int, code: str, message: str, details: Any = None, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details
+        self.headers = headers or {}
+
+
+def error_response(
+    status: int, code: str, message: str, details: Any = None, headers: dict[str, str] | None = None
+) -> Response:
+    """Build the JSON error answer and log the refusal (never with the body or credentials)."""
+    level = logging.ERROR if status >= 500 and status != 503 else logging.WARNING if status >= 500 else logging.INFO
+    log.log(
+        level,
+        "request refused",
+        extra={"status": status, "code": code, "path": request.path, "method": request.method, "reason": message[:200]},
+    )
+    response = jsonify({"error": {"code": code, "message": message, "details": details}})
+    response.status_code = status
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def register(app: Flask) -> None:
+    """Install the handlers that turn exceptions into JSON errors."""
+
+    @app.errorhandler(ApiError)
+    def _api_error(exc: ApiError) -> Response:
+        return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
+
+    @app.errorhandler(InvalidSignatureError)
+    def _bad_signature(exc: InvalidSignatureError) -> Response:
+        return error_response(401, "invalid_signature", str(exc), {"reason": exc.reason})
+
+    @app.errorhandler(InvalidInputError)
+    def _invalid(exc: InvalidInputError) -> Response:
+        return error_response(422, "invalid_input", exc.message, [p.as_dict() for p in exc.problems])
+
+    @app.errorhandler(StoreUnavailableError)
+    def _store_down(exc: StoreUnavailableError) -> Response:
+        # 503, never 2xx: senders (HubSpot included) retry, and nothing was acknowledged.
+        return error_response(
+            503, "store_unavailable", "the queue is unavailable; retry later", headers={"Retry-After": "5"}
+        )
+
+    @app.errorhandler(HTTPException)
+    def _http(exc: HTTPException) -> Response:
+        code = (exc.name or "error").lower().replace(" ", "_")
+        return error_response(exc.code or 500, code, exc.description or exc.name or "error")
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        log.exception("unhandled error")
+        return error_response(500, "internal_error", "internal error")

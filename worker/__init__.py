@@ -1,0 +1,1 @@
+"""The worker process: RQ workers that drain lanes into HubSpot (entry point: ``python -m worker``)."""
