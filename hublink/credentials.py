@@ -1,16 +1,48 @@
 """Credentials: which HubSpot token serves which portal, and which rate-limit bucket it spends.
 
-Single-portal mode uses ``HUBSPOT_ACCESS_TOKEN`` for every association. Tokens are held in objects whose
-``repr`` hides them; buckets are named by a digest of the token, never the token itself.
+Single-portal mode uses ``HUBSPOT_ACCESS_TOKEN`` for every association. ``HUBLINK_PORTALS_FILE`` maps
+portal ids to a private-app token or to an OAuth app (client id, client secret, refresh token)::
+
+    portals:
+      "12345":
+        token_env: PORTAL_12345_TOKEN          # a private app's token (or token: inline)
+      "67890":
+        oauth:
+          client_id: 4f1c...
+          client_secret_env: HUBSPOT_OAUTH_CLIENT_SECRET
+          refresh_token_env: PORTAL_67890_REFRESH_TOKEN
+        rate_limit: 110/10s                    # optional: this portal's own budget
+
+OAuth access tokens live 30 minutes; they are cached in Redis (``token:<portal>``) for every worker, and
+refreshed a few minutes before they expire, under a short Redis lock so that one worker refreshes while
+the others keep using the old token. Tokens are held in objects whose ``repr`` hides them; buckets are
+named by digests and ids, never by a token. Rate-limit buckets follow HubSpot's accounting: a private app
+per app (its token), an OAuth app per app and installing portal.
 """
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
-from hublink.domain.errors import HubSpotErrorDetail, PermanentError
-from hublink.keys import digest
+import yaml
+from redis import Redis
+
+from hublink.connections import store_errors
+from hublink.domain.errors import ConfigError, DeliveryError, HubSpotErrorDetail, PermanentError, TransientError
+from hublink.hubspot import HubSpotClient
+from hublink.keys import Keys, digest
+from hublink.settings import RateLimit
+
+log = logging.getLogger("hublink.credentials")
+
+#: Refresh this long before HubSpot's expiry, so that no call goes out with a token about to lapse.
+REFRESH_MARGIN_S = 300
+#: How long one worker may hold the refresh lock.
+REFRESH_LOCK_MS = 15_000
 
 
 class UnknownPortalError(PermanentError):
@@ -22,19 +54,29 @@ class UnknownPortalError(PermanentError):
         )
 
 
+class TokenRefreshError(TransientError):
+    """An OAuth refresh failed for a reason that may pass (HubSpot down, another worker refreshing)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Credential:
-    """A bearer token and the rate-limit bucket its requests count against."""
+    """A bearer token, the rate-limit bucket its requests count against, and that bucket's budget."""
 
     token: str = field(repr=False)
     bucket: str
+    rate_limit: RateLimit | None = None
+    refreshable: bool = False
 
 
 class CredentialProvider(Protocol):
     """Finds the credential for a portal (None: single-portal mode)."""
 
     def for_portal(self, portal_id: str | None) -> Credential:
-        """Return the credential, or raise UnknownPortalError."""
+        """Return the credential, or raise UnknownPortalError / TokenRefreshError."""
+        ...
+
+    def invalidate(self, portal_id: str | None) -> None:
+        """Forget a cached token HubSpot refused (OAuth: the next call refreshes)."""
         ...
 
 
@@ -47,3 +89,150 @@ class StaticCredentials:
     def for_portal(self, portal_id: str | None) -> Credential:
         """The one configured credential, whatever the portal."""
         return self._credential
+
+    def invalidate(self, portal_id: str | None) -> None:
+        """A static token cannot be refreshed."""
+
+
+@dataclass(frozen=True, slots=True)
+class OAuthApp:
+    """An OAuth app installed in one portal."""
+
+    client_id: str
+    client_secret: str = field(repr=False)
+    refresh_token: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class PortalEntry:
+    """One portal of the portals file."""
+
+    portal_id: str
+    token: str | None = field(default=None, repr=False)
+    oauth: OAuthApp | None = None
+    rate_limit: RateLimit | None = None
+
+
+def load_portals(text: str, environ: Mapping[str, str], filename: str) -> dict[str, PortalEntry]:
+    """Parse the portals file; raise ConfigError naming the file, the portal and the field."""
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{filename}: not valid YAML: {exc}") from None
+    portals = doc.get("portals") if isinstance(doc, dict) else None
+    if not isinstance(portals, dict) or not portals:
+        raise ConfigError(f"{filename}: expected a 'portals' mapping of portal id to credentials")
+    entries: dict[str, PortalEntry] = {}
+    for raw_id, conf in portals.items():
+        portal_id = str(raw_id)
+        where = f"{filename}: portals.{portal_id}"
+        if not portal_id.isdigit() or not isinstance(conf, dict):
+            raise ConfigError(f"{where}: expected a numeric portal id mapped to token or oauth settings")
+        rate_limit = None
+        if conf.get("rate_limit") is not None:
+            try:
+                rate_limit = RateLimit.parse(str(conf["rate_limit"]))
+            except ValueError as exc:
+                raise ConfigError(f"{where}: rate_limit: {exc}") from None
+        if "oauth" in conf:
+            oauth = conf["oauth"]
+            if not isinstance(oauth, dict) or not isinstance(oauth.get("client_id"), str):
+                raise ConfigError(f"{where}: oauth: needs client_id, client_secret(_env), refresh_token(_env)")
+            app = OAuthApp(
+                oauth["client_id"],
+                _secret(oauth, "client_secret", environ, f"{where}.oauth"),
+                _secret(oauth, "refresh_token", environ, f"{where}.oauth"),
+            )
+            entries[portal_id] = PortalEntry(portal_id, oauth=app, rate_limit=rate_limit)
+        else:
+            entries[portal_id] = PortalEntry(portal_id, token=_secret(conf, "token", environ, where),
+                                             rate_limit=rate_limit)
+    return entries
+
+
+def _secret(conf: Mapping[str, Any], key: str, environ: Mapping[str, str], where: str) -> str:
+    env_name = conf.get(f"{key}_env")
+    if isinstance(env_name, str):
+        value = environ.get(env_name, "")
+        if not value:
+            raise ConfigError(f"{where}: {key}_env: environment variable {env_name} is not set")
+        return value
+    inline = conf.get(key)
+    if isinstance(inline, str) and inline:
+        return inline
+    raise ConfigError(f"{where}: {key}: required (or {key}_env naming an environment variable)")
+
+
+class PortalCredentials:
+    """Credentials per portal from the portals file, with OAuth tokens cached and refreshed in Redis."""
+
+    def __init__(self, portals: Mapping[str, PortalEntry], redis: Redis, keys: Keys, client: HubSpotClient,
+                 fallback: StaticCredentials | None = None, clock: Any = time.time) -> None:
+        self._portals = portals
+        self._redis = redis
+        self._keys = keys
+        self._client = client
+        self._fallback = fallback
+        self._clock = clock
+
+    def for_portal(self, portal_id: str | None) -> Credential:
+        """The portal's credential; unknown portals raise UnknownPortalError (dead-lettered with that reason)."""
+        entry = self._portals.get(portal_id) if portal_id else None
+        if entry is None:
+            if self._fallback is not None and portal_id is None:
+                return self._fallback.for_portal(None)
+            raise UnknownPortalError(portal_id)
+        if entry.token is not None:
+            return Credential(entry.token, f"app-{digest(entry.token)[:16]}", entry.rate_limit)
+        assert entry.oauth is not None
+        token = self._access_token(entry.portal_id, entry.oauth)
+        return Credential(token, f"oauth-{digest(entry.oauth.client_id)[:12]}-{entry.portal_id}", entry.rate_limit,
+                          refreshable=True)
+
+    def invalidate(self, portal_id: str | None) -> None:
+        """Drop the cached access token (kept: a rotated refresh token)."""
+        if portal_id:
+            with store_errors():
+                self._redis.hdel(self._keys.oauth_token(portal_id), "access_token", "expires_at")
+
+    def _access_token(self, portal_id: str, app: OAuthApp) -> str:
+        key = self._keys.oauth_token(portal_id)
+        with store_errors():
+            cached = {k.decode(): v.decode() for k, v in self._redis.hgetall(key).items()}
+        now = self._clock()
+        if cached.get("access_token") and float(cached.get("expires_at", 0)) - REFRESH_MARGIN_S > now:
+            return cached["access_token"]
+        lock = f"{key}:lock"
+        with store_errors():
+            got_lock = self._redis.set(lock, "1", nx=True, px=REFRESH_LOCK_MS)
+        if not got_lock:
+            # Another worker is refreshing: use the old token while it is still valid, else retry shortly.
+            if cached.get("access_token") and float(cached.get("expires_at", 0)) > now + 5:
+                return cached["access_token"]
+            raise TokenRefreshError(HubSpotErrorDetail(message=f"portal {portal_id}: token refresh in progress"))
+        try:
+            refresh_token = cached.get("refresh_token") or app.refresh_token
+            try:
+                answer = self._client.refresh_token(app.client_id, app.client_secret, refresh_token)
+            except DeliveryError as exc:
+                if isinstance(exc, PermanentError):
+                    raise
+                raise TokenRefreshError(exc.detail) from None
+            access = answer.get("access_token")
+            if not isinstance(access, str) or not access:
+                raise TokenRefreshError(HubSpotErrorDetail(message=f"portal {portal_id}: no access_token in answer"))
+            expires_in = float(answer.get("expires_in") or 1800)
+            fields = {"access_token": access, "expires_at": str(now + expires_in)}
+            if isinstance(answer.get("refresh_token"), str):
+                fields["refresh_token"] = answer["refresh_token"]
+            with store_errors():
+                pipe = self._redis.pipeline(transaction=True)
+                pipe.hset(key, mapping=fields)
+                pipe.expire(key, int(expires_in) + 86400 * 30)
+                pipe.execute()
+            log.info("oauth token refreshed", extra={"portal_id": portal_id, "expires_in": expires_in})
+            return access
+        finally:
+            with store_errors():
+                self._redis.delete(lock)
+

@@ -22,7 +22,7 @@ from typing import Any
 from redis import Redis
 
 from hublink.connections import store_errors
-from hublink.domain.associations import AssociationRequest
+from hublink.domain.lookups import work_from_record
 from hublink.keys import Keys
 from hublink.queueing import PendingItem, Queueing
 
@@ -205,7 +205,7 @@ class DeadLetterStore:
             history.append({"at": iso(_now_ms()), "outcome": "replayed"})
             items.append(
                 PendingItem(
-                    AssociationRequest.from_record(letter["record"]),
+                    work_from_record(letter["record"]),
                     association_id=letter["id"],
                     attempts=0,
                     history=history[-50:],

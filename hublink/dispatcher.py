@@ -12,6 +12,7 @@ import threading
 
 from rq import Queue
 
+from hublink.alerts import Alerter
 from hublink.domain.errors import StoreUnavailableError
 from hublink.lanes import LaneStore
 
@@ -28,8 +29,10 @@ MAX_SWEEP_INTERVAL_S = 1.0
 class Dispatcher:
     """Pops lane wake-ups, enqueues drain jobs, sweeps; :meth:`run` loops until :meth:`stop`."""
 
-    def __init__(self, lanes: LaneStore, queue: Queue, *, job_timeout_s: int, failure_ttl_s: int) -> None:
+    def __init__(self, lanes: LaneStore, queue: Queue, *, job_timeout_s: int, failure_ttl_s: int,
+                 alerter: Alerter | None = None) -> None:
         self._lanes = lanes
+        self._alerter = alerter
         self._queue = queue
         self._job_timeout_s = job_timeout_s
         self._failure_ttl_s = failure_ttl_s
@@ -57,6 +60,8 @@ class Dispatcher:
         report = self._lanes.sweep()
         lanes = self._lanes.pop_wake(min(wait_s, MAX_SWEEP_INTERVAL_S))
         self.enqueue_drains(lanes)
+        if self._alerter is not None:
+            self._alerter.check()
         if report.reclaimed:
             log.warning("leases expired; associations handed back", extra={"reclaimed": report.reclaimed})
         if report.next_due_ms is None:

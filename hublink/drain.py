@@ -16,13 +16,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from hublink.credentials import CredentialProvider, UnknownPortalError
+from hublink.credentials import Credential, CredentialProvider
 from hublink.dead_letters import iso
 from hublink.domain import retry_policy
-from hublink.domain.associations import split_lane
-from hublink.domain.errors import DeliveryError, HubSpotErrorDetail, RateLimitedError
+from hublink.domain.associations import AssociationRequest, split_lane
+from hublink.domain.errors import AuthError, DeliveryError, HubSpotErrorDetail, RateLimitedError, TransientError
+from hublink.domain.lookups import LookupRequest, describe, is_lookup_lane
 from hublink.hubspot import CallResult, HubSpotClient
 from hublink.lanes import Claimed, LaneStore, Outcome, now_ms
+from hublink.lookup_resolver import LookupResolver, TokenWaitTooLongError
+from hublink.metrics import Metrics, Op
+from hublink.queueing import EventGroup, Queueing
 from hublink.rate_limit import Limiter
 from hublink.settings import RateLimit
 
@@ -30,6 +34,8 @@ log = logging.getLogger("hublink.drain")
 
 #: Entries of attempt history kept per association (the newest); enough to see a pattern, bounded.
 MAX_HISTORY = 50
+#: Lookups are one HubSpot call each: claim fewer at a time so a lease never outlives the work.
+LOOKUP_CLAIM = 20
 
 
 @dataclass(slots=True)
@@ -79,34 +85,42 @@ class LaneDrainer:
         limiter: Limiter,
         client: HubSpotClient,
         credentials: CredentialProvider,
+        queueing: Queueing,
+        resolver: LookupResolver,
         policy: retry_policy.RetryPolicy,
         settings: DrainSettings,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
-        counters: Callable[[DrainReport, Sequence[Outcome]], Sequence[tuple[str, str, int]]] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._lanes = lanes
         self._limiter = limiter
         self._client = client
         self._credentials = credentials
+        self._queueing = queueing
+        self._resolver = resolver
         self._policy = policy
         self._settings = settings
         self._rng = rng or random.Random()
         self._clock = clock
         self._sleep = sleep
-        self._counters = counters
+        self._metrics = metrics
 
     def drain(self, lane: str) -> DrainReport:
         """Drain ``lane`` until it is empty, parked, or the time budget is spent."""
         report = DrainReport(lane)
         deadline = self._clock() + self._settings.budget_s
         portal, from_type, to_type = split_lane(lane)
+        lookups = is_lookup_lane(lane)
         while True:
             if self._clock() >= deadline:
                 report.ended = self._lanes.finish(lane)
                 return report
-            claim = self._lanes.claim(lane, self._settings.batch_size, window_ms=self._settings.batch_window_ms)
+            if lookups:
+                claim = self._lanes.claim(lane, LOOKUP_CLAIM)
+            else:
+                claim = self._lanes.claim(lane, self._settings.batch_size, window_ms=self._settings.batch_window_ms)
             if claim.wait_ms:
                 report.ended = self._lanes.finish(lane, park_until_ms=now_ms() + claim.wait_ms)
                 return report
@@ -115,24 +129,78 @@ class LaneDrainer:
                 return report
             try:
                 credential = self._credentials.for_portal(portal)
-            except UnknownPortalError as exc:
+            except DeliveryError as exc:  # an unknown portal (dead-lettered), or an OAuth refresh that failed
                 self._settle(lane, report, [(item, exc) for item in claim.items])
                 continue
-            wait_ms = self._take_token(credential.bucket)
+            if lookups:
+                parked = self._resolve(lane, report, credential, claim.items)
+                if parked:
+                    report.ended = self._lanes.finish(lane, park_until_ms=parked)
+                    return report
+                continue
+            wait_ms = self._take_token(credential.bucket, self._limit_for(credential))
             if wait_ms:
-                # Hand the claimed work back untouched (no attempt spent) and give the worker back.
                 park_until = now_ms() + wait_ms
-                self._lanes.settle(lane, [Outcome(item=i, kind="retry", due_ms=park_until) for i in claim.items])
+                self._hand_back(lane, claim.items, park_until)
                 report.ended = self._lanes.finish(lane, park_until_ms=park_until)
                 return report
-            results = self._call(credential.token, credential.bucket, from_type, to_type, claim.items)
+            results, ops = self._call(credential, portal, from_type, to_type, claim.items)
             report.calls += 1
-            self._settle(lane, report, results)
+            self._settle(lane, report, results, ops)
 
-    def _take_token(self, bucket: str) -> int:
+    def _hand_back(self, lane: str, items: Sequence[Claimed], due_ms: int) -> None:
+        """Return claimed work untouched (no attempt spent), due at ``due_ms``."""
+        if items:
+            self._lanes.settle(lane, [Outcome(item=i, kind="retry", due_ms=due_ms) for i in items])
+
+    def _limit_for(self, credential: Credential) -> RateLimit:
+        return credential.rate_limit or self._settings.rate_limit
+
+    def _resolve(self, lane: str, report: DrainReport, credential: Credential, items: Sequence[Claimed]) -> int:
+        """Resolve claimed lookups; enqueue what resolved, then settle. Returns a park time, or 0."""
+        results: list[tuple[Claimed, DeliveryError | None]] = []
+        resolved: list[AssociationRequest] = []
+        park_until = 0
+        token, bucket = credential.token, credential.bucket
+
+        def take(kind: str) -> None:
+            if kind == "search":
+                wait = self._take_token(f"{bucket}-search", self._resolver.search_rate_limit)
+            else:
+                wait = self._take_token(bucket, self._limit_for(credential))
+            if wait:
+                raise TokenWaitTooLongError(wait)
+
+        for index, item in enumerate(items):
+            assert isinstance(item.request, LookupRequest)
+            try:
+                resolution = self._resolver.resolve(item.request, token, take)
+            except TokenWaitTooLongError as exc:
+                park_until = now_ms() + exc.wait_ms
+                self._hand_back(lane, items[index:], park_until)
+                break
+            except DeliveryError as exc:
+                self._learn(bucket, exc.detail.rate, exc)
+                results.append((item, exc))
+                continue
+            report.calls += 1
+            if resolution.association is not None:
+                resolved.append(resolution.association)
+            else:
+                log.info(
+                    "lookup skipped", extra={"association_id": item.association_id, "reason": resolution.skipped_reason}
+                )
+            results.append((item, None))
+        # Enqueue before settling: a crash in between repeats a lookup (harmless), never loses one.
+        if resolved:
+            self._queueing.enqueue([EventGroup(resolved)])
+        self._settle(lane, report, results)
+        return park_until
+
+    def _take_token(self, bucket: str, limit: RateLimit) -> int:
         """0 once a token is taken; else the wait that is too long to spend holding this worker."""
         while True:
-            wait_ms = self._limiter.acquire(bucket, self._settings.rate_limit)
+            wait_ms = self._limiter.acquire(bucket, limit)
             if wait_ms == 0:
                 return 0
             if wait_ms > self._settings.max_limiter_wait_ms:
@@ -140,15 +208,22 @@ class LaneDrainer:
             self._sleep(wait_ms / 1000)
 
     def _call(
-        self, token: str, bucket: str, from_type: str, to_type: str, items: Sequence[Claimed]
-    ) -> list[tuple[Claimed, DeliveryError | None]]:
-        pairs = [i.request.pair for i in items]
+        self, credential: Credential, portal: str | None, from_type: str, to_type: str, items: Sequence[Claimed]
+    ) -> tuple[list[tuple[Claimed, DeliveryError | None]], list[Op]]:
+        token, bucket = credential.token, credential.bucket
+        pairs = [_association(i).pair for i in items]
+        endpoint = "associate_default" if len(items) == 1 else "batch_associate_default"
         try:
             if len(items) == 1:
                 result = self._client.associate_default(token, from_type, pairs[0][0], to_type, pairs[0][1])
             else:
                 result = self._client.associate_default_batch(token, from_type, to_type, pairs)
         except DeliveryError as exc:
+            ops = self._request_ops(endpoint, exc.status, exc)
+            if isinstance(exc, AuthError) and credential.refreshable:
+                # HubSpot refused an OAuth token: refresh once and retry, rather than give up on the pair.
+                self._credentials.invalidate(portal)
+                exc = TransientError(exc.detail)
             self._learn(bucket, exc.detail.rate, exc)
             log.info(
                 "hubspot call failed",
@@ -159,13 +234,25 @@ class LaneDrainer:
                     "correlation_id": exc.correlation_id,
                 },
             )
-            return [(i, exc) for i in items]
+            return [(i, exc) for i in items], ops
         self._learn(bucket, result.rate, None)
-        return [(i, self._outcome_of(i, result)) for i in items]
+        return [(i, self._outcome_of(i, result)) for i in items], self._request_ops(endpoint, 200, None)
+
+    def _request_ops(self, endpoint: str, status: int | None, error: DeliveryError | None) -> list[Op]:
+        if self._metrics is None:
+            return []
+        m = self._metrics
+        ops = [
+            m.op("hubspot_requests", endpoint=endpoint, status=status or "none"),
+            m.series_op("hubspot_requests", at_s=self._clock()),
+        ]
+        if isinstance(error, RateLimitedError):
+            ops += [m.op("hubspot_rate_limited", policy=error.policy), m.series_op("hubspot_429", at_s=self._clock())]
+        return ops
 
     @staticmethod
     def _outcome_of(item: Claimed, result: CallResult) -> DeliveryError | None:
-        pair = item.request.pair
+        pair = _association(item).pair
         if pair in result.linked:
             return None
         return result.failed.get(pair) or DeliveryError(HubSpotErrorDetail(message="no outcome for pair"))
@@ -182,7 +269,13 @@ class LaneDrainer:
                 wait = self._settings.rate_limit.window_s
             self._limiter.block(bucket, wait)
 
-    def _settle(self, lane: str, report: DrainReport, results: Sequence[tuple[Claimed, DeliveryError | None]]) -> None:
+    def _settle(
+        self,
+        lane: str,
+        report: DrainReport,
+        results: Sequence[tuple[Claimed, DeliveryError | None]],
+        ops: Sequence[Op] = (),
+    ) -> None:
         now = self._clock()
         outcomes: list[Outcome] = []
         for item, error in results:
@@ -217,8 +310,48 @@ class LaneDrainer:
                 else:
                     report.retried += 1
                 outcomes.append(Outcome(item=item, kind="retry", due_ms=int((now + decision.delay_s) * 1000)))
-        counters = self._counters(report, outcomes) if self._counters else ()
-        self._lanes.settle(lane, outcomes, counters)
+        self._lanes.settle(lane, outcomes, [*ops, *self._outcome_ops(outcomes, results, now)])
+
+    def _outcome_ops(
+        self, outcomes: Sequence[Outcome], results: Sequence[tuple[Claimed, DeliveryError | None]], now: float
+    ) -> list[Op]:
+        """Counters for what was settled: successes with their latency, failures, retries, dead letters."""
+        if self._metrics is None:
+            return []
+        m = self._metrics
+        errors = {item.association_id: error for item, error in results}
+        ops: list[Op] = []
+        latencies: list[float] = []
+        counts: dict[tuple[str, ...], int] = {}
+        for outcome in outcomes:
+            request = outcome.item.request
+            error = errors.get(outcome.item.association_id)
+            if outcome.kind == "done":
+                if isinstance(request, AssociationRequest):
+                    latencies.append(max(now - (request.received_at or now), 0.0))
+                key: tuple[str, ...] = ("succeeded", request.source)
+            elif outcome.kind == "dead":
+                key = ("dead", request.source, (error.category if error else None) or "none")
+            else:
+                kind = "deferred" if isinstance(error, RateLimitedError) else "retry"
+                key = ("retry", type(error).__name__, kind)
+            counts[key] = counts.get(key, 0) + 1
+            if error is not None and outcome.kind != "done":
+                counts[("failed", type(error).__name__)] = counts.get(("failed", type(error).__name__), 0) + 1
+        series = {"succeeded": "linked", "dead": "dead", "failed": "failed"}
+        for key, n in counts.items():
+            if key[0] == "succeeded":
+                ops.append(m.op("associations_succeeded", n, source=key[1]))
+            elif key[0] == "dead":
+                ops.append(m.op("associations_dead_lettered", n, source=key[1], category=key[2]))
+            elif key[0] == "retry":
+                ops.append(m.op("retries", n, error=key[1], kind=key[2]))
+            else:
+                ops.append(m.op("associations_failed", n, error=key[1]))
+            if key[0] in series:
+                ops.append(m.series_op(series[key[0]], n, at_s=now))
+        ops.extend(m.latency_ops(latencies))
+        return ops
 
 
 def _attempt_entry(
@@ -238,17 +371,34 @@ def _attempt_entry(
     }
 
 
+def _association(item: Claimed) -> AssociationRequest:
+    assert isinstance(item.request, AssociationRequest), "association lanes hold associations"
+    return item.request
+
+
 def _dead_letter(item: Claimed, error: DeliveryError, decision: retry_policy.DeadLetter, now: float) -> dict[str, Any]:
     request = item.request
-    return {
-        "id": item.association_id,
-        "association": {
+    if isinstance(request, AssociationRequest):
+        association: dict[str, Any] = {
             "portalId": request.portal_id,
             "fromObjectType": request.from_object_type,
             "fromObjectId": request.from_object_id,
             "toObjectType": request.to_object_type,
             "toObjectId": request.to_object_id,
-        },
+        }
+    else:
+        association = {
+            "portalId": request.portal_id,
+            "rule": request.rule,
+            "fromObjectType": describe(request.from_side).split("/")[0].split(" ")[0],
+            "fromObjectId": describe(request.from_side),
+            "toObjectType": describe(request.to_side).split("/")[0].split(" ")[0],
+            "toObjectId": describe(request.to_side),
+        }
+    return {
+        "id": item.association_id,
+        "kind": "lookup" if isinstance(request, LookupRequest) else "association",
+        "association": association,
         "source": request.source,
         "sourceEventId": request.source_event_id,
         "reason": decision.reason,

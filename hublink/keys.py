@@ -23,6 +23,8 @@ key                         type    holds                                       
 ``lookup:<digest>``         string  a cached rule lookup result (JSON)                          cache TTL
 ``token:<portal>``          string  a cached OAuth access token (JSON)                          token expiry
 ``m:<name>``                hash    a metric's counters, field = label values                  permanent
+``ts:<minute>``              hash    per-minute counters for the dashboard's charts              two hours
+``rl:<bucket>:seen``         hash    the last X-HubSpot-RateLimit-* values seen, and when        ten minutes
 ``alert:<kind>``            string  last alert time (rate-limits alerts)                       alert interval
 ==========================  ======  ==========================================================  ================
 """
@@ -134,6 +136,19 @@ class Keys:
     def metric(self, name: str) -> str:
         """Counters of one metric."""
         return f"{self.prefix}m:{name}"
+
+    def series(self, minute: int) -> str:
+        """Per-minute dashboard counters for one epoch minute."""
+        return f"{self.prefix}ts:{minute}"
+
+    @property
+    def series_prefix(self) -> str:
+        """Prefix of the per-minute series hashes."""
+        return f"{self.prefix}ts:"
+
+    def rate_seen(self, bucket: str) -> str:
+        """The last rate-limit headers HubSpot sent for a bucket (for the dashboard's headroom chart)."""
+        return f"{self.prefix}rl:{bucket}:seen"
 
     def alert(self, kind: str) -> str:
         """Last time an alert of ``kind`` was sent."""

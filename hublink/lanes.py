@@ -21,8 +21,9 @@ from typing import Any, Literal
 from redis import Redis
 
 from hublink.connections import store_errors
-from hublink.domain.associations import AssociationRequest
+from hublink.domain.lookups import Work, work_from_record
 from hublink.keys import Keys
+from hublink.metrics import Op
 from hublink.scripts import Scripts
 
 
@@ -36,7 +37,7 @@ class Claimed:
     """One leased association with its retry state."""
 
     association_id: str
-    request: AssociationRequest
+    request: Work
     attempts: int
     history: list[dict[str, Any]]
     first_seen_ms: int
@@ -105,7 +106,7 @@ class LaneStore:
             items.append(
                 Claimed(
                     association_id=assoc_id.decode(),
-                    request=AssociationRequest.from_record(json.loads(req)),
+                    request=work_from_record(json.loads(req)),
                     attempts=int(attempts or 0),
                     history=json.loads(hist or b"[]"),
                     first_seen_ms=int(first_seen or 0),
@@ -114,7 +115,7 @@ class LaneStore:
             )
         return Claim(items=items)
 
-    def settle(self, lane: str, outcomes: Sequence[Outcome], counters: Sequence[tuple[str, str, int]] = ()) -> int:
+    def settle(self, lane: str, outcomes: Sequence[Outcome], counters: Sequence[Op] = ()) -> int:
         """Apply outcomes atomically; return how many still existed to be applied."""
         payload = {
             "now": now_ms(),

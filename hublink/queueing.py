@@ -21,8 +21,9 @@ from typing import Any
 from redis import Redis
 
 from hublink.connections import store_errors
-from hublink.domain.associations import AssociationRequest, lane_of
+from hublink.domain.lookups import Work
 from hublink.keys import Keys
+from hublink.metrics import Op
 from hublink.scripts import Scripts
 
 
@@ -35,15 +36,17 @@ def new_association_id() -> str:
 class EventGroup:
     """The associations one source event produced, and the key that deduplicates the event (if any)."""
 
-    requests: Sequence[AssociationRequest]
+    requests: Sequence[Work]
     dedup_key: str | None = None
+    on_new: Sequence[Op] = ()
+    on_dup: Sequence[Op] = ()
 
 
 @dataclass(slots=True)
 class PendingItem:
     """An association as written to a lane; replays carry their earlier history and id."""
 
-    request: AssociationRequest
+    request: Work
     association_id: str = field(default_factory=new_association_id)
     attempts: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -81,18 +84,23 @@ class Queueing:
         self._lease_ms = int(lease_s * 1000)
         self._dedup_window_s = dedup_window_s
 
-    def enqueue(self, groups: Sequence[EventGroup], counters: Sequence[tuple[str, str, int]] = ()) -> EnqueueResult:
+    def enqueue(self, groups: Sequence[EventGroup], counters: Sequence[Op] = ()) -> EnqueueResult:
         """Store every group (skipping already-seen ones) in one round-trip; return the ids per group.
 
         ``counters`` are metric increments applied in the same atomic step. Raises StoreUnavailableError.
         """
         items = [[PendingItem(r) for r in g.requests] for g in groups]
-        return self.enqueue_items(list(zip([g.dedup_key for g in groups], items, strict=True)), counters)
+        return self.enqueue_items(
+            list(zip([g.dedup_key for g in groups], items, strict=True)),
+            counters,
+            [(list(g.on_new), list(g.on_dup)) for g in groups],
+        )
 
     def enqueue_items(
         self,
         groups: Sequence[tuple[str | None, Sequence[PendingItem]]],
-        counters: Sequence[tuple[str, str, int]] = (),
+        counters: Sequence[Op] = (),
+        group_counters: Sequence[tuple[list[Op], list[Op]]] = (),
     ) -> EnqueueResult:
         """Like :meth:`enqueue` for prepared items (replays keep id, history and replay count)."""
         now_ms = int(time.time() * 1000)
@@ -106,8 +114,10 @@ class Queueing:
                 {
                     "seen": self._keys.seen(dedup) if dedup else False,
                     "items": [self._item(it, now_ms) for it in group],
+                    "on_new": [list(c) for c in group_counters[i][0]] if group_counters else [],
+                    "on_dup": [list(c) for c in group_counters[i][1]] if group_counters else [],
                 }
-                for dedup, group in groups
+                for i, (dedup, group) in enumerate(groups)
             ],
         }
         with store_errors():
@@ -120,7 +130,7 @@ class Queueing:
         )
 
     def _item(self, item: PendingItem, now_ms: int) -> dict[str, Any]:
-        lane = lane_of(item.request)
+        lane = item.request.lane
         return {
             "id": item.association_id,
             "akey": self._keys.association(item.association_id),

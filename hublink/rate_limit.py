@@ -71,7 +71,11 @@ class RedisRateLimiter:
             return
         with store_errors():
             self._scripts.rate_observe(
-                keys=[self._keys.rate_window(bucket), self._keys.rate_learned_max(bucket)],
+                keys=[
+                    self._keys.rate_window(bucket),
+                    self._keys.rate_learned_max(bucket),
+                    self._keys.rate_seen(bucket),
+                ],
                 args=[
                     now_ms(),
                     headers.interval_ms,

@@ -7,7 +7,7 @@ removes every HubLink, HubSpot and Redis variable so that nothing leaks in from 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -23,12 +23,11 @@ HUBSPOT_TOKEN = "pat-na1-test-hubspot-token-0123456789"
 
 
 @pytest.fixture(autouse=True)
-def _clean_environ(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def _clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every test starts without HubLink's environment variables."""
     for name in list(os.environ):
         if name.startswith(ENV_PREFIXES):
             monkeypatch.delenv(name)
-    yield
 
 
 @pytest.fixture

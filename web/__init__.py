@@ -6,43 +6,90 @@ Gunicorn serves ``web:create_app()``; ``flask --app web`` finds the same factory
 from __future__ import annotations
 
 import os
+import uuid
+from collections.abc import Mapping
 
-from flask import Flask
+import structlog
+import yaml
+from flask import Flask, request
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from hublink import log as hublink_log
 from hublink.connections import connect
 from hublink.dead_letters import DeadLetterStore
+from hublink.domain.errors import ConfigError
+from hublink.domain.rules import RuleSet
+from hublink.domain.sources import Sources
 from hublink.keys import Keys
+from hublink.metrics import Metrics
 from hublink.queueing import Queueing
 from hublink.scripts import Scripts
 from hublink.settings import Settings
-from web import api, cli, errors, health
+from web import api, cli, errors, health, metrics_view, webhooks
 from web.container import Parts
 
 
-def create_app(settings: Settings | None = None, *, configure_logging: bool | None = None) -> Flask:
+def load_rules(path: str | None, environ: Mapping[str, str]) -> tuple[RuleSet, Sources]:
+    """The rules and sources of HUBLINK_RULES_FILE (none when unset); raises ConfigError naming file and line."""
+    if not path:
+        return RuleSet.empty(), Sources.empty()
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except OSError as exc:
+        raise ConfigError(f"HUBLINK_RULES_FILE: cannot read {path}: {exc.strerror}") from None
+    rules = RuleSet.load(text, path)
+    return rules, Sources.load(yaml.safe_load(text), environ, path)
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    configure_logging: bool | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Flask:
     """Build the Flask app from ``settings`` (default: read from the environment once).
 
-    Raises ConfigError naming the first missing or bad variable. Connects to Redis lazily.
+    ``environ`` supplies the secrets a rules file names by variable (default: os.environ). Raises
+    ConfigError naming the first missing or bad variable, or the rules file's line. Connects to Redis lazily.
     """
     from_env = settings is None
+    environ = os.environ if environ is None else environ
     if settings is None:
-        settings = Settings.from_env(os.environ)
+        settings = Settings.from_env(environ)
     settings.require("web")
     if configure_logging if configure_logging is not None else from_env:
         hublink_log.configure(settings.log_level, settings.secrets)
 
+    rules, sources = load_rules(settings.rules_file, environ)
+
     app = Flask(__name__)
+    if settings.trust_proxy:
+        # One proxy in front: the public scheme, host and prefix it saw are what HubSpot signed.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1, x_prefix=1)  # type: ignore[method-assign]
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.config["SECRET_KEY"] = settings.secret_key or os.urandom(32)
     keys = Keys(settings.redis_prefix)
     redis = connect(settings.redis_url, timeout_s=settings.redis_timeout_s)
     scripts = Scripts(redis)
     queueing = Queueing(redis, keys, lease_s=settings.lease_s, dedup_window_s=settings.dedup_window_s, scripts=scripts)
-    app.extensions["hublink"] = Parts(settings, redis, keys, queueing, DeadLetterStore(redis, keys, queueing))
+    app.extensions["hublink"] = Parts(
+        settings, redis, keys, queueing, DeadLetterStore(redis, keys, queueing), Metrics(redis, keys), rules, sources
+    )
+
+    @app.before_request
+    def _bind_request_id() -> None:
+        # One id per request in every log line it causes; a caller's X-Request-Id is kept if it is sane.
+        supplied = request.headers.get("X-Request-Id", "")
+        request_id = supplied if 0 < len(supplied) <= 64 and supplied.isascii() else uuid.uuid4().hex
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=request_id)
 
     errors.register(app)
     app.register_blueprint(api.bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(webhooks.bp)
+    app.register_blueprint(metrics_view.bp)
     app.cli.add_command(cli.dead_letters)
+    app.cli.add_command(cli.rules)
     return app

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -161,3 +162,80 @@ def purge(
 ) -> None:
     """Delete one dead letter, or every one matching the filters."""
     _bulk("purge", letter_id, _flt(source, status, category, since, until), dry_run, everything)
+
+
+@click.group("rules")
+def rules() -> None:
+    """Check rules files and try them on sample events."""
+
+
+def _load_rules_or_exit(path: str) -> Any:
+    from hublink.domain.errors import ConfigError
+    from web import load_rules
+
+    try:
+        return load_rules(path, dict(os.environ))[0]
+    except ConfigError as exc:
+        problems = getattr(exc, "problems", None) or (str(exc),)
+        for problem in problems:
+            click.echo(problem, err=True)
+        raise SystemExit(1) from None
+
+
+@rules.command("check")
+@click.argument("path", required=False)
+def check(path: str | None) -> None:
+    """Validate a rules file (default: HUBLINK_RULES_FILE): schema and JMESPath, naming rule and line."""
+    path = path or parts().settings.rules_file
+    if not path:
+        raise click.UsageError("give a FILE or set HUBLINK_RULES_FILE")
+    ruleset = _load_rules_or_exit(path)
+    click.echo(f"{path}: {len(ruleset.rules)} rule(s) OK")
+
+
+@rules.command("try")
+@click.argument("path")
+@click.option("--source", required=True, help="hubspot, workflow or forms:<name>")
+@click.option(
+    "--event",
+    "event_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="a JSON file: a HubSpot batch (array), a workflow body or form fields",
+)
+def try_(path: str, source: str, event_path: str) -> None:
+    """Print the associations and lookups an event would produce; enqueue nothing."""
+    import time
+
+    from hublink.domain.events import parse_form, parse_hubspot_batch, parse_workflow
+    from hublink.domain.lookups import LookupRequest, describe
+    from hublink.intake import plan
+
+    ruleset = _load_rules_or_exit(path)
+    with open(event_path, "rb") as handle:
+        raw = handle.read()
+    body = json.loads(raw)
+    if source == "hubspot":
+        events = parse_hubspot_batch(body)
+    elif source == "workflow":
+        events = [parse_workflow(body, received_at=time.time())]
+    elif source.startswith("forms:"):
+        events = [parse_form(source.split(":", 1)[1], body, id_field=None, id_value=None, raw_body=raw)]
+    else:
+        raise click.BadParameter("expected hubspot, workflow or forms:<name>", param_hint="--source")
+    for event in events:
+        work, problems, matched = plan(event, ruleset, time.time())
+        click.echo(
+            f"event {event.event_id or '-'} ({event.subscription_type or source}):"
+            + ("" if matched else " no rule matched")
+        )
+        for item in work:
+            if isinstance(item, LookupRequest):
+                click.echo(f"  lookup  [{item.rule}] {describe(item.from_side)} -> {describe(item.to_side)}")
+            else:
+                click.echo(
+                    f"  link    {item.from_object_type}/{item.from_object_id} -> "
+                    f"{item.to_object_type}/{item.to_object_id}"
+                )
+        for problem in problems:
+            click.echo(f"  problem {problem}")

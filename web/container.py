@@ -8,7 +8,10 @@ from flask import current_app
 from redis import Redis
 
 from hublink.dead_letters import DeadLetterStore
+from hublink.domain.rules import RuleSet
+from hublink.domain.sources import Sources
 from hublink.keys import Keys
+from hublink.metrics import Metrics
 from hublink.queueing import Queueing
 from hublink.settings import Settings
 
@@ -22,6 +25,9 @@ class Parts:
     keys: Keys
     queueing: Queueing
     dead_letters: DeadLetterStore
+    metrics: Metrics
+    rules: RuleSet
+    sources: Sources
 
 
 def parts() -> Parts:

@@ -35,6 +35,8 @@ def error_response(
 ) -> Response:
     """Build the JSON error answer and log the refusal (never with the body or credentials)."""
     level = logging.ERROR if status >= 500 and status != 503 else logging.WARNING if status >= 500 else logging.INFO
+    if code != "store_unavailable":  # counting needs the Redis that just failed
+        _count_refusal(code)
     log.log(
         level,
         "request refused",
@@ -45,6 +47,17 @@ def error_response(
     for name, value in (headers or {}).items():
         response.headers[name] = value
     return response
+
+
+def _count_refusal(code: str) -> None:
+    """Count one refusal per reason; best effort (a refusal must not fail because Redis is down)."""
+    from web.container import parts
+
+    try:
+        p = parts()
+        p.metrics.apply([p.metrics.op("requests_refused", endpoint=request.endpoint or "none", reason=code)])
+    except (StoreUnavailableError, KeyError, RuntimeError):
+        pass
 
 
 def register(app: Flask) -> None:

@@ -18,8 +18,11 @@ from redis import Redis
 from rq import Queue, SimpleWorker
 
 from hublink import log as hublink_log
+from hublink.alerts import Alerter
 from hublink.dispatcher import Dispatcher
 from hublink.domain.errors import ConfigError
+from hublink.keys import Keys
+from hublink.metrics import Metrics
 from hublink.settings import Settings
 from worker import runtime
 
@@ -46,7 +49,11 @@ def main(argv: list[str] | None = None) -> int:
     # RQ blocks on its queue for minutes; it gets its own connection without our short socket timeout.
     rq_redis = Redis.from_url(settings.redis_url)
     queue = Queue(settings.queue_name, connection=rq_redis, serializer="json")
-    dispatcher = Dispatcher(rt.lanes, queue, job_timeout_s=JOB_TIMEOUT_S, failure_ttl_s=FAILURE_TTL_S)
+    alerter = Alerter(rt.redis, Keys(settings.redis_prefix), Metrics(rt.redis, Keys(settings.redis_prefix)),
+                      url=settings.alert_webhook_url, interval_s=settings.alert_interval_s,
+                      error_rate=settings.alert_error_rate)
+    dispatcher = Dispatcher(rt.lanes, queue, job_timeout_s=JOB_TIMEOUT_S, failure_ttl_s=FAILURE_TTL_S,
+                            alerter=alerter)
     dispatcher.start_thread()
     worker = SimpleWorker([queue], connection=rq_redis, serializer="json", name=args.name)
     logging.getLogger("hublink.worker").info("worker starting", extra={"queue": settings.queue_name})

@@ -12,13 +12,16 @@ from dataclasses import dataclass
 from redis import Redis
 
 from hublink.connections import connect
-from hublink.credentials import StaticCredentials
+from hublink.credentials import CredentialProvider, PortalCredentials, StaticCredentials, load_portals
 from hublink.dead_letters import DeadLetterStore
+from hublink.domain.errors import ConfigError
 from hublink.domain.retry_policy import RetryPolicy
 from hublink.drain import DrainSettings, LaneDrainer
 from hublink.hubspot import HubSpotClient
 from hublink.keys import Keys
 from hublink.lanes import LaneStore
+from hublink.lookup_resolver import LookupResolver
+from hublink.metrics import Metrics
 from hublink.queueing import Queueing
 from hublink.rate_limit import RedisRateLimiter
 from hublink.scripts import Scripts
@@ -37,6 +40,21 @@ class Runtime:
     lanes: LaneStore
     drainer: LaneDrainer
     dead_letters: DeadLetterStore
+
+
+def credentials_for(settings: Settings, redis: Redis, keys: Keys, client: HubSpotClient) -> CredentialProvider:
+    """Single-portal credentials, or the portals file's (falling back to HUBSPOT_ACCESS_TOKEN when set)."""
+    static = StaticCredentials(settings.hubspot_access_token) if settings.hubspot_access_token else None
+    if not settings.portals_file:
+        assert static is not None  # Settings.require("worker") checked it
+        return static
+    try:
+        with open(settings.portals_file, encoding="utf-8") as handle:
+            text = handle.read()
+    except OSError as exc:
+        raise ConfigError(f"HUBLINK_PORTALS_FILE: cannot read {settings.portals_file}: {exc.strerror}") from None
+    portals = load_portals(text, os.environ, settings.portals_file)
+    return PortalCredentials(portals, redis, keys, client, fallback=static)
 
 
 def build(settings: Settings) -> Runtime:
@@ -58,12 +76,20 @@ def build(settings: Settings) -> Runtime:
         connect_timeout_s=settings.hubspot_connect_timeout_s,
         read_timeout_s=settings.hubspot_read_timeout_s,
     )
-    assert settings.hubspot_access_token is not None  # Settings.require("worker") checked it
     drainer = LaneDrainer(
         lanes=lanes,
         limiter=RedisRateLimiter(redis, keys, margin=settings.rate_limit_margin, scripts=scripts),
         client=client,
-        credentials=StaticCredentials(settings.hubspot_access_token),
+        credentials=credentials_for(settings, redis, keys, client),
+        queueing=queueing,
+        metrics=Metrics(redis, keys),
+        resolver=LookupResolver(
+            redis,
+            keys,
+            client,
+            cache_ttl_s=settings.lookup_cache_ttl_s,
+            search_rate_limit=settings.hubspot_search_rate_limit,
+        ),
         policy=RetryPolicy(
             base_s=settings.retry_base_s,
             cap_s=settings.retry_cap_s,

@@ -166,6 +166,11 @@ class AssociationRequest:
         )
 
     @property
+    def lane(self) -> str:
+        """The lane this request waits in (see :func:`lane_of`)."""
+        return f"{self.portal_id or '_'}|{self.from_object_type}|{self.to_object_type}"
+
+    @property
     def pair(self) -> tuple[str, str]:
         """The (from id, to id) pair that a batch input and a batch result name."""
         return (self.from_object_id, self.to_object_id)
@@ -239,7 +244,7 @@ def lane_of(request: AssociationRequest) -> str:
     HubSpot's batch endpoint takes one (fromObjectType, toObjectType) pair per call and one token per
     portal, hence the key. The portal is ``_`` in single-portal mode.
     """
-    return f"{request.portal_id or '_'}|{request.from_object_type}|{request.to_object_type}"
+    return request.lane
 
 
 def split_lane(lane: str) -> tuple[str | None, str, str]:

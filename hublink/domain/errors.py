@@ -18,6 +18,9 @@
             ├── AuthError            401
             ├── ForbiddenError       403, with missing_scopes
             ├── NotFoundError        404
+            │   ├── LookupNoMatchError   a rule's search found nothing (retried inside the fresh-record grace)
+            │   └── LookupNoValueError   the property a rule reads is empty
+            ├── LookupAmbiguousError  a rule's search found several records and the rule says dead-letter
             └── ValidationRejectedError  400, 409, 414 and other 4xx
 
 Callers branch on these types, never on message text. Exactly one place, ``hublink.hubspot``, turns
@@ -208,3 +211,15 @@ class ValidationRejectedError(PermanentError):
         """Ids HubSpot named as invalid (``context.objectId`` next to ``INVALID_OBJECT_IDS``)."""
         ids = self.detail.context.get("objectId") or ()
         return tuple(str(i) for i in ids) if isinstance(ids, list | tuple) else ()
+
+
+class LookupNoMatchError(NotFoundError):
+    """A rule's search found no record (HubSpot's search lags record creation, so it is retried for a while)."""
+
+
+class LookupNoValueError(NotFoundError):
+    """The property a rule reads to find the other record is empty or not an id."""
+
+
+class LookupAmbiguousError(PermanentError):
+    """A rule's search found several records and the rule says to dead-letter rather than guess."""

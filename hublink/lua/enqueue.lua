@@ -1,7 +1,7 @@
 -- enqueue.lua: store one HTTP request's associations, mark its events seen, and wake idle lanes.
 -- KEYS[1]  lanes zset            KEYS[2]  wake list
--- ARGV[1]  JSON {now: ms, lease_ms, dedup_ttl_s, counters: [[key, field, n]...],
---                dlq: dead-letter zset, groups: [{seen: key|false,
+-- ARGV[1]  JSON {now: ms, lease_ms, dedup_ttl_s, counters: [[key, field, n, ttl_s]...],
+--                dlq: dead-letter zset, groups: [{seen: key|false, on_new: [[key, field, n]...], on_dup: [...],
 --                items: [{id, akey, lane, lkey, mkey, rec, attempts?, hist?, replays?, first_seen?, dlkey?}]}]}
 -- An item with dlkey is a replay: its dead letter is removed in the same step, so a replayed
 -- association is never both pending and dead, nor neither.
@@ -39,8 +39,16 @@ for gi, g in ipairs(p.groups) do
   else
     results[gi] = 0
   end
+  -- Per-event counts depend on the dedup outcome, which only this script knows.
+  local counts = g.on_dup
+  if fresh then counts = g.on_new end
+  for _, c in ipairs(counts or {}) do
+    redis.call('HINCRBY', c[1], c[2], c[3])
+    if c[4] and c[4] > 0 then redis.call('EXPIRE', c[1], c[4]) end
+  end
 end
 for _, c in ipairs(p.counters or {}) do
   redis.call('HINCRBY', c[1], c[2], c[3])
+  if c[4] and c[4] > 0 then redis.call('EXPIRE', c[1], c[4]) end
 end
 return results

@@ -1,5 +1,5 @@
 -- rate_observe.lua: correct a bucket with what HubSpot's X-HubSpot-RateLimit-* headers say.
--- KEYS[1]  window zset   KEYS[2]  learned max
+-- KEYS[1]  window zset   KEYS[2]  learned max   KEYS[3]  last-seen hash (for the dashboard)
 -- ARGV[1]  now (ms)   ARGV[2]  window (ms)   ARGV[3]  header Max   ARGV[4]  header Remaining
 -- ARGV[5]  safety margin (0..1)   ARGV[6]  member prefix (unique per call)
 -- Guarantee: atomic. When HubSpot has counted more requests in its window than this bucket has (other
@@ -11,6 +11,8 @@ local window = tonumber(ARGV[2])
 local hs_max = tonumber(ARGV[3])
 local remaining = tonumber(ARGV[4])
 local margin = tonumber(ARGV[5])
+redis.call('HSET', KEYS[3], 'max', hs_max, 'remaining', remaining, 'interval_ms', window, 'at', now)
+redis.call('EXPIRE', KEYS[3], 600)
 local learned = math.max(math.floor(hs_max * (1 - margin)), 1)
 redis.call('SET', KEYS[2], learned, 'PX', 60000)
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)

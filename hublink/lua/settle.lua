@@ -1,6 +1,6 @@
 -- settle.lua: record the outcome of each association of one HubSpot call.
 -- KEYS[1]  inflight zset   KEYS[2]  lanes zset   KEYS[3]  dead-letter zset   KEYS[4]  dropped counter
--- ARGV[1]  JSON {now: ms, dl_ttl_s, dl_max, dl_prefix, counters: [[key, field, n]...],
+-- ARGV[1]  JSON {now: ms, dl_ttl_s, dl_max, dl_prefix, counters: [[key, field, n, ttl_s]...],
 --                outcomes: [{id, akey, kind: done|retry|dead, lane, lkey, due?, attempts?, hist?, dl?}]}
 -- Guarantee: atomic, and settles only associations that still exist: if a lease ran out and another
 -- worker settled the same association first, a late "retry" cannot bring a finished one back.
@@ -40,5 +40,6 @@ if excess > 0 then
 end
 for _, c in ipairs(p.counters or {}) do
   redis.call('HINCRBY', c[1], c[2], c[3])
+  if c[4] and c[4] > 0 then redis.call('EXPIRE', c[1], c[4]) end
 end
 return applied

@@ -72,8 +72,9 @@ class Sim:
 
     def pairs(self) -> set[tuple[str, str, str, str]]:
         """The associations as (fromType, fromId, toType, toId) tuples."""
-        return {(a["fromObjectType"], a["fromObjectId"], a["toObjectType"], a["toObjectId"])
-                for a in self.associations()}
+        return {
+            (a["fromObjectType"], a["fromObjectId"], a["toObjectType"], a["toObjectId"]) for a in self.associations()
+        }
 
     def faults(self, **faults: Any) -> None:
         """Install faults (see the simulator's README)."""
@@ -83,8 +84,11 @@ class Sim:
 def start_sim(log_dir: Path, *extra: str) -> Sim:
     """Start ``python -m hubspot_sim`` on a free port and wait until it answers."""
     port = free_port()
-    process = Process(f"sim-{port}", [python(), "-m", "hubspot_sim", "--port", str(port), "--token", HUBSPOT_TOKEN,
-                                      *extra], log_dir=log_dir)
+    process = Process(
+        f"sim-{port}",
+        [python(), "-m", "hubspot_sim", "--port", str(port), "--token", HUBSPOT_TOKEN, *extra],
+        log_dir=log_dir,
+    )
     url = f"http://127.0.0.1:{port}"
     wait_for(lambda: port_open(port), timeout=15, what="the simulator")
     return Sim(process, url)
@@ -108,8 +112,14 @@ def sim(sim_session: Sim) -> Sim:
 @pytest.fixture
 def settings(make_settings: Callable[..., Settings], redis_url: str, sim: Sim) -> Settings:
     """Settings pointing at the test's Redis database and the simulator, with quick retries."""
-    return make_settings(redis_url=redis_url, hubspot_base_url=sim.url, retry_base_s=0.05, retry_cap_s=0.2,
-                         hubspot_read_timeout_s=2.0, lease_s=3.0)
+    return make_settings(
+        redis_url=redis_url,
+        hubspot_base_url=sim.url,
+        retry_base_s=0.05,
+        retry_cap_s=0.2,
+        hubspot_read_timeout_s=2.0,
+        lease_s=3.0,
+    )
 
 
 def env_for(settings: Settings) -> dict[str, str]:
@@ -145,22 +155,35 @@ class Stack:
 
     def worker(self, name: str = "w1", **env: str) -> Process:
         """Start ``python -m worker`` and wait until RQ has registered it."""
-        process = Process(f"worker-{name}", [python(), "-m", "worker", "--name", f"{name}-{free_port()}"],
-                          env={**env_for(self.settings), **env}, log_dir=self.log_dir)
+        process = Process(
+            f"worker-{name}",
+            [python(), "-m", "worker", "--name", f"{name}-{free_port()}"],
+            env={**env_for(self.settings), **env},
+            log_dir=self.log_dir,
+        )
         self.processes.append(process)
         client = redis_lib.Redis.from_url(self.settings.redis_url)
-        wait_for(lambda: client.scard("rq:workers") >= sum(1 for p in self.processes if p.name.startswith("worker")
-                                                            and p.alive()) or not process.alive(),
-                 timeout=20, what=f"worker {name} to register")
+        wait_for(
+            lambda: (
+                client.scard("rq:workers")
+                >= sum(1 for p in self.processes if p.name.startswith("worker") and p.alive())
+                or not process.alive()
+            ),
+            timeout=20,
+            what=f"worker {name} to register",
+        )
         assert process.alive(), process.output()
         return process
 
     def gunicorn(self, **env: str) -> str:
         """Start gunicorn serving ``web:create_app()`` as the Procfile does; return its base URL."""
         port = free_port()
-        process = Process("gunicorn", [python(), "-m", "gunicorn", "-c", "gunicorn.conf.py", "--bind",
-                                       f"127.0.0.1:{port}", "web:create_app()"],
-                          env={**env_for(self.settings), **env, "WEB_CONCURRENCY": "2"}, log_dir=self.log_dir)
+        process = Process(
+            "gunicorn",
+            [python(), "-m", "gunicorn", "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{port}", "web:create_app()"],
+            env={**env_for(self.settings), **env, "WEB_CONCURRENCY": "2"},
+            log_dir=self.log_dir,
+        )
         self.processes.append(process)
         wait_for(lambda: port_open(port) or not process.alive(), timeout=20, what="gunicorn")
         assert process.alive(), process.output()

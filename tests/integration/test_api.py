@@ -33,8 +33,14 @@ def client(app: Flask) -> Iterator[FlaskClient]:
         yield c
 
 
-def post(client: FlaskClient, body: Any, *, token: str | None = API_TOKEN, content_type: str = "application/json",
-         raw: bytes | None = None) -> Any:
+def post(
+    client: FlaskClient,
+    body: Any,
+    *,
+    token: str | None = API_TOKEN,
+    content_type: str = "application/json",
+    raw: bytes | None = None,
+) -> Any:
     """POST to /api/associations."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     data = raw if raw is not None else json.dumps(body).encode()
@@ -50,8 +56,9 @@ def error_code(response: Any) -> str:
 class TestAccepts:
     """What the direct API accepts."""
 
-    def test_valid_items_are_stored_and_answered_202_with_ids(self, client: FlaskClient,
-                                                              redis_client: redis_lib.Redis) -> None:
+    def test_valid_items_are_stored_and_answered_202_with_ids(
+        self, client: FlaskClient, redis_client: redis_lib.Redis
+    ) -> None:
         """A valid request answers 202 with one id per item, and each id is pending in Redis."""
         response = post(client, {"associations": [GOOD, {**GOOD, "toObjectId": "789"}]})
         assert response.status_code == 202
@@ -69,8 +76,10 @@ class TestAccepts:
 
     def test_singular_and_type_id_forms_share_a_lane(self, client: FlaskClient, redis_client: redis_lib.Redis) -> None:
         """deal, deals and 0-3 are one object type: their associations wait in one lane."""
-        items = [{**GOOD, "fromObjectType": t, "toObjectType": c} for t, c in
-                 (("deal", "contact"), ("0-3", "0-1"), ("DEALS", "contacts"))]
+        items = [
+            {**GOOD, "fromObjectType": t, "toObjectType": c}
+            for t, c in (("deal", "contact"), ("0-3", "0-1"), ("DEALS", "contacts"))
+        ]
         assert post(client, {"associations": items}).status_code == 202
         assert redis_client.zcard("hl:lane:_|deals|contacts") == 3
 

@@ -14,8 +14,7 @@ pytestmark = pytest.mark.integration
 
 def post(url: str, body: object, token: str = API_TOKEN) -> requests.Response:
     """POST JSON to the direct API."""
-    return requests.post(f"{url}/api/associations", json=body, headers={"Authorization": f"Bearer {token}"},
-                         timeout=5)
+    return requests.post(f"{url}/api/associations", json=body, headers={"Authorization": f"Bearer {token}"}, timeout=5)
 
 
 class TestEndToEnd:
@@ -25,8 +24,14 @@ class TestEndToEnd:
         """A 202 from the API is followed by the association appearing in the simulator."""
         stack.worker()
         url = stack.gunicorn()
-        response = post(url, {"associations": [{"fromObjectType": "deals", "fromObjectId": "123",
-                                                "toObjectType": "contacts", "toObjectId": "456"}]})
+        response = post(
+            url,
+            {
+                "associations": [
+                    {"fromObjectType": "deals", "fromObjectId": "123", "toObjectType": "contacts", "toObjectId": "456"}
+                ]
+            },
+        )
         assert response.status_code == 202, response.text
         body = response.json()
         assert body["accepted"] == 1 and len(body["ids"]) == 1

@@ -5,6 +5,7 @@ Nothing here sleeps to "wait for" something: every wait polls a condition until 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -66,8 +67,9 @@ def redis_server_binary() -> str:
 class Process:
     """A child process in its own process group, with its output captured to a file."""
 
-    def __init__(self, name: str, argv: Sequence[str], *, env: Mapping[str, str] | None = None,
-                 log_dir: Path, cwd: Path = REPO) -> None:
+    def __init__(
+        self, name: str, argv: Sequence[str], *, env: Mapping[str, str] | None = None, log_dir: Path, cwd: Path = REPO
+    ) -> None:
         self.name = name
         self.log_path = log_dir / f"{name}.log"
         self._log = self.log_path.open("ab")
@@ -97,10 +99,8 @@ class Process:
 
     def kill_group(self) -> None:
         """SIGKILL the whole process group: nothing gets to clean up (a crash)."""
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.popen.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self.popen.wait(timeout=10)
 
     def stop(self, timeout: float = 10.0) -> int | None:
@@ -111,10 +111,8 @@ class Process:
                 self.popen.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 self.kill_group()
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.popen.pid, signal.SIGKILL)  # leftovers (e.g. gunicorn workers, RQ scheduler)
-        except (ProcessLookupError, PermissionError):
-            pass
         self._log.close()
         return self.popen.returncode
 
@@ -136,9 +134,23 @@ class RedisServer:
     def start(self) -> RedisServer:
         """Start and wait until it answers PING."""
         self.workdir.mkdir(parents=True, exist_ok=True)
-        argv = [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.workdir),
-                "--save", "", "--appendonly", "yes" if self.appendonly else "no", "--appendfsync", "always",
-                "--protected-mode", "yes"]
+        argv = [
+            redis_server_binary(),
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.workdir),
+            "--save",
+            "",
+            "--appendonly",
+            "yes" if self.appendonly else "no",
+            "--appendfsync",
+            "always",
+            "--protected-mode",
+            "yes",
+        ]
         self.process = Process(f"redis-{self.port}", argv, log_dir=self.workdir)
         import redis
 

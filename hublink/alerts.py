@@ -1,0 +1,113 @@
+"""Alerts: a JSON POST (Slack-compatible ``text``) when dead letters appear or the error rate climbs.
+
+Every worker's dispatcher thread calls :meth:`Alerter.check` about once a second; Redis decides which of
+them sends (``SET NX`` with the interval as TTL), so operators get at most one alert of a kind per
+``HUBLINK_ALERT_INTERVAL_S``, carrying the count of everything since the last one. Sending happens in
+that thread, never inside a job, and a failing webhook is logged and retried at the next interval: an
+alert can never break a worker.
+
+Keys owned: ``alert:<kind>`` (interval lock), ``alert:dead_letters:seen`` (the dead-letter count last
+reported; new dead letters are read from the ``associations_dead_lettered`` metric).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Protocol
+
+import requests
+from redis import Redis
+
+from hublink.connections import store_errors
+from hublink.keys import Keys
+from hublink.metrics import Metrics
+
+log = logging.getLogger("hublink.alerts")
+
+#: The error rate is judged over this many recent minutes, and only above this many attempts.
+ERROR_RATE_WINDOW_MIN = 5
+ERROR_RATE_MIN_ATTEMPTS = 20
+
+
+class Poster(Protocol):
+    """Sends one alert body; raises on failure."""
+
+    def __call__(self, url: str, body: dict[str, object]) -> None:
+        """Send ``body`` to ``url``."""
+        ...
+
+
+def post_json(url: str, body: dict[str, object]) -> None:
+    """POST ``body`` as JSON with a short timeout; raise for any non-2xx."""
+    response = requests.post(url, json=body, timeout=(3.05, 5), headers={"User-Agent": "HubLink alerts"})
+    response.raise_for_status()
+
+
+class Alerter:
+    """Decides when to alert and sends at most one alert per kind per interval."""
+
+    def __init__(self, redis: Redis, keys: Keys, metrics: Metrics, *, url: str | None, interval_s: float,
+                 error_rate: float, poster: Poster = post_json) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._metrics = metrics
+        self._url = url
+        self._interval_ms = max(int(interval_s * 1000), 1)
+        self._error_rate = error_rate
+        self._poster = poster
+
+    @property
+    def enabled(self) -> bool:
+        """True when an alert webhook is configured."""
+        return bool(self._url)
+
+    def check(self, now_s: float | None = None) -> list[str]:
+        """Send whatever alerts are due; return their kinds. Never raises for a failing webhook."""
+        if not self.enabled:
+            return []
+        now_s = time.time() if now_s is None else now_s
+        sent = []
+        total = sum(self._metrics.read("associations_dead_lettered").values())
+        seen_key = self._keys.alert("dead_letters") + ":seen"
+        with store_errors():
+            # First run: history is not news. Later: everything dead-lettered since the last alert.
+            self._redis.set(seen_key, total, nx=True)
+            seen = int(self._redis.get(seen_key) or 0)
+        if total > seen and self._claim("dead_letters"):
+            new = total - seen
+            text = (f":warning: HubLink: {new} association(s) were dead-lettered since the last alert. "
+                    "Inspect them at /admin or with `flask --app web dead-letters list`.")
+            if self._send("dead_letters", text, {"dead_letters": new}):
+                with store_errors():
+                    self._redis.set(seen_key, total)
+                sent.append("dead_letters")
+        rate, attempts = self._recent_error_rate(now_s)
+        if attempts >= ERROR_RATE_MIN_ATTEMPTS and rate > self._error_rate and self._claim("error_rate"):
+            text = (f":rotating_light: HubLink: {rate:.0%} of the last {attempts} HubSpot attempts failed "
+                    f"(threshold {self._error_rate:.0%}, last {ERROR_RATE_WINDOW_MIN} minutes).")
+            if self._send("error_rate", text, {"error_rate": round(rate, 4), "attempts": attempts}):
+                sent.append("error_rate")
+        return sent
+
+    def _recent_error_rate(self, now_s: float) -> tuple[float, int]:
+        rows = self._metrics.series(now_s, ERROR_RATE_WINDOW_MIN)
+        failed = sum(r["failed"] for r in rows)
+        attempts = failed + sum(r["linked"] for r in rows)
+        return (failed / attempts if attempts else 0.0), attempts
+
+    def _claim(self, kind: str) -> bool:
+        with store_errors():
+            return bool(self._redis.set(self._keys.alert(kind), "1", nx=True, px=self._interval_ms))
+
+    def _send(self, kind: str, text: str, counts: dict[str, object]) -> bool:
+        assert self._url is not None
+        try:
+            self._poster(self._url, {"text": text, "kind": kind, **counts})
+        except Exception as exc:  # noqa: BLE001 - an alert must never break a worker, whatever went wrong
+            log.warning("alert webhook failed", extra={"kind": kind, "error": type(exc).__name__})
+            self._metrics.apply([self._metrics.op("alerts_sent", kind=kind, outcome="failed")])
+            return False
+        self._metrics.apply([self._metrics.op("alerts_sent", kind=kind, outcome="sent")])
+        log.info("alert sent", extra={"kind": kind})
+        return True

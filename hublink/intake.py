@@ -1,0 +1,133 @@
+"""Intake: turn verified events into work with the rules, and store it all in one round-trip.
+
+Shared by every webhook endpoint. Rules are evaluated here (cheap, in memory); lookups are not run here
+but planned, to run in a worker. An event no rule matches is acknowledged and counted; a rule that
+matches but cannot be applied to an odd payload is counted and logged as a problem: neither is retried by
+the sender, because sending the same event again would not change the answer.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from hublink.domain.associations import AssociationRequest
+from hublink.domain.errors import InvalidInputError
+from hublink.domain.events import CrmEvent
+from hublink.domain.lookups import LookupRequest, Work
+from hublink.domain.rules import Fixed, RuleSet
+from hublink.metrics import Metrics, Op
+from hublink.queueing import EventGroup, Queueing
+
+log = logging.getLogger("hublink.intake")
+
+
+@dataclass(frozen=True, slots=True)
+class IntakeReport:
+    """What happened to one request's events (the webhook's 200 body)."""
+
+    received: int
+    duplicates: int
+    unmatched: int
+    associations: int
+    lookups: int
+    problems: tuple[str, ...]
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON-safe form."""
+        return {
+            "received": self.received,
+            "duplicates": self.duplicates,
+            "unmatched": self.unmatched,
+            "associations": self.associations,
+            "lookups": self.lookups,
+            "problems": list(self.problems),
+        }
+
+
+def source_slug(source: str) -> str:
+    """Sources are stored as slugs: ``forms:demo-request`` becomes ``forms.demo-request``."""
+    return source.replace(":", ".")
+
+
+def plan(event: CrmEvent, rules: RuleSet, received_at: float) -> tuple[list[Work], list[str], bool]:
+    """The work one event asks for, the problems met, and whether any rule matched."""
+    evaluation = rules.evaluate(event)
+    problems = list(evaluation.problems)
+    source = source_slug(event.source)
+    work: list[Work] = []
+    for planned in evaluation.planned:
+        if isinstance(planned.from_side, Fixed) and isinstance(planned.to_side, Fixed):
+            try:
+                work.append(
+                    AssociationRequest.create(
+                        from_object_type=planned.from_side.object_type,
+                        from_object_id=planned.from_side.object_id,
+                        to_object_type=planned.to_side.object_type,
+                        to_object_id=planned.to_side.object_id,
+                        portal_id=event.portal_id,
+                        source=source,
+                        source_event_id=event.event_id,
+                        received_at=received_at,
+                        occurred_at=event.occurred_at,
+                    )
+                )
+            except InvalidInputError as exc:
+                problems.extend(f"rule '{planned.rule}': {p.message}" for p in exc.problems)
+        else:
+            work.append(
+                LookupRequest.plan(
+                    planned,
+                    portal_id=event.portal_id,
+                    source=source,
+                    source_event_id=event.event_id,
+                    received_at=received_at,
+                    occurred_at=event.occurred_at,
+                )
+            )
+    return work, problems, bool(evaluation.matched_rules)
+
+
+def accept(
+    events: Sequence[CrmEvent], rules: RuleSet, queueing: Queueing, metrics: Metrics, received_at: float
+) -> IntakeReport:
+    """Plan every event and store all of it, with its dedup marks and counts, in one round-trip.
+
+    Raises StoreUnavailableError when Redis does not answer (the caller answers 503).
+    """
+    groups: list[EventGroup] = []
+    problems: list[str] = []
+    ops: list[Op] = []
+    unmatched = associations = lookups = 0
+    for event in events:
+        work, event_problems, matched = plan(event, rules, received_at)
+        problems.extend(event_problems)
+        ops.extend(
+            metrics.op("rule_problems", rule=p.split("'")[1] if p.count("'") >= 2 else "?") for p in event_problems
+        )
+        unmatched += not matched
+        n_assoc = sum(1 for w in work if isinstance(w, AssociationRequest))
+        associations += n_assoc
+        lookups += len(work) - n_assoc
+        outcome = "accepted" if matched else "unmatched"
+        groups.append(
+            EventGroup(
+                work,
+                dedup_key=event.dedup_key,
+                on_new=[metrics.op("events_received", source=event.source, outcome=outcome)],
+                on_dup=[metrics.op("events_received", source=event.source, outcome="duplicate")],
+            )
+        )
+    if associations:
+        ops.append(metrics.op("associations_enqueued", associations, source=_first_source(events), kind="association"))
+    if lookups:
+        ops.append(metrics.op("associations_enqueued", lookups, source=_first_source(events), kind="lookup"))
+    duplicates = queueing.enqueue(groups, ops).duplicates if groups else 0
+    if problems:
+        log.warning("rules could not be applied to some events", extra={"problems": problems[:20]})
+    return IntakeReport(len(events), duplicates, unmatched, associations, lookups, tuple(problems))
+
+
+def _first_source(events: Sequence[CrmEvent]) -> str:
+    return events[0].source if events else "?"

@@ -1,0 +1,132 @@
+"""LookupResolver: find the records a rule's ``lookup`` names, through the shared limits, with a cache.
+
+Property reads spend the app's ordinary rate-limit bucket; searches spend the separate search bucket
+(HubSpot allows about 5 searches per second per account). Found ids are cached in Redis for
+``HUBLINK_LOOKUP_CACHE_TTL_S``; misses are not cached, because a record created a moment ago may simply
+not be searchable yet.
+
+Keys owned: ``lookup:<digest>``. Fails closed: raises StoreUnavailableError without Redis.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from redis import Redis
+
+from hublink.connections import store_errors
+from hublink.domain.associations import AssociationRequest
+from hublink.domain.errors import (
+    HubSpotErrorDetail,
+    InvalidInputError,
+    LookupAmbiguousError,
+    LookupNoMatchError,
+    LookupNoValueError,
+)
+from hublink.domain.lookups import LookupRequest, describe
+from hublink.domain.rules import Fixed, PropertyLookup, SearchLookup, Side
+from hublink.hubspot import HubSpotClient
+from hublink.keys import Keys
+from hublink.settings import RateLimit
+
+
+class TokenWaitTooLongError(Exception):
+    """The limiter asked for a wait too long to spend holding a worker; ``wait_ms`` says how long."""
+
+    def __init__(self, wait_ms: int) -> None:
+        super().__init__(f"rate limit: wait {wait_ms} ms")
+        self.wait_ms = wait_ms
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    """A lookup's result: the association to enqueue, or None when the rule says skip."""
+
+    association: AssociationRequest | None
+    skipped_reason: str | None = None
+
+
+class LookupResolver:
+    """Resolves LookupRequests one side at a time; raises DeliveryError subclasses on failure."""
+
+    def __init__(
+        self, redis: Redis, keys: Keys, client: HubSpotClient, *, cache_ttl_s: int, search_rate_limit: RateLimit
+    ) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._client = client
+        self._cache_ttl_s = cache_ttl_s
+        self.search_rate_limit = search_rate_limit
+
+    def resolve(self, request: LookupRequest, token: str, take_token: Callable[[str], None]) -> Resolution:
+        """Find both ends; ``take_token(kind)`` ("read" or "search") blocks briefly or raises TokenWaitTooLongError.
+
+        Raises DeliveryError subclasses (HubSpot failures, no match, ambiguity) and TokenWaitTooLongError.
+        """
+        from_id = self._side(request, request.from_side, token, take_token)
+        to_id = self._side(request, request.to_side, token, take_token)
+        if from_id is None or to_id is None:
+            return Resolution(None, "several matches; the rule says skip")
+        try:
+            return Resolution(request.resolved(from_id, to_id))
+        except InvalidInputError as exc:
+            raise LookupNoValueError(
+                HubSpotErrorDetail(
+                    category="LOOKUP_NO_VALUE", message=str(exc.problems[0].message if exc.problems else exc)
+                )
+            ) from None
+
+    def _side(self, request: LookupRequest, side: Side, token: str, take_token: Callable[[str], None]) -> str | None:
+        if isinstance(side, Fixed):
+            return side.object_id
+        if isinstance(side, PropertyLookup):
+            key = f"{request.portal_id}|property|{side.object_type}|{side.object_id}|{side.property}"
+            cached = self._cached(key)
+            if cached is None:
+                take_token("read")
+                props = self._client.read_object(token, side.object_type, side.object_id, [side.property])
+                value = props.get(side.property)
+                if value in (None, ""):
+                    raise LookupNoValueError(
+                        HubSpotErrorDetail(
+                            category="LOOKUP_NO_VALUE", message=f"{describe(side)}: the property is empty"
+                        )
+                    )
+                cached = [str(value)]
+                self._store(key, cached)
+            return cached[0]
+        return self._search(request, side, token, take_token)
+
+    def _search(
+        self, request: LookupRequest, side: SearchLookup, token: str, take_token: Callable[[str], None]
+    ) -> str | None:
+        key = f"{request.portal_id}|search|{side.target_type}|{side.property}|{side.value.lower()}"
+        ids = self._cached(key)
+        if ids is None:
+            take_token("search")
+            ids = self._client.search_ids(token, side.target_type, side.property, side.value, limit=2)
+            if ids:
+                self._store(key, ids)
+        if not ids:
+            raise LookupNoMatchError(HubSpotErrorDetail(category="LOOKUP_NO_MATCH", message=f"no {describe(side)}"))
+        if len(ids) > 1:
+            if side.on_multiple == "skip":
+                return None
+            if side.on_multiple == "dead-letter":
+                raise LookupAmbiguousError(
+                    HubSpotErrorDetail(category="LOOKUP_AMBIGUOUS", message=f"several {describe(side)}")
+                )
+        return ids[0]
+
+    def _cached(self, key: str) -> list[str] | None:
+        with store_errors():
+            raw = self._redis.get(self._keys.lookup_cache(key))
+        return json.loads(raw) if raw else None
+
+    def _store(self, key: str, ids: list[str]) -> None:
+        if self._cache_ttl_s <= 0:
+            return
+        with store_errors():
+            self._redis.set(self._keys.lookup_cache(key), json.dumps(ids), ex=self._cache_ttl_s)

@@ -1,0 +1,129 @@
+"""Metrics: counters kept in Redis so that every web and worker process on every machine adds to one set.
+
+A metric is a Redis hash ``m:<name>`` whose fields are label sets (``source=hubspot,outcome=accepted``) and
+whose values are counts. Increments ride along in the Lua scripts that do the work (enqueue.lua,
+settle.lua), so a count is exact and atomic with what it counts, and costs no extra round-trip. Histograms
+are counters per bucket. ``/metrics`` reads the hashes and renders them with prometheus-client
+(``hublink.metrics_export``); gauges (queue depth, oldest pending age, dead letters) are read at scrape time.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from redis import Redis
+
+from hublink.connections import store_errors
+from hublink.keys import Keys
+
+#: Bucket bounds (seconds) of the end-to-end latency histogram: intake's 202 to HubSpot's 200.
+LATENCY_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0)
+
+
+@dataclass(frozen=True, slots=True)
+class Counter:
+    """A counter's name (as exported, without ``hublink_`` and ``_total``), help text and label names."""
+
+    name: str
+    help: str
+    labels: tuple[str, ...]
+
+
+COUNTERS: tuple[Counter, ...] = (
+    Counter("events_received", "Events received, by source and outcome", ("source", "outcome")),
+    Counter("requests_refused", "HTTP requests refused, by endpoint and reason", ("endpoint", "reason")),
+    Counter("associations_enqueued", "Associations and lookups accepted into lanes", ("source", "kind")),
+    Counter("associations_succeeded", "Associations HubSpot confirmed", ("source",)),
+    Counter("associations_failed", "Failed association attempts, by error class", ("error",)),
+    Counter("associations_dead_lettered", "Associations moved to the dead-letter store", ("source", "category")),
+    Counter("retries", "Retries and deferrals scheduled, by error class", ("error", "kind")),
+    Counter("hubspot_requests", "HubSpot requests, by endpoint and status", ("endpoint", "status")),
+    Counter("hubspot_rate_limited", "HubSpot 429 answers, by policyName", ("policy",)),
+    Counter("rate_limit_waits", "Times a worker waited for or parked on the shared rate limit", ("kind",)),
+    Counter("rule_problems", "Rules that matched an event but could not be applied to it", ("rule",)),
+    Counter("alerts_sent", "Alerts posted to the alert webhook, by kind and outcome", ("kind", "outcome")),
+)
+LATENCY = "e2e_latency_seconds"
+#: Per-minute series for the dashboard's last-hour charts: ``ts:<epoch minute>`` hashes, kept two hours.
+SERIES_FIELDS = ("enqueued", "linked", "failed", "dead", "hubspot_requests", "hubspot_429", "rate_waits")
+SERIES_TTL_S = 2 * 3600
+_BY_NAME = {c.name: c for c in COUNTERS}
+
+#: One increment: (hash key, field, amount, TTL in seconds to give the hash; 0 = none).
+Op = tuple[str, str, int, int]
+
+
+def label_field(labels: Mapping[str, object]) -> str:
+    """The hash field for a label set: ``k=v`` pairs joined by commas, in the counter's label order."""
+    return ",".join(f"{k}={str(v).replace(',', ';').replace('=', ':')}" for k, v in labels.items())
+
+
+class Metrics:
+    """Builds increments (for the Lua scripts) and applies stray ones (outside them)."""
+
+    def __init__(self, redis: Redis, keys: Keys) -> None:
+        self._redis = redis
+        self._keys = keys
+
+    def op(self, name: str, n: int = 1, **labels: object) -> Op:
+        """One increment of counter ``name``; labels must be exactly the counter's (KeyError/ValueError)."""
+        counter = _BY_NAME[name]
+        if set(labels) != set(counter.labels):
+            raise ValueError(f"{name}: expected labels {counter.labels}, got {sorted(labels)}")
+        ordered = {k: labels[k] for k in counter.labels}
+        return (self._keys.metric(name), label_field(ordered), n, 0)
+
+    def latency_ops(self, seconds: Iterable[float]) -> list[Op]:
+        """Histogram increments for end-to-end latencies (one bucket each, plus sum in ms and count)."""
+        ops: dict[str, int] = {}
+        for s in seconds:
+            index = bisect.bisect_left(LATENCY_BUCKETS_S, s)
+            bucket = f"le={LATENCY_BUCKETS_S[index]}" if index < len(LATENCY_BUCKETS_S) else "le=+Inf"
+            ops[bucket] = ops.get(bucket, 0) + 1
+            ops["sum_ms"] = ops.get("sum_ms", 0) + int(s * 1000)
+            ops["count"] = ops.get("count", 0) + 1
+        key = self._keys.metric(LATENCY)
+        return [(key, f, n, 0) for f, n in ops.items()]
+
+    def series_op(self, field: str, n: int = 1, *, at_s: float) -> Op:
+        """One increment of the per-minute series ``field`` for the minute containing ``at_s``."""
+        if field not in SERIES_FIELDS:
+            raise ValueError(f"series field: expected one of {SERIES_FIELDS}, got {field!r}")
+        return (self._keys.series(int(at_s // 60)), field, n, SERIES_TTL_S)
+
+    def series(self, now_s: float, minutes: int = 60) -> list[dict[str, int]]:
+        """The last ``minutes`` minutes, oldest first: ``{"minute": epoch minute, field: count, ...}``."""
+        current = int(now_s // 60)
+        wanted = list(range(current - minutes + 1, current + 1))
+        with store_errors():
+            pipe = self._redis.pipeline(transaction=False)
+            for minute in wanted:
+                pipe.hgetall(self._keys.series(minute))
+            rows = pipe.execute()
+        out = []
+        for minute, row in zip(wanted, rows, strict=True):
+            entry = {"minute": minute, **{f: 0 for f in SERIES_FIELDS}}
+            entry.update({k.decode(): int(v) for k, v in row.items()})
+            out.append(entry)
+        return out
+
+    def apply(self, ops: Iterable[Op]) -> None:
+        """Apply increments now (one pipeline); for counts that no Lua script carries."""
+        ops = list(ops)
+        if not ops:
+            return
+        with store_errors():
+            pipe = self._redis.pipeline(transaction=False)
+            for key, field, n, ttl in ops:
+                pipe.hincrby(key, field, n)
+                if ttl:
+                    pipe.expire(key, ttl)
+            pipe.execute()
+
+    def read(self, name: str) -> dict[str, int]:
+        """Every label set of one metric with its count."""
+        with store_errors():
+            raw = self._redis.hgetall(self._keys.metric(name))
+        return {k.decode(): int(v) for k, v in raw.items()}

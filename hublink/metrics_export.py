@@ -1,0 +1,98 @@
+"""The Prometheus view of HubLink's Redis-held metrics: a collector that reads them at scrape time.
+
+Counters come from the ``m:<name>`` hashes (summed by every process on every machine); gauges (queue
+depth, age of the oldest pending association, in-flight leases, dead letters) are read from the lanes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+from redis import Redis
+
+from hublink.keys import Keys
+from hublink.metrics import COUNTERS, LATENCY, LATENCY_BUCKETS_S, Metrics
+
+PREFIX = "hublink_"
+
+
+def _labels(field: str) -> dict[str, str]:
+    return dict(part.split("=", 1) for part in field.split(",") if "=" in part)
+
+
+class HubLinkCollector(Collector):
+    """Reads every HubLink metric from Redis when Prometheus scrapes."""
+
+    def __init__(self, redis: Redis, keys: Keys, queue_name: str) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._metrics = Metrics(redis, keys)
+        self._queue_key = f"rq:queue:{queue_name}"
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield every metric family (raises StoreUnavailableError without Redis)."""
+        for counter in COUNTERS:
+            family = CounterMetricFamily(PREFIX + counter.name, counter.help, labels=list(counter.labels))
+            for field, value in sorted(self._metrics.read(counter.name).items()):
+                labels = _labels(field)
+                family.add_metric([labels.get(name, "") for name in counter.labels], value)
+            yield family
+        yield self._latency()
+        yield from self._gauges()
+
+    def _latency(self) -> Metric:
+        raw = self._metrics.read(LATENCY)
+        cumulative = 0
+        buckets = []
+        for bound in LATENCY_BUCKETS_S:
+            cumulative += raw.get(f"le={bound}", 0)
+            buckets.append((str(bound), cumulative))
+        cumulative += raw.get("le=+Inf", 0)
+        buckets.append(("+Inf", cumulative))
+        family = HistogramMetricFamily(
+            PREFIX + LATENCY, "Seconds from intake's 202 to HubSpot confirming the association"
+        )
+        family.add_metric([], buckets, sum_value=raw.get("sum_ms", 0) / 1000)
+        return family
+
+    def _gauges(self) -> Iterator[Metric]:
+        now_ms = time.time() * 1000
+        lanes = [m.decode() for m in self._redis.zrange(self._keys.lanes, 0, -1)]
+        pipe = self._redis.pipeline(transaction=False)
+        for lane in lanes:
+            pipe.zcard(self._keys.lane(lane))
+            pipe.zrange(self._keys.lane(lane), 0, 0, withscores=True)
+        pipe.zcard(self._keys.inflight)
+        pipe.zcard(self._keys.dead_letters)
+        pipe.get(self._keys.dead_letters_dropped)
+        pipe.llen(self._queue_key)
+        results = pipe.execute()
+        depth = GaugeMetricFamily(PREFIX + "queue_depth", "Associations waiting in lanes", labels=["lane"])
+        oldest = 0.0
+        for index, lane in enumerate(lanes):
+            depth.add_metric([lane], results[2 * index])
+            first = results[2 * index + 1]
+            if first:
+                oldest = max(oldest, (now_ms - first[0][1]) / 1000)
+        yield depth
+        inflight, dead, dropped, rq_depth = results[2 * len(lanes) :]
+        yield GaugeMetricFamily(
+            PREFIX + "oldest_pending_age_seconds", "Age of the oldest due-or-waiting association", value=oldest
+        )
+        yield GaugeMetricFamily(PREFIX + "in_flight", "Associations leased to a worker right now", value=inflight)
+        yield GaugeMetricFamily(PREFIX + "dead_letters", "Associations in the dead-letter store", value=dead)
+        yield GaugeMetricFamily(
+            PREFIX + "dead_letters_dropped", "Dead letters dropped by the size cap, ever", value=int(dropped or 0)
+        )
+        yield GaugeMetricFamily(PREFIX + "drain_jobs_queued", "RQ drain jobs waiting for a worker", value=rq_depth)
+
+
+def render(redis: Redis, keys: Keys, queue_name: str) -> bytes:
+    """The Prometheus text exposition of every HubLink metric."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(HubLinkCollector(redis, keys, queue_name))
+    return generate_latest(registry)

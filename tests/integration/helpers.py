@@ -1,0 +1,77 @@
+"""Helpers for integration tests: posting to the API and waiting for end states."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis as redis_lib
+import requests
+
+from tests.conftest import ADMIN_TOKEN, API_TOKEN
+from tests.integration.conftest import Sim
+from tests.support.processes import wait_for
+
+
+def assoc(
+    from_id: int | str, to_id: int | str = 456, from_type: str = "deals", to_type: str = "contacts"
+) -> dict[str, str]:
+    """One direct-API item."""
+    return {
+        "fromObjectType": from_type,
+        "fromObjectId": str(from_id),
+        "toObjectType": to_type,
+        "toObjectId": str(to_id),
+    }
+
+
+def post_associations(url: str, items: list[dict[str, str]]) -> list[str]:
+    """POST items in chunks of 100; return the accepted ids."""
+    ids: list[str] = []
+    for start in range(0, len(items), 100):
+        response = requests.post(
+            f"{url}/api/associations",
+            json={"associations": items[start : start + 100]},
+            headers={"Authorization": f"Bearer {API_TOKEN}"},
+            timeout=10,
+        )
+        assert response.status_code == 202, response.text
+        ids.extend(response.json()["ids"])
+    return ids
+
+
+def admin(method: str, url: str, path: str, **kwargs: Any) -> requests.Response:
+    """Call the admin API."""
+    return requests.request(
+        method, f"{url}{path}", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30, **kwargs
+    )
+
+
+def dead_letter_ids(redis: redis_lib.Redis) -> set[str]:
+    """Ids in the dead-letter store."""
+    return {m.decode() for m in redis.zrange("hl:dlq", 0, -1)}
+
+
+def pending(redis: redis_lib.Redis) -> int:
+    """Associations still waiting or in flight."""
+    return sum(1 for _ in redis.scan_iter("hl:a:*", count=1000))
+
+
+def settled(redis: redis_lib.Redis) -> bool:
+    """True when nothing is waiting or in flight."""
+    return pending(redis) == 0
+
+
+def wait_settled(redis: redis_lib.Redis, timeout: float) -> None:
+    """Wait until every association has reached HubSpot or the dead-letter store."""
+    wait_for(lambda: settled(redis), timeout=timeout, interval=0.1, what="every association to settle")
+
+
+def assert_exact_end_state(sim: Sim, redis: redis_lib.Redis, expected: dict[str, tuple[str, str, str, str]]) -> None:
+    """Every accepted id is in the simulator or in the dead-letter store, never both, never neither."""
+    linked = sim.pairs()
+    dead = dead_letter_ids(redis)
+    for association_id, pair in expected.items():
+        in_sim = pair in linked
+        in_dlq = association_id in dead
+        assert in_sim != in_dlq, f"{association_id} {pair}: in simulator={in_sim}, in DLQ={in_dlq}"
+    assert dead <= set(expected), "a dead letter that was never accepted"

@@ -1,0 +1,149 @@
+"""Blueprint: the signed webhook endpoints: HubSpot app webhooks, workflow webhooks and third-party forms.
+
+Each view: read the raw body once (bounded), verify the sender before parsing anything, parse, let the
+rules plan the work, store it in one round-trip, answer 200. Nothing slow happens here: lookups run in
+the workers. Every refusal is a precise 4xx (or 503 without Redis), and nothing refused reaches Redis.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request
+from werkzeug.datastructures import MultiDict
+
+from hublink import intake
+from hublink.domain import signatures
+from hublink.domain.errors import InvalidSignatureError
+from hublink.domain.events import parse_form, parse_hubspot_batch, parse_workflow
+from hublink.domain.sources import ApiKeyAuth, SignatureAuth, verify_form
+from web.container import parts
+from web.errors import ApiError
+from web.requests_in import parse_json, read_body, require_json_type
+
+bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
+
+
+def public_uri() -> str:
+    """The URI the sender called, as HubSpot signs it.
+
+    HUBLINK_PUBLIC_URL (the base URL HubSpot calls) wins; with HUBLINK_TRUST_PROXY the scheme and host
+    come from X-Forwarded-Proto/-Host (applied by ProxyFix in create_app); otherwise the request's own.
+    The path and query are taken as sent (gunicorn's RAW_URI), not as Werkzeug re-quotes them.
+    """
+    raw = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI") or request.full_path.rstrip("?")
+    public = parts().settings.public_url
+    if public:
+        return public.rstrip("/") + raw
+    return request.host_url.rstrip("/") + raw
+
+
+def _headers() -> Mapping[str, str]:
+    return {k: v for k, v in request.headers.items()}
+
+
+def _secret() -> str:
+    secret = parts().settings.hubspot_client_secret
+    if not secret:
+        raise ApiError(
+            401,
+            "invalid_signature",
+            "HUBSPOT_CLIENT_SECRET is not configured: signed requests cannot be verified",
+            {"reason": "missing"},
+        )
+    return secret
+
+
+@bp.post("/hubspot")
+def hubspot() -> Response:
+    """HubSpot app webhooks: a signed JSON array of up to 100 events."""
+    p = parts()
+    raw = read_body(p.settings.max_body_bytes)
+    signatures.verify_hubspot(
+        _secret(),
+        request.method,
+        public_uri(),
+        raw,
+        _headers(),
+        now_s=time.time(),
+        tolerance_s=signatures.DEFAULT_TOLERANCE_S,
+        accept_legacy=p.settings.accept_legacy_signatures,
+    )
+    require_json_type()
+    events = parse_hubspot_batch(parse_json(raw))
+    report = intake.accept(events, p.rules, p.queueing, p.metrics, time.time())
+    return jsonify(report.as_dict())
+
+
+@bp.post("/workflow")
+def workflow() -> Response:
+    """HubSpot workflow "Send a webhook" actions: a v2 signature, or an API key in a header or query."""
+    p = parts()
+    auth = p.sources.workflow
+    if auth is None:
+        raise ApiError(404, "not_found", "workflow webhooks are not configured (sources.workflow in the rules file)")
+    raw = read_body(p.settings.max_body_bytes)
+    if isinstance(auth, SignatureAuth):
+        signatures.verify_hubspot(
+            _secret(),
+            request.method,
+            public_uri(),
+            raw,
+            _headers(),
+            now_s=time.time(),
+            tolerance_s=signatures.DEFAULT_TOLERANCE_S,
+            accept_legacy=True,
+        )
+    else:
+        _check_api_key(auth)
+    require_json_type()
+    event = parse_workflow(parse_json(raw), received_at=time.time())
+    report = intake.accept([event], p.rules, p.queueing, p.metrics, time.time())
+    return jsonify(report.as_dict())
+
+
+def _check_api_key(auth: ApiKeyAuth) -> None:
+    presented = request.headers.get(auth.name) if auth.location == "header" else request.args.get(auth.name)
+    if presented is not None and auth.location == "header" and auth.name.lower() == "authorization":
+        presented = presented.removeprefix("Bearer ").strip()
+    try:
+        signatures.verify_static_token(auth.key, presented)
+    except InvalidSignatureError as exc:
+        raise ApiError(401, "unauthorized", f"API key {exc.reason}", {"reason": exc.reason}) from None
+
+
+@bp.post("/forms/<source>")
+def form(source: str) -> Response:
+    """Third-party form submissions, JSON or urlencoded, authenticated per source."""
+    p = parts()
+    config = p.sources.forms.get(source)
+    if config is None:
+        raise ApiError(404, "unknown_source", f"no form source named {source[:64]!r} is configured")
+    raw = read_body(p.settings.max_body_bytes)
+    verify_form(config, raw, _headers(), time.time())
+    fields: Mapping[str, Any]
+    if request.mimetype == "application/x-www-form-urlencoded":
+        fields = _form_fields(raw)
+    else:
+        require_json_type()
+        body = parse_json(raw)
+        if not isinstance(body, dict):
+            raise ApiError(400, "malformed_json", "expected a JSON object of form fields")
+        fields = body
+    id_value = request.headers.get(config.id_header) if config.id_header else None
+    event = parse_form(source, fields, id_field=config.id_field, id_value=id_value, raw_body=raw)
+    report = intake.accept([event], p.rules, p.queueing, p.metrics, time.time())
+    return jsonify(report.as_dict())
+
+
+def _form_fields(raw: bytes) -> dict[str, Any]:
+    from urllib.parse import parse_qsl
+
+    try:
+        pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=False, max_num_fields=1000)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ApiError(400, "malformed_form", f"body is not a valid urlencoded form: {exc}") from None
+    multi: MultiDict[str, str] = MultiDict(pairs)
+    return {k: (v[0] if len(v) == 1 else v) for k, v in multi.to_dict(flat=False).items()}
