@@ -47,8 +47,17 @@ def post_json(url: str, body: dict[str, object]) -> None:
 class Alerter:
     """Decides when to alert and sends at most one alert per kind per interval."""
 
-    def __init__(self, redis: Redis, keys: Keys, metrics: Metrics, *, url: str | None, interval_s: float,
-                 error_rate: float, poster: Poster = post_json) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        keys: Keys,
+        metrics: Metrics,
+        *,
+        url: str | None,
+        interval_s: float,
+        error_rate: float,
+        poster: Poster = post_json,
+    ) -> None:
         self._redis = redis
         self._keys = keys
         self._metrics = metrics
@@ -76,16 +85,20 @@ class Alerter:
             seen = int(self._redis.get(seen_key) or 0)
         if total > seen and self._claim("dead_letters"):
             new = total - seen
-            text = (f":warning: HubLink: {new} association(s) were dead-lettered since the last alert. "
-                    "Inspect them at /admin or with `flask --app web dead-letters list`.")
+            text = (
+                f":warning: HubLink: {new} association(s) were dead-lettered since the last alert. "
+                "Inspect them at /admin or with `flask --app web dead-letters list`."
+            )
             if self._send("dead_letters", text, {"dead_letters": new}):
                 with store_errors():
                     self._redis.set(seen_key, total)
                 sent.append("dead_letters")
         rate, attempts = self._recent_error_rate(now_s)
         if attempts >= ERROR_RATE_MIN_ATTEMPTS and rate > self._error_rate and self._claim("error_rate"):
-            text = (f":rotating_light: HubLink: {rate:.0%} of the last {attempts} HubSpot attempts failed "
-                    f"(threshold {self._error_rate:.0%}, last {ERROR_RATE_WINDOW_MIN} minutes).")
+            text = (
+                f":rotating_light: HubLink: {rate:.0%} of the last {attempts} HubSpot attempts failed "
+                f"(threshold {self._error_rate:.0%}, last {ERROR_RATE_WINDOW_MIN} minutes)."
+            )
             if self._send("error_rate", text, {"error_rate": round(rate, 4), "attempts": attempts}):
                 sent.append("error_rate")
         return sent

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import redis
 from redis import Redis
@@ -34,6 +34,11 @@ def connect(url: str, *, timeout_s: float, blocking_s: float = 0.0) -> Redis:
         health_check_interval=30,
         retry_on_timeout=False,
     )
+
+
+def text(value: Any) -> str:
+    """A Redis answer as text: responses are bytes (RQ forbids decode_responses), names are UTF-8."""
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 @contextmanager

@@ -31,7 +31,7 @@ from typing import Any, Protocol
 import yaml
 from redis import Redis
 
-from hublink.connections import store_errors
+from hublink.connections import store_errors, text
 from hublink.domain.errors import ConfigError, DeliveryError, HubSpotErrorDetail, PermanentError, TransientError
 from hublink.hubspot import HubSpotClient
 from hublink.keys import Keys, digest
@@ -145,8 +145,9 @@ def load_portals(text: str, environ: Mapping[str, str], filename: str) -> dict[s
             )
             entries[portal_id] = PortalEntry(portal_id, oauth=app, rate_limit=rate_limit)
         else:
-            entries[portal_id] = PortalEntry(portal_id, token=_secret(conf, "token", environ, where),
-                                             rate_limit=rate_limit)
+            entries[portal_id] = PortalEntry(
+                portal_id, token=_secret(conf, "token", environ, where), rate_limit=rate_limit
+            )
     return entries
 
 
@@ -166,8 +167,15 @@ def _secret(conf: Mapping[str, Any], key: str, environ: Mapping[str, str], where
 class PortalCredentials:
     """Credentials per portal from the portals file, with OAuth tokens cached and refreshed in Redis."""
 
-    def __init__(self, portals: Mapping[str, PortalEntry], redis: Redis, keys: Keys, client: HubSpotClient,
-                 fallback: StaticCredentials | None = None, clock: Any = time.time) -> None:
+    def __init__(
+        self,
+        portals: Mapping[str, PortalEntry],
+        redis: Redis,
+        keys: Keys,
+        client: HubSpotClient,
+        fallback: StaticCredentials | None = None,
+        clock: Any = time.time,
+    ) -> None:
         self._portals = portals
         self._redis = redis
         self._keys = keys
@@ -186,8 +194,9 @@ class PortalCredentials:
             return Credential(entry.token, f"app-{digest(entry.token)[:16]}", entry.rate_limit)
         assert entry.oauth is not None
         token = self._access_token(entry.portal_id, entry.oauth)
-        return Credential(token, f"oauth-{digest(entry.oauth.client_id)[:12]}-{entry.portal_id}", entry.rate_limit,
-                          refreshable=True)
+        return Credential(
+            token, f"oauth-{digest(entry.oauth.client_id)[:12]}-{entry.portal_id}", entry.rate_limit, refreshable=True
+        )
 
     def invalidate(self, portal_id: str | None) -> None:
         """Drop the cached access token (kept: a rotated refresh token)."""
@@ -198,7 +207,7 @@ class PortalCredentials:
     def _access_token(self, portal_id: str, app: OAuthApp) -> str:
         key = self._keys.oauth_token(portal_id)
         with store_errors():
-            cached = {k.decode(): v.decode() for k, v in self._redis.hgetall(key).items()}
+            cached = {text(k): text(v) for k, v in self._redis.hgetall(key).items()}
         now = self._clock()
         if cached.get("access_token") and float(cached.get("expires_at", 0)) - REFRESH_MARGIN_S > now:
             return cached["access_token"]
@@ -222,7 +231,7 @@ class PortalCredentials:
             if not isinstance(access, str) or not access:
                 raise TokenRefreshError(HubSpotErrorDetail(message=f"portal {portal_id}: no access_token in answer"))
             expires_in = float(answer.get("expires_in") or 1800)
-            fields = {"access_token": access, "expires_at": str(now + expires_in)}
+            fields: dict[Any, Any] = {"access_token": access, "expires_at": str(now + expires_in)}
             if isinstance(answer.get("refresh_token"), str):
                 fields["refresh_token"] = answer["refresh_token"]
             with store_errors():
@@ -235,4 +244,3 @@ class PortalCredentials:
         finally:
             with store_errors():
                 self._redis.delete(lock)
-

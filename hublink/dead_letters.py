@@ -21,7 +21,7 @@ from typing import Any
 
 from redis import Redis
 
-from hublink.connections import store_errors
+from hublink.connections import store_errors, text
 from hublink.domain.lookups import work_from_record
 from hublink.keys import Keys
 from hublink.queueing import PendingItem, Queueing
@@ -140,7 +140,7 @@ class DeadLetterStore:
                 )
             if not chunk:
                 return
-            members: list[tuple[str, float]] = [(_text(m), float(s)) for m, s in chunk]
+            members: list[tuple[str, float]] = [(text(m), float(s)) for m, s in chunk]
             if skip_member is not None:
                 # Equal scores are ordered by member, descending here: skip what the last page showed.
                 members = [(m, s) for m, s in members if not (s == skip_member[0] and m >= skip_member[1])]
@@ -157,7 +157,7 @@ class DeadLetterStore:
             if gone:
                 with store_errors():
                     self._redis.zrem(self._keys.dead_letters, *gone)
-            last_member, last_score = members[-1] if members else (_text(chunk[-1][0]), float(chunk[-1][1]))
+            last_member, last_score = members[-1] if members else (text(chunk[-1][0]), float(chunk[-1][1]))
             if len(chunk) < CHUNK:
                 return
             high = last_score
@@ -253,9 +253,6 @@ class DeadLetterStore:
             flush()
         return done
 
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _now_ms() -> int:

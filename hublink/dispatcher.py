@@ -29,8 +29,9 @@ MAX_SWEEP_INTERVAL_S = 1.0
 class Dispatcher:
     """Pops lane wake-ups, enqueues drain jobs, sweeps; :meth:`run` loops until :meth:`stop`."""
 
-    def __init__(self, lanes: LaneStore, queue: Queue, *, job_timeout_s: int, failure_ttl_s: int,
-                 alerter: Alerter | None = None) -> None:
+    def __init__(
+        self, lanes: LaneStore, queue: Queue, *, job_timeout_s: int, failure_ttl_s: int, alerter: Alerter | None = None
+    ) -> None:
         self._lanes = lanes
         self._alerter = alerter
         self._queue = queue

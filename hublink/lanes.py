@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from redis import Redis
 
-from hublink.connections import store_errors
+from hublink.connections import store_errors, text
 from hublink.domain.lookups import Work, work_from_record
 from hublink.keys import Keys
 from hublink.metrics import Op
@@ -183,20 +183,16 @@ class LaneStore:
             if not first:
                 return []
             rest = self._redis.lpop(self._keys.wake, 1000) or []
-        lanes = [_text(first[1]), *(_text(raw) for raw in rest)]
+        lanes = [text(first[1]), *(text(raw) for raw in rest)]
         return list(dict.fromkeys(lanes))
 
     def pending_count(self) -> int:
         """Associations waiting or in flight (for health and metrics)."""
         with store_errors():
-            lanes = [_text(m) for m in self._redis.zrange(self._keys.lanes, 0, -1)]
+            lanes = [text(m) for m in self._redis.zrange(self._keys.lanes, 0, -1)]
             pipe = self._redis.pipeline(transaction=False)
             for lane in lanes:
                 pipe.zcard(self._keys.lane(lane))
             pipe.zcard(self._keys.inflight)
             return int(sum(pipe.execute()))
 
-
-def _text(value: Any) -> str:
-    """Redis answers bytes (RQ forbids decode_responses); names are UTF-8."""
-    return value.decode() if isinstance(value, bytes) else str(value)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from redis import Redis
 
-from hublink.connections import store_errors
+from hublink.connections import store_errors, text
 from hublink.keys import Keys
 
 #: Bucket bounds (seconds) of the end-to-end latency histogram: intake's 202 to HubSpot's 200.
@@ -105,7 +105,7 @@ class Metrics:
         out = []
         for minute, row in zip(wanted, rows, strict=True):
             entry = {"minute": minute, **{f: 0 for f in SERIES_FIELDS}}
-            entry.update({k.decode(): int(v) for k, v in row.items()})
+            entry.update({text(k): int(v) for k, v in row.items()})
             out.append(entry)
         return out
 
@@ -126,4 +126,4 @@ class Metrics:
         """Every label set of one metric with its count."""
         with store_errors():
             raw = self._redis.hgetall(self._keys.metric(name))
-        return {k.decode(): int(v) for k, v in raw.items()}
+        return {text(k): int(v) for k, v in raw.items()}

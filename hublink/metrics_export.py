@@ -14,6 +14,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 from redis import Redis
 
+from hublink.connections import text
 from hublink.keys import Keys
 from hublink.metrics import COUNTERS, LATENCY, LATENCY_BUCKETS_S, Metrics
 
@@ -61,7 +62,7 @@ class HubLinkCollector(Collector):
 
     def _gauges(self) -> Iterator[Metric]:
         now_ms = time.time() * 1000
-        lanes = [m.decode() for m in self._redis.zrange(self._keys.lanes, 0, -1)]
+        lanes = [text(m) for m in self._redis.zrange(self._keys.lanes, 0, -1)]
         pipe = self._redis.pipeline(transaction=False)
         for lane in lanes:
             pipe.zcard(self._keys.lane(lane))

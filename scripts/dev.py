@@ -124,7 +124,8 @@ HubLink is running.
 Create an association:
   curl -sS -X POST {base}/api/associations \\
     -H 'Authorization: Bearer {env['HUBLINK_API_TOKEN']}' -H 'Content-Type: application/json' \\
-    -d '{{"associations": [{{"fromObjectType": "deals", "fromObjectId": "123", "toObjectType": "contacts", "toObjectId": "456"}}]}}'
+    -d '{{"associations": [{{"fromObjectType": "deals", "fromObjectId": "123", \
+          "toObjectType": "contacts", "toObjectId": "456"}}]}}'
 """ + (f"""
 Then see it in the simulator:
   curl -sS {env['HUBSPOT_BASE_URL']}/_sim/associations

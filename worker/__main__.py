@@ -49,11 +49,15 @@ def main(argv: list[str] | None = None) -> int:
     # RQ blocks on its queue for minutes; it gets its own connection without our short socket timeout.
     rq_redis = Redis.from_url(settings.redis_url)
     queue = Queue(settings.queue_name, connection=rq_redis, serializer="json")
-    alerter = Alerter(rt.redis, Keys(settings.redis_prefix), Metrics(rt.redis, Keys(settings.redis_prefix)),
-                      url=settings.alert_webhook_url, interval_s=settings.alert_interval_s,
-                      error_rate=settings.alert_error_rate)
-    dispatcher = Dispatcher(rt.lanes, queue, job_timeout_s=JOB_TIMEOUT_S, failure_ttl_s=FAILURE_TTL_S,
-                            alerter=alerter)
+    alerter = Alerter(
+        rt.redis,
+        Keys(settings.redis_prefix),
+        Metrics(rt.redis, Keys(settings.redis_prefix)),
+        url=settings.alert_webhook_url,
+        interval_s=settings.alert_interval_s,
+        error_rate=settings.alert_error_rate,
+    )
+    dispatcher = Dispatcher(rt.lanes, queue, job_timeout_s=JOB_TIMEOUT_S, failure_ttl_s=FAILURE_TTL_S, alerter=alerter)
     dispatcher.start_thread()
     worker = SimpleWorker([queue], connection=rq_redis, serializer="json", name=args.name)
     logging.getLogger("hublink.worker").info("worker starting", extra={"queue": settings.queue_name})
