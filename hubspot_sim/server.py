@@ -275,7 +275,7 @@ class Handler(BaseHTTPRequestHandler):
         if problems:
             answer["errors"] = problems
             answer["numErrors"] = len(problems)
-        self._answer(endpoint, 200, answer, token, headers, inputs=len(linked))
+        self._answer(endpoint, 200, answer, token, headers, inputs=len(pairs))
 
     def _read_object(
         self, groups: tuple[str, ...], query: str, body: bytes, token: str | None, headers: dict[str, str]

@@ -35,6 +35,7 @@ def make_settings() -> Callable[..., Settings]:
     """Build Settings with test tokens; keyword arguments override fields."""
 
     def make(**overrides: Any) -> Settings:
+        """Settings for tests, with ``overrides`` applied."""
         base = Settings(
             api_token=API_TOKEN,
             admin_token=ADMIN_TOKEN,

@@ -89,7 +89,8 @@ class Process:
 
     def output(self) -> str:
         """Everything the process printed so far."""
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def signal(self, sig: int) -> None:
@@ -102,6 +103,7 @@ class Process:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.popen.pid, signal.SIGKILL)
         self.popen.wait(timeout=10)
+        self._log.close()
 
     def stop(self, timeout: float = 10.0) -> int | None:
         """SIGTERM, then SIGKILL the group if it has not exited within ``timeout``."""
