@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import click
+from flask.cli import AppGroup
 
 from hublink.dead_letters import DeadLetterFilter, parse_time
 from web.container import parts
@@ -42,7 +43,7 @@ def _flt(
         raise click.BadParameter(str(exc)) from None
 
 
-@click.group("dead-letters")
+@click.group("dead-letters", cls=AppGroup)
 def dead_letters() -> None:
     """Inspect, replay and purge dead letters."""
 
@@ -164,7 +165,7 @@ def purge(
     _bulk("purge", letter_id, _flt(source, status, category, since, until), dry_run, everything)
 
 
-@click.group("rules")
+@click.group("rules", cls=AppGroup)
 def rules() -> None:
     """Check rules files and try them on sample events."""
 
