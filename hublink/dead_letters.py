@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -37,11 +38,14 @@ def iso(ms: int | float) -> str:
 
 
 def parse_time(text: str) -> float:
-    """Parse an ISO-8601 time or epoch seconds into epoch milliseconds; ValueError otherwise."""
-    try:
+    """Parse epoch seconds (``1764331200`` or ``1764331200.5``) or an ISO-8601 date-time into epoch ms.
+
+    Raises ValueError for anything else (exponents, bare dates, junk).
+    """
+    if re.fullmatch(r"[0-9]{1,12}(\.[0-9]{1,6})?", text):
         return float(text) * 1000
-    except ValueError:
-        pass
+    if "T" not in text:
+        raise ValueError(f"expected epoch seconds or an ISO-8601 date-time, got {text[:40]!r}")
     when = datetime.fromisoformat(text.replace("Z", "+00:00"))
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
@@ -252,7 +256,6 @@ class DeadLetterStore:
         if batch:
             flush()
         return done
-
 
 
 def _now_ms() -> int:

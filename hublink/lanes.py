@@ -195,4 +195,3 @@ class LaneStore:
                 pipe.zcard(self._keys.lane(lane))
             pipe.zcard(self._keys.inflight)
             return int(sum(pipe.execute()))
-

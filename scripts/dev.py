@@ -95,8 +95,21 @@ def main() -> int:
     else:
         host, port = redis_url.hostname or "127.0.0.1", redis_url.port or 6379
         (VAR / "redis").mkdir(exist_ok=True)
-        argv = [redis_binary(), "--bind", host, "--port", str(port), "--dir", str(VAR / "redis"),
-                "--appendonly", "yes", "--appendfsync", "everysec", "--save", ""]
+        argv = [
+            redis_binary(),
+            "--bind",
+            host,
+            "--port",
+            str(port),
+            "--dir",
+            str(VAR / "redis"),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+            "--save",
+            "",
+        ]
         children.append(subprocess.Popen(argv, stdout=(VAR / "redis.log").open("ab"), stderr=subprocess.STDOUT))
         wait(lambda: redis_answers(env["REDIS_URL"]), "redis-server")
         print(f"redis: started a private redis-server at {host}:{port} (AOF on, data in var/redis)")
@@ -105,8 +118,9 @@ def main() -> int:
         sim_port = int(env.get("HUBSPOT_SIM_PORT", "8090"))
         env.setdefault("HUBSPOT_ACCESS_TOKEN", "dev-hubspot-token")
         argv = [sys.executable, "-m", "hubspot_sim", "--port", str(sim_port), "--token", env["HUBSPOT_ACCESS_TOKEN"]]
-        children.append(subprocess.Popen(argv, cwd=REPO, env=env, stdout=(VAR / "sim.log").open("ab"),
-                                         stderr=subprocess.STDOUT))
+        children.append(
+            subprocess.Popen(argv, cwd=REPO, env=env, stdout=(VAR / "sim.log").open("ab"), stderr=subprocess.STDOUT)
+        )
         env["HUBSPOT_BASE_URL"] = f"http://127.0.0.1:{sim_port}"
         wait(lambda: answers("127.0.0.1", sim_port), "the HubSpot simulator")
         print(f"simulator: {env['HUBSPOT_BASE_URL']} (control API: {env['HUBSPOT_BASE_URL']}/_sim/associations)")
@@ -115,21 +129,30 @@ def main() -> int:
     port = int(env["PORT"])
     wait(lambda: answers("127.0.0.1", port), "gunicorn", timeout=30)
     base = f"http://127.0.0.1:{port}"
-    print(f"""
+    print(
+        f"""
 HubLink is running.
-  API:        {base}/api/associations   (token: {env['HUBLINK_API_TOKEN']})
-  Admin API:  {base}/api/dead-letters   (token: {env['HUBLINK_ADMIN_TOKEN']})
+  API:        {base}/api/associations   (token: {env["HUBLINK_API_TOKEN"]})
+  Admin API:  {base}/api/dead-letters   (token: {env["HUBLINK_ADMIN_TOKEN"]})
   Health:     {base}/healthz  {base}/readyz
 
 Create an association:
   curl -sS -X POST {base}/api/associations \\
-    -H 'Authorization: Bearer {env['HUBLINK_API_TOKEN']}' -H 'Content-Type: application/json' \\
+    -H 'Authorization: Bearer {env["HUBLINK_API_TOKEN"]}' -H 'Content-Type: application/json' \\
     -d '{{"associations": [{{"fromObjectType": "deals", "fromObjectId": "123", \
           "toObjectType": "contacts", "toObjectId": "456"}}]}}'
-""" + (f"""
+"""
+        + (
+            f"""
 Then see it in the simulator:
-  curl -sS {env['HUBSPOT_BASE_URL']}/_sim/associations
-""" if "127.0.0.1" in env["HUBSPOT_BASE_URL"] else "") + "\nCtrl-C stops everything started here.", flush=True)
+  curl -sS {env["HUBSPOT_BASE_URL"]}/_sim/associations
+"""
+            if "127.0.0.1" in env["HUBSPOT_BASE_URL"]
+            else ""
+        )
+        + "\nCtrl-C stops everything started here.",
+        flush=True,
+    )
     while True:
         for child in children:
             if child.poll() is not None:

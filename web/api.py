@@ -38,7 +38,11 @@ def _filter_from(args: Any) -> DeadLetterFilter:
 
     def text(name: str) -> str | None:
         value = args.get(name)
-        return str(value) if value not in (None, "") else None
+        if value is None:
+            return None
+        if str(value) == "":
+            raise ApiError(400, "invalid_filter", f"bad filter: {name} is empty")
+        return str(value)
 
     status = text("status")
     try:
@@ -56,8 +60,14 @@ def _filter_from(args: Any) -> DeadLetterFilter:
 
 
 def _flag(args: Any, name: str) -> bool:
+    """A boolean parameter: absent is false; anything but true/false (or 1/0) is a 400."""
     value = args.get(name)
-    return value is True or str(value).lower() in {"1", "true", "yes"}
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    lowered = str(value).lower()
+    if lowered not in {"1", "true", "0", "false"}:
+        raise ApiError(400, "invalid_parameter", f"{name}: expected true or false, got {str(value)[:20]!r}")
+    return lowered in {"1", "true"}
 
 
 def _admin() -> None:
@@ -90,7 +100,7 @@ def list_dead_letters() -> Response:
     return jsonify({"items": items, "next_cursor": cursor, "count": len(items)})
 
 
-@bp.get("/dead-letters/<letter_id>")
+@bp.get("/dead-letters/<string(length=32):letter_id>")
 def show_dead_letter(letter_id: str) -> Response:
     """One dead letter with its full attempt history."""
     _admin()
@@ -100,7 +110,7 @@ def show_dead_letter(letter_id: str) -> Response:
     return jsonify(letter)
 
 
-@bp.post("/dead-letters/<letter_id>/replay")
+@bp.post("/dead-letters/<string(length=32):letter_id>/replay")
 def replay_dead_letter(letter_id: str) -> tuple[Response, int]:
     """Replay one dead letter with a fresh attempt budget."""
     _admin()
@@ -121,7 +131,7 @@ def replay_dead_letters() -> tuple[Response, int]:
     )
 
 
-@bp.delete("/dead-letters/<letter_id>")
+@bp.delete("/dead-letters/<string(length=32):letter_id>")
 def delete_dead_letter(letter_id: str) -> Response:
     """Delete one dead letter."""
     _admin()
@@ -136,8 +146,8 @@ def purge_dead_letters() -> Response:
     _admin()
     args = _bulk_args()
     flt = _filter_from(args)
-    if flt == DeadLetterFilter() and not _flag(args, "all"):
+    everything, dry_run = _flag(args, "all"), _flag(args, "dry_run")
+    if flt == DeadLetterFilter() and not everything:
         raise ApiError(400, "filter_required", "give a filter, or all=true to purge every dead letter")
-    dry_run = _flag(args, "dry_run")
     count = parts().dead_letters.purge_matching(flt, dry_run=dry_run)
     return jsonify({"matched": count, "purged": 0 if dry_run else count, "dry_run": dry_run})

@@ -85,7 +85,9 @@ def register(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException) -> Response:
         code = (exc.name or "error").lower().replace(" ", "_")
-        return error_response(exc.code or 500, code, exc.description or exc.name or "error")
+        # Keep Werkzeug's protocol headers (Allow on a 405, as RFC 9110 requires); the body is ours.
+        kept = {k: v for k, v in exc.get_headers() if k.lower() not in ("content-type", "content-length")}
+        return error_response(exc.code or 500, code, exc.description or exc.name or "error", headers=kept)
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:

@@ -217,6 +217,11 @@ def parse_api_items(items: object, *, received_at: float, max_items: int) -> lis
         if not isinstance(item, dict):
             problems.append(FieldProblem(where, f"expected an object, got {type(item).__name__}"))
             continue
+        # Optional fields may be left out, but not sent as null: null is not a value the API documents.
+        nulls = [f"{where}/{k}" for k in ("portalId", "sourceEventId") if k in item and item[k] is None]
+        problems.extend(
+            FieldProblem(n, f"{n.rsplit('/', 1)[1]}: expected a value or no field, got null") for n in nulls
+        )
         try:
             requests.append(
                 AssociationRequest.create(

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 
 from hublink.domain.events import CrmEvent
-from hublink.domain.rules import Fixed, PropertyLookup, RuleSet, RulesError, SearchLookup
+from hublink.domain.rules import Fixed, PropertyLookup, RulesError, RuleSet, SearchLookup
 from tests.unit.strategies import json_values
 
 WORKFLOW_RULES = """\
