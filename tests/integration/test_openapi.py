@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import redis as redis_lib
 import schemathesis
-from schemathesis.specs.openapi.checks import positive_data_acceptance
 from hypothesis import HealthCheck, settings
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from hublink.settings import Settings
 from tests.conftest import ADMIN_TOKEN, API_TOKEN, HUBSPOT_TOKEN
