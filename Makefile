@@ -9,7 +9,7 @@ REQ_HASH := $(shell cat requirements.txt requirements-dev.txt | sha256sum | cut 
 STAMP := $(VENV)/.installed-$(REQ_HASH)
 PYTEST_FLAGS ?=
 
-.PHONY: help venv run test test-unit test-integration lint typecheck fmt bench bench-quick clean
+.PHONY: help venv run test test-unit test-integration lint typecheck fmt bench bench-quick bench-soak clean
 
 help: ## List the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -53,6 +53,9 @@ bench: venv ## Benchmarks P1-P6 (about 10 minutes); writes bench/README.md
 
 bench-quick: venv ## The same, shortened (about 2 minutes)
 	$(PY) -m bench --quick
+
+bench-soak: venv ## Memory soak: web and worker RSS over 10 minutes at moderate load
+	$(PY) -m bench --soak 600
 
 clean: ## Remove the virtualenv and local data
 	rm -rf $(VENV) var .mypy_cache .ruff_cache

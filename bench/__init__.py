@@ -1,0 +1,1 @@
+"""Benchmarks (``make bench``): HubLink's figures measured beside baselines in the same run."""
