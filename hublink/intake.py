@@ -100,6 +100,15 @@ def accept(
     problems: list[str] = []
     ops: list[Op] = []
     unmatched = associations = lookups = 0
+    # Label sets repeat across a batch: build each increment once.
+    outcome_ops: dict[tuple[str, str], list[Op]] = {}
+
+    def once(source: str, outcome: str) -> list[Op]:
+        key = (source, outcome)
+        if key not in outcome_ops:
+            outcome_ops[key] = [metrics.op("events_received", source=source, outcome=outcome)]
+        return outcome_ops[key]
+
     for event in events:
         work, event_problems, matched = plan(event, rules, received_at)
         problems.extend(event_problems)
@@ -115,8 +124,8 @@ def accept(
             EventGroup(
                 work,
                 dedup_key=event.dedup_key,
-                on_new=[metrics.op("events_received", source=event.source, outcome=outcome)],
-                on_dup=[metrics.op("events_received", source=event.source, outcome="duplicate")],
+                on_new=once(event.source, outcome),
+                on_dup=once(event.source, "duplicate"),
             )
         )
     if associations:

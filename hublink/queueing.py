@@ -131,16 +131,19 @@ class Queueing:
 
     def _item(self, item: PendingItem, now_ms: int) -> dict[str, Any]:
         lane = item.request.lane
-        return {
+        out: dict[str, Any] = {
             "id": item.association_id,
             "akey": self._keys.association(item.association_id),
             "lane": lane,
             "lkey": self._keys.lane(lane),
             "mkey": self._keys.lane_job(lane),
-            "rec": json.dumps(item.request.as_record(), separators=(",", ":")),
-            "attempts": item.attempts,
-            "hist": json.dumps(item.history, separators=(",", ":")),
-            "replays": item.replays,
+            "rec": item.request.as_record(),
             "first_seen": item.first_seen_ms or now_ms,
-            "dlkey": self._keys.dead_letter(item.association_id) if item.replaces_dead_letter else False,
         }
+        if item.history or item.attempts or item.replays:
+            out["attempts"] = item.attempts
+            out["hist"] = json.dumps(item.history, separators=(",", ":"))
+            out["replays"] = item.replays
+        if item.replaces_dead_letter:
+            out["dlkey"] = self._keys.dead_letter(item.association_id)
+        return out

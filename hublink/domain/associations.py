@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from hublink.domain.errors import FieldProblem, InvalidInputError
@@ -177,9 +177,19 @@ class AssociationRequest:
 
     def as_record(self) -> dict[str, Any]:
         """Return the JSON-safe stored form (the wire format of queued work: add fields, never rename)."""
-        record = asdict(self)
-        record["v"] = RECORD_VERSION
-        return record
+        # Written out rather than dataclasses.asdict, which deep-copies and costs ~40 us on the intake path.
+        return {
+            "from_object_type": self.from_object_type,
+            "from_object_id": self.from_object_id,
+            "to_object_type": self.to_object_type,
+            "to_object_id": self.to_object_id,
+            "portal_id": self.portal_id,
+            "source": self.source,
+            "source_event_id": self.source_event_id,
+            "received_at": self.received_at,
+            "occurred_at": self.occurred_at,
+            "v": RECORD_VERSION,
+        }
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> AssociationRequest:

@@ -391,6 +391,11 @@ def _matches(rule: Rule, payload: Mapping[str, Any]) -> bool:
 
 
 def _search(expr: Any, payload: Mapping[str, Any]) -> Any:
+    # Most rules read a top-level field ("objectId"): answer those with a dict lookup, which is about
+    # twenty times cheaper than walking JMESPath's tree and gives the same result.
+    parsed = getattr(expr, "parsed", None)
+    if isinstance(parsed, dict) and parsed.get("type") == "field":
+        return payload.get(parsed["value"]) if isinstance(payload, Mapping) else None
     try:
         return expr.search(payload)
     except (JMESPathError, TypeError, ValueError):

@@ -2,7 +2,8 @@
 -- KEYS[1]  lanes zset            KEYS[2]  wake list
 -- ARGV[1]  JSON {now: ms, lease_ms, dedup_ttl_s, counters: [[key, field, n, ttl_s]...],
 --                dlq: dead-letter zset, groups: [{seen: key|false, on_new: [[key, field, n]...], on_dup: [...],
---                items: [{id, akey, lane, lkey, mkey, rec, attempts?, hist?, replays?, first_seen?, dlkey?}]}]}
+--                items: [{id, akey, lane, lkey, mkey, rec (object), attempts?, hist?, replays?, first_seen?,
+--                dlkey?}]}]}
 -- An item with dlkey is a replay: its dead letter is removed in the same step, so a replayed
 -- association is never both pending and dead, nor neither.
 -- Guarantee: atomic. Either every group of the request is stored (or found a duplicate) or nothing is;
@@ -12,6 +13,13 @@ local p = cjson.decode(ARGV[1])
 local now = p.now
 local results = {}
 local woken = {}
+-- Counts are summed here and written once per field: a 100-event batch makes one HINCRBY, not 100.
+local sums = {}
+local function count(c)
+  local id = c[1] .. '\0' .. c[2]
+  local s = sums[id]
+  if s then s[3] = s[3] + c[3] else sums[id] = {c[1], c[2], c[3], c[4]} end
+end
 for gi, g in ipairs(p.groups) do
   local fresh = true
   if g.seen then
@@ -19,16 +27,23 @@ for gi, g in ipairs(p.groups) do
   end
   if fresh then
     for _, it in ipairs(g.items) do
-      redis.call('HSET', it.akey, 'req', it.rec, 'lane', it.lane, 'attempts', it.attempts or 0,
-        'hist', it.hist or '[]', 'first_seen', it.first_seen or now, 'replays', it.replays or 0)
+      -- The record travels as an object inside the one payload and is encoded here, in C, once.
+      local rec = cjson.encode(it.rec)
+      if it.hist then
+        -- A replay: it keeps its history and counts; new work leaves them to their defaults (absent).
+        redis.call('HSET', it.akey, 'req', rec, 'lane', it.lane, 'first_seen', it.first_seen or now,
+          'attempts', it.attempts or 0, 'hist', it.hist, 'replays', it.replays or 0)
+      else
+        redis.call('HSET', it.akey, 'req', rec, 'lane', it.lane, 'first_seen', it.first_seen or now)
+      end
       redis.call('ZADD', it.lkey, now, it.id)
-      redis.call('ZADD', KEYS[1], 'LT', now, it.lane)
       if it.dlkey then
         redis.call('DEL', it.dlkey)
         redis.call('ZREM', p.dlq, it.id)
       end
       if not woken[it.lane] then
         woken[it.lane] = true
+        redis.call('ZADD', KEYS[1], 'LT', now, it.lane)
         -- The marker says a drain is queued, running or parked; only an idle lane needs a wake-up.
         if redis.call('SET', it.mkey, 'wake', 'NX', 'PX', p.lease_ms) then
           redis.call('RPUSH', KEYS[2], it.lane)
@@ -42,12 +57,10 @@ for gi, g in ipairs(p.groups) do
   -- Per-event counts depend on the dedup outcome, which only this script knows.
   local counts = g.on_dup
   if fresh then counts = g.on_new end
-  for _, c in ipairs(counts or {}) do
-    redis.call('HINCRBY', c[1], c[2], c[3])
-    if c[4] and c[4] > 0 then redis.call('EXPIRE', c[1], c[4]) end
-  end
+  for _, c in ipairs(counts or {}) do count(c) end
 end
-for _, c in ipairs(p.counters or {}) do
+for _, c in ipairs(p.counters or {}) do count(c) end
+for _, c in pairs(sums) do
   redis.call('HINCRBY', c[1], c[2], c[3])
   if c[4] and c[4] > 0 then redis.call('EXPIRE', c[1], c[4]) end
 end

@@ -122,8 +122,9 @@ class Process:
 class RedisServer:
     """A private redis-server on a free port, owned (and so freely flushed) by the test session."""
 
-    def __init__(self, workdir: Path, *, port: int | None = None, appendonly: bool = False,
-                 appendfsync: str = "always") -> None:
+    def __init__(
+        self, workdir: Path, *, port: int | None = None, appendonly: bool = False, appendfsync: str = "always"
+    ) -> None:
         self.port = port or free_port()
         self.workdir = workdir
         self.appendonly = appendonly
