@@ -17,3 +17,14 @@ accesslog = None
 errorlog = "-"
 # Build the app once in the master (fail fast on bad configuration: one line naming the variable).
 preload_app = True
+
+# Gunicorn's own loggers hand their records to the root logger, which create_app() (run in the master,
+# preload_app) gives HubLink's JSON formatter and secret redaction: one log format for the whole process.
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "loggers": {
+        "gunicorn.error": {"level": "INFO", "handlers": [], "propagate": True},
+        "gunicorn.access": {"level": "INFO", "handlers": [], "propagate": True},
+    },
+}
