@@ -159,6 +159,8 @@ def alert_sink() -> Iterator[tuple[str, list[dict[str, Any]]]]:
     received: list[dict[str, Any]] = []
 
     class Handler(BaseHTTPRequestHandler):
+        """Records POSTed JSON bodies."""
+
         def do_POST(self) -> None:
             """Record one alert."""
             received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
