@@ -9,7 +9,7 @@ REQ_HASH := $(shell cat requirements.txt requirements-dev.txt | sha256sum | cut 
 STAMP := $(VENV)/.installed-$(REQ_HASH)
 PYTEST_FLAGS ?=
 
-.PHONY: help venv run test test-unit test-integration lint typecheck fmt bench bench-quick bench-soak clean
+.PHONY: help venv browser run test test-unit test-integration lint typecheck fmt bench bench-quick bench-soak clean
 
 help: ## List the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -39,7 +39,12 @@ typecheck: venv ## mypy --strict on hublink, web, worker, hubspot_sim
 test-unit: venv ## Unit tier: no sockets, seconds
 	$(PY) -m pytest tests/unit -p no:cacheprovider -q $(PYTEST_FLAGS)
 
-test-integration: venv ## Integration tier: real Redis, simulator, gunicorn and worker processes
+browser: ## Install Debian's chromium for the dashboard's browser test, where it is missing (needs root)
+	@command -v chromium >/dev/null || (apt-get install -y -q chromium >/dev/null 2>&1 || \
+	  (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1)) || \
+	  echo "chromium could not be installed: the browser test will be skipped"
+
+test-integration: venv browser ## Integration tier: real Redis, simulator, gunicorn, worker processes, Chromium
 	$(PY) -m pytest tests/integration examples -p no:cacheprovider -q $(PYTEST_FLAGS)
 
 test: lint typecheck test-unit test-integration ## Everything CI runs (the README's test command)

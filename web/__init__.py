@@ -25,7 +25,7 @@ from hublink.metrics import Metrics
 from hublink.queueing import Queueing
 from hublink.scripts import Scripts
 from hublink.settings import Settings
-from web import api, cli, errors, health, metrics_view, webhooks
+from web import admin, api, cli, errors, health, metrics_view, webhooks
 from web.container import Parts
 
 
@@ -90,6 +90,7 @@ def create_app(
     app.register_blueprint(health.bp)
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(metrics_view.bp)
+    admin.register(app)
     app.cli.add_command(cli.dead_letters)
     app.cli.add_command(cli.rules)
     return app
