@@ -686,7 +686,7 @@ def main(argv: list[str] | None = None) -> int:
             if "P2" in only:
                 steps.append(("P2", lambda: p2_batches(b, 3 if quick else 10)))
             if "P3" in only:
-                steps.append(("P3", lambda: p3_p4_drain(b, 5000 if quick else 20000, 200 if quick else 800)))
+                steps.append(("P3", lambda: p3_p4_drain(b, 5000 if quick else 20000, 200 if quick else 600)))
             if "P5" in only:
                 steps.append(("P5", lambda: p5_rate_limit(b, 20 if quick else 60)))
             if "P6" in only:

@@ -8,6 +8,7 @@ through honcho.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -110,7 +111,12 @@ def main() -> int:
             "--save",
             "",
         ]
-        children.append(subprocess.Popen(argv, stdout=(VAR / "redis.log").open("ab"), stderr=subprocess.STDOUT))
+        # Own session: a Ctrl-C reaches honcho's processes first, and Redis stops only after they have.
+        children.append(
+            subprocess.Popen(
+                argv, stdout=(VAR / "redis.log").open("ab"), stderr=subprocess.STDOUT, start_new_session=True
+            )
+        )
         wait(lambda: redis_answers(env["REDIS_URL"]), "redis-server")
         print(f"redis: started a private redis-server at {host}:{port} (AOF on, data in var/redis)")
 
@@ -119,7 +125,14 @@ def main() -> int:
         env.setdefault("HUBSPOT_ACCESS_TOKEN", "dev-hubspot-token")
         argv = [sys.executable, "-m", "hubspot_sim", "--port", str(sim_port), "--token", env["HUBSPOT_ACCESS_TOKEN"]]
         children.append(
-            subprocess.Popen(argv, cwd=REPO, env=env, stdout=(VAR / "sim.log").open("ab"), stderr=subprocess.STDOUT)
+            subprocess.Popen(
+                argv,
+                cwd=REPO,
+                env=env,
+                stdout=(VAR / "sim.log").open("ab"),
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         )
         env["HUBSPOT_BASE_URL"] = f"http://127.0.0.1:{sim_port}"
         wait(lambda: answers("127.0.0.1", sim_port), "the HubSpot simulator")
@@ -129,6 +142,13 @@ def main() -> int:
     port = int(env["PORT"])
     wait(lambda: answers("127.0.0.1", port), "gunicorn", timeout=30)
     base = f"http://127.0.0.1:{port}"
+    example = json.dumps(
+        {
+            "associations": [
+                {"fromObjectType": "deals", "fromObjectId": "123", "toObjectType": "contacts", "toObjectId": "456"}
+            ]
+        }
+    )
     print(
         f"""
 HubLink is running.
@@ -139,8 +159,7 @@ HubLink is running.
 Create an association:
   curl -sS -X POST {base}/api/associations \\
     -H 'Authorization: Bearer {env["HUBLINK_API_TOKEN"]}' -H 'Content-Type: application/json' \\
-    -d '{{"associations": [{{"fromObjectType": "deals", "fromObjectId": "123", \
-          "toObjectType": "contacts", "toObjectId": "456"}}]}}'
+    -d '{example}'
 """
         + (
             f"""
