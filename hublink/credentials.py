@@ -33,6 +33,7 @@ from redis import Redis
 
 from hublink.connections import store_errors, text
 from hublink.domain.errors import ConfigError, DeliveryError, HubSpotErrorDetail, PermanentError, TransientError
+from hublink.domain.sources import secret_from
 from hublink.hubspot import HubSpotClient
 from hublink.keys import Keys, digest
 from hublink.settings import RateLimit
@@ -140,28 +141,15 @@ def load_portals(text: str, environ: Mapping[str, str], filename: str) -> dict[s
                 raise ConfigError(f"{where}: oauth: needs client_id, client_secret(_env), refresh_token(_env)")
             app = OAuthApp(
                 oauth["client_id"],
-                _secret(oauth, "client_secret", environ, f"{where}.oauth"),
-                _secret(oauth, "refresh_token", environ, f"{where}.oauth"),
+                secret_from(oauth, "client_secret", environ, f"{where}.oauth"),
+                secret_from(oauth, "refresh_token", environ, f"{where}.oauth"),
             )
             entries[portal_id] = PortalEntry(portal_id, oauth=app, rate_limit=rate_limit)
         else:
             entries[portal_id] = PortalEntry(
-                portal_id, token=_secret(conf, "token", environ, where), rate_limit=rate_limit
+                portal_id, token=secret_from(conf, "token", environ, where), rate_limit=rate_limit
             )
     return entries
-
-
-def _secret(conf: Mapping[str, Any], key: str, environ: Mapping[str, str], where: str) -> str:
-    env_name = conf.get(f"{key}_env")
-    if isinstance(env_name, str):
-        value = environ.get(env_name, "")
-        if not value:
-            raise ConfigError(f"{where}: {key}_env: environment variable {env_name} is not set")
-        return value
-    inline = conf.get(key)
-    if isinstance(inline, str) and inline:
-        return inline
-    raise ConfigError(f"{where}: {key}: required (or {key}_env naming an environment variable)")
 
 
 class PortalCredentials:

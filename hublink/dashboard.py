@@ -87,8 +87,14 @@ def overview(redis: Redis, keys: Keys, queue_name: str, dead_letters: DeadLetter
         values = {text(k): text(v) for k, v in raw.items()}
         if values.get("max"):
             bucket = key[len(keys.prefix) + 3 : -len(":seen")]
-            headroom.append(Headroom(bucket, int(float(values["max"])), int(float(values.get("remaining", 0))),
-                                     max(now - float(values.get("at", 0)) / 1000, 0.0)))
+            headroom.append(
+                Headroom(
+                    bucket,
+                    int(float(values["max"])),
+                    int(float(values.get("remaining", 0))),
+                    max(now - float(values.get("at", 0)) / 1000, 0.0),
+                )
+            )
     recent, _ = dead_letters.page(DeadLetterFilter(), limit=10)
     return Overview(
         lanes=lanes,

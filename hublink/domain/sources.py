@@ -136,7 +136,8 @@ def _opt_str(conf: Mapping[str, Any], key: str, where: str) -> str | None:
     return value
 
 
-def _secret(conf: Mapping[str, Any], key: str, environ: Mapping[str, str], where: str) -> str:
+def secret_from(conf: Mapping[str, Any], key: str, environ: Mapping[str, str], where: str) -> str:
+    """A secret named ``<key>_env`` (an environment variable) or given inline; ConfigError naming ``where``."""
     env_name = conf.get(f"{key}_env")
     if isinstance(env_name, str):
         value = environ.get(env_name, "")
@@ -161,7 +162,7 @@ def _workflow_auth(conf: Any, environ: Mapping[str, str], where: str) -> Signatu
         location = auth.get("in", "header")
         if not isinstance(name, str) or not name or location not in ("header", "query"):
             raise ConfigError(f"{where}: auth: api_key needs name and in: header|query")
-        return ApiKeyAuth(name, location, _secret(auth, "key", environ, f"{where}.auth"))
+        return ApiKeyAuth(name, location, secret_from(auth, "key", environ, f"{where}.auth"))
     raise ConfigError(f"{where}: auth.type: expected signature or api_key, got {kind!r}")
 
 
@@ -173,7 +174,7 @@ def _form_auth(auth: Any, environ: Mapping[str, str], where: str) -> HmacAuth | 
     if not isinstance(header, str) or not header:
         raise ConfigError(f"{where}: auth.header: required")
     if kind == "token":
-        return TokenAuth(header, _secret(auth, "token", environ, f"{where}.auth"))
+        return TokenAuth(header, secret_from(auth, "token", environ, f"{where}.auth"))
     if kind == "hmac":
         encoding = auth.get("encoding", "hex")
         if encoding not in ("hex", "base64"):
@@ -189,7 +190,7 @@ def _form_auth(auth: Any, environ: Mapping[str, str], where: str) -> HmacAuth | 
             raise ConfigError(f"{where}: auth.prefix: expected a string")
         return HmacAuth(
             header,
-            _secret(auth, "secret", environ, f"{where}.auth"),
+            secret_from(auth, "secret", environ, f"{where}.auth"),
             encoding,
             prefix,
             timestamp_header,
