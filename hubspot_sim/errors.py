@@ -89,6 +89,13 @@ def invalid_ids_body(object_type: str, ids: list[str]) -> dict[str, Any]:
     )
 
 
+def standard_error(body: dict[str, Any]) -> dict[str, Any]:
+    """An error body reshaped as a batch answer's ``errors[]`` entry (the spec's StandardError)."""
+    return {"status": "error", "category": body.get("category", "VALIDATION_ERROR"), "subCategory": {},
+            "message": body.get("message", ""), "context": body.get("context", {}), "errors": [], "links": {},
+            "id": body.get("correlationId", "")}
+
+
 def missing_scopes_body(scopes: list[str]) -> dict[str, Any]:
     """A 403 naming the scopes the token lacks."""
     return error_body(403, context={"missingScopes": scopes})

@@ -255,7 +255,7 @@ class Handler(BaseHTTPRequestHandler):
                     if status == 400
                     else (errors.error_body(404, message=f"Object {bad[0]} not found", context={"objectId": bad}))
                 )
-                problems.append(entry)
+                problems.append(errors.standard_error(entry))
                 continue
             linked.append((from_raw, from_id, to_raw, to_id))
             results.append(

@@ -298,3 +298,66 @@ class TestRedeliveryEndToEnd:
         redis = redis_lib.Redis.from_url(stack.settings.redis_url)
         wait_for(lambda: not list(redis.scan_iter("hl:a:*")), timeout=15, what="settling")
         assert sim.get("/_sim/requests")["inputs_total"] == 1
+
+
+class TestProxyAndRulesCli:
+    """The public URI behind a proxy, and the rules commands."""
+
+    def test_signature_over_the_forwarded_public_uri(
+        self, make_settings: Callable[..., Settings], redis_url: str, rules_file: str
+    ) -> None:
+        """With HUBLINK_TRUST_PROXY, a signature over the proxy's public https URI verifies."""
+        app = create_app(
+            make_settings(redis_url=redis_url, hubspot_client_secret=SECRET, rules_file=rules_file, trust_proxy=True),
+            environ={"TEST_FORM_SECRET": FORM_SECRET},
+        )
+        body = json.dumps([hubspot_event()]).encode()
+        headers = signed(body, uri="https://public.example.com/webhooks/hubspot") | {
+            "X-Forwarded-Proto": "https",
+            "X-Forwarded-Host": "public.example.com",
+        }
+        assert app.test_client().post("/webhooks/hubspot", data=body, headers=headers).status_code == 200
+        untrusted = create_app(
+            make_settings(redis_url=redis_url, hubspot_client_secret=SECRET, rules_file=rules_file),
+            environ={"TEST_FORM_SECRET": FORM_SECRET},
+        )
+        assert untrusted.test_client().post("/webhooks/hubspot", data=body, headers=headers).status_code == 401
+
+    def test_rules_check_and_try(self, hook_settings: Settings, tmp_path: Path) -> None:
+        """rules check accepts a good file and names file:line for a bad one; rules try prints the plan."""
+        app = create_app(hook_settings, environ={"TEST_FORM_SECRET": FORM_SECRET})
+        runner = app.test_cli_runner(env={"TEST_FORM_SECRET": FORM_SECRET, "DEMO_FORM_SECRET": "x"})
+        examples = Path(__file__).resolve().parents[2] / "examples"
+        ok = runner.invoke(args=["rules", "check", str(examples / "deal-workflow" / "rules.yaml")])
+        assert ok.exit_code == 0
+        assert "1 rule(s) OK" in ok.output
+        bad = tmp_path / "bad.yaml"
+        bad.write_text(RULES.replace('objectType: contacts, id: "to_contact"', "objectType: people, id: x"))
+        refused = runner.invoke(args=["rules", "check", str(bad)])
+        assert refused.exit_code == 1
+        assert f"{bad}:" in refused.output
+        assert "rule 'deal-created': associations[0].to.objectType" in refused.output
+        tried = runner.invoke(
+            args=[
+                "rules",
+                "try",
+                str(examples / "demo-request-form" / "rules.yaml"),
+                "--source",
+                "forms:demo-request",
+                "--event",
+                str(examples / "demo-request-form" / "event.json"),
+            ]
+        )
+        assert tried.exit_code == 0, tried.output
+        assert "lookup  [demo-request-contact-to-company] contacts where email = 'ada@acme.example'" in tried.output
+
+    def test_start_up_refuses_an_invalid_rules_file(
+        self, make_settings: Callable[..., Settings], redis_url: str, tmp_path: Path
+    ) -> None:
+        """create_app refuses a broken rules file with the same file:line messages."""
+        from hublink.domain.rules import RulesError
+
+        bad = tmp_path / "bad.yaml"
+        bad.write_text("rules:\n  - name: x\n    source: hubspot\n    associations: []\n")
+        with pytest.raises(RulesError, match=f"{bad}:4: rule 'x': associations"):
+            create_app(make_settings(redis_url=redis_url, rules_file=str(bad)))
