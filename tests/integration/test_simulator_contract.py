@@ -130,7 +130,10 @@ class TestClientRequests:
         sent: list[Any] = []
 
         class Recording(requests.Session):
+            """Remembers each JSON body."""
+
             def request(self, method: Any, url: Any, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+                """Record, then send."""
                 sent.append(kwargs.get("json"))
                 return super().request(method, url, *args, **kwargs)
 
