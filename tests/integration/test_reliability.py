@@ -188,6 +188,23 @@ class TestCrashes:
         assert_exact_end_state(sim, redis, expected)
         assert not dead_letter_ids(redis)
 
+    def test_sigterm_lets_the_current_drain_finish(self, stack: Stack, sim: Sim) -> None:
+        """SIGTERM during a slow HubSpot call: the call completes, the association is settled, the worker exits 0."""
+        import signal
+
+        sim.post("/_sim/faults", {"latency_ms": 1500})
+        url = stack.gunicorn()
+        worker = stack.worker()
+        [association_id] = post_associations(url, [assoc(77, 88)])
+        redis = redis_lib.Redis.from_url(stack.settings.redis_url)
+        wait_for(lambda: redis.zcard("hl:inflight") == 1, timeout=20, what="the association to be claimed")
+        worker.signal(signal.SIGTERM)
+        assert worker.popen.wait(timeout=30) == 0
+        sim.post("/_sim/faults", {"latency_ms": 0})
+        assert ("deals", "77", "contacts", "88") in sim.pairs()
+        assert not redis.exists(f"hl:a:{association_id}")
+        assert redis.zcard("hl:inflight") == 0
+
     def test_a_redis_restart_loses_no_queued_work(self, stack: Stack, sim: Sim, tmp_path: Path) -> None:
         """Associations queued before Redis is killed and restarted (AOF on) are all linked afterwards."""
         server = RedisServer(tmp_path / "aof", appendonly=True).start()
