@@ -700,12 +700,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_readme:
         plots(b.results, BENCH)
         images = [name for name in ("drain.png", "latency.png") if (BENCH / name).exists()]
-        if args.soak:
-            previous = (
-                json.loads((BENCH / "last-results.json").read_text()) if (BENCH / "last-results.json").exists() else {}
-            )
-            previous.update(b.results)
-            b.results = previous
+        # A soak and the P-figures are separate runs; each keeps the other's last figures in the table.
+        last = BENCH / "last-results.json"
+        previous = json.loads(last.read_text()) if last.exists() else {}
+        b.results = {**{k: v for k, v in previous.items() if (k == "soak") != bool(args.soak)}, **b.results}
         write_readme(b.results, quick, images)
     shutil.rmtree(workdir, ignore_errors=True)
     say(f"finished in {time.monotonic() - started:.0f}s")
