@@ -179,6 +179,10 @@ def p1_single_intake(b: Bench, seconds: int) -> None:
     bare, bare_url = b.gunicorn("bench.bare_app:create_app()")
     bare_result = wrk(f"{bare_url}/api/associations", "single.lua", seconds)
     b.stop(bare)
+    say(f"P1: calibration, bare Flask plus one raw RPUSH, {seconds}s of wrk")
+    rpush, rpush_url = b.gunicorn("bench.bare_app:create_rpush_app()")
+    rpush_result = wrk(f"{rpush_url}/api/associations", "single.lua", seconds)
+    b.stop(rpush)
     say(f"P1: HubLink intake, {seconds}s of wrk")
     web, url = b.gunicorn("web:create_app()")
     ours = wrk(f"{url}/api/associations", "single.lua", seconds)
@@ -187,6 +191,7 @@ def p1_single_intake(b: Bench, seconds: int) -> None:
     b.results["P1"] = {
         "bare_rps": bare_result["rps"],
         "hublink_rps": ours["rps"],
+        "rpush_rps": rpush_result["rps"],
         "ratio": ours["rps"] / bare_result["rps"],
         "non2xx": ours["non2xx"],
         "stored": pending,
@@ -536,6 +541,16 @@ def table(r: dict[str, Any]) -> str:
             ">= 0.6",
             p["ratio"] >= 0.6 and p["non2xx"] == 0,
         )
+        if "rpush_rps" in p:
+            # Context, not a target: what one raw Redis round-trip per request costs on this machine.
+            row(
+                "P1 calibration: bare Flask + one raw RPUSH (req/s)",
+                f"{p['hublink_rps']:,.0f}",
+                f"{p['rpush_rps']:,.0f}",
+                f"{p['hublink_rps'] / p['rpush_rps']:.2f} (RPUSH alone: {p['rpush_rps'] / p['bare_rps']:.2f} of bare)",
+                "context",
+                True,
+            )
     if "P2" in r:
         p = r["P2"]
         row(
