@@ -91,9 +91,16 @@ def invalid_ids_body(object_type: str, ids: list[str]) -> dict[str, Any]:
 
 def standard_error(body: dict[str, Any]) -> dict[str, Any]:
     """An error body reshaped as a batch answer's ``errors[]`` entry (the spec's StandardError)."""
-    return {"status": "error", "category": body.get("category", "VALIDATION_ERROR"), "subCategory": {},
-            "message": body.get("message", ""), "context": body.get("context", {}), "errors": [], "links": {},
-            "id": body.get("correlationId", "")}
+    return {
+        "status": "error",
+        "category": body.get("category", "VALIDATION_ERROR"),
+        "subCategory": {},
+        "message": body.get("message", ""),
+        "context": body.get("context", {}),
+        "errors": [],
+        "links": {},
+        "id": body.get("correlationId", ""),
+    }
 
 
 def missing_scopes_body(scopes: list[str]) -> dict[str, Any]:
