@@ -105,8 +105,9 @@ def dead_letters() -> str:
         items, cursor = parts().dead_letters.page(flt, limit=50, cursor=request.args.get("cursor") or None)
     except ValueError:
         items, cursor = parts().dead_letters.page(flt, limit=50)
-    return render_template("admin/dead_letters.html", items=items, cursor=cursor, filters=values,
-                           total=parts().dead_letters.count())
+    return render_template(
+        "admin/dead_letters.html", items=items, cursor=cursor, filters=values, total=parts().dead_letters.count()
+    )
 
 
 @bp.get("/dead-letters/<string(length=32):letter_id>")
@@ -127,8 +128,14 @@ def act_on_one(letter_id: str, action: str) -> BaseResponse | str:
         flash("That dead letter is gone (replayed, purged or expired).")
         return redirect(url_for("admin.dead_letters"))
     if request.form.get("confirmed") != "yes":
-        return render_template("admin/confirm.html", action=action, count=1, letter=letter, filters=None,
-                               target=url_for("admin.act_on_one", letter_id=letter_id, action=action))
+        return render_template(
+            "admin/confirm.html",
+            action=action,
+            count=1,
+            letter=letter,
+            filters=None,
+            target=url_for("admin.act_on_one", letter_id=letter_id, action=action),
+        )
     done = store.replay(letter_id) if action == "replay" else store.delete(letter_id)
     flash(f"{'Replayed' if action == 'replay' else 'Purged'} {letter_id}." if done else "Nothing to do.")
     return redirect(url_for("admin.dead_letters"))
@@ -144,8 +151,14 @@ def act_on_many(action: str) -> BaseResponse | str:
         return redirect(url_for("admin.dead_letters"))
     if request.form.get("confirmed") != "yes":
         count = store.replay_matching(flt, dry_run=True)
-        return render_template("admin/confirm.html", action=action, count=count, letter=None, filters=values,
-                               target=url_for("admin.act_on_many", action=action))
+        return render_template(
+            "admin/confirm.html",
+            action=action,
+            count=count,
+            letter=None,
+            filters=values,
+            target=url_for("admin.act_on_many", action=action),
+        )
     done = store.replay_matching(flt) if action == "replay" else store.purge_matching(flt)
     flash(f"{'Replayed' if action == 'replay' else 'Purged'} {done} dead letter(s).")
     return redirect(url_for("admin.dead_letters"))
@@ -164,12 +177,15 @@ def _charts(o: dashboard.Overview) -> dict[str, str]:
             f'height="{v / top * (height - 10):.1f}" fill="{colour}"><title>{v:g}</title></rect>'
             for i, v in enumerate(values)
         ]
-        return (f'<svg viewBox="0 0 {width} {height}" width="100%" height="{height}" role="img">'
-                f'<line x1="0" y1="{height}" x2="{width}" y2="{height}" stroke="#999"/>{"".join(shapes)}</svg>')
+        return (
+            f'<svg viewBox="0 0 {width} {height}" width="100%" height="{height}" role="img">'
+            f'<line x1="0" y1="{height}" x2="{width}" y2="{height}" stroke="#999"/>{"".join(shapes)}</svg>'
+        )
 
     linked = [float(row["linked"]) for row in o.series]
-    rates = [row["failed"] / (row["failed"] + row["linked"]) if row["failed"] + row["linked"] else 0.0
-             for row in o.series]
+    rates = [
+        row["failed"] / (row["failed"] + row["linked"]) if row["failed"] + row["linked"] else 0.0 for row in o.series
+    ]
     headroom = "".join(
         f'<div class="hr"><span>{h.bucket}</span><svg viewBox="0 0 300 16" width="300" height="16">'
         f'<rect width="300" height="16" fill="#eee"/><rect width="{300 * h.share_free:.0f}" height="16" '
