@@ -34,8 +34,9 @@ log = logging.getLogger("hublink.drain")
 
 #: Entries of attempt history kept per association (the newest); enough to see a pattern, bounded.
 MAX_HISTORY = 50
-#: Lookups are one HubSpot call each: claim fewer at a time so a lease never outlives the work.
-LOOKUP_CLAIM = 20
+#: Lookups cost up to two HubSpot calls each: claim few at a time so that even at the read timeout the
+#: work finishes well inside its lease (5 x 2 x 10 s < 30 s would not hold at 20).
+LOOKUP_CLAIM = 5
 
 
 @dataclass(slots=True)

@@ -99,15 +99,21 @@ def accept(
     groups: list[EventGroup] = []
     problems: list[str] = []
     ops: list[Op] = []
-    unmatched = associations = lookups = 0
-    # Label sets repeat across a batch: build each increment once.
-    outcome_ops: dict[tuple[str, str], list[Op]] = {}
+    unmatched = 0
+    # An event's counts ride on its group, so that a duplicate (stored nothing) counts as a duplicate only.
+    # Label sets and amounts repeat across a batch: build each list of increments once.
+    cache: dict[tuple[str, str, int, int], list[Op]] = {}
 
-    def once(source: str, outcome: str) -> list[Op]:
-        key = (source, outcome)
-        if key not in outcome_ops:
-            outcome_ops[key] = [metrics.op("events_received", source=source, outcome=outcome)]
-        return outcome_ops[key]
+    def counts(source: str, outcome: str, n_assoc: int, n_lookup: int) -> list[Op]:
+        key = (source, outcome, n_assoc, n_lookup)
+        if key not in cache:
+            built = [metrics.op("events_received", source=source, outcome=outcome)]
+            if n_assoc:
+                built.append(metrics.op("associations_enqueued", n_assoc, source=source, kind="association"))
+            if n_lookup:
+                built.append(metrics.op("associations_enqueued", n_lookup, source=source, kind="lookup"))
+            cache[key] = built
+        return cache[key]
 
     for event in events:
         work, event_problems, matched = plan(event, rules, received_at)
@@ -117,26 +123,20 @@ def accept(
         )
         unmatched += not matched
         n_assoc = sum(1 for w in work if isinstance(w, AssociationRequest))
-        associations += n_assoc
-        lookups += len(work) - n_assoc
-        outcome = "accepted" if matched else "unmatched"
         groups.append(
             EventGroup(
                 work,
                 dedup_key=event.dedup_key,
-                on_new=once(event.source, outcome),
-                on_dup=once(event.source, "duplicate"),
+                on_new=counts(event.source, "accepted" if matched else "unmatched", n_assoc, len(work) - n_assoc),
+                on_dup=counts(event.source, "duplicate", 0, 0),
             )
         )
-    if associations:
-        ops.append(metrics.op("associations_enqueued", associations, source=_first_source(events), kind="association"))
-    if lookups:
-        ops.append(metrics.op("associations_enqueued", lookups, source=_first_source(events), kind="lookup"))
-    duplicates = queueing.enqueue(groups, ops).duplicates if groups else 0
+    result = queueing.enqueue(groups, ops) if groups else None
+    stored = [g for g, ids in zip(groups, result.ids, strict=True) if ids is not None] if result else []
+    associations = sum(1 for g in stored for w in g.requests if isinstance(w, AssociationRequest))
+    lookups = sum(1 for g in stored for w in g.requests if isinstance(w, LookupRequest))
     if problems:
         log.warning("rules could not be applied to some events", extra={"problems": problems[:20]})
-    return IntakeReport(len(events), duplicates, unmatched, associations, lookups, tuple(problems))
-
-
-def _first_source(events: Sequence[CrmEvent]) -> str:
-    return events[0].source if events else "?"
+    return IntakeReport(
+        len(events), result.duplicates if result else 0, unmatched, associations, lookups, tuple(problems)
+    )

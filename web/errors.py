@@ -84,7 +84,8 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException) -> Response:
-        code = (exc.name or "error").lower().replace(" ", "_")
+        # One name per refusal whatever raised it (a chunked body over the limit is cut off by Werkzeug).
+        code = "payload_too_large" if exc.code == 413 else (exc.name or "error").lower().replace(" ", "_")
         # Keep Werkzeug's protocol headers (Allow on a 405, as RFC 9110 requires); the body is ours.
         kept = {k: v for k, v in exc.get_headers() if k.lower() not in ("content-type", "content-length")}
         return error_response(exc.code or 500, code, exc.description or exc.name or "error", headers=kept)

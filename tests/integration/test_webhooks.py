@@ -171,6 +171,7 @@ class TestHubSpotWebhooks:
         client.post("/webhooks/hubspot", data=body, headers=signed(body))
         again = client.post("/webhooks/hubspot", data=body, headers=signed(body)).get_json()
         assert again["duplicates"] == 1
+        assert again["associations"] == 0
         assert redis_client.zcard("hl:lane:62515|deals|contacts") == 1
 
     def test_unknown_event_types_are_acknowledged_and_counted(
