@@ -12,7 +12,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from hublink.domain.associations import AssociationRequest
+from hublink.domain.associations import MAX_EVENT_ID_CHARS, AssociationRequest, is_portal_id
 from hublink.domain.errors import InvalidInputError
 from hublink.domain.events import CrmEvent
 from hublink.domain.lookups import LookupRequest, Work
@@ -57,8 +57,27 @@ def plan(event: CrmEvent, rules: RuleSet, received_at: float) -> tuple[list[Work
     problems = list(evaluation.problems)
     source = source_slug(event.source)
     work: list[Work] = []
+    # Rules hand out canonical types and checked ids, and the event parsers check portals and event ids:
+    # for those the constructor's checks would only repeat themselves, at 100 events a request.
+    trusted = (event.portal_id is None or is_portal_id(event.portal_id)) and (
+        event.event_id is None or 0 < len(event.event_id) <= MAX_EVENT_ID_CHARS
+    )
     for planned in evaluation.planned:
-        if isinstance(planned.from_side, Fixed) and isinstance(planned.to_side, Fixed):
+        if isinstance(planned.from_side, Fixed) and isinstance(planned.to_side, Fixed) and trusted:
+            work.append(
+                AssociationRequest(
+                    from_object_type=planned.from_side.object_type,
+                    from_object_id=planned.from_side.object_id,
+                    to_object_type=planned.to_side.object_type,
+                    to_object_id=planned.to_side.object_id,
+                    portal_id=event.portal_id,
+                    source=source,
+                    source_event_id=event.event_id,
+                    received_at=received_at,
+                    occurred_at=event.occurred_at,
+                )
+            )
+        elif isinstance(planned.from_side, Fixed) and isinstance(planned.to_side, Fixed):
             try:
                 work.append(
                     AssociationRequest.create(

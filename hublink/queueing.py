@@ -12,12 +12,13 @@ Keys owned here (see ``hublink.keys``): ``a:<id>``, ``lane:<lane>``, ``lanes``, 
 from __future__ import annotations
 
 import json
+import os
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from redis import Redis
 
 from hublink.connections import store_errors
@@ -28,8 +29,8 @@ from hublink.scripts import Scripts
 
 
 def new_association_id() -> str:
-    """A fresh association id: 32 hex characters, also a valid RQ job id and a safe key suffix."""
-    return uuid.uuid4().hex
+    """A fresh association id: 32 hex characters (128 random bits), also a valid RQ job id and key suffix."""
+    return os.urandom(16).hex()
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +122,8 @@ class Queueing:
             ],
         }
         with store_errors():
-            flags = self._scripts.enqueue(keys=[self._keys.lanes, self._keys.wake], args=[json.dumps(payload)])
+            # orjson: the payload of a 100-event request is ~30 KB, and the stdlib encoder cost ~1 ms of it.
+            flags = self._scripts.enqueue(keys=[self._keys.lanes, self._keys.wake], args=[orjson.dumps(payload)])
         return EnqueueResult(
             tuple(
                 tuple(it.association_id for it in group) if flag else None

@@ -6,9 +6,9 @@ The raw body is read once, here, before anything parses it (signatures are compu
 from __future__ import annotations
 
 import hmac
-import json
 from typing import Any
 
+import orjson
 from flask import request
 
 from web.errors import ApiError
@@ -47,16 +47,12 @@ def require_json_type() -> None:
 
 
 def parse_json(raw: bytes) -> Any:
-    """Parse JSON strictly; refuse (400) anything malformed, including non-UTF-8 and absurd nesting."""
+    """Parse JSON strictly; refuse (400) anything malformed, including non-UTF-8, NaN and absurd nesting.
+
+    orjson, because a 100-event HubSpot batch is parsed on every delivery: it is several times faster than
+    the standard library and as strict (it refuses NaN, Infinity and invalid UTF-8 by itself).
+    """
     try:
-        return json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
-    except UnicodeDecodeError:
-        raise ApiError(400, "malformed_json", "body is not UTF-8") from None
-    except RecursionError:
-        raise ApiError(400, "malformed_json", "JSON nested too deeply") from None
-    except ValueError as exc:
-        raise ApiError(400, "malformed_json", f"body is not valid JSON: {exc}") from None
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(400, "malformed_json", f"body is not valid JSON: {str(exc)[:200]}") from None

@@ -198,6 +198,11 @@ class AssociationRequest:
         return cls(**known)
 
 
+def is_portal_id(value: str) -> bool:
+    """True for a portal id in its canonical form (a positive integer as a string)."""
+    return bool(_PORTAL_ID.match(value))
+
+
 def _check_portal_id(value: object) -> str:
     if isinstance(value, int) and not isinstance(value, bool) and value > 0:
         value = str(value)

@@ -15,6 +15,9 @@ local results = {}
 local woken = {}
 -- Counts are summed here and written once per field: a 100-event batch makes one HINCRBY, not 100.
 local sums = {}
+-- Lane members are added with one ZADD per lane (in chunks), not one per association.
+local adds = {}
+local add_order = {}
 local function count(c)
   local id = c[1] .. '\0' .. c[2]
   local s = sums[id]
@@ -36,7 +39,14 @@ for gi, g in ipairs(p.groups) do
       else
         redis.call('HSET', it.akey, 'req', rec, 'lane', it.lane, 'first_seen', it.first_seen or now)
       end
-      redis.call('ZADD', it.lkey, now, it.id)
+      local members = adds[it.lkey]
+      if not members then
+        members = {}
+        adds[it.lkey] = members
+        table.insert(add_order, it.lkey)
+      end
+      table.insert(members, now)
+      table.insert(members, it.id)
       if it.dlkey then
         redis.call('DEL', it.dlkey)
         redis.call('ZREM', p.dlq, it.id)
@@ -58,6 +68,12 @@ for gi, g in ipairs(p.groups) do
   local counts = g.on_dup
   if fresh then counts = g.on_new end
   for _, c in ipairs(counts or {}) do count(c) end
+end
+for _, lkey in ipairs(add_order) do
+  local members = adds[lkey]
+  for i = 1, #members, 1000 do
+    redis.call('ZADD', lkey, unpack(members, i, math.min(i + 999, #members)))
+  end
 end
 for _, c in ipairs(p.counters or {}) do count(c) end
 for _, c in pairs(sums) do
