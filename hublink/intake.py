@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from hublink.domain.associations import MAX_EVENT_ID_CHARS, AssociationRequest, is_portal_id
 from hublink.domain.errors import InvalidInputError
@@ -63,35 +64,20 @@ def plan(event: CrmEvent, rules: RuleSet, received_at: float) -> tuple[list[Work
         event.event_id is None or 0 < len(event.event_id) <= MAX_EVENT_ID_CHARS
     )
     for planned in evaluation.planned:
-        if isinstance(planned.from_side, Fixed) and isinstance(planned.to_side, Fixed) and trusted:
-            work.append(
-                AssociationRequest(
-                    from_object_type=planned.from_side.object_type,
-                    from_object_id=planned.from_side.object_id,
-                    to_object_type=planned.to_side.object_type,
-                    to_object_id=planned.to_side.object_id,
-                    portal_id=event.portal_id,
-                    source=source,
-                    source_event_id=event.event_id,
-                    received_at=received_at,
-                    occurred_at=event.occurred_at,
-                )
-            )
-        elif isinstance(planned.from_side, Fixed) and isinstance(planned.to_side, Fixed):
+        if isinstance(planned.from_side, Fixed) and isinstance(planned.to_side, Fixed):
+            fields: dict[str, Any] = {
+                "from_object_type": planned.from_side.object_type,
+                "from_object_id": planned.from_side.object_id,
+                "to_object_type": planned.to_side.object_type,
+                "to_object_id": planned.to_side.object_id,
+                "portal_id": event.portal_id,
+                "source": source,
+                "source_event_id": event.event_id,
+                "received_at": received_at,
+                "occurred_at": event.occurred_at,
+            }
             try:
-                work.append(
-                    AssociationRequest.create(
-                        from_object_type=planned.from_side.object_type,
-                        from_object_id=planned.from_side.object_id,
-                        to_object_type=planned.to_side.object_type,
-                        to_object_id=planned.to_side.object_id,
-                        portal_id=event.portal_id,
-                        source=source,
-                        source_event_id=event.event_id,
-                        received_at=received_at,
-                        occurred_at=event.occurred_at,
-                    )
-                )
+                work.append(AssociationRequest(**fields) if trusted else AssociationRequest.create(**fields))
             except InvalidInputError as exc:
                 problems.extend(f"rule '{planned.rule}': {p.message}" for p in exc.problems)
         else:
