@@ -2,6 +2,7 @@
 
 Queue depths per lane, work in flight, dead letters, the last hour per minute (throughput, failures, HubSpot
 requests and 429s), each rate-limit bucket's headroom as HubSpot last reported it, and recent failures.
+Reads only; owns no keys. Fails closed: raises StoreUnavailableError without Redis (the page answers 503).
 """
 
 from __future__ import annotations
@@ -17,20 +18,34 @@ from hublink.dead_letters import DeadLetterFilter, DeadLetterStore
 from hublink.keys import Keys
 from hublink.metrics import Metrics
 
+#: Lanes listed on the overview, deepest first; the rest are counted (there is one lane per portal and
+#: object-type pair, so a busy account can have hundreds).
+MAX_LANES_SHOWN = 50
+#: Dead letters listed under "recent failures".
+RECENT_FAILURES = 10
+#: Minutes of per-minute series the charts cover (the series hashes are kept two hours).
+SERIES_MINUTES = 60
+
 
 @dataclass(frozen=True, slots=True)
 class Headroom:
-    """One rate-limit bucket as HubSpot last described it."""
+    """One rate-limit bucket as HubSpot last described it in its X-HubSpot-RateLimit-* headers."""
 
     bucket: str
     max: int
     remaining: int
+    interval_ms: int
     age_s: float
 
     @property
     def share_free(self) -> float:
-        """Remaining / max."""
-        return self.remaining / self.max if self.max else 0.0
+        """Remaining / max, between 0 and 1."""
+        return min(max(self.remaining / self.max, 0.0), 1.0) if self.max else 0.0
+
+    @property
+    def is_stale(self) -> bool:
+        """True when HubSpot's window has passed since the report, so the bucket has refilled since."""
+        return self.age_s * 1000 > self.interval_ms
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +53,8 @@ class Overview:
     """Everything on the dashboard's first page."""
 
     lanes: list[tuple[str, int]]
+    lanes_not_shown: int
+    pending: int
     in_flight: int
     dead_letters: int
     dropped: int
@@ -47,62 +64,92 @@ class Overview:
     recent_failures: list[dict[str, Any]]
 
     @property
-    def pending(self) -> int:
-        """Associations waiting in lanes."""
-        return sum(n for _, n in self.lanes)
-
-    @property
     def linked_last_hour(self) -> int:
         """Associations HubSpot confirmed in the last hour."""
         return sum(row["linked"] for row in self.series)
 
     @property
     def error_rate_last_hour(self) -> float:
-        """Failed attempts / all attempts in the last hour."""
-        failed = sum(row["failed"] for row in self.series)
-        attempts = failed + self.linked_last_hour
-        return failed / attempts if attempts else 0.0
+        """Failed attempts / all attempts in the last hour (0 when there were none)."""
+        return _rate(sum(row["failed"] for row in self.series), self.linked_last_hour)
+
+    @property
+    def linked_per_minute(self) -> list[int]:
+        """Associations linked in each minute, oldest first."""
+        return [row["linked"] for row in self.series]
+
+    @property
+    def error_rate_per_minute(self) -> list[float]:
+        """Failed attempts / all attempts in each minute, oldest first."""
+        return [_rate(row["failed"], row["linked"]) for row in self.series]
+
+    @property
+    def rate_limited_per_minute(self) -> list[int]:
+        """HubSpot 429 answers in each minute, oldest first."""
+        return [row["hubspot_429"] for row in self.series]
 
 
-def overview(redis: Redis, keys: Keys, queue_name: str, dead_letters: DeadLetterStore) -> Overview:
-    """Read the overview (raises StoreUnavailableError without Redis)."""
-    now = time.time()
+def _rate(failed: int, linked: int) -> float:
+    return failed / (failed + linked) if failed + linked else 0.0
+
+
+def overview(
+    redis: Redis,
+    keys: Keys,
+    *,
+    queue_name: str,
+    dead_letters: DeadLetterStore,
+    metrics: Metrics,
+    now_s: float | None = None,
+) -> Overview:
+    """Read the overview; raises StoreUnavailableError without Redis."""
+    now = time.time() if now_s is None else now_s
     with store_errors():
         lane_names = [text(m) for m in redis.zrange(keys.lanes, 0, -1)]
         pipe = redis.pipeline(transaction=False)
         for lane in lane_names:
             pipe.zcard(keys.lane(lane))
         pipe.zcard(keys.inflight)
-        pipe.llen(f"rq:queue:{queue_name}")
+        pipe.llen(f"rq:queue:{queue_name}")  # RQ's own key: the drain jobs waiting for a worker
         results = pipe.execute()
-        seen_keys = [text(k) for k in redis.scan_iter(match=f"{keys.prefix}rl:*:seen", count=200)]
-        pipe = redis.pipeline(transaction=False)
-        for key in seen_keys:
-            pipe.hgetall(key)
-        seen = pipe.execute()
-    lanes = sorted(zip(lane_names, results[: len(lane_names)], strict=True), key=lambda x: -x[1])
-    in_flight, jobs = results[len(lane_names) :]
-    headroom = []
-    for key, raw in zip(seen_keys, seen, strict=True):
-        values = {text(k): text(v) for k, v in raw.items()}
-        if values.get("max"):
-            bucket = key[len(keys.prefix) + 3 : -len(":seen")]
-            headroom.append(
-                Headroom(
-                    bucket,
-                    int(float(values["max"])),
-                    int(float(values.get("remaining", 0))),
-                    max(now - float(values.get("at", 0)) / 1000, 0.0),
-                )
-            )
-    recent, _ = dead_letters.page(DeadLetterFilter(), limit=10)
+        headroom = _headroom(redis, keys, now)
+    depths = sorted(zip(lane_names, (int(n) for n in results[:-2]), strict=True), key=lambda lane: (-lane[1], lane[0]))
+    busy = [lane for lane in depths if lane[1]]
+    recent, _ = dead_letters.page(DeadLetterFilter(), limit=RECENT_FAILURES)
     return Overview(
-        lanes=lanes,
-        in_flight=int(in_flight),
+        lanes=busy[:MAX_LANES_SHOWN],
+        lanes_not_shown=max(len(busy) - MAX_LANES_SHOWN, 0),
+        pending=sum(n for _, n in depths),
+        in_flight=int(results[-2]),
         dead_letters=dead_letters.count(),
         dropped=dead_letters.dropped(),
-        drain_jobs_queued=int(jobs),
-        series=Metrics(redis, keys).series(now, 60),
+        drain_jobs_queued=int(results[-1]),
+        series=metrics.series(now, SERIES_MINUTES),
         headroom=headroom,
         recent_failures=recent,
     )
+
+
+def _headroom(redis: Redis, keys: Keys, now_s: float) -> list[Headroom]:
+    """Every bucket HubSpot has reported on in the last ten minutes (the hashes' TTL), by name."""
+    # Bucket names are listed nowhere else (they come from credentials), so scan for the hashes.
+    head, _, tail = keys.rate_seen("\0").partition("\0")
+    found = sorted(text(k) for k in redis.scan_iter(match=keys.rate_seen("*"), count=1000))
+    pipe = redis.pipeline(transaction=False)
+    for key in found:
+        pipe.hgetall(key)
+    out = []
+    for key, raw in zip(found, pipe.execute(), strict=True):
+        values = {text(k): text(v) for k, v in raw.items()}
+        if not values.get("max"):
+            continue  # expired between the scan and the read
+        out.append(
+            Headroom(
+                bucket=key[len(head) : len(key) - len(tail)],
+                max=int(float(values["max"])),
+                remaining=int(float(values.get("remaining", 0))),
+                interval_ms=int(float(values.get("interval_ms", 0))),
+                age_s=max(now_s - float(values.get("at", 0)) / 1000, 0.0),
+            )
+        )
+    return out

@@ -1,4 +1,8 @@
-"""``python -m hubspot_sim --port 8090 [--token T]... [--rate-limit 100/10s] [--latency-ms N]``."""
+"""The command line: ``python -m hubspot_sim --port 8090 [--token T]... [--rate-limit 100/10s] ...``.
+
+Prints one line, ``hubspot_sim listening on http://HOST:PORT``, once it accepts connections, and stops
+cleanly on SIGTERM or SIGINT. The flags are documented in README.md and by ``--help``.
+"""
 
 from __future__ import annotations
 
@@ -7,39 +11,67 @@ import json
 import signal
 import sys
 import threading
+from pathlib import Path
 from types import FrameType
 
-from hubspot_sim.object_types import normalise
+from hubspot_sim.object_types import canonical_type, is_object_id
+from hubspot_sim.records import SeedRecord, parse_seed
 from hubspot_sim.server import SimServer
-from hubspot_sim.state import SimState, parse_rate
+from hubspot_sim.state import SimState
+
+DEFAULT_PORT = 8090
+DEFAULT_SEARCH_RATE_LIMIT = "5/1s"  # HubSpot's CRM search limit per account (hubspot-api.md §2.1)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Serve until SIGTERM or SIGINT."""
-    parser = argparse.ArgumentParser(prog="python -m hubspot_sim", description="HubSpot API simulator")
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
-    parser.add_argument("--port", type=int, default=8090)
-    parser.add_argument(
+def parser() -> argparse.ArgumentParser:
+    """The command line's flags."""
+    p = argparse.ArgumentParser(prog="python -m hubspot_sim", description="HubSpot API simulator")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: loopback only)")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}; 0: any free port")
+    p.add_argument(
         "--token",
         action="append",
         default=[],
-        help="accepted Bearer token (repeatable; none given: any non-empty token)",
+        help="accepted Bearer token, repeatable (none given: any non-empty token is accepted)",
     )
-    parser.add_argument("--rate-limit", default=None, help="rolling limit per token, e.g. 100/10s (off if absent)")
-    parser.add_argument("--search-rate-limit", default=None, help="search limit per token, e.g. 5/1s")
-    parser.add_argument("--latency-ms", type=int, default=0, help="added to every API answer")
-    parser.add_argument("--seed", default=None, help='JSON file {"records": [{"objectType", "id", "properties"}]}')
-    args = parser.parse_args(argv)
-    for value in (args.rate_limit, args.search_rate_limit):
-        try:
-            parse_rate(value)
-        except ValueError as exc:
-            parser.error(str(exc))
-    state = SimState(args.token, args.rate_limit, args.search_rate_limit, args.latency_ms)
-    if args.seed:
-        with open(args.seed, encoding="utf-8") as handle:
-            state.seed_records(json.load(handle).get("records") or [], normalise)
-    server = SimServer(args.host, args.port, state)
+    p.add_argument("--rate-limit", default=None, help="rolling limit per token, e.g. 100/10s (default: off)")
+    p.add_argument(
+        "--search-rate-limit",
+        nargs="?",
+        const=DEFAULT_SEARCH_RATE_LIMIT,
+        default=None,
+        help=f"search limit per token (the flag alone: {DEFAULT_SEARCH_RATE_LIMIT}; default: off)",
+    )
+    p.add_argument("--latency-ms", type=int, default=0, help="added to every API answer (default 0)")
+    seed_help = 'records to load: a JSON file {"records": [{"objectType", "id", "properties"}]}'
+    p.add_argument("--seed", type=Path, default=None, help=seed_help)
+    return p
+
+
+def load_seed(path: Path) -> list[SeedRecord]:
+    """The records of a seed file. Raises OSError if it is unreadable, ValueError if it is malformed."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not JSON: {exc}") from None
+    try:
+        return parse_seed(raw, canonical_type, is_object_id)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve until SIGTERM or SIGINT: 0 after a clean stop, 1 if the port cannot be bound, 2 for bad flags."""
+    flags = parser()
+    args = flags.parse_args(argv)
+    if args.latency_ms < 0 or not 0 <= args.port <= 65535:
+        flags.error("--latency-ms must be at least 0 and --port from 0 to 65535")
+    try:
+        records = load_seed(args.seed) if args.seed else []
+        limits = (args.rate_limit, args.search_rate_limit)
+        state = SimState(args.token, *limits, args.latency_ms, records=records)
+    except (OSError, ValueError) as exc:
+        flags.error(str(exc))
     stopping = threading.Event()
 
     def stop(signum: int, frame: FrameType | None) -> None:
@@ -47,8 +79,14 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    server.start()
-    print(f"hubspot_sim listening on {server.url}", flush=True)  # noqa: T201 - the CLI's one line
+    server = SimServer(state, host=args.host, port=args.port)
+    try:
+        url = server.start()
+    except OSError as exc:
+        sys.stderr.write(f"hubspot_sim: cannot listen on {args.host}:{args.port}: {exc}\n")
+        return 1
+    sys.stdout.write(f"hubspot_sim listening on {url}\n")
+    sys.stdout.flush()
     stopping.wait()
     server.stop()
     return 0

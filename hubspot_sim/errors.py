@@ -1,24 +1,56 @@
-"""HubSpot's error bodies (hubspot-api.md §3.1 and §2.3), as the simulator sends them."""
+"""HubSpot's error bodies as the simulator sends them (hubspot-api.md §2.3 and §3.1).
+
+Every body carries a fresh ``correlationId`` (a uuid4), as HubSpot's do. Ordinary errors follow the spec's
+``Error`` schema (``category``, ``correlationId``, ``message`` required); 429s use HubSpot's own shape
+(``errorType`` and ``policyName`` instead of ``category``); per-input batch failures use ``StandardError``.
+"""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
-_MESSAGES = {
+SCOPES_DOC_URL = "https://developers.hubspot.com/scopes"
+DEFAULT_MISSING_SCOPES = ("crm.objects.deals.write",)
+RATE_LIMIT_POLICIES = ("TEN_SECONDLY_ROLLING", "SECONDLY", "DAILY")
+
+# (category, message) per status: HubSpot's wording where known (hubspot-api.md §3), plain words elsewhere.
+_DEFAULTS: dict[int, tuple[str, str]] = {
     400: ("VALIDATION_ERROR", "Invalid input"),
     401: (
         "INVALID_AUTHENTICATION",
-        "Authentication credentials not found. This API supports OAuth 2.0 "
-        "authentication and you can find more details at https://developers.hubspot.com/docs/methods/auth/oauth-overview",
+        "Authentication credentials not found. This API supports OAuth 2.0 authentication and you can find "
+        "more details at https://developers.hubspot.com/docs/methods/auth/oauth-overview",
     ),
-    403: ("MISSING_SCOPES", "This app hasn't been granted all required scopes to make this call."),
+    403: (
+        "MISSING_SCOPES",
+        "This app hasn't been granted all required scopes to make this call. "
+        f"Read more about required scopes here: {SCOPES_DOC_URL}.",
+    ),
     404: ("OBJECT_NOT_FOUND", "Object not found"),
     405: ("METHOD_NOT_ALLOWED", "Method not allowed"),
     409: ("CONFLICT", "Conflict"),
+    411: ("VALIDATION_ERROR", "Length required"),
+    413: ("VALIDATION_ERROR", "Request body too large"),
     414: ("URI_TOO_LONG", "URI too long"),
     423: ("LOCKED", "The record is locked by a high-volume sync; retry in a few seconds"),
-    477: ("MIGRATION_IN_PROGRESS", "Migration in progress"),
+    477: ("MIGRATION_IN_PROGRESS", "This account is being migrated between data centers"),
+    500: ("INTERNAL_ERROR", "Internal error"),
+    501: ("NOT_IMPLEMENTED", "Not implemented"),
+    502: ("INTERNAL_ERROR", "Bad gateway: processing limits reached, retry in a few seconds"),
+    503: ("SERVICE_UNAVAILABLE", "Service temporarily unavailable"),
+    504: ("INTERNAL_ERROR", "Gateway timeout: processing limits reached, retry in a few seconds"),
+    521: ("INTERNAL_ERROR", "Web server is down"),
+    522: ("INTERNAL_ERROR", "Connection timed out"),
+    523: ("INTERNAL_ERROR", "Origin is unreachable"),
+    524: ("INTERNAL_ERROR", "A timeout occurred"),
+}
+_RATE_LIMIT_MESSAGES = {
+    "TEN_SECONDLY_ROLLING": "You have reached your ten_secondly_rolling limit.",
+    # The exact text HubSpot's SDKs look for to recognise the search limit (hubspot-api.md §2.3).
+    "SECONDLY": "You have reached your secondly limit.",
+    "DAILY": "You have reached your daily limit.",
 }
 
 
@@ -32,13 +64,13 @@ def error_body(
     *,
     message: str | None = None,
     category: str | None = None,
-    context: dict[str, list[str]] | None = None,
     sub_category: str | None = None,
+    context: dict[str, list[str]] | None = None,
+    links: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """HubSpot's standard error body for ``status``."""
-    default_category, default_message = _MESSAGES.get(
-        status, ("INTERNAL_ERROR" if status >= 500 else "BAD_REQUEST", f"HTTP {status}")
-    )
+    """HubSpot's standard error body for ``status``, with any field overridden."""
+    fallback = ("INTERNAL_ERROR" if status >= 500 else "VALIDATION_ERROR", f"HTTP {status}")
+    default_category, default_message = _DEFAULTS.get(status, fallback)
     body: dict[str, Any] = {
         "status": "error",
         "message": message or default_message,
@@ -49,23 +81,16 @@ def error_body(
         body["subCategory"] = sub_category
     if context:
         body["context"] = context
+    if links:
+        body["links"] = links
     return body
 
 
 def rate_limit_body(policy: str = "TEN_SECONDLY_ROLLING") -> dict[str, Any]:
-    """HubSpot's 429 body (it uses errorType and policyName rather than category)."""
-    message = (
-        "You have reached your daily limit."
-        if policy == "DAILY"
-        else (
-            "You have reached your secondly limit."
-            if policy == "SECONDLY"
-            else "You have reached your ten_secondly_rolling limit."
-        )
-    )
+    """HubSpot's 429 body for ``policy`` (it names the policy instead of a category)."""
     return {
         "status": "error",
-        "message": message,
+        "message": _RATE_LIMIT_MESSAGES.get(policy, f"You have reached your {policy.lower()} limit."),
         "errorType": "RATE_LIMIT",
         "correlationId": correlation_id(),
         "policyName": policy,
@@ -73,45 +98,89 @@ def rate_limit_body(policy: str = "TEN_SECONDLY_ROLLING") -> dict[str, Any]:
     }
 
 
-def invalid_ids_body(object_type: str, ids: list[str]) -> dict[str, Any]:
-    """The answer HubSpot gives an association naming ids that do not exist (hubspot-api.md §3.1)."""
-    label = object_type.upper().rstrip("S") if object_type else "OBJECT"
+def missing_scopes_body(scopes: Sequence[str] = DEFAULT_MISSING_SCOPES) -> dict[str, Any]:
+    """A 403 naming the scopes the token lacks in ``context.missingScopes``."""
+    return error_body(403, context={"missingScopes": list(scopes)}, links={"scopes": SCOPES_DOC_URL})
+
+
+def expired_token_body() -> dict[str, Any]:
+    """The 401 for an OAuth access token past its lifetime."""
+    message = "The OAuth token used to make this call expired."
+    return error_body(401, message=message, category="EXPIRED_AUTHENTICATION")
+
+
+def invalid_ids_context(bad: Sequence[tuple[str, str]]) -> dict[str, list[str]]:
+    """The context HubSpot gives for ids that are not valid; ``bad`` holds (label, id) pairs."""
+    return {
+        "INVALID_OBJECT_IDS": [f"{lbl}={object_id} is not valid" for lbl, object_id in bad],
+        "objectId": [object_id for _, object_id in bad],
+        "objectType": list(dict.fromkeys(lbl for lbl, _ in bad)),
+    }
+
+
+def invalid_ids_body(bad: Sequence[tuple[str, str]]) -> dict[str, Any]:
+    """The 400 for an association naming ids that do not exist (hubspot-api.md §3.1, the reported body)."""
     return error_body(
         400,
         message="One or more associations are invalid",
         category="VALIDATION_ERROR",
         sub_category="INVALID_OBJECT_IDS",
-        context={
-            "INVALID_OBJECT_IDS": [f"{label}={i} is not valid" for i in ids],
-            "objectId": list(ids),
-            "objectType": [label],
-        },
+        context=invalid_ids_context(bad),
     )
 
 
-def standard_error(body: dict[str, Any]) -> dict[str, Any]:
-    """An error body reshaped as a batch answer's ``errors[]`` entry (the spec's StandardError)."""
+def not_found_body(bad: Sequence[tuple[str, str]]) -> dict[str, Any]:
+    """The 404 for records that do not exist, naming them in ``context.objectId``."""
+    names = ", ".join(f"{lbl}={object_id}" for lbl, object_id in bad)
+    context = {"objectId": [i for _, i in bad], "objectType": list(dict.fromkeys(lbl for lbl, _ in bad))}
+    return error_body(404, message=f"Object not found: {names}", context=context)
+
+
+def batch_error(status: int, body: dict[str, Any]) -> dict[str, Any]:
+    """An error body reshaped as one ``errors[]`` entry of a batch answer (the spec's ``StandardError``).
+
+    ``subCategory`` is left out: StandardError declares it an object, not the string Error uses, and
+    HubSpot's reported per-input bodies carry none.
+    """
     return {
         "status": "error",
         "category": body.get("category", "VALIDATION_ERROR"),
-        "subCategory": {},
-        "message": body.get("message", ""),
+        "message": body.get("message", f"HTTP {status}"),
         "context": body.get("context", {}),
         "errors": [],
         "links": {},
-        "id": body.get("correlationId", ""),
+        "id": body.get("correlationId") or correlation_id(),
     }
 
 
-def missing_scopes_body(scopes: list[str]) -> dict[str, Any]:
-    """A 403 naming the scopes the token lacks."""
-    return error_body(403, context={"missingScopes": scopes})
+def oauth_error_body(status_name: str, message: str) -> dict[str, Any]:
+    """HubSpot's OAuth refusal, whose ``status`` names the reason (e.g. BAD_REFRESH_TOKEN).
+
+    ``category`` is added so that the body also satisfies the ``Error`` schema the OAuth spec declares.
+    """
+    return {
+        "status": status_name,
+        "message": message,
+        "correlationId": correlation_id(),
+        "requestId": str(uuid.uuid4()),
+        "category": "VALIDATION_ERROR",
+    }
 
 
-def body_for_status(status: int, policy: str | None = None, missing_scopes: list[str] | None = None) -> dict[str, Any]:
-    """HubSpot's own body for a scripted or injected status."""
+def body_for_status(
+    status: int,
+    *,
+    policy: str | None = None,
+    missing_scopes: Sequence[str] | None = None,
+    message: str | None = None,
+) -> dict[str, Any]:
+    """HubSpot's own body for an injected or scripted ``status``."""
     if status == 429:
-        return rate_limit_body(policy or "TEN_SECONDLY_ROLLING")
-    if status == 403:
-        return missing_scopes_body(missing_scopes or ["crm.objects.deals.write"])
-    return error_body(status)
+        body = rate_limit_body(policy or "TEN_SECONDLY_ROLLING")
+    elif status == 403:
+        body = missing_scopes_body(missing_scopes or DEFAULT_MISSING_SCOPES)
+    else:
+        body = error_body(status)
+    if message:
+        body["message"] = message
+    return body

@@ -1,10 +1,17 @@
-"""HubSpot's object types as the simulator knows them: names, type ids, and default association type ids."""
+"""HubSpot's CRM object types and ids as the simulator knows them: names, type ids, labels, default type ids.
+
+Types arrive in paths by name (singular or plural) or by type id (hubspot-api.md §1.3). They are
+normalised to one canonical name for lookups (the pair table, records), while associations are recorded
+exactly as the path spelled them, so that tests see what the client sent.
+"""
 
 from __future__ import annotations
 
 import re
+import zlib
 
-NAME_TO_ID = {
+#: Standard object names and their type ids (hubspot-api.md §1.3).
+NAME_TO_TYPE_ID = {
     "contacts": "0-1",
     "companies": "0-2",
     "deals": "0-3",
@@ -18,7 +25,8 @@ NAME_TO_ID = {
     "tasks": "0-27",
     "leads": "0-136",
 }
-SINGULAR = {
+TYPE_ID_TO_NAME = {type_id: name for name, type_id in NAME_TO_TYPE_ID.items()}
+SINGULAR_TO_NAME = {
     "contact": "contacts",
     "company": "companies",
     "deal": "deals",
@@ -32,9 +40,13 @@ SINGULAR = {
     "task": "tasks",
     "lead": "leads",
 }
-ID_TO_NAME = {v: k for k, v in NAME_TO_ID.items()}
-_TYPE_ID = re.compile(r"\A[02]-[1-9][0-9]{0,11}\Z")
-OBJECT_ID = re.compile(r"\A[1-9][0-9]{0,19}\Z")
+#: The upper-case singular HubSpot uses in error contexts ("CONTACT=38374264688 is not valid").
+NAME_TO_LABEL = {name: singular.upper() for singular, name in SINGULAR_TO_NAME.items()}
+
+_CUSTOM_TYPE_ID = re.compile(r"2-[1-9][0-9]{0,11}")
+# HubSpot record ids are positive integers written in decimal: 1 to 20 digits, no leading zero.
+_OBJECT_ID = re.compile(r"[1-9][0-9]{0,19}")
+_OBJECT_IDS = re.compile(r"[1-9][0-9]{0,19}(?:,[1-9][0-9]{0,19})*")
 
 #: HubSpot-defined default (unlabelled) association type ids for the common pairs (hubspot-api.md §1.2).
 DEFAULT_TYPE_IDS = {
@@ -52,23 +64,51 @@ DEFAULT_TYPE_IDS = {
     ("line_items", "deals"): 20,
     ("deals", "deals"): 451,
 }
+# Made-up ids for other pairs sit far above HubSpot's documented ones, so they cannot be mistaken for them.
+_MADE_UP_BASE = 100_000
+_MADE_UP_SPAN = 900_000
 
 
-def normalise(object_type: str) -> str | None:
-    """The canonical name (or custom type id) of ``object_type``; None if HubSpot would not know it."""
-    lowered = object_type.lower()
-    if lowered in NAME_TO_ID:
+def canonical_type(raw: str) -> str | None:
+    """The canonical plural name (or custom ``2-<n>`` type id) of ``raw``; None if HubSpot would refuse it."""
+    lowered = raw.lower()
+    if lowered in NAME_TO_TYPE_ID:
         return lowered
-    if lowered in SINGULAR:
-        return SINGULAR[lowered]
-    if _TYPE_ID.match(object_type):
-        return ID_TO_NAME.get(object_type, object_type)
+    if lowered in SINGULAR_TO_NAME:
+        return SINGULAR_TO_NAME[lowered]
+    if raw in TYPE_ID_TO_NAME:
+        return TYPE_ID_TO_NAME[raw]
+    if _CUSTOM_TYPE_ID.fullmatch(raw):
+        return raw
     return None
 
 
+def is_object_id(value: str) -> bool:
+    """True for a HubSpot record id: 1 to 20 decimal digits, not starting with 0."""
+    return _OBJECT_ID.fullmatch(value) is not None
+
+
+def are_object_ids(values: list[str]) -> bool:
+    """True when every one of ``values`` (strings) is a record id; one regex pass for a whole batch.
+
+    The comma count guards against an id that itself contains a comma. Raises TypeError for a non-string.
+    """
+    joined = ",".join(values)
+    return joined.count(",") == len(values) - 1 and _OBJECT_IDS.fullmatch(joined) is not None
+
+
+def label(object_type: str) -> str:
+    """HubSpot's upper-case singular of a canonical type (``line_items`` → ``LINE_ITEM``; custom: as is)."""
+    return NAME_TO_LABEL.get(object_type, object_type.upper())
+
+
 def association_type_id(from_type: str, to_type: str) -> int:
-    """The default association type id of a pair (a stable made-up one for pairs the table lacks)."""
+    """The default association type id of a canonical pair.
+
+    Pairs missing from HubSpot's table get a made-up id that is stable across runs and differs by
+    direction (a CRC of the ordered pair), as HubSpot's own ids do.
+    """
     known = DEFAULT_TYPE_IDS.get((from_type, to_type))
     if known is not None:
         return known
-    return 1000 + sum(ord(c) for c in f"{from_type}>{to_type}") % 9000
+    return _MADE_UP_BASE + zlib.crc32(f"{from_type}>{to_type}".encode()) % _MADE_UP_SPAN

@@ -1,274 +1,341 @@
-"""The simulator's memory: associations, request log, faults, records, rate windows and OAuth tokens.
+"""The simulator's memory: configuration, associations, the request log, faults, records, invalid ids, OAuth.
 
-One lock guards everything, so the threaded server's handlers see consistent state. The clock is
-injectable so that rate windows and token expiry can be tested without waiting.
+One lock guards all of it, so the threaded server's handlers always see consistent state; every public
+method takes it once and does O(its input) work under it. The clock and the random source are injectable,
+so rate windows, token expiry and fault rates can be tested without waiting and without flakiness.
 """
 
 from __future__ import annotations
 
+import enum
 import random
-import re
-import secrets
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
 
+from hubspot_sim.config import Config
+from hubspot_sim.faults import Decision, Faults
+from hubspot_sim.oauth import OAuthApp, OAuthRegistry
+from hubspot_sim.rate_limits import RateLimit, RollingWindows, parse_rate_limit
+from hubspot_sim.records import Record, SearchQuery, SeedRecord
 
-def parse_rate(text: str | None) -> tuple[int, float] | None:
-    """``100/10s`` → (100, 10.0); ``190/10000ms`` too; None or empty → no limit."""
-    if not text:
-        return None
-    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)\s*(ms|s)\s*", text)
-    if not match:
-        raise ValueError(f"expected N/<window>s, e.g. 100/10s, got {text!r}")
-    window = float(match.group(2)) / (1000 if match.group(3) == "ms" else 1)
-    return int(match.group(1)), window
+RECENT_REQUESTS = 200
 
-
-@dataclass
-class Faults:
-    """Injected failures (see the control API in README.md)."""
-
-    error_rate: float = 0.0
-    error_status: int = 503
-    hang_rate: float = 0.0
-    hang_ms: int = 30_000
-    latency_ms: int = 0
-    script: list[dict[str, Any]] = field(default_factory=list)
-    endpoints: list[str] | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON form."""
-        return {
-            "error_rate": self.error_rate,
-            "error_status": self.error_status,
-            "hang_rate": self.hang_rate,
-            "hang_ms": self.hang_ms,
-            "latency_ms": self.latency_ms,
-            "script": list(self.script),
-            "endpoints": self.endpoints,
-        }
+#: (fromObjectType, fromObjectId, toObjectType, toObjectId), the types exactly as the path gave them.
+AssociationKey = tuple[str, str, str, str]
 
 
-@dataclass(frozen=True)
-class Decision:
-    """What the fault layer decided for one request: nothing, a scripted/injected answer, a hang, latency."""
+class AuthOutcome(enum.Enum):
+    """How a bearer token fared."""
 
-    latency_ms: int = 0
-    hang_ms: int = 0
-    answer: dict[str, Any] | None = None
+    OK = "ok"
+    MISSING = "missing"
+    UNKNOWN = "unknown"
+    EXPIRED = "expired"
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """An authenticated (or refused) caller, and the key its rate window is kept under."""
+
+    outcome: AuthOutcome
+    window_key: str = ""
+
+
+@dataclass(slots=True)
+class InvalidId:
+    """An id answering ``status`` until ``remaining`` more requests have named it, or until ``until``."""
+
+    status: int
+    remaining: int | None = None
+    until: float | None = None
+
+
+@dataclass(slots=True)
+class RequestLog:
+    """Counts of API requests (``GET /_sim/requests``)."""
+
+    total: int = 0
+    by_status: Counter[str] = field(default_factory=Counter)
+    by_endpoint: Counter[str] = field(default_factory=Counter)
+    recent: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=RECENT_REQUESTS))
+    inputs_total: int = 0
+    first_at: float | None = None
+    last_at: float | None = None
+
+
+def token_hint(token: str | None) -> str:
+    """The last 4 characters of a token, and nothing for short ones (where 4 would give too much away)."""
+    return token[-4:] if token and len(token) > 8 else ""
 
 
 class SimState:
-    """All simulator state; every public method takes the lock."""
+    """All simulator state behind one lock (see the module docstring)."""
 
     def __init__(
         self,
-        tokens: list[str] | None = None,
-        rate_limit: str | None = None,
-        search_rate_limit: str | None = None,
+        tokens: Iterable[str] = (),
+        rate_limit: str | RateLimit | None = None,
+        search_rate_limit: str | RateLimit | None = None,
         latency_ms: int = 0,
+        *,
+        records: Sequence[SeedRecord] = (),
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
     ) -> None:
+        """The start-up configuration and seed, which ``reset()`` returns to.
+
+        Raises ValueError for a malformed rate limit.
+        """
         self._lock = threading.Lock()
         self._clock = clock
         self._rng = rng or random.Random()
-        self._start_tokens = list(tokens or [])
-        self._start_rate = rate_limit
-        self._start_search_rate = search_rate_limit
-        self._start_latency = latency_ms
+        self._start = Config(
+            tokens=frozenset(tokens),
+            rate_limit=parse_rate_limit(rate_limit),
+            search_rate_limit=parse_rate_limit(search_rate_limit),
+            latency_ms=latency_ms,
+        )
+        self._start_records = list(records)
         self.reset()
 
     def reset(self) -> None:
-        """Back to the start-up configuration: no associations, requests, faults, records or OAuth apps."""
+        """Back to the start-up configuration and seed; associations, log, faults, ids and OAuth emptied."""
         with self._lock:
-            self.tokens: set[str] = set(self._start_tokens)
-            self.rate = parse_rate(self._start_rate)
-            self.search_rate = parse_rate(self._start_search_rate)
-            self.base_latency_ms = self._start_latency
-            self.oauth_token_ttl_s = 1800.0
-            self.associations: dict[tuple[str, str, str, str], float] = {}
-            self.windows: dict[str, deque[float]] = {}
-            self.search_windows: dict[str, deque[float]] = {}
-            self.total = 0
-            self.by_status: Counter[str] = Counter()
-            self.by_endpoint: Counter[str] = Counter()
-            self.recent: deque[dict[str, Any]] = deque(maxlen=200)
-            self.inputs_total = 0
-            self.first_at: float | None = None
-            self.last_at: float | None = None
-            self.faults = Faults()
-            self.records: dict[tuple[str, str], dict[str, Any]] = {}
-            self.invalid_ids: dict[str, list[Any]] = {}  # id -> [status, remaining requests or None]
-            self.oauth_apps: dict[str, dict[str, str]] = {}
-            self.issued: dict[str, tuple[float, str]] = {}  # access token -> (expiry, portal)
+            self._config = self._start
+            self._windows = _windows(self._start.rate_limit)
+            self._search_windows = _windows(self._start.search_rate_limit)
+            self._associations: dict[AssociationKey, float] = {}
+            self._log = RequestLog()
+            self._faults = Faults()
+            self._records: dict[tuple[str, str], Record] = {}
+            self._invalid: dict[str, InvalidId] = {}
+            self._oauth = OAuthRegistry()
+            self._seed(self._start_records)
 
-    # --- configuration ---
+    def now(self) -> float:
+        """The state's clock (epoch seconds): answers' timestamps then agree with its records and windows."""
+        return self._clock()
 
-    def configure(self, body: dict[str, Any]) -> None:
-        """Apply ``PUT /_sim/config`` (rate_limit, search_rate_limit, oauth_token_ttl_s, latency_ms, tokens)."""
+    # --- configuration and faults ---
+
+    def configure(self, body: Any) -> dict[str, Any]:
+        """Apply a ``PUT /_sim/config`` body; a changed rate limit starts with empty windows."""
         with self._lock:
-            if "rate_limit" in body:
-                self.rate = parse_rate(body["rate_limit"])
-                self.windows.clear()
-            if "search_rate_limit" in body:
-                self.search_rate = parse_rate(body["search_rate_limit"])
-            if "oauth_token_ttl_s" in body:
-                self.oauth_token_ttl_s = float(body["oauth_token_ttl_s"])
-            if "latency_ms" in body:
-                self.base_latency_ms = int(body["latency_ms"])
-            if "tokens" in body:
-                self.tokens = set(body["tokens"] or [])
+            new = self._config.updated(body)
+            if new.rate_limit != self._config.rate_limit:
+                self._windows = _windows(new.rate_limit)
+            if new.search_rate_limit != self._config.search_rate_limit:
+                self._search_windows = _windows(new.search_rate_limit)
+            self._config = new
+            return new.as_dict()
 
-    def set_faults(self, body: dict[str, Any]) -> None:
-        """Merge ``POST /_sim/faults`` into the current faults."""
+    def config_json(self) -> dict[str, Any]:
+        """``GET /_sim/config``."""
         with self._lock:
-            for key in ("error_rate", "hang_rate"):
-                if key in body:
-                    setattr(self.faults, key, float(body[key]))
-            for key in ("error_status", "hang_ms", "latency_ms"):
-                if key in body:
-                    setattr(self.faults, key, int(body[key]))
-            if "script" in body:
-                self.faults.script.extend(body["script"] or [])
-            if "endpoints" in body:
-                self.faults.endpoints = body["endpoints"]
+            return self._config.as_dict()
+
+    def set_faults(self, body: Any) -> dict[str, Any]:
+        """Merge a ``POST /_sim/faults`` body into the faults in force; returns them."""
+        with self._lock:
+            self._faults.merge(body)
+            return self._faults.as_dict()
 
     def clear_faults(self) -> None:
         """``DELETE /_sim/faults``."""
         with self._lock:
-            self.faults = Faults()
+            self._faults = Faults()
 
-    # --- auth and limits ---
-
-    def authorised(self, token: str | None) -> bool:
-        """True for a configured static token (any non-empty token when none is configured) or a live OAuth one."""
-        if not token:
-            return False
+    def faults_json(self) -> dict[str, Any]:
+        """``GET /_sim/faults``."""
         with self._lock:
-            issued = self.issued.get(token)
-            if issued is not None:
-                return issued[0] > self._clock()
-            return not self.tokens or token in self.tokens
-
-    def take(self, token: str, *, search: bool = False) -> tuple[bool, dict[str, str]]:
-        """Count one request against the token's rolling window; (allowed, rate-limit headers)."""
-        with self._lock:
-            limit = self.search_rate if search else self.rate
-            if limit is None:
-                return True, {}
-            windows = self.search_windows if search else self.windows
-            window = windows.setdefault(token, deque())
-            now = self._clock()
-            while window and window[0] <= now - limit[1]:
-                window.popleft()
-            # Only accepted requests count: a client that keeps retrying into a 429 gets no further behind.
-            allowed = len(window) < limit[0]
-            if allowed:
-                window.append(now)
-            headers = (
-                {}
-                if search
-                else {
-                    "X-HubSpot-RateLimit-Max": str(limit[0]),
-                    "X-HubSpot-RateLimit-Remaining": str(max(limit[0] - len(window), 0)),
-                    "X-HubSpot-RateLimit-Interval-Milliseconds": str(int(limit[1] * 1000)),
-                }
-            )
-            return allowed, headers
-
-    # --- faults ---
+            return self._faults.as_dict()
 
     def decide(self, endpoint: str) -> Decision:
         """What the fault layer does to this request (scripted answers come first, in order)."""
         with self._lock:
-            f = self.faults
-            latency = self.base_latency_ms + f.latency_ms
-            if f.endpoints is not None and endpoint not in f.endpoints:
-                return Decision(latency_ms=latency)
-            if f.script:
-                return Decision(latency_ms=latency, answer=f.script.pop(0))
-            if f.hang_rate and self._rng.random() < f.hang_rate:
-                return Decision(latency_ms=latency, hang_ms=f.hang_ms)
-            if f.error_rate and self._rng.random() < f.error_rate:
-                return Decision(latency_ms=latency, answer={"status": f.error_status})
-            return Decision(latency_ms=latency)
+            return self._faults.decide(endpoint, self._config.latency_ms, self._rng)
 
-    # --- records, invalid ids ---
+    # --- auth and rate limits ---
 
-    def seed_records(self, records: list[dict[str, Any]], normalise: Callable[[str], str | None]) -> int:
-        """Add or replace records; returns how many."""
+    def authenticate(self, token: str | None) -> Caller:
+        """Check a bearer token: a live OAuth token, a configured one, or any token when none is configured.
+
+        OAuth tokens share one rate window per portal (HubSpot limits per installing account), so that a
+        refresh does not grant a fresh window; other tokens each have their own.
+        """
+        if not token:
+            return Caller(AuthOutcome.MISSING)
         with self._lock:
-            for record in records:
-                object_type = normalise(str(record["objectType"])) or str(record["objectType"])
-                self.records[(object_type, str(record["id"]))] = dict(record.get("properties") or {})
-            return len(records)
+            issued = self._oauth.lookup(token)
+            if issued is not None:
+                expires_at, portal = issued
+                if expires_at <= self._clock():
+                    return Caller(AuthOutcome.EXPIRED)
+                return Caller(AuthOutcome.OK, f"portal:{portal}")
+            if self._config.tokens and token not in self._config.tokens:
+                return Caller(AuthOutcome.UNKNOWN)
+            return Caller(AuthOutcome.OK, f"token:{token}")
 
-    def record(self, object_type: str, object_id: str) -> dict[str, Any] | None:
-        """A seeded record's properties, or None."""
-        with self._lock:
-            found = self.records.get((object_type, object_id))
-            return dict(found) if found is not None else None
+    def take(self, window_key: str, *, search: bool = False) -> tuple[bool, dict[str, str]]:
+        """Count one request against ``window_key``'s rolling window: (accepted, rate-limit headers).
 
-    def search(self, object_type: str, filters: list[tuple[str, str]], limit: int) -> list[tuple[str, dict[str, Any]]]:
-        """Records of ``object_type`` whose properties equal every (name, value), case-insensitively."""
+        Search has its own window and, as HubSpot's, its answers carry no rate-limit headers. With no limit
+        configured every request is accepted and no headers are sent.
+        """
         with self._lock:
+            windows = self._search_windows if search else self._windows
+            if windows is None:
+                return True, {}
+            accepted, remaining = windows.take(window_key, self._clock())
+            return accepted, ({} if search else windows.limit.headers(remaining))
+
+    def rate_headers(self, window_key: str) -> dict[str, str]:
+        """``window_key``'s rate-limit headers now, without counting a request (for scripted answers)."""
+        with self._lock:
+            if self._windows is None or not window_key:
+                return {}
+            return self._windows.limit.headers(self._windows.remaining(window_key, self._clock()))
+
+    # --- records ---
+
+    def seed_records(self, records: Sequence[SeedRecord]) -> int:
+        """Add or replace records (a replaced record keeps its createdAt); returns how many."""
+        with self._lock:
+            return self._seed(records)
+
+    def _seed(self, records: Sequence[SeedRecord]) -> int:
+        now = self._clock()
+        for seed in records:
+            key = (seed.object_type, seed.object_id)
+            old = self._records.get(key)
+            created = old.created_at if old is not None else now
+            self._records[key] = Record(seed.object_id, dict(seed.properties), created, now)
+        return len(records)
+
+    def read_record(self, object_type: str, object_id: str, wanted: Sequence[str]) -> dict[str, Any] | None:
+        """A record's ``SimplePublicObject`` JSON (only the ``wanted`` properties, if any), or None."""
+        with self._lock:
+            record = self._records.get((object_type, object_id))
+            return record.view(wanted) if record is not None else None
+
+    def search(self, object_type: str, query: SearchQuery) -> dict[str, Any]:
+        """Search the records of ``object_type``; ids marked invalid are not visible to search yet."""
+        with self._lock:
+            now = self._clock()
             found = []
-            for (rtype, rid), props in self.records.items():
-                if rtype != object_type:
+            for (rtype, rid), record in self._records.items():
+                visible = rtype == object_type and not self._invalid_now(rid, now)
+                if visible and query.matches(record.all_properties()):
+                    found.append(record)
+            return query.page(found)
+
+    def records_json(self) -> dict[str, Any]:
+        """``GET /_sim/records``."""
+        with self._lock:
+            return {
+                "records": [
+                    {"objectType": rtype, "id": rid, "properties": dict(record.properties)}
+                    for (rtype, rid), record in self._records.items()
+                ]
+            }
+
+    # --- invalid ids ---
+
+    def mark_invalid(
+        self, ids: Iterable[str], status: int, *, ttl_requests: int | None = None, until: float | None = None
+    ) -> None:
+        """Make ``ids`` answer ``status`` (400 invalid, 404 not found) in association calls, 404 in reads.
+
+        With ``ttl_requests`` an id turns valid once that many requests have named it (a request counts
+        once however often it names the id); with ``until`` (epoch seconds) it turns valid then; with both,
+        whichever comes first; with neither it stays invalid until cleared or reset.
+        """
+        with self._lock:
+            for object_id in ids:
+                self._invalid[str(object_id)] = InvalidId(status, ttl_requests, until)
+
+    def clear_invalid(self) -> None:
+        """``DELETE /_sim/invalid-ids``: every id valid again."""
+        with self._lock:
+            self._invalid.clear()
+
+    def invalid_json(self) -> dict[str, Any]:
+        """``GET /_sim/invalid-ids``."""
+        with self._lock:
+            now = self._clock()
+            live = [(i, entry) for i, entry in list(self._invalid.items()) if self._invalid_now(i, now)]
+            return {
+                "ids": [
+                    {"id": i, "status": entry.status, "ttl_requests": entry.remaining, "until": entry.until}
+                    for i, entry in live
+                ]
+            }
+
+    def screen(self, ids: Iterable[str]) -> dict[str, int]:
+        """The ids of one request that are invalid now, with their status; counts the request against each."""
+        with self._lock:
+            if not self._invalid:  # the common case, and the benchmarks' hot path
+                return {}
+            now = self._clock()
+            bad: dict[str, int] = {}
+            for object_id in dict.fromkeys(ids):
+                if not self._invalid_now(object_id, now):
                     continue
-                if all(str(props.get(name, "")).lower() == value.lower() for name, value in filters):
-                    found.append((rid, dict(props)))
-            return found[:limit] if limit else found
+                entry = self._invalid[object_id]
+                bad[object_id] = entry.status
+                if entry.remaining is not None:
+                    entry.remaining -= 1
+                    if entry.remaining <= 0:
+                        del self._invalid[object_id]
+            return bad
 
-    def mark_invalid(self, ids: list[str], status: int, ttl_requests: int | None) -> None:
-        """Make ids answer ``status`` (400 invalid / 404 not found), for the next ``ttl_requests`` mentions."""
+    def _invalid_now(self, object_id: str, now: float) -> bool:
+        entry = self._invalid.get(object_id)
+        if entry is None:
+            return False
+        if entry.until is not None and now >= entry.until:
+            del self._invalid[object_id]
+            return False
+        return True
+
+    # --- associations and the request log ---
+
+    def associate(self, keys: Iterable[AssociationKey]) -> None:
+        """Record associations: a set in first-seen order, so that re-associating is an idempotent success."""
         with self._lock:
-            for i in ids:
-                self.invalid_ids[str(i)] = [status, ttl_requests]
+            now = self._clock()
+            for key in keys:
+                self._associations.setdefault(key, now)
 
-    def invalid_status(self, ids: tuple[str, ...]) -> tuple[int, list[str]] | None:
-        """If any id is invalid now: (status, the invalid ids); counts the mention down."""
+    def log(
+        self,
+        *,
+        method: str,
+        path: str,
+        status: int,
+        endpoint: str,
+        token: str | None,
+        inputs: int = 0,
+        correlation_id: str | None = None,
+    ) -> None:
+        """Count one API request; its ``inputs`` (association pairs) add to ``inputs_total`` on a 200."""
         with self._lock:
-            bad = [i for i in ids if i in self.invalid_ids]
-            if not bad:
-                return None
-            status = int(self.invalid_ids[bad[0]][0])
-            for i in bad:
-                remaining = self.invalid_ids[i][1]
-                if remaining is not None:
-                    remaining -= 1
-                    if remaining <= 0:
-                        del self.invalid_ids[i]
-                    else:
-                        self.invalid_ids[i][1] = remaining
-            return status, bad
-
-    # --- associations and the log ---
-
-    def associate(self, pairs: list[tuple[str, str, str, str]]) -> None:
-        """Record associations (a set: re-associating is an idempotent success)."""
-        now = self._clock()
-        with self._lock:
-            for pair in pairs:
-                self.associations.setdefault(pair, now)
-
-    def log(self, *, method: str, path: str, status: int, endpoint: str, token: str | None, inputs: int = 0) -> None:
-        """Count one API request."""
-        now = self._clock()
-        with self._lock:
-            self.total += 1
-            self.by_status[str(status)] += 1
-            self.by_endpoint[endpoint] += 1
+            now = self._clock()
+            log = self._log
+            log.total += 1
+            log.by_status[str(status)] += 1
+            log.by_endpoint[endpoint] += 1
             if status == 200:
-                self.inputs_total += inputs
-            self.first_at = self.first_at or now
-            self.last_at = now
-            self.recent.append(
+                log.inputs_total += inputs
+            if log.first_at is None:
+                log.first_at = now
+            log.last_at = now
+            log.recent.append(
                 {
                     "method": method,
                     "path": path,
@@ -276,54 +343,65 @@ class SimState:
                     "at": now,
                     "endpoint": endpoint,
                     "inputs": inputs,
-                    "token_hint": (token or "")[-4:],
+                    "token_hint": token_hint(token),
+                    "correlation_id": correlation_id,
                 }
             )
 
-    def associations_json(self) -> dict[str, Any]:
-        """``GET /_sim/associations``."""
+    def associations_json(self, since: int = 0) -> dict[str, Any]:
+        """``GET /_sim/associations``: every association after the first ``since``, in first-seen order."""
         with self._lock:
+            listed = islice(self._associations.items(), since, None)
             return {
+                "total": len(self._associations),
                 "associations": [
-                    {"fromObjectType": a, "fromObjectId": b, "toObjectType": c, "toObjectId": d, "received_at": at}
-                    for (a, b, c, d), at in self.associations.items()
-                ]
+                    {
+                        "fromObjectType": from_type,
+                        "fromObjectId": from_id,
+                        "toObjectType": to_type,
+                        "toObjectId": to_id,
+                        "received_at": at,
+                    }
+                    for (from_type, from_id, to_type, to_id), at in listed
+                ],
             }
 
     def requests_json(self) -> dict[str, Any]:
         """``GET /_sim/requests``."""
         with self._lock:
+            log = self._log
             return {
-                "total": self.total,
-                "by_status": dict(self.by_status),
-                "by_endpoint": dict(self.by_endpoint),
-                "recent": list(self.recent),
-                "inputs_total": self.inputs_total,
-                "first_at": self.first_at,
-                "last_at": self.last_at,
+                "total": log.total,
+                "by_status": dict(log.by_status),
+                "by_endpoint": dict(log.by_endpoint),
+                "recent": list(log.recent),
+                "inputs_total": log.inputs_total,
+                "first_at": log.first_at,
+                "last_at": log.last_at,
             }
 
     # --- OAuth ---
 
-    def register_oauth_app(self, client_id: str, client_secret: str, refresh_token: str, portal_id: str) -> None:
-        """``POST /_sim/oauth-apps``."""
+    def register_oauth_app(
+        self,
+        client_id: str,
+        client_secret: str,
+        refresh_token: str,
+        portal_id: int,
+    ) -> None:
+        """``POST /_sim/oauth-apps``: refreshes with these credentials issue tokens for ``portal_id``."""
         with self._lock:
-            self.oauth_apps[client_id] = {"secret": client_secret, "refresh": refresh_token, "portal": portal_id}
+            self._oauth.register(client_id, OAuthApp(client_secret, refresh_token, portal_id))
 
-    def refresh(self, client_id: str, client_secret: str, refresh_token: str) -> dict[str, Any] | None:
-        """Issue an access token for a valid refresh; None when the app, secret or refresh token is wrong."""
+    def refresh(self, client_id: str, client_secret: str, refresh_token: str) -> dict[str, Any]:
+        """Issue an access token living the configured ``oauth_token_ttl_s`` (see ``OAuthRegistry.refresh``).
+
+        Raises RefreshRefusedError when the client, secret or refresh token is wrong.
+        """
         with self._lock:
-            app = self.oauth_apps.get(client_id)
-            if app is None or app["secret"] != client_secret or app["refresh"] != refresh_token:
-                return None
-            token = "sim-oauth-" + secrets.token_urlsafe(24)
-            self.issued[token] = (self._clock() + self.oauth_token_ttl_s, app["portal"])
-            return {
-                "access_token": token,
-                "refresh_token": refresh_token,
-                "expires_in": int(self.oauth_token_ttl_s),
-                "token_type": "bearer",
-                "hub_id": int(app["portal"]) if app["portal"].isdigit() else app["portal"],
-                "scopes": ["crm.objects.deals.write", "crm.objects.contacts.write"],
-                "token_use": "access_token",
-            }
+            now, ttl_s = self._clock(), self._config.oauth_token_ttl_s
+            return self._oauth.refresh(client_id, client_secret, refresh_token, now=now, ttl_s=ttl_s)
+
+
+def _windows(limit: RateLimit | None) -> RollingWindows | None:
+    return RollingWindows(limit) if limit is not None else None

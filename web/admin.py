@@ -1,75 +1,188 @@
 """Blueprint: the operator's dashboard at ``/admin``: log in with HUBLINK_ADMIN_TOKEN, see, replay, purge.
 
-Server-rendered pages, no JavaScript. The session cookie marks a logged-in operator; every POST carries the
-session's CSRF token; replay and purge always pass through a confirmation page that shows what they will do.
+Server-rendered pages without JavaScript; the charts are inline SVG drawn by the templates. A signed
+session cookie (HttpOnly, SameSite=Lax) marks a logged-in operator. Every POST carries the session's CSRF
+token, and replay and purge always pass through a confirmation page that says what they will do. The data
+comes from :mod:`hublink.dashboard` and the DeadLetterStore; no Redis call is made here.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import hmac
+import logging
 import secrets
+import time
 from datetime import timedelta
 from typing import Any
 
-from flask import Blueprint, Response, abort, flash, redirect, render_template, request, session, url_for
-from werkzeug.wrappers import Response as BaseResponse
+from flask import Blueprint, Flask, abort, current_app, flash, redirect, render_template, request, session, url_for
+from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response
 
 from hublink import dashboard
 from hublink.dead_letters import DeadLetterFilter, parse_time
+from hublink.domain.errors import StoreUnavailableError
 from web.container import parts
 
-bp = Blueprint("admin", __name__, url_prefix="/admin", template_folder="templates")
+bp = Blueprint("admin", __name__, url_prefix="/admin", template_folder="templates", static_folder="static")
+log = logging.getLogger("hublink.web")
+
+#: How long a login lasts, used or not (the cookie's lifetime is the same).
 SESSION_LIFETIME = timedelta(hours=8)
+#: The API's dead-letter filters, in the order the filter form shows them.
 FILTERS = ("source", "status", "category", "since", "until")
+#: Dead letters per page of the list.
+PAGE_SIZE = 50
+#: Sent with every admin answer: nothing is framed (the buttons replay and purge) or loaded from
+#: elsewhere, no script runs, and forms post only here.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
+#: Endpoints reachable without a session.
+OPEN_ENDPOINTS = frozenset({"admin.login", "admin.static"})
+
+
+def register(app: Flask) -> None:
+    """Install the blueprint on ``app`` with its session cookie settings."""
+    # Assigned, not setdefault: Flask's defaults already hold these keys (31 days, SameSite unset).
+    app.config["PERMANENT_SESSION_LIFETIME"] = SESSION_LIFETIME
+    app.config["SESSION_COOKIE_HTTPONLY"] = True
+    app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
+    app.register_blueprint(bp)
 
 
 def csrf_token() -> str:
-    """The session's CSRF token (created on first use)."""
+    """The session's CSRF token, created on first use; every form renders it as a hidden field."""
     if "csrf" not in session:
         session["csrf"] = secrets.token_urlsafe(32)
     token: str = session["csrf"]
     return token
 
 
+def _token_mark(token: str) -> str:
+    """A keyed digest of the admin token: sessions started before a token change stop working.
+
+    Keyed with the app's secret key because the session cookie is signed, not encrypted: a plain hash of a
+    weak token could be guessed offline from a stolen cookie.
+    """
+    key = current_app.secret_key
+    raw = key if isinstance(key, bytes) else str(key).encode()
+    return hmac.new(raw, token.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def _is_logged_in() -> bool:
+    """True for a session started with the current admin token less than SESSION_LIFETIME ago."""
+    expected = parts().settings.admin_token
+    if not session.get("admin") or not expected:
+        return False
+    # The cookie's own expiry slides with every request; this bound does not.
+    fresh = time.time() - float(session.get("since", 0)) < SESSION_LIFETIME.total_seconds()
+    return fresh and hmac.compare_digest(str(session.get("mark", "")), _token_mark(expected))
+
+
 @bp.before_request
-def _guard() -> BaseResponse | None:
-    """Every POST needs the session's CSRF token; every page but login needs a logged-in operator."""
+def _guard() -> Response | None:
+    """Every POST needs the session's CSRF token (400); every page but login needs a logged-in operator."""
     if request.method == "POST":
-        sent = request.form.get("csrf_token", "")
-        if not sent or not hmac.compare_digest(sent, session.get("csrf", "")):
-            abort(400, description="missing or wrong CSRF token; reload the page and try again")
-    if request.endpoint != "admin.login" and not session.get("admin"):
-        return redirect(url_for("admin.login", next=request.path))
+        sent, expected = request.form.get("csrf_token", ""), str(session.get("csrf", ""))
+        if not (sent and expected and hmac.compare_digest(sent.encode(), expected.encode())):
+            abort(400, description="Missing or wrong CSRF token: reload the page and try again.")
+    if request.endpoint not in OPEN_ENDPOINTS and not _is_logged_in():
+        if session.get("admin"):
+            session.clear()
+            flash("Your session has ended: log in again.")
+        # Only a page can be gone back to: an action's URL answers nothing but POSTs.
+        back = request.full_path.rstrip("?") if request.method == "GET" else None
+        return redirect(url_for("admin.login", next=back))
     return None
 
 
-@bp.app_context_processor
+@bp.after_request
+def _headers(response: Response) -> Response:
+    """Security headers on everything; pages are never cached (live data, and each holds a CSRF token)."""
+    response.headers.update(SECURITY_HEADERS)
+    if request.endpoint != "admin.static":
+        response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.context_processor
 def _inject() -> dict[str, Any]:
+    """``csrf_token()`` in every admin template."""
     return {"csrf_token": csrf_token}
 
 
+@bp.app_template_filter("admin_minute")
+def _minute(epoch_minute: int) -> str:
+    """An epoch minute as ``HH:MM`` UTC (the charts' tooltips)."""
+    return time.strftime("%H:%M", time.gmtime(epoch_minute * 60))
+
+
+@bp.errorhandler(HTTPException)
+def _refused(exc: HTTPException) -> tuple[str, int]:
+    """Admin refusals as pages (the API's are JSON), logged and counted as the API's are."""
+    status = exc.code or 500
+    _count_refusal(status)
+    log.info("admin request refused", extra={"status": status, "path": request.path, "reason": exc.description})
+    return render_template("admin/error.html", status=status, message=exc.description), status
+
+
+@bp.errorhandler(StoreUnavailableError)
+def _store_down(exc: StoreUnavailableError) -> tuple[str, int, dict[str, str]]:
+    """Without Redis there is nothing to show: a 503 page."""
+    log.warning("admin page without Redis", extra={"path": request.path, "reason": str(exc)})
+    message = "Redis is not answering, so there is nothing to show. Try again shortly."
+    return render_template("admin/error.html", status=503, message=message), 503, {"Retry-After": "5"}
+
+
+def _count_refusal(status: int) -> None:
+    """One metric per refusal reason; best effort (the refusal must be sent even without Redis)."""
+    p = parts()
+    with contextlib.suppress(StoreUnavailableError):
+        p.metrics.apply([p.metrics.op("requests_refused", endpoint=request.endpoint or "none", reason=str(status))])
+
+
 @bp.route("/login", methods=["GET", "POST"])
-def login() -> BaseResponse | str:
-    """The login form; a correct admin token starts a session."""
+def login() -> Response | str:
+    """The login form; the correct admin token starts a session and goes on to ``next`` (an admin page)."""
     expected = parts().settings.admin_token
-    if request.method == "POST":
+    if not expected:
+        flash("HUBLINK_ADMIN_TOKEN is not set, so the dashboard is disabled.")
+    elif request.method == "POST":
         presented = request.form.get("token", "")
-        if expected and presented and hmac.compare_digest(presented.encode(), expected.encode()):
-            csrf = session.get("csrf")
+        if hmac.compare_digest(presented.encode(), expected.encode()):
+            # A fresh session and CSRF token at the change of privilege: nothing from before carries over.
             session.clear()
-            session["admin"] = True
-            session["csrf"] = csrf or secrets.token_urlsafe(32)
+            session.update(admin=True, since=time.time(), mark=_token_mark(expected))
             session.permanent = True
-            target = request.args.get("next", "")
-            return redirect(target if target.startswith("/admin") else url_for("admin.index"))
-        flash("Wrong token." if expected else "HUBLINK_ADMIN_TOKEN is not set: the dashboard is disabled.")
+            csrf_token()
+            return redirect(_safe_next(request.args.get("next", "")))
+        log.info("admin login refused", extra={"path": request.path, "reason": "wrong token"})
+        flash("Wrong token.")
     return render_template("admin/login.html")
 
 
+def _safe_next(target: str) -> str:
+    """``target`` if it is a path under /admin on this site, else the overview (no open redirect)."""
+    path = target.split("?", 1)[0]
+    if (path == "/admin" or path.startswith("/admin/")) and "\\" not in target and "//" not in target:
+        return target
+    return url_for("admin.index")
+
+
 @bp.post("/logout")
-def logout() -> BaseResponse:
+def logout() -> Response:
     """End the session."""
     session.clear()
+    flash("Logged out.")
     return redirect(url_for("admin.login"))
 
 
@@ -77,36 +190,58 @@ def logout() -> BaseResponse:
 def index() -> str:
     """Queue depths, the last hour's charts, rate-limit headroom, recent failures."""
     p = parts()
-    data = dashboard.overview(p.redis, p.keys, p.settings.queue_name, p.dead_letters)
-    return render_template("admin/overview.html", o=data, charts=_charts(data))
+    data = dashboard.overview(
+        p.redis, p.keys, queue_name=p.settings.queue_name, dead_letters=p.dead_letters, metrics=p.metrics
+    )
+    return render_template("admin/overview.html", o=data)
 
 
-def _filter_args(source: Any) -> tuple[DeadLetterFilter, dict[str, str]]:
-    values = {k: str(source.get(k, "")).strip() for k in FILTERS}
-    try:
-        flt = DeadLetterFilter(
-            source=values["source"] or None,
-            status=int(values["status"]) if values["status"] else None,
-            category=values["category"] or None,
-            since_ms=parse_time(values["since"]) if values["since"] else None,
-            until_ms=parse_time(values["until"]) if values["until"] else None,
-        )
-    except ValueError as exc:
-        flash(f"Filter ignored: {exc}")
-        return DeadLetterFilter(), {k: "" for k in FILTERS}
+def read_filter(source: Any) -> tuple[DeadLetterFilter, dict[str, str]]:
+    """The API's filters from a form or query string, and the values as typed (for re-rendering).
+
+    Raises ValueError naming the field when one cannot be read.
+    """
+    values = {name: str(source.get(name, "")).strip() for name in FILTERS}
+    status = values["status"]
+    if status and not (status.isascii() and status.isdigit() and len(status) == 3):
+        raise ValueError(f"status: expected an HTTP status such as 403, got {status[:20]!r}")
+    times: dict[str, float | None] = {}
+    for name in ("since", "until"):
+        try:
+            times[name] = parse_time(values[name]) if values[name] else None
+        except ValueError as exc:
+            raise ValueError(f"{name}: {exc}") from None
+    flt = DeadLetterFilter(
+        source=values["source"] or None,
+        status=int(status) if status else None,
+        category=values["category"] or None,
+        since_ms=times["since"],
+        until_ms=times["until"],
+    )
     return flt, values
 
 
 @bp.get("/dead-letters")
 def dead_letters() -> str:
     """Dead letters, newest first, with the API's filters and cursor paging."""
-    flt, values = _filter_args(request.args)
+    store = parts().dead_letters
+    items: list[dict[str, Any]] = []
+    cursor = None
     try:
-        items, cursor = parts().dead_letters.page(flt, limit=50, cursor=request.args.get("cursor") or None)
-    except ValueError:
-        items, cursor = parts().dead_letters.page(flt, limit=50)
+        flt, values = read_filter(request.args)
+        items, cursor = store.page(flt, limit=PAGE_SIZE, cursor=request.args.get("cursor") or None)
+    except ValueError as exc:
+        # Nothing rather than everything: the bulk buttons below act on the filters the form shows.
+        values = {name: str(request.args.get(name, "")) for name in FILTERS}
+        flash(f"Bad filter, nothing listed: {exc}")
     return render_template(
-        "admin/dead_letters.html", items=items, cursor=cursor, filters=values, total=parts().dead_letters.count()
+        "admin/dead_letters.html",
+        items=items,
+        cursor=cursor,
+        filters=values,
+        query={name: value for name, value in values.items() if value},
+        is_first_page=not request.args.get("cursor"),
+        total=store.count(),
     )
 
 
@@ -115,96 +250,49 @@ def dead_letter(letter_id: str) -> str:
     """One dead letter with its attempt history and its actions."""
     letter = parts().dead_letters.get(letter_id)
     if letter is None:
-        abort(404, description="no such dead letter (replayed, purged or expired)")
+        abort(404, description=f"No dead letter {letter_id}: it was replayed, purged or has expired.")
     return render_template("admin/dead_letter.html", letter=letter)
 
 
 @bp.post("/dead-letters/<string(length=32):letter_id>/<any(replay, purge):action>")
-def act_on_one(letter_id: str, action: str) -> BaseResponse | str:
-    """Replay or purge one dead letter, after a confirmation page."""
+def act_on_one(letter_id: str, action: str) -> Response | str:
+    """Replay or purge one dead letter: a confirmation page first, then the confirmed POST does it."""
     store = parts().dead_letters
     letter = store.get(letter_id)
     if letter is None:
-        flash("That dead letter is gone (replayed, purged or expired).")
+        flash(f"No dead letter {letter_id}: it was replayed, purged or has expired.")
         return redirect(url_for("admin.dead_letters"))
     if request.form.get("confirmed") != "yes":
-        return render_template(
-            "admin/confirm.html",
-            action=action,
-            count=1,
-            letter=letter,
-            filters=None,
-            target=url_for("admin.act_on_one", letter_id=letter_id, action=action),
-        )
+        target = url_for("admin.act_on_one", letter_id=letter_id, action=action)
+        return render_template("admin/confirm.html", action=action, count=1, letter=letter, target=target)
     done = store.replay(letter_id) if action == "replay" else store.delete(letter_id)
+    log.info("admin action", extra={"action": action, "association_id": letter_id, "count": int(done)})
     flash(f"{'Replayed' if action == 'replay' else 'Purged'} {letter_id}." if done else "Nothing to do.")
     return redirect(url_for("admin.dead_letters"))
 
 
 @bp.post("/dead-letters/bulk/<any(replay, purge):action>")
-def act_on_many(action: str) -> BaseResponse | str:
-    """Replay or purge every dead letter matching the filters, after a confirmation page with the count."""
-    flt, values = _filter_args(request.form)
-    store = parts().dead_letters
-    if action == "purge" and flt == DeadLetterFilter() and request.form.get("all") != "yes":
-        flash("Give a filter to purge by (purging everything is for the CLI or the API with all=true).")
+def act_on_many(action: str) -> Response | str:
+    """Replay or purge every dead letter matching the filters: the dry-run count first, then the confirmed POST.
+
+    Purging needs a filter: purging everything is left to the API's and the CLI's explicit ``all``.
+    """
+    try:
+        flt, values = read_filter(request.form)
+    except ValueError as exc:
+        flash(f"Bad filter, nothing done: {exc}")
         return redirect(url_for("admin.dead_letters"))
+    if action == "purge" and flt == DeadLetterFilter():
+        flash("Give a filter to purge by (purging every dead letter is for the API or the CLI, with all).")
+        return redirect(url_for("admin.dead_letters"))
+    store = parts().dead_letters
+    run = store.replay_matching if action == "replay" else store.purge_matching
     if request.form.get("confirmed") != "yes":
-        count = store.replay_matching(flt, dry_run=True)
-        return render_template(
-            "admin/confirm.html",
-            action=action,
-            count=count,
-            letter=None,
-            filters=values,
-            target=url_for("admin.act_on_many", action=action),
-        )
-    done = store.replay_matching(flt) if action == "replay" else store.purge_matching(flt)
+        target = url_for("admin.act_on_many", action=action)
+        count = run(flt, dry_run=True)
+        return render_template("admin/confirm.html", action=action, count=count, filters=values, target=target)
+    done = run(flt)
+    log.info("admin action", extra={"action": f"bulk {action}", "count": done, "filters": values})
     flash(f"{'Replayed' if action == 'replay' else 'Purged'} {done} dead letter(s).")
-    return redirect(url_for("admin.dead_letters"))
-
-
-def _charts(o: dashboard.Overview) -> dict[str, str]:
-    """Inline SVG charts (no JavaScript): throughput, error rate, headroom."""
-    width, height = 600, 120
-    n = max(len(o.series), 1)
-    bar = width / n
-
-    def bars(values: list[float], top: float, colour: str) -> str:
-        top = top or 1.0
-        shapes = [
-            f'<rect x="{i * bar:.1f}" y="{height - v / top * (height - 10):.1f}" width="{max(bar - 1, 1):.1f}" '
-            f'height="{v / top * (height - 10):.1f}" fill="{colour}"><title>{v:g}</title></rect>'
-            for i, v in enumerate(values)
-        ]
-        return (
-            f'<svg viewBox="0 0 {width} {height}" width="100%" height="{height}" role="img">'
-            f'<line x1="0" y1="{height}" x2="{width}" y2="{height}" stroke="#999"/>{"".join(shapes)}</svg>'
-        )
-
-    linked = [float(row["linked"]) for row in o.series]
-    rates = [
-        row["failed"] / (row["failed"] + row["linked"]) if row["failed"] + row["linked"] else 0.0 for row in o.series
-    ]
-    headroom = "".join(
-        f'<div class="hr"><span>{h.bucket}</span><svg viewBox="0 0 300 16" width="300" height="16">'
-        f'<rect width="300" height="16" fill="#eee"/><rect width="{300 * h.share_free:.0f}" height="16" '
-        f'fill="#3a7"/></svg> {h.remaining}/{h.max} free, {h.age_s:.0f}s ago</div>'
-        for h in o.headroom
-    )
-    return {
-        "throughput": bars(linked, max(linked, default=0.0), "#37a"),
-        "errors": bars(rates, 1.0, "#c43"),
-        "headroom": headroom or "<p>No HubSpot answers with rate-limit headers yet.</p>",
-    }
-
-
-def register(app: Any) -> None:
-    """Install the blueprint and its session settings on ``app``."""
-    app.config.setdefault("PERMANENT_SESSION_LIFETIME", SESSION_LIFETIME)
-    app.config.setdefault("SESSION_COOKIE_HTTPONLY", True)
-    app.config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
-    app.register_blueprint(bp)
-
-
-__all__ = ["Response", "bp", "register"]
+    query: dict[str, Any] = {name: value for name, value in values.items() if value}
+    return redirect(url_for("admin.dead_letters", **query))

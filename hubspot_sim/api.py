@@ -1,0 +1,320 @@
+"""HubSpot's API as the simulator answers it: routes, then auth, faults, rate limit, and the five endpoints.
+
+The order of checks for one request, and why:
+1. route (unknown path 404, wrong method 405);
+2. bearer token (401), so that scripted faults are never spent on unauthenticated calls;
+3. the fault layer: added latency, then a hang (answers 504 and closes, recording nothing) or a scripted
+   or random error answer, which pre-empts everything after it and is not counted in the rate window;
+4. the rolling rate limit (429), which counts only the requests it accepts;
+5. the endpoint itself.
+Every request that gets past routing is counted in ``/_sim/requests``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+from urllib.parse import parse_qs, unquote
+
+from hubspot_sim import errors
+from hubspot_sim.faults import ScriptedAnswer
+from hubspot_sim.messages import Answer, Request, iso_utc
+from hubspot_sim.oauth import RefreshRefusedError
+from hubspot_sim.object_types import are_object_ids, association_type_id, canonical_type, is_object_id, label
+from hubspot_sim.records import SearchQuery
+from hubspot_sim.state import AuthOutcome, Caller, SimState
+
+JsonObject = dict[str, Any]
+MAX_BATCH_INPUTS = 2000  # HubSpot's cap on batch association create (hubspot-api.md §1.1)
+# The start of one PublicDefaultAssociation as JSON text. Association answers are written from it rather
+# than with json.dumps: at 100 inputs a request, encoding was a third of the simulator's time. The ids are
+# validated digit strings and the type id an int, so nothing needs escaping.
+_SPEC_JSON = '{"associationCategory":"HUBSPOT_DEFINED","associationTypeId":%d}'
+_RESULT_HEAD = '{"associationSpec":' + _SPEC_JSON + ',"from":{"id":"'
+
+MIGRATION_RETRY_AFTER_S = "1"  # HubSpot documents Retry-After on 477; scripted 477s get one unless given
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One API operation: method, path pattern (2026-03 and legacy twins), and its endpoint name."""
+
+    method: str
+    pattern: re.Pattern[str]
+    endpoint: str
+
+
+# Search comes before the record read: ``/crm/objects/2026-03/contacts/search`` also fits the read pattern.
+ROUTES = (
+    Route(
+        "PUT",
+        re.compile(r"/crm/(?:objects/2026-03|v4/objects)/([^/]+)/([^/]+)/associations/default/([^/]+)/([^/]+)"),
+        "associate_default",
+    ),
+    Route(
+        "POST",
+        re.compile(r"/crm/(?:associations/2026-03|v4/associations)/([^/]+)/([^/]+)/batch/associate/default"),
+        "batch_associate_default",
+    ),
+    Route("POST", re.compile(r"/crm/(?:objects/2026-03|v3/objects)/([^/]+)/search"), "search"),
+    Route("GET", re.compile(r"/crm/(?:objects/2026-03|v3/objects)/([^/]+)/([^/]+)"), "read_object"),
+    Route("POST", re.compile(r"/oauth/(?:v1|2026-03)/token"), "oauth_token"),
+)
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, or None."""
+    if not authorization:
+        return None
+    scheme, _, token = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return token.strip() or None
+
+
+class HubSpotApi:
+    """Answers HubSpot API requests from a ``SimState``; ``pause`` waits out latency and hangs."""
+
+    def __init__(self, state: SimState, pause: Callable[[float], object] = time.sleep) -> None:
+        self.state = state
+        self._pause = pause
+        self._endpoints: dict[str, Callable[[Request, tuple[str, ...]], tuple[Answer, int]]] = {
+            "associate_default": self._associate_default,
+            "batch_associate_default": self._batch_associate_default,
+            "read_object": self._read_object,
+            "search": self._search,
+            "oauth_token": self._oauth_token,
+        }
+
+    def handle(self, request: Request) -> Answer:
+        """The answer to one API request (see the module docstring for the order of checks)."""
+        route, groups = _match(request.path)
+        if route is None:
+            return self._logged(request, "unknown", None, Answer(404, _no_route(request)))
+        if route.method != request.method:
+            answer = Answer(405, errors.error_body(405), {"Allow": route.method})
+            return self._logged(request, route.endpoint, None, answer)
+        endpoint = route.endpoint
+        token = None
+        caller = Caller(AuthOutcome.OK)
+        if endpoint != "oauth_token":
+            token = bearer_token(request.authorization)
+            caller = self.state.authenticate(token)
+            if caller.outcome is AuthOutcome.EXPIRED:
+                return self._logged(request, endpoint, token, Answer(401, errors.expired_token_body()))
+            if caller.outcome is not AuthOutcome.OK:
+                return self._logged(request, endpoint, token, Answer(401, errors.error_body(401)))
+        decision = self.state.decide(endpoint)
+        if decision.latency_ms:
+            self._pause(decision.latency_ms / 1000)
+        if decision.hang_ms:
+            # Past the client's timeout nobody reads the answer; what matters is that nothing is recorded.
+            self._pause(decision.hang_ms / 1000)
+            hung = errors.error_body(504, message=f"Simulated hang of {decision.hang_ms} ms")
+            return self._logged(request, endpoint, token, Answer(504, hung, close=True))
+        if decision.answer is not None and not decision.answer.passes:
+            return self._logged(request, endpoint, token, self._scripted(endpoint, decision.answer, caller))
+        rate_headers: dict[str, str] = {}
+        if endpoint != "oauth_token":
+            is_search = endpoint == "search"
+            accepted, rate_headers = self.state.take(caller.window_key, search=is_search)
+            if not accepted:
+                body = errors.rate_limit_body("SECONDLY" if is_search else "TEN_SECONDLY_ROLLING")
+                return self._logged(request, endpoint, token, Answer(429, body, rate_headers))
+        try:
+            answer, inputs = self._endpoints[endpoint](request, groups)
+        except ValueError as exc:
+            answer, inputs = Answer(400, errors.error_body(400, message=str(exc))), 0
+        if rate_headers:
+            answer = replace(answer, headers={**rate_headers, **answer.headers})
+        return self._logged(request, endpoint, token, answer, inputs)
+
+    # --- plumbing ---
+
+    def _logged(
+        self,
+        request: Request,
+        endpoint: str,
+        token: str | None,
+        answer: Answer,
+        inputs: int = 0,
+    ) -> Answer:
+        self.state.log(
+            method=request.method,
+            path=request.path,
+            status=0 if answer.drop else answer.status,
+            endpoint=endpoint,
+            token=token,
+            inputs=inputs,
+            correlation_id=answer.correlation_id(),
+        )
+        return answer
+
+    def _scripted(self, endpoint: str, entry: ScriptedAnswer, caller: Caller) -> Answer:
+        if entry.drops:
+            return Answer(0, drop=True)
+        is_search = endpoint == "search"
+        body = entry.body
+        if body is None:
+            policy = entry.policy or ("SECONDLY" if is_search else None)
+            scopes, message = entry.missing_scopes, entry.message
+            body = errors.body_for_status(entry.status, policy=policy, missing_scopes=scopes, message=message)
+        headers = {} if is_search else self.state.rate_headers(caller.window_key)
+        if entry.status == 477:
+            headers["Retry-After"] = MIGRATION_RETRY_AFTER_S
+        return Answer(entry.status, body, {**headers, **entry.headers})
+
+    def _completed(
+        self,
+        started: float,
+        type_id: int,
+        linked: list[tuple[str, str]],
+        problems: list[JsonObject],
+    ) -> bytes:
+        """The BatchResponsePublicDefaultAssociation of an association call, encoded."""
+        head = _RESULT_HEAD % type_id
+        results = ",".join([f'{head}{from_id}"}},"to":{{"id":"{to_id}"}}}}' for from_id, to_id in linked])
+        times = f'"startedAt":"{iso_utc(started)}","completedAt":"{iso_utc(self.state.now())}"'
+        text = f'{{"status":"COMPLETE","results":[{results}],{times}'
+        if problems:
+            text += f',"errors":{json.dumps(problems)},"numErrors":{len(problems)}'
+        return (text + "}").encode()
+
+    # --- the endpoints: each returns (answer, association inputs received) ---
+
+    def _associate_default(self, request: Request, groups: tuple[str, ...]) -> tuple[Answer, int]:
+        from_raw, from_id, to_raw, to_id = (unquote(g) for g in groups)
+        from_type, to_type = _types(from_raw, to_raw)
+        for name, value in (("fromObjectId", from_id), ("toObjectId", to_id)):
+            if not is_object_id(value):
+                raise ValueError(f"{name}: expected 1-20 decimal digits, got {value!r}")
+        started = self.state.now()
+        bad = self.state.screen((from_id, to_id))
+        if bad:
+            status, body = _invalid(bad, (from_type, from_id), (to_type, to_id))
+            return Answer(status, body), 1
+        self.state.associate([(from_raw, from_id, to_raw, to_id)])
+        raw = self._completed(started, association_type_id(from_type, to_type), [(from_id, to_id)], [])
+        return Answer(200, raw=raw), 1
+
+    def _batch_associate_default(self, request: Request, groups: tuple[str, ...]) -> tuple[Answer, int]:
+        from_raw, to_raw = (unquote(g) for g in groups)
+        from_type, to_type = _types(from_raw, to_raw)
+        pairs = _batch_pairs(request.json())
+        started = self.state.now()
+        bad = self.state.screen(i for pair in pairs for i in pair)
+        problems: list[JsonObject] = []
+        linked = pairs
+        if bad:
+            linked = []
+            for from_id, to_id in pairs:
+                if from_id in bad or to_id in bad:
+                    status, body = _invalid(bad, (from_type, from_id), (to_type, to_id))
+                    problems.append(errors.batch_error(status, body))
+                else:
+                    linked.append((from_id, to_id))
+        self.state.associate([(from_raw, from_id, to_raw, to_id) for from_id, to_id in linked])
+        type_id = association_type_id(from_type, to_type)
+        return Answer(200, raw=self._completed(started, type_id, linked, problems)), len(pairs)
+
+    def _read_object(self, request: Request, groups: tuple[str, ...]) -> tuple[Answer, int]:
+        raw_type, object_id = (unquote(g) for g in groups)
+        object_type = _type(raw_type, "objectType")
+        if request.query_values("idProperty"):
+            raise ValueError("idProperty: the simulator reads records by id only")
+        if not is_object_id(object_id):
+            raise ValueError(f"objectId: expected 1-20 decimal digits, got {object_id!r}")
+        found = None
+        # An id marked invalid is "not visible yet": reading it answers 404, whatever status it was given.
+        if not self.state.screen((object_id,)):
+            found = self.state.read_record(object_type, object_id, request.query_values("properties"))
+        if found is None:
+            return Answer(404, errors.not_found_body([(label(object_type), object_id)])), 0
+        return Answer(200, found), 0
+
+    def _search(self, request: Request, groups: tuple[str, ...]) -> tuple[Answer, int]:
+        object_type = _type(unquote(groups[0]), "objectType")
+        return Answer(200, self.state.search(object_type, SearchQuery.parse(request.json()))), 0
+
+    def _oauth_token(self, request: Request, groups: tuple[str, ...]) -> tuple[Answer, int]:
+        form = {k: v[0] for k, v in parse_qs(request.body.decode("utf-8", "replace")).items()}
+        grant = form.get("grant_type", "")
+        if grant != "refresh_token":
+            body = errors.oauth_error_body("BAD_GRANT_TYPE", f"unsupported grant_type {grant!r}")
+            return Answer(400, body), 0
+        credentials = [form.get(key, "") for key in ("client_id", "client_secret", "refresh_token")]
+        try:
+            issued = self.state.refresh(*credentials)
+        except RefreshRefusedError as exc:
+            return Answer(400, errors.oauth_error_body(exc.status_name, exc.message)), 0
+        return Answer(200, issued), 0
+
+
+def _match(path: str) -> tuple[Route | None, tuple[str, ...]]:
+    for route in ROUTES:
+        match = route.pattern.fullmatch(path)
+        if match:
+            return route, match.groups()
+    return None, ()
+
+
+def _no_route(request: Request) -> JsonObject:
+    return errors.error_body(404, message=f"No API route for {request.method} {request.path}")
+
+
+def _type(raw: str, name: str) -> str:
+    canonical = canonical_type(raw)
+    if canonical is None:
+        raise ValueError(f"{name}: expected a HubSpot object type (e.g. deals, 0-3, 2-123), got {raw!r}")
+    return canonical
+
+
+def _types(from_raw: str, to_raw: str) -> tuple[str, str]:
+    return _type(from_raw, "fromObjectType"), _type(to_raw, "toObjectType")
+
+
+def _batch_pairs(data: Any) -> list[tuple[str, str]]:
+    """Validate a ``BatchInputPublicDefaultAssociationMultiPost``. Raises ValueError naming the bad input."""
+    inputs = data.get("inputs") if isinstance(data, dict) else None
+    if not isinstance(inputs, list):
+        raise ValueError('expected a body {"inputs": [{"from": {"id": "1"}, "to": {"id": "2"}}, ...]}')
+    if not 1 <= len(inputs) <= MAX_BATCH_INPUTS:
+        raise ValueError(f"inputs: expected 1 to {MAX_BATCH_INPUTS} inputs, got {len(inputs)}")
+    # The fast path takes well-formed inputs with string ids, which is every input of a sane client; anything
+    # else goes to the careful path, which accepts numeric ids and names the first bad input.
+    try:
+        from_ids = [item["from"]["id"] for item in inputs]
+        to_ids = [item["to"]["id"] for item in inputs]
+        if are_object_ids(from_ids) and are_object_ids(to_ids):
+            return list(zip(from_ids, to_ids, strict=True))
+    except (KeyError, TypeError):
+        pass  # malformed somewhere: the careful path finds where
+    return _careful_pairs(inputs)
+
+
+def _careful_pairs(inputs: list[Any]) -> list[tuple[str, str]]:
+    pairs = []
+    for i, item in enumerate(inputs):
+        ids = []
+        for side in ("from", "to"):
+            ref = item.get(side) if isinstance(item, dict) else None
+            value = ref.get("id") if isinstance(ref, dict) else None
+            # HubSpot's spec says string; a JSON number is accepted too, as lenient clients send them.
+            text = str(value) if isinstance(value, str | int) and not isinstance(value, bool) else ""
+            if not is_object_id(text):
+                raise ValueError(f"inputs[{i}].{side}.id: expected 1-20 decimal digits, got {value!r}")
+            ids.append(text)
+        pairs.append((ids[0], ids[1]))
+    return pairs
+
+
+def _invalid(bad: dict[str, int], *sides: tuple[str, str]) -> tuple[int, JsonObject]:
+    """HubSpot's answer for (type, id) sides, some invalid: the first invalid one named sets the status."""
+    named = [(label(object_type), object_id) for object_type, object_id in sides if object_id in bad]
+    status = bad[named[0][1]]
+    named = [(lbl, i) for lbl, i in named if bad[i] == status]
+    return status, errors.invalid_ids_body(named) if status == 400 else errors.not_found_body(named)

@@ -1,0 +1,124 @@
+"""The control API under ``/_sim/``: what tests and benchmarks use to inspect and steer the simulator.
+
+No authentication (the simulator binds to loopback by default) and no rate limit; control requests are
+not counted in ``/_sim/requests``. Bad input answers 400 with a HubSpot-style body naming the bad field,
+and changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from hubspot_sim import errors
+from hubspot_sim.messages import Answer, Request
+from hubspot_sim.object_types import canonical_type, is_object_id
+from hubspot_sim.records import parse_seed
+from hubspot_sim.state import SimState
+
+Handler = Callable[[Request], Any]
+OK = {"ok": True}
+
+
+class ControlApi:
+    """Routes ``/_sim/*`` requests to ``SimState``."""
+
+    def __init__(self, state: SimState) -> None:
+        self.state = state
+        self._routes: dict[str, dict[str, Handler]] = {
+            "/_sim/health": {"GET": lambda _: OK},
+            "/_sim/associations": {"GET": self._associations},
+            "/_sim/requests": {"GET": lambda _: state.requests_json()},
+            "/_sim/reset": {"POST": self._reset},
+            "/_sim/faults": {
+                "GET": lambda _: state.faults_json(),
+                "POST": lambda r: state.set_faults(r.json() or {}),
+                "DELETE": self._clear_faults,
+            },
+            "/_sim/config": {
+                "GET": lambda _: state.config_json(),
+                "PUT": lambda r: state.configure(r.json() or {}),
+            },
+            "/_sim/records": {"GET": lambda _: state.records_json(), "POST": self._seed},
+            "/_sim/invalid-ids": {
+                "GET": lambda _: state.invalid_json(),
+                "POST": self._mark_invalid,
+                "DELETE": self._clear_invalid,
+            },
+            "/_sim/oauth-apps": {"POST": self._register_oauth_app},
+        }
+
+    def handle(self, request: Request) -> Answer:
+        """The answer to one control request: 200 with JSON, 400 naming bad input, 404, or 405."""
+        methods = self._routes.get(request.path.rstrip("/"))
+        if methods is None:
+            message = f"No control route {request.path}; see hubspot_sim/README.md"
+            return Answer(404, errors.error_body(404, message=message))
+        handler = methods.get(request.method)
+        if handler is None:
+            allowed = ", ".join(sorted(methods))
+            return Answer(405, errors.error_body(405, message=f"Use {allowed}"), {"Allow": allowed})
+        try:
+            return Answer(200, handler(request))
+        except ValueError as exc:
+            return Answer(400, errors.error_body(400, message=str(exc)))
+
+    def _associations(self, request: Request) -> Any:
+        since = request.query_values("since") or ["0"]
+        if not since[0].isdigit():
+            raise ValueError(f"since: expected a count of associations to skip, got {since[0]!r}")
+        return self.state.associations_json(int(since[0]))
+
+    def _reset(self, request: Request) -> Any:
+        self.state.reset()
+        return OK
+
+    def _clear_faults(self, request: Request) -> Any:
+        self.state.clear_faults()
+        return OK
+
+    def _seed(self, request: Request) -> Any:
+        return {"seeded": self.state.seed_records(parse_seed(request.json(), canonical_type, is_object_id))}
+
+    def _mark_invalid(self, request: Request) -> Any:
+        body = request.json()
+        if not isinstance(body, dict):
+            raise ValueError('expected {"ids": ["123"], "status": 400, "ttl_requests": N, "until": epoch}')
+        ids = body.get("ids")
+        if not isinstance(ids, list) or not ids or not all(_is_id(i) for i in ids):
+            raise ValueError(f"ids: expected a non-empty list of record ids, got {ids!r}")
+        status = body.get("status", 400)
+        if status not in (400, 404):
+            raise ValueError(f"status: expected 400 (invalid) or 404 (not found), got {status!r}")
+        ttl = body.get("ttl_requests")
+        if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int) or ttl < 1):
+            raise ValueError(f"ttl_requests: expected null or an integer of at least 1, got {ttl!r}")
+        until = body.get("until")
+        if until is not None and (isinstance(until, bool) or not isinstance(until, int | float)):
+            raise ValueError(f"until: expected null or epoch seconds, got {until!r}")
+        until_s = None if until is None else float(until)
+        self.state.mark_invalid([str(i) for i in ids], status, ttl_requests=ttl, until=until_s)
+        return OK
+
+    def _clear_invalid(self, request: Request) -> Any:
+        self.state.clear_invalid()
+        return OK
+
+    def _register_oauth_app(self, request: Request) -> Any:
+        body = request.json()
+        if not isinstance(body, dict):
+            raise ValueError('expected {"client_id", "client_secret", "refresh_token", "portal_id"}')
+        for key in ("client_id", "client_secret", "refresh_token"):
+            if not isinstance(body.get(key), str) or not body[key]:
+                raise ValueError(f"{key}: expected a non-empty string, got {body.get(key)!r}")
+        portal = body.get("portal_id")
+        if not _is_id(portal):
+            raise ValueError(f"portal_id: expected a HubSpot account id (digits), got {portal!r}")
+        credentials = (body["client_secret"], body["refresh_token"])
+        self.state.register_oauth_app(body["client_id"], *credentials, int(str(portal)))
+        return OK
+
+
+def _is_id(value: Any) -> bool:
+    """A record or portal id given as digits, in a string or a JSON number."""
+    return isinstance(value, str | int) and not isinstance(value, bool) and is_object_id(str(value))
