@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -62,9 +63,12 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
         return None
     value = value.strip()
     try:
-        return max(float(value), 0.0)
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        # "nan", "inf" and "1e400" parse as floats but are no delay at all.
+        return max(seconds, 0.0) if math.isfinite(seconds) else None
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
@@ -153,7 +157,8 @@ def _entry_ids(entry: Any) -> set[str]:
             values = context.get(key)
             if isinstance(values, list):
                 ids.update(str(v) for v in values)
-        for text in context.get("INVALID_OBJECT_IDS") or ():
+        invalid = context.get("INVALID_OBJECT_IDS")
+        for text in invalid if isinstance(invalid, list) else ():
             # "CONTACT=38374264688 is not valid"
             head = str(text).split(" ", 1)[0]
             ids.add(head.split("=", 1)[-1])
@@ -225,7 +230,9 @@ class HubSpotClient:
         }
         body, _, _ = self._send("POST", path, token, payload)
         results = body.get("results") if isinstance(body, dict) else None
-        return [str(r["id"]) for r in results or () if isinstance(r, dict) and "id" in r]
+        return [
+            str(r["id"]) for r in (results if isinstance(results, list) else ()) if isinstance(r, dict) and "id" in r
+        ]
 
     def refresh_token(self, client_id: str, client_secret: str, refresh_token: str) -> dict[str, Any]:
         """``POST /oauth/v1/token`` (grant_type=refresh_token): HubSpot's token answer."""
@@ -280,7 +287,8 @@ class HubSpotClient:
         body: Any, pairs: Sequence[tuple[str, str]], rate: RateHeaders | None, correlation: str | None
     ) -> CallResult:
         linked: set[tuple[str, str]] = set()
-        for result in body.get("results") or () if isinstance(body, dict) else ():
+        results = body.get("results") if isinstance(body, dict) else None
+        for result in results if isinstance(results, list) else ():
             try:
                 linked.add((str(result["from"]["id"]), str(result["to"]["id"])))
             except (KeyError, TypeError):

@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Literal, TypeVar
+from urllib.parse import unquote, urlsplit
 
 from hublink.domain.errors import ConfigError
 
@@ -43,7 +44,7 @@ class Settings:
     """HubLink's configuration. Field names mirror the environment variables (see ``.env.example``)."""
 
     # --- Redis and queueing ---
-    redis_url: str = "redis://127.0.0.1:6379/0"  # REDIS_URL
+    redis_url: str = field(default="redis://127.0.0.1:6379/0", repr=False)  # REDIS_URL (may hold a password)
     redis_prefix: str = "hl:"  # HUBLINK_REDIS_PREFIX: prefix of every HubLink key (RQ keeps rq:)
     queue_name: str = "hublink"  # HUBLINK_QUEUE: the RQ queue drain jobs go to
     redis_timeout_s: float = 2.0  # HUBLINK_REDIS_TIMEOUT_S: intake must answer well inside HubSpot's 5 s
@@ -152,7 +153,11 @@ class Settings:
             "alert_webhook_url",
             "secret_key",
         )
-        return tuple(v for n in names if isinstance(v := getattr(self, n), str) and v)
+        found = [v for n in names if isinstance(v := getattr(self, n), str) and v]
+        password = urlsplit(self.redis_url).password
+        if password:
+            found += [password, unquote(password)]
+        return tuple(found)
 
     @property
     def effective_rate_limit(self) -> int:

@@ -66,7 +66,8 @@ def canonical_object_type(value: object) -> str:
 
     Raises ValueError with a message saying what was expected.
     """
-    if not isinstance(value, str):
+    # ASCII only: str.lower() maps look-alikes such as the Kelvin sign onto letters ("TAS\u212aS" -> "tasks").
+    if not isinstance(value, str) or not value.isascii():
         raise ValueError(f"expected an object type name or type id string, got {_shown(value)}")
     lowered = value.lower()
     if lowered in STANDARD_OBJECTS:

@@ -70,7 +70,9 @@ Decision = Done | Retry | Defer | DeadLetter
 
 def backoff_s(attempt: int, policy: RetryPolicy, rng: random.Random) -> float:
     """Full-jitter delay before retry number ``attempt`` (1 = the first retry)."""
-    ceiling = min(policy.cap_s, policy.base_s * 2 ** max(attempt - 1, 0))
+    # The exponent is bounded: 2.0 ** 1024 overflows, and HUBLINK_MAX_ATTEMPTS has no upper limit.
+    exponent = min(max(attempt - 1, 0), 1023)
+    ceiling = min(policy.cap_s, policy.base_s * 2.0**exponent)
     return rng.uniform(0, ceiling)
 
 
