@@ -1,45 +1,55 @@
-"""Rules: which events become which associations, written in YAML by users, not in code.
+"""Rules: which events become which associations, written by users in YAML (HUBLINK_RULES_FILE), not in code.
 
 ::
 
     rules:
-      - name: deal-links                 # unique, [a-z0-9_-]+
-        source: workflow                 # hubspot | workflow | forms:<name> | forms:*
-        when:                            # optional; every condition must hold
-          subscriptionType: deal.creation   # exact match of a payload field (a list: any of)
-          condition: "properties.amount > `0`"   # JMESPath over the payload, truthy
-        associations:                    # 1 to 20
-          - from: {objectType: deals, id: "objectId"}          # id: JMESPath over the payload
+      - name: deal-links               # required, unique, [a-z0-9_-], at most 64 characters
+        source: workflow               # required: hubspot | workflow | forms:<name> | forms:*
+        when:                          # optional; every condition must hold
+          subscriptionType: deal.creation   # any key but condition: exact match of that top-level payload
+                                            # field (a list: any of; 5 does not match "5", nor true 1)
+          condition: "properties.amount > `0`"   # JMESPath over the payload, truthy as JMESPath has it
+        associations:                  # required, 1 to 20
+          - from: {objectType: deals, id: "objectId"}   # id: JMESPath over the payload giving a record id
             to:
-              objectType: companies
-              lookup:                    # instead of id: found by the worker
+              objectType: companies    # a name (singular or plural) or a type id, as canonical_object_type
+              lookup:                  # instead of id: exactly one of property or search, run by a worker
                 property: {objectType: deals, id: "objectId", name: associatedcompanyid}
-                # or search: {property: domain, value: "company_domain", onMultiple: first|skip|dead-letter}
+                # search: {property: domain, value: "company_domain", onMultiple: first}  # skip, dead-letter
 
-Loading checks everything and reports every problem as ``FILE:LINE: rule 'NAME': field: what is wrong``.
-Evaluating never raises: a rule that matches but cannot be applied to an odd payload yields a problem.
-A top-level ``sources`` section is allowed (read by ``domain.sources``).
+A top-level ``sources`` section may sit next to ``rules`` (``domain.sources`` reads it), and top-level keys
+starting ``x-`` hold anchors for reuse (``x-deal: &deal {objectType: deals, id: objectId}``). Loading checks
+everything and raises :class:`RulesError` listing every problem as ``FILE:LINE: rule 'NAME': field: what is
+wrong``. Evaluating never raises: a rule that matches but cannot be applied to an odd payload yields a problem.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import jmespath
 import yaml
 from jmespath.exceptions import JMESPathError
+from jmespath.functions import Functions
 
 from hublink.domain.associations import canonical_object_type, check_object_id
 from hublink.domain.errors import ConfigError
 from hublink.domain.events import CrmEvent
 
 OnMultiple = Literal["first", "skip", "dead-letter"]
-_NAME = re.compile(r"\A[a-z0-9][a-z0-9_-]{0,63}\Z")
-_SOURCE = re.compile(r"\A(hubspot|workflow|forms:(\*|[a-z0-9][a-z0-9_-]{0,63}))\Z")
+ON_MULTIPLE: tuple[OnMultiple, ...] = ("first", "skip", "dead-letter")
 MAX_ASSOCIATIONS = 20
+#: Longest search value planned; HubSpot's search takes short values, and a longer one is a payload fault.
+MAX_SEARCH_VALUE_CHARS = 500
+_NAME = re.compile(r"\A[a-z0-9_-]{1,64}\Z")
+_SOURCE = re.compile(r"\A(?:hubspot|workflow|forms:(?:\*|[a-z0-9][a-z0-9_-]{0,63}))\Z")
+_PROPERTY = re.compile(r"\A[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}\Z")
+# What JMESPath's functions and comparisons may raise on odd data; evaluate() turns each into a problem.
+_EVAL_ERRORS = (JMESPathError, TypeError, ValueError, ArithmeticError, LookupError, RecursionError)
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +72,7 @@ class PropertyLookup:
 
 @dataclass(frozen=True, slots=True)
 class SearchLookup:
-    """Find ``target_type`` records whose ``property`` equals ``value``."""
+    """Find ``target_type`` records whose ``property`` equals ``value``; ``on_multiple`` says what several mean."""
 
     target_type: str
     property: str
@@ -75,7 +85,7 @@ Side = Fixed | PropertyLookup | SearchLookup
 
 @dataclass(frozen=True, slots=True)
 class PlannedAssociation:
-    """What one rule asks for one event: two sides, either known or to be looked up."""
+    """What one rule asks for one event: two sides, each known or still to be looked up."""
 
     rule: str
     from_side: Side
@@ -84,7 +94,7 @@ class PlannedAssociation:
 
 @dataclass(frozen=True, slots=True)
 class Evaluation:
-    """The result of running the rules on one event."""
+    """The result of running the rules on one event; ``problems`` name the rule and field that could not apply."""
 
     planned: tuple[PlannedAssociation, ...]
     matched_rules: tuple[str, ...]
@@ -92,231 +102,357 @@ class Evaluation:
 
 
 class RulesError(ConfigError):
-    """A rules file is invalid; ``problems`` lists every problem with its file and line."""
+    """A rules file is invalid; ``problems`` lists every problem as ``FILE:LINE: rule 'NAME': field: ...``."""
 
-    def __init__(self, problems: list[str]) -> None:
+    def __init__(self, problems: Sequence[str]) -> None:
         super().__init__("invalid rules:\n" + "\n".join(problems))
         self.problems = tuple(problems)
+
+
+def _shown(value: object) -> str:
+    """A value for a message, short whatever it is."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and not abs(value) < 10**40:
+        return "a huge number"
+    if isinstance(value, dict | list):
+        return "an object" if isinstance(value, dict) else "an array"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 # --- the compiled form ---
 
 
 @dataclass(frozen=True, slots=True)
-class _SideSpec:
+class Expression:
+    """A compiled JMESPath expression; ``field`` is set when it only reads one top-level field."""
+
+    text: str
+    compiled: Any
+    field: str | None
+
+    def search(self, payload: Any) -> Any:
+        """The expression's value over ``payload``; raises what JMESPath raises on odd data."""
+        # Most rules read a top-level field ("objectId"): a dict lookup gives the same answer twenty times faster.
+        if self.field is not None:
+            return _get(payload, self.field)
+        return self.compiled.search(payload)
+
+
+@dataclass(frozen=True, slots=True)
+class SideRule:
+    """One side of a rule's association: ``kind`` id (``expr`` gives the id), property or search."""
+
     object_type: str
-    id_expr: Any = None  # compiled JMESPath
-    lookup: Literal["property", "search"] | None = None
-    lookup_type: str = ""
-    lookup_id_expr: Any = None
-    property: str = ""
-    value_expr: Any = None
+    kind: Literal["id", "property", "search"]
+    expr: Expression  # id: the record id; property: the id of the record read; search: the value sought
+    record_type: str = ""  # property: the type of the record read
+    property: str = ""  # property: the property read; search: the property compared
     on_multiple: OnMultiple = "first"
+    label: str = ""  # where its problems are reported: "associations[0].to.id"
+
+    def summary(self) -> str:
+        """A one-line description for ``describe``."""
+        if self.kind == "id":
+            return f"{self.object_type}/{{{self.expr.text}}}"
+        if self.kind == "property":
+            return f"{self.object_type} named by {self.record_type}/{{{self.expr.text}}}.{self.property}"
+        return f"{self.object_type} where {self.property} = {{{self.expr.text}}} (onMultiple {self.on_multiple})"
 
 
 @dataclass(frozen=True, slots=True)
 class Rule:
-    """One compiled rule."""
+    """One validated rule; ``line`` is where it starts in its file."""
 
     name: str
     source: str
     line: int
-    equals: tuple[tuple[str, tuple[Any, ...]], ...]
-    condition: Any
-    sides: tuple[tuple[_SideSpec, _SideSpec], ...]
+    equals: tuple[tuple[str, tuple[str | int | float | bool, ...]], ...]
+    condition: Expression | None
+    associations: tuple[tuple[SideRule, SideRule], ...]
 
     def applies_to(self, source: str) -> bool:
-        """True when the rule listens to ``source``."""
+        """True when the rule listens to ``source`` (``forms:*`` listens to every form)."""
         return self.source == source or (self.source == "forms:*" and source.startswith("forms:"))
+
+    def matches(self, payload: Any) -> bool:
+        """True when every ``when`` condition holds; raises what JMESPath raises on odd data."""
+        for key, values in self.equals:
+            actual = _get(payload, key)
+            for expected in values:
+                if _same(expected, actual):
+                    break
+            else:
+                return False
+        return self.condition is None or _truthy(self.condition.search(payload))
+
+
+def _get(payload: Any, key: str) -> Any:
+    """``payload[key]``, or None when it is absent or the payload is not an object (as JMESPath has it)."""
+    try:
+        return payload.get(key)
+    except AttributeError:  # cheaper than isinstance(payload, Mapping) on every call, and payloads are dicts
+        return None
+
+
+def _same(expected: object, actual: object) -> bool:
+    """Exact match: a boolean only equals a boolean (Python's True == 1 would surprise), a string a string."""
+    if isinstance(expected, bool | str) or isinstance(actual, bool | str):
+        return type(expected) is type(actual) and expected == actual
+    return isinstance(actual, int | float) and expected == actual
+
+
+def _truthy(value: Any) -> bool:
+    """JMESPath's truth: false, null and empty strings, arrays and objects are false; 0 is true."""
+    return not (value is None or value is False or (isinstance(value, str | list | dict) and not value))
+
+
+# --- loading: YAML with a line for every mapping, key and list item ---
 
 
 class _Lined(dict[str, Any]):
-    """A mapping that remembers the line it started on, and each key's line."""
+    """A YAML mapping that remembers its line, each key's line and any key given twice."""
 
-    line: int = 0
-    key_lines: dict[str, int]
+    __slots__ = ("duplicates", "key_lines", "line")
 
+    def __init__(self, line: int) -> None:
+        super().__init__()
+        self.line, self.key_lines, self.duplicates = line, dict[str, int](), list[tuple[str, int]]()
 
-def _to_python(node: yaml.Node) -> Any:
-    if isinstance(node, yaml.MappingNode):
-        out = _Lined()
-        out.line = node.start_mark.line + 1
-        out.key_lines = {}
-        for key_node, value_node in node.value:
-            key = _to_python(key_node)
-            key = key if isinstance(key, str) else str(key)
-            out[key] = _to_python(value_node)
-            out.key_lines[key] = key_node.start_mark.line + 1
-        return out
-    if isinstance(node, yaml.SequenceNode):
-        return [_to_python(n) for n in node.value]
-    return _scalar(node)
+    def at(self, key: str) -> int:
+        """The line of ``key``, or of the mapping when the key is absent."""
+        return self.key_lines.get(key, self.line)
 
 
-def _scalar(node: yaml.Node) -> Any:
-    loader = yaml.SafeLoader("")
+class _LinedList(list[Any]):
+    """A YAML sequence that remembers each item's line."""
+
+    __slots__ = ("lines",)
+    lines: list[int]
+
+
+class _LineLoader(yaml.SafeLoader):
+    """SafeLoader that builds :class:`_Lined` mappings and :class:`_LinedList` sequences."""
+
+
+def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> Iterator[_Lined]:
+    """Build a mapping with the lines of its keys, noting keys given twice (merged ones may be overridden)."""
+    own = sum(1 for key_node, _ in node.value if key_node.tag != "tag:yaml.org,2002:merge")
+    loader.flatten_mapping(node)  # resolves "<<" merge keys as SafeLoader does, putting merged pairs first
+    data = _Lined(node.start_mark.line + 1)
+    yield data  # first, as SafeLoader does, so that aliases back to this mapping resolve
+    explicit: set[str] = set()  # a key given here may override a merged one, but not another key given here
+    for index, (key_node, value_node) in enumerate(node.value):
+        key = loader.construct_object(key_node, deep=True)
+        key = key if isinstance(key, str) else _shown(key)
+        if index >= len(node.value) - own:
+            if key in explicit:
+                data.duplicates.append((key, key_node.start_mark.line + 1))
+            explicit.add(key)
+        data[key] = loader.construct_object(value_node, deep=True)
+        data.key_lines.setdefault(key, key_node.start_mark.line + 1)
+
+
+def _construct_sequence(loader: _LineLoader, node: yaml.SequenceNode) -> Iterator[_LinedList]:
+    """Build a list with the line of each item."""
+    data = _LinedList()
+    data.lines = [item.start_mark.line + 1 for item in node.value]
+    yield data
+    data.extend(loader.construct_object(item, deep=True) for item in node.value)
+
+
+_LineLoader.add_constructor("tag:yaml.org,2002:map", _construct_mapping)
+_LineLoader.add_constructor("tag:yaml.org,2002:seq", _construct_sequence)
+
+
+def _function_problems(node: Any) -> Iterator[str]:
+    """Unknown functions and wrong argument counts, which JMESPath itself only notices when it runs."""
+    if not isinstance(node, dict):
+        return
+    if node.get("type") == "function_expression":
+        name, args = node.get("value"), node.get("children", [])
+        signature = Functions.FUNCTION_TABLE.get(name, {}).get("signature")
+        variadic = bool(signature) and signature[-1].get("variadic", False)
+        if signature is None:
+            yield f"unknown function {name}()"
+        elif len(args) < len(signature) or (not variadic and len(args) > len(signature)):
+            yield f"{name}() takes {'at least ' if variadic else ''}{len(signature)} argument(s), got {len(args)}"
+    for child in node.get("children", []):
+        yield from _function_problems(child)
+
+
+# Parsers for single values, used through _Builder.value: each returns the value or raises ValueError saying why.
+
+
+def _expression(text: object) -> Expression:
+    """Compile a JMESPath expression, checking its function names and argument counts too."""
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError(f"expected a JMESPath expression string, got {_shown(text)}")
     try:
-        return loader.construct_object(node, deep=True)
-    finally:
-        loader.dispose()
+        compiled = jmespath.compile(text)
+    except JMESPathError as exc:
+        detail = str(exc).splitlines()[0].removeprefix("Invalid jmespath expression: ")
+        raise ValueError(f"invalid JMESPath {text!r}: {detail}") from None
+    if bad := list(_function_problems(compiled.parsed)):
+        raise ValueError(f"invalid JMESPath {text!r}: {'; '.join(bad)}")
+    field = compiled.parsed["value"] if compiled.parsed.get("type") == "field" else None
+    return Expression(text, compiled, field)
+
+
+def _property_name(value: object) -> str:
+    """A HubSpot property name."""
+    if not isinstance(value, str) or not _PROPERTY.match(value):
+        raise ValueError(f"expected a HubSpot property name, got {_shown(value)}")
+    return value
+
+
+def _on_multiple(value: object) -> OnMultiple:
+    """What a search finding several records does: first, skip or dead-letter."""
+    for choice in ON_MULTIPLE:
+        if value == choice:
+            return choice
+    raise ValueError(f"expected first, skip or dead-letter, got {_shown(value)}")
+
+
+def _source(value: object) -> str:
+    """A rule's source: hubspot, workflow, forms:<name> or forms:*."""
+    if not isinstance(value, str) or not _SOURCE.match(value):
+        raise ValueError(f"expected hubspot, workflow, forms:<name> or forms:*, got {_shown(value)}")
+    return value
+
+
+def _match_values(value: object) -> tuple[str | int | float | bool, ...]:
+    """A when field's accepted values: one scalar or a non-empty list of them."""
+    values = value if isinstance(value, list) else [value]
+    if not values or not all(isinstance(v, str | int | float) for v in values):
+        raise ValueError(f"expected a string, number or boolean, or a non-empty list of them, got {_shown(value)}")
+    return tuple(values)
 
 
 class _Builder:
+    """Turns the loaded YAML into rules, collecting every problem with its line."""
+
     def __init__(self, filename: str) -> None:
         self.filename = filename
         self.problems: list[str] = []
 
     def problem(self, line: int, rule: str | None, message: str) -> None:
-        where = f"{self.filename}:{line}: " + (f"rule '{rule}': " if rule else "")
-        self.problems.append(where + message)
+        """Record ``FILE:LINE: rule 'NAME': message``."""
+        self.problems.append(f"{self.filename}:{line}: " + (f"rule '{rule}': " if rule else "") + message)
 
-    def jmes(self, text: Any, line: int, rule: str, field: str) -> Any:
-        if not isinstance(text, str) or not text.strip():
-            self.problem(line, rule, f"{field}: expected a JMESPath expression string")
-            return None
-        try:
-            return jmespath.compile(text)
-        except JMESPathError as exc:
-            self.problem(line, rule, f"{field}: invalid JMESPath {text!r}: {str(exc).splitlines()[0]}")
-            return None
-
-    def object_type(self, value: Any, line: int, rule: str, field: str) -> str:
-        try:
-            return canonical_object_type(value)
-        except ValueError as exc:
-            self.problem(line, rule, f"{field}: {exc}")
-            return "?"
-
-    def keys(self, mapping: _Lined, allowed: set[str], rule: str, field: str) -> None:
-        for key in mapping:
+    def keys(self, raw: _Lined, allowed: Sequence[str], required: Sequence[str], rule: str | None, where: str) -> None:
+        """Report unknown, missing and repeated keys of one mapping."""
+        prefix = f"{where}: " if where else ""
+        for key in raw:
             if key not in allowed:
-                self.problem(
-                    mapping.key_lines.get(key, mapping.line),
-                    rule,
-                    f"{field}: unknown key {key!r} (expected {', '.join(sorted(allowed))})",
-                )
+                self.problem(raw.at(key), rule, f"{prefix}unknown key {key!r} (expected {', '.join(allowed)})")
+        for key in required:
+            if key not in raw:
+                self.problem(raw.line, rule, f"{prefix}missing required key {key!r}")
+        for key, line in raw.duplicates:
+            self.problem(line, rule, f"{prefix}key {key!r} given twice")
 
-    def side(self, raw: Any, line: int, rule: str, field: str) -> _SideSpec | None:
+    def value(self, raw: _Lined, key: str, parse: Callable[[Any], _T], rule: str, where: str) -> _T | None:
+        """``parse(raw[key])``, or None when the key is absent (reported by ``keys``) or its value is refused."""
+        if key not in raw:
+            return None
+        try:
+            return parse(raw[key])
+        except ValueError as exc:
+            self.problem(raw.at(key), rule, f"{where}{'.' if where else ''}{key}: {exc}")
+            return None
+
+    def side(self, raw: Any, line: int, rule: str, where: str) -> SideRule | None:
+        """One from or to side (``line`` is its key's); None when it has problems."""
         if not isinstance(raw, _Lined):
-            self.problem(line, rule, f"{field}: expected a mapping with objectType and id or lookup")
+            self.problem(line, rule, f"{where}: expected a mapping with objectType and id or lookup")
             return None
-        self.keys(raw, {"objectType", "id", "lookup"}, rule, field)
-        object_type = self.object_type(raw.get("objectType"), raw.line, rule, f"{field}.objectType")
-        has_id, has_lookup = "id" in raw, "lookup" in raw
-        if has_id == has_lookup:
-            self.problem(raw.line, rule, f"{field}: give exactly one of id or lookup")
+        self.keys(raw, ("objectType", "id", "lookup"), ("objectType",), rule, where)
+        object_type = self.value(raw, "objectType", canonical_object_type, rule, where)
+        if ("id" in raw) == ("lookup" in raw):
+            self.problem(line, rule, f"{where}: give exactly one of id or lookup")
             return None
-        if has_id:
-            return _SideSpec(object_type, id_expr=self.jmes(raw["id"], raw.key_lines["id"], rule, f"{field}.id"))
+        if "id" in raw:
+            expr = self.value(raw, "id", _expression, rule, where)
+            return SideRule(object_type, "id", expr, label=f"{where}.id") if object_type and expr else None
         lookup = raw["lookup"]
-        lline = raw.key_lines["lookup"]
-        if not isinstance(lookup, _Lined) or len(lookup) != 1 or next(iter(lookup)) not in ("property", "search"):
-            self.problem(lline, rule, f"{field}.lookup: expected exactly one of property or search")
+        if not isinstance(lookup, _Lined) or len(lookup) != 1 or not {"property", "search"} & lookup.keys():
+            self.problem(raw.at("lookup"), rule, f"{where}.lookup: expected exactly one of property or search")
             return None
-        kind = next(iter(lookup))
-        spec = lookup[kind]
-        where = f"{field}.lookup.{kind}"
+        kind, spec = next(iter(lookup.items()))
+        where = f"{where}.lookup.{kind}"
         if not isinstance(spec, _Lined):
-            self.problem(lline, rule, f"{where}: expected a mapping")
+            self.problem(lookup.at(kind), rule, f"{where}: expected a mapping, got {_shown(spec)}")
             return None
         if kind == "property":
-            self.keys(spec, {"objectType", "id", "name"}, rule, where)
-            name = spec.get("name")
-            if not isinstance(name, str) or not name:
-                self.problem(spec.line, rule, f"{where}.name: expected a property name")
-                name = ""
-            return _SideSpec(
-                object_type,
-                lookup="property",
-                lookup_type=self.object_type(spec.get("objectType"), spec.line, rule, f"{where}.objectType"),
-                lookup_id_expr=self.jmes(spec.get("id"), spec.key_lines.get("id", spec.line), rule, f"{where}.id"),
-                property=name,
-            )
-        self.keys(spec, {"property", "value", "onMultiple"}, rule, where)
-        prop = spec.get("property")
-        if not isinstance(prop, str) or not prop:
-            self.problem(spec.line, rule, f"{where}.property: expected a property name")
-            prop = ""
-        on_multiple = spec.get("onMultiple", "first")
-        if on_multiple not in ("first", "skip", "dead-letter"):
-            self.problem(
-                spec.key_lines.get("onMultiple", spec.line),
-                rule,
-                f"{where}.onMultiple: expected first, skip or dead-letter, got {on_multiple!r}",
-            )
-            on_multiple = "first"
-        return _SideSpec(
-            object_type,
-            lookup="search",
-            property=prop,
-            on_multiple=on_multiple,
-            value_expr=self.jmes(spec.get("value"), spec.key_lines.get("value", spec.line), rule, f"{where}.value"),
-        )
+            self.keys(spec, ("objectType", "id", "name"), ("objectType", "id", "name"), rule, where)
+            record_type = self.value(spec, "objectType", canonical_object_type, rule, where)
+            expr = self.value(spec, "id", _expression, rule, where)
+            name = self.value(spec, "name", _property_name, rule, where)
+            if object_type and record_type and expr and name:
+                label = f"{where}.id"
+                return SideRule(object_type, "property", expr, record_type=record_type, property=name, label=label)
+            return None
+        self.keys(spec, ("property", "value", "onMultiple"), ("property", "value"), rule, where)
+        prop = self.value(spec, "property", _property_name, rule, where)
+        expr = self.value(spec, "value", _expression, rule, where)
+        on_multiple = self.value(spec, "onMultiple", _on_multiple, rule, where) if "onMultiple" in spec else "first"
+        if object_type and prop and expr and on_multiple:
+            label = f"{where}.value"
+            return SideRule(object_type, "search", expr, property=prop, on_multiple=on_multiple, label=label)
+        return None
 
     def rule(self, raw: Any, index: int, line: int, seen: set[str]) -> Rule | None:
+        """One rule (``line`` is its list item's); its problems are recorded, and it is dropped when any exist."""
         if not isinstance(raw, _Lined):
-            self.problem(line, None, f"rules[{index}]: expected a mapping")
+            self.problem(line, None, f"rules[{index}]: expected a mapping with name, source and associations")
             return None
         name = raw.get("name")
-        label = name if isinstance(name, str) else f"#{index + 1}"
-        if not isinstance(name, str) or not _NAME.match(name):
-            self.problem(raw.line, label, "name: expected [a-z0-9][a-z0-9_-]* (at most 64 characters)")
-        elif name in seen:
-            self.problem(raw.key_lines.get("name", raw.line), label, "name: duplicate rule name")
+        label = name if isinstance(name, str) and _NAME.match(name) else f"#{index + 1}"
+        self.keys(raw, ("name", "source", "when", "associations"), ("name", "source", "associations"), label, "")
+        if "name" in raw and label != name:
+            self.problem(raw.at("name"), label, f"name: expected [a-z0-9_-], 1 to 64 characters, got {_shown(name)}")
+        elif label in seen:
+            self.problem(raw.at("name"), label, "name: duplicate rule name")
         seen.add(label)
-        self.keys(raw, {"name", "source", "when", "associations"}, label, "rule")
-        source = raw.get("source")
-        if not isinstance(source, str) or not _SOURCE.match(source):
-            self.problem(
-                raw.key_lines.get("source", raw.line),
-                label,
-                f"source: expected hubspot, workflow, forms:<name> or forms:*, got {source!r}",
-            )
-            source = "?"
-        equals: list[tuple[str, tuple[Any, ...]]] = []
+        source = self.value(raw, "source", _source, label, "")
+        equals: list[tuple[str, tuple[str | int | float | bool, ...]]] = []
         condition = None
         when = raw.get("when")
-        if when is not None:
-            if not isinstance(when, _Lined):
-                self.problem(raw.key_lines["when"], label, "when: expected a mapping")
-            else:
-                for key, value in when.items():
-                    if key == "condition":
-                        condition = self.jmes(value, when.key_lines[key], label, "when.condition")
-                    elif isinstance(value, list):
-                        equals.append((key, tuple(value)))
-                    elif isinstance(value, str | int | float | bool):
-                        equals.append((key, (value,)))
-                    else:
-                        self.problem(when.key_lines[key], label, f"when.{key}: expected a value or a list of values")
-        associations = raw.get("associations")
-        sides: list[tuple[_SideSpec, _SideSpec]] = []
-        if not isinstance(associations, list) or not 1 <= len(associations) <= MAX_ASSOCIATIONS:
-            self.problem(
-                raw.key_lines.get("associations", raw.line),
-                label,
-                f"associations: expected a list of 1 to {MAX_ASSOCIATIONS}",
-            )
-        else:
-            for i, item in enumerate(associations):
-                where = f"associations[{i}]"
-                iline = item.line if isinstance(item, _Lined) else raw.key_lines["associations"]
-                if not isinstance(item, _Lined):
-                    self.problem(iline, label, f"{where}: expected a mapping with from and to")
-                    continue
-                self.keys(item, {"from", "to"}, label, where)
-                f = self.side(item.get("from"), item.key_lines.get("from", iline), label, f"{where}.from")
-                t = self.side(item.get("to"), item.key_lines.get("to", iline), label, f"{where}.to")
-                if f and t:
-                    sides.append((f, t))
-        return Rule(label, source, raw.line, tuple(equals), condition, tuple(sides))
+        if isinstance(when, _Lined):
+            self.keys(when, list(when), (), label, "when")  # any key may name a payload field: only repeats are wrong
+            condition = self.value(when, "condition", _expression, label, "when")
+            for key in when.keys() - {"condition"}:
+                if (values := self.value(when, key, _match_values, label, "when")) is not None:
+                    equals.append((key, values))
+        elif "when" in raw:
+            self.problem(raw.at("when"), label, f"when: expected a mapping of conditions, got {_shown(when)}")
+        items = raw.get("associations")
+        sides: list[tuple[SideRule, SideRule]] = []
+        fits = isinstance(items, _LinedList) and 1 <= len(items) <= MAX_ASSOCIATIONS
+        pairs = zip(items, items.lines, strict=True) if isinstance(items, _LinedList) and fits else ()
+        if "associations" in raw and not fits:
+            got = f"{len(items)}" if isinstance(items, list) else _shown(items)
+            self.problem(raw.at("associations"), label, f"associations: expected 1 to {MAX_ASSOCIATIONS}, got {got}")
+        for i, (item, item_line) in enumerate(pairs):
+            where = f"associations[{i}]"
+            if not isinstance(item, _Lined):
+                self.problem(item_line, label, f"{where}: expected a mapping with from and to, got {_shown(item)}")
+                continue
+            self.keys(item, ("from", "to"), ("from", "to"), label, where)
+            pair = [
+                self.side(item[end], item.at(end), label, f"{where}.{end}") for end in ("from", "to") if end in item
+            ]
+            if len(pair) == 2 and pair[0] and pair[1]:
+                sides.append((pair[0], pair[1]))
+        return Rule(label, source or "", raw.line, tuple(equals), condition, tuple(sides))
 
 
 class RuleSet:
-    """A validated set of rules."""
+    """A validated, immutable set of rules, in file order."""
 
-    def __init__(self, rules: tuple[Rule, ...]) -> None:
-        self.rules = rules
+    def __init__(self, rules: Sequence[Rule] = ()) -> None:
+        self.rules: tuple[Rule, ...] = tuple(rules)
+        self._by_source: dict[str, tuple[Rule, ...]] = {}
 
     @classmethod
     def empty(cls) -> RuleSet:
@@ -325,131 +461,128 @@ class RuleSet:
 
     @classmethod
     def load(cls, text: str, filename: str = "<rules>") -> RuleSet:
-        """Parse and validate; raise RulesError listing every problem with its line."""
+        """Parse and validate rules YAML; raise RulesError listing every problem with its file and line."""
+        loader = _LineLoader(text)
         try:
-            root = yaml.compose(text, Loader=yaml.SafeLoader)
+            doc = loader.get_single_data()
         except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
+            mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
             line = mark.line + 1 if mark is not None else 1
-            raise RulesError([f"{filename}:{line}: not valid YAML: {getattr(exc, 'problem', exc)}"]) from None
-        doc = _to_python(root) if root is not None else None
+            raise RulesError([f"{filename}:{line}: not valid YAML: {getattr(exc, 'problem', None) or exc}"]) from None
+        except (ValueError, RecursionError) as exc:  # an integer too long to convert, nesting too deep
+            raise RulesError([f"{filename}:1: not usable YAML: {str(exc)[:100]}"]) from None
+        finally:
+            loader.dispose()
+        if not isinstance(doc, _Lined):
+            raise RulesError([f"{filename}:1: expected a mapping with a 'rules' list, got {_shown(doc)}"])
         builder = _Builder(filename)
-        if not isinstance(doc, _Lined) or not isinstance(doc.get("rules"), list):
-            raise RulesError([f"{filename}:1: expected a mapping with a 'rules' list"])
-        for key in doc:
-            if key not in ("rules", "sources"):
-                builder.problem(doc.key_lines[key], None, f"unknown top-level key {key!r} (expected rules, sources)")
+        # x- keys are free for YAML anchors to reuse (as in Compose files): "x-deal: &deal {objectType: deals}".
+        builder.keys(doc, ("rules", "sources", *(k for k in doc if k.startswith("x-"))), ("rules",), None, "")
+        items = doc.get("rules")
+        if "rules" in doc and not isinstance(items, _LinedList):
+            builder.problem(doc.at("rules"), None, f"rules: expected a list of rules, got {_shown(items)}")
         seen: set[str] = set()
-        rules = [builder.rule(raw, i, doc.key_lines["rules"], seen) for i, raw in enumerate(doc["rules"])]
+        pairs = zip(items, items.lines, strict=True) if isinstance(items, _LinedList) else ()
+        rules = [builder.rule(raw, i, line, seen) for i, (raw, line) in enumerate(pairs)]
         if builder.problems:
             raise RulesError(builder.problems)
-        return cls(tuple(r for r in rules if r is not None))
+        return cls([r for r in rules if r is not None])
 
     @classmethod
     def from_file(cls, path: str) -> RuleSet:
-        """Load a rules file (ConfigError when it cannot be read)."""
+        """Load a rules file; raise ConfigError when it cannot be read, RulesError when it is invalid."""
         try:
             with open(path, encoding="utf-8") as handle:
                 text = handle.read()
-        except OSError as exc:
-            raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: cannot read the rules file: {exc}") from None
         return cls.load(text, path)
 
+    def rules_for(self, source: str) -> tuple[Rule, ...]:
+        """The rules listening to ``source``, in file order."""
+        found = self._by_source.get(source)
+        if found is None:
+            found = tuple(r for r in self.rules if r.applies_to(source))
+            if len(self._by_source) < 256:  # sources come from configuration, but stay bounded whatever is passed
+                self._by_source[source] = found
+        return found
+
     def evaluate(self, event: CrmEvent) -> Evaluation:
-        """Run every rule for the event's source; never raises."""
+        """Run every rule listening to the event's source; never raises, whatever the payload holds."""
         planned: list[PlannedAssociation] = []
         matched: list[str] = []
         problems: list[str] = []
-        for rule in self.rules:
-            if not rule.applies_to(event.source):
-                continue
+        for rule in self.rules_for(event.source):
             try:
-                if not _matches(rule, event.payload):
+                if not rule.matches(event.payload):
                     continue
-            except (JMESPathError, TypeError, ValueError) as exc:
-                problems.append(f"rule '{rule.name}': when.condition failed: {exc}")
+            except _EVAL_ERRORS as exc:
+                text = rule.condition.text if rule.condition else ""
+                problems.append(f"rule '{rule.name}': when.condition: expression {text!r} failed: {_reason(exc)}")
                 continue
             matched.append(rule.name)
-            for index, (f, t) in enumerate(rule.sides):
-                where = f"associations[{index}]"
-                from_side = _resolve(f, event.payload, rule.name, f"{where}.from", problems)
-                to_side = _resolve(t, event.payload, rule.name, f"{where}.to", problems)
-                if from_side is not None and to_side is not None:
+            for index, (from_rule, to_rule) in enumerate(rule.associations):
+                from_side, to_side = _resolve(from_rule, event.payload), _resolve(to_rule, event.payload)
+                if isinstance(from_side, Fixed) and isinstance(to_side, Fixed) and from_side == to_side:
+                    to_side = f"associations[{index}]: from and to are the same record {_describe(from_side)}"
+                if not isinstance(from_side, str) and not isinstance(to_side, str):
                     planned.append(PlannedAssociation(rule.name, from_side, to_side))
+                else:
+                    problems.extend(f"rule '{rule.name}': {s}" for s in (from_side, to_side) if isinstance(s, str))
         return Evaluation(tuple(planned), tuple(matched), tuple(problems))
 
     def describe(self) -> list[dict[str, Any]]:
-        """A summary for the CLI."""
-        return [{"name": r.name, "source": r.source, "line": r.line, "associations": len(r.sides)} for r in self.rules]
+        """A summary of each rule for the CLI: name, source, line, when and one line per association."""
+        return [
+            {
+                "name": r.name,
+                "source": r.source,
+                "line": r.line,
+                "when": {k: v[0] if len(v) == 1 else list(v) for k, v in r.equals}
+                | ({"condition": r.condition.text} if r.condition else {}),
+                "associations": [f"{f.summary()} -> {t.summary()}" for f, t in r.associations],
+            }
+            for r in self.rules
+        ]
 
 
-def _matches(rule: Rule, payload: Mapping[str, Any]) -> bool:
-    for key, values in rule.equals:
-        if payload.get(key) not in values:
-            return False
-    return rule.condition is None or bool(rule.condition.search(payload))
-
-
-def _search(expr: Any, payload: Mapping[str, Any]) -> Any:
-    # Most rules read a top-level field ("objectId"): answer those with a dict lookup, which is about
-    # twenty times cheaper than walking JMESPath's tree and gives the same result.
-    parsed = getattr(expr, "parsed", None)
-    if isinstance(parsed, dict) and parsed.get("type") == "field":
-        return payload.get(parsed["value"]) if isinstance(payload, Mapping) else None
+def _reason(exc: BaseException) -> str:
+    """An exception's first line, short (JMESPath's type errors quote the whole offending value)."""
     try:
-        return expr.search(payload)
-    except (JMESPathError, TypeError, ValueError):
-        return None
+        text = str(exc).strip() or type(exc).__name__
+    except (ValueError, RecursionError):  # str() of a value too big to print
+        text = type(exc).__name__
+    text = text.splitlines()[0]
+    return text if len(text) <= 120 else text[:117] + "..."
 
 
-def _as_id(value: Any) -> str | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        value = str(value)
-    if isinstance(value, str):
+def _describe(side: Fixed) -> str:
+    """``type/id``, for messages."""
+    return f"{side.object_type}/{side.object_id}"
+
+
+def _resolve(spec: SideRule, payload: Any) -> Side | str:
+    """The side a rule names for this payload, or a problem (without the rule's name) saying why not."""
+    where = spec.label  # messages are built only on the way out: this runs for every event
+    try:
+        value = spec.expr.search(payload)
+    except _EVAL_ERRORS as exc:
+        return f"{where}: expression {spec.expr.text!r} failed: {_reason(exc)}"
+    if value is None:
+        return f"{where}: expression {spec.expr.text!r} found nothing"
+    is_int = value.__class__ is int  # not bool, whose class is bool
+    text = str(value) if is_int and -(10**20) < value < 10**20 else value.strip() if isinstance(value, str) else ""
+    if spec.kind == "search":
+        if not text or len(text) > MAX_SEARCH_VALUE_CHARS:
+            return f"{where}: expected a short non-empty string or an integer, got {_shown(value)}"
+        return SearchLookup(spec.object_type, spec.property, text, spec.on_multiple)
+    if is_int and 0 < value < 10**20:
+        found = text  # str() of a positive int is already an id's canonical form
+    else:
         try:
-            return check_object_id(value)
+            found = check_object_id(text)
         except ValueError:
-            return None
-    return None
-
-
-def _resolve(spec: _SideSpec, payload: Mapping[str, Any], rule: str, field: str, problems: list[str]) -> Side | None:
-    if spec.lookup is None:
-        raw = _search(spec.id_expr, payload)
-        found = _as_id(raw)
-        if found is None:
-            problems.append(
-                f"rule '{rule}': {field}.id: "
-                + (
-                    f"expression '{spec.id_expr.expression}' found nothing"
-                    if raw is None
-                    else f"expected a record id, got {str(raw)[:40]!r}"
-                )
-            )
-            return None
-        return Fixed(spec.object_type, found)
-    if spec.lookup == "property":
-        raw = _search(spec.lookup_id_expr, payload)
-        found = _as_id(raw)
-        if found is None:
-            problems.append(
-                f"rule '{rule}': {field}.lookup.property.id: "
-                + (
-                    f"expression '{spec.lookup_id_expr.expression}' found nothing"
-                    if raw is None
-                    else f"expected a record id, got {str(raw)[:40]!r}"
-                )
-            )
-            return None
-        return PropertyLookup(spec.object_type, spec.lookup_type, found, spec.property)
-    raw = _search(spec.value_expr, payload)
-    if isinstance(raw, int) and not isinstance(raw, bool):
-        raw = str(raw)
-    if not isinstance(raw, str) or not raw.strip() or len(raw) > 500:
-        problems.append(
-            f"rule '{rule}': {field}.lookup.search.value: expression '{spec.value_expr.expression}' gave no usable text"
-        )
-        return None
-    return SearchLookup(spec.object_type, spec.property, raw.strip(), spec.on_multiple)
+            return f"{where}: expected a record id, got {_shown(value)}"
+    if spec.kind == "property":
+        return PropertyLookup(spec.object_type, spec.record_type, found, spec.property)
+    return Fixed(spec.object_type, found)

@@ -136,3 +136,24 @@ association_answer_bodies = st.one_of(
         },
     ),
 )
+
+
+# --- CRM events and rules (test_events.py, test_rules.py) ---------------------------------------------------
+
+#: JSON objects of any shape (a workflow body, form fields, an event payload).
+json_objects = st.dictionaries(st.text(max_size=12), json_values, max_size=6)
+
+#: Valid HubSpot app webhook events (hubspot-api.md §4.2), ids as JSON numbers or digit strings.
+hubspot_events = st.fixed_dictionaries(
+    {
+        "portalId": st.integers(1, 10**12) | st.integers(1, 10**12).map(str),
+        "subscriptionId": st.integers(1, 10**9),
+        "eventId": st.integers(0, 10**12),
+        "occurredAt": st.integers(0, 4 * 10**12),
+        "objectId": st.integers(1, 10**19) | object_ids,
+        "subscriptionType": st.sampled_from(
+            ["contact.creation", "deal.creation", "ticket.propertyChange", "company.deletion", "object.creation"]
+        ),
+    },
+    optional={"attemptNumber": st.integers(0, 10), "changeSource": st.sampled_from(["CRM", "API", "IMPORT"])},
+)
