@@ -76,7 +76,7 @@ class Bench:
             "HUBSPOT_CLIENT_SECRET": CLIENT_SECRET,
             "HUBLINK_RULES_FILE": str(self.workdir / "rules.yaml"),
             "HUBLINK_LOG_LEVEL": "WARNING",
-            "WEB_CONCURRENCY": "2",
+            "WEB_CONCURRENCY": os.environ.get("BENCH_W", "2"),
             "PYTHONUNBUFFERED": "1",
             "HUBSPOT_RATE_LIMIT": "100000/10s",
         }
@@ -187,7 +187,8 @@ def p1_single_intake(b: Bench, seconds: int) -> None:
     web, url = b.gunicorn("web:create_app()")
     ours = wrk(f"{url}/api/associations", "single.lua", seconds)
     b.stop(web)
-    pending = b.client().zcard("hl:lane:_|deals|contacts")
+    # Every 202 is an inbox entry (the workers, not running here, would put it in its lane).
+    pending = b.client().xlen("hl:inbox")
     b.results["P1"] = {
         "bare_rps": bare_result["rps"],
         "hublink_rps": ours["rps"],
@@ -201,9 +202,16 @@ def p1_single_intake(b: Bench, seconds: int) -> None:
 
 
 def p2_batches(b: Bench, seconds: int) -> None:
-    """P2: events/s for signed 100-event HubSpot batches, against the bare endpoint's req/s."""
+    """P2: events/s for signed 100-event HubSpot batches, against the bare endpoint's req/s.
+
+    Intake stores each verified batch in the inbox; then two workers expand the inbox (the rules run there)
+    and the time they take is reported beside it, so that the intake's figure is not a promise the workers
+    cannot keep.
+    """
     web, url = b.gunicorn("web:create_app()")
-    count = 500 if b.quick else 4000
+    # Every request must carry new events, so that the expansion does real work: enough distinct batches
+    # for 1,800 a second; a run that still wraps around is reported as not met.
+    count = 1800 * seconds
     say(f"P2: signing {count} distinct 100-event batches")
     path = b.workdir / "batches.tsv"
     ts = int(time.time() * 1000)
@@ -231,6 +239,17 @@ def p2_batches(b: Bench, seconds: int) -> None:
     say(f"P2: HubLink webhook intake, {seconds}s of wrk")
     ours = wrk(uri, "batches.lua", seconds, str(path))
     b.stop(web)
+    path.unlink()
+    client = b.client()
+    accepted = int(client.xlen("hl:inbox"))
+    say(f"P2: 2 workers expanding {accepted} inbox entries ({accepted * 100:,} events)")
+    started = time.monotonic()
+    workers = b.workers(2)
+    wait_for(lambda: client.xlen("hl:inbox") == 0, timeout=600, interval=0.05, what="the inbox to empty")
+    expand_s = time.monotonic() - started
+    for worker in workers:
+        b.stop(worker)
+    counted = client.hget("hl:m:events_received", "source=hubspot,outcome=accepted")
     bare = b.results["P1"]["bare_rps"]
     events = ours["rps"] * 100
     b.results["P2"] = {
@@ -240,7 +259,11 @@ def p2_batches(b: Bench, seconds: int) -> None:
         "ratio": events / bare,
         "non2xx": ours["non2xx"],
         "wrapped": ours["requests"] > count,
-        "stored": b.client().zcard("hl:lane:62515|deals|contacts"),
+        "requests": ours["requests"],
+        "inbox": accepted,
+        # Every event of every request became work: none lost, none taken for a duplicate.
+        "stored": int(counted or 0),
+        "expand_events_per_s": accepted * 100 / expand_s if expand_s > 0 else 0.0,
     }
     b.reset()
 
@@ -539,7 +562,7 @@ def table(r: dict[str, Any]) -> str:
             f"{p['bare_rps']:,.0f} bare Flask",
             f"{p['ratio']:.2f}",
             ">= 0.6",
-            p["ratio"] >= 0.6 and p["non2xx"] == 0,
+            p["ratio"] >= 0.6 and p["non2xx"] == 0 and p.get("stored", 0) >= p.get("requests", 0),
         )
         if "rpush_rps" in p:
             # Context, not a target: what one raw Redis round-trip per request costs on this machine.
@@ -559,8 +582,22 @@ def table(r: dict[str, Any]) -> str:
             f"{p['bare_rps']:,.0f} bare req/s",
             f"{p['ratio']:.1f}",
             ">= 10",
-            p["ratio"] >= 10 and p["non2xx"] == 0,
+            # Met only when every request was new work and every event of it became work in a lane.
+            p["ratio"] >= 10
+            and p["non2xx"] == 0
+            and not p.get("wrapped")
+            and p.get("stored", 0) >= 100 * p.get("requests", 0),
         )
+        if "expand_events_per_s" in p:
+            # Context: the rules run in the workers; this is how fast two of them turn the inbox into lane work.
+            row(
+                "P2 context: inbox expanded by 2 workers (events/s)",
+                f"{p['expand_events_per_s']:,.0f}",
+                f"{p['events_per_s']:,.0f} intake",
+                f"{p['expand_events_per_s'] / p['events_per_s']:.2f} of intake" if p["events_per_s"] else "-",
+                "context",
+                p.get("stored", 0) >= 100 * p.get("requests", 0),
+            )
     for latency, p in r.get("P3", {}).items():
         row(
             f"P3 drain, {latency} ms HubSpot latency (assoc/s)",
@@ -699,7 +736,7 @@ def main(argv: list[str] | None = None) -> int:
             if "P1" in only or "P2" in only:
                 steps.append(("P1", lambda: p1_single_intake(b, 3 if quick else 10)))
             if "P2" in only:
-                steps.append(("P2", lambda: p2_batches(b, 3 if quick else 10)))
+                steps.append(("P2", lambda: p2_batches(b, 3 if quick else 5)))
             if "P3" in only:
                 steps.append(("P3", lambda: p3_p4_drain(b, 5000 if quick else 20000, 200 if quick else 600)))
             if "P5" in only:

@@ -55,6 +55,7 @@ class Overview:
     lanes: list[tuple[str, int]]
     lanes_not_shown: int
     pending: int
+    inbox: int
     in_flight: int
     dead_letters: int
     dropped: int
@@ -109,17 +110,19 @@ def overview(
         pipe = redis.pipeline(transaction=False)
         for lane in lane_names:
             pipe.zcard(keys.lane(lane))
+        pipe.xlen(keys.inbox)
         pipe.zcard(keys.inflight)
         pipe.llen(f"rq:queue:{queue_name}")  # RQ's own key: the drain jobs waiting for a worker
         results = pipe.execute()
         headroom = _headroom(redis, keys, now)
-    depths = sorted(zip(lane_names, (int(n) for n in results[:-2]), strict=True), key=lambda lane: (-lane[1], lane[0]))
+    depths = sorted(zip(lane_names, (int(n) for n in results[:-3]), strict=True), key=lambda lane: (-lane[1], lane[0]))
     busy = [lane for lane in depths if lane[1]]
     recent, _ = dead_letters.page(DeadLetterFilter(), limit=RECENT_FAILURES)
     return Overview(
         lanes=busy[:MAX_LANES_SHOWN],
         lanes_not_shown=max(len(busy) - MAX_LANES_SHOWN, 0),
         pending=sum(n for _, n in depths),
+        inbox=int(results[-3]),
         in_flight=int(results[-2]),
         dead_letters=dead_letters.count(),
         dropped=dead_letters.dropped(),

@@ -1,7 +1,8 @@
 """Intake: turn verified events into work with the rules, and store it all in one round-trip.
 
-Shared by every webhook endpoint. Rules are evaluated here (cheap, in memory); lookups are not run here
-but planned, to run in a worker. An event no rule matches is acknowledged and counted; a rule that
+The workers' expanders run it on each inbox entry (``hublink.inbox``); the web process only stores the
+entries. Rules are evaluated here (cheap, in memory); lookups are not run here but planned, to run in a
+drain. An event no rule matches is acknowledged and counted; a rule that
 matches but cannot be applied to an odd payload is counted and logged as a problem: neither is retried by
 the sender, because sending the same event again would not change the answer.
 """
@@ -11,7 +12,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from hublink.domain.associations import MAX_EVENT_ID_CHARS, AssociationRequest, is_portal_id
 from hublink.domain.errors import InvalidInputError
@@ -34,6 +34,8 @@ class IntakeReport:
     associations: int
     lookups: int
     problems: tuple[str, ...]
+    #: The inbox entry was already expanded by another worker (it was taken over): nothing was stored.
+    already_expanded: bool = False
 
     def as_dict(self) -> dict[str, object]:
         """JSON-safe form."""
@@ -64,20 +66,23 @@ def plan(event: CrmEvent, rules: RuleSet, received_at: float) -> tuple[list[Work
         event.event_id is None or 0 < len(event.event_id) <= MAX_EVENT_ID_CHARS
     )
     for planned in evaluation.planned:
-        if isinstance(planned.from_side, Fixed) and isinstance(planned.to_side, Fixed):
-            fields: dict[str, Any] = {
-                "from_object_type": planned.from_side.object_type,
-                "from_object_id": planned.from_side.object_id,
-                "to_object_type": planned.to_side.object_type,
-                "to_object_id": planned.to_side.object_id,
-                "portal_id": event.portal_id,
-                "source": source,
-                "source_event_id": event.event_id,
-                "received_at": received_at,
-                "occurred_at": event.occurred_at,
-            }
+        from_side, to_side = planned.from_side, planned.to_side
+        if isinstance(from_side, Fixed) and isinstance(to_side, Fixed):
+            build = AssociationRequest if trusted else AssociationRequest.create
             try:
-                work.append(AssociationRequest(**fields) if trusted else AssociationRequest.create(**fields))
+                work.append(
+                    build(
+                        from_object_type=from_side.object_type,
+                        from_object_id=from_side.object_id,
+                        to_object_type=to_side.object_type,
+                        to_object_id=to_side.object_id,
+                        portal_id=event.portal_id,
+                        source=source,
+                        source_event_id=event.event_id,
+                        received_at=received_at,
+                        occurred_at=event.occurred_at,
+                    )
+                )
             except InvalidInputError as exc:
                 problems.extend(f"rule '{planned.rule}': {p.message}" for p in exc.problems)
         else:
@@ -95,11 +100,18 @@ def plan(event: CrmEvent, rules: RuleSet, received_at: float) -> tuple[list[Work
 
 
 def accept(
-    events: Sequence[CrmEvent], rules: RuleSet, queueing: Queueing, metrics: Metrics, received_at: float
+    events: Sequence[CrmEvent],
+    rules: RuleSet,
+    queueing: Queueing,
+    metrics: Metrics,
+    received_at: float,
+    *,
+    ack: Sequence[str] | None = None,
 ) -> IntakeReport:
     """Plan every event and store all of it, with its dedup marks and counts, in one round-trip.
 
-    Raises StoreUnavailableError when Redis does not answer (the caller answers 503).
+    ``ack`` (``Inbox.ack_target``) is the inbox entry the events came from: it is acknowledged in the same
+    step, even when the events ask for nothing. Raises StoreUnavailableError when Redis does not answer.
     """
     groups: list[EventGroup] = []
     problems: list[str] = []
@@ -122,21 +134,26 @@ def accept(
 
     for event in events:
         work, event_problems, matched = plan(event, rules, received_at)
-        problems.extend(event_problems)
-        ops.extend(
-            metrics.op("rule_problems", rule=p.split("'")[1] if p.count("'") >= 2 else "?") for p in event_problems
-        )
+        if event_problems:
+            problems.extend(event_problems)
+            ops.extend(
+                metrics.op("rule_problems", rule=p.split("'")[1] if p.count("'") >= 2 else "?") for p in event_problems
+            )
         unmatched += not matched
-        n_assoc = sum(1 for w in work if isinstance(w, AssociationRequest))
+        n_lookup = 0
+        for w in work:
+            n_lookup += w.__class__ is LookupRequest
         groups.append(
             EventGroup(
                 work,
                 dedup_key=event.dedup_key,
-                on_new=counts(event.source, "accepted" if matched else "unmatched", n_assoc, len(work) - n_assoc),
+                on_new=counts(event.source, "accepted" if matched else "unmatched", len(work) - n_lookup, n_lookup),
                 on_dup=counts(event.source, "duplicate", 0, 0),
             )
         )
-    result = queueing.enqueue(groups, ops) if groups else None
+    result = queueing.enqueue(groups, ops, ack=ack) if groups or ack is not None else None
+    if result is not None and result.already_expanded:
+        return IntakeReport(len(events), 0, 0, 0, 0, (), already_expanded=True)
     stored = [g for g, ids in zip(groups, result.ids, strict=True) if ids is not None] if result else []
     associations = sum(1 for g in stored for w in g.requests if isinstance(w, AssociationRequest))
     lookups = sum(1 for g in stored for w in g.requests if isinstance(w, LookupRequest))

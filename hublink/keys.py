@@ -17,6 +17,8 @@ key                         type    holds                                       
 ``dlq``                     zset    dead-letter ids scored by the time they died (ms)           entries trimmed
 ``dlq:dropped``             string  dead letters dropped by the size cap (counter)              permanent
 ``seen:<digest>``           string  an event already accepted (dedup mark)                      dedup window
+``inbox``                   stream  verified events waiting for the rules (group ``expanders``)  until expanded
+``inbox:failed``            stream  inbox entries that could not be expanded, for inspection     capped 10,000
 ``rl:<bucket>``             zset    requests sent in the rolling window (sliding log)           one window
 ``rl:<bucket>:block``       string  epoch ms before which nothing may be sent (after a 429)     until then
 ``rl:<bucket>:max``         string  a lower limit learned from X-HubSpot-RateLimit-Max          a minute
@@ -112,6 +114,16 @@ class Keys:
     def seen(self, dedup_key: str) -> str:
         """Dedup mark for one event (``dedup_key`` is hashed: it comes from the sender)."""
         return f"{self.prefix}{DEDUP_PREFIX}{digest(dedup_key)}"
+
+    @property
+    def inbox(self) -> str:
+        """Stream of verified events waiting for the rules (read by the workers' expanders)."""
+        return f"{self.prefix}inbox"
+
+    @property
+    def inbox_failed(self) -> str:
+        """Stream of inbox entries that could not be expanded, kept for inspection."""
+        return f"{self.prefix}inbox:failed"
 
     def rate_window(self, bucket: str) -> str:
         """Sliding-log window of one rate-limit bucket."""

@@ -43,6 +43,7 @@ COUNTERS: tuple[Counter, ...] = (
     Counter("hubspot_rate_limited", "HubSpot 429 answers, by policyName", ("policy",)),
     Counter("rate_limit_waits", "Times a worker waited for or parked on the shared rate limit", ("kind",)),
     Counter("rule_problems", "Rules that matched an event but could not be applied to it", ("rule",)),
+    Counter("inbox_set_aside", "Inbox entries that could not be expanded, moved to inbox:failed", ("kind",)),
     Counter("alerts_sent", "Alerts posted to the alert webhook, by kind and outcome", ("kind", "outcome")),
 )
 LATENCY = "e2e_latency_seconds"

@@ -1,7 +1,8 @@
 """The Prometheus view of HubLink's Redis-held metrics: a collector that reads them at scrape time.
 
 Counters come from the ``m:<name>`` hashes (summed by every process on every machine); gauges (queue
-depth, age of the oldest pending association, in-flight leases, dead letters) are read from the lanes.
+depth, age of the oldest pending association, in-flight leases, dead letters, the inbox) are read from
+Redis at scrape time.
 """
 
 from __future__ import annotations
@@ -71,6 +72,8 @@ class HubLinkCollector(Collector):
         pipe.zcard(self._keys.dead_letters)
         pipe.get(self._keys.dead_letters_dropped)
         pipe.llen(self._queue_key)
+        pipe.xlen(self._keys.inbox)
+        pipe.xlen(self._keys.inbox_failed)
         results = pipe.execute()
         depth = GaugeMetricFamily(PREFIX + "queue_depth", "Associations waiting in lanes", labels=["lane"])
         oldest = 0.0
@@ -80,7 +83,7 @@ class HubLinkCollector(Collector):
             if first:
                 oldest = max(oldest, (now_ms - first[0][1]) / 1000)
         yield depth
-        inflight, dead, dropped, rq_depth = results[2 * len(lanes) :]
+        inflight, dead, dropped, rq_depth, inbox, inbox_failed = results[2 * len(lanes) :]
         yield GaugeMetricFamily(
             PREFIX + "oldest_pending_age_seconds", "Age of the oldest due-or-waiting association", value=oldest
         )
@@ -90,6 +93,12 @@ class HubLinkCollector(Collector):
             PREFIX + "dead_letters_dropped", "Dead letters dropped by the size cap, ever", value=int(dropped or 0)
         )
         yield GaugeMetricFamily(PREFIX + "drain_jobs_queued", "RQ drain jobs waiting for a worker", value=rq_depth)
+        yield GaugeMetricFamily(
+            PREFIX + "inbox_depth", "Accepted requests whose events the rules have not run on yet", value=inbox
+        )
+        yield GaugeMetricFamily(
+            PREFIX + "inbox_failed", "Inbox entries set aside because they could not be expanded", value=inbox_failed
+        )
 
 
 def render(redis: Redis, keys: Keys, queue_name: str) -> bytes:

@@ -20,12 +20,13 @@ from hublink.dead_letters import DeadLetterStore
 from hublink.domain.errors import ConfigError
 from hublink.domain.rules import RuleSet
 from hublink.domain.sources import Sources
+from hublink.inbox import Inbox
 from hublink.keys import Keys
 from hublink.metrics import Metrics
 from hublink.queueing import Queueing
 from hublink.scripts import Scripts
 from hublink.settings import Settings
-from web import admin, api, cli, errors, health, metrics_view, webhooks
+from web import admin, api, cli, errors, health, metrics_view, responses, webhooks
 from web.container import Parts
 
 
@@ -69,12 +70,21 @@ def create_app(
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1, x_prefix=1)  # type: ignore[method-assign]
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.config["SECRET_KEY"] = settings.secret_key or os.urandom(32)
+    responses.install(app, dashboard_prefix=admin.bp.url_prefix or "/admin")
     keys = Keys(settings.redis_prefix)
     redis = connect(settings.redis_url, timeout_s=settings.redis_timeout_s)
     scripts = Scripts(redis)
     queueing = Queueing(redis, keys, lease_s=settings.lease_s, dedup_window_s=settings.dedup_window_s, scripts=scripts)
     app.extensions["hublink"] = Parts(
-        settings, redis, keys, queueing, DeadLetterStore(redis, keys, queueing), Metrics(redis, keys), rules, sources
+        settings,
+        redis,
+        keys,
+        queueing,
+        Inbox(redis, keys, claim_idle_s=settings.lease_s),
+        DeadLetterStore(redis, keys, queueing),
+        Metrics(redis, keys),
+        rules,
+        sources,
     )
 
     @app.before_request

@@ -9,7 +9,7 @@ from flask import Blueprint, Response, jsonify, request
 
 from hublink.dead_letters import MAX_LIST_LIMIT, DeadLetterFilter, parse_time
 from hublink.domain.associations import parse_api_items
-from hublink.queueing import EventGroup
+from hublink.queueing import new_association_id
 from web.container import parts
 from web.errors import ApiError
 from web.requests_in import parse_json, read_body, require_bearer, require_json_type
@@ -27,9 +27,11 @@ def create_associations() -> tuple[Response, int]:
     body = parse_json(raw)
     if not isinstance(body, dict):
         raise ApiError(400, "malformed_json", "expected a JSON object with an 'associations' array")
-    requests_ = parse_api_items(body.get("associations"), received_at=time.time(), max_items=p.settings.max_items)
-    result = p.queueing.enqueue([EventGroup(requests_)])
-    ids = result.accepted_ids
+    received_at = time.time()
+    requests_ = parse_api_items(body.get("associations"), received_at=received_at, max_items=p.settings.max_items)
+    ids = [new_association_id() for _ in requests_]
+    # Into the inbox like every other request (one XADD); a worker puts them in their lanes under these ids.
+    p.inbox.add_associations(list(zip(ids, requests_, strict=True)), received_at=received_at)
     return jsonify({"accepted": len(ids), "ids": ids}), 202
 
 

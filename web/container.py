@@ -10,6 +10,7 @@ from redis import Redis
 from hublink.dead_letters import DeadLetterStore
 from hublink.domain.rules import RuleSet
 from hublink.domain.sources import Sources
+from hublink.inbox import Inbox
 from hublink.keys import Keys
 from hublink.metrics import Metrics
 from hublink.queueing import Queueing
@@ -24,6 +25,7 @@ class Parts:
     redis: Redis
     keys: Keys
     queueing: Queueing
+    inbox: Inbox
     dead_letters: DeadLetterStore
     metrics: Metrics
     rules: RuleSet

@@ -1,4 +1,4 @@
-"""Composition root of the worker process: settings, logging, Redis, the dispatcher thread, an RQ worker.
+"""Composition root of the worker process: settings, logging, Redis, the expander and dispatcher threads, RQ.
 
 ``python -m worker [--burst] [--name NAME]``. The RQ worker is a ``SimpleWorker`` (no fork per job) with
 the JSON serializer: a drain job makes one HubSpot call per batch, so a 15 ms fork per job would cost more
@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import socket
 import sys
 
 from redis import Redis
@@ -21,8 +22,12 @@ from hublink import log as hublink_log
 from hublink.alerts import Alerter
 from hublink.dispatcher import Dispatcher
 from hublink.domain.errors import ConfigError
+from hublink.domain.rules import RuleSet
+from hublink.expander import Expander
+from hublink.inbox import Inbox
 from hublink.keys import Keys
 from hublink.metrics import Metrics
+from hublink.queueing import Queueing
 from hublink.settings import Settings
 from worker import runtime
 
@@ -40,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings.from_env(os.environ)
         settings.require("worker")
+        rules = RuleSet.from_file(settings.rules_file) if settings.rules_file else RuleSet.empty()
     except ConfigError as exc:
         print(f"hublink worker: {exc}", file=sys.stderr)  # noqa: T201 - before logging exists
         return 2
@@ -57,13 +63,30 @@ def main(argv: list[str] | None = None) -> int:
         interval_s=settings.alert_interval_s,
         error_rate=settings.alert_error_rate,
     )
+    keys = Keys(settings.redis_prefix)
+    queueing = Queueing(rt.redis, keys, lease_s=settings.lease_s, dedup_window_s=settings.dedup_window_s)
+    expander = Expander(
+        Inbox(rt.redis, keys, claim_idle_s=settings.lease_s),
+        rules,
+        queueing,
+        Metrics(rt.redis, keys),
+        consumer=args.name or f"{socket.gethostname()}:{os.getpid()}",
+    )
     dispatcher = Dispatcher(rt.lanes, queue, job_timeout_s=JOB_TIMEOUT_S, failure_ttl_s=FAILURE_TTL_S, alerter=alerter)
+    if args.burst:
+        # Burst: everything accepted so far becomes lane work before RQ decides the queue is empty.
+        while expander.step(block_ms=1):
+            pass
+        dispatcher.step(0.01)
+    else:
+        expander.start_thread()
     dispatcher.start_thread()
     worker = SimpleWorker([queue], connection=rq_redis, serializer="json", name=args.name)
     logging.getLogger("hublink.worker").info("worker starting", extra={"queue": settings.queue_name})
     try:
         worker.work(burst=args.burst, with_scheduler=True, logging_level=settings.log_level)
     finally:
+        expander.stop()
         dispatcher.stop()
     return 0
 

@@ -33,7 +33,7 @@ def test_demo_request_links_contact_to_company_by_search(stack: Stack, sim: Sim)
     }
     response = requests.post(f"{url}/webhooks/forms/demo-request", data=body, headers=headers, timeout=10)
     assert response.status_code == 200, response.text
-    assert response.json()["lookups"] == 1
+    assert response.json()["received"] == 1
     wait_for(lambda: ("contacts", "7101", "companies", "9101") in sim.pairs(), timeout=20, what="the association")
     assert sim.get("/_sim/requests")["by_endpoint"]["search"] == 2
 

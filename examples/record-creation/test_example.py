@@ -31,6 +31,6 @@ def test_new_deal_and_ticket_are_linked_through_their_properties(stack: Stack, s
         event["occurredAt"] = int(time.time() * 1000)  # fresh, as HubSpot would send it
     response = post_signed_v3(url, "/webhooks/hubspot", json.dumps(events).encode())
     assert response.status_code == 200, response.text
-    assert response.json()["lookups"] == 2
+    assert response.json()["received"] == 2
     wanted = {("deals", "5101", "companies", "9201"), ("tickets", "6101", "contacts", "7201")}
     wait_for(lambda: wanted <= sim.pairs(), timeout=20, what="both associations")

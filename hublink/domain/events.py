@@ -62,6 +62,28 @@ class CrmEvent:
     object_id: str | None = None
     dedup_key: str | None = None
 
+    def as_record(self) -> dict[str, Any]:
+        """The stored form (the inbox's wire format: add fields, never rename)."""
+        return {
+            "source": self.source,
+            "payload": self.payload,
+            "portal_id": self.portal_id,
+            "event_id": self.event_id,
+            "occurred_at": self.occurred_at,
+            "subscription_type": self.subscription_type,
+            "object_type_id": self.object_type_id,
+            "object_id": self.object_id,
+            "dedup_key": self.dedup_key,
+        }
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> CrmEvent:
+        """Rebuild from :meth:`as_record` output (validated when it was parsed), ignoring unknown fields."""
+        return cls(**{name: record[name] for name in _RECORD_FIELDS if name in record})
+
+
+_RECORD_FIELDS = tuple(CrmEvent.__dataclass_fields__)
+
 
 def _shown(value: object) -> str:
     """A refused value for a message: short whatever it is, and never a whole object or a huge number."""

@@ -1,82 +1,123 @@
 -- enqueue.lua: store one HTTP request's associations, mark its events seen, and wake idle lanes.
 -- KEYS[1]  lanes zset            KEYS[2]  wake list
--- ARGV[1]  JSON {now: ms, lease_ms, dedup_ttl_s, counters: [[key, field, n, ttl_s]...],
---                dlq: dead-letter zset, groups: [{seen: key|false, on_new: [[key, field, n]...], on_dup: [...],
---                items: [{id, akey, lane, lkey, mkey, rec (object), attempts?, hist?, replays?, first_seen?,
---                dlkey?}]}]}
+-- ARGV is flat, so that the bulk of a request (a 100-event batch is ~900 arguments) is read as it comes,
+-- never JSON-decoded here: decoding it cost more than storing it.
+--   [1] now (ms)   [2] lease (ms)   [3] dedup TTL (s)   [4] dead-letter zset
+--   [5] association key prefix   [6] lane key prefix   [7] lane marker key prefix
+--   [8] JSON header, small whatever the request's size:
+--       {lanes: [lane, ...], sets: [[[key, field, n, ttl_s], ...], ...], counters: set number or 0,
+--        ack: [inbox stream, group, entry id] (optional: the inbox entry these groups came from)}
+--       a "set" is one list of metric increments; groups name theirs by number (1-based, 0 = none)
+--   then per group: seen key ('' = no dedup), on_new set, on_dup set, item count,
+--     and per item: id, lane number (1-based), record (JSON text), first_seen ms ('' = now),
+--     replay ('' = new work, else JSON {attempts, hist, replays, dlkey?})
 -- An item with dlkey is a replay: its dead letter is removed in the same step, so a replayed
 -- association is never both pending and dead, nor neither.
 -- Guarantee: atomic. Either every group of the request is stored (or found a duplicate) or nothing is;
 -- a seen-mark is never written without its associations, so no crash can lose a deduplicated event.
+-- With ack, the inbox entry is acknowledged and deleted in the same step, so an entry is expanded exactly
+-- once: if it is already gone (a slow expander whose entry was taken over and expanded by another), this
+-- stores nothing and returns {-1}.
 -- Returns: one integer per group, 1 = stored, 0 = duplicate (already seen inside the dedup window).
-local p = cjson.decode(ARGV[1])
-local now = p.now
-local results = {}
-local woken = {}
--- Counts are summed here and written once per field: a 100-event batch makes one HINCRBY, not 100.
-local sums = {}
--- Lane members are added with one ZADD per lane (in chunks), not one per association.
-local adds = {}
-local add_order = {}
-local function count(c)
-  local id = c[1] .. '\0' .. c[2]
-  local s = sums[id]
-  if s then s[3] = s[3] + c[3] else sums[id] = {c[1], c[2], c[3], c[4]} end
+local now = tonumber(ARGV[1])
+local lease_ms = ARGV[2]
+local dedup_ttl = ARGV[3]
+local dlq = ARGV[4]
+local akey_prefix = ARGV[5]
+local lane_prefix = ARGV[6]
+local marker_prefix = ARGV[7]
+local header = cjson.decode(ARGV[8])
+local ack = header.ack
+if ack then
+  if redis.call('XACK', ack[1], ack[2], ack[3]) == 0 then return {-1} end
+  redis.call('XDEL', ack[1], ack[3])
 end
-for gi, g in ipairs(p.groups) do
-  local fresh = true
-  if g.seen then
-    fresh = redis.call('SET', g.seen, '1', 'NX', 'EX', p.dedup_ttl_s) ~= false
-  end
+local lanes = header.lanes
+local results = {}
+-- Lane members are added with one ZADD per lane (in chunks), not one per association.
+local members = {}
+local woken = {}
+-- Count sets are tallied here and written once per field: a 100-event batch makes one HINCRBY, not 100.
+local hits = {}
+local function hit(set)
+  if set > 0 then hits[set] = (hits[set] or 0) + 1 end
+end
+
+local i = 9
+local n_args = #ARGV
+while i <= n_args do
+  local seen, on_new, on_dup, n = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
+  i = i + 4
+  local fresh = seen == '' or redis.call('SET', seen, '1', 'NX', 'EX', dedup_ttl) ~= false
   if fresh then
-    for _, it in ipairs(g.items) do
-      -- The record travels as an object inside the one payload and is encoded here, in C, once.
-      local rec = cjson.encode(it.rec)
-      if it.hist then
-        -- A replay: it keeps its history and counts; new work leaves them to their defaults (absent).
-        redis.call('HSET', it.akey, 'req', rec, 'lane', it.lane, 'first_seen', it.first_seen or now,
-          'attempts', it.attempts or 0, 'hist', it.hist, 'replays', it.replays or 0)
+    for _ = 1, n do
+      local id, li, rec, first_seen, replay = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
+      i = i + 5
+      local lane = lanes[li]
+      if first_seen == '' then first_seen = now end
+      local akey = akey_prefix .. id
+      if replay == '' then
+        redis.call('HSET', akey, 'req', rec, 'lane', lane, 'first_seen', first_seen)
       else
-        redis.call('HSET', it.akey, 'req', rec, 'lane', it.lane, 'first_seen', it.first_seen or now)
-      end
-      local members = adds[it.lkey]
-      if not members then
-        members = {}
-        adds[it.lkey] = members
-        table.insert(add_order, it.lkey)
-      end
-      table.insert(members, now)
-      table.insert(members, it.id)
-      if it.dlkey then
-        redis.call('DEL', it.dlkey)
-        redis.call('ZREM', p.dlq, it.id)
-      end
-      if not woken[it.lane] then
-        woken[it.lane] = true
-        redis.call('ZADD', KEYS[1], 'LT', now, it.lane)
-        -- The marker says a drain is queued, running or parked; only an idle lane needs a wake-up.
-        if redis.call('SET', it.mkey, 'wake', 'NX', 'PX', p.lease_ms) then
-          redis.call('RPUSH', KEYS[2], it.lane)
+        -- A replay keeps its history and counts; new work leaves them to their defaults (absent).
+        local r = cjson.decode(replay)
+        redis.call('HSET', akey, 'req', rec, 'lane', lane, 'first_seen', first_seen,
+          'attempts', r.attempts or 0, 'hist', r.hist or '[]', 'replays', r.replays or 0)
+        if r.dlkey then
+          redis.call('DEL', r.dlkey)
+          redis.call('ZREM', dlq, id)
         end
       end
+      local list = members[li]
+      if not list then
+        list = {}
+        members[li] = list
+      end
+      list[#list + 1] = now
+      list[#list + 1] = id
     end
-    results[gi] = 1
+    results[#results + 1] = 1
+    hit(on_new)
   else
-    results[gi] = 0
-  end
-  -- Per-event counts depend on the dedup outcome, which only this script knows.
-  local counts = g.on_dup
-  if fresh then counts = g.on_new end
-  for _, c in ipairs(counts or {}) do count(c) end
-end
-for _, lkey in ipairs(add_order) do
-  local members = adds[lkey]
-  for i = 1, #members, 1000 do
-    redis.call('ZADD', lkey, unpack(members, i, math.min(i + 999, #members)))
+    i = i + 5 * n
+    results[#results + 1] = 0
+    -- Per-event counts depend on the dedup outcome, which only this script knows.
+    hit(on_dup)
   end
 end
-for _, c in ipairs(p.counters or {}) do count(c) end
-for _, c in pairs(sums) do
+
+for li, list in pairs(members) do
+  local lane = lanes[li]
+  for j = 1, #list, 1000 do
+    redis.call('ZADD', lane_prefix .. lane, unpack(list, j, math.min(j + 999, #list)))
+  end
+  if not woken[lane] then
+    woken[lane] = true
+    redis.call('ZADD', KEYS[1], 'LT', now, lane)
+    -- The marker says a drain is queued, running or parked; only an idle lane needs a wake-up.
+    if redis.call('SET', marker_prefix .. lane, 'wake', 'NX', 'PX', lease_ms) then
+      redis.call('RPUSH', KEYS[2], lane)
+    end
+  end
+end
+
+hit(header.counters or 0)
+local sums = {}
+local order = {}
+for set, times in pairs(hits) do
+  for _, c in ipairs(header.sets[set]) do
+    local id = c[1] .. '\0' .. c[2]
+    local s = sums[id]
+    if s then
+      s[3] = s[3] + c[3] * times
+    else
+      sums[id] = {c[1], c[2], c[3] * times, c[4]}
+      order[#order + 1] = id
+    end
+  end
+end
+for _, id in ipairs(order) do
+  local c = sums[id]
   redis.call('HINCRBY', c[1], c[2], c[3])
   if c[4] and c[4] > 0 then redis.call('EXPIRE', c[1], c[4]) end
 end

@@ -142,6 +142,11 @@ def env_for(settings: Settings) -> dict[str, str]:
         "HUBLINK_LOG_LEVEL": "INFO",
         "PYTHONUNBUFFERED": "1",
     }
+    # Web and workers read the same rules file: the web to validate it, the workers' expanders to run it.
+    if settings.rules_file:
+        env["HUBLINK_RULES_FILE"] = settings.rules_file
+    if settings.hubspot_client_secret:
+        env["HUBSPOT_CLIENT_SECRET"] = settings.hubspot_client_secret
     return env
 
 

@@ -7,6 +7,15 @@ from typing import Any
 import redis as redis_lib
 import requests
 
+from hublink.connections import connect
+from hublink.domain.rules import RuleSet
+from hublink.expander import Expander
+from hublink.inbox import Inbox
+from hublink.intake import IntakeReport
+from hublink.keys import Keys
+from hublink.metrics import Metrics
+from hublink.queueing import Queueing
+from hublink.settings import Settings
 from tests.conftest import ADMIN_TOKEN, API_TOKEN
 from tests.integration.conftest import Sim
 from tests.support.processes import wait_for
@@ -75,3 +84,27 @@ def assert_exact_end_state(sim: Sim, redis: redis_lib.Redis, expected: dict[str,
         in_dlq = association_id in dead
         assert in_sim != in_dlq, f"{association_id} {pair}: in simulator={in_sim}, in DLQ={in_dlq}"
     assert dead <= set(expected), "a dead letter that was never accepted"
+
+
+def make_expander(
+    settings: Settings, consumer: str = "tests", claim_idle_s: float | None = None, reclaim_interval_s: float = 5.0
+) -> Expander:
+    """A worker's expander on ``settings`` (its rules file, if any, and its Redis)."""
+    redis = connect(settings.redis_url, timeout_s=5)
+    keys = Keys(settings.redis_prefix)
+    return Expander(
+        Inbox(redis, keys, claim_idle_s=settings.lease_s if claim_idle_s is None else claim_idle_s),
+        RuleSet.from_file(settings.rules_file) if settings.rules_file else RuleSet.empty(),
+        Queueing(redis, keys, lease_s=settings.lease_s, dedup_window_s=settings.dedup_window_s),
+        Metrics(redis, keys),
+        consumer=consumer,
+        reclaim_interval_s=reclaim_interval_s,
+    )
+
+
+def expand_all(expander: Expander) -> list[IntakeReport]:
+    """Run ``expander`` until the inbox has nothing new; its reports, one per entry."""
+    reports: list[IntakeReport] = []
+    while batch := expander.step(block_ms=1):
+        reports.extend(batch)
+    return reports

@@ -24,6 +24,7 @@ from hublink.metrics import Metrics
 from hublink.rate_limit import RedisRateLimiter
 from hublink.settings import RateLimit, Settings
 from tests.conftest import ADMIN_TOKEN, API_TOKEN
+from tests.integration.helpers import expand_all, make_expander
 from tests.support.processes import free_port
 from web import create_app
 
@@ -281,8 +282,8 @@ class TestCsrf:
 class TestOverview:
     """The first page: depths, charts, headroom, recent failures."""
 
-    def test_it_shows_queue_depths_per_lane(self, client: FlaskClient) -> None:
-        """Associations accepted by the API and not yet drained appear as their lane's depth."""
+    def test_it_shows_queue_depths_per_lane(self, client: FlaskClient, settings: Settings) -> None:
+        """A request in the inbox is counted; once a worker expanded it, its associations are its lane's depth."""
         items = [
             {"fromObjectType": "deals", "fromObjectId": str(i), "toObjectType": "contacts", "toObjectId": "1"}
             for i in range(1, 4)
@@ -292,7 +293,10 @@ class TestOverview:
         )
         assert response.status_code == 202
         login(client)
+        assert '<b id="inbox">1</b>' in page(client, "/admin")
+        assert sum(r.associations for r in expand_all(make_expander(settings))) == 3
         html = page(client, "/admin")
+        assert '<b id="inbox">0</b>' in html
         assert '<b id="pending">3</b>' in html
         assert re.search(r"<code>[^<]*deals\|contacts</code></td><td>3</td>", html)
 

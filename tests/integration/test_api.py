@@ -13,6 +13,7 @@ from flask.testing import FlaskClient
 
 from hublink.settings import Settings
 from tests.conftest import API_TOKEN
+from tests.integration.helpers import expand_all, make_expander
 from web import create_app
 
 pytestmark = pytest.mark.integration
@@ -21,9 +22,22 @@ GOOD = {"fromObjectType": "deals", "fromObjectId": "123", "toObjectType": "conta
 
 
 @pytest.fixture
-def app(make_settings: Callable[..., Settings], redis_url: str) -> Flask:
+def settings(make_settings: Callable[..., Settings], redis_url: str) -> Settings:
+    """Settings on the test's Redis database."""
+    return make_settings(redis_url=redis_url, max_body_bytes=16384)
+
+
+@pytest.fixture
+def app(settings: Settings) -> Flask:
     """An app on the test's Redis database."""
-    return create_app(make_settings(redis_url=redis_url, max_body_bytes=16384))
+    return create_app(settings)
+
+
+@pytest.fixture
+def expand(settings: Settings) -> Callable[[], int]:
+    """Run a worker's expander over the inbox; return how many associations it stored."""
+    expander = make_expander(settings)
+    return lambda: sum(report.associations for report in expand_all(expander))
 
 
 @pytest.fixture
@@ -56,31 +70,41 @@ def error_code(response: Any) -> str:
 class TestAccepts:
     """What the direct API accepts."""
 
-    def test_valid_items_are_stored_and_answered_202_with_ids(
-        self, client: FlaskClient, redis_client: redis_lib.Redis
+    def test_valid_items_are_accepted_202_with_ids_that_a_worker_keeps(
+        self, client: FlaskClient, redis_client: redis_lib.Redis, expand: Callable[[], int]
     ) -> None:
-        """A valid request answers 202 with one id per item, and each id is pending in Redis."""
+        """A valid request answers 202 with one id per item once it is in the inbox; the worker stores those ids."""
         response = post(client, {"associations": [GOOD, {**GOOD, "toObjectId": "789"}]})
         assert response.status_code == 202
         body = response.get_json()
         assert body["accepted"] == 2
+        assert redis_client.xlen("hl:inbox") == 1
+        assert expand() == 2
         for association_id in body["ids"]:
-            assert redis_client.exists(f"hl:a:{association_id}")
-        assert redis_client.zcard("hl:lane:_|deals|contacts") == 2
+            assert redis_client.zscore("hl:lane:_|deals|contacts", association_id) is not None
+            assert redis_client.hget(f"hl:a:{association_id}", "lane") == b"_|deals|contacts"
+        assert redis_client.xlen("hl:inbox") == 0
+        assert redis_client.hgetall("hl:m:associations_enqueued") == {b"source=api,kind=association": b"2"}
 
-    def test_one_request_wakes_its_lane_once(self, client: FlaskClient, redis_client: redis_lib.Redis) -> None:
+    def test_one_request_wakes_its_lane_once(
+        self, client: FlaskClient, redis_client: redis_lib.Redis, expand: Callable[[], int]
+    ) -> None:
         """Two requests for one idle lane push one wake-up: the second finds the lane already marked."""
         post(client, {"associations": [GOOD]})
         post(client, {"associations": [{**GOOD, "toObjectId": "999"}]})
+        assert expand() == 2
         assert redis_client.lrange("hl:wake", 0, -1) == [b"_|deals|contacts"]
 
-    def test_singular_and_type_id_forms_share_a_lane(self, client: FlaskClient, redis_client: redis_lib.Redis) -> None:
+    def test_singular_and_type_id_forms_share_a_lane(
+        self, client: FlaskClient, redis_client: redis_lib.Redis, expand: Callable[[], int]
+    ) -> None:
         """deal, deals and 0-3 are one object type: their associations wait in one lane."""
         items = [
             {**GOOD, "fromObjectType": t, "toObjectType": c}
             for t, c in (("deal", "contact"), ("0-3", "0-1"), ("DEALS", "contacts"))
         ]
         assert post(client, {"associations": items}).status_code == 202
+        assert expand() == 3
         assert redis_client.zcard("hl:lane:_|deals|contacts") == 3
 
 

@@ -62,7 +62,8 @@ class TestMetricsAndLogs:
         linked = len(sim.pairs())
         assert total(samples, "hublink_associations_succeeded_total") == linked == 3
         assert total(samples, "hublink_associations_dead_lettered_total", category="VALIDATION_ERROR") == 1
-        assert total(samples, "hublink_associations_enqueued_total") == 0  # the direct API counts no events
+        assert total(samples, "hublink_associations_enqueued_total", source="api") == 4
+        assert total(samples, "hublink_inbox_depth") == 0
         seen = sim.get("/_sim/requests")
         assert total(samples, "hublink_hubspot_requests_total") == seen["total"]
         assert total(samples, "hublink_dead_letters") == 1

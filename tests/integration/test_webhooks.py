@@ -1,7 +1,8 @@
 """The signed webhook endpoints: HubSpot app webhooks, workflow actions and forms, on a real Redis.
 
-Requests signed by HubSpot's algorithm are accepted; any change of body, URI, timestamp or secret is refused
-with 401 and stores nothing; a redelivered event is acknowledged without being processed twice.
+Requests signed by HubSpot's algorithm are accepted into the inbox; any change of body, URI, timestamp or
+secret is refused with 401 and stores nothing; a worker's expander runs the rules on what was accepted, and
+a redelivered event is acknowledged without being processed twice.
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from hublink.domain import signatures
+from hublink.intake import IntakeReport
 from hublink.settings import Settings
 from tests.integration.conftest import Sim, Stack
+from tests.integration.helpers import expand_all, make_expander
 from tests.support.processes import wait_for
 from web import create_app
 
@@ -110,6 +113,13 @@ def client(hook_settings: Settings) -> Iterator[FlaskClient]:
         yield c
 
 
+@pytest.fixture
+def expand(hook_settings: Settings) -> Callable[[], list[IntakeReport]]:
+    """Run a worker's expander until the inbox is empty; return its reports, one per entry."""
+    expander = make_expander(hook_settings)
+    return lambda: expand_all(expander)
+
+
 def work_keys(redis: redis_lib.Redis) -> set[str]:
     """Keys that would mean work was stored."""
     return {k.decode() for k in redis.keys("*") if not k.decode().startswith("hl:m:")}
@@ -118,12 +128,19 @@ def work_keys(redis: redis_lib.Redis) -> set[str]:
 class TestHubSpotWebhooks:
     """/webhooks/hubspot."""
 
-    def test_a_signed_batch_is_accepted_and_stored(self, client: FlaskClient, redis_client: redis_lib.Redis) -> None:
-        """A v3-signed batch of two events answers 200 and stores two associations."""
+    def test_a_signed_batch_is_accepted_into_the_inbox_and_expanded_by_a_worker(
+        self, client: FlaskClient, redis_client: redis_lib.Redis, expand: Callable[[], list[IntakeReport]]
+    ) -> None:
+        """A v3-signed batch of two events answers 200 with its inbox entry; the expander stores two associations."""
         body = json.dumps([hubspot_event(1, 5001), hubspot_event(2, 5002)]).encode()
         response = client.post("/webhooks/hubspot", data=body, headers=signed(body))
         assert response.status_code == 200, response.get_json()
-        assert response.get_json() | {"problems": []} == {
+        answer = response.get_json()
+        assert answer["received"] == 2
+        assert [e[0].decode() for e in redis_client.xrange("hl:inbox")] == [answer["entry"]]
+        assert redis_client.zcard("hl:lane:62515|deals|contacts") == 0  # the rules run in the worker
+        [report] = expand()
+        assert report.as_dict() == {
             "received": 2,
             "duplicates": 0,
             "unmatched": 0,
@@ -132,6 +149,7 @@ class TestHubSpotWebhooks:
             "problems": [],
         }
         assert redis_client.zcard("hl:lane:62515|deals|contacts") == 2
+        assert redis_client.xlen("hl:inbox") == 0  # acknowledged and deleted with the work it became
 
     @pytest.mark.parametrize(
         ("change", "reason"),
@@ -164,34 +182,40 @@ class TestHubSpotWebhooks:
         assert not work_keys(redis_client)
 
     def test_a_redelivered_batch_is_acknowledged_but_not_stored_again(
-        self, client: FlaskClient, redis_client: redis_lib.Redis
+        self, client: FlaskClient, redis_client: redis_lib.Redis, expand: Callable[[], list[IntakeReport]]
     ) -> None:
-        """The same batch twice: the second answer counts duplicates and adds nothing."""
+        """The same batch twice: both answer 200; the second expansion counts a duplicate and adds nothing."""
         body = json.dumps([hubspot_event(1, 5001)]).encode()
-        client.post("/webhooks/hubspot", data=body, headers=signed(body))
-        again = client.post("/webhooks/hubspot", data=body, headers=signed(body)).get_json()
-        assert again["duplicates"] == 1
-        assert again["associations"] == 0
+        assert client.post("/webhooks/hubspot", data=body, headers=signed(body)).status_code == 200
+        [first] = expand()
+        assert client.post("/webhooks/hubspot", data=body, headers=signed(body)).status_code == 200
+        [again] = expand()
+        assert (first.associations, first.duplicates) == (1, 0)
+        assert (again.associations, again.duplicates) == (0, 1)
         assert redis_client.zcard("hl:lane:62515|deals|contacts") == 1
 
     def test_unknown_event_types_are_acknowledged_and_counted(
-        self, client: FlaskClient, redis_client: redis_lib.Redis
+        self, client: FlaskClient, redis_client: redis_lib.Redis, expand: Callable[[], list[IntakeReport]]
     ) -> None:
-        """An event no rule matches answers 200 as unmatched and is counted."""
+        """An event no rule matches answers 200, and its expansion counts it as unmatched."""
         body = json.dumps([hubspot_event(subscriptionType="contact.creation")]).encode()
-        report = client.post("/webhooks/hubspot", data=body, headers=signed(body)).get_json()
-        assert report["unmatched"] == 1
-        assert report["associations"] == 0
+        assert client.post("/webhooks/hubspot", data=body, headers=signed(body)).status_code == 200
+        [report] = expand()
+        assert report.unmatched == 1
+        assert report.associations == 0
+        assert redis_client.xlen("hl:inbox") == 0
         counts = redis_client.hgetall("hl:m:events_received")
         assert counts[b"source=hubspot,outcome=unmatched"] == b"1"
 
-    def test_an_odd_payload_is_a_recorded_problem_not_a_500(self, client: FlaskClient) -> None:
-        """A matching event without the id the rule reads answers 200 with the problem named."""
+    def test_an_odd_payload_is_a_recorded_problem_not_a_500(
+        self, client: FlaskClient, redis_client: redis_lib.Redis, expand: Callable[[], list[IntakeReport]]
+    ) -> None:
+        """A matching event without the id the rule reads answers 200; its expansion names the problem."""
         body = json.dumps([hubspot_event(to_contact=None)]).encode()
-        report = client.post("/webhooks/hubspot", data=body, headers=signed(body)).get_json()
-        assert report["problems"] == [
-            "rule 'deal-created': associations[0].to.id: expression 'to_contact' found nothing"
-        ]
+        assert client.post("/webhooks/hubspot", data=body, headers=signed(body)).status_code == 200
+        [report] = expand()
+        assert report.problems == ("rule 'deal-created': associations[0].to.id: expression 'to_contact' found nothing",)
+        assert redis_client.hgetall("hl:m:rule_problems") == {b"rule=deal-created": b"1"}
 
     @pytest.mark.parametrize(
         ("raw", "content_type", "status"),
@@ -238,7 +262,9 @@ class TestHubSpotWebhooks:
 class TestWorkflowAndForms:
     """/webhooks/workflow and /webhooks/forms/<source>."""
 
-    def test_workflow_v2_signature(self, client: FlaskClient, redis_client: redis_lib.Redis) -> None:
+    def test_workflow_v2_signature(
+        self, client: FlaskClient, redis_client: redis_lib.Redis, expand: Callable[[], list[IntakeReport]]
+    ) -> None:
         """A workflow body with a v2 signature over the public URI is accepted; a wrong one is 401."""
         body = json.dumps({"objectId": 5001, "contact_id": "7001"}).encode()
         uri = PUBLIC + "/webhooks/workflow"
@@ -250,9 +276,12 @@ class TestWorkflowAndForms:
         assert client.post("/webhooks/workflow", data=body, headers=good).status_code == 200
         bad = good | {"X-HubSpot-Signature": "0" * 64}
         assert client.post("/webhooks/workflow", data=body, headers=bad).status_code == 401
+        assert [r.associations for r in expand()] == [1]
         assert redis_client.zcard("hl:lane:_|deals|contacts") == 1
 
-    def test_form_hmac_json_and_urlencoded(self, client: FlaskClient, redis_client: redis_lib.Redis) -> None:
+    def test_form_hmac_json_and_urlencoded(
+        self, client: FlaskClient, redis_client: redis_lib.Redis, expand: Callable[[], list[IntakeReport]]
+    ) -> None:
         """A form signed with its HMAC is accepted as JSON or urlencoded; a resubmission is a duplicate."""
         json_body = json.dumps({"submission_id": "s1", "contact_id": "11", "company_id": "22"}).encode()
         form_body = b"submission_id=s2&contact_id=12&company_id=22"
@@ -261,12 +290,14 @@ class TestWorkflowAndForms:
                 "X-Signature": "sha256=" + signatures.sign_hmac_sha256(FORM_SECRET, body, "hex"),
                 "Content-Type": ctype,
             }
-            assert client.post("/webhooks/forms/demo", data=body, headers=headers).get_json()["associations"] == 1
+            assert client.post("/webhooks/forms/demo", data=body, headers=headers).get_json()["received"] == 1
+        assert [r.associations for r in expand()] == [1, 1]
         headers = {
             "X-Signature": "sha256=" + signatures.sign_hmac_sha256(FORM_SECRET, json_body, "hex"),
             "Content-Type": "application/json",
         }
-        assert client.post("/webhooks/forms/demo", data=json_body, headers=headers).get_json()["duplicates"] == 1
+        assert client.post("/webhooks/forms/demo", data=json_body, headers=headers).status_code == 200
+        assert [r.duplicates for r in expand()] == [1]
         assert redis_client.zcard("hl:lane:_|contacts|companies") == 2
 
     def test_form_refusals(self, client: FlaskClient, redis_client: redis_lib.Redis) -> None:

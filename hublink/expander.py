@@ -1,0 +1,148 @@
+"""Expander: the worker thread that runs the rules on inbox entries and stores the work they ask for.
+
+Every worker process runs one, next to its dispatcher. It reads new entries as a member of the inbox's
+consumer group and, every few seconds, takes over entries whose reader died (``Inbox.reclaim``). Each
+entry is expanded by ``intake.accept`` in one atomic step that stores its associations and lookups, marks
+its events seen and acknowledges the entry: a crash at any point leaves the entry either expanded or
+still in the inbox, never half of each. An entry whose expansion keeps failing (a bug, not bad input:
+input was validated before it was accepted) is set aside after ``MAX_DELIVERIES`` attempts.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from hublink import intake
+from hublink.domain.errors import InvalidInputError, StoreUnavailableError
+from hublink.domain.rules import RuleSet
+from hublink.inbox import KIND_ASSOCIATIONS, MAX_DELIVERIES, Inbox, InboxEntry
+from hublink.intake import IntakeReport
+from hublink.metrics import Metrics
+from hublink.queueing import PendingItem, Queueing
+
+log = logging.getLogger("hublink.expander")
+
+#: Entries read per turn; each is expanded (one round-trip) before the next turn.
+READ_COUNT = 10
+#: How often a worker looks for entries whose reader died.
+RECLAIM_INTERVAL_S = 5.0
+#: The longest one read waits for new entries before the loop turns (and can notice a stop).
+BLOCK_MS = 1000
+
+
+class Expander:
+    """Reads inbox entries and expands them; :meth:`run` loops until :meth:`stop`."""
+
+    def __init__(
+        self,
+        inbox: Inbox,
+        rules: RuleSet,
+        queueing: Queueing,
+        metrics: Metrics,
+        *,
+        consumer: str,
+        reclaim_interval_s: float = RECLAIM_INTERVAL_S,
+    ) -> None:
+        self._inbox = inbox
+        self._reclaim_interval_s = reclaim_interval_s
+        self._rules = rules
+        self._queueing = queueing
+        self._metrics = metrics
+        self._consumer = consumer
+        self._stopping = threading.Event()
+        self._next_reclaim = 0.0
+        self._group_ready = False
+
+    def expand(self, entry: InboxEntry) -> IntakeReport | None:
+        """Expand one entry (or set it aside when it cannot be); raises StoreUnavailableError."""
+        if entry.deliveries > MAX_DELIVERIES:
+            self._set_aside(entry, f"expansion failed {entry.deliveries - 1} times; see the worker logs")
+            return None
+        try:
+            if entry.kind == KIND_ASSOCIATIONS:
+                return self._store_associations(entry)
+            events = entry.events()
+        except InvalidInputError as exc:
+            self._set_aside(entry, f"cannot be read: {exc.message}")
+            return None
+        report = intake.accept(
+            events,
+            self._rules,
+            self._queueing,
+            self._metrics,
+            entry.received_at,
+            ack=self._inbox.ack_target(entry.entry_id),
+        )
+        if report.already_expanded:
+            log.info("inbox entry was already expanded by another worker", extra={"entry": entry.entry_id})
+        return report
+
+    def _store_associations(self, entry: InboxEntry) -> IntakeReport:
+        """Direct-API associations: no rules, no dedup; stored under the ids the caller was given."""
+        items = [
+            PendingItem(request, association_id=association_id) for association_id, request in entry.associations()
+        ]
+        result = self._queueing.enqueue_items(
+            [(None, items)],
+            [self._metrics.op("associations_enqueued", len(items), source="api", kind="association")],
+            ack=self._inbox.ack_target(entry.entry_id),
+        )
+        stored = 0 if result.already_expanded else len(items)
+        return IntakeReport(len(items), 0, 0, stored, 0, (), already_expanded=result.already_expanded)
+
+    def _set_aside(self, entry: InboxEntry, reason: str) -> None:
+        self._inbox.fail(entry, reason)
+        self._metrics.apply([self._metrics.op("inbox_set_aside", kind=entry.kind or "unknown")])
+
+    def step(self, block_ms: int = BLOCK_MS) -> list[IntakeReport]:
+        """One turn: take over abandoned entries when it is time, else read new ones; expand them."""
+        if not self._group_ready:
+            self._inbox.ensure_group()
+            self._group_ready = True
+        entries: list[InboxEntry] = []
+        now = time.monotonic()
+        if now >= self._next_reclaim:
+            self._next_reclaim = now + self._reclaim_interval_s
+            entries = self._inbox.reclaim(self._consumer, count=READ_COUNT)
+            if entries:
+                log.warning("took over inbox entries whose reader stopped", extra={"entries": len(entries)})
+        if not entries:
+            entries = self._inbox.read(self._consumer, count=READ_COUNT, block_ms=block_ms)
+        reports: list[IntakeReport] = []
+        for entry in entries:
+            try:
+                report = self.expand(entry)
+            except StoreUnavailableError:
+                raise
+            except Exception:
+                # Left pending: another turn (here or in another worker) takes it over after the claim time.
+                log.exception("expanding an inbox entry failed", extra={"entry": entry.entry_id})
+                continue
+            if report is not None:
+                reports.append(report)
+        return reports
+
+    def run(self) -> None:
+        """Loop until :meth:`stop`; Redis outages are logged and waited out, never fatal."""
+        while not self._stopping.is_set():
+            try:
+                self.step()
+            except StoreUnavailableError:
+                log.warning("expander: Redis unavailable; retrying")
+                self._group_ready = False
+                self._stopping.wait(1.0)
+            except Exception:
+                log.exception("expander turn failed")
+                self._stopping.wait(1.0)
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to return after its current turn."""
+        self._stopping.set()
+
+    def start_thread(self) -> threading.Thread:
+        """Run in a daemon thread (the worker's main thread belongs to RQ)."""
+        thread = threading.Thread(target=self.run, name="hublink-expander", daemon=True)
+        thread.start()
+        return thread

@@ -1,0 +1,221 @@
+"""Inbox: accepted requests waiting for a worker, in a Redis stream that the workers read as one consumer group.
+
+Every request that brings work ends here: webhooks (signature verified, events validated) and the direct
+API (associations validated); bad input never gets in. One XADD stores the request and the sender gets
+its 2xx: the cost of a request does not grow with the rules or with the associations they ask for.
+Every worker runs an expander thread (``hublink.expander``) that reads entries with XREADGROUP, runs the
+rules, and stores the associations with ``enqueue.lua``, which acknowledges and deletes the entry in the
+same atomic step. So an entry is expanded exactly once, or it is still in the stream: an entry read by a
+worker that died stays pending, and after ``claim_idle_s`` any expander takes it over (XAUTOCLAIM). An
+entry that cannot be expanded at all (it no longer parses, or expanding it failed ``MAX_DELIVERIES``
+times) moves to ``inbox:failed`` for inspection, with the reason, and is logged.
+
+Keys owned here (see ``hublink.keys``): ``inbox`` and ``inbox:failed``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from redis import Redis
+from redis.exceptions import ResponseError
+
+from hublink.connections import store_errors, text
+from hublink.domain.associations import AssociationRequest
+from hublink.domain.errors import InvalidInputError
+from hublink.domain.events import CrmEvent, parse_hubspot_batch
+from hublink.keys import Keys
+
+log = logging.getLogger("hublink.inbox")
+
+#: The consumer group every worker's expander joins.
+GROUP = "expanders"
+#: ``body`` is the JSON array exactly as HubSpot sent it (validated in the request, parsed again here).
+KIND_HUBSPOT = "hubspot"
+#: ``body`` is a JSON list of ``CrmEvent.as_record()`` (workflow actions and forms).
+KIND_EVENTS = "events"
+#: ``body`` is a JSON list of ``[association id, AssociationRequest.as_record()]`` (the direct API: no rules).
+KIND_ASSOCIATIONS = "associations"
+#: An entry whose expansion failed this many times is set aside rather than retried for ever.
+MAX_DELIVERIES = 5
+#: Entries kept in ``inbox:failed`` (approximately: the stream is trimmed as it grows).
+FAILED_MAX = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class InboxEntry:
+    """One stored request's events, as read back by an expander."""
+
+    entry_id: str
+    kind: str
+    body: bytes
+    received_at: float
+    deliveries: int = 1
+
+    def _data(self) -> Any:
+        try:
+            return orjson.loads(self.body)
+        except orjson.JSONDecodeError as exc:
+            raise InvalidInputError(f"inbox entry body is not JSON: {exc}") from None
+
+    def associations(self) -> list[tuple[str, AssociationRequest]]:
+        """An ``associations`` entry's (id, request) pairs; raises InvalidInputError when they do not parse."""
+        data = self._data()
+        if self.kind != KIND_ASSOCIATIONS or not isinstance(data, list):
+            raise InvalidInputError("an associations entry must hold a JSON array of [id, record] pairs")
+        try:
+            return [(str(association_id), AssociationRequest.from_record(record)) for association_id, record in data]
+        except (TypeError, ValueError) as exc:
+            raise InvalidInputError(f"inbox entry holds a malformed association: {exc}") from None
+
+    def events(self) -> list[CrmEvent]:
+        """The entry's events; raises InvalidInputError when its body does not parse (e.g. a foreign kind)."""
+        data = self._data()
+        if self.kind == KIND_HUBSPOT:
+            return parse_hubspot_batch(data)
+        if self.kind != KIND_EVENTS:
+            raise InvalidInputError(f"unknown inbox entry kind {self.kind[:40]!r}")
+        if not isinstance(data, list):
+            raise InvalidInputError("an events entry must hold a JSON array of events")
+        try:
+            return [CrmEvent.from_record(record) for record in data]
+        except TypeError as exc:
+            raise InvalidInputError(f"inbox entry holds a malformed event: {exc}") from None
+
+
+class Inbox:
+    """The stream and its consumer group; every method raises StoreUnavailableError when Redis does not answer."""
+
+    def __init__(self, redis: Redis, keys: Keys, *, claim_idle_s: float) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._claim_idle_ms = max(int(claim_idle_s * 1000), 1)
+
+    # --- the web side ---
+
+    def add_hubspot(self, raw: bytes, *, received_at: float) -> str:
+        """Store a validated HubSpot batch as received; return the entry id."""
+        return self._add(KIND_HUBSPOT, raw, received_at)
+
+    def add_events(self, events: Sequence[CrmEvent], *, received_at: float) -> str:
+        """Store parsed events (workflow actions, forms); return the entry id."""
+        records = [event.as_record() for event in events]
+        try:
+            body = orjson.dumps(records)
+        except orjson.JSONEncodeError:
+            # orjson refuses integers beyond 64 bits, which a caller other than the JSON parser could pass.
+            body = json.dumps(records, separators=(",", ":")).encode()
+        return self._add(KIND_EVENTS, body, received_at)
+
+    def add_associations(self, items: Sequence[tuple[str, AssociationRequest]], *, received_at: float) -> str:
+        """Store validated direct-API associations with the ids already given to the caller."""
+        body = orjson.dumps([[association_id, request.as_record()] for association_id, request in items])
+        return self._add(KIND_ASSOCIATIONS, body, received_at)
+
+    def _add(self, kind: str, body: bytes, received_at: float) -> str:
+        with store_errors():
+            entry_id = self._redis.xadd(self._keys.inbox, {"kind": kind, "body": body, "at": repr(received_at)})
+        return text(entry_id)
+
+    # --- the expander side ---
+
+    def ack_target(self, entry_id: str) -> list[str]:
+        """What enqueue.lua needs to acknowledge and delete an entry in the step that stores its work."""
+        return [self._keys.inbox, GROUP, entry_id]
+
+    def ensure_group(self) -> None:
+        """Create the consumer group (and the stream) unless they exist; from id 0, so nothing added is missed."""
+        with store_errors():
+            try:
+                self._redis.xgroup_create(self._keys.inbox, GROUP, id="0", mkstream=True)
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+
+    def read(self, consumer: str, *, count: int, block_ms: int) -> list[InboxEntry]:
+        """New entries for ``consumer``, waiting up to ``block_ms`` for the first one."""
+        with store_errors():
+            try:
+                answer = self._redis.xreadgroup(
+                    GROUP, consumer, {self._keys.inbox: ">"}, count=count, block=max(block_ms, 1)
+                )
+            except ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                # The stream or its group was deleted (a flushed Redis): make them again, nothing was lost.
+                self.ensure_group()
+                return []
+        streams: list[Any] = list(answer or [])  # RESP2: [[stream, [(id, fields), ...]]]
+        return [_entry(entry_id, fields) for _, messages in streams for entry_id, fields in messages if fields]
+
+    def reclaim(self, consumer: str, *, count: int) -> list[InboxEntry]:
+        """Entries pending longer than the claim idle time (their reader died), now ``consumer``'s."""
+        with store_errors():
+            try:
+                answer = self._redis.xautoclaim(
+                    self._keys.inbox, GROUP, consumer, self._claim_idle_ms, start_id="0-0", count=count
+                )
+            except ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                return []
+            claimed = [(entry_id, fields) for entry_id, fields in answer[1] if fields]
+            if not claimed:
+                return []
+            pending = self._redis.xpending_range(
+                self._keys.inbox, GROUP, min=claimed[0][0], max=claimed[-1][0], count=len(claimed) + 100
+            )
+        deliveries = {text(p["message_id"]): int(p["times_delivered"]) for p in pending}
+        return [_entry(entry_id, fields, deliveries.get(text(entry_id), 1)) for entry_id, fields in claimed]
+
+    def fail(self, entry: InboxEntry, reason: str) -> None:
+        """Set an entry aside in ``inbox:failed`` with ``reason``, and take it out of the inbox, atomically."""
+        with store_errors():
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.xadd(
+                self._keys.inbox_failed,
+                {
+                    "entry": entry.entry_id,
+                    "kind": entry.kind,
+                    "body": entry.body,
+                    "at": repr(entry.received_at),
+                    "reason": reason[:500],
+                },
+                maxlen=FAILED_MAX,
+                approximate=True,
+            )
+            pipe.xack(self._keys.inbox, GROUP, entry.entry_id)
+            pipe.xdel(self._keys.inbox, entry.entry_id)
+            pipe.execute()
+        log.error("inbox entry set aside", extra={"entry": entry.entry_id, "kind": entry.kind, "reason": reason})
+
+    def depth(self) -> int:
+        """Entries not yet expanded (read or not)."""
+        with store_errors():
+            return int(self._redis.xlen(self._keys.inbox))
+
+    def failed(self) -> int:
+        """Entries set aside."""
+        with store_errors():
+            return int(self._redis.xlen(self._keys.inbox_failed))
+
+
+def _entry(entry_id: Any, fields: dict[Any, Any], deliveries: int = 1) -> InboxEntry:
+    """An InboxEntry from XREADGROUP/XAUTOCLAIM's answer (bytes keys and values)."""
+    at = fields.get(b"at", b"0")
+    try:
+        received_at = float(at)
+    except ValueError:
+        received_at = 0.0
+    return InboxEntry(
+        entry_id=text(entry_id),
+        kind=text(fields.get(b"kind", b"")),
+        body=fields.get(b"body", b""),
+        received_at=received_at,
+        deliveries=deliveries,
+    )

@@ -1,0 +1,120 @@
+"""The inbox between the webhooks and the rules, on a real Redis: every accepted request is expanded exactly once.
+
+An entry is acknowledged in the same atomic step that stores its work; an entry whose reader died is taken
+over by another expander; a slow reader whose entry was taken over stores nothing twice; an entry that
+cannot be expanded is set aside for inspection instead of blocking the inbox.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import redis as redis_lib
+
+from hublink.connections import connect
+from hublink.domain.events import parse_hubspot_batch
+from hublink.inbox import MAX_DELIVERIES, Inbox, InboxEntry
+from hublink.keys import Keys
+from hublink.settings import Settings
+from tests.integration.helpers import make_expander
+from tests.integration.test_webhooks import RULES, hubspot_event
+from tests.support.processes import wait_for
+
+pytestmark = pytest.mark.integration
+
+LANE = "hl:lane:62515|deals|contacts"
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings], redis_url: str, tmp_path: Path) -> Settings:
+    """Settings with the webhook tests' rules."""
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES)
+    return make_settings(redis_url=redis_url, rules_file=str(rules))
+
+
+@pytest.fixture
+def inbox(settings: Settings) -> Inbox:
+    """The inbox as the web process uses it."""
+    return Inbox(connect(settings.redis_url, timeout_s=5), Keys(settings.redis_prefix), claim_idle_s=30)
+
+
+def add_batch(inbox: Inbox, *event_ids: int) -> str:
+    """Accept a HubSpot batch the way the webhook does (validated, stored as received)."""
+    raw = json.dumps([hubspot_event(i, 5000 + i) for i in event_ids]).encode()
+    assert len(parse_hubspot_batch(json.loads(raw))) == len(event_ids)
+    return inbox.add_hubspot(raw, received_at=1764331200.0)
+
+
+def test_an_entry_is_deleted_in_the_step_that_stores_its_work(
+    settings: Settings, inbox: Inbox, redis_client: redis_lib.Redis
+) -> None:
+    """After expansion the entry is gone and its three associations are in their lane; nothing else pends."""
+    add_batch(inbox, 1, 2, 3)
+    [report] = make_expander(settings).step(block_ms=1)
+    assert report.associations == 3
+    assert redis_client.zcard(LANE) == 3
+    assert redis_client.xlen("hl:inbox") == 0
+    assert redis_client.xpending("hl:inbox", "expanders")["pending"] == 0
+
+
+def test_an_entry_whose_reader_died_is_taken_over_and_expanded_once(
+    settings: Settings, inbox: Inbox, redis_client: redis_lib.Redis
+) -> None:
+    """A reads the entry and dies; B takes it over after the claim time; A's late attempt stores nothing."""
+    add_batch(inbox, 1, 2)
+    inbox.ensure_group()
+    [read_by_a] = inbox.read("a", count=10, block_ms=1)  # A "crashes" here, before expanding
+    b = make_expander(settings, consumer="b", claim_idle_s=0.001, reclaim_interval_s=0)
+    [report] = wait_for(lambda: b.step(block_ms=1), timeout=5, what="B to take the entry over")
+    assert report.associations == 2
+    assert redis_client.zcard(LANE) == 2
+    late = make_expander(settings, consumer="a").expand(read_by_a)  # A was only slow, and wakes up
+    assert late is not None
+    assert late.already_expanded
+    assert redis_client.zcard(LANE) == 2
+    assert redis_client.hgetall("hl:m:events_received") == {b"source=hubspot,outcome=accepted": b"2"}
+
+
+def test_an_unreadable_entry_is_set_aside_with_its_reason(
+    settings: Settings, inbox: Inbox, redis_client: redis_lib.Redis
+) -> None:
+    """An entry of a kind this version cannot read moves to inbox:failed; the entries behind it still expand."""
+    redis_client.xadd("hl:inbox", {"kind": "from-the-future", "body": b"[]", "at": "1"})
+    add_batch(inbox, 7)
+    reports = make_expander(settings).step(block_ms=1)
+    assert [r.associations for r in reports] == [1]
+    [(_, fields)] = redis_client.xrange("hl:inbox:failed")
+    assert fields[b"kind"] == b"from-the-future"
+    assert b"unknown inbox entry kind" in fields[b"reason"]
+    assert redis_client.xlen("hl:inbox") == 0
+    assert redis_client.hgetall("hl:m:inbox_set_aside") == {b"kind=from-the-future": b"1"}
+
+
+def test_an_entry_that_keeps_failing_is_set_aside_after_its_last_delivery(
+    settings: Settings, inbox: Inbox, redis_client: redis_lib.Redis
+) -> None:
+    """Delivered more than MAX_DELIVERIES times, an entry is set aside rather than retried for ever."""
+    entry_id = add_batch(inbox, 8)
+    inbox.ensure_group()
+    [entry] = inbox.read("a", count=10, block_ms=1)
+    worn = InboxEntry(entry_id, entry.kind, entry.body, entry.received_at, deliveries=MAX_DELIVERIES + 1)
+    assert make_expander(settings).expand(worn) is None
+    assert redis_client.zcard(LANE) == 0
+    assert [f[b"entry"] for _, f in redis_client.xrange("hl:inbox:failed")] == [entry_id.encode()]
+    assert redis_client.xlen("hl:inbox") == 0
+
+
+def test_a_flushed_inbox_recreates_its_group_and_loses_nothing_added_later(
+    settings: Settings, inbox: Inbox, redis_client: redis_lib.Redis
+) -> None:
+    """The consumer group comes back by itself after the stream is deleted; later entries are expanded."""
+    expander = make_expander(settings)
+    assert expander.step(block_ms=1) == []
+    redis_client.delete("hl:inbox")
+    assert expander.step(block_ms=1) == []
+    add_batch(inbox, 9)
+    assert [r.associations for r in expander.step(block_ms=1)] == [1]

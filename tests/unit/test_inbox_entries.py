@@ -1,0 +1,74 @@
+"""Inbox entries read back by an expander: each kind gives its events, anything else is refused by name."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from hublink.domain.errors import InvalidInputError
+from hublink.domain.events import parse_workflow
+from hublink.inbox import KIND_ASSOCIATIONS, KIND_EVENTS, KIND_HUBSPOT, InboxEntry
+
+
+def entry(kind: str, body: bytes) -> InboxEntry:
+    """An entry as XREADGROUP would give it."""
+    return InboxEntry("1-0", kind, body, received_at=1764331200.0)
+
+
+def test_a_hubspot_entry_is_the_batch_as_received() -> None:
+    """The raw array is parsed again: same events, same dedup keys."""
+    raw = json.dumps(
+        [
+            {
+                "eventId": 1,
+                "subscriptionId": 2,
+                "portalId": 3,
+                "occurredAt": 4,
+                "subscriptionType": "deal.creation",
+                "objectId": 5,
+            }
+        ]
+    ).encode()
+    [event] = entry(KIND_HUBSPOT, raw).events()
+    assert (event.source, event.object_id, event.dedup_key) == ("hubspot", "5", "hubspot:3:2:1:5:4")
+
+
+def test_an_events_entry_gives_back_the_events_stored() -> None:
+    """Workflow and form events travel as their records."""
+    event = parse_workflow({"objectId": 9, "contact_id": "7"}, received_at=1.0)
+    assert entry(KIND_EVENTS, json.dumps([event.as_record()]).encode()).events() == [event]
+
+
+@pytest.mark.parametrize(
+    ("kind", "body", "says"),
+    [
+        ("from-the-future", b"[]", "unknown inbox entry kind"),
+        (KIND_EVENTS, b"{", "not JSON"),
+        (KIND_EVENTS, b'[{"no_source": 1}]', "malformed event"),
+        (KIND_EVENTS, b'{"not": "a list"}', "must hold a JSON array"),
+        (KIND_EVENTS, b"[5]", "malformed event"),
+    ],
+)
+def test_an_entry_this_version_cannot_read_is_refused_by_name(kind: str, body: bytes, says: str) -> None:
+    """Unreadable entries raise InvalidInputError (the expander sets them aside), never anything else."""
+    with pytest.raises(InvalidInputError, match=says):
+        entry(kind, body).events()
+
+
+def test_an_associations_entry_gives_back_ids_and_requests() -> None:
+    """Direct-API associations travel with the ids their caller was given."""
+    from hublink.domain.associations import AssociationRequest
+
+    request = AssociationRequest.create(
+        from_object_type="deals", from_object_id="1", to_object_type="contacts", to_object_id="2", received_at=3.0
+    )
+    body = json.dumps([["a" * 32, request.as_record()]]).encode()
+    assert entry(KIND_ASSOCIATIONS, body).associations() == [("a" * 32, request)]
+
+
+@pytest.mark.parametrize("body", [b'{"a": 1}', b"[[1]]", b'[["id", {"from_object_type": "deals"}]]'])
+def test_a_malformed_associations_entry_is_refused_by_name(body: bytes) -> None:
+    """Anything but [id, record] pairs raises InvalidInputError."""
+    with pytest.raises(InvalidInputError, match=r"associations entry|malformed association"):
+        entry(KIND_ASSOCIATIONS, body).associations()
