@@ -76,7 +76,6 @@ class Bench:
             "HUBSPOT_CLIENT_SECRET": CLIENT_SECRET,
             "HUBLINK_RULES_FILE": str(self.workdir / "rules.yaml"),
             "HUBLINK_LOG_LEVEL": "WARNING",
-            "WEB_CONCURRENCY": os.environ.get("BENCH_W", "2"),
             "PYTHONUNBUFFERED": "1",
             "HUBSPOT_RATE_LIMIT": "100000/10s",
         }

@@ -6,7 +6,6 @@ Gunicorn serves ``web:create_app()``; ``flask --app web`` finds the same factory
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Mapping
 
 import structlog
@@ -91,7 +90,7 @@ def create_app(
     def _bind_request_id() -> None:
         # One id per request in every log line it causes; a caller's X-Request-Id is kept if it is sane.
         supplied = request.headers.get("X-Request-Id", "")
-        request_id = supplied if 0 < len(supplied) <= 64 and supplied.isascii() else uuid.uuid4().hex
+        request_id = supplied if 0 < len(supplied) <= 64 and supplied.isascii() else os.urandom(16).hex()
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
 
