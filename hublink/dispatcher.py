@@ -8,12 +8,11 @@ the rest (queueing drain jobs, running them, its registries and CLI).
 from __future__ import annotations
 
 import logging
-import threading
 
 from rq import Queue
 
 from hublink.alerts import Alerter
-from hublink.domain.errors import StoreUnavailableError
+from hublink.background import BackgroundLoop
 from hublink.lanes import LaneStore
 
 log = logging.getLogger("hublink.dispatcher")
@@ -26,8 +25,10 @@ DRAIN_JOB_VERSION = 1
 MAX_SWEEP_INTERVAL_S = 1.0
 
 
-class Dispatcher:
+class Dispatcher(BackgroundLoop):
     """Pops lane wake-ups, enqueues drain jobs, sweeps; :meth:`run` loops until :meth:`stop`."""
+
+    thread_name = "hublink-dispatcher"
 
     def __init__(
         self, lanes: LaneStore, queue: Queue, *, job_timeout_s: int, failure_ttl_s: int, alerter: Alerter | None = None
@@ -37,7 +38,8 @@ class Dispatcher:
         self._queue = queue
         self._job_timeout_s = job_timeout_s
         self._failure_ttl_s = failure_ttl_s
-        self._stopping = threading.Event()
+        self._wait_s = MAX_SWEEP_INTERVAL_S
+        super().__init__()
 
     def enqueue_drains(self, lanes: list[str]) -> None:
         """One RQ drain job per lane, written in one pipeline."""
@@ -69,26 +71,6 @@ class Dispatcher:
             return MAX_SWEEP_INTERVAL_S
         return min(max(report.next_due_ms / 1000, 0.01), MAX_SWEEP_INTERVAL_S)
 
-    def run(self) -> None:
-        """Loop until :meth:`stop`; Redis outages are logged and waited out, never fatal."""
-        wait = 0.0
-        while not self._stopping.is_set():
-            try:
-                wait = self.step(wait or MAX_SWEEP_INTERVAL_S)
-            except StoreUnavailableError:
-                log.warning("dispatcher: Redis unavailable; retrying")
-                self._stopping.wait(1.0)
-            except Exception:
-                # The dispatcher must outlive any single bad turn; the loop is the worker's heartbeat.
-                log.exception("dispatcher turn failed")
-                self._stopping.wait(1.0)
-
-    def stop(self) -> None:
-        """Ask :meth:`run` to return after its current turn."""
-        self._stopping.set()
-
-    def start_thread(self) -> threading.Thread:
-        """Run in a daemon thread (the worker's main thread belongs to RQ)."""
-        thread = threading.Thread(target=self.run, name="hublink-dispatcher", daemon=True)
-        thread.start()
-        return thread
+    def turn(self) -> None:
+        """One step, waiting as long as the last one said the next may wait."""
+        self._wait_s = self.step(self._wait_s or MAX_SWEEP_INTERVAL_S)

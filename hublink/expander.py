@@ -11,10 +11,10 @@ input was validated before it was accepted) is set aside after ``MAX_DELIVERIES`
 from __future__ import annotations
 
 import logging
-import threading
 import time
 
 from hublink import intake
+from hublink.background import BackgroundLoop
 from hublink.domain.errors import InvalidInputError, StoreUnavailableError
 from hublink.domain.rules import RuleSet
 from hublink.inbox import KIND_ASSOCIATIONS, MAX_DELIVERIES, Inbox, InboxEntry
@@ -32,8 +32,10 @@ RECLAIM_INTERVAL_S = 5.0
 BLOCK_MS = 1000
 
 
-class Expander:
+class Expander(BackgroundLoop):
     """Reads inbox entries and expands them; :meth:`run` loops until :meth:`stop`."""
+
+    thread_name = "hublink-expander"
 
     def __init__(
         self,
@@ -51,7 +53,7 @@ class Expander:
         self._queueing = queueing
         self._metrics = metrics
         self._consumer = consumer
-        self._stopping = threading.Event()
+        super().__init__()
         self._next_reclaim = 0.0
         self._group_ready = False
 
@@ -124,25 +126,10 @@ class Expander:
                 reports.append(report)
         return reports
 
-    def run(self) -> None:
-        """Loop until :meth:`stop`; Redis outages are logged and waited out, never fatal."""
-        while not self._stopping.is_set():
-            try:
-                self.step()
-            except StoreUnavailableError:
-                log.warning("expander: Redis unavailable; retrying")
-                self._group_ready = False
-                self._stopping.wait(1.0)
-            except Exception:
-                log.exception("expander turn failed")
-                self._stopping.wait(1.0)
+    def turn(self) -> None:
+        """One step, waiting up to a second for new entries."""
+        self.step()
 
-    def stop(self) -> None:
-        """Ask :meth:`run` to return after its current turn."""
-        self._stopping.set()
-
-    def start_thread(self) -> threading.Thread:
-        """Run in a daemon thread (the worker's main thread belongs to RQ)."""
-        thread = threading.Thread(target=self.run, name="hublink-expander", daemon=True)
-        thread.start()
-        return thread
+    def on_store_unavailable(self) -> None:
+        """Make sure of the consumer group again once Redis is back (it may have restarted empty)."""
+        self._group_ready = False
