@@ -53,7 +53,7 @@ fmt: venv ## Format and fix what ruff can
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-bench: venv ## Benchmarks P1-P6 (about 10 minutes); writes bench/README.md
+bench: venv ## Benchmarks P1-P6 (about 5 minutes); writes bench/README.md
 	$(PY) -m bench
 
 bench-quick: venv ## The same, shortened (about 2 minutes)

@@ -17,16 +17,16 @@ key                         type    holds                                       
 ``dlq``                     zset    dead-letter ids scored by the time they died (ms)           entries trimmed
 ``dlq:dropped``             string  dead letters dropped by the size cap (counter)              permanent
 ``seen:<digest>``           string  an event already accepted (dedup mark)                      dedup window
-``inbox``                   stream  verified events waiting for the rules (group ``expanders``)  until expanded
-``inbox:failed``            stream  inbox entries that could not be expanded, for inspection     capped 10,000
+``inbox``                   stream  accepted requests waiting for the workers' expanders        until expanded
+``inbox:failed``            stream  inbox entries set aside (unreadable), with the reason       ~10,000 kept
 ``rl:<bucket>``             zset    requests sent in the rolling window (sliding log)           one window
 ``rl:<bucket>:block``       string  epoch ms before which nothing may be sent (after a 429)     until then
 ``rl:<bucket>:max``         string  a lower limit learned from X-HubSpot-RateLimit-Max          a minute
 ``lookup:<digest>``         string  a cached rule lookup result (JSON)                          cache TTL
 ``token:<portal>``          string  a cached OAuth access token (JSON)                          token expiry
 ``m:<name>``                hash    a metric's counters, field = label values                  permanent
-``ts:<minute>``              hash    per-minute counters for the dashboard's charts              two hours
-``rl:<bucket>:seen``         hash    the last X-HubSpot-RateLimit-* values seen, and when        ten minutes
+``ts:<minute>``             hash    per-minute counters for the dashboard's charts              two hours
+``rl:<bucket>:seen``        hash    the last X-HubSpot-RateLimit-* values seen, and when        ten minutes
 ``alert:<kind>``            string  last alert time (rate-limits alerts)                       alert interval
 ==========================  ======  ==========================================================  ================
 """
