@@ -56,6 +56,8 @@ class Expander(BackgroundLoop):
         super().__init__()
         self._next_reclaim = 0.0
         self._group_ready = False
+        # First look at what this consumer already holds (a restart under the same name, a Redis outage).
+        self._own_pending_first = True
 
     def expand(self, entry: InboxEntry) -> IntakeReport | None:
         """Expand one entry (or set it aside when it cannot be); raises StoreUnavailableError."""
@@ -104,8 +106,11 @@ class Expander(BackgroundLoop):
             self._inbox.ensure_group()
             self._group_ready = True
         entries: list[InboxEntry] = []
+        own = self._own_pending_first
+        if own:
+            entries = self._inbox.read(self._consumer, count=READ_COUNT, block_ms=0, own_pending=True)
         now = time.monotonic()
-        if now >= self._next_reclaim:
+        if not entries and now >= self._next_reclaim:
             self._next_reclaim = now + self._reclaim_interval_s
             entries = self._inbox.reclaim(self._consumer, count=READ_COUNT)
             if entries:
@@ -113,6 +118,7 @@ class Expander(BackgroundLoop):
         if not entries:
             entries = self._inbox.read(self._consumer, count=READ_COUNT, block_ms=block_ms)
         reports: list[IntakeReport] = []
+        failed = False
         for entry in entries:
             try:
                 report = self.expand(entry)
@@ -121,9 +127,14 @@ class Expander(BackgroundLoop):
             except Exception:
                 # Left pending: another turn (here or in another worker) takes it over after the claim time.
                 log.exception("expanding an inbox entry failed", extra={"entry": entry.entry_id})
+                failed = True
                 continue
             if report is not None:
                 reports.append(report)
+        if own:
+            # Keep going through what this consumer holds while there is more of it and it expands; what
+            # fails is left to the claim time, so one bad entry cannot spin this loop.
+            self._own_pending_first = len(entries) == READ_COUNT and not failed
         return reports
 
     def turn(self) -> None:
@@ -131,5 +142,6 @@ class Expander(BackgroundLoop):
         self.step()
 
     def on_store_unavailable(self) -> None:
-        """Make sure of the consumer group again once Redis is back (it may have restarted empty)."""
+        """Once Redis is back: make sure of the consumer group, then finish what this consumer held."""
         self._group_ready = False
+        self._own_pending_first = True

@@ -95,6 +95,8 @@ class Inbox:
         self._redis = redis
         self._keys = keys
         self._claim_idle_ms = max(int(claim_idle_s * 1000), 1)
+        # Where the next XAUTOCLAIM scan starts: each call looks at a bounded stretch of the pending list.
+        self._claim_cursor = "0-0"
 
     # --- the web side ---
 
@@ -137,12 +139,20 @@ class Inbox:
                 if "BUSYGROUP" not in str(exc):
                     raise
 
-    def read(self, consumer: str, *, count: int, block_ms: int) -> list[InboxEntry]:
-        """New entries for ``consumer``, waiting up to ``block_ms`` for the first one."""
+    def read(self, consumer: str, *, count: int, block_ms: int, own_pending: bool = False) -> list[InboxEntry]:
+        """New entries for ``consumer``, waiting up to ``block_ms`` for the first one.
+
+        With ``own_pending``, the entries already delivered to ``consumer`` and not acknowledged instead
+        (what it was holding when Redis went away, or when a process of the same name stopped), at once.
+        """
         with store_errors():
             try:
                 answer = self._redis.xreadgroup(
-                    GROUP, consumer, {self._keys.inbox: ">"}, count=count, block=max(block_ms, 1)
+                    GROUP,
+                    consumer,
+                    {self._keys.inbox: "0" if own_pending else ">"},
+                    count=count,
+                    block=None if own_pending else max(block_ms, 1),
                 )
             except ResponseError as exc:
                 if "NOGROUP" not in str(exc):
@@ -158,12 +168,13 @@ class Inbox:
         with store_errors():
             try:
                 answer = self._redis.xautoclaim(
-                    self._keys.inbox, GROUP, consumer, self._claim_idle_ms, start_id="0-0", count=count
+                    self._keys.inbox, GROUP, consumer, self._claim_idle_ms, start_id=self._claim_cursor, count=count
                 )
             except ResponseError as exc:
                 if "NOGROUP" not in str(exc):
                     raise
                 return []
+            self._claim_cursor = text(answer[0])  # "0-0" once the whole pending list has been scanned
             claimed = [(entry_id, fields) for entry_id, fields in answer[1] if fields]
             if not claimed:
                 return []

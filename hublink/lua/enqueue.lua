@@ -28,10 +28,9 @@ local lane_prefix = ARGV[6]
 local marker_prefix = ARGV[7]
 local header = cjson.decode(ARGV[8])
 local ack = header.ack
-if ack then
-  if redis.call('XACK', ack[1], ack[2], ack[3]) == 0 then return {-1} end
-  redis.call('XDEL', ack[1], ack[3])
-end
+-- Still pending means no one has expanded it yet; it is acknowledged last, so that a script stopped by an
+-- error half-way leaves the entry pending (to be taken over), never acknowledged without its work.
+if ack and #redis.call('XPENDING', ack[1], ack[2], ack[3], ack[3], 1) == 0 then return {-1} end
 local lanes = header.lanes
 local results = {}
 -- Lane members are added with one ZADD per lane (in chunks), not one per association.
@@ -120,5 +119,9 @@ for _, id in ipairs(order) do
   local c = sums[id]
   redis.call('HINCRBY', c[1], c[2], c[3])
   if c[4] and c[4] > 0 then redis.call('EXPIRE', c[1], c[4]) end
+end
+if ack then
+  redis.call('XACK', ack[1], ack[2], ack[3])
+  redis.call('XDEL', ack[1], ack[3])
 end
 return results

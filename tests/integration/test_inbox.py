@@ -118,3 +118,17 @@ def test_a_flushed_inbox_recreates_its_group_and_loses_nothing_added_later(
     assert expander.step(block_ms=1) == []
     add_batch(inbox, 9)
     assert [r.associations for r in expander.step(block_ms=1)] == [1]
+
+
+def test_a_worker_back_under_its_name_finishes_what_it_held_at_once(
+    settings: Settings, inbox: Inbox, redis_client: redis_lib.Redis
+) -> None:
+    """Entries delivered to a consumer that stopped are expanded by its successor of the same name, no claim wait."""
+    add_batch(inbox, 1)
+    add_batch(inbox, 2)
+    inbox.ensure_group()
+    assert len(inbox.read("w-1", count=10, block_ms=1)) == 2  # then the process stops
+    successor = make_expander(settings, consumer="w-1", claim_idle_s=3600)
+    assert [r.associations for r in successor.step(block_ms=1)] == [1, 1]
+    assert redis_client.zcard(LANE) == 2
+    assert redis_client.xlen("hl:inbox") == 0
