@@ -178,9 +178,11 @@ class Inbox:
             claimed = [(entry_id, fields) for entry_id, fields in answer[1] if fields]
             if not claimed:
                 return []
-            pending = self._redis.xpending_range(
-                self._keys.inbox, GROUP, min=claimed[0][0], max=claimed[-1][0], count=len(claimed) + 100
-            )
+            # One XPENDING per entry: a range over them could be crowded out by other consumers' entries.
+            pipe = self._redis.pipeline(transaction=False)
+            for entry_id, _ in claimed:
+                pipe.xpending_range(self._keys.inbox, GROUP, min=entry_id, max=entry_id, count=1)
+            pending = [p for answer_ in pipe.execute() for p in answer_]
         deliveries = {text(p["message_id"]): int(p["times_delivered"]) for p in pending}
         return [_entry(entry_id, fields, deliveries.get(text(entry_id), 1)) for entry_id, fields in claimed]
 

@@ -132,3 +132,17 @@ def test_a_worker_back_under_its_name_finishes_what_it_held_at_once(
     assert [r.associations for r in successor.step(block_ms=1)] == [1, 1]
     assert redis_client.zcard(LANE) == 2
     assert redis_client.xlen("hl:inbox") == 0
+
+
+def test_each_take_over_counts_as_a_delivery(settings: Settings, redis_client: redis_lib.Redis) -> None:
+    """Read once, then taken over twice: the entry says three deliveries (what MAX_DELIVERIES is held against)."""
+    inbox = Inbox(connect(settings.redis_url, timeout_s=5), Keys(settings.redis_prefix), claim_idle_s=0.001)
+    entry_id = add_batch(inbox, 4)
+    inbox.ensure_group()
+    inbox.read("a", count=10, block_ms=1)
+    counts = []
+    for taker in ("b", "c"):
+        [taken] = wait_for(lambda t=taker: inbox.reclaim(t, count=10), timeout=5, what=f"{taker} to take over")
+        assert taken.entry_id == entry_id
+        counts.append(taken.deliveries)
+    assert counts == [2, 3]
