@@ -32,6 +32,10 @@ RECLAIM_INTERVAL_S = 5.0
 BLOCK_MS = 1000
 
 
+class _NoRulesError(Exception):
+    """An entry this worker must not expand (it has no rules); another worker may, after the claim time."""
+
+
 class Expander(BackgroundLoop):
     """Reads inbox entries and expands them; :meth:`run` loops until :meth:`stop`."""
 
@@ -45,6 +49,7 @@ class Expander(BackgroundLoop):
         metrics: Metrics,
         *,
         consumer: str,
+        rules_tag: str = "",
         reclaim_interval_s: float = RECLAIM_INTERVAL_S,
     ) -> None:
         self._inbox = inbox
@@ -53,6 +58,10 @@ class Expander(BackgroundLoop):
         self._queueing = queueing
         self._metrics = metrics
         self._consumer = consumer
+        self._rules_tag = rules_tag
+        self._tags_warned: set[str] = set()
+        #: Entries the last :meth:`step` read (expanded, set aside or failed): 0 means the inbox had nothing.
+        self.last_read = 0
         super().__init__()
         self._next_reclaim = 0.0
         self._group_ready = False
@@ -60,10 +69,15 @@ class Expander(BackgroundLoop):
         self._own_pending_first = True
 
     def expand(self, entry: InboxEntry) -> IntakeReport | None:
-        """Expand one entry (or set it aside when it cannot be); raises StoreUnavailableError."""
+        """Expand one entry, or set it aside when it cannot be (None); raises StoreUnavailableError.
+
+        An entry of events accepted under rules, read by a worker without any, is left in the inbox.
+        """
         if entry.deliveries > MAX_DELIVERIES:
             self._set_aside(entry, f"expansion failed {entry.deliveries - 1} times; see the worker logs")
             return None
+        if entry.kind != KIND_ASSOCIATIONS and not self._rules_match(entry):
+            raise _NoRulesError(entry.entry_id)
         try:
             if entry.kind == KIND_ASSOCIATIONS:
                 return self._store_associations(entry)
@@ -83,10 +97,33 @@ class Expander(BackgroundLoop):
             log.info("inbox entry was already expanded by another worker", extra={"entry": entry.entry_id})
         return report
 
+    def _rules_match(self, entry: InboxEntry) -> bool:
+        """False (the entry stays pending) when the web had rules and this worker has none: never drop events."""
+        if entry.rules_tag == self._rules_tag:
+            return True
+        if not self._rules_tag:
+            # Acknowledging would store every event as unmatched and seen: the web's resends would be lost too.
+            log.error(
+                "this worker has no rules file (HUBLINK_RULES_FILE) but the web accepted the entry under rules; "
+                "left in the inbox for a worker that has them",
+                extra={"entry": entry.entry_id, "rules": entry.rules_tag},
+            )
+            return False
+        if entry.rules_tag not in self._tags_warned:
+            # A rolling change of the rules file: expand with this worker's rules, and say so once.
+            self._tags_warned.add(entry.rules_tag)
+            log.warning(
+                "the web accepted this entry under other rules; expanding with this worker's",
+                extra={"entry": entry.entry_id, "rules": entry.rules_tag, "worker_rules": self._rules_tag},
+            )
+        return True
+
     def _store_associations(self, entry: InboxEntry) -> IntakeReport:
         """Direct-API associations: no rules, no dedup; stored under the ids the caller was given."""
+        first_seen_ms = int(entry.received_at * 1000) or None  # accepted then, not when expanded
         items = [
-            PendingItem(request, association_id=association_id) for association_id, request in entry.associations()
+            PendingItem(request, association_id=association_id, first_seen_ms=first_seen_ms)
+            for association_id, request in entry.associations()
         ]
         result = self._queueing.enqueue_items(
             [(None, items)],
@@ -97,8 +134,8 @@ class Expander(BackgroundLoop):
         return IntakeReport(len(items), 0, 0, stored, 0, (), already_expanded=result.already_expanded)
 
     def _set_aside(self, entry: InboxEntry, reason: str) -> None:
-        self._inbox.fail(entry, reason)
-        self._metrics.apply([self._metrics.op("inbox_set_aside", kind=entry.kind or "unknown")])
+        if self._inbox.fail(entry, reason):
+            self._metrics.apply([self._metrics.op("inbox_set_aside", kind=entry.kind or "unknown")])
 
     def step(self, block_ms: int = BLOCK_MS) -> list[IntakeReport]:
         """One turn: take over abandoned entries when it is time, else read new ones; expand them."""
@@ -117,6 +154,7 @@ class Expander(BackgroundLoop):
                 log.warning("took over inbox entries whose reader stopped", extra={"entries": len(entries)})
         if not entries:
             entries = self._inbox.read(self._consumer, count=READ_COUNT, block_ms=block_ms)
+        self.last_read = len(entries)
         reports: list[IntakeReport] = []
         failed = False
         for entry in entries:
@@ -124,6 +162,9 @@ class Expander(BackgroundLoop):
                 report = self.expand(entry)
             except StoreUnavailableError:
                 raise
+            except _NoRulesError:
+                failed = True
+                continue
             except Exception:
                 # Left pending: another turn (here or in another worker) takes it over after the claim time.
                 log.exception("expanding an inbox entry failed", extra={"entry": entry.entry_id})

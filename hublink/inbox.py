@@ -15,6 +15,7 @@ Keys owned here (see ``hublink.keys``): ``inbox`` and ``inbox:failed``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Sequence
@@ -30,6 +31,7 @@ from hublink.domain.associations import AssociationRequest
 from hublink.domain.errors import InvalidInputError
 from hublink.domain.events import CrmEvent, parse_hubspot_batch
 from hublink.keys import Keys
+from hublink.scripts import Scripts
 
 log = logging.getLogger("hublink.inbox")
 
@@ -56,6 +58,8 @@ class InboxEntry:
     body: bytes
     received_at: float
     deliveries: int = 1
+    #: The web's rules when it accepted the entry (``rules_tag``); "" when it had none.
+    rules_tag: str = ""
 
     def _data(self) -> Any:
         try:
@@ -91,10 +95,14 @@ class InboxEntry:
 class Inbox:
     """The stream and its consumer group; every method raises StoreUnavailableError when Redis does not answer."""
 
-    def __init__(self, redis: Redis, keys: Keys, *, claim_idle_s: float) -> None:
+    def __init__(
+        self, redis: Redis, keys: Keys, *, claim_idle_s: float, rules_tag: str = "", scripts: Scripts | None = None
+    ) -> None:
         self._redis = redis
         self._keys = keys
         self._claim_idle_ms = max(int(claim_idle_s * 1000), 1)
+        self._rules_tag = rules_tag
+        self._scripts = scripts or Scripts(redis)
         # Where the next XAUTOCLAIM scan starts: each call looks at a bounded stretch of the pending list.
         self._claim_cursor = "0-0"
 
@@ -120,8 +128,9 @@ class Inbox:
         return self._add(KIND_ASSOCIATIONS, body, received_at)
 
     def _add(self, kind: str, body: bytes, received_at: float) -> str:
+        fields = {"kind": kind, "body": body, "at": repr(received_at), "rules": self._rules_tag}
         with store_errors():
-            entry_id = self._redis.xadd(self._keys.inbox, {"kind": kind, "body": body, "at": repr(received_at)})
+            entry_id = self._redis.xadd(self._keys.inbox, fields)  # type: ignore[arg-type]
         return text(entry_id)
 
     # --- the expander side ---
@@ -161,7 +170,12 @@ class Inbox:
                 self.ensure_group()
                 return []
         streams: list[Any] = list(answer or [])  # RESP2: [[stream, [(id, fields), ...]]]
-        return [_entry(entry_id, fields) for _, messages in streams for entry_id, fields in messages if fields]
+        found = [(entry_id, fields) for _, messages in streams for entry_id, fields in messages if fields]
+        if not own_pending:
+            return [_entry(entry_id, fields) for entry_id, fields in found]
+        # Read again, so delivered again: the count is what stops an entry that crashes its reader for ever.
+        deliveries = self._deliveries([entry_id for entry_id, _ in found])
+        return [_entry(entry_id, fields, deliveries.get(text(entry_id), 1)) for entry_id, fields in found]
 
     def reclaim(self, consumer: str, *, count: int) -> list[InboxEntry]:
         """Entries pending longer than the claim idle time (their reader died), now ``consumer``'s."""
@@ -176,36 +190,70 @@ class Inbox:
                 return []
             self._claim_cursor = text(answer[0])  # "0-0" once the whole pending list has been scanned
             claimed = [(entry_id, fields) for entry_id, fields in answer[1] if fields]
-            if not claimed:
-                return []
-            # One XPENDING per entry: a range over them could be crowded out by other consumers' entries.
-            pipe = self._redis.pipeline(transaction=False)
-            for entry_id, _ in claimed:
-                pipe.xpending_range(self._keys.inbox, GROUP, min=entry_id, max=entry_id, count=1)
-            pending = [p for answer_ in pipe.execute() for p in answer_]
-        deliveries = {text(p["message_id"]): int(p["times_delivered"]) for p in pending}
+        if not claimed:
+            return []
+        deliveries = self._deliveries([entry_id for entry_id, _ in claimed])
         return [_entry(entry_id, fields, deliveries.get(text(entry_id), 1)) for entry_id, fields in claimed]
 
-    def fail(self, entry: InboxEntry, reason: str) -> None:
-        """Set an entry aside in ``inbox:failed`` with ``reason``, and take it out of the inbox, atomically."""
+    def _deliveries(self, entry_ids: Sequence[Any]) -> dict[str, int]:
+        """How many times each pending entry was delivered (one XPENDING each: a range could be crowded out)."""
+        if not entry_ids:
+            return {}
         with store_errors():
-            pipe = self._redis.pipeline(transaction=True)
-            pipe.xadd(
-                self._keys.inbox_failed,
-                {
-                    "entry": entry.entry_id,
-                    "kind": entry.kind,
-                    "body": entry.body,
-                    "at": repr(entry.received_at),
-                    "reason": reason[:500],
-                },
-                maxlen=FAILED_MAX,
-                approximate=True,
+            pipe = self._redis.pipeline(transaction=False)
+            for entry_id in entry_ids:
+                pipe.xpending_range(self._keys.inbox, GROUP, min=entry_id, max=entry_id, count=1)
+            pending = [p for answer in pipe.execute() for p in answer]
+        return {text(p["message_id"]): int(p["times_delivered"]) for p in pending}
+
+    def fail(self, entry: InboxEntry, reason: str) -> bool:
+        """Set an entry aside in ``inbox:failed`` with ``reason`` (atomically, only while it is still pending).
+
+        Returns False when it was already gone: another worker expanded or set it aside in the meantime.
+        """
+        with store_errors():
+            moved = self._scripts.set_aside(
+                keys=[self._keys.inbox, self._keys.inbox_failed],
+                args=[GROUP, entry.entry_id, reason[:500], FAILED_MAX],
             )
-            pipe.xack(self._keys.inbox, GROUP, entry.entry_id)
-            pipe.xdel(self._keys.inbox, entry.entry_id)
-            pipe.execute()
-        log.error("inbox entry set aside", extra={"entry": entry.entry_id, "kind": entry.kind, "reason": reason})
+        if moved:
+            log.error("inbox entry set aside", extra={"entry": entry.entry_id, "kind": entry.kind, "reason": reason})
+        return bool(moved)
+
+    # --- operators ---
+
+    def failed_entries(self, limit: int = 100) -> list[dict[str, str]]:
+        """The newest entries set aside (id, original entry id, kind, reason, when accepted), newest first."""
+        with store_errors():
+            rows: list[Any] = list(self._redis.xrevrange(self._keys.inbox_failed, count=limit) or [])
+        out = []
+        for failed_id, fields in rows:
+            out.append(
+                {
+                    "id": text(failed_id),
+                    "entry": text(fields.get(b"entry", b"")),
+                    "kind": text(fields.get(b"kind", b"")),
+                    "reason": text(fields.get(b"reason", b"")),
+                    "at": text(fields.get(b"at", b"")),
+                }
+            )
+        return out
+
+    def replay_failed(self, failed_ids: Sequence[str]) -> int:
+        """Put entries set aside back in the inbox (as new entries), each atomically; return how many."""
+        replayed = 0
+        with store_errors():
+            for failed_id in failed_ids:
+                found: list[Any] = list(self._redis.xrange(self._keys.inbox_failed, failed_id, failed_id) or [])
+                if not found or not found[0][1]:
+                    continue
+                fields = {k: v for k, v in found[0][1].items() if k not in (b"entry", b"reason")}
+                pipe = self._redis.pipeline(transaction=True)
+                pipe.xadd(self._keys.inbox, fields)
+                pipe.xdel(self._keys.inbox_failed, failed_id)
+                pipe.execute()
+                replayed += 1
+        return replayed
 
     def depth(self) -> int:
         """Entries not yet expanded (read or not)."""
@@ -231,4 +279,10 @@ def _entry(entry_id: Any, fields: dict[Any, Any], deliveries: int = 1) -> InboxE
         body=fields.get(b"body", b""),
         received_at=received_at,
         deliveries=deliveries,
+        rules_tag=text(fields.get(b"rules", b"")),
     )
+
+
+def rules_tag(text_: str | None) -> str:
+    """A short digest of a rules file's text ("" for none): which rules a request was accepted under."""
+    return hashlib.sha256(text_.encode("utf-8")).hexdigest()[:12] if text_ else ""

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from redis import Redis
     from redis.commands.core import Script
 
-SCRIPT_NAMES = ("enqueue", "claim", "settle", "finish", "sweep", "rate_limit", "rate_observe")
+SCRIPT_NAMES = ("enqueue", "claim", "settle", "finish", "sweep", "rate_limit", "rate_observe", "set_aside")
 
 
 def _source(name: str) -> str:
@@ -30,6 +30,7 @@ class Scripts:
     sweep: Script
     rate_limit: Script
     rate_observe: Script
+    set_aside: Script
 
     def __init__(self, redis: Redis) -> None:
         for name in SCRIPT_NAMES:

@@ -19,7 +19,7 @@ from hublink.dead_letters import DeadLetterStore
 from hublink.domain.errors import ConfigError
 from hublink.domain.rules import RuleSet
 from hublink.domain.sources import Sources
-from hublink.inbox import Inbox
+from hublink.inbox import Inbox, rules_tag
 from hublink.keys import Keys
 from hublink.metrics import Metrics
 from hublink.queueing import Queueing
@@ -29,17 +29,20 @@ from web import admin, api, cli, errors, health, metrics_view, responses, webhoo
 from web.container import Parts
 
 
-def load_rules(path: str | None, environ: Mapping[str, str]) -> tuple[RuleSet, Sources]:
-    """The rules and sources of HUBLINK_RULES_FILE (none when unset); raises ConfigError naming file and line."""
+def load_rules(path: str | None, environ: Mapping[str, str]) -> tuple[RuleSet, Sources, str]:
+    """The rules, sources and rules tag of HUBLINK_RULES_FILE (none when unset).
+
+    Raises ConfigError naming the file and line.
+    """
     if not path:
-        return RuleSet.empty(), Sources.empty()
+        return RuleSet.empty(), Sources.empty(), ""
     try:
         with open(path, encoding="utf-8") as handle:
             text = handle.read()
     except OSError as exc:
         raise ConfigError(f"HUBLINK_RULES_FILE: cannot read {path}: {exc.strerror}") from None
     rules = RuleSet.load(text, path)
-    return rules, Sources.load(yaml.safe_load(text), environ, path)
+    return rules, Sources.load(yaml.safe_load(text), environ, path), rules_tag(text)
 
 
 def create_app(
@@ -61,7 +64,7 @@ def create_app(
     if configure_logging if configure_logging is not None else from_env:
         hublink_log.configure(settings.log_level, settings.secrets)
 
-    rules, sources = load_rules(settings.rules_file, environ)
+    rules, sources, tag = load_rules(settings.rules_file, environ)
 
     app = Flask(__name__)
     if settings.trust_proxy:
@@ -79,7 +82,7 @@ def create_app(
         redis,
         keys,
         queueing,
-        Inbox(redis, keys, claim_idle_s=settings.lease_s),
+        Inbox(redis, keys, claim_idle_s=settings.lease_s, rules_tag=tag, scripts=scripts),
         DeadLetterStore(redis, keys, queueing),
         Metrics(redis, keys),
         rules,
@@ -101,5 +104,6 @@ def create_app(
     app.register_blueprint(metrics_view.bp)
     admin.register(app)
     app.cli.add_command(cli.dead_letters)
+    app.cli.add_command(cli.inbox)
     app.cli.add_command(cli.rules)
     return app

@@ -21,10 +21,10 @@ from rq import Queue, SimpleWorker
 from hublink import log as hublink_log
 from hublink.alerts import Alerter
 from hublink.dispatcher import Dispatcher
-from hublink.domain.errors import ConfigError
+from hublink.domain.errors import ConfigError, StoreUnavailableError
 from hublink.domain.rules import RuleSet
 from hublink.expander import Expander
-from hublink.inbox import Inbox
+from hublink.inbox import Inbox, rules_tag
 from hublink.keys import Keys
 from hublink.metrics import Metrics
 from hublink.queueing import Queueing
@@ -36,6 +36,18 @@ JOB_TIMEOUT_S = 90
 FAILURE_TTL_S = 7 * 86400
 
 
+def load_worker_rules(path: str | None) -> tuple[RuleSet, str]:
+    """The rules the expander runs and their tag (empty without a file); raises ConfigError like the web."""
+    if not path:
+        return RuleSet.empty(), ""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except OSError as exc:
+        raise ConfigError(f"HUBLINK_RULES_FILE: cannot read {path}: {exc.strerror}") from None
+    return RuleSet.load(text, path), rules_tag(text)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one worker until SIGTERM/SIGINT (warm: the current drain finishes first)."""
     parser = argparse.ArgumentParser(prog="python -m worker", description=__doc__)
@@ -45,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings.from_env(os.environ)
         settings.require("worker")
-        rules = RuleSet.from_file(settings.rules_file) if settings.rules_file else RuleSet.empty()
+        rules, tag = load_worker_rules(settings.rules_file)
     except ConfigError as exc:
         print(f"hublink worker: {exc}", file=sys.stderr)  # noqa: T201 - before logging exists
         return 2
@@ -71,13 +83,19 @@ def main(argv: list[str] | None = None) -> int:
         queueing,
         Metrics(rt.redis, keys),
         consumer=args.name or f"{socket.gethostname()}:{os.getpid()}",
+        rules_tag=tag,
     )
     dispatcher = Dispatcher(rt.lanes, queue, job_timeout_s=JOB_TIMEOUT_S, failure_ttl_s=FAILURE_TTL_S, alerter=alerter)
     if args.burst:
         # Burst: everything accepted so far becomes lane work before RQ decides the queue is empty.
-        while expander.step(block_ms=1):
-            pass
-        dispatcher.step(0.01)
+        try:
+            expander.step(block_ms=1)
+            while expander.last_read:
+                expander.step(block_ms=1)
+            dispatcher.step(0.01)
+        except StoreUnavailableError as exc:
+            print(f"hublink worker: {exc}", file=sys.stderr)  # noqa: T201 - a burst run's one-line failure
+            return 1
     else:
         expander.start_thread()
     dispatcher.start_thread()

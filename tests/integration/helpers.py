@@ -8,7 +8,6 @@ import redis as redis_lib
 import requests
 
 from hublink.connections import connect
-from hublink.domain.rules import RuleSet
 from hublink.expander import Expander
 from hublink.inbox import Inbox
 from hublink.intake import IntakeReport
@@ -19,6 +18,7 @@ from hublink.settings import Settings
 from tests.conftest import ADMIN_TOKEN, API_TOKEN
 from tests.integration.conftest import Sim
 from tests.support.processes import wait_for
+from worker.__main__ import load_worker_rules
 
 
 def assoc(
@@ -92,12 +92,14 @@ def make_expander(
     """A worker's expander on ``settings`` (its rules file, if any, and its Redis)."""
     redis = connect(settings.redis_url, timeout_s=5)
     keys = Keys(settings.redis_prefix)
+    rules, tag = load_worker_rules(settings.rules_file)
     return Expander(
         Inbox(redis, keys, claim_idle_s=settings.lease_s if claim_idle_s is None else claim_idle_s),
-        RuleSet.from_file(settings.rules_file) if settings.rules_file else RuleSet.empty(),
+        rules,
         Queueing(redis, keys, lease_s=settings.lease_s, dedup_window_s=settings.dedup_window_s),
         Metrics(redis, keys),
         consumer=consumer,
+        rules_tag=tag,
         reclaim_interval_s=reclaim_interval_s,
     )
 

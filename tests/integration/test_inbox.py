@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -146,3 +147,65 @@ def test_each_take_over_counts_as_a_delivery(settings: Settings, redis_client: r
         assert taken.entry_id == entry_id
         counts.append(taken.deliveries)
     assert counts == [2, 3]
+
+
+def test_a_worker_without_rules_leaves_events_accepted_under_rules_in_the_inbox(
+    settings: Settings, redis_client: redis_lib.Redis
+) -> None:
+    """Acknowledging them would store every event as unmatched and seen, and lose HubSpot's resends too."""
+    tagged = Inbox(connect(settings.redis_url, timeout_s=5), Keys(), claim_idle_s=30, rules_tag="abc123")
+    add_batch(tagged, 1)
+    bare = make_expander(replace(settings, rules_file=None))
+    assert bare.step(block_ms=1) == []
+    assert redis_client.xlen("hl:inbox") == 1
+    assert redis_client.zcard(LANE) == 0
+    assert not redis_client.exists("hl:m:events_received")
+
+
+def test_setting_aside_loses_to_a_slow_expander_that_finished(
+    settings: Settings, inbox: Inbox, redis_client: redis_lib.Redis
+) -> None:
+    """An entry expanded in the meantime is not copied to inbox:failed: nothing is set aside twice or wrongly."""
+    add_batch(inbox, 3)
+    inbox.ensure_group()
+    [entry] = inbox.read("a", count=10, block_ms=1)
+    assert make_expander(settings, consumer="a").expand(entry) is not None  # the slow one finishes first
+    assert inbox.fail(entry, "taken over too often") is False
+    assert redis_client.xlen("hl:inbox:failed") == 0
+    assert redis_client.zcard(LANE) == 1
+
+
+def test_an_entry_set_aside_can_be_replayed_from_the_cli(
+    settings: Settings, inbox: Inbox, redis_client: redis_lib.Redis
+) -> None:
+    """`flask --app web inbox failed` lists it with its reason; `inbox replay --all` puts it back, and it expands."""
+    from web import create_app
+
+    redis_client.xadd("hl:inbox", {"kind": "events", "body": b"{}", "at": "1"})
+    make_expander(settings).step(block_ms=1)
+    runner = create_app(replace(settings, rules_file=None)).test_cli_runner()
+    listed = runner.invoke(args=["inbox", "failed", "--json"])
+    assert listed.exit_code == 0, listed.output
+    [row] = json.loads(listed.output)["failed"]
+    assert row["kind"] == "events"
+    assert "JSON array" in row["reason"]
+    assert runner.invoke(args=["inbox", "replay"]).exit_code == 2  # names or --all
+    replayed = runner.invoke(args=["inbox", "replay", row["id"]])
+    assert replayed.output.strip() == "1 entries back in the inbox"
+    assert redis_client.xlen("hl:inbox") == 1
+    assert redis_client.xlen("hl:inbox:failed") == 0
+
+
+def test_reading_ones_own_entries_again_counts_as_a_delivery(
+    settings: Settings, inbox: Inbox, redis_client: redis_lib.Redis
+) -> None:
+    """A reader that keeps crashing on an entry (restarting under its name) sees the count rise to the limit."""
+    add_batch(inbox, 5)
+    inbox.ensure_group()
+    inbox.read("w-1", count=10, block_ms=1)
+    counts = [inbox.read("w-1", count=10, block_ms=0, own_pending=True)[0].deliveries for _ in range(MAX_DELIVERIES)]
+    assert counts == list(range(2, MAX_DELIVERIES + 2))
+    [worn] = inbox.read("w-1", count=10, block_ms=0, own_pending=True)
+    assert make_expander(settings, consumer="w-1").expand(worn) is None
+    assert redis_client.xlen("hl:inbox:failed") == 1
+    assert redis_client.zcard(LANE) == 0
