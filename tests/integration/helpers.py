@@ -61,8 +61,8 @@ def dead_letter_ids(redis: redis_lib.Redis) -> set[str]:
 
 
 def pending(redis: redis_lib.Redis) -> int:
-    """Associations still waiting or in flight."""
-    return sum(1 for _ in redis.scan_iter("hl:a:*", count=1000))
+    """Requests not yet expanded (inbox entries) plus associations still waiting or in flight."""
+    return int(redis.xlen("hl:inbox")) + sum(1 for _ in redis.scan_iter("hl:a:*", count=1000))
 
 
 def settled(redis: redis_lib.Redis) -> bool:
