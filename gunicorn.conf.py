@@ -30,12 +30,14 @@ errorlog = "-"
 preload_app = True
 
 # Gunicorn's own loggers hand their records to the root logger, which create_app() (run in the master,
-# preload_app) gives HubLink's JSON formatter and secret redaction: one log format for the whole process.
+# preload_app) gives HubLink's JSON formatter, secret redaction and HUBLINK_LOG_LEVEL: one log format and
+# one level for the whole process. NOTSET, so that the root's level decides: access lines (one a request,
+# with its request_id) at INFO, none at WARNING. A fixed INFO here printed them whatever the level said.
 logconfig_dict = {
     "version": 1,
     "disable_existing_loggers": False,
     "loggers": {
-        "gunicorn.error": {"level": "INFO", "handlers": [], "propagate": True},
-        "gunicorn.access": {"level": "INFO", "handlers": [], "propagate": True},
+        "gunicorn.error": {"level": "NOTSET", "handlers": [], "propagate": True},
+        "gunicorn.access": {"level": "NOTSET", "handlers": [], "propagate": True},
     },
 }
