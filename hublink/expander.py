@@ -95,6 +95,9 @@ class Expander(BackgroundLoop):
         )
         if report.already_expanded:
             log.info("inbox entry was already expanded by another worker", extra={"entry": entry.entry_id})
+        else:
+            # The webhook answered with this entry id: here is what became of its events.
+            log.info("inbox entry expanded", extra={"entry": entry.entry_id, **report.as_dict()})
         return report
 
     def _rules_match(self, entry: InboxEntry) -> bool:

@@ -15,7 +15,6 @@ Keys owned here (see ``hublink.keys``): ``inbox`` and ``inbox:failed``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections.abc import Sequence
@@ -281,8 +280,3 @@ def _entry(entry_id: Any, fields: dict[Any, Any], deliveries: int = 1) -> InboxE
         deliveries=deliveries,
         rules_tag=text(fields.get(b"rules", b"")),
     )
-
-
-def rules_tag(text_: str | None) -> str:
-    """A short digest of a rules file's text ("" for none): which rules a request was accepted under."""
-    return hashlib.sha256(text_.encode("utf-8")).hexdigest()[:12] if text_ else ""

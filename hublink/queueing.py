@@ -65,11 +65,6 @@ class EnqueueResult:
     already_expanded: bool = False
 
     @property
-    def accepted_ids(self) -> list[str]:
-        """Every id stored, in order."""
-        return [i for group in self.ids if group for i in group]
-
-    @property
     def duplicates(self) -> int:
         """How many groups were already seen."""
         return sum(1 for group in self.ids if group is None)
@@ -96,20 +91,12 @@ class Queueing:
         names the inbox entry the groups came from, acknowledged and deleted in that step too, unless it is
         already gone, in which case nothing is stored. Raises StoreUnavailableError.
         """
-        # Ids for the whole request from one read of the random source: 100 reads were a visible share of a
-        # 100-event batch (issue 5: no avoidable per-association cost in the request).
-        total = sum(len(g.requests) for g in groups)
-        pool = os.urandom(16 * total).hex()
         args = _Arguments(self._keys)
         ids: list[list[str]] = []
-        at = 0
         for group in groups:
             args.group(group.dedup_key, group.on_new, group.on_dup, len(group.requests))
-            group_ids = []
-            for request in group.requests:
-                association_id = pool[at : at + 32]
-                at += 32
-                group_ids.append(association_id)
+            group_ids = [new_association_id() for _ in group.requests]
+            for association_id, request in zip(group_ids, group.requests, strict=True):
                 args.item(association_id, request, "", "")
             ids.append(group_ids)
         return self._store(args, counters, ids, ack)

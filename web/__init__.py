@@ -16,33 +16,24 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from hublink import log as hublink_log
 from hublink.connections import connect
 from hublink.dead_letters import DeadLetterStore
-from hublink.domain.errors import ConfigError
-from hublink.domain.rules import RuleSet
 from hublink.domain.sources import Sources
-from hublink.inbox import Inbox, rules_tag
+from hublink.inbox import Inbox
 from hublink.keys import Keys
 from hublink.metrics import Metrics
 from hublink.queueing import Queueing
+from hublink.rules_file import RulesFile
 from hublink.scripts import Scripts
 from hublink.settings import Settings
 from web import admin, api, cli, errors, health, metrics_view, responses, webhooks
 from web.container import Parts
 
 
-def load_rules(path: str | None, environ: Mapping[str, str]) -> tuple[RuleSet, Sources, str]:
-    """The rules, sources and rules tag of HUBLINK_RULES_FILE (none when unset).
-
-    Raises ConfigError naming the file and line.
-    """
+def load_rules(path: str | None, environ: Mapping[str, str]) -> tuple[RulesFile, Sources]:
+    """HUBLINK_RULES_FILE and its sources (none when unset); raises ConfigError naming the file and line."""
+    rules_file = RulesFile.read(path)
     if not path:
-        return RuleSet.empty(), Sources.empty(), ""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
-    except OSError as exc:
-        raise ConfigError(f"HUBLINK_RULES_FILE: cannot read {path}: {exc.strerror}") from None
-    rules = RuleSet.load(text, path)
-    return rules, Sources.load(yaml.safe_load(text), environ, path), rules_tag(text)
+        return rules_file, Sources.empty()
+    return rules_file, Sources.load(yaml.safe_load(rules_file.text), environ, path)
 
 
 def create_app(
@@ -64,7 +55,8 @@ def create_app(
     if configure_logging if configure_logging is not None else from_env:
         hublink_log.configure(settings.log_level, settings.secrets)
 
-    rules, sources, tag = load_rules(settings.rules_file, environ)
+    rules_file, sources = load_rules(settings.rules_file, environ)
+    rules = rules_file.rules
 
     app = Flask(__name__)
     if settings.trust_proxy:
@@ -82,7 +74,7 @@ def create_app(
         redis,
         keys,
         queueing,
-        Inbox(redis, keys, claim_idle_s=settings.lease_s, rules_tag=tag, scripts=scripts),
+        Inbox(redis, keys, claim_idle_s=settings.lease_s, rules_tag=rules_file.tag, scripts=scripts),
         DeadLetterStore(redis, keys, queueing),
         Metrics(redis, keys),
         rules,

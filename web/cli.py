@@ -208,7 +208,7 @@ def _load_rules_or_exit(path: str) -> Any:
     from web import load_rules
 
     try:
-        return load_rules(path, dict(os.environ))[0]
+        return load_rules(path, dict(os.environ))[0].rules
     except ConfigError as exc:
         problems = getattr(exc, "problems", None) or (str(exc),)
         for problem in problems:

@@ -22,30 +22,18 @@ from hublink import log as hublink_log
 from hublink.alerts import Alerter
 from hublink.dispatcher import Dispatcher
 from hublink.domain.errors import ConfigError, StoreUnavailableError
-from hublink.domain.rules import RuleSet
 from hublink.expander import Expander
-from hublink.inbox import Inbox, rules_tag
+from hublink.inbox import Inbox
 from hublink.keys import Keys
 from hublink.metrics import Metrics
 from hublink.queueing import Queueing
+from hublink.rules_file import RulesFile
 from hublink.settings import Settings
 from worker import runtime
 
 #: RQ's own job timeout for a drain: its time budget plus two slow HubSpot calls and settling.
 JOB_TIMEOUT_S = 90
 FAILURE_TTL_S = 7 * 86400
-
-
-def load_worker_rules(path: str | None) -> tuple[RuleSet, str]:
-    """The rules the expander runs and their tag (empty without a file); raises ConfigError like the web."""
-    if not path:
-        return RuleSet.empty(), ""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
-    except OSError as exc:
-        raise ConfigError(f"HUBLINK_RULES_FILE: cannot read {path}: {exc.strerror}") from None
-    return RuleSet.load(text, path), rules_tag(text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings.from_env(os.environ)
         settings.require("worker")
-        rules, tag = load_worker_rules(settings.rules_file)
+        rules_file = RulesFile.read(settings.rules_file)
     except ConfigError as exc:
         print(f"hublink worker: {exc}", file=sys.stderr)  # noqa: T201 - before logging exists
         return 2
@@ -79,11 +67,11 @@ def main(argv: list[str] | None = None) -> int:
     queueing = Queueing(rt.redis, keys, lease_s=settings.lease_s, dedup_window_s=settings.dedup_window_s)
     expander = Expander(
         Inbox(rt.redis, keys, claim_idle_s=settings.lease_s),
-        rules,
+        rules_file.rules,
         queueing,
         Metrics(rt.redis, keys),
         consumer=args.name or f"{socket.gethostname()}:{os.getpid()}",
-        rules_tag=tag,
+        rules_tag=rules_file.tag,
     )
     dispatcher = Dispatcher(rt.lanes, queue, job_timeout_s=JOB_TIMEOUT_S, failure_ttl_s=FAILURE_TTL_S, alerter=alerter)
     if args.burst:

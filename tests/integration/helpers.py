@@ -14,11 +14,11 @@ from hublink.intake import IntakeReport
 from hublink.keys import Keys
 from hublink.metrics import Metrics
 from hublink.queueing import Queueing
+from hublink.rules_file import RulesFile
 from hublink.settings import Settings
 from tests.conftest import ADMIN_TOKEN, API_TOKEN
 from tests.integration.conftest import Sim
 from tests.support.processes import wait_for
-from worker.__main__ import load_worker_rules
 
 
 def assoc(
@@ -92,14 +92,14 @@ def make_expander(
     """A worker's expander on ``settings`` (its rules file, if any, and its Redis)."""
     redis = connect(settings.redis_url, timeout_s=5)
     keys = Keys(settings.redis_prefix)
-    rules, tag = load_worker_rules(settings.rules_file)
+    rules_file = RulesFile.read(settings.rules_file)
     return Expander(
         Inbox(redis, keys, claim_idle_s=settings.lease_s if claim_idle_s is None else claim_idle_s),
-        rules,
+        rules_file.rules,
         Queueing(redis, keys, lease_s=settings.lease_s, dedup_window_s=settings.dedup_window_s),
         Metrics(redis, keys),
         consumer=consumer,
-        rules_tag=tag,
+        rules_tag=rules_file.tag,
         reclaim_interval_s=reclaim_interval_s,
     )
 

@@ -8,6 +8,7 @@ cannot be expanded is set aside for inspection instead of blocking the inbox.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -51,11 +52,14 @@ def add_batch(inbox: Inbox, *event_ids: int) -> str:
 
 
 def test_an_entry_is_deleted_in_the_step_that_stores_its_work(
-    settings: Settings, inbox: Inbox, redis_client: redis_lib.Redis
+    settings: Settings, inbox: Inbox, redis_client: redis_lib.Redis, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """After expansion the entry is gone and its three associations are in their lane; nothing else pends."""
-    add_batch(inbox, 1, 2, 3)
-    [report] = make_expander(settings).step(block_ms=1)
+    """After expansion the entry is gone, its three associations are in their lane, and the log names the entry."""
+    entry_id = add_batch(inbox, 1, 2, 3)
+    with caplog.at_level(logging.INFO, logger="hublink.expander"):
+        [report] = make_expander(settings).step(block_ms=1)
+    [line] = [r for r in caplog.records if r.getMessage() == "inbox entry expanded"]
+    assert (line.entry, line.associations, line.duplicates) == (entry_id, 3, 0)  # type: ignore[attr-defined]
     assert report.associations == 3
     assert redis_client.zcard(LANE) == 3
     assert redis_client.xlen("hl:inbox") == 0
