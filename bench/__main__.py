@@ -270,10 +270,10 @@ def p2_batches(b: Bench, seconds: int) -> None:
 def enqueue_backlog(b: Bench, n: int) -> None:
     """Put n associations in one lane the way intake does (100 per round-trip)."""
     from hublink.domain.associations import AssociationRequest
-    from hublink.keys import Keys
-    from hublink.queueing import EventGroup, Queueing
+    from hublink.lanes import EventGroup, LaneStore
+    from hublink.store.keys import Keys
 
-    queueing = Queueing(b.client(), Keys(), lease_s=30, dedup_window_s=60)
+    queueing = LaneStore(b.client(), Keys(), lease_s=30, dedup_window_s=60)
     now = time.time()
     for start in range(0, n, 100):
         batch = [
@@ -381,10 +381,10 @@ def p5_rate_limit(b: Bench, seconds: int) -> None:
     requests.put(f"{b.sim_url}/_sim/config", json={"rate_limit": "100/10s"}, timeout=5)
     # Several lanes so that all four workers really compete for the one budget.
     from hublink.domain.associations import AssociationRequest
-    from hublink.keys import Keys
-    from hublink.queueing import EventGroup, Queueing
+    from hublink.lanes import EventGroup, LaneStore
+    from hublink.store.keys import Keys
 
-    queueing = Queueing(b.client(), Keys(), lease_s=30, dedup_window_s=60)
+    queueing = LaneStore(b.client(), Keys(), lease_s=30, dedup_window_s=60)
     total = 100 * (seconds // 10 + 2)
     items = [
         AssociationRequest.create(

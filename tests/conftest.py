@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from hublink.settings import Settings
+from hublink.config.settings import Settings
 
 ENV_PREFIXES = ("HUBLINK_", "HUBSPOT_", "REDIS_", "RQ_")
 

@@ -14,16 +14,16 @@ from flask import Flask, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from hublink import log as hublink_log
-from hublink.connections import connect
-from hublink.dead_letters import DeadLetterStore
+from hublink.config.rules_file import RulesFile
+from hublink.config.settings import Settings
 from hublink.domain.sources import Sources
-from hublink.inbox import Inbox
-from hublink.keys import Keys
-from hublink.metrics import Metrics
-from hublink.queueing import Queueing
-from hublink.rules_file import RulesFile
-from hublink.scripts import Scripts
-from hublink.settings import Settings
+from hublink.intake.inbox import Inbox
+from hublink.lanes import LaneStore
+from hublink.ops.dead_letters import DeadLetterStore
+from hublink.ops.metrics import Metrics
+from hublink.store.connections import connect
+from hublink.store.keys import Keys
+from hublink.store.scripts import Scripts
 from web import admin, api, cli, errors, health, metrics_view, responses, webhooks
 from web.container import Parts
 
@@ -56,7 +56,6 @@ def create_app(
         hublink_log.configure(settings.log_level, settings.secrets)
 
     rules_file, sources = load_rules(settings.rules_file, environ)
-    rules = rules_file.rules
 
     app = Flask(__name__)
     if settings.trust_proxy:
@@ -68,16 +67,15 @@ def create_app(
     keys = Keys(settings.redis_prefix)
     redis = connect(settings.redis_url, timeout_s=settings.redis_timeout_s)
     scripts = Scripts(redis)
-    queueing = Queueing(redis, keys, lease_s=settings.lease_s, dedup_window_s=settings.dedup_window_s, scripts=scripts)
+    # Replays from the dead-letter store go back into the lanes.
+    lanes = LaneStore(redis, keys, lease_s=settings.lease_s, dedup_window_s=settings.dedup_window_s, scripts=scripts)
     app.extensions["hublink"] = Parts(
         settings,
         redis,
         keys,
-        queueing,
         Inbox(redis, keys, claim_idle_s=settings.lease_s, rules_tag=rules_file.tag, scripts=scripts),
-        DeadLetterStore(redis, keys, queueing),
+        DeadLetterStore(redis, keys, lanes),
         Metrics(redis, keys),
-        rules,
         sources,
     )
 

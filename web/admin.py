@@ -3,7 +3,7 @@
 Server-rendered pages without JavaScript; the charts are inline SVG drawn by the templates. A signed
 session cookie (HttpOnly, SameSite=Lax) marks a logged-in operator. Every POST carries the session's CSRF
 token, and replay and purge always pass through a confirmation page that says what they will do. The data
-comes from :mod:`hublink.dashboard` and the DeadLetterStore; no Redis call is made here.
+comes from :mod:`hublink.ops.dashboard` and the DeadLetterStore; no Redis call is made here.
 """
 
 from __future__ import annotations
@@ -21,9 +21,10 @@ from flask import Blueprint, Flask, abort, current_app, flash, redirect, render_
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
-from hublink import dashboard
-from hublink.dead_letters import DeadLetterFilter, parse_time
 from hublink.domain.errors import StoreUnavailableError
+from hublink.domain.times import parse_time
+from hublink.ops import dashboard
+from hublink.ops.dead_letters import DeadLetterFilter
 from web.container import parts
 
 bp = Blueprint("admin", __name__, url_prefix="/admin", template_folder="templates", static_folder="static")

@@ -7,9 +7,10 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
-from hublink.dead_letters import MAX_LIST_LIMIT, DeadLetterFilter, parse_time
 from hublink.domain.associations import parse_api_items
-from hublink.queueing import new_association_id
+from hublink.domain.times import parse_time
+from hublink.lanes import new_association_id
+from hublink.ops.dead_letters import MAX_LIST_LIMIT, DeadLetterFilter
 from web.container import parts
 from web.errors import ApiError
 from web.requests_in import parse_json, read_body, require_bearer, require_json_type

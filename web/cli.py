@@ -11,7 +11,8 @@ from typing import Any
 import click
 from flask.cli import AppGroup
 
-from hublink.dead_letters import DeadLetterFilter, parse_time
+from hublink.domain.times import parse_time
+from hublink.ops.dead_letters import DeadLetterFilter
 from web.container import parts
 
 
@@ -243,7 +244,7 @@ def try_(path: str, source: str, event_path: str) -> None:
 
     from hublink.domain.events import parse_form, parse_hubspot_batch, parse_workflow
     from hublink.domain.lookups import LookupRequest, describe
-    from hublink.intake import plan
+    from hublink.intake.expansion import plan
 
     ruleset = _load_rules_or_exit(path)
     with open(event_path, "rb") as handle:

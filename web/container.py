@@ -7,14 +7,12 @@ from dataclasses import dataclass
 from flask import current_app
 from redis import Redis
 
-from hublink.dead_letters import DeadLetterStore
-from hublink.domain.rules import RuleSet
+from hublink.config.settings import Settings
 from hublink.domain.sources import Sources
-from hublink.inbox import Inbox
-from hublink.keys import Keys
-from hublink.metrics import Metrics
-from hublink.queueing import Queueing
-from hublink.settings import Settings
+from hublink.intake.inbox import Inbox
+from hublink.ops.dead_letters import DeadLetterStore
+from hublink.ops.metrics import Metrics
+from hublink.store.keys import Keys
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,11 +22,9 @@ class Parts:
     settings: Settings
     redis: Redis
     keys: Keys
-    queueing: Queueing
     inbox: Inbox
     dead_letters: DeadLetterStore
     metrics: Metrics
-    rules: RuleSet
     sources: Sources
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from flask import Blueprint, Response, jsonify, send_file
 
-from hublink.connections import UNAVAILABLE
+from hublink.store.connections import UNAVAILABLE
 from web.container import parts
 
 bp = Blueprint("health", __name__)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from flask import Blueprint, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from hublink.connections import store_errors
-from hublink.metrics_export import render
+from hublink.ops.prometheus import render
+from hublink.store.connections import store_errors
 from web.container import parts
 from web.requests_in import require_bearer
 

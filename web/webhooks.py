@@ -1,7 +1,7 @@
 """Blueprint: the signed webhook endpoints: HubSpot app webhooks, workflow webhooks and third-party forms.
 
 Each view: read the raw body once (bounded), verify the sender before parsing anything, validate every
-event, store them in the inbox with one XADD, answer 200. The rules run in the workers (``hublink.expander``),
+event, store them in the inbox with one XADD, answer 200. The rules run in the workers (``worker.loops.Expander``),
 so a request costs the same whatever the rules ask for. Every refusal is a precise 4xx (or 503 without
 Redis), and nothing refused reaches Redis.
 """

@@ -4,26 +4,29 @@
 
     HubLinkError
     ├── ConfigError                  start-up refused: names the environment variable or file
+    │   └── RulesError               the rules file is invalid: every problem, with its line
     ├── InvalidInputError            refused at intake: a 4xx for the sender, names the field
     │   └── InvalidSignatureError    reason: missing | unknown-version | stale | future | mismatch
     ├── StoreUnavailableError        Redis did not answer: intake says 503, a worker stops taking work
+    ├── TokenWaitTooLongError        the shared limiter asks for a longer wait than a worker may hold: park
     └── DeliveryError                carries status, category, sub_category, message, correlation_id
         ├── TransientError           retry with backoff
         │   ├── HubSpotTimeoutError  connect or read timeout
         │   ├── ConnectionFailedError  refused, reset, DNS
         │   ├── ServerError          5xx, 423, 477, 52x
-        │   └── FreshRecordError     404 / INVALID_OBJECT_IDS inside the fresh-record grace
+        │   └── TokenRefreshError    an OAuth refresh failed for a reason that may pass
         ├── RateLimitedError         retry at retry_after; policy SECONDLY | TEN_SECONDLY_ROLLING | DAILY
         └── PermanentError           not retried as is: dead-letter this association
             ├── AuthError            401
             ├── ForbiddenError       403, with missing_scopes
-            ├── NotFoundError        404
+            ├── NotFoundError        404 (and INVALID_OBJECT_IDS: retried inside the fresh-record grace)
             │   ├── LookupNoMatchError   a rule's search found nothing (retried inside the fresh-record grace)
             │   └── LookupNoValueError   the property a rule reads is empty
             ├── LookupAmbiguousError  a rule's search found several records and the rule says dead-letter
+            ├── UnknownPortalError   an association names a portal HubLink has no credentials for
             └── ValidationRejectedError  400, 409, 414 and other 4xx
 
-Callers branch on these types, never on message text. Exactly one place, ``hublink.hubspot``, turns
+Callers branch on these types, never on message text. Exactly one place, ``hublink.delivery.hubspot``, turns
 HTTP outcomes into :class:`DeliveryError` subclasses. No error ever carries a token: the client builds
 them from HubSpot's answer, which does not echo credentials, and the request URL, which holds none.
 """
@@ -166,8 +169,8 @@ class ServerError(TransientError):
         self.retry_after_s = retry_after_s
 
 
-class FreshRecordError(TransientError):
-    """A not-found or invalid-id answer for a record that may simply not be visible yet."""
+class TokenRefreshError(TransientError):
+    """An OAuth refresh failed for a reason that may pass (HubSpot down, another worker refreshing)."""
 
 
 class RateLimitedError(DeliveryError):
@@ -223,3 +226,20 @@ class LookupNoValueError(NotFoundError):
 
 class LookupAmbiguousError(PermanentError):
     """A rule's search found several records and the rule says to dead-letter rather than guess."""
+
+
+class UnknownPortalError(PermanentError):
+    """An association names a portal HubLink has no credentials for."""
+
+    def __init__(self, portal_id: str | None) -> None:
+        super().__init__(
+            HubSpotErrorDetail(category="UNKNOWN_PORTAL", message=f"no credentials configured for portal {portal_id}")
+        )
+
+
+class TokenWaitTooLongError(HubLinkError):
+    """The limiter asked for a wait too long to spend holding a worker; ``wait_ms`` says how long."""
+
+    def __init__(self, wait_ms: int) -> None:
+        super().__init__(f"rate limit: wait {wait_ms} ms")
+        self.wait_ms = wait_ms

@@ -488,16 +488,6 @@ class RuleSet:
             raise RulesError(builder.problems)
         return cls([r for r in rules if r is not None])
 
-    @classmethod
-    def from_file(cls, path: str) -> RuleSet:
-        """Load a rules file; raise ConfigError when it cannot be read, RulesError when it is invalid."""
-        try:
-            with open(path, encoding="utf-8") as handle:
-                text = handle.read()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{path}: cannot read the rules file: {exc}") from None
-        return cls.load(text, path)
-
     def rules_for(self, source: str) -> tuple[Rule, ...]:
         """The rules listening to ``source``, in file order."""
         found = self._by_source.get(source)

@@ -15,7 +15,7 @@ import pytest
 import redis as redis_lib
 import requests
 
-from hublink.settings import Settings
+from hublink.config.settings import Settings
 from tests.conftest import ADMIN_TOKEN, API_TOKEN, HUBSPOT_TOKEN
 from tests.support.processes import Process, RedisServer, free_port, port_open, python, wait_for
 

@@ -7,18 +7,18 @@ from typing import Any
 import redis as redis_lib
 import requests
 
-from hublink.connections import connect
-from hublink.expander import Expander
-from hublink.inbox import Inbox
-from hublink.intake import IntakeReport
-from hublink.keys import Keys
-from hublink.metrics import Metrics
-from hublink.queueing import Queueing
-from hublink.rules_file import RulesFile
-from hublink.settings import Settings
+from hublink.config.rules_file import RulesFile
+from hublink.config.settings import Settings
+from hublink.intake.expansion import Expansion, IntakeReport
+from hublink.intake.inbox import Inbox
+from hublink.lanes import LaneStore
+from hublink.ops.metrics import Metrics
+from hublink.store.connections import connect
+from hublink.store.keys import Keys
 from tests.conftest import ADMIN_TOKEN, API_TOKEN
 from tests.integration.conftest import Sim
 from tests.support.processes import wait_for
+from worker.loops import Expander
 
 
 def assoc(
@@ -93,13 +93,12 @@ def make_expander(
     redis = connect(settings.redis_url, timeout_s=5)
     keys = Keys(settings.redis_prefix)
     rules_file = RulesFile.read(settings.rules_file)
+    inbox = Inbox(redis, keys, claim_idle_s=settings.lease_s if claim_idle_s is None else claim_idle_s)
+    lanes = LaneStore(redis, keys, lease_s=settings.lease_s, dedup_window_s=settings.dedup_window_s)
     return Expander(
-        Inbox(redis, keys, claim_idle_s=settings.lease_s if claim_idle_s is None else claim_idle_s),
-        rules_file.rules,
-        Queueing(redis, keys, lease_s=settings.lease_s, dedup_window_s=settings.dedup_window_s),
-        Metrics(redis, keys),
+        inbox,
+        Expansion(inbox, rules_file.rules, lanes, Metrics(redis, keys), rules_tag=rules_file.tag),
         consumer=consumer,
-        rules_tag=rules_file.tag,
         reclaim_interval_s=reclaim_interval_s,
     )
 

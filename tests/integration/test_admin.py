@@ -14,15 +14,16 @@ import pytest
 import redis as redis_lib
 from flask.testing import FlaskClient
 
-from hublink.connections import text
-from hublink.dead_letters import iso
+from hublink.config.settings import Settings
+from hublink.delivery.rate_limit import RedisRateLimiter
 from hublink.domain.associations import AssociationRequest
 from hublink.domain.errors import RateHeaders
-from hublink.keys import Keys
+from hublink.domain.limits import RateLimit
+from hublink.domain.times import iso
 from hublink.lanes import Claimed, LaneStore, Outcome
-from hublink.metrics import Metrics
-from hublink.rate_limit import RedisRateLimiter
-from hublink.settings import RateLimit, Settings
+from hublink.ops.metrics import Metrics
+from hublink.store.connections import text
+from hublink.store.keys import Keys
 from tests.conftest import ADMIN_TOKEN, API_TOKEN
 from tests.integration.helpers import expand_all, make_expander
 from tests.support.processes import free_port

@@ -11,7 +11,7 @@ import redis as redis_lib
 from flask import Flask
 from flask.testing import FlaskClient
 
-from hublink.settings import Settings
+from hublink.config.settings import Settings
 from tests.conftest import API_TOKEN
 from tests.integration.helpers import expand_all, make_expander
 from web import create_app

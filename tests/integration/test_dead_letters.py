@@ -13,10 +13,10 @@ from click.testing import Result
 from flask import Flask
 from flask.testing import FlaskClient
 
+from hublink.config.settings import Settings
 from hublink.domain.associations import AssociationRequest
-from hublink.keys import Keys
 from hublink.lanes import Claimed, LaneStore, Outcome
-from hublink.settings import Settings
+from hublink.store.keys import Keys
 from tests.conftest import ADMIN_TOKEN
 from tests.integration.conftest import Sim, Stack
 from tests.integration.helpers import assoc, post_associations, wait_settled

@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 import redis as redis_lib
 
-from hublink.connections import connect
+from hublink.config.settings import Settings
 from hublink.domain.events import parse_hubspot_batch
-from hublink.inbox import MAX_DELIVERIES, Inbox, InboxEntry
-from hublink.keys import Keys
-from hublink.settings import Settings
+from hublink.intake.inbox import MAX_DELIVERIES, Inbox, InboxEntry
+from hublink.store.connections import connect
+from hublink.store.keys import Keys
 from tests.integration.helpers import make_expander
 from tests.integration.test_webhooks import RULES, hubspot_event
 from tests.support.processes import wait_for
@@ -56,7 +56,7 @@ def test_an_entry_is_deleted_in_the_step_that_stores_its_work(
 ) -> None:
     """After expansion the entry is gone, its three associations are in their lane, and the log names the entry."""
     entry_id = add_batch(inbox, 1, 2, 3)
-    with caplog.at_level(logging.INFO, logger="hublink.expander"):
+    with caplog.at_level(logging.INFO, logger="hublink.intake.expansion"):
         [report] = make_expander(settings).step(block_ms=1)
     [line] = [r for r in caplog.records if r.getMessage() == "inbox entry expanded"]
     assert (line.entry, line.associations, line.duplicates) == (entry_id, 3, 0)  # type: ignore[attr-defined]
@@ -77,7 +77,7 @@ def test_an_entry_whose_reader_died_is_taken_over_and_expanded_once(
     [report] = wait_for(lambda: b.step(block_ms=1), timeout=5, what="B to take the entry over")
     assert report.associations == 2
     assert redis_client.zcard(LANE) == 2
-    late = make_expander(settings, consumer="a").expand(read_by_a)  # A was only slow, and wakes up
+    late = make_expander(settings, consumer="a").expansion.expand(read_by_a)  # A was only slow, and wakes up
     assert late is not None
     assert late.already_expanded
     assert redis_client.zcard(LANE) == 2
@@ -107,7 +107,7 @@ def test_an_entry_that_keeps_failing_is_set_aside_after_its_last_delivery(
     inbox.ensure_group()
     [entry] = inbox.read("a", count=10, block_ms=1)
     worn = InboxEntry(entry_id, entry.kind, entry.body, entry.received_at, deliveries=MAX_DELIVERIES + 1)
-    assert make_expander(settings).expand(worn) is None
+    assert make_expander(settings).expansion.expand(worn) is None
     assert redis_client.zcard(LANE) == 0
     assert [f[b"entry"] for _, f in redis_client.xrange("hl:inbox:failed")] == [entry_id.encode()]
     assert redis_client.xlen("hl:inbox") == 0
@@ -173,7 +173,7 @@ def test_setting_aside_loses_to_a_slow_expander_that_finished(
     add_batch(inbox, 3)
     inbox.ensure_group()
     [entry] = inbox.read("a", count=10, block_ms=1)
-    assert make_expander(settings, consumer="a").expand(entry) is not None  # the slow one finishes first
+    assert make_expander(settings, consumer="a").expansion.expand(entry) is not None  # the slow one finishes first
     assert inbox.fail(entry, "taken over too often") is False
     assert redis_client.xlen("hl:inbox:failed") == 0
     assert redis_client.zcard(LANE) == 1
@@ -210,6 +210,6 @@ def test_reading_ones_own_entries_again_counts_as_a_delivery(
     counts = [inbox.read("w-1", count=10, block_ms=0, own_pending=True)[0].deliveries for _ in range(MAX_DELIVERIES)]
     assert counts == list(range(2, MAX_DELIVERIES + 2))
     [worn] = inbox.read("w-1", count=10, block_ms=0, own_pending=True)
-    assert make_expander(settings, consumer="w-1").expand(worn) is None
+    assert make_expander(settings, consumer="w-1").expansion.expand(worn) is None
     assert redis_client.xlen("hl:inbox:failed") == 1
     assert redis_client.zcard(LANE) == 0

@@ -12,7 +12,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from hublink.settings import Settings
+from hublink.config.settings import Settings
 from tests.conftest import ADMIN_TOKEN, API_TOKEN, HUBSPOT_TOKEN
 from tests.integration.conftest import Stack
 from tests.support.processes import RedisServer

@@ -19,7 +19,7 @@ import redis as redis_lib
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from hublink.settings import RateLimit
+from hublink.domain.limits import RateLimit
 from tests.conftest import ADMIN_TOKEN, API_TOKEN, HUBSPOT_TOKEN
 from tests.integration.conftest import Sim, Stack
 from tests.integration.helpers import assoc, dead_letter_ids, post_associations, wait_settled

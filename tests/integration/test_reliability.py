@@ -14,7 +14,7 @@ import pytest
 import redis as redis_lib
 import requests
 
-from hublink.settings import RateLimit
+from hublink.domain.limits import RateLimit
 from tests.integration.conftest import Sim, Stack
 from tests.integration.helpers import (
     assert_exact_end_state,

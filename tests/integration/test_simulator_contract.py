@@ -16,7 +16,7 @@ import requests
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 
-from hublink.hubspot import HubSpotClient
+from hublink.delivery.hubspot import HubSpotClient
 from tests.conftest import HUBSPOT_TOKEN
 from tests.integration.conftest import Sim
 

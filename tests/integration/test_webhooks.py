@@ -19,9 +19,9 @@ import redis as redis_lib
 from flask import Flask
 from flask.testing import FlaskClient
 
+from hublink.config.settings import Settings
 from hublink.domain import signatures
-from hublink.intake import IntakeReport
-from hublink.settings import Settings
+from hublink.intake.expansion import IntakeReport
 from tests.integration.conftest import Sim, Stack
 from tests.integration.helpers import expand_all, make_expander, wait_settled
 from tests.support.processes import wait_for

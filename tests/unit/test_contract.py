@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from hublink.settings import ENVIRONMENT_VARIABLES
+from hublink.config.settings import ENVIRONMENT_VARIABLES
 
 REPO = Path(__file__).resolve().parents[2]
 #: Read by the process model rather than Settings.

@@ -14,6 +14,7 @@ import requests
 import responses
 from hypothesis import example, given
 
+from hublink.delivery.hubspot import HubSpotClient, error_for_entry, parse_rate_headers, parse_retry_after
 from hublink.domain.errors import (
     AuthError,
     ConnectionFailedError,
@@ -27,7 +28,6 @@ from hublink.domain.errors import (
     TransientError,
     ValidationRejectedError,
 )
-from hublink.hubspot import HubSpotClient, error_for_entry, parse_rate_headers, parse_retry_after
 from tests.unit.strategies import association_answer_bodies
 
 BASE = "https://api.hubapi.test"

@@ -8,7 +8,7 @@ import pytest
 
 from hublink.domain.errors import InvalidInputError
 from hublink.domain.events import parse_workflow
-from hublink.inbox import KIND_ASSOCIATIONS, KIND_EVENTS, KIND_HUBSPOT, InboxEntry
+from hublink.intake.inbox import KIND_ASSOCIATIONS, KIND_EVENTS, KIND_HUBSPOT, InboxEntry
 
 
 def entry(kind: str, body: bytes) -> InboxEntry:

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from hublink.delivery.hubspot import error_for_entry, error_for_status
 from hublink.domain import retry_policy as rp
 from hublink.domain.errors import (
     AuthError,
@@ -24,7 +25,6 @@ from hublink.domain.errors import (
     TransientError,
     ValidationRejectedError,
 )
-from hublink.hubspot import error_for_entry, error_for_status
 from tests.unit.strategies import attempt_numbers, backoff_knobs, seeds
 
 #: The documented defaults (README "Configuration"), spelled out so a changed default fails here.

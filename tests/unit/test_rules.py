@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -369,25 +368,6 @@ rules:
         for rules in (RuleSet.load("rules: []\n"), RuleSet.empty()):
             assert rules.rules == ()
             assert evaluate(rules, {"objectId": 1}) == Evaluation((), (), ())
-
-    def test_from_file_reads_and_names_the_file(self, tmp_path: Path) -> None:
-        """from_file loads a file, and problems carry its path."""
-        path = tmp_path / "rules.yaml"
-        path.write_text(DEAL_WORKFLOW)
-        assert RuleSet.from_file(str(path)).rules[0].name == "deal-to-contact-and-company"
-        path.write_text(DEAL_WORKFLOW.replace("contacts", "contactz"))
-        with pytest.raises(RulesError) as info:
-            RuleSet.from_file(str(path))
-        assert info.value.problems[0].startswith(f"{path}:6: rule 'deal-to-contact-and-company': ")
-
-    @pytest.mark.parametrize("content", [None, b"rules: [\xff]\n"])
-    def test_unreadable_file_is_a_config_error(self, tmp_path: Path, content: bytes | None) -> None:
-        """A missing or non-UTF-8 file is a ConfigError naming the path."""
-        path = tmp_path / "rules.yaml"
-        if content is not None:
-            path.write_bytes(content)
-        with pytest.raises(ConfigError, match=r"rules\.yaml: cannot read"):
-            RuleSet.from_file(str(path))
 
     def test_describe_summarises_each_rule(self) -> None:
         """describe() gives name, source, line, when and one line per association, for the CLI."""

@@ -8,8 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from hublink.config.settings import ENVIRONMENT_VARIABLES, Settings
 from hublink.domain.errors import ConfigError
-from hublink.settings import ENVIRONMENT_VARIABLES, RateLimit, Settings
+from hublink.domain.limits import RateLimit
 
 #: The README's configuration table: each variable's documented default, as the field it sets.
 DOCUMENTED_DEFAULTS: dict[str, object] = {

@@ -6,16 +6,14 @@ answers 503 (never a 2xx), while a worker stops taking work until Redis is back.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any
 
 import redis
 from redis import Redis
 
 from hublink.domain.errors import StoreUnavailableError
-
-T = TypeVar("T")
 
 #: The errors that mean "Redis did not answer": network trouble, timeouts, a server still loading.
 UNAVAILABLE = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
@@ -48,9 +46,3 @@ def store_errors() -> Iterator[None]:
         yield
     except UNAVAILABLE as exc:
         raise StoreUnavailableError(f"Redis did not answer: {type(exc).__name__}") from exc
-
-
-def guarded(fn: Callable[[], T]) -> T:
-    """Call ``fn`` with Redis failures typed as :class:`StoreUnavailableError`."""
-    with store_errors():
-        return fn()

@@ -1,10 +1,10 @@
-"""Metrics: counters kept in Redis so that every web and worker process on every machine adds to one set.
+"""Counters: the catalogue of HubLink's metrics and the increments that ride along in the Lua scripts.
 
 A metric is a Redis hash ``m:<name>`` whose fields are label sets (``source=hubspot,outcome=accepted``) and
-whose values are counts. Increments ride along in the Lua scripts that do the work (enqueue.lua,
-settle.lua), so a count is exact and atomic with what it counts, and costs no extra round-trip. Histograms
-are counters per bucket. ``/metrics`` reads the hashes and renders them with prometheus-client
-(``hublink.metrics_export``); gauges (queue depth, oldest pending age, dead letters) are read at scrape time.
+whose values are counts. Increments (:data:`Op`) ride along in the Lua scripts that do the work
+(enqueue.lua, settle.lua), so a count is exact and atomic with what it counts, and costs no extra
+round-trip; :meth:`Counters.apply` writes the few that no script carries. Histograms are counters per
+bucket. Reading them is ``hublink.ops.metrics``'s business.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 from redis import Redis
 
-from hublink.connections import store_errors, text
-from hublink.keys import Keys
+from hublink.store.connections import store_errors
+from hublink.store.keys import Keys
 
 #: Bucket bounds (seconds) of the end-to-end latency histogram: intake's 202 to HubSpot's 200.
 LATENCY_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0)
@@ -61,7 +61,7 @@ def label_field(labels: Mapping[str, object]) -> str:
     return ",".join(f"{k}={str(v).replace(',', ';').replace('=', ':')}" for k, v in labels.items())
 
 
-class Metrics:
+class Counters:
     """Builds increments (for the Lua scripts) and applies stray ones (outside them)."""
 
     def __init__(self, redis: Redis, keys: Keys) -> None:
@@ -94,22 +94,6 @@ class Metrics:
             raise ValueError(f"series field: expected one of {SERIES_FIELDS}, got {field!r}")
         return (self._keys.series(int(at_s // 60)), field, n, SERIES_TTL_S)
 
-    def series(self, now_s: float, minutes: int = 60) -> list[dict[str, int]]:
-        """The last ``minutes`` minutes, oldest first: ``{"minute": epoch minute, field: count, ...}``."""
-        current = int(now_s // 60)
-        wanted = list(range(current - minutes + 1, current + 1))
-        with store_errors():
-            pipe = self._redis.pipeline(transaction=False)
-            for minute in wanted:
-                pipe.hgetall(self._keys.series(minute))
-            rows = pipe.execute()
-        out = []
-        for minute, row in zip(wanted, rows, strict=True):
-            entry = {"minute": minute, **{f: 0 for f in SERIES_FIELDS}}
-            entry.update({text(k): int(v) for k, v in row.items()})
-            out.append(entry)
-        return out
-
     def apply(self, ops: Iterable[Op]) -> None:
         """Apply increments now (one pipeline); for counts that no Lua script carries."""
         ops = list(ops)
@@ -122,9 +106,3 @@ class Metrics:
                 if ttl:
                     pipe.expire(key, ttl)
             pipe.execute()
-
-    def read(self, name: str) -> dict[str, int]:
-        """Every label set of one metric with its count."""
-        with store_errors():
-            raw = self._redis.hgetall(self._keys.metric(name))
-        return {text(k): int(v) for k, v in raw.items()}

@@ -7,36 +7,16 @@ Nothing else in HubLink reads ``os.environ``.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Literal, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from hublink.domain.errors import ConfigError
+from hublink.domain.limits import RateLimit
 
 T = TypeVar("T")
 Role = Literal["web", "worker"]
-
-
-@dataclass(frozen=True, slots=True)
-class RateLimit:
-    """A request budget: ``requests`` per ``window_s`` seconds."""
-
-    requests: int
-    window_s: float
-
-    @classmethod
-    def parse(cls, text: str) -> RateLimit:
-        """Parse ``100/10s``, ``5/1s`` or ``190/10000ms``; raise ValueError otherwise."""
-        match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)\s*(ms|s)\s*", text)
-        if not match or int(match.group(1)) < 1 or float(match.group(2)) <= 0:
-            raise ValueError(f"expected N/<window>s, e.g. 100/10s, got {text!r}")
-        window = float(match.group(2)) / (1000 if match.group(3) == "ms" else 1)
-        return cls(int(match.group(1)), window)
-
-    def __str__(self) -> str:
-        return f"{self.requests}/{self.window_s:g}s"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -158,11 +138,6 @@ class Settings:
         if password:
             found += [password, unquote(password)]
         return tuple(found)
-
-    @property
-    def effective_rate_limit(self) -> int:
-        """Requests per window HubLink allows itself: the configured limit less the safety margin."""
-        return max(1, int(self.hubspot_rate_limit.requests * (1 - self.rate_limit_margin)))
 
 
 def _bool(text: str) -> bool:

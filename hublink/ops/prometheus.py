@@ -15,9 +15,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 from redis import Redis
 
-from hublink.connections import text
-from hublink.keys import Keys
-from hublink.metrics import COUNTERS, LATENCY, LATENCY_BUCKETS_S, Metrics
+from hublink.ops.metrics import COUNTERS, LATENCY, LATENCY_BUCKETS_S, Metrics
+from hublink.store.connections import text
+from hublink.store.keys import Keys
 
 PREFIX = "hublink_"
 

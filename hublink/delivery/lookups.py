@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from redis import Redis
 
-from hublink.connections import store_errors
+from hublink.delivery.hubspot import HubSpotClient
 from hublink.domain.associations import AssociationRequest
 from hublink.domain.errors import (
     HubSpotErrorDetail,
@@ -25,19 +25,11 @@ from hublink.domain.errors import (
     LookupNoMatchError,
     LookupNoValueError,
 )
+from hublink.domain.limits import RateLimit
 from hublink.domain.lookups import LookupRequest, describe
 from hublink.domain.rules import Fixed, PropertyLookup, SearchLookup, Side
-from hublink.hubspot import HubSpotClient
-from hublink.keys import Keys
-from hublink.settings import RateLimit
-
-
-class TokenWaitTooLongError(Exception):
-    """The limiter asked for a wait too long to spend holding a worker; ``wait_ms`` says how long."""
-
-    def __init__(self, wait_ms: int) -> None:
-        super().__init__(f"rate limit: wait {wait_ms} ms")
-        self.wait_ms = wait_ms
+from hublink.store.connections import store_errors
+from hublink.store.keys import Keys
 
 
 @dataclass(frozen=True, slots=True)

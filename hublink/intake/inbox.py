@@ -3,14 +3,14 @@
 Every request that brings work ends here: webhooks (signature verified, events validated) and the direct
 API (associations validated); bad input never gets in. One XADD stores the request and the sender gets
 its 2xx: the cost of a request does not grow with the rules or with the associations they ask for.
-Every worker runs an expander thread (``hublink.expander``) that reads entries with XREADGROUP, runs the
+Every worker runs an expander thread (``worker.loops.Expander``) that reads entries with XREADGROUP, runs the
 rules, and stores the associations with ``enqueue.lua``, which acknowledges and deletes the entry in the
 same atomic step. So an entry is expanded exactly once, or it is still in the stream: an entry read by a
 worker that died stays pending, and after ``claim_idle_s`` any expander takes it over (XAUTOCLAIM). An
 entry that cannot be expanded at all (it no longer parses, or expanding it failed ``MAX_DELIVERIES``
 times) moves to ``inbox:failed`` for inspection, with the reason, and is logged.
 
-Keys owned here (see ``hublink.keys``): ``inbox`` and ``inbox:failed``.
+Keys owned here (see ``hublink.store.keys``): ``inbox`` and ``inbox:failed``.
 """
 
 from __future__ import annotations
@@ -25,12 +25,12 @@ import orjson
 from redis import Redis
 from redis.exceptions import ResponseError
 
-from hublink.connections import store_errors, text
 from hublink.domain.associations import AssociationRequest
 from hublink.domain.errors import InvalidInputError
 from hublink.domain.events import CrmEvent, parse_hubspot_batch
-from hublink.keys import Keys
-from hublink.scripts import Scripts
+from hublink.store.connections import store_errors, text
+from hublink.store.keys import Keys
+from hublink.store.scripts import Scripts
 
 log = logging.getLogger("hublink.inbox")
 

@@ -1,4 +1,4 @@
-"""The Lua scripts in ``hublink/lua/``, registered once per Redis connection.
+"""The Lua scripts in ``hublink/store/lua/``, registered once per Redis connection.
 
 Each script file starts with its KEYS/ARGV header and the atomic guarantee it gives. redis-py's
 ``Script`` sends EVALSHA and falls back to loading the script after a restart (NOSCRIPT).
@@ -17,7 +17,7 @@ SCRIPT_NAMES = ("enqueue", "claim", "settle", "finish", "sweep", "rate_limit", "
 
 
 def _source(name: str) -> str:
-    return (resources.files("hublink") / "lua" / f"{name}.lua").read_text(encoding="utf-8")
+    return (resources.files("hublink.store") / "lua" / f"{name}.lua").read_text(encoding="utf-8")
 
 
 class Scripts:

@@ -1,6 +1,6 @@
 """Intake: turn verified events into work with the rules, and store it all in one round-trip.
 
-The workers' expanders run it on each inbox entry (``hublink.inbox``); the web process only stores the
+The workers' expanders run it on each inbox entry (``hublink.intake.inbox``); the web process only stores the
 entries. Rules are evaluated here (cheap, in memory); lookups are not run here but planned, to run in a
 drain. An event no rule matches is acknowledged and counted; a rule that
 matches but cannot be applied to an odd payload is counted and logged as a problem: neither is retried by
@@ -18,10 +18,11 @@ from hublink.domain.errors import InvalidInputError
 from hublink.domain.events import CrmEvent
 from hublink.domain.lookups import LookupRequest, Work
 from hublink.domain.rules import Fixed, RuleSet
-from hublink.metrics import Metrics, Op
-from hublink.queueing import EventGroup, Queueing
+from hublink.intake.inbox import KIND_ASSOCIATIONS, MAX_DELIVERIES, Inbox, InboxEntry
+from hublink.lanes import EventGroup, LaneStore, PendingItem
+from hublink.store.counters import Counters, Op
 
-log = logging.getLogger("hublink.intake")
+log = logging.getLogger("hublink.intake.expansion")
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,8 +103,8 @@ def plan(event: CrmEvent, rules: RuleSet, received_at: float) -> tuple[list[Work
 def accept(
     events: Sequence[CrmEvent],
     rules: RuleSet,
-    queueing: Queueing,
-    metrics: Metrics,
+    queueing: LaneStore,
+    metrics: Counters,
     received_at: float,
     *,
     ack: Sequence[str] | None = None,
@@ -162,3 +163,93 @@ def accept(
     return IntakeReport(
         len(events), result.duplicates if result else 0, unmatched, associations, lookups, tuple(problems)
     )
+
+
+class NoRulesError(Exception):
+    """An entry this worker must not expand (it has no rules); another worker may, after the claim time."""
+
+
+class Expansion:
+    """Expands one inbox entry at a time: rules → work, stored with the entry's acknowledgement."""
+
+    def __init__(
+        self, inbox: Inbox, rules: RuleSet, lanes: LaneStore, metrics: Counters, *, rules_tag: str = ""
+    ) -> None:
+        self._inbox = inbox
+        self._rules = rules
+        self._queueing = lanes
+        self._metrics = metrics
+        self._rules_tag = rules_tag
+        self._tags_warned: set[str] = set()
+
+    def expand(self, entry: InboxEntry) -> IntakeReport | None:
+        """Expand one entry, or set it aside when it cannot be (None); raises StoreUnavailableError.
+
+        An entry of events accepted under rules, read by a worker without any, is left in the inbox.
+        """
+        if entry.deliveries > MAX_DELIVERIES:
+            self._set_aside(entry, f"expansion failed {entry.deliveries - 1} times; see the worker logs")
+            return None
+        if entry.kind != KIND_ASSOCIATIONS and not self._rules_match(entry):
+            raise NoRulesError(entry.entry_id)
+        try:
+            if entry.kind == KIND_ASSOCIATIONS:
+                return self._store_associations(entry)
+            events = entry.events()
+        except InvalidInputError as exc:
+            self._set_aside(entry, f"cannot be read: {exc.message}")
+            return None
+        report = accept(
+            events,
+            self._rules,
+            self._queueing,
+            self._metrics,
+            entry.received_at,
+            ack=self._inbox.ack_target(entry.entry_id),
+        )
+        if report.already_expanded:
+            log.info("inbox entry was already expanded by another worker", extra={"entry": entry.entry_id})
+        else:
+            # The webhook answered with this entry id: here is what became of its events.
+            log.info("inbox entry expanded", extra={"entry": entry.entry_id, **report.as_dict()})
+        return report
+
+    def _rules_match(self, entry: InboxEntry) -> bool:
+        """False (the entry stays pending) when the web had rules and this worker has none: never drop events."""
+        if entry.rules_tag == self._rules_tag:
+            return True
+        if not self._rules_tag:
+            # Acknowledging would store every event as unmatched and seen: the web's resends would be lost too.
+            log.error(
+                "this worker has no rules file (HUBLINK_RULES_FILE) but the web accepted the entry under rules; "
+                "left in the inbox for a worker that has them",
+                extra={"entry": entry.entry_id, "rules": entry.rules_tag},
+            )
+            return False
+        if entry.rules_tag not in self._tags_warned:
+            # A rolling change of the rules file: expand with this worker's rules, and say so once.
+            self._tags_warned.add(entry.rules_tag)
+            log.warning(
+                "the web accepted this entry under other rules; expanding with this worker's",
+                extra={"entry": entry.entry_id, "rules": entry.rules_tag, "worker_rules": self._rules_tag},
+            )
+        return True
+
+    def _store_associations(self, entry: InboxEntry) -> IntakeReport:
+        """Direct-API associations: no rules, no dedup; stored under the ids the caller was given."""
+        first_seen_ms = int(entry.received_at * 1000) or None  # accepted then, not when expanded
+        items = [
+            PendingItem(request, association_id=association_id, first_seen_ms=first_seen_ms)
+            for association_id, request in entry.associations()
+        ]
+        result = self._queueing.enqueue_items(
+            [(None, items)],
+            [self._metrics.op("associations_enqueued", len(items), source="api", kind="association")],
+            ack=self._inbox.ack_target(entry.entry_id),
+        )
+        stored = 0 if result.already_expanded else len(items)
+        return IntakeReport(len(items), 0, 0, stored, 0, (), already_expanded=result.already_expanded)
+
+    def _set_aside(self, entry: InboxEntry, reason: str) -> None:
+        if self._inbox.fail(entry, reason):
+            self._metrics.apply([self._metrics.op("inbox_set_aside", kind=entry.kind or "unknown")])

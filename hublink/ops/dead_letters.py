@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,34 +21,15 @@ from typing import Any
 
 from redis import Redis
 
-from hublink.connections import store_errors, text
 from hublink.domain.lookups import work_from_record
-from hublink.keys import Keys
-from hublink.queueing import PendingItem, Queueing
+from hublink.domain.times import iso
+from hublink.lanes import LaneStore, PendingItem
+from hublink.store.connections import store_errors, text
+from hublink.store.keys import Keys
 
 MAX_LIST_LIMIT = 1000
 DEFAULT_LIST_LIMIT = 100
 CHUNK = 500
-
-
-def iso(ms: int | float) -> str:
-    """Epoch milliseconds as ISO-8601 UTC."""
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def parse_time(text: str) -> float:
-    """Parse epoch seconds (``1764331200`` or ``1764331200.5``) or an ISO-8601 date-time into epoch ms.
-
-    Raises ValueError for anything else (exponents, bare dates, junk).
-    """
-    if re.fullmatch(r"[0-9]{1,12}(\.[0-9]{1,6})?", text):
-        return float(text) * 1000
-    if "T" not in text:
-        raise ValueError(f"expected epoch seconds or an ISO-8601 date-time, got {text[:40]!r}")
-    when = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return when.timestamp() * 1000
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -87,7 +67,7 @@ def _decode_cursor(cursor: str) -> tuple[float, str]:
 class DeadLetterStore:
     """Read, replay and purge dead letters (they are written by ``LaneStore.settle``)."""
 
-    def __init__(self, redis: Redis, keys: Keys, queueing: Queueing) -> None:
+    def __init__(self, redis: Redis, keys: Keys, queueing: LaneStore) -> None:
         self._redis = redis
         self._keys = keys
         self._queueing = queueing

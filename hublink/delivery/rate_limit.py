@@ -15,12 +15,12 @@ from typing import Protocol
 
 from redis import Redis
 
-from hublink.connections import store_errors
 from hublink.domain.errors import RateHeaders
-from hublink.keys import Keys
-from hublink.lanes import now_ms
-from hublink.scripts import Scripts
-from hublink.settings import RateLimit
+from hublink.domain.limits import RateLimit
+from hublink.store.clock import now_ms
+from hublink.store.connections import store_errors
+from hublink.store.keys import Keys
+from hublink.store.scripts import Scripts
 
 
 class Limiter(Protocol):
@@ -40,7 +40,7 @@ class Limiter(Protocol):
 
 
 class RedisRateLimiter:
-    """A sliding-log limiter in Redis; see ``hublink/lua/rate_limit.lua`` for why a sliding log."""
+    """A sliding-log limiter in Redis; see ``hublink/store/lua/rate_limit.lua`` for why a sliding log."""
 
     def __init__(self, redis: Redis, keys: Keys, *, margin: float, scripts: Scripts | None = None) -> None:
         self._redis = redis

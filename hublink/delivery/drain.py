@@ -16,19 +16,26 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from hublink.credentials import Credential, CredentialProvider
-from hublink.dead_letters import iso
+from hublink.delivery.credentials import Credential, CredentialProvider
+from hublink.delivery.hubspot import CallResult, HubSpotClient
+from hublink.delivery.lookups import LookupResolver
+from hublink.delivery.rate_limit import Limiter
 from hublink.domain import retry_policy
 from hublink.domain.associations import AssociationRequest, split_lane
-from hublink.domain.errors import AuthError, DeliveryError, HubSpotErrorDetail, RateLimitedError, TransientError
+from hublink.domain.errors import (
+    AuthError,
+    DeliveryError,
+    HubSpotErrorDetail,
+    RateLimitedError,
+    TokenWaitTooLongError,
+    TransientError,
+)
+from hublink.domain.limits import RateLimit
 from hublink.domain.lookups import LookupRequest, describe, is_lookup_lane
-from hublink.hubspot import CallResult, HubSpotClient
-from hublink.lanes import Claimed, LaneStore, Outcome, now_ms
-from hublink.lookup_resolver import LookupResolver, TokenWaitTooLongError
-from hublink.metrics import Metrics, Op
-from hublink.queueing import EventGroup, Queueing
-from hublink.rate_limit import Limiter
-from hublink.settings import RateLimit
+from hublink.domain.times import iso
+from hublink.lanes import Claimed, EventGroup, LaneStore, Outcome
+from hublink.store.clock import now_ms
+from hublink.store.counters import Counters, Op
 
 log = logging.getLogger("hublink.drain")
 
@@ -86,20 +93,18 @@ class LaneDrainer:
         limiter: Limiter,
         client: HubSpotClient,
         credentials: CredentialProvider,
-        queueing: Queueing,
         resolver: LookupResolver,
         policy: retry_policy.RetryPolicy,
         settings: DrainSettings,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
-        metrics: Metrics | None = None,
+        metrics: Counters | None = None,
     ) -> None:
         self._lanes = lanes
         self._limiter = limiter
         self._client = client
         self._credentials = credentials
-        self._queueing = queueing
         self._resolver = resolver
         self._policy = policy
         self._settings = settings
@@ -194,7 +199,7 @@ class LaneDrainer:
             results.append((item, None))
         # Enqueue before settling: a crash in between repeats a lookup (harmless), never loses one.
         if resolved:
-            self._queueing.enqueue([EventGroup(resolved)])
+            self._lanes.enqueue([EventGroup(resolved)])
         self._settle(lane, report, results)
         return park_until
 

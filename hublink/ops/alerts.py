@@ -19,9 +19,9 @@ from typing import Protocol
 import requests
 from redis import Redis
 
-from hublink.connections import store_errors
-from hublink.keys import Keys
-from hublink.metrics import Metrics
+from hublink.ops.metrics import Metrics
+from hublink.store.connections import store_errors
+from hublink.store.keys import Keys
 
 log = logging.getLogger("hublink.alerts")
 

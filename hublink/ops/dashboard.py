@@ -13,10 +13,10 @@ from typing import Any
 
 from redis import Redis
 
-from hublink.connections import store_errors, text
-from hublink.dead_letters import DeadLetterFilter, DeadLetterStore
-from hublink.keys import Keys
-from hublink.metrics import Metrics
+from hublink.ops.dead_letters import DeadLetterFilter, DeadLetterStore
+from hublink.ops.metrics import Metrics
+from hublink.store.connections import store_errors, text
+from hublink.store.keys import Keys
 
 #: Lanes listed on the overview, deepest first; the rest are counted (there is one lane per portal and
 #: object-type pair, so a busy account can have hundreds).

@@ -1,0 +1,74 @@
+"""The portals file (``HUBLINK_PORTALS_FILE``): which credentials and budget serve each HubSpot portal.
+
+Parsed once at start-up; secrets are named by environment variable (``token_env``, ``client_secret_env``,
+``refresh_token_env``) or given inline, and kept out of ``repr``. How the credentials are used (token
+cache, OAuth refresh) is ``hublink.delivery.credentials``'s business.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import yaml
+
+from hublink.domain.errors import ConfigError
+from hublink.domain.limits import RateLimit
+from hublink.domain.sources import secret_from
+
+
+@dataclass(frozen=True, slots=True)
+class OAuthApp:
+    """An OAuth app installed in one portal."""
+
+    client_id: str
+    client_secret: str = field(repr=False)
+    refresh_token: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class PortalEntry:
+    """One portal of the portals file."""
+
+    portal_id: str
+    token: str | None = field(default=None, repr=False)
+    oauth: OAuthApp | None = None
+    rate_limit: RateLimit | None = None
+
+
+def load_portals(text: str, environ: Mapping[str, str], filename: str) -> dict[str, PortalEntry]:
+    """Parse the portals file; raise ConfigError naming the file, the portal and the field."""
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{filename}: not valid YAML: {exc}") from None
+    portals = doc.get("portals") if isinstance(doc, dict) else None
+    if not isinstance(portals, dict) or not portals:
+        raise ConfigError(f"{filename}: expected a 'portals' mapping of portal id to credentials")
+    entries: dict[str, PortalEntry] = {}
+    for raw_id, conf in portals.items():
+        portal_id = str(raw_id)
+        where = f"{filename}: portals.{portal_id}"
+        if not portal_id.isdigit() or not isinstance(conf, dict):
+            raise ConfigError(f"{where}: expected a numeric portal id mapped to token or oauth settings")
+        rate_limit = None
+        if conf.get("rate_limit") is not None:
+            try:
+                rate_limit = RateLimit.parse(str(conf["rate_limit"]))
+            except ValueError as exc:
+                raise ConfigError(f"{where}: rate_limit: {exc}") from None
+        if "oauth" in conf:
+            oauth = conf["oauth"]
+            if not isinstance(oauth, dict) or not isinstance(oauth.get("client_id"), str):
+                raise ConfigError(f"{where}: oauth: needs client_id, client_secret(_env), refresh_token(_env)")
+            app = OAuthApp(
+                oauth["client_id"],
+                secret_from(oauth, "client_secret", environ, f"{where}.oauth"),
+                secret_from(oauth, "refresh_token", environ, f"{where}.oauth"),
+            )
+            entries[portal_id] = PortalEntry(portal_id, oauth=app, rate_limit=rate_limit)
+        else:
+            entries[portal_id] = PortalEntry(
+                portal_id, token=secret_from(conf, "token", environ, where), rate_limit=rate_limit
+            )
+    return entries
