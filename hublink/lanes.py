@@ -21,13 +21,15 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal, Protocol
 
 import orjson
 from redis import Redis
 
+from hublink.domain.dead_letter import DeadLetter
 from hublink.domain.lookups import Work, work_from_record
 from hublink.store.clock import now_ms
 from hublink.store.connections import store_errors, text
@@ -105,7 +107,7 @@ class Outcome:
     item: Claimed
     kind: Literal["done", "retry", "dead"]
     due_ms: int = 0
-    dead_letter: dict[str, Any] | None = None
+    dead_letter: DeadLetter | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +117,28 @@ class SweepReport:
     reclaimed: int
     woken: int
     next_due_ms: int | None
+
+
+class Lanes(Protocol):
+    """What a drain needs of the lanes: :class:`LaneStore` in Redis, :class:`MemoryLanes` in unit tests."""
+
+    def enqueue(
+        self, groups: Sequence[EventGroup], counters: Sequence[Op] = (), *, ack: Sequence[str] | None = None
+    ) -> EnqueueResult:
+        """Store every group (skipping already-seen ones); the ids per group."""
+        ...
+
+    def claim(self, lane: str, limit: int, *, window_ms: int = 0) -> Claim:
+        """Lease up to ``limit`` due associations of ``lane``."""
+        ...
+
+    def settle(self, lane: str, outcomes: Sequence[Outcome], counters: Sequence[Op] = ()) -> int:
+        """Apply outcomes atomically; return how many still existed to be applied."""
+        ...
+
+    def finish(self, lane: str, *, park_until_ms: int = 0) -> str:
+        """Leave ``lane``: parked, idle, handed-on or scheduled."""
+        ...
 
 
 class LaneStore:
@@ -261,7 +285,7 @@ class LaneStore:
                     "due": o.due_ms,
                     "attempts": o.item.attempts,
                     "hist": json.dumps(o.item.history, separators=(",", ":")),
-                    "dl": json.dumps(o.dead_letter, separators=(",", ":")) if o.dead_letter else False,
+                    "dl": json.dumps(o.dead_letter.to_wire(), separators=(",", ":")) if o.dead_letter else False,
                 }
                 for o in outcomes
             ],
@@ -353,3 +377,100 @@ class _Arguments:
         if number is None:
             number = self.lanes[lane] = len(self.lanes) + 1
         self.flat += (association_id, number, orjson.dumps(request.as_record()), first_seen, replay)
+
+
+class MemoryLanes:
+    """The lanes in process memory, with the Lua scripts' semantics: the unit tests' twin of LaneStore.
+
+    ``clock`` gives epoch seconds (a fake clock in tests). Dead letters and counters are kept in plain
+    attributes for assertions: ``dead_letters`` by id, ``counters`` as applied increments.
+    """
+
+    def __init__(self, *, lease_s: float = 30.0, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._lease_ms = int(lease_s * 1000)
+        #: association id -> (lane, record, attempts, history, first_seen_ms, replays)
+        self.records: dict[str, Claimed] = {}
+        self.lane_of: dict[str, str] = {}
+        self.due: dict[str, int] = {}
+        self.inflight: dict[str, int] = {}
+        self.seen: set[str] = set()
+        self.dead_letters: dict[str, DeadLetter] = {}
+        self.counters: list[Op] = []
+        self.finished: list[tuple[str, str]] = []
+
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    def add(self, request: Work, *, association_id: str | None = None, due_ms: int | None = None) -> str:
+        """Put one association in its lane (due now unless ``due_ms``); return its id."""
+        association_id = association_id or new_association_id()
+        self.records[association_id] = Claimed(association_id, request, 0, [], self._now_ms(), 0)
+        self.lane_of[association_id] = request.lane
+        self.due[association_id] = self._now_ms() if due_ms is None else due_ms
+        return association_id
+
+    def pending(self, lane: str) -> list[str]:
+        """Ids waiting in ``lane``, by due time."""
+        return sorted((i for i in self.due if self.lane_of[i] == lane), key=lambda i: (self.due[i], i))
+
+    def enqueue(
+        self, groups: Sequence[EventGroup], counters: Sequence[Op] = (), *, ack: Sequence[str] | None = None
+    ) -> EnqueueResult:
+        """Store every group not seen before, as enqueue.lua does (``ack`` is ignored: there is no inbox)."""
+        ids: list[tuple[str, ...] | None] = []
+        for group in groups:
+            if group.dedup_key is not None and group.dedup_key in self.seen:
+                ids.append(None)
+                self.counters.extend(group.on_dup)
+                continue
+            if group.dedup_key is not None:
+                self.seen.add(group.dedup_key)
+            ids.append(tuple(self.add(request) for request in group.requests))
+            self.counters.extend(group.on_new)
+        self.counters.extend(counters)
+        return EnqueueResult(tuple(ids))
+
+    def claim(self, lane: str, limit: int, *, window_ms: int = 0) -> Claim:
+        """Lease up to ``limit`` due associations, oldest first; honour the batch window as claim.lua does."""
+        now = self._now_ms()
+        due = [i for i in self.pending(lane) if self.due[i] <= now][:limit]
+        if window_ms > 0 and due and len(due) < limit and now - self.due[due[0]] < window_ms:
+            return Claim(wait_ms=self.due[due[0]] + window_ms - now)
+        for association_id in due:
+            del self.due[association_id]
+            self.inflight[association_id] = now + self._lease_ms
+        return Claim(items=[replace(self.records[i], history=list(self.records[i].history)) for i in due])
+
+    def settle(self, lane: str, outcomes: Sequence[Outcome], counters: Sequence[Op] = ()) -> int:
+        """Apply outcomes to associations that still exist, as settle.lua does."""
+        applied = 0
+        for outcome in outcomes:
+            association_id = outcome.item.association_id
+            self.inflight.pop(association_id, None)
+            if association_id not in self.records:
+                continue
+            applied += 1
+            if outcome.kind == "retry":
+                self.records[association_id] = outcome.item
+                self.due[association_id] = outcome.due_ms
+                continue
+            self.due.pop(association_id, None)
+            del self.records[association_id]
+            if outcome.kind == "dead" and outcome.dead_letter is not None:
+                self.dead_letters[association_id] = outcome.dead_letter
+        self.counters.extend(counters)
+        return applied
+
+    def finish(self, lane: str, *, park_until_ms: int = 0) -> str:
+        """Leave ``lane``; the answer finish.lua would give."""
+        now = self._now_ms()
+        pending = self.pending(lane)
+        if park_until_ms > now:
+            ended = "parked"
+        elif not pending:
+            ended = "idle"
+        else:
+            ended = "handed-on" if self.due[pending[0]] <= now else "scheduled"
+        self.finished.append((lane, ended))
+        return ended

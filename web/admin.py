@@ -22,7 +22,6 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
 from hublink.domain.errors import StoreUnavailableError
-from hublink.domain.times import parse_time
 from hublink.ops import dashboard
 from hublink.ops.dead_letters import DeadLetterFilter
 from web.container import parts
@@ -33,7 +32,7 @@ log = logging.getLogger("hublink.web")
 #: How long a login lasts, used or not (the cookie's lifetime is the same).
 SESSION_LIFETIME = timedelta(hours=8)
 #: The API's dead-letter filters, in the order the filter form shows them.
-FILTERS = ("source", "status", "category", "since", "until")
+FILTERS = DeadLetterFilter.FIELDS
 #: Dead letters per page of the list.
 PAGE_SIZE = 50
 #: Sent with every admin answer: nothing is framed (the buttons replay and purge) or loaded from
@@ -203,23 +202,7 @@ def read_filter(source: Any) -> tuple[DeadLetterFilter, dict[str, str]]:
     Raises ValueError naming the field when one cannot be read.
     """
     values = {name: str(source.get(name, "")).strip() for name in FILTERS}
-    status = values["status"]
-    if status and not (status.isascii() and status.isdigit() and len(status) == 3):
-        raise ValueError(f"status: expected an HTTP status such as 403, got {status[:20]!r}")
-    times: dict[str, float | None] = {}
-    for name in ("since", "until"):
-        try:
-            times[name] = parse_time(values[name]) if values[name] else None
-        except ValueError as exc:
-            raise ValueError(f"{name}: {exc}") from None
-    flt = DeadLetterFilter(
-        source=values["source"] or None,
-        status=int(status) if status else None,
-        category=values["category"] or None,
-        since_ms=times["since"],
-        until_ms=times["until"],
-    )
-    return flt, values
+    return DeadLetterFilter.parse(values), values
 
 
 @bp.get("/dead-letters")
@@ -230,7 +213,8 @@ def dead_letters() -> str:
     cursor = None
     try:
         flt, values = read_filter(request.args)
-        items, cursor = store.page(flt, limit=PAGE_SIZE, cursor=request.args.get("cursor") or None)
+        letters, cursor = store.page(flt, limit=PAGE_SIZE, cursor=request.args.get("cursor") or None)
+        items = [letter.to_wire() for letter in letters]
     except ValueError as exc:
         # Nothing rather than everything: the bulk buttons below act on the filters the form shows.
         values = {name: str(request.args.get(name, "")) for name in FILTERS}
@@ -252,7 +236,7 @@ def dead_letter(letter_id: str) -> str:
     letter = parts().dead_letters.get(letter_id)
     if letter is None:
         abort(404, description=f"No dead letter {letter_id}: it was replayed, purged or has expired.")
-    return render_template("admin/dead_letter.html", letter=letter)
+    return render_template("admin/dead_letter.html", letter=letter.to_wire())
 
 
 @bp.post("/dead-letters/<string(length=32):letter_id>/<any(replay, purge):action>")
@@ -265,7 +249,7 @@ def act_on_one(letter_id: str, action: str) -> Response | str:
         return redirect(url_for("admin.dead_letters"))
     if request.form.get("confirmed") != "yes":
         target = url_for("admin.act_on_one", letter_id=letter_id, action=action)
-        return render_template("admin/confirm.html", action=action, count=1, letter=letter, target=target)
+        return render_template("admin/confirm.html", action=action, count=1, letter=letter.to_wire(), target=target)
     done = store.replay(letter_id) if action == "replay" else store.delete(letter_id)
     log.info("admin action", extra={"action": action, "association_id": letter_id, "count": int(done)})
     flash(f"{'Replayed' if action == 'replay' else 'Purged'} {letter_id}." if done else "Nothing to do.")

@@ -8,7 +8,6 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 
 from hublink.domain.associations import parse_api_items
-from hublink.domain.times import parse_time
 from hublink.lanes import new_association_id
 from hublink.ops.dead_letters import MAX_LIST_LIMIT, DeadLetterFilter
 from web.container import parts
@@ -37,27 +36,9 @@ def create_associations() -> tuple[Response, int]:
 
 
 def _filter_from(args: Any) -> DeadLetterFilter:
-    """Build a filter from query arguments (or a JSON object with the same names)."""
-
-    def text(name: str) -> str | None:
-        value = args.get(name)
-        if value is None:
-            return None
-        if str(value) == "":
-            raise ApiError(400, "invalid_filter", f"bad filter: {name} is empty")
-        return str(value)
-
-    status = text("status")
+    """Build a filter from query arguments (or a JSON object with the same names); 400 naming a bad field."""
     try:
-        since = text("since")
-        until = text("until")
-        return DeadLetterFilter(
-            source=text("source"),
-            status=int(status) if status is not None else None,
-            category=text("category"),
-            since_ms=parse_time(since) if since else None,
-            until_ms=parse_time(until) if until else None,
-        )
+        return DeadLetterFilter.parse(args)
     except ValueError as exc:
         raise ApiError(400, "invalid_filter", f"bad filter: {exc}") from None
 
@@ -100,7 +81,7 @@ def list_dead_letters() -> Response:
         items, cursor = parts().dead_letters.page(flt, limit=limit, cursor=request.args.get("cursor"))
     except ValueError as exc:
         raise ApiError(400, "invalid_parameter", f"{exc} (limit is 1 to {MAX_LIST_LIMIT})") from None
-    return jsonify({"items": items, "next_cursor": cursor, "count": len(items)})
+    return jsonify({"items": [letter.to_wire() for letter in items], "next_cursor": cursor, "count": len(items)})
 
 
 @bp.get("/dead-letters/<string(length=32):letter_id>")
@@ -110,7 +91,7 @@ def show_dead_letter(letter_id: str) -> Response:
     letter = parts().dead_letters.get(letter_id)
     if letter is None:
         raise ApiError(404, "not_found", f"no dead letter {letter_id!r}")
-    return jsonify(letter)
+    return jsonify(letter.to_wire())
 
 
 @bp.post("/dead-letters/<string(length=32):letter_id>/replay")

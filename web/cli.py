@@ -11,7 +11,6 @@ from typing import Any
 import click
 from flask.cli import AppGroup
 
-from hublink.domain.times import parse_time
 from hublink.ops.dead_letters import DeadLetterFilter
 from web.container import parts
 
@@ -33,14 +32,9 @@ def _filters(fn: Callable[..., Any]) -> Callable[..., Any]:
 def _flt(
     source: str | None, status: int | None, category: str | None, since: str | None, until: str | None
 ) -> DeadLetterFilter:
+    values = {"source": source, "status": status, "category": category, "since": since, "until": until}
     try:
-        return DeadLetterFilter(
-            source=source,
-            status=status,
-            category=category,
-            since_ms=parse_time(since) if since else None,
-            until_ms=parse_time(until) if until else None,
-        )
+        return DeadLetterFilter.parse(values)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
 
@@ -66,9 +60,10 @@ def list_(
     as_json: bool,
 ) -> None:
     """List dead letters, newest first."""
-    items, next_cursor = parts().dead_letters.page(
+    letters, next_cursor = parts().dead_letters.page(
         _flt(source, status, category, since, until), limit=limit, cursor=cursor
     )
+    items = [letter.to_wire() for letter in letters]
     if as_json:
         click.echo(json.dumps({"items": items, "next_cursor": next_cursor}, indent=2))
         return
@@ -104,7 +99,7 @@ def show(letter_id: str) -> None:
     letter = parts().dead_letters.get(letter_id)
     if letter is None:
         raise click.ClickException(f"no dead letter {letter_id!r}")
-    click.echo(json.dumps(letter, indent=2))
+    click.echo(json.dumps(letter.to_wire(), indent=2))
 
 
 def _bulk(action: str, letter_id: str | None, flt: DeadLetterFilter, dry_run: bool, everything: bool) -> None:

@@ -134,7 +134,7 @@ class PortalCredentials:
         now = self._clock()
         if cached.get("access_token") and float(cached.get("expires_at", 0)) - REFRESH_MARGIN_S > now:
             return cached["access_token"]
-        lock = f"{key}:lock"
+        lock = self._keys.oauth_token_lock(portal_id)
         with store_errors():
             got_lock = self._redis.set(lock, "1", nx=True, px=REFRESH_LOCK_MS)
         if not got_lock:

@@ -10,7 +10,9 @@ Fails closed: without Redis it raises StoreUnavailableError, and the worker send
 
 from __future__ import annotations
 
+import time
 import uuid
+from collections.abc import Callable
 from typing import Protocol
 
 from redis import Redis
@@ -94,3 +96,41 @@ class RedisRateLimiter:
             current = self._redis.get(key)
             if current is None or int(current) < until:
                 self._redis.set(key, until, px=max(int(seconds * 1000), 1))
+
+
+class MemoryLimiter:
+    """The limiter in process memory, with the same rules as the Lua one: the unit tests' twin.
+
+    A sliding log per bucket, the safety margin kept free, and blocks that are only ever lengthened.
+    ``clock`` gives epoch seconds (a fake clock in tests); ``observed`` keeps what HubSpot's headers said.
+    """
+
+    def __init__(self, *, margin: float = 0.0, clock: Callable[[], float] = time.time) -> None:
+        self._margin = margin
+        self._clock = clock
+        self._sent: dict[str, list[int]] = {}
+        self.blocked_until_ms: dict[str, int] = {}
+        self.observed: list[tuple[str, RateHeaders]] = []
+
+    def acquire(self, bucket: str, limit: RateLimit) -> int:
+        """Take one token from ``bucket``; return 0, or milliseconds until one may be free."""
+        now = int(self._clock() * 1000)
+        blocked = self.blocked_until_ms.get(bucket, 0)
+        if blocked > now:
+            return blocked - now
+        window_ms = int(limit.window_s * 1000)
+        sent = [t for t in self._sent.get(bucket, []) if t > now - window_ms]
+        self._sent[bucket] = sent
+        if len(sent) >= max(1, int(limit.requests * (1 - self._margin))):
+            return sent[0] + window_ms - now
+        sent.append(now)
+        return 0
+
+    def observe(self, bucket: str, limit: RateLimit, headers: RateHeaders) -> None:
+        """Remember what HubSpot's headers said (the Redis limiter folds them into the window)."""
+        self.observed.append((bucket, headers))
+
+    def block(self, bucket: str, seconds: float) -> None:
+        """Hold ``bucket`` for ``seconds``, never shortening a longer block."""
+        until = int(self._clock() * 1000) + int(seconds * 1000)
+        self.blocked_until_ms[bucket] = max(self.blocked_until_ms.get(bucket, 0), until)

@@ -130,6 +130,8 @@ def accept(
                 built.append(metrics.op("associations_enqueued", n_assoc, source=source, kind="association"))
             if n_lookup:
                 built.append(metrics.op("associations_enqueued", n_lookup, source=source, kind="lookup"))
+            if n_assoc or n_lookup:
+                built.append(metrics.series_op("enqueued", n_assoc + n_lookup, at_s=received_at))
             cache[key] = built
         return cache[key]
 
@@ -244,7 +246,10 @@ class Expansion:
         ]
         result = self._queueing.enqueue_items(
             [(None, items)],
-            [self._metrics.op("associations_enqueued", len(items), source="api", kind="association")],
+            [
+                self._metrics.op("associations_enqueued", len(items), source="api", kind="association"),
+                self._metrics.series_op("enqueued", len(items), at_s=entry.received_at),
+            ],
             ack=self._inbox.ack_target(entry.entry_id),
         )
         stored = 0 if result.already_expanded else len(items)

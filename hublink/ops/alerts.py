@@ -78,7 +78,7 @@ class Alerter:
         now_s = time.time() if now_s is None else now_s
         sent = []
         total = sum(self._metrics.read("associations_dead_lettered").values())
-        seen_key = self._keys.alert("dead_letters") + ":seen"
+        seen_key = self._keys.alert_dead_letters_seen
         with store_errors():
             # First run: history is not news. Later: everything dead-lettered since the last alert.
             self._redis.set(seen_key, total, nx=True)

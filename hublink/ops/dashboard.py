@@ -112,7 +112,7 @@ def overview(
             pipe.zcard(keys.lane(lane))
         pipe.xlen(keys.inbox)
         pipe.zcard(keys.inflight)
-        pipe.llen(f"rq:queue:{queue_name}")  # RQ's own key: the drain jobs waiting for a worker
+        pipe.llen(keys.rq_queue(queue_name))  # the drain jobs waiting for a worker
         results = pipe.execute()
         headroom = _headroom(redis, keys, now)
     depths = sorted(zip(lane_names, (int(n) for n in results[:-3]), strict=True), key=lambda lane: (-lane[1], lane[0]))
@@ -129,7 +129,7 @@ def overview(
         drain_jobs_queued=int(results[-1]),
         series=metrics.series(now, SERIES_MINUTES),
         headroom=headroom,
-        recent_failures=recent,
+        recent_failures=[letter.to_wire() for letter in recent],
     )
 
 

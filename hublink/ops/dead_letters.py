@@ -14,22 +14,28 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable, Iterator
+import logging
+import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from redis import Redis
 
+from hublink.domain.dead_letter import DeadLetter
 from hublink.domain.lookups import work_from_record
-from hublink.domain.times import iso
+from hublink.domain.times import parse_time
 from hublink.lanes import LaneStore, PendingItem
 from hublink.store.connections import store_errors, text
 from hublink.store.keys import Keys
 
+log = logging.getLogger("hublink.ops.dead_letters")
+
 MAX_LIST_LIMIT = 1000
 DEFAULT_LIST_LIMIT = 100
 CHUNK = 500
+#: Attempt history kept with a replayed association (as the drain keeps it: the newest).
+MAX_HISTORY = 50
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -42,13 +48,41 @@ class DeadLetterFilter:
     since_ms: float | None = None
     until_ms: float | None = None
 
-    def matches(self, letter: dict[str, Any]) -> bool:
-        """True when ``letter`` passes every given field."""
-        if self.source is not None and letter.get("source") != self.source:
-            return False
-        if self.status is not None and letter.get("status") != self.status:
-            return False
-        return self.category is None or letter.get("category") == self.category
+    #: The names the HTTP API, the dashboard's form and the CLI's options share.
+    FIELDS: ClassVar[tuple[str, ...]] = ("source", "status", "category", "since", "until")
+
+    @classmethod
+    def parse(cls, values: Mapping[str, object]) -> DeadLetterFilter:
+        """Read the shared filter fields (absent or blank: any); raise ValueError naming the bad field.
+
+        ``status`` is an HTTP status (three digits); ``since``/``until`` are epoch seconds or ISO-8601.
+        """
+        given = {name: str(values[name]).strip() for name in cls.FIELDS if values.get(name) is not None}
+        given = {name: value for name, value in given.items() if value}
+        status = given.get("status")
+        if status is not None and not (status.isascii() and status.isdigit() and len(status) == 3):
+            raise ValueError(f"status: expected an HTTP status such as 403, got {status[:20]!r}")
+        times: dict[str, float | None] = {}
+        for name in ("since", "until"):
+            try:
+                times[name] = parse_time(given[name]) if name in given else None
+            except ValueError as exc:
+                raise ValueError(f"{name}: {exc}") from None
+        return cls(
+            source=given.get("source"),
+            status=int(status) if status is not None else None,
+            category=given.get("category"),
+            since_ms=times["since"],
+            until_ms=times["until"],
+        )
+
+    def matches(self, letter: DeadLetter) -> bool:
+        """True when ``letter`` passes every given field (the time range is applied by the index)."""
+        return (
+            (self.source is None or letter.source == self.source)
+            and (self.status is None or letter.status == self.status)
+            and (self.category is None or letter.category == self.category)
+        )
 
 
 def _encode_cursor(score: float, member: str) -> str:
@@ -82,15 +116,15 @@ class DeadLetterStore:
         with store_errors():
             return int(self._redis.get(self._keys.dead_letters_dropped) or 0)
 
-    def get(self, letter_id: str) -> dict[str, Any] | None:
-        """One dead letter, or None."""
+    def get(self, letter_id: str) -> DeadLetter | None:
+        """One dead letter, or None (also for a body this version cannot read: it is logged)."""
         with store_errors():
             raw = self._redis.get(self._keys.dead_letter(letter_id))
-        return json.loads(raw) if raw else None
+        return _read(letter_id, raw) if raw else None
 
     def page(
         self, flt: DeadLetterFilter, *, limit: int = DEFAULT_LIST_LIMIT, cursor: str | None = None
-    ) -> tuple[list[dict[str, Any]], str | None]:
+    ) -> tuple[list[DeadLetter], str | None]:
         """Newest first: up to ``limit`` matching letters and the cursor of the next page (None: last page).
 
         Raises ValueError for a bad cursor or limit.
@@ -98,20 +132,20 @@ class DeadLetterStore:
         if not 1 <= limit <= MAX_LIST_LIMIT:
             raise ValueError(f"limit: expected 1 to {MAX_LIST_LIMIT}, got {limit}")
         after = _decode_cursor(cursor) if cursor else None
-        page: list[tuple[float, dict[str, Any]]] = []
+        page: list[tuple[float, DeadLetter]] = []
         for score, letter in self._walk(flt, after):
             if len(page) == limit:
                 last_score, last = page[-1]
-                return [p for _, p in page], _encode_cursor(last_score, last["id"])
+                return [p for _, p in page], _encode_cursor(last_score, last.id)
             page.append((score, letter))
         return [p for _, p in page], None
 
-    def iter_matching(self, flt: DeadLetterFilter) -> Iterator[dict[str, Any]]:
+    def iter_matching(self, flt: DeadLetterFilter) -> Iterator[DeadLetter]:
         """Every matching letter, newest first, read a chunk at a time."""
         for _, letter in self._walk(flt, None):
             yield letter
 
-    def _walk(self, flt: DeadLetterFilter, after: tuple[float, str] | None) -> Iterator[tuple[float, dict[str, Any]]]:
+    def _walk(self, flt: DeadLetterFilter, after: tuple[float, str] | None) -> Iterator[tuple[float, DeadLetter]]:
         high: float | str = flt.until_ms if flt.until_ms is not None else "+inf"
         low: float | str = flt.since_ms if flt.since_ms is not None else "-inf"
         if after is not None:
@@ -135,8 +169,8 @@ class DeadLetterStore:
                 if body is None:
                     gone.append(member)  # expired by retention: drop the index entry too
                     continue
-                letter = json.loads(body)
-                if flt.matches(letter):
+                letter = _read(member, body)
+                if letter is not None and flt.matches(letter):
                     yield score, letter
             if gone:
                 with store_errors():
@@ -164,7 +198,7 @@ class DeadLetterStore:
         size is drained at HubSpot's pace, not sent at once.
         """
         done = 0
-        batch: list[dict[str, Any]] = []
+        batch: list[DeadLetter] = []
         for letter in self.iter_matching(flt):
             batch.append(letter)
             if len(batch) == CHUNK:
@@ -173,7 +207,7 @@ class DeadLetterStore:
             done += self._flush(batch, dry_run, progress)
         return done
 
-    def _flush(self, batch: list[dict[str, Any]], dry_run: bool, progress: Callable[[int], None] | None) -> int:
+    def _flush(self, batch: list[DeadLetter], dry_run: bool, progress: Callable[[int], None] | None) -> int:
         n = len(batch)
         if not dry_run:
             self._replay_letters(batch)
@@ -182,22 +216,20 @@ class DeadLetterStore:
             progress(n)
         return n
 
-    def _replay_letters(self, letters: list[dict[str, Any]]) -> None:
-        items = []
-        for letter in letters:
-            history = list(letter.get("attempts") or [])
-            history.append({"at": iso(_now_ms()), "outcome": "replayed"})
-            items.append(
-                PendingItem(
-                    work_from_record(letter["record"]),
-                    association_id=letter["id"],
-                    attempts=0,
-                    history=history[-50:],
-                    replays=int(letter.get("replays") or 0) + 1,
-                    first_seen_ms=int(letter.get("firstSeenMs") or 0) or None,
-                    replaces_dead_letter=True,
-                )
+    def _replay_letters(self, letters: list[DeadLetter]) -> None:
+        now = int(time.time() * 1000)
+        items = [
+            PendingItem(
+                work_from_record(letter.record),
+                association_id=letter.id,
+                attempts=0,
+                history=[dict(entry) for entry in letter.replay_history(now, MAX_HISTORY)],
+                replays=letter.replays + 1,
+                first_seen_ms=letter.first_seen_ms or None,
+                replaces_dead_letter=True,
             )
+            for letter in letters
+        ]
         self._queueing.enqueue_items([(None, items)])
 
     def delete(self, letter_id: str) -> bool:
@@ -230,7 +262,7 @@ class DeadLetterStore:
             batch.clear()
 
         for letter in self.iter_matching(flt):
-            batch.append(letter["id"])
+            batch.append(letter.id)
             if len(batch) == CHUNK:
                 flush()
         if batch:
@@ -238,5 +270,10 @@ class DeadLetterStore:
         return done
 
 
-def _now_ms() -> int:
-    return int(datetime.now(UTC).timestamp() * 1000)
+def _read(letter_id: str, raw: bytes | str) -> DeadLetter | None:
+    """A stored body as a DeadLetter; None (logged) for one this version cannot read."""
+    try:
+        return DeadLetter.from_wire(json.loads(raw))
+    except ValueError as exc:  # json.JSONDecodeError is a ValueError too
+        log.error("unreadable dead letter", extra={"association_id": letter_id, "reason": str(exc)[:200]})
+        return None

@@ -33,7 +33,7 @@ class HubLinkCollector(Collector):
         self._redis = redis
         self._keys = keys
         self._metrics = Metrics(redis, keys)
-        self._queue_key = f"rq:queue:{queue_name}"
+        self._queue_key = Keys.rq_queue(queue_name)
 
     def collect(self) -> Iterator[Metric]:
         """Yield every metric family (raises StoreUnavailableError without Redis)."""

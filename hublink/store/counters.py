@@ -61,11 +61,10 @@ def label_field(labels: Mapping[str, object]) -> str:
     return ",".join(f"{k}={str(v).replace(',', ';').replace('=', ':')}" for k, v in labels.items())
 
 
-class Counters:
-    """Builds increments (for the Lua scripts) and applies stray ones (outside them)."""
+class CounterOps:
+    """Builds increments for the Lua scripts to carry: pure, it only names keys and fields."""
 
-    def __init__(self, redis: Redis, keys: Keys) -> None:
-        self._redis = redis
+    def __init__(self, keys: Keys) -> None:
         self._keys = keys
 
     def op(self, name: str, n: int = 1, **labels: object) -> Op:
@@ -93,6 +92,14 @@ class Counters:
         if field not in SERIES_FIELDS:
             raise ValueError(f"series field: expected one of {SERIES_FIELDS}, got {field!r}")
         return (self._keys.series(int(at_s // 60)), field, n, SERIES_TTL_S)
+
+
+class Counters(CounterOps):
+    """Builds increments and applies stray ones (those no Lua script carries)."""
+
+    def __init__(self, redis: Redis, keys: Keys) -> None:
+        super().__init__(keys)
+        self._redis = redis
 
     def apply(self, ops: Iterable[Op]) -> None:
         """Apply increments now (one pipeline); for counts that no Lua script carries."""

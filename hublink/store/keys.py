@@ -3,32 +3,40 @@
 All names start with ``Settings.redis_prefix`` (default ``hl:``); RQ keeps its own ``rq:`` keys.
 HubLink uses multi-key Lua scripts, as RQ does, so like RQ it does not run on Redis Cluster.
 
-==========================  ======  ==========================================================  ================
-key                         type    holds                                                       lifetime
-==========================  ======  ==========================================================  ================
-``a:<id>``                  hash    one pending association: req (JSON), lane, attempts,        until settled
-                                    hist (JSON list), first_seen (ms), replays, reclaims
-``lane:<lane>``             zset    association ids waiting in a lane, scored by due time (ms)  while non-empty
-``lanes``                   zset    lanes with work, scored by the earliest time worth a drain  permanent
-``lanejob:<lane>``          string  "a drain for this lane is queued, running or parked"        lease / park
-``wake``                    list    lanes to turn into RQ drain jobs (read by every worker)     drained at once
-``inflight``                zset    claimed association ids, scored by lease deadline (ms)      until settled
-``dl:<id>``                 string  one dead letter (JSON)                                      retention TTL
-``dlq``                     zset    dead-letter ids scored by the time they died (ms)           entries trimmed
-``dlq:dropped``             string  dead letters dropped by the size cap (counter)              permanent
-``seen:<digest>``           string  an event already accepted (dedup mark)                      dedup window
-``inbox``                   stream  accepted requests waiting for the workers' expanders        until expanded
-``inbox:failed``            stream  inbox entries set aside (unreadable), with the reason       ~10,000 kept
-``rl:<bucket>``             zset    requests sent in the rolling window (sliding log)           one window
-``rl:<bucket>:block``       string  epoch ms before which nothing may be sent (after a 429)     until then
-``rl:<bucket>:max``         string  a lower limit learned from X-HubSpot-RateLimit-Max          a minute
-``lookup:<digest>``         string  a cached rule lookup result (JSON)                          cache TTL
-``token:<portal>``          string  a cached OAuth access token (JSON)                          token expiry
-``m:<name>``                hash    a metric's counters, field = label values                  permanent
-``ts:<minute>``             hash    per-minute counters for the dashboard's charts              two hours
-``rl:<bucket>:seen``        hash    the last X-HubSpot-RateLimit-* values seen, and when        ten minutes
-``alert:<kind>``            string  last alert time (rate-limits alerts)                       alert interval
-==========================  ======  ==========================================================  ================
+==============================  ======  ======================================================  ==================
+key                             type    holds                                                   lifetime
+==============================  ======  ======================================================  ==================
+``a:<id>``                      hash    one pending association: req (JSON), lane, attempts,    until settled
+                                        hist (JSON list), first_seen (ms), replays, reclaims
+``lane:<lane>``                 zset    association ids waiting in a lane, scored by due (ms)   while non-empty
+``lanes``                       zset    lanes with work, scored by the earliest time worth a    permanent
+                                        drain
+``lanejob:<lane>``              string  "a drain for this lane is queued, running or parked"    lease / park
+``wake``                        list    lanes to turn into RQ drain jobs (read by every worker) drained at once
+``inflight``                    zset    claimed association ids, scored by lease deadline (ms)  until settled
+``dl:<id>``                     string  one dead letter (JSON, ``domain.dead_letter`` wire)     retention TTL
+``dlq``                         zset    dead-letter ids scored by the time they died (ms)       entries trimmed
+``dlq:dropped``                 string  dead letters dropped by the size cap (counter)          permanent
+``seen:<digest>``               string  an event already accepted (dedup mark)                  dedup window
+``inbox``                       stream  accepted requests waiting for the workers' expanders    until expanded
+``inbox:failed``                stream  inbox entries set aside (unreadable), with the reason   ~10,000 kept
+``rl:<bucket>``                 zset    requests sent in the rolling window (sliding log)       one window
+``rl:<bucket>:block``           string  epoch ms before which nothing may be sent (after 429)   until then
+``rl:<bucket>:max``             string  a lower limit learned from X-HubSpot-RateLimit-Max      a minute
+``rl:<bucket>:seen``            hash    the last X-HubSpot-RateLimit-* values seen, and when    ten minutes
+``lookup:<digest>``             string  a cached rule lookup result (JSON)                      cache TTL
+``token:<portal>``              hash    an OAuth portal's access_token, expires_at (epoch s)    token expiry + 30 d
+                                        and the rotated refresh_token
+``token:<portal>:lock``         string  "one worker is refreshing this portal's token"          15 s
+``m:<name>``                    hash    a metric's counters, field = label values               permanent
+``ts:<minute>``                 hash    per-minute counters for the dashboard's charts          two hours
+``alert:<kind>``                string  an alert of this kind was sent (rate-limits alerts)     alert interval
+``alert:dead_letters:seen``     string  the dead-letter count the last alert reported           permanent
+==============================  ======  ======================================================  ==================
+
+HubLink also reads two of RQ's own keys (named here so that nothing else spells them): ``rq:queue:<name>``
+(list: drain jobs waiting for a worker) and RQ's registries through RQ's API.
+
 """
 
 from __future__ import annotations
@@ -142,8 +150,12 @@ class Keys:
         return f"{self.prefix}lookup:{digest(lookup_key)}"
 
     def oauth_token(self, portal_id: str) -> str:
-        """A cached OAuth access token for one portal."""
+        """A cached OAuth token for one portal (hash: access_token, expires_at, refresh_token)."""
         return f"{self.prefix}token:{portal_id}"
+
+    def oauth_token_lock(self, portal_id: str) -> str:
+        """Held by the one worker refreshing a portal's OAuth token."""
+        return f"{self.prefix}token:{portal_id}:lock"
 
     def metric(self, name: str) -> str:
         """Counters of one metric."""
@@ -165,3 +177,13 @@ class Keys:
     def alert(self, kind: str) -> str:
         """Last time an alert of ``kind`` was sent."""
         return f"{self.prefix}alert:{kind}"
+
+    @property
+    def alert_dead_letters_seen(self) -> str:
+        """The dead-letter count the last dead-letter alert reported."""
+        return f"{self.prefix}alert:dead_letters:seen"
+
+    @staticmethod
+    def rq_queue(queue_name: str) -> str:
+        """RQ's own list of jobs waiting in ``queue_name`` (RQ's key: no HubLink prefix)."""
+        return f"rq:queue:{queue_name}"

@@ -17,6 +17,7 @@ from flask.testing import FlaskClient
 from hublink.config.settings import Settings
 from hublink.delivery.rate_limit import RedisRateLimiter
 from hublink.domain.associations import AssociationRequest
+from hublink.domain.dead_letter import DeadLetter
 from hublink.domain.errors import RateHeaders
 from hublink.domain.limits import RateLimit
 from hublink.domain.times import iso
@@ -105,7 +106,7 @@ def seed(
             "record": request.as_record(),
         }
         item = Claimed(association_id, request, 2, attempts, dead_ms - 2000, 0)
-        outcomes.append(Outcome(item=item, kind="dead", dead_letter=letter))
+        outcomes.append(Outcome(item=item, kind="dead", dead_letter=DeadLetter.from_wire(letter)))
         ids.append(association_id)
     LaneStore(client, Keys(), lease_s=30, dead_letter_ttl_s=86400, dead_letter_max=1_000_000).settle(LANE, outcomes)
     # settle.lua scores letters by the time it ran; put them where ``dead_at_s`` says for the time filters.

@@ -15,6 +15,7 @@ from flask.testing import FlaskClient
 
 from hublink.config.settings import Settings
 from hublink.domain.associations import AssociationRequest
+from hublink.domain.dead_letter import DeadLetter
 from hublink.lanes import Claimed, LaneStore, Outcome
 from hublink.store.keys import Keys
 from tests.conftest import ADMIN_TOKEN
@@ -71,7 +72,7 @@ def seed(
             "record": request.as_record(),
             "replays": 0,
         }
-        outcomes.append(Outcome(item=item, kind="dead", dead_letter=letter))
+        outcomes.append(Outcome(item=item, kind="dead", dead_letter=DeadLetter.from_wire(letter)))
         ids.append(association_id)
     for chunk in range(0, len(outcomes), 500):
         lanes.settle("_|deals|contacts", outcomes[chunk : chunk + 500])

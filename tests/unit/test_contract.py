@@ -44,3 +44,33 @@ class TestDocumentation:
         procfile = (REPO / "Procfile").read_text()
         assert re.search(r'^web: gunicorn .*"web:create_app\(\)"', procfile, flags=re.M)
         assert re.search(r"^worker: python -m worker", procfile, flags=re.M)
+
+
+class TestReadmeAgreesWithTheCode:
+    """The README's key map, error tree and metrics list are the code's."""
+
+    def test_the_key_map_is_the_one_in_keys_py(self) -> None:
+        """The README's Redis key table is keys.py's docstring table, row for row."""
+        from hublink.store import keys
+
+        doc = keys.__doc__ or ""
+        table = doc[doc.index("=====") : doc.index("HubLink also reads")].strip()
+        assert table in (REPO / "README.md").read_text()
+
+    def test_the_error_tree_is_the_one_in_errors_py(self) -> None:
+        """The README's error tree is the one drawn in errors.py, line for line."""
+        from hublink.domain import errors
+
+        doc = errors.__doc__ or ""
+        drawn = doc[doc.index("    HubLinkError") : doc.index("Callers branch")].rstrip()
+        assert "\n".join(line[4:] for line in drawn.splitlines()) in (REPO / "README.md").read_text()
+
+    def test_every_counter_is_documented_and_every_documented_metric_exists(self) -> None:
+        """Each counter is listed as hublink_<name>_total, and no listed hublink_* counter is missing."""
+        from hublink.store.counters import COUNTERS
+
+        readme = (REPO / "README.md").read_text()
+        names = {f"hublink_{c.name}_total" for c in COUNTERS}
+        assert {n for n in names if f"`{n}{{" not in readme} == set()
+        listed = set(re.findall(r"`(hublink_[a-z_]+_total)\{", readme))
+        assert listed <= names

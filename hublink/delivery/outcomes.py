@@ -1,0 +1,252 @@
+"""Outcomes: what HubSpot's answer means for each claimed association, decided without any I/O.
+
+The drain (``hublink.delivery.drain``) claims, calls and settles; everything it decides in between lives
+here as pure functions of the answer, the clock and a random source: each association's fate (done, retry
+at a time, deferred without spending an attempt, or dead-lettered) through ``domain.retry_policy``, the
+attempt history entry it gains, the dead-letter record it becomes, the metric increments that ride along
+in the same settle step, and how long a rate-limit bucket stays shut after a 429.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from hublink.domain import retry_policy
+from hublink.domain.associations import AssociationRequest
+from hublink.domain.dead_letter import DeadLetter, DeadPair
+from hublink.domain.errors import DeliveryError, HubSpotErrorDetail, RateLimitedError
+from hublink.domain.lookups import LookupRequest, describe, target_type
+from hublink.domain.times import iso
+from hublink.lanes import Claimed, Outcome
+from hublink.store.counters import CounterOps, Op
+
+if TYPE_CHECKING:
+    from hublink.delivery.hubspot import CallResult
+
+#: Entries of attempt history kept per association (the newest); enough to see a pattern, bounded.
+MAX_HISTORY = 50
+#: Longest message kept in a history entry and in a dead letter (HubSpot's can be long; they are for people).
+MAX_HISTORY_MESSAGE = 300
+MAX_DEAD_LETTER_MESSAGE = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """One claimed association and what HubSpot said of it (``error`` None: linked)."""
+
+    item: Claimed
+    error: DeliveryError | None
+
+
+@dataclass(slots=True)
+class Tally:
+    """How many associations of one settle step ended each way."""
+
+    linked: int = 0
+    retried: int = 0
+    deferred: int = 0
+    dead: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """Everything one settle step writes, decided: outcomes, metric increments, dead letters, a tally."""
+
+    outcomes: list[Outcome]
+    ops: list[Op]
+    tally: Tally
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+
+
+def pair_outcome(item: Claimed, result: CallResult) -> DeliveryError | None:
+    """What a 2xx call said of this item's pair: None (linked), its error, or "no outcome" if left out.
+
+    Some integrators saw a 2xx whose results left a pair out (a silent no-op): that is not a success.
+    """
+    pair = association_of(item).pair
+    if pair in result.linked:
+        return None
+    return result.failed.get(pair) or DeliveryError(HubSpotErrorDetail(message="no outcome for pair"))
+
+
+def association_of(item: Claimed) -> AssociationRequest:
+    """The association a claimed item of an association lane holds."""
+    assert isinstance(item.request, AssociationRequest), "association lanes hold associations"
+    return item.request
+
+
+def settle(
+    results: Sequence[Result],
+    *,
+    now: float,
+    policy: retry_policy.RetryPolicy,
+    rng: random.Random,
+    counters: CounterOps | None = None,
+) -> Settlement:
+    """Decide each result's fate at ``now``; a 429 spends no attempt. Pure: same inputs, same settlement."""
+    tally = Tally()
+    outcomes: list[Outcome] = []
+    letters: list[DeadLetter] = []
+    for result in results:
+        item, error = result.item, result.error
+        request = item.request
+        event_time = request.occurred_at or request.received_at or item.first_seen_ms / 1000
+        attempts = item.attempts + (0 if isinstance(error, RateLimitedError) else 1)
+        decision = retry_policy.classify(error, attempts=attempts, age_s=now - event_time, policy=policy, rng=rng)
+        if isinstance(decision, retry_policy.Done):
+            tally.linked += 1
+            outcomes.append(Outcome(item=item, kind="done"))
+            continue
+        assert error is not None
+        delay = None if isinstance(decision, retry_policy.DeadLetter) else decision.delay_s
+        settled = replace(
+            item,
+            attempts=attempts,
+            history=[*item.history, attempt_entry(now, error, decision, delay)][-MAX_HISTORY:],
+        )
+        if isinstance(decision, retry_policy.DeadLetter):
+            tally.dead += 1
+            letter = dead_letter(settled, error, decision.reason, now)
+            letters.append(letter)
+            outcomes.append(Outcome(item=settled, kind="dead", dead_letter=letter))
+            continue
+        if isinstance(decision, retry_policy.Defer):
+            tally.deferred += 1
+        else:
+            tally.retried += 1
+        outcomes.append(Outcome(item=settled, kind="retry", due_ms=int((now + decision.delay_s) * 1000)))
+    ops = outcome_ops(counters, outcomes, results, now) if counters is not None else []
+    return Settlement(outcomes, ops, tally, letters)
+
+
+def hand_back(items: Sequence[Claimed], due_ms: int) -> list[Outcome]:
+    """Outcomes that return claimed work untouched (no attempt spent), due at ``due_ms``."""
+    return [Outcome(item=item, kind="retry", due_ms=due_ms) for item in items]
+
+
+def attempt_entry(
+    now: float, error: DeliveryError, decision: retry_policy.Decision, delay: float | None
+) -> dict[str, Any]:
+    """One entry of an association's attempt history (the wire format kept with it and in its dead letter)."""
+    outcome = {retry_policy.Retry: "retry", retry_policy.Defer: "deferred", retry_policy.DeadLetter: "dead"}
+    return {
+        "at": iso(now * 1000),
+        "outcome": outcome.get(type(decision), "?"),
+        "error": type(error).__name__,
+        "status": error.status,
+        "category": error.category,
+        "subCategory": error.detail.sub_category,
+        "message": error.detail.message[:MAX_HISTORY_MESSAGE],
+        "correlationId": error.correlation_id,
+        "delayS": round(delay, 3) if delay is not None else None,
+    }
+
+
+def dead_letter(item: Claimed, error: DeliveryError, reason: str, now: float) -> DeadLetter:
+    """The dead letter ``item`` becomes (its attempts and history already include the last one)."""
+    request = item.request
+    if isinstance(request, AssociationRequest):
+        pair = DeadPair(
+            portal_id=request.portal_id,
+            from_object_type=request.from_object_type,
+            from_object_id=request.from_object_id,
+            to_object_type=request.to_object_type,
+            to_object_id=request.to_object_id,
+        )
+    else:
+        pair = DeadPair(
+            portal_id=request.portal_id,
+            rule=request.rule,
+            from_object_type=target_type(request.from_side),
+            from_object_id=describe(request.from_side),
+            to_object_type=target_type(request.to_side),
+            to_object_id=describe(request.to_side),
+        )
+    return DeadLetter(
+        id=item.association_id,
+        kind="lookup" if isinstance(request, LookupRequest) else "association",
+        association=pair,
+        source=request.source,
+        source_event_id=request.source_event_id,
+        reason=reason,
+        error=type(error).__name__,
+        status=error.status,
+        category=error.category,
+        sub_category=error.detail.sub_category,
+        message=error.detail.message[:MAX_DEAD_LETTER_MESSAGE],
+        correlation_id=error.correlation_id,
+        missing_scopes=tuple(error.detail.missing_scopes),
+        attempt_count=item.attempts,
+        attempts=tuple(item.history),
+        replays=item.replays,
+        first_seen_ms=item.first_seen_ms,
+        dead_at_ms=int(now * 1000),
+        record=request.as_record(),
+    )
+
+
+def request_ops(
+    counters: CounterOps | None, endpoint: str, status: int | None, error: DeliveryError | None, now: float
+) -> list[Op]:
+    """Counters for one HubSpot request: by endpoint and status, per minute, and its 429 policy if any."""
+    if counters is None:
+        return []
+    ops = [
+        counters.op("hubspot_requests", endpoint=endpoint, status=status or "none"),
+        counters.series_op("hubspot_requests", at_s=now),
+    ]
+    if isinstance(error, RateLimitedError):
+        ops += [counters.op("hubspot_rate_limited", policy=error.policy), counters.series_op("hubspot_429", at_s=now)]
+    return ops
+
+
+def outcome_ops(counters: CounterOps, outcomes: Sequence[Outcome], results: Sequence[Result], now: float) -> list[Op]:
+    """Counters for what was settled: successes with their latency, failures, retries, dead letters."""
+    errors = {r.item.association_id: r.error for r in results}
+    succeeded: dict[str, int] = {}
+    dead: dict[tuple[str, str], int] = {}
+    retries: dict[tuple[str, str], int] = {}
+    failed: dict[str, int] = {}
+    latencies: list[float] = []
+    for outcome in outcomes:
+        request = outcome.item.request
+        error = errors.get(outcome.item.association_id)
+        if outcome.kind == "done":
+            if isinstance(request, AssociationRequest):
+                latencies.append(max(now - (request.received_at or now), 0.0))
+            succeeded[request.source] = succeeded.get(request.source, 0) + 1
+            continue
+        name = type(error).__name__
+        failed[name] = failed.get(name, 0) + 1
+        if outcome.kind == "dead":
+            key = (request.source, (error.category if error else None) or "none")
+            dead[key] = dead.get(key, 0) + 1
+        else:
+            key = (name, "deferred" if isinstance(error, RateLimitedError) else "retry")
+            retries[key] = retries.get(key, 0) + 1
+    ops: list[Op] = []
+    for source, n in succeeded.items():
+        ops += [counters.op("associations_succeeded", n, source=source), counters.series_op("linked", n, at_s=now)]
+    for (source, category), n in dead.items():
+        ops += [
+            counters.op("associations_dead_lettered", n, source=source, category=category),
+            counters.series_op("dead", n, at_s=now),
+        ]
+    for (name, kind), n in retries.items():
+        ops.append(counters.op("retries", n, error=name, kind=kind))
+    for name, n in failed.items():
+        ops += [counters.op("associations_failed", n, error=name), counters.series_op("failed", n, at_s=now)]
+    ops.extend(counters.latency_ops(latencies))
+    return ops
+
+
+def block_seconds(error: RateLimitedError, policy: retry_policy.RetryPolicy, window_s: float) -> float:
+    """How long a bucket stays shut after this 429: the daily deferral, HubSpot's hint, or one window."""
+    if error.policy == "DAILY":
+        return policy.daily_limit_defer_s
+    if error.retry_after_s is not None:
+        return error.retry_after_s
+    return window_s

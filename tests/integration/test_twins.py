@@ -1,0 +1,101 @@
+"""The in-memory twins keep the Redis implementations' promises: the same assertions run against both."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+import redis as redis_lib
+
+from hublink.delivery.rate_limit import Limiter, MemoryLimiter, RedisRateLimiter
+from hublink.domain.associations import AssociationRequest
+from hublink.domain.limits import RateLimit
+from hublink.lanes import EventGroup, Lanes, LaneStore, MemoryLanes, Outcome
+from hublink.store.keys import Keys
+
+LANE = "_|deals|contacts"
+
+
+def request(n: int) -> AssociationRequest:
+    """deals/n → contacts/n."""
+    return AssociationRequest.create(
+        from_object_type="deals",
+        from_object_id=str(n),
+        to_object_type="contacts",
+        to_object_id=str(n),
+        source="api",
+        received_at=time.time(),
+    )
+
+
+@pytest.fixture(params=["redis", "memory"])
+def lanes(request: pytest.FixtureRequest, redis_client: redis_lib.Redis) -> Iterator[Lanes]:
+    """Each implementation of the lanes."""
+    if request.param == "redis":
+        yield LaneStore(redis_client, Keys(), lease_s=30)
+    else:
+        yield MemoryLanes(lease_s=30)
+
+
+@pytest.fixture(params=["redis", "memory"])
+def limiter(request: pytest.FixtureRequest, redis_client: redis_lib.Redis) -> Limiter:
+    """Each implementation of the limiter."""
+    if request.param == "redis":
+        return RedisRateLimiter(redis_client, Keys(), margin=0.0)
+    return MemoryLimiter(margin=0.0)
+
+
+class TestLanes:
+    """Both lane stores dedup, claim with a lease, settle only what exists, and report how a drain left."""
+
+    def test_a_seen_event_is_stored_once(self, lanes: Lanes) -> None:
+        """The same dedup key twice: the second group is a duplicate."""
+        result = lanes.enqueue([EventGroup([request(1)], dedup_key="e1"), EventGroup([request(1)], dedup_key="e1")])
+        assert result.ids[0] is not None and result.ids[1] is None
+
+    def test_claim_leases_due_work_once_and_settle_finishes_it(self, lanes: Lanes) -> None:
+        """Claimed work is not claimed again; done removes it; the lane is then idle."""
+        lanes.enqueue([EventGroup([request(1), request(2)])])
+        first = lanes.claim(LANE, 10)
+        assert len(first.items) == 2
+        assert lanes.claim(LANE, 10).items == []
+        assert lanes.settle(LANE, [Outcome(item=i, kind="done") for i in first.items]) == 2
+        assert lanes.finish(LANE) == "idle"
+
+    def test_a_retry_goes_back_to_wait_and_the_lane_is_scheduled(self, lanes: Lanes) -> None:
+        """A retry due in a minute is not claimable now, and the lane is scheduled for it."""
+        lanes.enqueue([EventGroup([request(1)])])
+        (item,) = lanes.claim(LANE, 10).items
+        due = int(time.time() * 1000) + 60_000
+        lanes.settle(LANE, [Outcome(item=item, kind="retry", due_ms=due)])
+        assert lanes.claim(LANE, 10).items == []
+        assert lanes.finish(LANE) == "scheduled"
+
+    def test_a_settled_association_cannot_be_settled_again(self, lanes: Lanes) -> None:
+        """A late outcome for an association already done is not applied."""
+        lanes.enqueue([EventGroup([request(1)])])
+        (item,) = lanes.claim(LANE, 10).items
+        assert lanes.settle(LANE, [Outcome(item=item, kind="done")]) == 1
+        assert lanes.settle(LANE, [Outcome(item=item, kind="retry", due_ms=1)]) == 0
+
+    def test_a_parked_lane_says_so(self, lanes: Lanes) -> None:
+        """Leaving with a park time in the future parks the lane."""
+        lanes.enqueue([EventGroup([request(1)])])
+        assert lanes.finish(LANE, park_until_ms=int(time.time() * 1000) + 5000) == "parked"
+
+
+class TestLimiter:
+    """Both limiters count a window, and a block is never shortened."""
+
+    def test_the_window_allows_its_requests_then_asks_to_wait(self, limiter: Limiter) -> None:
+        """Three per 10 s: three tokens, then a wait of at most the window."""
+        limit = RateLimit(3, 10.0)
+        assert [limiter.acquire("b", limit) for _ in range(3)] == [0, 0, 0]
+        assert 0 < limiter.acquire("b", limit) <= 10_000
+
+    def test_a_block_is_never_shortened(self, limiter: Limiter) -> None:
+        """A 60 s block then a 1 s block: the wait is still about a minute."""
+        limiter.block("b", 60)
+        limiter.block("b", 1)
+        assert limiter.acquire("b", RateLimit(100, 10.0)) > 50_000

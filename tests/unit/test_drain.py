@@ -1,0 +1,275 @@
+"""The drain loop on in-memory twins: claim, token, call, settle, park and hand on, with a fake clock."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from hublink.delivery.credentials import StaticCredentials
+from hublink.delivery.drain import DrainSettings, LaneDrainer
+from hublink.delivery.hubspot import CallResult
+from hublink.delivery.lookups import Resolution
+from hublink.delivery.rate_limit import MemoryLimiter
+from hublink.domain import retry_policy as rp
+from hublink.domain.associations import AssociationRequest
+from hublink.domain.errors import (
+    DeliveryError,
+    HubSpotErrorDetail,
+    RateLimitedError,
+    ServerError,
+    TokenWaitTooLongError,
+)
+from hublink.domain.limits import RateLimit
+from hublink.domain.lookups import LookupRequest
+from hublink.domain.rules import Fixed, SearchLookup
+from hublink.lanes import MemoryLanes
+from hublink.store.counters import CounterOps
+from hublink.store.keys import Keys
+
+START = 1_790_000_000.0
+LANE = "_|deals|contacts"
+
+
+class Clock:
+    """A fake wall clock that only moves when something sleeps or a test advances it."""
+
+    def __init__(self) -> None:
+        self.now = START
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        """The current fake time (epoch seconds)."""
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        """Advance the clock instead of sleeping."""
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+@dataclass
+class FakeHubSpot:
+    """Answers association calls from a script; records every call. Empty script: every pair is linked."""
+
+    script: list[Callable[[Sequence[tuple[str, str]]], CallResult]] = field(default_factory=list)
+    calls: list[tuple[str, list[tuple[str, str]]]] = field(default_factory=list)
+
+    def _answer(self, pairs: list[tuple[str, str]]) -> CallResult:
+        """The next scripted answer, or all linked."""
+        if self.script:
+            return self.script.pop(0)(pairs)
+        return CallResult(linked=frozenset(pairs))
+
+    def associate_default(self, token: str, from_type: str, from_id: str, to_type: str, to_id: str) -> CallResult:
+        """The single PUT."""
+        self.calls.append(("single", [(from_id, to_id)]))
+        return self._answer([(from_id, to_id)])
+
+    def associate_default_batch(
+        self, token: str, from_type: str, to_type: str, pairs: Sequence[tuple[str, str]]
+    ) -> CallResult:
+        """The batch endpoint."""
+        self.calls.append(("batch", list(pairs)))
+        return self._answer(list(pairs))
+
+
+@dataclass
+class FakeResolver:
+    """Resolves every lookup to a fixed record, taking a search token first."""
+
+    search_rate_limit: RateLimit = field(default_factory=lambda: RateLimit(5, 1.0))
+    to_id: str = "900"
+
+    def resolve(self, request: LookupRequest, token: str, take_token: Callable[[str], None]) -> Resolution:
+        """Take a search token, then answer the association it finds."""
+        take_token("search")
+        assert isinstance(request.from_side, Fixed)
+        return Resolution(association=request.resolved(request.from_side.object_id, self.to_id))
+
+
+def raise_(error: DeliveryError) -> Callable[[Sequence[tuple[str, str]]], CallResult]:
+    """A scripted answer that raises ``error`` for the whole call."""
+
+    def answer(pairs: Sequence[tuple[str, str]]) -> CallResult:
+        """Fail the call."""
+        raise error
+
+    return answer
+
+
+def association(n: int, *, at: float = START) -> AssociationRequest:
+    """deals/n → contacts/(1000 + n), received at ``at``."""
+    return AssociationRequest.create(
+        from_object_type="deals",
+        from_object_id=str(n),
+        to_object_type="contacts",
+        to_object_id=str(1000 + n),
+        source="api",
+        received_at=at,
+    )
+
+
+def drainer(
+    lanes: MemoryLanes,
+    hubspot: FakeHubSpot,
+    clock: Clock,
+    *,
+    limiter: MemoryLimiter | None = None,
+    batch_size: int = 100,
+    rate_limit: RateLimit = RateLimit(100, 10.0),
+    resolver: FakeResolver | None = None,
+) -> LaneDrainer:
+    """A drainer on in-memory parts."""
+    return LaneDrainer(
+        lanes=lanes,
+        limiter=limiter or MemoryLimiter(clock=clock),
+        client=hubspot,
+        credentials=StaticCredentials("pat-test-token"),
+        resolver=resolver or FakeResolver(),
+        policy=rp.RetryPolicy(max_attempts=3),
+        settings=DrainSettings(batch_size=batch_size, rate_limit=rate_limit, max_limiter_wait_ms=500, budget_s=10.0),
+        rng=random.Random(7),
+        clock=clock,
+        sleep=clock.sleep,
+        metrics=CounterOps(Keys("hl:")),
+    )
+
+
+class TestDrainLoop:
+    """One drain empties its lane a batch call at a time and leaves it in the right state."""
+
+    def test_a_lone_association_goes_out_through_the_single_put(self) -> None:
+        """One pending association: one single PUT, linked, the lane left idle."""
+        clock = Clock()
+        lanes = MemoryLanes(clock=clock)
+        lanes.add(association(1))
+        hubspot = FakeHubSpot()
+        report = drainer(lanes, hubspot, clock).drain(LANE)
+        assert hubspot.calls == [("single", [("1", "1001")])]
+        assert (report.linked, report.calls, report.ended) == (1, 1, "idle")
+        assert not lanes.records
+
+    def test_a_backlog_goes_out_in_batches_of_the_batch_size(self) -> None:
+        """250 pending with a batch size of 100: three batch calls (100, 100, 50), all linked."""
+        clock = Clock()
+        lanes = MemoryLanes(clock=clock)
+        for n in range(1, 251):
+            lanes.add(association(n))
+        hubspot = FakeHubSpot()
+        report = drainer(lanes, hubspot, clock, batch_size=100).drain(LANE)
+        assert [len(pairs) for _, pairs in hubspot.calls] == [100, 100, 50]
+        assert report.linked == 250 and not lanes.records
+
+    def test_a_failed_call_is_retried_later_and_the_lane_is_left_scheduled(self) -> None:
+        """A 503 for the whole call: every association gets a later due time and one attempt spent."""
+        clock = Clock()
+        lanes = MemoryLanes(clock=clock)
+        ids = [lanes.add(association(n)) for n in range(1, 4)]
+        hubspot = FakeHubSpot(script=[raise_(ServerError(HubSpotErrorDetail(status=503)))])
+        report = drainer(lanes, hubspot, clock).drain(LANE)
+        assert report.retried == 3 and report.ended == "scheduled"
+        assert all(lanes.records[i].attempts == 1 and lanes.due[i] > START * 1000 for i in ids)
+
+    def test_a_429_blocks_the_bucket_and_parks_the_lane_without_spending_attempts(self) -> None:
+        """After a 429 with Retry-After 30 s the next claim finds the bucket shut: the lane parks."""
+        clock = Clock()
+        lanes = MemoryLanes(clock=clock)
+        limiter = MemoryLimiter(clock=clock)
+        ids = [lanes.add(association(n)) for n in range(1, 3)]
+        error = RateLimitedError(HubSpotErrorDetail(status=429, policy_name="SECONDLY"), retry_after_s=30.0)
+        hubspot = FakeHubSpot(script=[raise_(error)])
+        report = drainer(lanes, hubspot, clock, limiter=limiter).drain(LANE)
+        assert report.deferred == 2
+        bucket = StaticCredentials("pat-test-token").for_portal(None).bucket
+        assert limiter.blocked_until_ms[bucket] == int(START * 1000) + 30_000
+        assert all(lanes.records[i].attempts == 0 for i in ids)
+        assert len(hubspot.calls) == 1
+
+    def test_a_short_limiter_wait_is_slept_and_a_long_one_parks_the_lane(self) -> None:
+        """With 2 requests per 10 s: the third call would wait 10 s, longer than 500 ms, so the lane parks."""
+        clock = Clock()
+        lanes = MemoryLanes(clock=clock)
+        for n in range(1, 4):
+            lanes.add(association(n))
+        hubspot = FakeHubSpot()
+        report = drainer(lanes, hubspot, clock, batch_size=1, rate_limit=RateLimit(2, 10.0)).drain(LANE)
+        assert len(hubspot.calls) == 2
+        assert report.ended == "parked" and len(lanes.records) == 1
+        (waiting,) = lanes.records.values()
+        assert waiting.attempts == 0  # a park spends no attempt
+
+    def test_the_time_budget_hands_the_lane_on(self) -> None:
+        """A drain past its budget leaves the rest for the next drain job (handed on, not dropped)."""
+        clock = Clock()
+        lanes = MemoryLanes(clock=clock)
+        for n in range(1, 6):
+            lanes.add(association(n))
+
+        def slow(pairs: Sequence[tuple[str, str]]) -> CallResult:
+            """A call that takes 6 s of the budget."""
+            clock.now += 6.0  # each call takes 6 s of the 10 s budget
+            return CallResult(linked=frozenset(pairs))
+
+        hubspot = FakeHubSpot(script=[slow, slow, slow])
+        report = drainer(lanes, hubspot, clock, batch_size=1).drain(LANE)
+        assert report.linked == 2 and report.ended == "handed-on"
+        assert len(lanes.records) == 3
+
+    def test_exhausted_attempts_end_in_a_dead_letter_with_every_attempt(self) -> None:
+        """Three 500s with a budget of three attempts: a dead letter holding all three, no fourth call."""
+        clock = Clock()
+        lanes = MemoryLanes(clock=clock)
+        association_id = lanes.add(association(1))
+        error = ServerError(HubSpotErrorDetail(status=500))
+        hubspot = FakeHubSpot(script=[raise_(error)] * 3)
+        d = drainer(lanes, hubspot, clock)
+        for _ in range(3):
+            d.drain(LANE)
+            clock.now = max(lanes.due.values(), default=clock.now * 1000) / 1000 + 1
+        letter = lanes.dead_letters[association_id]
+        assert letter.attempt_count == 3 and [a["status"] for a in letter.attempts] == [500, 500, 500]
+        assert len(hubspot.calls) == 3
+
+    def test_lookups_are_resolved_and_their_association_queued_in_its_own_lane(self) -> None:
+        """A lookup lane's item resolves through the search bucket and becomes an association."""
+        clock = Clock()
+        lanes = MemoryLanes(clock=clock)
+        request = LookupRequest(
+            rule="demo",
+            from_side=Fixed("contacts", "5"),
+            to_side=SearchLookup("companies", "domain", "example.com", "first"),
+            source="forms.demo",
+            received_at=START,
+        )
+        lanes.add(request)
+        report = drainer(lanes, FakeHubSpot(), clock).drain(request.lane)
+        assert report.calls == 1
+        (queued,) = lanes.records.values()
+        assert isinstance(queued.request, AssociationRequest)
+        assert queued.request.pair == ("5", "900")
+
+    def test_a_lookup_that_must_wait_too_long_parks_the_rest(self) -> None:
+        """When the search bucket asks for a long wait, the claimed lookups go back untouched."""
+        clock = Clock()
+        lanes = MemoryLanes(clock=clock)
+        request = LookupRequest(
+            rule="demo",
+            from_side=Fixed("contacts", "5"),
+            to_side=SearchLookup("companies", "domain", "example.com", "first"),
+            source="forms.demo",
+            received_at=START,
+        )
+        lanes.add(request)
+
+        class Waiting(FakeResolver):
+            """A resolver whose token never comes in time."""
+
+            def resolve(self, request: LookupRequest, token: str, take_token: Callable[[str], None]) -> Resolution:
+                """Always too long a wait."""
+                raise TokenWaitTooLongError(5000)
+
+        report = drainer(lanes, FakeHubSpot(), clock, resolver=Waiting()).drain(request.lane)
+        assert report.ended == "parked"
+        (waiting,) = lanes.records.values()
+        assert waiting.attempts == 0 and lanes.due[waiting.association_id] == int(START * 1000) + 5000
