@@ -165,13 +165,19 @@ class LaneStore:
         self._dl_max = dead_letter_max
 
     def enqueue(
-        self, groups: Sequence[EventGroup], counters: Sequence[Op] = (), *, ack: Sequence[str] | None = None
+        self,
+        groups: Sequence[EventGroup],
+        counters: Sequence[Op] = (),
+        *,
+        ack: Sequence[str] | None = None,
+        aside: Sequence[str | int] | None = None,
     ) -> EnqueueResult:
         """Store every group (skipping already-seen ones) in one round-trip; return the ids per group.
 
         ``counters`` are metric increments applied in the same atomic step; ``ack`` (``Inbox.ack_target``)
         names the inbox entry the groups came from, acknowledged and deleted in that step too, unless it is
-        already gone, in which case nothing is stored. Raises StoreUnavailableError.
+        already gone, in which case nothing is stored; ``aside`` (``Inbox.aside_target``) is an entry to add
+        to the set-aside stream in the same step. Raises StoreUnavailableError.
         """
         args = _Arguments(self._keys)
         ids: list[list[str]] = []
@@ -181,7 +187,7 @@ class LaneStore:
             for association_id, request in zip(group_ids, group.requests, strict=True):
                 args.item(association_id, request, "", "")
             ids.append(group_ids)
-        return self._store(args, counters, ids, ack)
+        return self._store(args, counters, ids, ack, aside)
 
     def enqueue_items(
         self,
@@ -199,7 +205,12 @@ class LaneStore:
         return self._store(args, counters, [[item.association_id for item in items] for _, items in groups], ack)
 
     def _store(
-        self, args: _Arguments, counters: Sequence[Op], ids: list[list[str]], ack: Sequence[str] | None
+        self,
+        args: _Arguments,
+        counters: Sequence[Op],
+        ids: list[list[str]],
+        ack: Sequence[str] | None,
+        aside: Sequence[str | int] | None = None,
     ) -> EnqueueResult:
         """Run enqueue.lua over the prepared arguments; the ids of each stored group, None for duplicates."""
         counters_set = args.set_number(counters)  # numbered before the sets are listed
@@ -210,6 +221,8 @@ class LaneStore:
         }
         if ack is not None:
             header["ack"] = list(ack)
+        if aside is not None:
+            header["aside"] = list(aside)
         keys = self._keys
         with store_errors():
             flags = self._scripts.enqueue(

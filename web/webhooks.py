@@ -17,7 +17,7 @@ from werkzeug.datastructures import MultiDict
 
 from hublink.domain import signatures
 from hublink.domain.errors import InvalidSignatureError
-from hublink.domain.events import parse_form, parse_hubspot_batch, parse_workflow
+from hublink.domain.events import parse_form, parse_workflow, read_hubspot_batch
 from hublink.domain.sources import ApiKeyAuth, SignatureAuth, verify_form
 from web.container import parts
 from web.errors import ApiError
@@ -77,9 +77,15 @@ def hubspot() -> Response:
     raw = read_body(p.settings.max_body_bytes)
     verify_hubspot_signature(raw, accept_legacy=p.settings.accept_legacy_signatures)
     require_json_type()
-    events = parse_hubspot_batch(parse_json(raw))
-    # Stored as received (validated above): the workers parse it again, which costs less than re-encoding it.
-    return _accepted(len(events), p.inbox.add_hubspot(raw, received_at=time.time()))
+    # Only the shape of the whole body can be refused: one event HubLink cannot use never sinks the others
+    # (HubSpot drops a batch refused for 24 hours, with every valid event in it). The workers set such
+    # events aside with their reason, count and log them.
+    batch = read_hubspot_batch(parse_json(raw))
+    # Stored as received: the workers parse it again, which costs less than re-encoding it.
+    entry = p.inbox.add_hubspot(raw, received_at=time.time())
+    return jsonify(
+        {"received": len(batch.events) + len(batch.unusable), "unusable": len(batch.unusable), "entry": entry}
+    )
 
 
 @bp.post("/workflow")

@@ -36,7 +36,17 @@ PREFIX_TYPE_IDS: Mapping[str, str] = {
     "line_item": "0-8",
 }
 # eventId and occurredAt may be 0; the others name a portal, subscription or record, which start at 1.
-_INT_FIELDS = (("portalId", 1), ("subscriptionId", 1), ("eventId", 0), ("occurredAt", 0), ("objectId", 1))
+_INT_FIELDS = (("portalId", 1), ("eventId", 0), ("occurredAt", 0))
+#: Fields some event shapes lack: association-change events carry neither ``objectId`` nor, in a captured
+#: real delivery, ``subscriptionId`` (hubspot-api.md §8); they name the pair with these instead.
+_ASSOCIATION_FIELDS = (("fromObjectId", 1), ("toObjectId", 1))
+#: Optional association-change fields and the JSON types they must have when present.
+_ASSOCIATION_EXTRAS: tuple[tuple[str, type | tuple[type, ...]], ...] = (
+    ("associationType", str),
+    ("associationCategory", str),
+    ("associationRemoved", bool),
+    ("isPrimaryAssociation", bool),
+)
 # Loose on purpose: HubSpot adds subscription types, and refusing a real one makes it retry for 24 hours.
 _SUBSCRIPTION_TYPE = re.compile(r"\A[A-Za-z0-9_][A-Za-z0-9_.:-]{0,99}\Z")
 _TYPE_ID = re.compile(r"\A[0-9]{1,4}-[0-9]{1,12}\Z")
@@ -113,17 +123,32 @@ def _bounded(text: str) -> str:
     return "sha256:" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def parse_hubspot_batch(body: Any) -> list[CrmEvent]:
-    """Parse an app webhook delivery: a JSON array of up to 100 event objects, all or nothing.
+@dataclass(frozen=True, slots=True)
+class UnusableEvent:
+    """An event of a genuine batch that HubLink cannot use: kept with its reason, never a reason to refuse."""
 
-    Each event needs ``portalId``, ``subscriptionId``, ``eventId``, ``occurredAt`` (epoch ms) and ``objectId``
-    as integers or digit strings, and ``subscriptionType`` (or its legacy alias ``eventType``); ``objectTypeId``
-    is optional. An empty array is zero events. The payload is the event as sent, plus ``subscriptionType``
-    when only ``eventType`` came and ``objectTypeId`` when it was derived from the type's prefix, so that
-    rules can match on both whatever the event's vintage. The dedup key is the composite
-    ``hubspot:portal:subscription:event:object:occurredAt``, because ``eventId`` alone is not unique (§4.2).
+    index: int
+    raw: Any
+    reason: str
 
-    Raises InvalidInputError with one FieldProblem per bad field, at ``/<index>/<field>``.
+
+@dataclass(frozen=True, slots=True)
+class HubSpotBatch:
+    """A delivery read event by event: the events the rules can see, and those set aside with a reason."""
+
+    events: list[CrmEvent]
+    unusable: list[UnusableEvent]
+
+
+def read_hubspot_batch(body: Any) -> HubSpotBatch:
+    """Read an app webhook delivery event by event; one event HubLink cannot use never sinks the others.
+
+    HubSpot retries a refused batch (any 4xx) at most 10 times over 24 hours and then drops it, with every
+    valid event in it, and it adds subscription types over time: so only a body that is not a JSON array
+    of at most 100 items is refused. Each item is parsed as :func:`parse_hubspot_batch` describes; an item
+    that fails is an :class:`UnusableEvent` carrying its problems as the reason.
+
+    Raises InvalidInputError (a 4xx for the sender) only for the shape of the whole body.
     """
     if not isinstance(body, list):
         raise InvalidInputError(
@@ -133,14 +158,41 @@ def parse_hubspot_batch(body: Any) -> list[CrmEvent]:
         message = f"expected at most {MAX_EVENTS} events, got {len(body)}"
         raise InvalidInputError(message, [FieldProblem("/", message)])
     events: list[CrmEvent] = []
-    problems: list[FieldProblem] = []
+    unusable: list[UnusableEvent] = []
     for index, raw in enumerate(body):
+        problems: list[FieldProblem] = []
         event = _parse_hubspot_event(raw, f"/{index}", problems)
         if event is not None:
             events.append(event)
-    if problems:
+        else:
+            unusable.append(UnusableEvent(index, raw, "; ".join(p.message for p in problems)[:500]))
+    return HubSpotBatch(events, unusable)
+
+
+def parse_hubspot_batch(body: Any) -> list[CrmEvent]:
+    """Parse an app webhook delivery strictly: a JSON array of up to 100 event objects, all or nothing.
+
+    Each event needs ``portalId``, ``eventId``, ``occurredAt`` (epoch ms) as integers or digit strings, and
+    ``subscriptionType`` (or its legacy alias ``eventType``); ``objectId`` for record events, or
+    ``fromObjectId`` and ``toObjectId`` for association-change events (``*.associationChange``), whose
+    ``associationType``/``associationTypeId``, ``associationCategory``, ``associationRemoved`` and
+    ``isPrimaryAssociation`` are checked when present; ``subscriptionId`` and ``objectTypeId`` are optional.
+    The payload is the event as sent, plus ``subscriptionType`` when only ``eventType`` came and
+    ``objectTypeId`` when it was derived from the type's prefix, so that rules can match on both whatever
+    the event's vintage. The dedup key is the composite
+    ``hubspot:portal:subscription:event:object:occurredAt`` (the pair and its association type for
+    association changes), because ``eventId`` alone is not unique (§4.2).
+
+    The webhook endpoint uses :func:`read_hubspot_batch`, which keeps the events that parse; this strict
+    form serves ``rules try`` and tests. Raises InvalidInputError with one FieldProblem per bad field.
+    """
+    batch = read_hubspot_batch(body)
+    if batch.unusable:
+        problems: list[FieldProblem] = []
+        for item in batch.unusable:
+            _parse_hubspot_event(item.raw, f"/{item.index}", problems)
         raise InvalidInputError(f"{len(problems)} invalid field(s) in the event batch", problems)
-    return events
+    return batch.events
 
 
 def _parse_hubspot_event(raw: object, where: str, problems: list[FieldProblem]) -> CrmEvent | None:
@@ -149,9 +201,16 @@ def _parse_hubspot_event(raw: object, where: str, problems: list[FieldProblem]) 
         problems.append(FieldProblem(where, f"expected an event object, got {_shown(raw)}"))
         return None
     found = len(problems)
+    type_field_name = "subscriptionType" if "subscriptionType" in raw or "eventType" not in raw else "eventType"
+    named = raw.get(type_field_name)
+    is_association_change = isinstance(named, str) and named.endswith(".associationChange")
+    required = (*_INT_FIELDS, *(_ASSOCIATION_FIELDS if is_association_change else (("objectId", 1),)))
+    optional = (("subscriptionId", 1),)
     ints: dict[str, int] = {}
-    for name, least in _INT_FIELDS:
+    for (name, least), needed in [*((f, True) for f in required), *((f, False) for f in optional)]:
         value = raw.get(name)
+        if value is None and not needed:
+            continue
         if value.__class__ is not int:  # JSON numbers skip the call; bool's class is bool, so it is checked
             value = _int_like(value)
         if value is not None and least <= value <= MAX_INT:
@@ -160,6 +219,8 @@ def _parse_hubspot_event(raw: object, where: str, problems: list[FieldProblem]) 
         what = "a positive" if least else "a non-negative"
         got = "nothing" if name not in raw else _shown(raw[name])
         problems.append(FieldProblem(f"{where}/{name}", f"{name}: expected {what} integer or digit string, got {got}"))
+    if is_association_change:
+        _check_association_extras(raw, where, problems)
     type_field = "subscriptionType" if "subscriptionType" in raw or "eventType" not in raw else "eventType"
     subscription = raw.get(type_field)
     if not isinstance(subscription, str) or not _SUBSCRIPTION_TYPE.match(subscription):
@@ -187,6 +248,15 @@ def _parse_hubspot_event(raw: object, where: str, problems: list[FieldProblem]) 
         payload = {**raw, "subscriptionType": subscription}
         if type_id is not None:
             payload["objectTypeId"] = type_id
+    subscription_id = ints.get("subscriptionId", "-")
+    if is_association_change:
+        kind = raw.get("associationTypeId", raw.get("associationType", ""))
+        removed = "removed" if raw.get("associationRemoved") is True else "added"
+        object_part = f"{ints['fromObjectId']}>{ints['toObjectId']}:{kind}:{removed}"
+        object_id = str(ints["fromObjectId"])
+    else:
+        object_part = str(ints["objectId"])
+        object_id = object_part
     return CrmEvent(
         source="hubspot",
         payload=payload,
@@ -195,12 +265,23 @@ def _parse_hubspot_event(raw: object, where: str, problems: list[FieldProblem]) 
         occurred_at=ints["occurredAt"] / 1000,
         subscription_type=subscription,
         object_type_id=type_id,
-        object_id=str(ints["objectId"]),
-        dedup_key=(
-            f"hubspot:{ints['portalId']}:{ints['subscriptionId']}:{ints['eventId']}:{ints['objectId']}:"
-            f"{ints['occurredAt']}"
-        ),
+        object_id=object_id,
+        dedup_key=f"hubspot:{ints['portalId']}:{subscription_id}:{ints['eventId']}:{object_part}:{ints['occurredAt']}",
     )
+
+
+def _check_association_extras(raw: Mapping[str, Any], where: str, problems: list[FieldProblem]) -> None:
+    """The optional fields of an association-change event, when present, have the documented JSON types."""
+    for name, kind in _ASSOCIATION_EXTRAS:
+        value = raw.get(name)
+        if value is not None and not isinstance(value, kind):
+            expected = "true or false" if kind is bool else "a string"
+            problems.append(FieldProblem(f"{where}/{name}", f"{name}: expected {expected}, got {_shown(value)}"))
+    type_id = raw.get("associationTypeId")
+    if type_id is not None and _int_like(type_id) is None:
+        problems.append(
+            FieldProblem(f"{where}/associationTypeId", f"associationTypeId: expected an integer, got {_shown(type_id)}")
+        )
 
 
 def _optional_portal(body: Mapping[str, Any], names: tuple[str, ...]) -> str | None:

@@ -9,6 +9,7 @@ the sender, because sending the same event again would not change the answer.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,11 +38,14 @@ class IntakeReport:
     problems: tuple[str, ...]
     #: The inbox entry was already expanded by another worker (it was taken over): nothing was stored.
     already_expanded: bool = False
+    #: Events the entry held that cannot be used: kept in inbox:failed with their reason.
+    unusable: int = 0
 
     def as_dict(self) -> dict[str, object]:
         """JSON-safe form."""
         return {
             "received": self.received,
+            "unusable": self.unusable,
             "duplicates": self.duplicates,
             "unmatched": self.unmatched,
             "associations": self.associations,
@@ -108,15 +112,19 @@ def accept(
     received_at: float,
     *,
     ack: Sequence[str] | None = None,
+    aside: Sequence[str | int] | None = None,
+    counters: Sequence[Op] = (),
+    unusable: int = 0,
 ) -> IntakeReport:
     """Plan every event and store all of it, with its dedup marks and counts, in one round-trip.
 
     ``ack`` (``Inbox.ack_target``) is the inbox entry the events came from: it is acknowledged in the same
-    step, even when the events ask for nothing. Raises StoreUnavailableError when Redis does not answer.
+    step, even when the events ask for nothing; ``aside`` (``Inbox.aside_target``) keeps the entry's unusable
+    events in that step too, and ``counters`` ride along. Raises StoreUnavailableError when Redis does not answer.
     """
     groups: list[EventGroup] = []
     problems: list[str] = []
-    ops: list[Op] = []
+    ops: list[Op] = list(counters)
     unmatched = 0
     # An event's counts ride on its group, so that a duplicate (stored nothing) counts as a duplicate only.
     # Label sets and amounts repeat across a batch: build each list of increments once.
@@ -154,16 +162,22 @@ def accept(
                 on_dup=counts(event.source, "duplicate", 0, 0),
             )
         )
-    result = queueing.enqueue(groups, ops, ack=ack) if groups or ack is not None else None
+    result = queueing.enqueue(groups, ops, ack=ack, aside=aside) if groups or ack is not None else None
     if result is not None and result.already_expanded:
-        return IntakeReport(len(events), 0, 0, 0, 0, (), already_expanded=True)
+        return IntakeReport(len(events) + unusable, 0, 0, 0, 0, (), already_expanded=True, unusable=unusable)
     stored = [g for g, ids in zip(groups, result.ids, strict=True) if ids is not None] if result else []
     associations = sum(1 for g in stored for w in g.requests if isinstance(w, AssociationRequest))
     lookups = sum(1 for g in stored for w in g.requests if isinstance(w, LookupRequest))
     if problems:
         log.warning("rules could not be applied to some events", extra={"problems": problems[:20]})
     return IntakeReport(
-        len(events), result.duplicates if result else 0, unmatched, associations, lookups, tuple(problems)
+        len(events) + unusable,
+        result.duplicates if result else 0,
+        unmatched,
+        associations,
+        lookups,
+        tuple(problems),
+        unusable=unusable,
     )
 
 
@@ -197,17 +211,34 @@ class Expansion:
         try:
             if entry.kind == KIND_ASSOCIATIONS:
                 return self._store_associations(entry)
-            events = entry.events()
+            batch = entry.events()
         except InvalidInputError as exc:
             self._set_aside(entry, f"cannot be read: {exc.message}")
             return None
+        aside = None
+        counters: list[Op] = []
+        if batch.unusable:
+            # The events HubLink cannot use are kept for operators (list and replay them from inbox:failed)
+            # in the same step that stores the rest: HubSpot is never asked to resend, and nothing is lost.
+            # json, not orjson: an unusable event may hold what orjson refuses (integers beyond 64 bits).
+            body = json.dumps([u.raw for u in batch.unusable], separators=(",", ":")).encode()
+            reason = "unusable events: " + "; ".join(f"#{u.index}: {u.reason}" for u in batch.unusable)
+            aside = self._inbox.aside_target(entry, body, reason)
+            counters = [self._metrics.op("events_received", len(batch.unusable), source="hubspot", outcome="unusable")]
+            log.warning(
+                "events set aside as unusable",
+                extra={"entry": entry.entry_id, "events": len(batch.unusable), "reason": reason[:300]},
+            )
         report = accept(
-            events,
+            batch.events,
             self._rules,
             self._queueing,
             self._metrics,
             entry.received_at,
             ack=self._inbox.ack_target(entry.entry_id),
+            aside=aside,
+            counters=counters,
+            unusable=len(batch.unusable),
         )
         if report.already_expanded:
             log.info("inbox entry was already expanded by another worker", extra={"entry": entry.entry_id})

@@ -27,7 +27,7 @@ from redis.exceptions import ResponseError
 
 from hublink.domain.associations import AssociationRequest
 from hublink.domain.errors import InvalidInputError
-from hublink.domain.events import CrmEvent, parse_hubspot_batch
+from hublink.domain.events import CrmEvent, HubSpotBatch, read_hubspot_batch
 from hublink.store.connections import store_errors, text
 from hublink.store.keys import Keys
 from hublink.store.scripts import Scripts
@@ -76,17 +76,20 @@ class InboxEntry:
         except (TypeError, ValueError) as exc:
             raise InvalidInputError(f"inbox entry holds a malformed association: {exc}") from None
 
-    def events(self) -> list[CrmEvent]:
-        """The entry's events; raises InvalidInputError when its body does not parse (e.g. a foreign kind)."""
+    def events(self) -> HubSpotBatch:
+        """The entry's events, and those it holds that cannot be used (HubSpot batches only).
+
+        Raises InvalidInputError when its body does not parse (e.g. a foreign kind).
+        """
         data = self._data()
         if self.kind == KIND_HUBSPOT:
-            return parse_hubspot_batch(data)
+            return read_hubspot_batch(data)
         if self.kind != KIND_EVENTS:
             raise InvalidInputError(f"unknown inbox entry kind {self.kind[:40]!r}")
         if not isinstance(data, list):
             raise InvalidInputError("an events entry must hold a JSON array of events")
         try:
-            return [CrmEvent.from_record(record) for record in data]
+            return HubSpotBatch([CrmEvent.from_record(record) for record in data], [])
         except TypeError as exc:
             raise InvalidInputError(f"inbox entry holds a malformed event: {exc}") from None
 
@@ -137,6 +140,25 @@ class Inbox:
     def ack_target(self, entry_id: str) -> list[str]:
         """What enqueue.lua needs to acknowledge and delete an entry in the step that stores its work."""
         return [self._keys.inbox, GROUP, entry_id]
+
+    def aside_target(self, entry: InboxEntry, body: bytes, reason: str) -> list[str | int]:
+        """What enqueue.lua needs to keep part of ``entry`` (``body``, same kind) set aside with ``reason``."""
+        return [
+            self._keys.inbox_failed,
+            FAILED_MAX,
+            "kind",
+            entry.kind,
+            "body",
+            body.decode("utf-8", "replace"),
+            "at",
+            repr(entry.received_at),
+            "rules",
+            entry.rules_tag,
+            "entry",
+            entry.entry_id,
+            "reason",
+            reason[:500],
+        ]
 
     def ensure_group(self) -> None:
         """Create the consumer group (and the stream) unless they exist; from id 0, so nothing added is missed."""

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hublink.domain.errors import FieldProblem, InvalidInputError
-from hublink.domain.events import MAX_EVENTS, parse_form, parse_hubspot_batch, parse_workflow
+from hublink.domain.events import MAX_EVENTS, parse_form, parse_hubspot_batch, parse_workflow, read_hubspot_batch
 from tests.unit.strategies import hubspot_events, json_objects, json_values
 
 # The v1 signature test vector's body (hubspot-api.md §4.5), byte for byte.
@@ -22,6 +22,9 @@ V1_BODY = (
 )
 V1_EVENT: dict[str, Any] = json.loads(V1_BODY)[0]
 INT_FIELDS = ["portalId", "subscriptionId", "eventId", "occurredAt", "objectId"]
+#: Fields every record event must carry (subscriptionId may be missing: real association-change deliveries
+#: come without it, and nothing HubLink does needs it).
+REQUIRED_INT_FIELDS = ["portalId", "eventId", "occurredAt", "objectId"]
 
 
 def refused(body: object) -> InvalidInputError:
@@ -122,11 +125,13 @@ class TestHubSpotBatch:
     )
     def test_each_bad_integer_field_is_refused_at_its_path(self, field: str, bad: object) -> None:
         """A null, non-numeric, boolean, negative, fractional, too long or nested integer is refused at its path."""
+        if field == "subscriptionId" and bad is None:
+            return  # null is absent, and subscriptionId may be absent (see test_subscription_id_may_be_absent)
         [problem] = refused([V1_EVENT | {field: bad}]).problems
         assert problem.where == f"/0/{field}"
         assert problem.message.startswith(f"{field}: expected a ")
 
-    @pytest.mark.parametrize("field", [*INT_FIELDS, "subscriptionType"])
+    @pytest.mark.parametrize("field", [*REQUIRED_INT_FIELDS, "subscriptionType"])
     def test_each_missing_field_is_refused_at_its_path(self, field: str) -> None:
         """A missing required field is refused at its path, saying nothing was given."""
         [problem] = refused([{k: v for k, v in V1_EVENT.items() if k != field}]).problems
@@ -363,3 +368,81 @@ class TestStoredForm:
         event = parse_workflow({"objectId": 5}, received_at=1.0)
         record = event.as_record() | {"added_later": True}
         assert type(event).from_record(record) == event
+
+
+#: A real-shaped legacy association-change delivery: neither objectId nor subscriptionId (hubspot-api.md §8).
+ASSOCIATION_CHANGE: dict[str, Any] = {
+    "eventId": 3781247215,
+    "portalId": 62515,
+    "occurredAt": 1764331200123,
+    "subscriptionType": "deal.associationChange",
+    "attemptNumber": 0,
+    "changeSource": "USER",
+    "associationType": "DEAL_TO_CONTACT",
+    "fromObjectId": 9876543210,
+    "toObjectId": 1234567,
+    "associationRemoved": False,
+    "isPrimaryAssociation": False,
+}
+
+
+class TestTolerantBatch:
+    """A genuine delivery is read event by event: what cannot be used is set aside, the rest goes on."""
+
+    def test_a_creation_and_a_real_association_change_both_parse(self) -> None:
+        """deal.creation plus a captured deal.associationChange (no objectId, no subscriptionId): two events."""
+        batch = read_hubspot_batch([V1_EVENT | {"subscriptionType": "deal.creation"}, ASSOCIATION_CHANGE])
+        assert batch.unusable == []
+        creation, change = batch.events
+        assert creation.subscription_type == "deal.creation"
+        assert change.object_id == "9876543210"
+        assert change.payload["toObjectId"] == 1234567 and change.object_type_id == "0-3"
+
+    def test_the_generic_association_change_parses_with_its_type_id(self) -> None:
+        """object.associationChange with associationTypeId and category is an event the rules can see."""
+        event = ASSOCIATION_CHANGE | {
+            "subscriptionType": "object.associationChange",
+            "associationTypeId": 3,
+            "associationCategory": "HUBSPOT_DEFINED",
+            "associationRemoved": True,
+        }
+        (parsed,) = parse_hubspot_batch([event])
+        assert parsed.payload["associationRemoved"] is True
+
+    def test_an_added_and_a_removed_association_are_two_events_not_duplicates(self) -> None:
+        """The dedup key of an association change names the pair, its type and whether it was removed."""
+        added, removed = parse_hubspot_batch([ASSOCIATION_CHANGE, ASSOCIATION_CHANGE | {"associationRemoved": True}])
+        assert added.dedup_key != removed.dedup_key
+
+    def test_subscription_id_may_be_absent(self) -> None:
+        """A record event without subscriptionId parses; its dedup key marks the missing part."""
+        event = {k: v for k, v in V1_EVENT.items() if k != "subscriptionId"}
+        (parsed,) = parse_hubspot_batch([event])
+        assert parsed.dedup_key == "hubspot:62515:-:1:123:1564113600000"
+
+    def test_one_unusable_event_never_sinks_the_others(self) -> None:
+        """An event without objectId and a non-object sit beside a good event: one event, two set aside."""
+        broken = {k: v for k, v in V1_EVENT.items() if k != "objectId"}
+        batch = read_hubspot_batch([broken, V1_EVENT, "junk"])
+        assert [e.object_id for e in batch.events] == ["123"]
+        assert [(u.index, u.reason[:9]) for u in batch.unusable] == [(0, "objectId:"), (2, "expected ")]
+
+    @pytest.mark.parametrize(
+        ("field", "bad"),
+        [
+            ("associationRemoved", "yes"),
+            ("isPrimaryAssociation", 1),
+            ("associationType", 5),
+            ("associationTypeId", "x"),
+        ],
+    )
+    def test_a_badly_typed_association_field_makes_that_event_unusable(self, field: str, bad: object) -> None:
+        """An association-change field of the wrong JSON type sets the event aside, naming the field."""
+        batch = read_hubspot_batch([ASSOCIATION_CHANGE | {field: bad}])
+        assert batch.events == [] and batch.unusable[0].reason.startswith(f"{field}: expected")
+
+    def test_only_the_shape_of_the_whole_body_is_refused(self) -> None:
+        """Not an array, or more than 100 items: the only refusals left."""
+        for body in ({"a": 1}, [V1_EVENT] * (MAX_EVENTS + 1)):
+            with pytest.raises(InvalidInputError):
+                read_hubspot_batch(body)

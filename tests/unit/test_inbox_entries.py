@@ -30,14 +30,14 @@ def test_a_hubspot_entry_is_the_batch_as_received() -> None:
             }
         ]
     ).encode()
-    [event] = entry(KIND_HUBSPOT, raw).events()
+    [event] = entry(KIND_HUBSPOT, raw).events().events
     assert (event.source, event.object_id, event.dedup_key) == ("hubspot", "5", "hubspot:3:2:1:5:4")
 
 
 def test_an_events_entry_gives_back_the_events_stored() -> None:
     """Workflow and form events travel as their records."""
     event = parse_workflow({"objectId": 9, "contact_id": "7"}, received_at=1.0)
-    assert entry(KIND_EVENTS, json.dumps([event.as_record()]).encode()).events() == [event]
+    assert entry(KIND_EVENTS, json.dumps([event.as_record()]).encode()).events().events == [event]
 
 
 @pytest.mark.parametrize(

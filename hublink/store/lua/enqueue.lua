@@ -6,7 +6,9 @@
 --   [5] association key prefix   [6] lane key prefix   [7] lane marker key prefix
 --   [8] JSON header, small whatever the request's size:
 --       {lanes: [lane, ...], sets: [[[key, field, n, ttl_s], ...], ...], counters: set number or 0,
---        ack: [inbox stream, group, entry id] (optional: the inbox entry these groups came from)}
+--        ack: [inbox stream, group, entry id] (optional: the inbox entry these groups came from),
+--        aside: [inbox:failed stream, cap, field, value, ...] (optional: events of the entry that cannot be
+--               used, kept for operators in the same step, so a crash can neither lose nor repeat them)}
 --       a "set" is one list of metric increments; groups name theirs by number (1-based, 0 = none)
 --   then per group: seen key ('' = no dedup), on_new set, on_dup set, item count,
 --     and per item: id, lane number (1-based), record (JSON text), first_seen ms ('' = now),
@@ -119,6 +121,10 @@ for _, id in ipairs(order) do
   local c = sums[id]
   redis.call('HINCRBY', c[1], c[2], c[3])
   if c[4] and c[4] > 0 then redis.call('EXPIRE', c[1], c[4]) end
+end
+local aside = header.aside
+if aside then
+  redis.call('XADD', aside[1], 'MAXLEN', '~', aside[2], '*', unpack(aside, 3))
 end
 if ack then
   redis.call('XACK', ack[1], ack[2], ack[3])
