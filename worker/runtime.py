@@ -153,6 +153,7 @@ def build(settings: Settings, rules_file: RulesFile | None = None, *, consumer: 
             fresh_record_grace_s=settings.fresh_record_grace_s,
             daily_limit_defer_s=settings.daily_limit_defer_s,
             rate_window_s=settings.hubspot_rate_limit.window_s,
+            max_retry_after_s=settings.max_retry_after_s,
         ),
         settings=DrainSettings(
             batch_size=settings.batch_size,
@@ -160,6 +161,8 @@ def build(settings: Settings, rules_file: RulesFile | None = None, *, consumer: 
             rate_limit=settings.hubspot_rate_limit,
             max_limiter_wait_ms=settings.max_limiter_wait_ms,
             budget_s=DRAIN_BUDGET_S,
+            account_timezone=settings.account_timezone,
+            daily_reserve=settings.daily_reserve,
         ),
     )
     inbox = Inbox(redis, keys, claim_idle_s=settings.lease_s, scripts=scripts)

@@ -15,6 +15,7 @@ import yaml
 from hublink.domain.errors import ConfigError
 from hublink.domain.limits import RateLimit
 from hublink.domain.sources import secret_from
+from hublink.domain.times import check_time_zone
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +35,10 @@ class PortalEntry:
     token: str | None = field(default=None, repr=False)
     oauth: OAuthApp | None = None
     rate_limit: RateLimit | None = None
+    #: The HubSpot host that serves this account (EU-hosted accounts: ``https://api-eu1.hubapi.com``).
+    base_url: str | None = None
+    #: The account's time zone: its daily limit resets at midnight there.
+    time_zone: str | None = None
 
 
 def load_portals(text: str, environ: Mapping[str, str], filename: str) -> dict[str, PortalEntry]:
@@ -57,6 +62,16 @@ def load_portals(text: str, environ: Mapping[str, str], filename: str) -> dict[s
                 rate_limit = RateLimit.parse(str(conf["rate_limit"]))
             except ValueError as exc:
                 raise ConfigError(f"{where}: rate_limit: {exc}") from None
+        base_url = conf.get("baseUrl")
+        if base_url is not None and (not isinstance(base_url, str) or not base_url.startswith(("https://", "http://"))):
+            raise ConfigError(f"{where}: baseUrl: expected an http(s) URL such as https://api-eu1.hubapi.com")
+        time_zone = conf.get("timeZone")
+        if time_zone is not None:
+            try:
+                time_zone = check_time_zone(str(time_zone))
+            except ValueError as exc:
+                raise ConfigError(f"{where}: timeZone: {exc}") from None
+        host = base_url.rstrip("/") if base_url else None
         if "oauth" in conf:
             oauth = conf["oauth"]
             if not isinstance(oauth, dict) or not isinstance(oauth.get("client_id"), str):
@@ -66,9 +81,12 @@ def load_portals(text: str, environ: Mapping[str, str], filename: str) -> dict[s
                 secret_from(oauth, "client_secret", environ, f"{where}.oauth"),
                 secret_from(oauth, "refresh_token", environ, f"{where}.oauth"),
             )
-            entries[portal_id] = PortalEntry(portal_id, oauth=app, rate_limit=rate_limit)
-        else:
             entries[portal_id] = PortalEntry(
-                portal_id, token=secret_from(conf, "token", environ, where), rate_limit=rate_limit
+                portal_id, oauth=app, rate_limit=rate_limit, base_url=host, time_zone=time_zone
+            )
+        else:
+            token = secret_from(conf, "token", environ, where)
+            entries[portal_id] = PortalEntry(
+                portal_id, token=token, rate_limit=rate_limit, base_url=host, time_zone=time_zone
             )
     return entries

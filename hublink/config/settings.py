@@ -14,6 +14,7 @@ from urllib.parse import unquote, urlsplit
 
 from hublink.domain.errors import ConfigError
 from hublink.domain.limits import RateLimit
+from hublink.domain.times import check_time_zone
 
 T = TypeVar("T")
 Role = Literal["web", "worker"]
@@ -51,7 +52,10 @@ class Settings:
     retry_base_s: float = 2.0  # HUBLINK_RETRY_BASE_S
     retry_cap_s: float = 600.0  # HUBLINK_RETRY_CAP_S
     fresh_record_grace_s: float = 120.0  # HUBLINK_FRESH_RECORD_GRACE_S
-    daily_limit_defer_s: float = 3600.0  # HUBLINK_DAILY_LIMIT_DEFER_S
+    daily_limit_defer_s: float = 3600.0  # HUBLINK_DAILY_LIMIT_DEFER_S: a DAILY 429's wait when no zone is known
+    max_retry_after_s: float = 3600.0  # HUBLINK_MAX_RETRY_AFTER_S: caps HubSpot's Retry-After hints
+    account_timezone: str = "UTC"  # HUBLINK_ACCOUNT_TIMEZONE: where HubSpot's daily limit resets at midnight
+    daily_reserve: float = 0.05  # HUBLINK_DAILY_RESERVE: share of the daily budget left to other apps
     dead_letter_ttl_days: float = 30.0  # HUBLINK_DEAD_LETTER_TTL_DAYS
     dead_letter_max: int = 1_000_000  # HUBLINK_DEAD_LETTER_MAX: oldest dropped (and counted) beyond
     lease_s: float = 30.0  # HUBLINK_LEASE_S: claimed work returns to its lane if not settled by then
@@ -105,6 +109,8 @@ class Settings:
             raise ConfigError(f"HUBLINK_MAX_ATTEMPTS: expected at least 1, got {self.max_attempts}")
         if not 0 <= self.rate_limit_margin < 1:
             raise ConfigError(f"HUBLINK_RATE_LIMIT_MARGIN: expected 0 <= m < 1, got {self.rate_limit_margin}")
+        if not 0 <= self.daily_reserve < 1:
+            raise ConfigError(f"HUBLINK_DAILY_RESERVE: expected 0 <= r < 1, got {self.daily_reserve}")
         if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError(f"REDIS_URL: expected redis://, rediss:// or unix://, got {self.redis_url!r}")
         if not self.hubspot_base_url.startswith(("http://", "https://")):
@@ -197,6 +203,9 @@ _VARIABLES: tuple[tuple[str, str, Callable[[str], object]], ...] = (
     ("HUBLINK_RETRY_CAP_S", "retry_cap_s", _positive_float),
     ("HUBLINK_FRESH_RECORD_GRACE_S", "fresh_record_grace_s", _positive_float),
     ("HUBLINK_DAILY_LIMIT_DEFER_S", "daily_limit_defer_s", _positive_float),
+    ("HUBLINK_MAX_RETRY_AFTER_S", "max_retry_after_s", _positive_float),
+    ("HUBLINK_ACCOUNT_TIMEZONE", "account_timezone", check_time_zone),
+    ("HUBLINK_DAILY_RESERVE", "daily_reserve", _positive_float),
     ("HUBLINK_DEAD_LETTER_TTL_DAYS", "dead_letter_ttl_days", _positive_float),
     ("HUBLINK_DEAD_LETTER_MAX", "dead_letter_max", _positive_int),
     ("HUBLINK_LEASE_S", "lease_s", _positive_float),

@@ -59,6 +59,10 @@ class Credential:
     bucket: str
     rate_limit: RateLimit | None = None
     refreshable: bool = False
+    #: The host serving the portal's account (None: HUBSPOT_BASE_URL).
+    base_url: str | None = None
+    #: The account's time zone (None: HUBLINK_ACCOUNT_TIMEZONE): its daily limit resets at midnight there.
+    time_zone: str | None = None
 
 
 class CredentialProvider(Protocol):
@@ -114,11 +118,22 @@ class PortalCredentials:
                 return self._fallback.for_portal(None)
             raise UnknownPortalError(portal_id)
         if entry.token is not None:
-            return Credential(entry.token, f"app-{digest(entry.token)[:16]}", entry.rate_limit)
+            return Credential(
+                entry.token,
+                f"app-{digest(entry.token)[:16]}",
+                entry.rate_limit,
+                base_url=entry.base_url,
+                time_zone=entry.time_zone,
+            )
         assert entry.oauth is not None
-        token = self._access_token(entry.portal_id, entry.oauth)
+        token = self._access_token(entry.portal_id, entry.oauth, entry.base_url)
         return Credential(
-            token, f"oauth-{digest(entry.oauth.client_id)[:12]}-{entry.portal_id}", entry.rate_limit, refreshable=True
+            token,
+            f"oauth-{digest(entry.oauth.client_id)[:12]}-{entry.portal_id}",
+            entry.rate_limit,
+            refreshable=True,
+            base_url=entry.base_url,
+            time_zone=entry.time_zone,
         )
 
     def invalidate(self, portal_id: str | None) -> None:
@@ -127,7 +142,7 @@ class PortalCredentials:
             with store_errors():
                 self._redis.hdel(self._keys.oauth_token(portal_id), "access_token", "expires_at")
 
-    def _access_token(self, portal_id: str, app: OAuthApp) -> str:
+    def _access_token(self, portal_id: str, app: OAuthApp, base_url: str | None = None) -> str:
         key = self._keys.oauth_token(portal_id)
         with store_errors():
             cached = {text(k): text(v) for k, v in self._redis.hgetall(key).items()}
@@ -145,7 +160,7 @@ class PortalCredentials:
         try:
             refresh_token = cached.get("refresh_token") or app.refresh_token
             try:
-                answer = self._client.refresh_token(app.client_id, app.client_secret, refresh_token)
+                answer = self._client.refresh_token(app.client_id, app.client_secret, refresh_token, base_url=base_url)
             except DeliveryError as exc:
                 if isinstance(exc, PermanentError):
                     raise

@@ -35,6 +35,7 @@ from hublink.domain.errors import (
 )
 from hublink.domain.limits import RateLimit
 from hublink.domain.lookups import LookupRequest, is_lookup_lane
+from hublink.domain.times import seconds_until_midnight
 from hublink.lanes import Claimed, EventGroup, Lanes
 from hublink.store.counters import CounterOps, Op
 
@@ -48,12 +49,20 @@ LOOKUP_CLAIM = 5
 class AssociationClient(Protocol):
     """The HubSpot calls a drain makes (``hublink.delivery.hubspot.HubSpotClient``)."""
 
-    def associate_default(self, token: str, from_type: str, from_id: str, to_type: str, to_id: str) -> CallResult:
+    def associate_default(
+        self, token: str, from_type: str, from_id: str, to_type: str, to_id: str, *, base_url: str | None = None
+    ) -> CallResult:
         """Link one pair with the default association type."""
         ...
 
     def associate_default_batch(
-        self, token: str, from_type: str, to_type: str, pairs: Sequence[tuple[str, str]]
+        self,
+        token: str,
+        from_type: str,
+        to_type: str,
+        pairs: Sequence[tuple[str, str]],
+        *,
+        base_url: str | None = None,
     ) -> CallResult:
         """Link several pairs of one object-type pair in one call."""
         ...
@@ -64,8 +73,8 @@ class Resolver(Protocol):
 
     search_rate_limit: RateLimit
 
-    def resolve(self, request: LookupRequest, token: str, take_token: Callable[[str], None]) -> Resolution:
-        """Resolve both sides, taking a token of ``kind`` before each HubSpot call."""
+    def resolve(self, request: LookupRequest, credential: Credential, take_token: Callable[[str], None]) -> Resolution:
+        """Resolve both sides with ``credential``, taking a token of ``kind`` before each HubSpot call."""
         ...
 
 
@@ -101,6 +110,18 @@ class DrainReport:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """What sending one claim did: each item's result, metric increments, calls made, and what waits."""
+
+    results: list[Result]
+    ops: list[Op]
+    calls: int
+    #: Items not sent because a further call would have waited too long for its token.
+    left: list[Claimed] = field(default_factory=list)
+    wait_ms: int = 0
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DrainSettings:
     """The drainer's knobs (from Settings)."""
@@ -110,6 +131,10 @@ class DrainSettings:
     rate_limit: RateLimit = field(default_factory=lambda: RateLimit(100, 10.0))
     max_limiter_wait_ms: int = 500
     budget_s: float = 10.0
+    #: Where an account's daily limit resets at midnight when its portal names no ``timeZone``.
+    account_timezone: str = "UTC"
+    #: Share of HubSpot's daily budget left to the account's other apps: below it, a bucket waits for midnight.
+    daily_reserve: float = 0.05
 
 
 class LaneDrainer:
@@ -184,9 +209,15 @@ class LaneDrainer:
                 self._park(lane, claim.items, park_until)
                 report.ended = self._lanes.finish(lane, park_until_ms=park_until)
                 return report
-            results, ops = self._call(credential, portal, from_type, to_type, claim.items)
-            report.calls += 1
-            self._settle(lane, report, results, ops)
+            delivery = self._deliver(credential, portal, from_type, to_type, claim.items)
+            report.calls += delivery.calls
+            self._settle(lane, report, delivery.results, delivery.ops, credential)
+            if delivery.wait_ms:
+                # An isolating call had to wait too long for its token: the rest go back untouched.
+                park_until = self._now_ms() + delivery.wait_ms
+                self._park(lane, delivery.left, park_until)
+                report.ended = self._lanes.finish(lane, park_until_ms=park_until)
+                return report
 
     def _park(self, lane: str, items: Sequence[Claimed], due_ms: int) -> None:
         """Return claimed work untouched (no attempt spent), due at ``due_ms``; count the park."""
@@ -203,7 +234,7 @@ class LaneDrainer:
         results: list[Result] = []
         resolved: list[AssociationRequest] = []
         park_until = 0
-        token, bucket = credential.token, credential.bucket
+        bucket = credential.bucket
 
         def take(kind: str) -> None:
             if kind == "search":
@@ -216,13 +247,13 @@ class LaneDrainer:
         for index, item in enumerate(items):
             assert isinstance(item.request, LookupRequest)
             try:
-                resolution = self._resolver.resolve(item.request, token, take)
+                resolution = self._resolver.resolve(item.request, credential, take)
             except TokenWaitTooLongError as exc:
                 park_until = self._now_ms() + exc.wait_ms
                 self._park(lane, items[index:], park_until)
                 break
             except DeliveryError as exc:
-                self._learn(bucket, exc.detail.rate, exc)
+                self._learn(credential, exc.detail.rate, exc)
                 results.append(Result(item, exc))
                 continue
             report.calls += 1
@@ -236,7 +267,7 @@ class LaneDrainer:
         # Enqueue before settling: a crash in between repeats a lookup (harmless), never loses one.
         if resolved:
             self._lanes.enqueue([EventGroup(resolved)])
-        self._settle(lane, report, results)
+        self._settle(lane, report, results, (), credential)
         return park_until
 
     def _take_token(self, bucket: str, limit: RateLimit) -> int:
@@ -257,47 +288,138 @@ class LaneDrainer:
                 self._metrics.series_op("rate_waits", at_s=self._clock()),
             ]
 
-    def _call(
+    def _deliver(
         self, credential: Credential, portal: str | None, from_type: str, to_type: str, items: Sequence[Claimed]
-    ) -> tuple[list[Result], list[Op]]:
-        token, bucket = credential.token, credential.bucket
-        pairs = [outcomes.association_of(i).pair for i in items]
-        endpoint = "associate_default" if len(items) == 1 else "batch_associate_default"
-        try:
-            if len(items) == 1:
-                result = self._client.associate_default(token, from_type, pairs[0][0], to_type, pairs[0][1])
+    ) -> Delivery:
+        """Send the claimed associations (one token already taken) and learn each pair's outcome.
+
+        Identical pairs go as one input and share its outcome. A whole-batch refusal that may be the fault of
+        a few inputs is isolated: pairs holding an id HubSpot named invalid fail alone, the others go again at
+        once and spend no attempt; a refusal naming nothing is split in halves until the guilty inputs are
+        found (at most 2·⌈log2 n⌉ extra calls). Every extra call takes its own rate-limit token.
+        """
+        by_pair: dict[tuple[str, str], list[Claimed]] = {}
+        for item in items:
+            by_pair.setdefault(outcomes.association_of(item).pair, []).append(item)
+        decided: dict[tuple[str, str], DeliveryError | None] = {}
+        ops: list[Op] = []
+        groups = [list(by_pair)]
+        calls = 0
+        while groups:
+            group = groups.pop(0)
+            if calls:
+                wait_ms = self._take_token(credential.bucket, self._limit_for(credential))
+                if wait_ms:
+                    groups.insert(0, group)
+                    left = [item for g in groups for pair in g for item in by_pair[pair]]
+                    done = [Result(i, decided[p]) for p, its in by_pair.items() if p in decided for i in its]
+                    return Delivery(done, ops, calls, left, wait_ms)
+            calls += 1
+            answer = self._call(credential, portal, from_type, to_type, group, ops)
+            if not isinstance(answer, DeliveryError):
+                decided.update((pair, outcomes.pair_outcome_of(pair, answer)) for pair in group)
+                continue
+            if len(group) == 1 or not outcomes.is_isolatable(answer):
+                decided.update((pair, answer) for pair in group)
+                continue
+            guilty = outcomes.guilty_pairs(group, answer, from_type, to_type)
+            if guilty and len(guilty) < len(group):
+                decided.update(guilty)
+                groups.insert(0, [pair for pair in group if pair not in guilty])
+            elif guilty:
+                decided.update(guilty)
             else:
-                result = self._client.associate_default_batch(token, from_type, to_type, pairs)
+                half = len(group) // 2
+                groups[:0] = [group[:half], group[half:]]
+            log.info(
+                "batch refused; isolating the guilty inputs",
+                extra={"lane_size": len(group), "guilty": len(guilty), "correlation_id": answer.correlation_id},
+            )
+        results = [Result(item, decided[pair]) for pair, its in by_pair.items() for item in its]
+        return Delivery(results, ops, calls)
+
+    def _call(
+        self,
+        credential: Credential,
+        portal: str | None,
+        from_type: str,
+        to_type: str,
+        pairs: Sequence[tuple[str, str]],
+        ops: list[Op],
+    ) -> CallResult | DeliveryError:
+        """One HubSpot call for ``pairs`` (distinct): its answer, or the error of the whole call."""
+        token = credential.token
+        endpoint = "associate_default" if len(pairs) == 1 else "batch_associate_default"
+        try:
+            if len(pairs) == 1:
+                (from_id, to_id), base = pairs[0], credential.base_url
+                result = self._client.associate_default(token, from_type, from_id, to_type, to_id, base_url=base)
+            else:
+                result = self._client.associate_default_batch(
+                    token, from_type, to_type, pairs, base_url=credential.base_url
+                )
         except DeliveryError as exc:
-            ops = outcomes.request_ops(self._metrics, endpoint, exc.status, exc, self._clock())
+            ops += outcomes.request_ops(self._metrics, endpoint, exc.status, exc, self._clock())
             if isinstance(exc, AuthError) and credential.refreshable:
                 # HubSpot refused an OAuth token: refresh once and retry, rather than give up on the pair.
                 self._credentials.invalidate(portal)
                 exc = TransientError(exc.detail)
-            self._learn(bucket, exc.detail.rate, exc)
+            self._learn(credential, exc.detail.rate, exc)
             log.info(
                 "hubspot call failed",
                 extra={
-                    "lane_size": len(items),
+                    "lane_size": len(pairs),
                     "status": exc.status,
                     "category": exc.category,
                     "correlation_id": exc.correlation_id,
                 },
             )
-            return [Result(i, exc) for i in items], ops
-        self._learn(bucket, result.rate, None)
-        ops = outcomes.request_ops(self._metrics, endpoint, 200, None, self._clock())
-        return [Result(i, outcomes.pair_outcome(i, result)) for i in items], ops
+            return exc
+        self._learn(credential, result.rate, None)
+        ops += outcomes.request_ops(self._metrics, endpoint, 200, None, self._clock())
+        return result
 
-    def _learn(self, bucket: str, rate: RateHeaders | None, error: DeliveryError | None) -> None:
+    def _daily_reset_s(self, credential: Credential | None) -> float:
+        zone = (credential.time_zone if credential else None) or self._settings.account_timezone
+        return seconds_until_midnight(self._clock(), zone)
+
+    def _learn(self, credential: Credential, rate: RateHeaders | None, error: DeliveryError | None) -> None:
+        bucket = credential.bucket
         if rate is not None:
             self._limiter.observe(bucket, self._settings.rate_limit, rate)
+            if (
+                rate.daily is not None
+                and rate.daily_remaining is not None
+                and rate.daily_remaining <= rate.daily * self._settings.daily_reserve
+            ):
+                # Stop before the account's daily budget is spent: the rest is left to its other apps,
+                # and this bucket waits for the reset rather than running into the DAILY 429.
+                self._limiter.block(bucket, self._daily_reset_s(credential))
+                log.warning(
+                    "daily limit nearly spent; waiting for the reset",
+                    extra={"bucket": bucket, "daily": rate.daily, "remaining": rate.daily_remaining},
+                )
         if isinstance(error, RateLimitedError):
-            self._limiter.block(bucket, outcomes.block_seconds(error, self._policy, self._settings.rate_limit.window_s))
+            window = self._settings.rate_limit.window_s
+            self._limiter.block(
+                bucket, outcomes.block_seconds(error, self._policy, window, self._daily_reset_s(credential))
+            )
 
-    def _settle(self, lane: str, report: DrainReport, results: Sequence[Result], ops: Sequence[Op] = ()) -> None:
+    def _settle(
+        self,
+        lane: str,
+        report: DrainReport,
+        results: Sequence[Result],
+        ops: Sequence[Op] = (),
+        credential: Credential | None = None,
+    ) -> None:
         settlement = outcomes.settle(
-            results, now=self._clock(), policy=self._policy, rng=self._rng, counters=self._metrics
+            results,
+            now=self._clock(),
+            policy=self._policy,
+            rng=self._rng,
+            counters=self._metrics,
+            daily_reset_s=self._daily_reset_s(credential),
         )
         report.add(settlement.tally)
         for letter in settlement.dead_letters:

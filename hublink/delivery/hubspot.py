@@ -39,6 +39,9 @@ from hublink.domain.errors import (
 
 USER_AGENT = f"HubLink/{__version__} (+https://github.com/hublink/hublink) python-requests/{requests.__version__}"
 API_VERSION = "2026-03"
+#: OAuth token endpoints: the 2026-03 one, and v1, deprecated from 2027-02-16 (hubspot-api.md §8).
+OAUTH_TOKEN_PATH = f"/oauth/{API_VERSION}/token"
+LEGACY_OAUTH_TOKEN_PATH = "/oauth/v1/token"  # noqa: S105 - a path, not a secret
 #: Statuses HubSpot documents as worth a retry (hubspot-api.md §3.2): locks, migrations, 5xx and 52x.
 TRANSIENT_STATUSES = frozenset({423, 477, 500, 502, 503, 504, 521, 522, 523, 524})
 #: SSL failures at HubSpot's edge: retrying will not fix them, an operator must look.
@@ -77,15 +80,32 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
 
 
 def parse_rate_headers(headers: Mapping[str, str]) -> RateHeaders | None:
-    """HubSpot's rate-limit headers, when all three are present and numeric."""
-    try:
-        return RateHeaders(
-            int(headers["X-HubSpot-RateLimit-Max"]),
-            int(headers["X-HubSpot-RateLimit-Remaining"]),
-            int(headers["X-HubSpot-RateLimit-Interval-Milliseconds"]),
-        )
-    except (KeyError, ValueError):
+    """HubSpot's rate-limit headers: the burst window's when all three are numeric, the daily pair when both are.
+
+    None when neither set came whole.
+    """
+
+    def number(name: str) -> int | None:
+        value = headers.get(name)
+        if value is None:
+            return None
+        value = value.strip()
+        return int(value) if value.isascii() and value.isdigit() and len(value) <= 12 else None
+
+    window = [number(f"X-HubSpot-RateLimit-{n}") for n in ("Max", "Remaining", "Interval-Milliseconds")]
+    daily = number("X-HubSpot-RateLimit-Daily")
+    daily_remaining = number("X-HubSpot-RateLimit-Daily-Remaining")
+    has_daily = daily is not None and daily_remaining is not None
+    if None in window and not has_daily:
         return None
+    max_, remaining, interval = (0, 0, 0) if None in window else (w or 0 for w in window)
+    return RateHeaders(
+        max_,
+        remaining,
+        interval,
+        daily=daily if has_daily else None,
+        daily_remaining=daily_remaining if has_daily else None,
+    )
 
 
 def _detail(status: int | None, body: Any, *, rate: RateHeaders | None = None, text: str = "") -> HubSpotErrorDetail:
@@ -186,7 +206,9 @@ class HubSpotClient:
         """Close pooled connections."""
         self._session.close()
 
-    def associate_default(self, token: str, from_type: str, from_id: str, to_type: str, to_id: str) -> CallResult:
+    def associate_default(
+        self, token: str, from_type: str, from_id: str, to_type: str, to_id: str, *, base_url: str | None = None
+    ) -> CallResult:
         """``PUT /crm/objects/2026-03/{from}/{fromId}/associations/default/{to}/{toId}``.
 
         A 200 with ``numErrors > 0`` is a failure of that pair. Raises DeliveryError for a failed call.
@@ -195,14 +217,20 @@ class HubSpotClient:
             f"/crm/objects/{API_VERSION}/{_seg(from_type)}/{_seg(from_id)}/associations/default/"
             f"{_seg(to_type)}/{_seg(to_id)}"
         )
-        body, rate, correlation = self._send("PUT", path, token, None)
+        body, rate, correlation = self._send("PUT", path, token, None, base_url=base_url)
         result = self._parse_batch(body, [(from_id, to_id)], rate, correlation)
         if (from_id, to_id) in result.failed:
             raise result.failed[(from_id, to_id)]
         return result
 
     def associate_default_batch(
-        self, token: str, from_type: str, to_type: str, pairs: Sequence[tuple[str, str]]
+        self,
+        token: str,
+        from_type: str,
+        to_type: str,
+        pairs: Sequence[tuple[str, str]],
+        *,
+        base_url: str | None = None,
     ) -> CallResult:
         """``POST /crm/associations/2026-03/{from}/{to}/batch/associate/default`` with up to 2,000 pairs.
 
@@ -210,17 +238,35 @@ class HubSpotClient:
         """
         path = f"/crm/associations/{API_VERSION}/{_seg(from_type)}/{_seg(to_type)}/batch/associate/default"
         payload = {"inputs": [{"from": {"id": f}, "to": {"id": t}} for f, t in pairs]}
-        body, rate, correlation = self._send("POST", path, token, payload)
+        body, rate, correlation = self._send("POST", path, token, payload, base_url=base_url)
         return self._parse_batch(body, pairs, rate, correlation)
 
-    def read_object(self, token: str, object_type: str, object_id: str, properties: Iterable[str]) -> dict[str, Any]:
+    def read_object(
+        self,
+        token: str,
+        object_type: str,
+        object_id: str,
+        properties: Iterable[str],
+        *,
+        base_url: str | None = None,
+    ) -> dict[str, Any]:
         """``GET /crm/objects/2026-03/{type}/{id}?properties=...``: the record's properties."""
         path = f"/crm/objects/{API_VERSION}/{_seg(object_type)}/{_seg(object_id)}"
-        body, _, _ = self._send("GET", path, token, None, params={"properties": ",".join(properties)})
+        params = {"properties": ",".join(properties)}
+        body, _, _ = self._send("GET", path, token, None, params=params, base_url=base_url)
         props = body.get("properties") if isinstance(body, dict) else None
         return props if isinstance(props, dict) else {}
 
-    def search_ids(self, token: str, object_type: str, property_name: str, value: str, limit: int = 2) -> list[str]:
+    def search_ids(
+        self,
+        token: str,
+        object_type: str,
+        property_name: str,
+        value: str,
+        limit: int = 2,
+        *,
+        base_url: str | None = None,
+    ) -> list[str]:
         """``POST /crm/objects/2026-03/{type}/search`` for ``property == value``: matching ids (at most ``limit``)."""
         path = f"/crm/objects/{API_VERSION}/{_seg(object_type)}/search"
         payload = {
@@ -228,21 +274,30 @@ class HubSpotClient:
             "properties": [property_name],
             "limit": limit,
         }
-        body, _, _ = self._send("POST", path, token, payload)
+        body, _, _ = self._send("POST", path, token, payload, base_url=base_url)
         results = body.get("results") if isinstance(body, dict) else None
         return [
             str(r["id"]) for r in (results if isinstance(results, list) else ()) if isinstance(r, dict) and "id" in r
         ]
 
-    def refresh_token(self, client_id: str, client_secret: str, refresh_token: str) -> dict[str, Any]:
-        """``POST /oauth/v1/token`` (grant_type=refresh_token): HubSpot's token answer."""
+    def refresh_token(
+        self, client_id: str, client_secret: str, refresh_token: str, *, base_url: str | None = None
+    ) -> dict[str, Any]:
+        """``POST /oauth/2026-03/token`` (grant_type=refresh_token): HubSpot's token answer.
+
+        ``/oauth/v1/token`` is deprecated from 2027-02-16; it is tried only where the 2026-03 endpoint
+        answers 404 (a host that does not serve it yet).
+        """
         form = {
             "grant_type": "refresh_token",
             "client_id": client_id,
             "client_secret": client_secret,
             "refresh_token": refresh_token,
         }
-        body, _, _ = self._send("POST", "/oauth/v1/token", None, None, form=form)
+        try:
+            body, _, _ = self._send("POST", OAUTH_TOKEN_PATH, None, None, form=form, base_url=base_url)
+        except NotFoundError:
+            body, _, _ = self._send("POST", LEGACY_OAUTH_TOKEN_PATH, None, None, form=form, base_url=base_url)
         return body if isinstance(body, dict) else {}
 
     def _send(
@@ -254,12 +309,13 @@ class HubSpotClient:
         *,
         params: Mapping[str, str] | None = None,
         form: Mapping[str, str] | None = None,
+        base_url: str | None = None,
     ) -> tuple[Any, RateHeaders | None, str | None]:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         try:
             response = self._session.request(
                 method,
-                self._base + path,
+                (base_url.rstrip("/") if base_url else self._base) + path,
                 json=payload,
                 data=form,
                 params=params,

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from redis import Redis
 
+from hublink.delivery.credentials import Credential
 from hublink.delivery.hubspot import HubSpotClient
 from hublink.domain.associations import AssociationRequest
 from hublink.domain.errors import (
@@ -52,13 +53,14 @@ class LookupResolver:
         self._cache_ttl_s = cache_ttl_s
         self.search_rate_limit = search_rate_limit
 
-    def resolve(self, request: LookupRequest, token: str, take_token: Callable[[str], None]) -> Resolution:
-        """Find both ends; ``take_token(kind)`` ("read" or "search") blocks briefly or raises TokenWaitTooLongError.
+    def resolve(self, request: LookupRequest, credential: Credential, take_token: Callable[[str], None]) -> Resolution:
+        """Find both ends with ``credential`` (its token and host); ``take_token(kind)`` ("read" or "search")
+        blocks briefly or raises TokenWaitTooLongError.
 
         Raises DeliveryError subclasses (HubSpot failures, no match, ambiguity) and TokenWaitTooLongError.
         """
-        from_id = self._side(request, request.from_side, token, take_token)
-        to_id = self._side(request, request.to_side, token, take_token)
+        from_id = self._side(request, request.from_side, credential, take_token)
+        to_id = self._side(request, request.to_side, credential, take_token)
         if from_id is None or to_id is None:
             return Resolution(None, "several matches; the rule says skip")
         try:
@@ -70,7 +72,9 @@ class LookupResolver:
                 )
             ) from None
 
-    def _side(self, request: LookupRequest, side: Side, token: str, take_token: Callable[[str], None]) -> str | None:
+    def _side(
+        self, request: LookupRequest, side: Side, credential: Credential, take_token: Callable[[str], None]
+    ) -> str | None:
         if isinstance(side, Fixed):
             return side.object_id
         if isinstance(side, PropertyLookup):
@@ -78,7 +82,9 @@ class LookupResolver:
             cached = self._cached(key)
             if cached is None:
                 take_token("read")
-                props = self._client.read_object(token, side.object_type, side.object_id, [side.property])
+                props = self._client.read_object(
+                    credential.token, side.object_type, side.object_id, [side.property], base_url=credential.base_url
+                )
                 value = props.get(side.property)
                 if value in (None, ""):
                     raise LookupNoValueError(
@@ -89,16 +95,18 @@ class LookupResolver:
                 cached = [str(value)]
                 self._store(key, cached)
             return cached[0]
-        return self._search(request, side, token, take_token)
+        return self._search(request, side, credential, take_token)
 
     def _search(
-        self, request: LookupRequest, side: SearchLookup, token: str, take_token: Callable[[str], None]
+        self, request: LookupRequest, side: SearchLookup, credential: Credential, take_token: Callable[[str], None]
     ) -> str | None:
         key = f"{request.portal_id}|search|{side.target_type}|{side.property}|{side.value.lower()}"
         ids = self._cached(key)
         if ids is None:
             take_token("search")
-            ids = self._client.search_ids(token, side.target_type, side.property, side.value, limit=2)
+            ids = self._client.search_ids(
+                credential.token, side.target_type, side.property, side.value, limit=2, base_url=credential.base_url
+            )
             if ids:
                 self._store(key, ids)
         if not ids:

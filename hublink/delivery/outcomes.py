@@ -10,14 +10,24 @@ in the same settle step, and how long a rate-limit bucket stays shut after a 429
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from hublink.domain import retry_policy
-from hublink.domain.associations import AssociationRequest
+from hublink.domain.associations import AssociationRequest, canonical_object_type
 from hublink.domain.dead_letter import DeadLetter, DeadPair
-from hublink.domain.errors import DeliveryError, HubSpotErrorDetail, RateLimitedError
+from hublink.domain.errors import (
+    DeliveryError,
+    HubSpotErrorDetail,
+    LookupAmbiguousError,
+    LookupNoMatchError,
+    LookupNoValueError,
+    NotFoundError,
+    RateLimitedError,
+    ValidationRejectedError,
+)
 from hublink.domain.lookups import LookupRequest, describe, target_type
 from hublink.domain.times import iso
 from hublink.lanes import Claimed, Outcome
@@ -62,11 +72,15 @@ class Settlement:
 
 
 def pair_outcome(item: Claimed, result: CallResult) -> DeliveryError | None:
-    """What a 2xx call said of this item's pair: None (linked), its error, or "no outcome" if left out.
+    """What a 2xx call said of this item's pair (see :func:`pair_outcome_of`)."""
+    return pair_outcome_of(association_of(item).pair, result)
+
+
+def pair_outcome_of(pair: tuple[str, str], result: CallResult) -> DeliveryError | None:
+    """What a 2xx call said of ``pair``: None (linked), its error, or "no outcome" if left out.
 
     Some integrators saw a 2xx whose results left a pair out (a silent no-op): that is not a success.
     """
-    pair = association_of(item).pair
     if pair in result.linked:
         return None
     return result.failed.get(pair) or DeliveryError(HubSpotErrorDetail(message="no outcome for pair"))
@@ -85,8 +99,12 @@ def settle(
     policy: retry_policy.RetryPolicy,
     rng: random.Random,
     counters: CounterOps | None = None,
+    daily_reset_s: float | None = None,
 ) -> Settlement:
-    """Decide each result's fate at ``now``; a 429 spends no attempt. Pure: same inputs, same settlement."""
+    """Decide each result's fate at ``now``; a 429 spends no attempt. Pure: same inputs, same settlement.
+
+    ``daily_reset_s``: how long until the account's daily limit resets (a ``DAILY`` 429 waits for it).
+    """
     tally = Tally()
     outcomes: list[Outcome] = []
     letters: list[DeadLetter] = []
@@ -95,7 +113,9 @@ def settle(
         request = item.request
         event_time = request.occurred_at or request.received_at or item.first_seen_ms / 1000
         attempts = item.attempts + (0 if isinstance(error, RateLimitedError) else 1)
-        decision = retry_policy.classify(error, attempts=attempts, age_s=now - event_time, policy=policy, rng=rng)
+        decision = retry_policy.classify(
+            error, attempts=attempts, age_s=now - event_time, policy=policy, rng=rng, daily_reset_s=daily_reset_s
+        )
         if isinstance(decision, retry_policy.Done):
             tally.linked += 1
             outcomes.append(Outcome(item=item, kind="done"))
@@ -243,10 +263,68 @@ def outcome_ops(counters: CounterOps, outcomes: Sequence[Outcome], results: Sequ
     return ops
 
 
-def block_seconds(error: RateLimitedError, policy: retry_policy.RetryPolicy, window_s: float) -> float:
-    """How long a bucket stays shut after this 429: the daily deferral, HubSpot's hint, or one window."""
+#: "CONTACT=38374264688 is not valid": how HubSpot names an invalid id in ``context.INVALID_OBJECT_IDS``.
+_INVALID_ID = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_-]*)\s*=\s*([0-9]{1,20})\b")
+
+
+def is_isolatable(error: DeliveryError) -> bool:
+    """True for a whole-batch refusal that may be the fault of some inputs only (a 400/404/409-style answer).
+
+    Not for auth, scopes, rate limits or server trouble: those are the same for every input of the call.
+    """
+    return isinstance(error, ValidationRejectedError | NotFoundError) and not isinstance(
+        error, LookupNoMatchError | LookupNoValueError | LookupAmbiguousError
+    )
+
+
+def invalid_ids(error: DeliveryError) -> list[tuple[str | None, str, str]]:
+    """The (object type or None, id, entry text) HubSpot named in ``context.INVALID_OBJECT_IDS``."""
+    entries = error.detail.context.get("INVALID_OBJECT_IDS")
+    named: list[tuple[str | None, str, str]] = []
+    for entry in entries if isinstance(entries, list) else ():
+        match = _INVALID_ID.match(str(entry))
+        if match is None:
+            continue
+        try:
+            object_type: str | None = canonical_object_type(match.group(1).lower())
+        except ValueError:
+            object_type = None  # a type name HubLink does not know: match the id on either side
+        named.append((object_type, match.group(2), str(entry)[:200]))
+    return named
+
+
+def guilty_pairs(
+    pairs: Sequence[tuple[str, str]], error: DeliveryError, from_type: str, to_type: str
+) -> dict[tuple[str, str], DeliveryError]:
+    """The pairs of a refused batch that hold an id HubSpot named invalid, each with an error naming its ids.
+
+    Empty when the answer names no id of these pairs (then the batch is split to find the guilty inputs).
+    """
+    named = invalid_ids(error)
+    guilty: dict[tuple[str, str], DeliveryError] = {}
+    for pair in pairs:
+        hits = [
+            text
+            for object_type, object_id, text in named
+            if (object_id == pair[0] and object_type in (None, from_type))
+            or (object_id == pair[1] and object_type in (None, to_type))
+        ]
+        if hits:
+            detail = replace(
+                error.detail,
+                message=f"{error.detail.message}: {'; '.join(hits)}"[:MAX_DEAD_LETTER_MESSAGE],
+                context={**error.detail.context, "INVALID_OBJECT_IDS": hits},
+            )
+            guilty[pair] = type(error)(detail)
+    return guilty
+
+
+def block_seconds(
+    error: RateLimitedError, policy: retry_policy.RetryPolicy, window_s: float, daily_reset_s: float | None = None
+) -> float:
+    """How long a bucket stays shut after this 429: until the daily reset, HubSpot's (capped) hint, or a window."""
     if error.policy == "DAILY":
-        return policy.daily_limit_defer_s
+        return daily_reset_s if daily_reset_s is not None else policy.daily_limit_defer_s
     if error.retry_after_s is not None:
-        return error.retry_after_s
+        return policy.capped(error.retry_after_s)
     return window_s

@@ -89,13 +89,10 @@ class RedisRateLimiter:
             )
 
     def block(self, bucket: str, seconds: float) -> None:
-        """Hold every worker off ``bucket`` for ``seconds`` (never shortening an existing block)."""
-        until = now_ms() + int(seconds * 1000)
-        key = self._keys.rate_block(bucket)
+        """Hold every worker off ``bucket`` for ``seconds``, never shortening a longer block (rate_block.lua)."""
+        now = now_ms()
         with store_errors():
-            current = self._redis.get(key)
-            if current is None or int(current) < until:
-                self._redis.set(key, until, px=max(int(seconds * 1000), 1))
+            self._scripts.rate_block(keys=[self._keys.rate_block(bucket)], args=[now + int(seconds * 1000), now])
 
 
 class MemoryLimiter:

@@ -87,11 +87,19 @@ class StoreUnavailableError(HubLinkError):
 
 @dataclass(frozen=True, slots=True)
 class RateHeaders:
-    """HubSpot's ``X-HubSpot-RateLimit-Max``, ``-Remaining`` and ``-Interval-Milliseconds``."""
+    """HubSpot's ``X-HubSpot-RateLimit-Max``, ``-Remaining`` and ``-Interval-Milliseconds`` (0 when absent),
+    and ``-Daily`` / ``-Daily-Remaining`` (None when absent: HubSpot sends them to private apps)."""
 
     max: int
     remaining: int
     interval_ms: int
+    daily: int | None = None
+    daily_remaining: int | None = None
+
+    @property
+    def has_window(self) -> bool:
+        """True when the burst-window headers came (all three)."""
+        return self.max > 0 and self.interval_ms > 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

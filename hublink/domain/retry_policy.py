@@ -35,6 +35,12 @@ class RetryPolicy:
     fresh_record_grace_s: float = 120.0
     daily_limit_defer_s: float = 3600.0
     rate_window_s: float = 10.0
+    #: The longest a server hint (Retry-After) may defer: a 503 saying "a year" must not park work for one.
+    max_retry_after_s: float = 3600.0
+
+    def capped(self, hint_s: float) -> float:
+        """A server's Retry-After hint, within ``max_retry_after_s``."""
+        return min(hint_s, self.max_retry_after_s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,25 +99,29 @@ def classify(
     age_s: float,
     policy: RetryPolicy,
     rng: random.Random,
+    daily_reset_s: float | None = None,
 ) -> Decision:
     """Decide the next step for one association.
 
     ``attempts`` counts attempts made including this one; ``age_s`` is the time since the source event
-    (the fresh-record grace is measured from it).
+    (the fresh-record grace is measured from it); ``daily_reset_s`` is how long until the account's daily
+    limit resets (its next local midnight), which a ``DAILY`` 429 waits for (``daily_limit_defer_s``
+    when unknown). Server hints are capped by ``max_retry_after_s``.
     """
     if error is None:
         return Done()
     if isinstance(error, RateLimitedError):
         if error.policy == "DAILY":
-            return Defer(policy.daily_limit_defer_s, "rate-limited: DAILY")
-        wait = error.retry_after_s if error.retry_after_s is not None else policy.rate_window_s
+            wait = daily_reset_s if daily_reset_s is not None else policy.daily_limit_defer_s
+            return Defer(wait, "rate-limited: DAILY")
+        wait = policy.capped(error.retry_after_s) if error.retry_after_s is not None else policy.rate_window_s
         return Defer(wait, f"rate-limited: {error.policy}")
     if isinstance(error, PermanentError):
         if is_fresh_record_miss(error) and age_s < policy.fresh_record_grace_s:
             return _retry_or_exhausted(attempts, policy, rng, "fresh record not visible yet", hint=None)
         return DeadLetter(f"permanent: {type(error).__name__}")
     if isinstance(error, TransientError):
-        hint = error.retry_after_s if isinstance(error, ServerError) else None
+        hint = policy.capped(error.retry_after_s) if isinstance(error, ServerError) and error.retry_after_s else None
         return _retry_or_exhausted(attempts, policy, rng, f"transient: {type(error).__name__}", hint=hint)
     return _retry_or_exhausted(attempts, policy, rng, f"unclassified: {type(error).__name__}", hint=None)
 

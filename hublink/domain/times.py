@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 
 def iso(ms: int | float) -> str:
@@ -24,3 +25,20 @@ def parse_time(text: str) -> float:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return when.timestamp() * 1000
+
+
+def check_time_zone(name: str) -> str:
+    """``name`` when it is an IANA time zone this machine knows (``Europe/Berlin``, ``UTC``); else ValueError."""
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"expected an IANA time zone such as 'Europe/Berlin' or 'UTC', got {name[:60]!r}") from exc
+    return name
+
+
+def seconds_until_midnight(now_s: float, time_zone: str) -> float:
+    """Seconds from ``now_s`` (epoch) to the next midnight in ``time_zone``: when HubSpot's daily limit resets."""
+    zone = ZoneInfo(time_zone)
+    local = datetime.fromtimestamp(now_s, zone)
+    midnight = datetime.combine(local.date() + timedelta(days=1), datetime.min.time(), tzinfo=zone)
+    return max(midnight.timestamp() - now_s, 0.0)

@@ -13,7 +13,17 @@ if TYPE_CHECKING:
     from redis import Redis
     from redis.commands.core import Script
 
-SCRIPT_NAMES = ("enqueue", "claim", "settle", "finish", "sweep", "rate_limit", "rate_observe", "set_aside")
+SCRIPT_NAMES = (
+    "enqueue",
+    "claim",
+    "settle",
+    "finish",
+    "sweep",
+    "rate_limit",
+    "rate_observe",
+    "rate_block",
+    "set_aside",
+)
 
 
 def _source(name: str) -> str:
@@ -30,6 +40,7 @@ class Scripts:
     sweep: Script
     rate_limit: Script
     rate_observe: Script
+    rate_block: Script
     set_aside: Script
 
     def __init__(self, redis: Redis) -> None:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from hublink.delivery.credentials import StaticCredentials
+from hublink.delivery.credentials import Credential, StaticCredentials
 from hublink.delivery.drain import DrainSettings, LaneDrainer
-from hublink.delivery.hubspot import CallResult
+from hublink.delivery.hubspot import CallResult, error_for_status
 from hublink.delivery.lookups import Resolution
 from hublink.delivery.rate_limit import MemoryLimiter
 from hublink.domain import retry_policy as rp
@@ -16,9 +17,11 @@ from hublink.domain.associations import AssociationRequest
 from hublink.domain.errors import (
     DeliveryError,
     HubSpotErrorDetail,
+    RateHeaders,
     RateLimitedError,
     ServerError,
     TokenWaitTooLongError,
+    ValidationRejectedError,
 )
 from hublink.domain.limits import RateLimit
 from hublink.domain.lookups import LookupRequest
@@ -61,13 +64,21 @@ class FakeHubSpot:
             return self.script.pop(0)(pairs)
         return CallResult(linked=frozenset(pairs))
 
-    def associate_default(self, token: str, from_type: str, from_id: str, to_type: str, to_id: str) -> CallResult:
+    def associate_default(
+        self, token: str, from_type: str, from_id: str, to_type: str, to_id: str, *, base_url: str | None = None
+    ) -> CallResult:
         """The single PUT."""
         self.calls.append(("single", [(from_id, to_id)]))
         return self._answer([(from_id, to_id)])
 
     def associate_default_batch(
-        self, token: str, from_type: str, to_type: str, pairs: Sequence[tuple[str, str]]
+        self,
+        token: str,
+        from_type: str,
+        to_type: str,
+        pairs: Sequence[tuple[str, str]],
+        *,
+        base_url: str | None = None,
     ) -> CallResult:
         """The batch endpoint."""
         self.calls.append(("batch", list(pairs)))
@@ -81,7 +92,7 @@ class FakeResolver:
     search_rate_limit: RateLimit = field(default_factory=lambda: RateLimit(5, 1.0))
     to_id: str = "900"
 
-    def resolve(self, request: LookupRequest, token: str, take_token: Callable[[str], None]) -> Resolution:
+    def resolve(self, request: LookupRequest, credential: Credential, take_token: Callable[[str], None]) -> Resolution:
         """Take a search token, then answer the association it finds."""
         take_token("search")
         assert isinstance(request.from_side, Fixed)
@@ -265,7 +276,9 @@ class TestDrainLoop:
         class Waiting(FakeResolver):
             """A resolver whose token never comes in time."""
 
-            def resolve(self, request: LookupRequest, token: str, take_token: Callable[[str], None]) -> Resolution:
+            def resolve(
+                self, request: LookupRequest, credential: Credential, take_token: Callable[[str], None]
+            ) -> Resolution:
                 """Always too long a wait."""
                 raise TokenWaitTooLongError(5000)
 
@@ -273,3 +286,118 @@ class TestDrainLoop:
         assert report.ended == "parked"
         (waiting,) = lanes.records.values()
         assert waiting.attempts == 0 and lanes.due[waiting.association_id] == int(START * 1000) + 5000
+
+
+def invalid_ids_400(*entries: str) -> ValidationRejectedError:
+    """HubSpot's whole-batch refusal naming invalid ids (hubspot-api.md §8)."""
+    body = {
+        "status": "error",
+        "message": "One or more associations are invalid",
+        "category": "VALIDATION_ERROR",
+        "context": {"INVALID_OBJECT_IDS": list(entries)} if entries else {},
+    }
+    error = error_for_status(400, body, {}, START)
+    assert isinstance(error, ValidationRejectedError)
+    return error
+
+
+def refuse_pairs_holding(*bad: str, naming: bool = True) -> Callable[[Sequence[tuple[str, str]]], CallResult]:
+    """An answer that refuses the whole call when it holds a bad contact id (naming it, or not), else links all."""
+
+    def answer(pairs: Sequence[tuple[str, str]]) -> CallResult:
+        """Refuse or link."""
+        hits = [t for _, t in pairs if t in bad]
+        if hits:
+            raise invalid_ids_400(*(f"CONTACT={t} is not valid" for t in hits)) if naming else invalid_ids_400()
+        return CallResult(linked=frozenset(pairs))
+
+    return answer
+
+
+class TestHubSpotAsItIs:
+    """Batch failures isolated to the guilty pairs, identical pairs coalesced, daily budgets kept."""
+
+    def test_one_invalid_id_among_100_costs_two_calls_and_fails_only_its_pair(self) -> None:
+        """A 400 naming CONTACT=1050: that pair retries in the fresh-record grace, 99 link on the second call."""
+        clock = Clock()
+        lanes = MemoryLanes(clock=clock)
+        ids = {n: lanes.add(association(n)) for n in range(1, 101)}
+        hubspot = FakeHubSpot(script=[refuse_pairs_holding("1050")] * 5)
+        report = drainer(lanes, hubspot, clock).drain(LANE)
+        assert [len(pairs) for _, pairs in hubspot.calls] == [100, 99]
+        assert report.linked == 99 and report.retried == 1
+        (left,) = lanes.records.values()
+        assert left.association_id == ids[50] and left.attempts == 1
+        assert "CONTACT=1050 is not valid" in left.history[-1]["message"]
+
+    def test_the_innocent_pairs_spend_no_attempt(self) -> None:
+        """The 99 pairs that went again were linked on their first attempt: nothing was recorded against them."""
+        clock = Clock()
+        lanes = MemoryLanes(clock=clock)
+        for n in range(1, 11):
+            lanes.add(association(n))
+        hubspot = FakeHubSpot(script=[refuse_pairs_holding("1003", "1007"), refuse_pairs_holding("1003", "1007")])
+        report = drainer(lanes, hubspot, clock).drain(LANE)
+        assert report.linked == 8 and report.retried == 2 and len(hubspot.calls) == 2
+
+    def test_a_refusal_naming_nothing_is_split_until_the_guilty_pair_is_found(self) -> None:
+        """A 400 naming no id: halves are tried (at most 2*ceil(log2 n) extra calls); the pair found is dead."""
+        clock = Clock()
+        lanes = MemoryLanes(clock=clock)
+        for n in range(1, 101):
+            lanes.add(association(n))
+        hubspot = FakeHubSpot(script=[refuse_pairs_holding("1077", naming=False)] * 30)
+        report = drainer(lanes, hubspot, clock).drain(LANE)
+        assert report.linked == 99 and report.dead == 1  # a 400 that names no invalid id is permanent
+        assert len(hubspot.calls) - 1 <= 2 * math.ceil(math.log2(100))
+        assert hubspot.calls[-1][1] != [] and all(len(set(p)) == len(p) for _, p in hubspot.calls)
+
+    def test_identical_pairs_go_as_one_input_and_each_id_settles(self) -> None:
+        """50 requests for one pair: one single PUT, 50 associations done."""
+        clock = Clock()
+        lanes = MemoryLanes(clock=clock)
+        for _ in range(50):
+            lanes.add(association(7))
+        hubspot = FakeHubSpot()
+        report = drainer(lanes, hubspot, clock).drain(LANE)
+        assert hubspot.calls == [("single", [("7", "1007")])]
+        assert report.linked == 50 and not lanes.records
+
+    def test_identical_pairs_share_a_failure_and_each_keeps_its_own_history(self) -> None:
+        """Three copies of a pair HubSpot refuses with a 500: three retries, each with its own attempt."""
+        clock = Clock()
+        lanes = MemoryLanes(clock=clock)
+        ids = [lanes.add(association(7)) for _ in range(3)]
+        hubspot = FakeHubSpot(script=[raise_(ServerError(HubSpotErrorDetail(status=500)))])
+        drainer(lanes, hubspot, clock).drain(LANE)
+        assert len(hubspot.calls) == 1
+        assert [lanes.records[i].attempts for i in ids] == [1, 1, 1]
+
+    def test_a_nearly_spent_daily_budget_shuts_the_bucket_until_midnight(self) -> None:
+        """Daily-Remaining at 4 % of the daily limit (reserve 5 %): the bucket waits for the UTC midnight."""
+        clock = Clock()
+        lanes = MemoryLanes(clock=clock)
+        limiter = MemoryLimiter(clock=clock)
+        lanes.add(association(1))
+        rate = RateHeaders(100, 90, 10_000, daily=250_000, daily_remaining=10_000)
+
+        def low(pairs: Sequence[tuple[str, str]]) -> CallResult:
+            """Linked, with the daily headers low."""
+            return CallResult(linked=frozenset(pairs), rate=rate)
+
+        drainer(lanes, FakeHubSpot(script=[low]), clock, limiter=limiter).drain(LANE)
+        bucket = StaticCredentials("pat-test-token").for_portal(None).bucket
+        midnight_ms = (int(START // 86400) + 1) * 86400 * 1000
+        assert limiter.blocked_until_ms[bucket] == midnight_ms
+
+    def test_a_year_long_retry_after_blocks_the_bucket_for_at_most_the_cap(self) -> None:
+        """A 429 with Retry-After 31536000 shuts the bucket for HUBLINK_MAX_RETRY_AFTER_S, not a year."""
+        clock = Clock()
+        lanes = MemoryLanes(clock=clock)
+        limiter = MemoryLimiter(clock=clock)
+        association_id = lanes.add(association(1))
+        error = error_for_status(429, {"policyName": "TEN_SECONDLY_ROLLING"}, {"Retry-After": "31536000"}, START)
+        drainer(lanes, FakeHubSpot(script=[raise_(error)]), clock, limiter=limiter).drain(LANE)
+        bucket = StaticCredentials("pat-test-token").for_portal(None).bucket
+        assert limiter.blocked_until_ms[bucket] == int(START * 1000) + 3_600_000
+        assert lanes.due[association_id] == int(START * 1000) + 3_600_000

@@ -36,7 +36,8 @@ SINGLE = f"{BASE}/crm/objects/2026-03/deals/1/associations/default/contacts/2"
 BATCH = f"{BASE}/crm/associations/2026-03/deals/contacts/batch/associate/default"
 READ = f"{BASE}/crm/objects/2026-03/deals/1"
 SEARCH = f"{BASE}/crm/objects/2026-03/contacts/search"
-OAUTH = f"{BASE}/oauth/v1/token"
+OAUTH = f"{BASE}/oauth/2026-03/token"
+LEGACY_OAUTH = f"{BASE}/oauth/v1/token"
 CONNECT_TIMEOUT_S, READ_TIMEOUT_S = 1.5, 4.0
 RATE_HEADERS = {
     "X-HubSpot-RateLimit-Max": "190",
@@ -433,6 +434,45 @@ class TestEveryRequest:
         assert sent.headers["User-Agent"].startswith("HubLink/")
         assert parse_qs(sent.body)["grant_type"] == ["refresh_token"]
         assert session.calls[0]["timeout"] == (CONNECT_TIMEOUT_S, READ_TIMEOUT_S)
+
+    @responses.activate
+    def test_the_refresh_falls_back_to_v1_only_where_2026_03_is_not_served(self, client: HubSpotClient) -> None:
+        """A 404 from /oauth/2026-03/token (a host without it) retries at /oauth/v1/token; nothing else does."""
+        responses.post(OAUTH, status=404, json={"status": "error", "message": "not found"})
+        responses.post(LEGACY_OAUTH, json={"access_token": "old-path", "expires_in": 1800})
+        assert client.refresh_token("id", "secret", "refresh")["access_token"] == "old-path"
+        assert [c.request.url for c in responses.calls] == [OAUTH, LEGACY_OAUTH]
+
+    @responses.activate
+    def test_a_refused_refresh_does_not_fall_back(self, client: HubSpotClient) -> None:
+        """A 400 from the 2026-03 endpoint (a revoked refresh token) is HubSpot's answer: no v1 call."""
+        responses.post(OAUTH, status=400, json={"status": "BAD_REFRESH_TOKEN", "message": "revoked"})
+        with pytest.raises(DeliveryError):
+            client.refresh_token("id", "secret", "refresh")
+        assert len(responses.calls) == 1
+
+    @responses.activate
+    def test_a_portal_host_overrides_the_base_url(self, client: HubSpotClient) -> None:
+        """An EU portal's calls go to its baseUrl."""
+        eu = "https://api-eu1.hubapi.test"
+        responses.put(SINGLE.replace(BASE, eu), json=answer([("1", "2")]))
+        client.associate_default(TOKEN, "deals", "1", "contacts", "2", base_url=eu)
+        assert responses.calls[0].request.url.startswith(eu)
+
+    @pytest.mark.parametrize(
+        ("headers", "expected"),
+        [
+            ({"X-HubSpot-RateLimit-Daily": "250000", "X-HubSpot-RateLimit-Daily-Remaining": "12"}, (250000, 12)),
+            ({"X-HubSpot-RateLimit-Daily": "250000"}, None),
+            ({"X-HubSpot-RateLimit-Daily": "x", "X-HubSpot-RateLimit-Daily-Remaining": "1"}, None),
+        ],
+    )
+    def test_the_daily_headers_are_read_when_both_came(
+        self, headers: dict[str, str], expected: tuple[int, int] | None
+    ) -> None:
+        """X-HubSpot-RateLimit-Daily and -Daily-Remaining are read together, or not at all."""
+        rate = parse_rate_headers(headers)
+        assert (None if rate is None else (rate.daily, rate.daily_remaining)) == expected
 
     @responses.activate
     def test_a_client_without_a_session_still_names_itself(self) -> None:

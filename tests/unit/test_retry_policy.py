@@ -164,10 +164,24 @@ class TestTransient:
 
     @given(hint=st.floats(min_value=0.0, max_value=86_400.0), seed=seeds, attempts=st.integers(1, 9))
     def test_a_server_hint_is_never_undercut(self, hint: float, seed: int, attempts: int) -> None:
-        """A ServerError's retry_after hint sets the earliest retry, whatever the jitter drew."""
+        """A ServerError's retry_after hint sets the earliest retry (up to the cap), whatever the jitter drew."""
         decision = decide(ServerError(detail(477), retry_after_s=hint), attempts=attempts, rng=random.Random(seed))
         assert isinstance(decision, rp.Retry)
-        assert decision.delay_s >= hint
+        assert decision.delay_s >= min(hint, POLICY.max_retry_after_s)
+
+    @pytest.mark.parametrize("status", [429, 503])
+    def test_a_year_long_retry_after_waits_at_most_the_cap(self, status: int) -> None:
+        """Retry-After: 31536000 on a 429 or a 503 defers by at most HUBLINK_MAX_RETRY_AFTER_S (3600 s)."""
+        error = error_for_status(status, {}, {"Retry-After": "31536000"}, 0.0)
+        decision = decide(error, attempts=1, rng=Ceiling())
+        assert isinstance(decision, rp.Retry | rp.Defer)
+        assert decision.delay_s <= 3600.0
+
+    def test_a_daily_429_waits_for_the_accounts_midnight(self) -> None:
+        """A DAILY 429 defers exactly until the reset the caller computed from the account's time zone."""
+        error = RateLimitedError(detail(429, policy_name="DAILY"), retry_after_s=5.0)
+        decision = rp.classify(error, attempts=1, age_s=0, policy=POLICY, rng=Ceiling(), daily_reset_s=4321.0)
+        assert decision == rp.Defer(4321.0, "rate-limited: DAILY")
 
     def test_a_small_hint_does_not_shorten_the_backoff(self) -> None:
         """A hint shorter than the drawn backoff leaves the backoff as it was."""

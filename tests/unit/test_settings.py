@@ -37,6 +37,9 @@ DOCUMENTED_DEFAULTS: dict[str, object] = {
     "retry_cap_s": 600.0,
     "fresh_record_grace_s": 120.0,
     "daily_limit_defer_s": 3600.0,
+    "max_retry_after_s": 3600.0,
+    "account_timezone": "UTC",
+    "daily_reserve": 0.05,
     "dead_letter_ttl_days": 30.0,
     "dead_letter_max": 1_000_000,
     "lease_s": 30.0,
@@ -175,6 +178,9 @@ class TestFromEnv:
             "HUBLINK_RETRY_CAP_S": "60",
             "HUBLINK_FRESH_RECORD_GRACE_S": "30",
             "HUBLINK_DAILY_LIMIT_DEFER_S": "60",
+            "HUBLINK_MAX_RETRY_AFTER_S": "120",
+            "HUBLINK_ACCOUNT_TIMEZONE": "Europe/Berlin",
+            "HUBLINK_DAILY_RESERVE": "0.1",
             "HUBLINK_DEAD_LETTER_TTL_DAYS": "7",
             "HUBLINK_DEAD_LETTER_MAX": "10",
             "HUBLINK_LEASE_S": "5",
@@ -287,3 +293,17 @@ class TestRateLimit:
     def test_str_is_the_notation(self) -> None:
         """A rate limit prints in the notation it is configured in."""
         assert str(RateLimit(190, 10.0)) == "190/10s"
+
+
+class TestLimitsSettings:
+    """The daily-limit and Retry-After settings refuse what they cannot honour."""
+
+    def test_an_unknown_time_zone_is_refused_by_name(self) -> None:
+        """HUBLINK_ACCOUNT_TIMEZONE must be an IANA zone."""
+        with pytest.raises(ConfigError, match=r"^HUBLINK_ACCOUNT_TIMEZONE: expected an IANA time zone"):
+            Settings.from_env({"HUBLINK_ACCOUNT_TIMEZONE": "Mars/Olympus"})
+
+    def test_a_reserve_of_the_whole_budget_is_refused(self) -> None:
+        """HUBLINK_DAILY_RESERVE must leave something to spend."""
+        with pytest.raises(ConfigError, match=r"^HUBLINK_DAILY_RESERVE"):
+            Settings.from_env({"HUBLINK_DAILY_RESERVE": "1"})
