@@ -27,14 +27,26 @@ def require_bearer(expected: str | None, *, realm: str) -> None:
 
 
 def read_body(max_bytes: int) -> bytes:
-    """The raw body, refusing (413) before reading when Content-Length says it is too large.
+    """The raw body, whole, or a refusal: nothing short of the whole body is ever handed on.
 
-    A body without Content-Length (chunked) is cut off by Flask's MAX_CONTENT_LENGTH at the same size.
+    - Content-Length over ``max_bytes``: 413 ``payload_too_large`` before reading anything.
+    - No Content-Length (chunked, or framed by closing the connection): read at most ``max_bytes + 1``
+      bytes (``MAX_CONTENT_LENGTH`` is set one above the limit in ``create_app``); one byte more than the
+      limit is a 413, so an oversized body is refused rather than cut at the limit and processed.
+    - Fewer bytes than Content-Length announced (the client went away or lied): 400 ``incomplete_body``.
+
+    Gunicorn's sync workers close the connection after every answer, so an unread rest is never taken for
+    a next request.
     """
     length = request.content_length
     if length is not None and length > max_bytes:
         raise ApiError(413, "payload_too_large", f"body of {length} bytes exceeds the limit of {max_bytes}")
-    return request.get_data(cache=True)
+    raw = request.get_data(cache=True)
+    if len(raw) > max_bytes:
+        raise ApiError(413, "payload_too_large", f"body exceeds the limit of {max_bytes} bytes")
+    if length is not None and len(raw) != length:
+        raise ApiError(400, "incomplete_body", f"body ended after {len(raw)} of {length} announced bytes")
+    return raw
 
 
 def require_json_type() -> None:

@@ -28,6 +28,10 @@ key                         type    holds                                       
 ``ts:<minute>``             hash    per-minute counters for the dashboard's charts              two hours
 ``rl:<bucket>:seen``        hash    the last X-HubSpot-RateLimit-* values seen, and when        ten minutes
 ``alert:<kind>``            string  last alert time (rate-limits alerts)                       alert interval
+``ready``                   string  /readyz's probe write ("Redis takes writes")                10 seconds
+``idem:<digest>``           string  an Idempotency-Key's body digest and first answer (JSON)    24 hours
+``session:<id>``            string  one dashboard login (JSON: since, token mark, CSRF token)   8 hours
+``throttle:<scope>``        string  failed admin logins/tokens in the window (counter)          one window
 ==========================  ======  ==========================================================  ================
 """
 
@@ -165,3 +169,25 @@ class Keys:
     def alert(self, kind: str) -> str:
         """Last time an alert of ``kind`` was sent."""
         return f"{self.prefix}alert:{kind}"
+
+    @property
+    def ready_probe(self) -> str:
+        """The key /readyz writes (with a short TTL) to learn whether Redis takes writes."""
+        return f"{self.prefix}ready"
+
+    def idempotency(self, idempotency_key: str) -> str:
+        """One Idempotency-Key of the direct API (hashed: it comes from the caller)."""
+        return f"{self.prefix}idem:{digest(idempotency_key)}"
+
+    def session(self, session_id: str) -> str:
+        """One dashboard session (the cookie holds only ``session_id``, a random token)."""
+        return f"{self.prefix}session:{digest(session_id)}"
+
+    @property
+    def session_prefix(self) -> str:
+        """Prefix of dashboard sessions (revoking them all scans it)."""
+        return f"{self.prefix}session:"
+
+    def throttle(self, scope: str) -> str:
+        """Failed admin authentications in the current window for ``scope`` (an address, or ``all``)."""
+        return f"{self.prefix}throttle:{digest(scope)}"
