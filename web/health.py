@@ -8,12 +8,11 @@ import redis
 from flask import Blueprint, Response, jsonify, send_file
 
 from hublink.store.connections import store_error
+from hublink.store.keys import READY_PROBE_TTL_S
 from web.container import parts
 
 bp = Blueprint("health", __name__)
 OPENAPI_PATH = Path(__file__).resolve().parents[1] / "openapi.yaml"
-#: Lifetime of /readyz's probe key: it never outlives a few probes.
-READY_PROBE_TTL_S = 10
 
 
 @bp.get("/healthz")

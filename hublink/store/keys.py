@@ -191,3 +191,11 @@ class Keys:
     def throttle(self, scope: str) -> str:
         """Failed admin authentications in the current window for ``scope`` (an address, or ``all``)."""
         return f"{self.prefix}throttle:{digest(scope)}"
+
+
+#: How long an Idempotency-Key holds its first answer (``idem:<digest>``): a day of retries.
+IDEMPOTENCY_TTL_S = 86_400
+#: How long a dashboard login lasts, used or not (``session:<id>``).
+SESSION_TTL_S = 8 * 3600
+#: How long /readyz's probe key lives (``ready``).
+READY_PROBE_TTL_S = 10

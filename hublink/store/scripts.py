@@ -13,7 +13,17 @@ if TYPE_CHECKING:
     from redis import Redis
     from redis.commands.core import Script
 
-SCRIPT_NAMES = ("enqueue", "claim", "settle", "finish", "sweep", "rate_limit", "rate_observe", "set_aside")
+SCRIPT_NAMES = (
+    "enqueue",
+    "claim",
+    "settle",
+    "finish",
+    "sweep",
+    "rate_limit",
+    "rate_observe",
+    "set_aside",
+    "idempotent_add",
+)
 
 
 def _source(name: str) -> str:
@@ -31,6 +41,7 @@ class Scripts:
     rate_limit: Script
     rate_observe: Script
     set_aside: Script
+    idempotent_add: Script
 
     def __init__(self, redis: Redis) -> None:
         for name in SCRIPT_NAMES:
