@@ -21,6 +21,8 @@ from hublink.intake.inbox import Inbox
 from hublink.lanes import LaneStore
 from hublink.ops.dead_letters import DeadLetterStore
 from hublink.ops.metrics import Metrics
+from hublink.ops.sessions import SessionStore
+from hublink.ops.throttle import FailureThrottle
 from hublink.store.connections import connect
 from hublink.store.keys import Keys
 from hublink.store.scripts import Scripts
@@ -86,6 +88,9 @@ def create_app(
         DeadLetterStore(redis, keys, lanes),
         Metrics(redis, keys),
         sources,
+        SessionStore(redis, keys),
+        FailureThrottle(redis, keys, kind="login", scripts=scripts),
+        FailureThrottle(redis, keys, kind="admin_api", scripts=scripts),
     )
 
     @app.before_request
@@ -105,4 +110,5 @@ def create_app(
     app.cli.add_command(cli.dead_letters)
     app.cli.add_command(cli.inbox)
     app.cli.add_command(cli.rules)
+    app.cli.add_command(cli.admin)
     return app

@@ -127,7 +127,8 @@ def _flag(args: Any, name: str) -> bool:
 
 
 def _admin() -> None:
-    require_bearer(parts().settings.admin_token, realm="the admin API")
+    p = parts()
+    require_bearer(p.settings.admin_token, realm="the admin API", throttle=p.api_throttle)
 
 
 def _bulk_args() -> Any:

@@ -6,23 +6,52 @@ The raw body is read once, here, before anything parses it (signatures are compu
 from __future__ import annotations
 
 import hmac
+import logging
 from typing import Any
 
 import orjson
 from flask import request
 
+from hublink.ops.throttle import FailureThrottle
 from web.errors import ApiError
 
+log = logging.getLogger("hublink.web")
 
-def require_bearer(expected: str | None, *, realm: str) -> None:
-    """Refuse (401) unless ``Authorization: Bearer <expected>``; constant-time comparison."""
+
+def require_bearer(expected: str | None, *, realm: str, throttle: FailureThrottle | None = None) -> None:
+    """Refuse (401) unless ``Authorization: Bearer <expected>``; constant-time comparison.
+
+    With ``throttle``, wrong tokens are counted per client address and in total, and once either count
+    is used up every token is refused with 429 ``too_many_attempts`` (and Retry-After) until the window
+    ends, the right one too: otherwise guessing could go on. A missing token is not a guess, and is not counted.
+    """
     header = request.headers.get("Authorization", "")
     scheme, _, presented = header.partition(" ")
     if not expected:
         raise ApiError(401, "unauthorized", f"{realm} is not enabled: no token is configured")
     if scheme.lower() != "bearer" or not presented:
         raise ApiError(401, "unauthorized", "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
+    address = request.remote_addr or "unknown"
+    if throttle is not None:
+        verdict = throttle.check(address)
+        if not verdict.allowed:
+            log.warning(
+                "admin token throttled",
+                extra={"path": request.path, "client": address, "scope": verdict.scope},
+            )
+            raise ApiError(
+                429,
+                "too_many_attempts",
+                f"too many wrong tokens; retry in {verdict.retry_after_s} s",
+                headers={"Retry-After": str(verdict.retry_after_s)},
+            )
     if not hmac.compare_digest(presented.strip().encode(), expected.encode()):
+        if throttle is not None:
+            by_address, in_total = throttle.fail(address)
+            log.info(
+                "admin token refused",
+                extra={"path": request.path, "client": address, "failures": by_address, "failures_total": in_total},
+            )
         raise ApiError(401, "unauthorized", "wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
 
 

@@ -23,6 +23,7 @@ SCRIPT_NAMES = (
     "rate_observe",
     "set_aside",
     "idempotent_add",
+    "throttle_fail",
 )
 
 
@@ -42,6 +43,7 @@ class Scripts:
     rate_observe: Script
     set_aside: Script
     idempotent_add: Script
+    throttle_fail: Script
 
     def __init__(self, redis: Redis) -> None:
         for name in SCRIPT_NAMES:
