@@ -91,6 +91,7 @@ def intake_requests(url: str) -> dict[str, Callable[[], requests.Response]]:
     form_body = json.dumps({"contact_id": "11", "company_id": "22"}).encode()
 
     def hubspot() -> requests.Response:
+        """A v3-signed app webhook batch."""
         ts = int(time.time() * 1000)
         headers = {
             "X-HubSpot-Signature-v3": signatures.sign_v3(SECRET, "POST", f"{url}/webhooks/hubspot", hubspot_body, ts),
@@ -100,6 +101,7 @@ def intake_requests(url: str) -> dict[str, Callable[[], requests.Response]]:
         return requests.post(f"{url}/webhooks/hubspot", data=hubspot_body, headers=headers, timeout=10)
 
     def signed_form() -> requests.Response:
+        """A form signed with its HMAC over timestamp and body."""
         ts = str(int(time.time()))
         signature = signatures.sign_hmac_sha256(FORM_SECRET, signatures.signed_form_payload(form_body, ts), "hex")
         # Lower-case names: the configured X-Signature / X-Request-TS must match whatever the sender's case.
@@ -321,6 +323,7 @@ class TestBruteForce:
         client: FlaskClient = create_app(make_settings(redis_url=redis_url)).test_client()
 
         def get(address: str, token: str) -> Any:
+            """GET the dead-letter list from ``address`` with ``token``."""
             return client.get(
                 "/api/dead-letters",
                 headers={"Authorization": f"Bearer {token}"},
@@ -465,6 +468,7 @@ class TestIdempotency:
         lock = threading.Lock()
 
         def send() -> None:
+            """Wait for the others, then post the shared key."""
             barrier.wait(timeout=10)
             response = self.post(url, [assoc(5), assoc(6)], "burst-1")
             with lock:

@@ -78,6 +78,7 @@ class TestQueryRedaction:
     """Credentials in query strings never reach a log line."""
 
     def _lines(self, query_params: tuple[str, ...], *messages: str) -> str:
+        """Log ``messages`` as gunicorn's access logger through a redactor for ``query_params``; the output."""
         stream = io.StringIO()
         log.configure("INFO", [], stream=stream, query_params=query_params)
         for message in messages:
