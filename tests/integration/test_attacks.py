@@ -181,6 +181,30 @@ class TestFullRedis:
         finally:
             server.stop()
 
+    def test_a_read_only_replica_answers_503_store_unavailable(
+        self, stack: Stack, tmp_path: Path, web_env: dict[str, str]
+    ) -> None:
+        """Pointed at a read-only replica (what a failover can leave behind), intake answers JSON 503
+        store_unavailable with Retry-After and /readyz answers 503; nothing is stored."""
+        master = RedisServer(tmp_path / "master").start()
+        replica = RedisServer(tmp_path / "replica").start()
+        try:
+            client = redis_lib.Redis(port=replica.port)
+            client.replicaof("127.0.0.1", str(master.port))
+            url = stack.gunicorn(**web_env, REDIS_URL=replica.url)
+            for name, send in intake_requests(url).items():
+                response = send()
+                assert response.status_code == 503, (name, response.status_code, response.text)
+                assert response.json()["error"]["code"] == "store_unavailable", name
+                assert response.headers["Retry-After"] == "5", name
+            ready = requests.get(f"{url}/readyz", timeout=10)
+            assert ready.status_code == 503
+            assert "ReadOnlyError" in ready.json()["problems"][0]
+            assert stored_work(redis_lib.Redis(port=master.port)) == []
+        finally:
+            replica.stop()
+            master.stop()
+
 
 def raw_exchange(port: int, head: bytes, body: bytes, *, half_close: bool = False) -> bytes:
     """Send ``head`` and ``body`` on a raw socket and read the answer until the server closes (or resets)."""
