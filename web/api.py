@@ -70,7 +70,7 @@ def create_associations() -> tuple[Response, int]:
         raise ApiError(400, "malformed_json", "expected a JSON object with an 'associations' array")
     received_at = time.time()
     requests_ = parse_api_items(body.get("associations"), received_at=received_at, max_items=p.settings.max_items)
-    body_digest = hashlib.sha256(raw).hexdigest()
+    body_digest = hashlib.sha256(raw).hexdigest() if idempotency_key is not None else ""
     if idempotency_key is not None and (held := p.inbox.held_answer(idempotency_key)) is not None:
         return _replay(held, body_digest)
     ids = [new_association_id() for _ in requests_]
