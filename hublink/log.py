@@ -3,12 +3,15 @@
 structlog's ``ProcessorFormatter`` is the JSON formatter on the root handler, so HubLink's own records,
 gunicorn's and RQ's all come out as JSON lines. Context (request id, job id, association id, ...) is
 bound with ``structlog.contextvars`` and merged into every record. The redaction processor replaces
-every configured secret, wherever it appears in a record, and drops fields named like credentials.
+every configured secret, wherever it appears in a record, drops fields named like credentials, and
+blanks the value of every credential-carrying query parameter (``hapikey=...`` and those the rules file
+names) in any text, gunicorn's access lines included, whatever the value: a wrong key is a secret too.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from collections.abc import Iterable, MutableMapping
 from typing import Any
@@ -32,18 +35,35 @@ SENSITIVE_FIELDS = frozenset(
 )
 
 
-class Redactor:
-    """A structlog processor that removes configured secrets and credential-named fields."""
+#: Query parameters whose value is a credential whatever the configuration (HubSpot's legacy API key).
+SENSITIVE_QUERY_PARAMS = ("hapikey",)
 
-    def __init__(self, secrets: Iterable[str]) -> None:
+
+def query_pattern(names: Iterable[str]) -> re.Pattern[str] | None:
+    """A pattern matching ``name=value`` of each query parameter in ``names`` (case-insensitive), or None."""
+    unique = sorted({n for n in names if n}, key=len, reverse=True)
+    if not unique:
+        return None
+    alternatives = "|".join(re.escape(n) for n in unique)
+    # The name starts the query or follows a separator; the value runs to the next separator or quote.
+    return re.compile(rf"(?i)((?:^|[?&;\s])(?:{alternatives})=)[^&;\s\"']*")
+
+
+class Redactor:
+    """A structlog processor that removes configured secrets, credential-named fields and query credentials."""
+
+    def __init__(self, secrets: Iterable[str], query_params: Iterable[str] = ()) -> None:
         # Longest first, so that a secret containing another is replaced whole.
         self._secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
+        self._query = query_pattern([*SENSITIVE_QUERY_PARAMS, *query_params])
 
     def _clean(self, value: Any) -> Any:
         if isinstance(value, str):
             for secret in self._secrets:
                 if secret in value:
                     value = value.replace(secret, REDACTED)
+            if self._query is not None and "=" in value:
+                value = self._query.sub(rf"\g<1>{REDACTED}", value)
             return value
         if isinstance(value, dict):
             return {k: REDACTED if str(k).lower() in SENSITIVE_FIELDS else self._clean(v) for k, v in value.items()}
@@ -61,9 +81,13 @@ class Redactor:
         return event_dict
 
 
-def configure(level: str, secrets: Iterable[str], stream: Any = None) -> None:
-    """Send every log record to ``stream`` (stderr) as one JSON line; call once per process."""
-    redactor = Redactor(secrets)
+def configure(level: str, secrets: Iterable[str], stream: Any = None, query_params: Iterable[str] = ()) -> None:
+    """Send every log record to ``stream`` (stderr) as one JSON line; call once per process.
+
+    ``secrets`` are replaced wherever they appear; the values of ``query_params`` (and ``hapikey``) are
+    replaced in any ``name=value`` text, such as the request line of an access log.
+    """
+    redactor = Redactor(secrets, query_params)
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,

@@ -21,6 +21,8 @@ from hublink.intake.inbox import Inbox
 from hublink.lanes import LaneStore
 from hublink.ops.dead_letters import DeadLetterStore
 from hublink.ops.metrics import Metrics
+from hublink.ops.sessions import SessionStore
+from hublink.ops.throttle import FailureThrottle
 from hublink.store.connections import connect
 from hublink.store.keys import Keys
 from hublink.store.scripts import Scripts
@@ -52,16 +54,25 @@ def create_app(
     if settings is None:
         settings = Settings.from_env(environ)
     settings.require("web")
-    if configure_logging if configure_logging is not None else from_env:
+    logging_wanted = configure_logging if configure_logging is not None else from_env
+    if logging_wanted:
         hublink_log.configure(settings.log_level, settings.secrets)
 
     rules_file, sources = load_rules(settings.rules_file, environ)
+    if logging_wanted and (sources.secrets or sources.query_params):
+        # Again, now that the rules file has named its secrets and credential-carrying query parameters:
+        # gunicorn's access lines (its master builds this app) go through the same redactor.
+        hublink_log.configure(
+            settings.log_level, (*settings.secrets, *sources.secrets), query_params=sources.query_params
+        )
 
     app = Flask(__name__)
     if settings.trust_proxy:
         # One proxy in front: the public scheme, host and prefix it saw are what HubSpot signed.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1, x_prefix=1)  # type: ignore[method-assign]
-    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    # One byte over the limit: a body without Content-Length is read up to here, and read_body() refuses
+    # one that reaches it (at exactly the limit Werkzeug would cut it silently, and it would be processed).
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes + 1
     app.config["SECRET_KEY"] = settings.secret_key or os.urandom(32)
     responses.install(app, dashboard_prefix=admin.bp.url_prefix or "/admin")
     keys = Keys(settings.redis_prefix)
@@ -77,6 +88,9 @@ def create_app(
         DeadLetterStore(redis, keys, lanes),
         Metrics(redis, keys),
         sources,
+        SessionStore(redis, keys),
+        FailureThrottle(redis, keys, kind="login", scripts=scripts),
+        FailureThrottle(redis, keys, kind="admin_api", scripts=scripts),
     )
 
     @app.before_request
@@ -96,4 +110,5 @@ def create_app(
     app.cli.add_command(cli.dead_letters)
     app.cli.add_command(cli.inbox)
     app.cli.add_command(cli.rules)
+    app.cli.add_command(cli.admin)
     return app

@@ -1,9 +1,12 @@
 """Blueprint: the operator's dashboard at ``/admin``: log in with HUBLINK_ADMIN_TOKEN, see, replay, purge.
 
-Server-rendered pages without JavaScript; the charts are inline SVG drawn by the templates. A signed
-session cookie (HttpOnly, SameSite=Lax) marks a logged-in operator. Every POST carries the session's CSRF
-token, and replay and purge always pass through a confirmation page that says what they will do. The data
-comes from :mod:`hublink.ops.dashboard` and the DeadLetterStore; no Redis call is made here.
+Server-rendered pages without JavaScript; the charts are inline SVG drawn by the templates. A session
+kept in Redis (``web.sessions``; the cookie, HttpOnly, SameSite=Lax and Secure behind HTTPS, holds only
+its random id) marks a logged-in operator: logging out, or ``flask --app web admin sessions revoke
+--all``, ends it everywhere. Failed logins are throttled per address and in total (``hublink.ops.throttle``).
+Every POST carries the session's CSRF token, and replay and purge always pass through a confirmation page
+that says what they will do. The data comes from :mod:`hublink.ops.dashboard` and the DeadLetterStore; no
+Redis call is made here.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from werkzeug.wrappers import Response
 from hublink.domain.errors import StoreUnavailableError
 from hublink.ops import dashboard
 from hublink.ops.dead_letters import DeadLetterFilter
-from web.container import parts
+from web.container import Parts, parts
 
 bp = Blueprint("admin", __name__, url_prefix="/admin", template_folder="templates", static_folder="static")
 log = logging.getLogger("hublink.web")
@@ -50,12 +53,19 @@ SECURITY_HEADERS = {
 OPEN_ENDPOINTS = frozenset({"admin.login", "admin.static"})
 
 
+def parts_of(app: Flask) -> Parts:
+    """``app``'s parts outside a request (while registering)."""
+    found: Parts = app.extensions["hublink"]
+    return found
+
+
 def register(app: Flask) -> None:
     """Install the blueprint on ``app`` with its session cookie settings."""
     # Assigned, not setdefault: Flask's defaults already hold these keys (31 days, SameSite unset).
     app.config["PERMANENT_SESSION_LIFETIME"] = SESSION_LIFETIME
     app.config["SESSION_COOKIE_HTTPONLY"] = True
     app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
+    app.config["SESSION_COOKIE_SECURE"] = parts_of(app).settings.is_cookie_secure
     app.register_blueprint(bp)
 
 
@@ -91,6 +101,8 @@ def _is_logged_in() -> bool:
 @bp.before_request
 def _guard() -> Response | None:
     """Every POST needs the session's CSRF token (400); every page but login needs a logged-in operator."""
+    if request.endpoint != "admin.static" and getattr(session, "unavailable", False):
+        raise StoreUnavailableError("the session could not be read")
     if request.method == "POST":
         sent, expected = request.form.get("csrf_token", ""), str(session.get("csrf", ""))
         if not (sent and expected and hmac.compare_digest(sent.encode(), expected.encode())):
@@ -143,45 +155,97 @@ def _store_down(exc: StoreUnavailableError) -> tuple[str, int, dict[str, str]]:
     return render_template("admin/error.html", status=503, message=message), 503, {"Retry-After": "5"}
 
 
-def _count_refusal(status: int) -> None:
+def _count_refusal(reason: int | str) -> None:
     """One metric per refusal reason; best effort (the refusal must be sent even without Redis)."""
     p = parts()
     with contextlib.suppress(StoreUnavailableError):
-        p.metrics.apply([p.metrics.op("requests_refused", endpoint=request.endpoint or "none", reason=str(status))])
+        p.metrics.apply([p.metrics.op("requests_refused", endpoint=request.endpoint or "none", reason=str(reason))])
+
+
+def _throttled(retry_after_s: int, scope: str) -> tuple[str, int, dict[str, str]]:
+    """The 429 page for an address (or everyone) that failed too often; logged and counted."""
+    _count_refusal("too_many_attempts")
+    log.warning(
+        "admin login throttled",
+        extra={"path": request.path, "client": request.remote_addr, "scope": scope, "retry_after_s": retry_after_s},
+    )
+    message = f"Too many failed logins. Try again in {retry_after_s} seconds."
+    return render_template("admin/error.html", status=429, message=message), 429, {"Retry-After": str(retry_after_s)}
 
 
 @bp.route("/login", methods=["GET", "POST"])
-def login() -> Response | str:
-    """The login form; the correct admin token starts a session and goes on to ``next`` (an admin page)."""
-    expected = parts().settings.admin_token
+def login() -> Response | str | tuple[str, int, dict[str, str]]:
+    """The login form; the correct admin token starts a session and goes on to ``next`` (an admin page).
+
+    An address that failed too often, or everyone once all addresses together did, gets a 429 whatever
+    token it sends, until the window ends (``hublink.ops.throttle``).
+    """
+    p = parts()
+    expected = p.settings.admin_token
     if not expected:
         flash("HUBLINK_ADMIN_TOKEN is not set, so the dashboard is disabled.")
     elif request.method == "POST":
+        address = request.remote_addr or "unknown"
+        verdict = p.login_throttle.check(address)
+        if not verdict.allowed:
+            return _throttled(verdict.retry_after_s, verdict.scope)
         presented = request.form.get("token", "")
         if hmac.compare_digest(presented.encode(), expected.encode()):
-            # A fresh session and CSRF token at the change of privilege: nothing from before carries over.
+            # A fresh session (new id) and CSRF token at the change of privilege: nothing from before carries over.
             session.clear()
+            regenerate = getattr(session, "regenerate", None)
+            if regenerate is not None:
+                regenerate()
             session.update(admin=True, since=time.time(), mark=_token_mark(expected))
             session.permanent = True
             csrf_token()
             return redirect(_safe_next(request.args.get("next", "")))
-        log.info("admin login refused", extra={"path": request.path, "reason": "wrong token"})
+        by_address, in_total = p.login_throttle.fail(address)
+        log.info(
+            "admin login refused",
+            extra={
+                "path": request.path,
+                "reason": "wrong token",
+                "client": address,
+                "failures": by_address,
+                "failures_total": in_total,
+            },
+        )
         flash("Wrong token.")
     return render_template("admin/login.html")
 
 
+def is_clean_local_path(target: str) -> bool:
+    """True for a path on this site: one leading ``/``, no ``//``, no backslash, no control character.
+
+    So no scheme or host (``https://x``, ``//x``, ``/\\x``), and nothing that could split a header (CR, LF).
+    """
+    return (
+        target.startswith("/")
+        and "//" not in target
+        and "\\" not in target
+        and all(0x20 <= ord(c) != 0x7F for c in target)
+    )
+
+
 def _safe_next(target: str) -> str:
-    """``target`` if it is a path under /admin on this site, else the overview (no open redirect)."""
+    """``target`` if it is a clean local path under /admin, else the overview (no open redirect, no header split)."""
     path = target.split("?", 1)[0]
-    if (path == "/admin" or path.startswith("/admin/")) and "\\" not in target and "//" not in target:
+    if is_clean_local_path(target) and (path == "/admin" or path.startswith("/admin/")):
         return target
     return url_for("admin.index")
 
 
 @bp.post("/logout")
 def logout() -> Response:
-    """End the session."""
+    """End the session: deleted from Redis first, so a copied cookie opens nothing afterwards (or a 503)."""
+    sid = getattr(session, "sid", None)
+    if sid and not getattr(session, "new", True):
+        parts().sessions.delete(sid)
     session.clear()
+    regenerate = getattr(session, "regenerate", None)
+    if regenerate is not None:
+        regenerate()  # the "Logged out." message goes in a new anonymous session, never under the old id
     flash("Logged out.")
     return redirect(url_for("admin.login"))
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
 import time
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
 from hublink.domain.associations import parse_api_items
+from hublink.intake.inbox import HeldAnswer
 from hublink.lanes import new_association_id
 from hublink.ops.dead_letters import MAX_LIST_LIMIT, DeadLetterFilter
 from web.container import parts
@@ -16,12 +19,49 @@ from web.requests_in import parse_json, read_body, require_bearer, require_json_
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
+#: The header that makes a retry of ``POST /api/associations`` safe.
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+#: 1 to 255 printable ASCII characters (space to tilde).
+_IDEMPOTENCY_KEY = re.compile(r"\A[\x20-\x7e]{1,255}\Z")
+
+
+def _idempotency_key() -> str | None:
+    """The request's Idempotency-Key, None without one; 400 ``invalid_idempotency_key`` when malformed."""
+    key = request.headers.get(IDEMPOTENCY_HEADER)
+    if key is None:
+        return None
+    if not _IDEMPOTENCY_KEY.match(key):
+        raise ApiError(
+            400,
+            "invalid_idempotency_key",
+            f"{IDEMPOTENCY_HEADER}: expected 1 to 255 printable ASCII characters",
+        )
+    return key
+
+
+def _replay(held: HeldAnswer, body_digest: str) -> tuple[Response, int]:
+    """The first answer again for the same body; 422 ``idempotency_key_reused`` for another body."""
+    if held.body_digest != body_digest:
+        raise ApiError(
+            422,
+            "idempotency_key_reused",
+            f"this {IDEMPOTENCY_HEADER} was used with another body in the last 24 hours; use a new key",
+        )
+    response = jsonify(held.answer)
+    response.headers["Idempotent-Replayed"] = "true"
+    return response, held.status
+
 
 @bp.post("/associations")
 def create_associations() -> tuple[Response, int]:
-    """Accept 1 to 100 associations, all or nothing; 202 once they are safely in Redis."""
+    """Accept 1 to 100 associations, all or nothing; 202 once they are safely in Redis.
+
+    With an ``Idempotency-Key``, a retry with the same key and the same body (byte for byte) within 24
+    hours answers the first answer and stores nothing; the same key with another body is a 422.
+    """
     p = parts()
     require_bearer(p.settings.api_token, realm="the direct API")
+    idempotency_key = _idempotency_key()
     raw = read_body(p.settings.max_body_bytes)
     require_json_type()
     body = parse_json(raw)
@@ -29,10 +69,23 @@ def create_associations() -> tuple[Response, int]:
         raise ApiError(400, "malformed_json", "expected a JSON object with an 'associations' array")
     received_at = time.time()
     requests_ = parse_api_items(body.get("associations"), received_at=received_at, max_items=p.settings.max_items)
+    body_digest = hashlib.sha256(raw).hexdigest() if idempotency_key is not None else ""
+    if idempotency_key is not None and (held := p.inbox.held_answer(idempotency_key)) is not None:
+        return _replay(held, body_digest)
     ids = [new_association_id() for _ in requests_]
-    # Into the inbox like every other request (one XADD); a worker puts them in their lanes under these ids.
-    p.inbox.add_associations(list(zip(ids, requests_, strict=True)), received_at=received_at)
-    return jsonify({"accepted": len(ids), "ids": ids}), 202
+    answer = {"accepted": len(ids), "ids": ids}
+    items = list(zip(ids, requests_, strict=True))
+    if idempotency_key is None:
+        # Into the inbox like every other request (one XADD); a worker puts them in their lanes under these ids.
+        p.inbox.add_associations(items, received_at=received_at)
+    else:
+        # The entry and the key in one script: a concurrent duplicate finds the key and stores nothing.
+        held = p.inbox.add_associations_once(
+            items, received_at=received_at, idempotency_key=idempotency_key, answer=HeldAnswer(body_digest, 202, answer)
+        )
+        if held is not None:
+            return _replay(held, body_digest)
+    return jsonify(answer), 202
 
 
 def _filter_from(args: Any) -> DeadLetterFilter:
@@ -55,7 +108,8 @@ def _flag(args: Any, name: str) -> bool:
 
 
 def _admin() -> None:
-    require_bearer(parts().settings.admin_token, realm="the admin API")
+    p = parts()
+    require_bearer(p.settings.admin_token, realm="the admin API", throttle=p.api_throttle)
 
 
 def _bulk_args() -> Any:

@@ -1,5 +1,5 @@
-"""The operators' commands: ``flask --app web dead-letters list|show|replay|purge``, ``inbox failed|replay``
-and ``rules check|try``."""
+"""The operators' commands: ``flask --app web dead-letters list|show|replay|purge``, ``inbox failed|replay``,
+``rules check|try`` and ``admin sessions revoke --all``."""
 
 from __future__ import annotations
 
@@ -269,3 +269,22 @@ def try_(path: str, source: str, event_path: str) -> None:
                 )
         for problem in problems:
             click.echo(f"  problem {problem}")
+
+
+@click.group("admin", cls=AppGroup)
+def admin() -> None:
+    """Manage the dashboard."""
+
+
+@admin.group("sessions", cls=AppGroup)
+def sessions() -> None:
+    """Dashboard sessions (kept in Redis)."""
+
+
+@sessions.command("revoke")
+@click.option("--all", "everything", is_flag=True, help="end every dashboard session")
+def revoke(everything: bool) -> None:
+    """End dashboard sessions: every logged-in operator (and every login form) must start again."""
+    if not everything:
+        raise click.UsageError("give --all (sessions are revoked all at once)")
+    click.echo(f"revoked {parts().sessions.revoke_all()} session(s)")

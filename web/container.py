@@ -12,6 +12,8 @@ from hublink.domain.sources import Sources
 from hublink.intake.inbox import Inbox
 from hublink.ops.dead_letters import DeadLetterStore
 from hublink.ops.metrics import Metrics
+from hublink.ops.sessions import SessionStore
+from hublink.ops.throttle import FailureThrottle
 from hublink.store.keys import Keys
 
 
@@ -26,6 +28,12 @@ class Parts:
     dead_letters: DeadLetterStore
     metrics: Metrics
     sources: Sources
+    #: The dashboard's server-side sessions.
+    sessions: SessionStore
+    #: Failed dashboard logins, per address and in total.
+    login_throttle: FailureThrottle
+    #: Failed admin API bearer tokens, per address and in total.
+    api_throttle: FailureThrottle
 
 
 def parts() -> Parts:

@@ -8,10 +8,18 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import redis
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from hublink.domain.errors import InvalidInputError, InvalidSignatureError, StoreUnavailableError
+from hublink.domain.errors import InvalidInputError, InvalidSignatureError, StoreFullError, StoreUnavailableError
+from hublink.store.connections import store_error
+
+#: Codes of the answers given because Redis failed: counting them would need the Redis that just failed.
+STORE_CODES = frozenset({"store_unavailable", "store_full"})
+#: Seconds a sender is asked to wait: a lost connection comes back quickly, a full Redis needs an operator.
+RETRY_AFTER_UNAVAILABLE_S = 5
+RETRY_AFTER_FULL_S = 30
 
 log = logging.getLogger("hublink.web")
 
@@ -35,7 +43,7 @@ def error_response(
 ) -> Response:
     """Build the JSON error answer and log the refusal (never with the body or credentials)."""
     level = logging.ERROR if status >= 500 and status != 503 else logging.WARNING if status >= 500 else logging.INFO
-    if code != "store_unavailable":  # counting needs the Redis that just failed
+    if code not in STORE_CODES:
         _count_refusal(code)
     log.log(
         level,
@@ -50,14 +58,36 @@ def error_response(
 
 
 def _count_refusal(code: str) -> None:
-    """Count one refusal per reason; best effort (a refusal must not fail because Redis is down)."""
+    """Count one refusal per reason; best effort: a refusal (a 400, a 401) must not become a 5xx because
+    Redis is down, full or read-only when the counter is written."""
     from web.container import parts
 
     try:
         p = parts()
         p.metrics.apply([p.metrics.op("requests_refused", endpoint=request.endpoint or "none", reason=code)])
-    except (StoreUnavailableError, KeyError, RuntimeError):
-        pass
+    except (StoreUnavailableError, redis.RedisError, KeyError, RuntimeError) as exc:
+        log.debug("refusal not counted", extra={"code": code, "error": type(exc).__name__})
+
+
+def store_refusal(exc: StoreUnavailableError) -> Response:
+    """The 503 for a store failure: ``store_full`` when Redis is at maxmemory, else ``store_unavailable``.
+
+    Never a 2xx (senders, HubSpot included, retry) and never a 500. Whether the write that failed was
+    applied is unknown (a timeout after Redis wrote it), which is why the direct API takes an Idempotency-Key.
+    """
+    if isinstance(exc, StoreFullError):
+        return error_response(
+            503,
+            "store_full",
+            "the queue is full; retry later",
+            headers={"Retry-After": str(RETRY_AFTER_FULL_S)},
+        )
+    return error_response(
+        503,
+        "store_unavailable",
+        "the queue is unavailable; retry later",
+        headers={"Retry-After": str(RETRY_AFTER_UNAVAILABLE_S)},
+    )
 
 
 def register(app: Flask) -> None:
@@ -78,9 +108,16 @@ def register(app: Flask) -> None:
     @app.errorhandler(StoreUnavailableError)
     def _store_down(exc: StoreUnavailableError) -> Response:
         # 503, never 2xx: senders (HubSpot included) retry, and nothing was acknowledged.
-        return error_response(
-            503, "store_unavailable", "the queue is unavailable; retry later", headers={"Retry-After": "5"}
-        )
+        return store_refusal(exc)
+
+    @app.errorhandler(redis.RedisError)
+    def _redis_error(exc: redis.RedisError) -> Response:
+        # A Redis call outside ``store_errors()``: typed here as it would have been there.
+        typed = store_error(exc)
+        if typed is not None:
+            return store_refusal(typed)
+        log.exception("unhandled Redis error")
+        return error_response(500, "internal_error", "internal error")
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException) -> Response:

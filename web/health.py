@@ -1,12 +1,14 @@
-"""Blueprint: ``/healthz`` (alive), ``/readyz`` (Redis answers, configuration loaded) and ``/openapi.yaml``."""
+"""Blueprint: ``/healthz`` (alive), ``/readyz`` (Redis takes writes) and ``/openapi.yaml``."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import redis
 from flask import Blueprint, Response, jsonify, send_file
 
-from hublink.store.connections import UNAVAILABLE
+from hublink.store.connections import store_error
+from hublink.store.keys import READY_PROBE_TTL_S
 from web.container import parts
 
 bp = Blueprint("health", __name__)
@@ -27,12 +29,16 @@ def openapi() -> Response:
 
 @bp.get("/readyz")
 def readyz() -> tuple[Response, int]:
-    """Ready to accept work: 503 with the reasons otherwise."""
+    """Ready to accept work: Redis takes a tiny write (a PING passes on a full or read-only Redis); 503 otherwise."""
     problems = []
+    p = parts()
     try:
-        parts().redis.ping()
-    except UNAVAILABLE as exc:
-        problems.append(f"redis: {type(exc).__name__}")
+        p.redis.set(p.keys.ready_probe, b"1", ex=READY_PROBE_TTL_S)
+    except redis.RedisError as exc:
+        typed = store_error(exc)
+        if typed is None:
+            raise
+        problems.append(f"redis: {type(typed).__name__} ({type(exc).__name__})")
     if problems:
         return jsonify({"status": "unavailable", "problems": problems}), 503
     return jsonify({"status": "ready"}), 200

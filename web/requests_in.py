@@ -6,35 +6,76 @@ The raw body is read once, here, before anything parses it (signatures are compu
 from __future__ import annotations
 
 import hmac
+import logging
 from typing import Any
 
 import orjson
 from flask import request
 
+from hublink.ops.throttle import FailureThrottle
 from web.errors import ApiError
 
+log = logging.getLogger("hublink.web")
 
-def require_bearer(expected: str | None, *, realm: str) -> None:
-    """Refuse (401) unless ``Authorization: Bearer <expected>``; constant-time comparison."""
+
+def require_bearer(expected: str | None, *, realm: str, throttle: FailureThrottle | None = None) -> None:
+    """Refuse (401) unless ``Authorization: Bearer <expected>``; constant-time comparison.
+
+    With ``throttle``, wrong tokens are counted per client address and in total, and once either count
+    is used up every token is refused with 429 ``too_many_attempts`` (and Retry-After) until the window
+    ends, the right one too: otherwise guessing could go on. A missing token is not a guess, and is not counted.
+    """
     header = request.headers.get("Authorization", "")
     scheme, _, presented = header.partition(" ")
     if not expected:
         raise ApiError(401, "unauthorized", f"{realm} is not enabled: no token is configured")
     if scheme.lower() != "bearer" or not presented:
         raise ApiError(401, "unauthorized", "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
+    address = request.remote_addr or "unknown"
+    if throttle is not None:
+        verdict = throttle.check(address)
+        if not verdict.allowed:
+            log.warning(
+                "admin token throttled",
+                extra={"path": request.path, "client": address, "scope": verdict.scope},
+            )
+            raise ApiError(
+                429,
+                "too_many_attempts",
+                f"too many wrong tokens; retry in {verdict.retry_after_s} s",
+                headers={"Retry-After": str(verdict.retry_after_s)},
+            )
     if not hmac.compare_digest(presented.strip().encode(), expected.encode()):
+        if throttle is not None:
+            by_address, in_total = throttle.fail(address)
+            log.info(
+                "admin token refused",
+                extra={"path": request.path, "client": address, "failures": by_address, "failures_total": in_total},
+            )
         raise ApiError(401, "unauthorized", "wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
 
 
 def read_body(max_bytes: int) -> bytes:
-    """The raw body, refusing (413) before reading when Content-Length says it is too large.
+    """The raw body, whole, or a refusal: nothing short of the whole body is ever handed on.
 
-    A body without Content-Length (chunked) is cut off by Flask's MAX_CONTENT_LENGTH at the same size.
+    - Content-Length over ``max_bytes``: 413 ``payload_too_large`` before reading anything.
+    - No Content-Length (chunked, or framed by closing the connection): read at most ``max_bytes + 1``
+      bytes (``MAX_CONTENT_LENGTH`` is set one above the limit in ``create_app``); one byte more than the
+      limit is a 413, so an oversized body is refused rather than cut at the limit and processed.
+    - Fewer bytes than Content-Length announced (the client went away or lied): 400 ``incomplete_body``.
+
+    Gunicorn's sync workers close the connection after every answer, so an unread rest is never taken for
+    a next request.
     """
     length = request.content_length
     if length is not None and length > max_bytes:
         raise ApiError(413, "payload_too_large", f"body of {length} bytes exceeds the limit of {max_bytes}")
-    return request.get_data(cache=True)
+    raw = request.get_data(cache=True)
+    if len(raw) > max_bytes:
+        raise ApiError(413, "payload_too_large", f"body exceeds the limit of {max_bytes} bytes")
+    if length is not None and len(raw) != length:
+        raise ApiError(400, "incomplete_body", f"body ended after {len(raw)} of {length} announced bytes")
+    return raw
 
 
 def require_json_type() -> None:

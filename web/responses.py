@@ -9,9 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from flask import Flask, Request, Response
+from flask import Flask, Response
 from flask.json.provider import DefaultJSONProvider
-from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
+
+from web.sessions import DashboardSessions
 
 # Flask's provider sorts keys; dates and dataclasses go to its ``default`` so they read as they did.
 _OPTIONS = (
@@ -32,19 +33,6 @@ class OrjsonProvider(DefaultJSONProvider):
             return super().response(*args, **kwargs)  # type: ignore[return-value]
         obj = self._prepare_response_obj(args, kwargs)
         return Response(orjson.dumps(obj, default=self.default, option=_OPTIONS), mimetype=self.mimetype)
-
-
-class DashboardSessions(SecureCookieSessionInterface):
-    """The signed session cookie, opened only under ``prefix`` (the dashboard): the APIs never use one."""
-
-    def __init__(self, prefix: str) -> None:
-        self.prefix = prefix
-
-    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
-        """The dashboard's session; None elsewhere, which Flask turns into a null session that is never saved."""
-        if not request.path.startswith(self.prefix):
-            return None
-        return super().open_session(app, request)
 
 
 def install(app: Flask, *, dashboard_prefix: str) -> None:

@@ -78,6 +78,7 @@ class Settings:
     alert_error_rate: float = 0.2  # HUBLINK_ALERT_ERROR_RATE
     log_level: str = "INFO"  # HUBLINK_LOG_LEVEL
     secret_key: str | None = field(default=None, repr=False)  # HUBLINK_SECRET_KEY: signs admin sessions
+    cookie_secure: bool = False  # HUBLINK_COOKIE_SECURE: Secure admin cookie (always when public_url is https)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -126,6 +127,11 @@ class Settings:
         for name, value in needed:
             if not value:
                 raise ConfigError(f"{name} is required but not set")
+
+    @property
+    def is_cookie_secure(self) -> bool:
+        """Whether the dashboard's cookie is sent only over HTTPS: HUBLINK_COOKIE_SECURE, or an https public URL."""
+        return self.cookie_secure or (self.public_url or "").lower().startswith("https://")
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -224,6 +230,7 @@ _VARIABLES: tuple[tuple[str, str, Callable[[str], object]], ...] = (
     ("HUBLINK_ALERT_ERROR_RATE", "alert_error_rate", _positive_float),
     ("HUBLINK_LOG_LEVEL", "log_level", _level),
     ("HUBLINK_SECRET_KEY", "secret_key", str),
+    ("HUBLINK_COOKIE_SECURE", "cookie_secure", _bool),
 )
 
 #: Every environment variable Settings reads (the README's configuration table lists the same).

@@ -7,7 +7,8 @@
     │   └── RulesError               the rules file is invalid: every problem, with its line
     ├── InvalidInputError            refused at intake: a 4xx for the sender, names the field
     │   └── InvalidSignatureError    reason: missing | unknown-version | stale | future | mismatch
-    ├── StoreUnavailableError        Redis did not answer: intake says 503, a worker stops taking work
+    ├── StoreUnavailableError        Redis did not answer or refused writes: 503, a worker stops taking work
+    │   └── StoreFullError           Redis is at maxmemory (OOM under noeviction): 503 store_full
     ├── TokenWaitTooLongError        the shared limiter asks for a longer wait than a worker may hold: park
     └── DeliveryError                carries status, category, sub_category, message, correlation_id
         ├── TransientError           retry with backoff
@@ -82,7 +83,14 @@ class InvalidSignatureError(InvalidInputError):
 
 
 class StoreUnavailableError(HubLinkError):
-    """Redis did not answer in time; nothing was stored."""
+    """Redis did not answer in time, or refused the write (a read-only replica after a failover).
+
+    Nothing the request asked for is acknowledged; whether a write that timed out was applied is unknown.
+    """
+
+
+class StoreFullError(StoreUnavailableError):
+    """Redis refused a write because it is at ``maxmemory`` (OOM with the ``noeviction`` policy)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import math
 import re
 from collections.abc import Mapping
 from typing import Literal
@@ -183,6 +184,9 @@ def verify_hmac(
             ts = float(timestamp)
         except ValueError:
             raise InvalidSignatureError("malformed", "timestamp is not a number") from None
+        if not math.isfinite(ts):
+            # float() takes "nan" and "inf": NaN compares false with everything, so it would pass both bounds.
+            raise InvalidSignatureError("malformed", "timestamp is not a finite number")
         ts = ts / 1000 if ts > 1e12 else ts  # milliseconds are accepted too
         tolerance = DEFAULT_TOLERANCE_S if tolerance_s is None else tolerance_s
         if now_s - ts > tolerance:

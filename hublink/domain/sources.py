@@ -91,6 +91,21 @@ class Sources:
     workflow: SignatureAuth | ApiKeyAuth | None
     forms: Mapping[str, FormSource]
 
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Every secret the rules file names (HMAC secrets, tokens, API keys), for the log redactor."""
+        found = [self.workflow.key] if isinstance(self.workflow, ApiKeyAuth) else []
+        for form in self.forms.values():
+            found.append(form.auth.secret if isinstance(form.auth, HmacAuth) else form.auth.token)
+        return tuple(found)
+
+    @property
+    def query_params(self) -> tuple[str, ...]:
+        """Query parameters that carry a credential (``api_key`` auth ``in: query``): redacted in every log line."""
+        if isinstance(self.workflow, ApiKeyAuth) and self.workflow.location == "query":
+            return (self.workflow.name,)
+        return ()
+
     @classmethod
     def empty(cls) -> Sources:
         """No workflow and no form sources."""
@@ -200,18 +215,23 @@ def _form_auth(auth: Any, environ: Mapping[str, str], where: str) -> HmacAuth | 
 
 
 def verify_form(source: FormSource, body: bytes, headers: Mapping[str, str], now_s: float) -> None:
-    """Check a form submission's proof of origin; raise InvalidSignatureError with the reason."""
+    """Check a form submission's proof of origin; raise InvalidSignatureError with the reason.
+
+    Header names are matched case-insensitively (RFC 9110): the configured ``X-HubLink-Token`` is found
+    whether the sender wrote ``x-hublink-token`` or ``X-HUBLINK-TOKEN``.
+    """
+    lowered = {name.lower(): value for name, value in headers.items()}
     auth = source.auth
     if isinstance(auth, TokenAuth):
-        signatures.verify_static_token(auth.token, headers.get(auth.header))
+        signatures.verify_static_token(auth.token, lowered.get(auth.header.lower()))
         return
-    timestamp = headers.get(auth.timestamp_header) if auth.timestamp_header else None
+    timestamp = lowered.get(auth.timestamp_header.lower()) if auth.timestamp_header else None
     if auth.timestamp_header and timestamp is None:
         raise InvalidSignatureError("missing", f"missing {auth.timestamp_header} header")
     signatures.verify_hmac(
         auth.secret,
         body,
-        headers.get(auth.header),
+        lowered.get(auth.header.lower()),
         encoding=auth.encoding,
         prefix=auth.prefix,
         timestamp=timestamp,

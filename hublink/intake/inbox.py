@@ -10,7 +10,10 @@ worker that died stays pending, and after ``claim_idle_s`` any expander takes it
 entry that cannot be expanded at all (it no longer parses, or expanding it failed ``MAX_DELIVERIES``
 times) moves to ``inbox:failed`` for inspection, with the reason, and is logged.
 
-Keys owned here (see ``hublink.store.keys``): ``inbox`` and ``inbox:failed``.
+The direct API's ``Idempotency-Key`` is stored here too, with the entry it brought, by one script
+(``idempotent_add.lua``): a retry finds the first answer instead of adding the work again.
+
+Keys owned here (see ``hublink.store.keys``): ``inbox``, ``inbox:failed`` and ``idem:<digest>``.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from hublink.domain.associations import AssociationRequest
 from hublink.domain.errors import InvalidInputError
 from hublink.domain.events import CrmEvent, HubSpotBatch, read_hubspot_batch
 from hublink.store.connections import store_errors, text
-from hublink.store.keys import Keys
+from hublink.store.keys import IDEMPOTENCY_TTL_S, Keys
 from hublink.store.scripts import Scripts
 
 log = logging.getLogger("hublink.inbox")
@@ -46,6 +49,28 @@ KIND_ASSOCIATIONS = "associations"
 MAX_DELIVERIES = 5
 #: Entries kept in ``inbox:failed`` (approximately: the stream is trimmed as it grows).
 FAILED_MAX = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class HeldAnswer:
+    """What an Idempotency-Key holds: the digest of the body it came with and the answer it was given."""
+
+    body_digest: str
+    status: int
+    answer: Any
+
+    def dumps(self) -> bytes:
+        """The wire form stored under the key."""
+        return orjson.dumps({"digest": self.body_digest, "status": self.status, "answer": self.answer})
+
+    @classmethod
+    def loads(cls, raw: bytes) -> HeldAnswer:
+        """Read the wire form back (raises ValueError on anything else)."""
+        try:
+            data = orjson.loads(raw)
+            return cls(str(data["digest"]), int(data["status"]), data["answer"])
+        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+            raise ValueError(f"malformed idempotency record: {exc}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,8 +154,41 @@ class Inbox:
         body = orjson.dumps([[association_id, request.as_record()] for association_id, request in items])
         return self._add(KIND_ASSOCIATIONS, body, received_at)
 
+    def held_answer(self, idempotency_key: str) -> HeldAnswer | None:
+        """The answer an Idempotency-Key already holds, or None (a fast path: the add checks again, atomically)."""
+        with store_errors():
+            raw = self._redis.get(self._keys.idempotency(idempotency_key))
+        return HeldAnswer.loads(raw) if raw else None  # type: ignore[arg-type]
+
+    def add_associations_once(
+        self,
+        items: Sequence[tuple[str, AssociationRequest]],
+        *,
+        received_at: float,
+        idempotency_key: str,
+        answer: HeldAnswer,
+        ttl_s: int = IDEMPOTENCY_TTL_S,
+    ) -> HeldAnswer | None:
+        """Store the associations and ``answer`` under ``idempotency_key`` in one atomic step.
+
+        Returns None when they were stored now, or the answer the key already held (nothing is stored
+        then). Raises StoreUnavailableError (StoreFullError) when Redis refuses: then neither was stored.
+        """
+        body = orjson.dumps([[association_id, request.as_record()] for association_id, request in items])
+        fields = self._fields(KIND_ASSOCIATIONS, body, received_at)
+        flat: list[Any] = [value for pair in fields.items() for value in pair]
+        with store_errors():
+            stored, value = self._scripts.idempotent_add(
+                keys=[self._keys.idempotency(idempotency_key), self._keys.inbox],
+                args=[answer.dumps(), ttl_s, *flat],
+            )
+        return None if int(stored) == 1 else HeldAnswer.loads(value)
+
+    def _fields(self, kind: str, body: bytes, received_at: float) -> dict[str, Any]:
+        return {"kind": kind, "body": body, "at": repr(received_at), "rules": self._rules_tag}
+
     def _add(self, kind: str, body: bytes, received_at: float) -> str:
-        fields = {"kind": kind, "body": body, "at": repr(received_at), "rules": self._rules_tag}
+        fields = self._fields(kind, body, received_at)
         with store_errors():
             entry_id = self._redis.xadd(self._keys.inbox, fields)  # type: ignore[arg-type]
         return text(entry_id)

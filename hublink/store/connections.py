@@ -1,7 +1,9 @@
 """Redis connections: one factory, so that timeouts and error typing are the same everywhere.
 
-Fails closed: when Redis does not answer, callers get :class:`StoreUnavailableError` and intake
-answers 503 (never a 2xx), while a worker stops taking work until Redis is back.
+Fails closed: when Redis does not answer, or refuses writes (at ``maxmemory`` under ``noeviction``, or a
+read-only replica after a failover), callers get :class:`StoreUnavailableError` (:class:`StoreFullError`
+for the first) and intake answers 503 (never a 2xx, never a 500), while a worker stops taking work until
+Redis is back.
 """
 
 from __future__ import annotations
@@ -12,11 +14,26 @@ from typing import Any
 
 import redis
 from redis import Redis
+from redis.exceptions import MasterDownError, OutOfMemoryError, ReadOnlyError, ResponseError, TryAgainError
 
-from hublink.domain.errors import StoreUnavailableError
+from hublink.domain.errors import StoreFullError, StoreUnavailableError
 
-#: The errors that mean "Redis did not answer": network trouble, timeouts, a server still loading.
-UNAVAILABLE = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
+#: The errors that mean "Redis cannot take this now": network trouble, timeouts, a server still loading,
+#: a full server (OOM), a read-only replica (after a failover), a replica cut off from its master.
+UNAVAILABLE = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    redis.BusyLoadingError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    MasterDownError,
+    TryAgainError,
+)
+
+# Error codes Redis sends when it refuses a write; a Lua script or a MULTI may hand them back inside a
+# plain ResponseError (the code then starts the message, or follows "script:" wrapping).
+_FULL_CODES = ("OOM ", "OOM command not allowed")
+_REFUSED_CODES = ("READONLY ", "MASTERDOWN ", "LOADING ", "TRYAGAIN ")
 
 
 def connect(url: str, *, timeout_s: float, blocking_s: float = 0.0) -> Redis:
@@ -39,10 +56,39 @@ def text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def store_error(exc: BaseException) -> StoreUnavailableError | None:
+    """The typed error for a Redis failure that means "not now" (None for any other error, e.g. a bug).
+
+    :class:`StoreFullError` for OOM (the server is at ``maxmemory``), :class:`StoreUnavailableError` for
+    the rest of :data:`UNAVAILABLE` and their codes inside a script's or transaction's ResponseError.
+    """
+    message = str(exc)
+    if isinstance(exc, OutOfMemoryError) or (isinstance(exc, ResponseError) and _has_code(message, _FULL_CODES)):
+        return StoreFullError("Redis is full (maxmemory): writes are refused")
+    if isinstance(exc, UNAVAILABLE):
+        return StoreUnavailableError(f"Redis did not answer: {type(exc).__name__}")
+    if isinstance(exc, ResponseError) and _has_code(message, _REFUSED_CODES):
+        return StoreUnavailableError(f"Redis refused the write: {message.split(' ', 1)[0][:20]}")
+    return None
+
+
+def _has_code(message: str, codes: tuple[str, ...]) -> bool:
+    """True when ``message`` starts with one of ``codes`` or carries it after a script's wrapping."""
+    return message.startswith(codes) or any(f" {code}" in message or f"-{code}" in message for code in codes)
+
+
+def is_store_error(exc: BaseException) -> bool:
+    """True for a Redis error that :func:`store_error` types (the web's last-resort handler asks)."""
+    return isinstance(exc, redis.RedisError) and store_error(exc) is not None
+
+
 @contextmanager
 def store_errors() -> Iterator[None]:
-    """Turn Redis connection failures into :class:`StoreUnavailableError` at the boundary."""
+    """Type Redis's "not now" failures at the boundary: :class:`StoreUnavailableError` or :class:`StoreFullError`."""
     try:
         yield
-    except UNAVAILABLE as exc:
-        raise StoreUnavailableError(f"Redis did not answer: {type(exc).__name__}") from exc
+    except redis.RedisError as exc:
+        typed = store_error(exc)
+        if typed is None:
+            raise
+        raise typed from exc

@@ -32,6 +32,12 @@ key                             type    holds                                   
 ``ts:<minute>``                 hash    per-minute counters for the dashboard's charts          two hours
 ``alert:<kind>``                string  an alert of this kind was sent (rate-limits alerts)     alert interval
 ``alert:dead_letters:seen``     string  the dead-letter count the last alert reported           permanent
+``ready``                       string  /readyz's probe write ("Redis takes writes")            10 seconds
+``idem:<digest>``               string  an Idempotency-Key's body digest and first answer       24 hours
+                                        (JSON)
+``session:<id>``                string  one dashboard login (JSON: since, token mark, CSRF      8 hours
+                                        token)
+``throttle:<scope>``            string  failed admin logins/tokens in the window (counter)      one window
 ==============================  ======  ======================================================  ==================
 
 HubLink also reads two of RQ's own keys (named here so that nothing else spells them): ``rq:queue:<name>``
@@ -187,3 +193,33 @@ class Keys:
     def rq_queue(queue_name: str) -> str:
         """RQ's own list of jobs waiting in ``queue_name`` (RQ's key: no HubLink prefix)."""
         return f"rq:queue:{queue_name}"
+
+    @property
+    def ready_probe(self) -> str:
+        """The key /readyz writes (with a short TTL) to learn whether Redis takes writes."""
+        return f"{self.prefix}ready"
+
+    def idempotency(self, idempotency_key: str) -> str:
+        """One Idempotency-Key of the direct API (hashed: it comes from the caller)."""
+        return f"{self.prefix}idem:{digest(idempotency_key)}"
+
+    def session(self, session_id: str) -> str:
+        """One dashboard session (the cookie holds only ``session_id``, a random token)."""
+        return f"{self.prefix}session:{digest(session_id)}"
+
+    @property
+    def session_prefix(self) -> str:
+        """Prefix of dashboard sessions (revoking them all scans it)."""
+        return f"{self.prefix}session:"
+
+    def throttle(self, scope: str) -> str:
+        """Failed admin authentications in the current window for ``scope`` (an address, or ``all``)."""
+        return f"{self.prefix}throttle:{digest(scope)}"
+
+
+#: How long an Idempotency-Key holds its first answer (``idem:<digest>``): a day of retries.
+IDEMPOTENCY_TTL_S = 86_400
+#: How long a dashboard login lasts, used or not (``session:<id>``).
+SESSION_TTL_S = 8 * 3600
+#: How long /readyz's probe key lives (``ready``).
+READY_PROBE_TTL_S = 10

@@ -23,6 +23,8 @@ SCRIPT_NAMES = (
     "rate_observe",
     "rate_block",
     "set_aside",
+    "idempotent_add",
+    "throttle_fail",
 )
 
 
@@ -42,6 +44,8 @@ class Scripts:
     rate_observe: Script
     rate_block: Script
     set_aside: Script
+    idempotent_add: Script
+    throttle_fail: Script
 
     def __init__(self, redis: Redis) -> None:
         for name in SCRIPT_NAMES:

@@ -339,13 +339,19 @@ class TestOverview:
         assert '<b id="dead-count">2</b>' in html
         assert all(f'id="letter-{i}"' in html for i in ids)
 
-    def test_without_redis_it_answers_503(self, make_settings: Callable[..., Settings]) -> None:
-        """When Redis does not answer, the page says so with a 503 instead of failing."""
-        client = create_app(
-            make_settings(redis_url=f"redis://127.0.0.1:{free_port()}/0", secret_key="k", redis_timeout_s=0.5)
-        ).test_client()
+    def test_without_redis_it_answers_503(self, client: FlaskClient, settings: Settings) -> None:
+        """When Redis does not answer, a logged-in operator's page says so with a 503 instead of failing.
+
+        (Sessions live in Redis, so the session is started while Redis answers, then used without it.)
+        """
         login(client)
-        response = client.get("/admin")
+        cookie = client.get_cookie("session")
+        assert cookie is not None
+        down = create_app(
+            replace(settings, redis_url=f"redis://127.0.0.1:{free_port()}/0", redis_timeout_s=0.5)
+        ).test_client()
+        down.set_cookie("session", cookie.value)
+        response = down.get("/admin")
         assert response.status_code == 503
         assert "Redis is not answering" in response.get_data(as_text=True)
 

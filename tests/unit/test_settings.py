@@ -57,6 +57,7 @@ DOCUMENTED_DEFAULTS: dict[str, object] = {
     "alert_interval_s": 300.0,
     "alert_error_rate": 0.2,
     "log_level": "INFO",
+    "cookie_secure": False,
 }
 
 #: Every secret variable, with a distinct value that must never show in repr(settings).
@@ -199,6 +200,7 @@ class TestFromEnv:
             "HUBLINK_ALERT_ERROR_RATE": "0.5",
             "HUBLINK_LOG_LEVEL": "ERROR",
             "HUBLINK_SECRET_KEY": "f",
+            "HUBLINK_COOKIE_SECURE": "true",
         }
         assert set(valid) == set(ENVIRONMENT_VARIABLES)
         defaults = Settings.from_env({})
@@ -307,3 +309,22 @@ class TestLimitsSettings:
         """HUBLINK_DAILY_RESERVE must leave something to spend."""
         with pytest.raises(ConfigError, match=r"^HUBLINK_DAILY_RESERVE"):
             Settings.from_env({"HUBLINK_DAILY_RESERVE": "1"})
+
+
+class TestCookieSecure:
+    """When the dashboard's cookie is Secure."""
+
+    @pytest.mark.parametrize(
+        ("env", "expected"),
+        [
+            ({}, False),
+            ({"HUBLINK_PUBLIC_URL": "http://hub.example"}, False),
+            ({"HUBLINK_PUBLIC_URL": "https://hub.example"}, True),
+            ({"HUBLINK_PUBLIC_URL": "HTTPS://hub.example"}, True),
+            ({"HUBLINK_COOKIE_SECURE": "true"}, True),
+            ({"HUBLINK_COOKIE_SECURE": "true", "HUBLINK_PUBLIC_URL": "http://hub.example"}, True),
+        ],
+    )
+    def test_secure_behind_https_or_when_told(self, env: dict[str, str], expected: bool) -> None:
+        """The cookie is Secure when HUBLINK_PUBLIC_URL is https or HUBLINK_COOKIE_SECURE is true."""
+        assert Settings.from_env(env).is_cookie_secure is expected
