@@ -348,7 +348,10 @@ class TestStoredForm:
     def test_a_workflow_event_survives_the_inbox(self, bodies: list[dict[str, Any]]) -> None:
         """Any accepted workflow body comes back from its JSON record as the same event."""
         for body in bodies:
-            event = parse_workflow(body, received_at=1764331200.5, dedup_header="d-1")
+            try:
+                event = parse_workflow(body, received_at=1764331200.5, dedup_header="d-1")
+            except InvalidInputError:
+                continue  # not accepted (a portalId that is not a portal id): it never reaches the inbox
             record = json.loads(json.dumps(event.as_record()))
             assert type(event).from_record(record) == event
 
