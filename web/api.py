@@ -91,7 +91,7 @@ def create_associations() -> tuple[Response, int]:
 def _filter_from(args: Any) -> DeadLetterFilter:
     """Build a filter from query arguments (or a JSON object with the same names); 400 naming a bad field."""
     try:
-        return DeadLetterFilter.parse(args)
+        return DeadLetterFilter.parse(args, blank_is_any=False)
     except ValueError as exc:
         raise ApiError(400, "invalid_filter", f"bad filter: {exc}") from None
 

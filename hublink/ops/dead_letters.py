@@ -52,12 +52,17 @@ class DeadLetterFilter:
     FIELDS: ClassVar[tuple[str, ...]] = ("source", "status", "category", "since", "until")
 
     @classmethod
-    def parse(cls, values: Mapping[str, object]) -> DeadLetterFilter:
-        """Read the shared filter fields (absent or blank: any); raise ValueError naming the bad field.
+    def parse(cls, values: Mapping[str, object], *, blank_is_any: bool = True) -> DeadLetterFilter:
+        """Read the shared filter fields (absent: any); raise ValueError naming the bad field.
 
-        ``status`` is an HTTP status (three digits); ``since``/``until`` are epoch seconds or ISO-8601.
+        ``status`` is an HTTP status (three digits); ``since``/``until`` are epoch seconds or ISO-8601. A
+        blank field means "any" for a form that always sends every field (``blank_is_any``); an API caller
+        who sends ``?until=`` made a mistake, and is told so.
         """
         given = {name: str(values[name]).strip() for name in cls.FIELDS if values.get(name) is not None}
+        blank = [name for name, value in given.items() if not value]
+        if blank and not blank_is_any:
+            raise ValueError(f"{blank[0]} is empty")
         given = {name: value for name, value in given.items() if value}
         status = given.get("status")
         if status is not None and not (status.isascii() and status.isdigit() and len(status) == 3):
