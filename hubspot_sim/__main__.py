@@ -14,6 +14,8 @@ import threading
 from pathlib import Path
 from types import FrameType
 
+from hubspot_sim.config import BATCH_ERRORS, RECORDS_MODES
+from hubspot_sim.daily_limits import DEFAULT_TIMEZONE
 from hubspot_sim.object_types import canonical_type, is_object_id
 from hubspot_sim.records import SeedRecord, parse_seed
 from hubspot_sim.server import SimServer
@@ -45,6 +47,24 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--latency-ms", type=int, default=0, help="added to every API answer (default 0)")
     seed_help = 'records to load: a JSON file {"records": [{"objectType", "id", "properties"}]}'
     p.add_argument("--seed", type=Path, default=None, help=seed_help)
+    p.add_argument(
+        "--batch-errors",
+        choices=BATCH_ERRORS,
+        default="whole",
+        help="a default batch naming an invalid id: 400 as a whole (default), or per-input errors[]",
+    )
+    p.add_argument(
+        "--records",
+        choices=RECORDS_MODES,
+        default="any",
+        help="which ids exist: any well-formed id (default), or only seeded records (strict)",
+    )
+    p.add_argument("--daily-limit", type=int, default=None, help="requests a day per account (default: off)")
+    p.add_argument(
+        "--timezone",
+        default=DEFAULT_TIMEZONE,
+        help=f"IANA time zone whose midnight resets the daily limit (default {DEFAULT_TIMEZONE})",
+    )
     return p
 
 
@@ -69,7 +89,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         records = load_seed(args.seed) if args.seed else []
         limits = (args.rate_limit, args.search_rate_limit)
-        state = SimState(args.token, *limits, args.latency_ms, records=records)
+        state = SimState(
+            args.token,
+            *limits,
+            args.latency_ms,
+            records=records,
+            batch_errors=args.batch_errors,
+            records_mode=args.records,
+            daily_limit=args.daily_limit,
+            timezone=args.timezone,
+        )
     except (OSError, ValueError) as exc:
         flags.error(str(exc))
     stopping = threading.Event()

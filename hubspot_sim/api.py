@@ -24,9 +24,9 @@ from hubspot_sim import errors
 from hubspot_sim.faults import ScriptedAnswer
 from hubspot_sim.messages import Answer, Request, iso_utc
 from hubspot_sim.oauth import RefreshRefusedError
-from hubspot_sim.object_types import are_object_ids, association_type_id, canonical_type, is_object_id, label
+from hubspot_sim.object_types import are_object_ids, canonical_type, is_object_id, label
 from hubspot_sim.records import SearchQuery
-from hubspot_sim.state import AuthOutcome, Caller, SimState
+from hubspot_sim.state import AuthOutcome, Caller, Side, SimState
 
 JsonObject = dict[str, Any]
 MAX_BATCH_INPUTS = 2000  # HubSpot's cap on batch association create (hubspot-api.md §1.1)
@@ -120,10 +120,10 @@ class HubSpotApi:
             return self._logged(request, endpoint, token, self._scripted(endpoint, decision.answer, caller))
         rate_headers: dict[str, str] = {}
         if endpoint != "oauth_token":
-            is_search = endpoint == "search"
-            accepted, rate_headers = self.state.take(caller.window_key, search=is_search)
-            if not accepted:
-                body = errors.rate_limit_body("SECONDLY" if is_search else "TEN_SECONDLY_ROLLING")
+            admission = self.state.admit(caller.window_key, search=endpoint == "search")
+            rate_headers = admission.headers
+            if not admission.accepted:
+                body = errors.rate_limit_body(admission.policy or "TEN_SECONDLY_ROLLING")
                 return self._logged(request, endpoint, token, Answer(429, body, rate_headers))
         try:
             answer, inputs = self._endpoints[endpoint](request, groups)
@@ -163,26 +163,37 @@ class HubSpotApi:
             policy = entry.policy or ("SECONDLY" if is_search else None)
             scopes, message = entry.missing_scopes, entry.message
             body = errors.body_for_status(entry.status, policy=policy, missing_scopes=scopes, message=message)
-        headers = {} if is_search else self.state.rate_headers(caller.window_key)
+        headers = self.state.rate_headers(caller.window_key)
+        if is_search:  # search answers carry the daily headers only
+            headers = {k: v for k, v in headers.items() if "Daily" in k}
         if entry.status == 477:
             headers["Retry-After"] = MIGRATION_RETRY_AFTER_S
         return Answer(entry.status, body, {**headers, **entry.headers})
 
-    def _completed(
-        self,
-        started: float,
-        type_id: int,
-        linked: list[tuple[str, str]],
-        problems: list[JsonObject],
-    ) -> bytes:
-        """The BatchResponsePublicDefaultAssociation of an association call, encoded."""
-        head = _RESULT_HEAD % type_id
-        results = ",".join([f'{head}{from_id}"}},"to":{{"id":"{to_id}"}}}}' for from_id, to_id in linked])
+    def _completed(self, started: float, linked: list[tuple[int, str, str]], problems: list[JsonObject]) -> bytes:
+        """The BatchResponsePublicDefaultAssociation of an association call, encoded.
+
+        ``linked`` holds (associationTypeId, fromId, toId) results, in order.
+        """
+        results = ",".join(
+            [f'{_RESULT_HEAD % type_id}{from_id}"}},"to":{{"id":"{to_id}"}}}}' for type_id, from_id, to_id in linked]
+        )
         times = f'"startedAt":"{iso_utc(started)}","completedAt":"{iso_utc(self.state.now())}"'
         text = f'{{"status":"COMPLETE","results":[{results}],{times}'
         if problems:
             text += f',"errors":{json.dumps(problems)},"numErrors":{len(problems)}'
         return (text + "}").encode()
+
+    def _default_type_ids(self, from_type: str, to_type: str) -> tuple[int, int]:
+        """The default type ids of a pair, both directions. Raises ValueError where HubSpot has no default."""
+        forward = self.state.default_type_id(from_type, to_type)
+        backward = self.state.default_type_id(to_type, from_type)
+        if forward is None or backward is None:
+            raise ValueError(
+                f"No default association is defined between {label(from_type)} and {label(to_type)}; "
+                "use a labelled association type (custom object types must be declared through the control API)"
+            )
+        return forward, backward
 
     # --- the endpoints: each returns (answer, association inputs received) ---
 
@@ -192,34 +203,45 @@ class HubSpotApi:
         for name, value in (("fromObjectId", from_id), ("toObjectId", to_id)):
             if not is_object_id(value):
                 raise ValueError(f"{name}: expected 1-20 decimal digits, got {value!r}")
+        forward, _ = self._default_type_ids(from_type, to_type)
         started = self.state.now()
-        bad = self.state.screen((from_id, to_id))
+        sides = ((from_type, from_id), (to_type, to_id))
+        bad = self.state.check_sides(sides)
         if bad:
-            status, body = _invalid(bad, (from_type, from_id), (to_type, to_id))
+            status, body = _invalid(bad, sides)
             return Answer(status, body), 1
         self.state.associate([(from_raw, from_id, to_raw, to_id)])
-        raw = self._completed(started, association_type_id(from_type, to_type), [(from_id, to_id)], [])
-        return Answer(200, raw=raw), 1
+        return Answer(200, raw=self._completed(started, [(forward, from_id, to_id)], [])), 1
 
     def _batch_associate_default(self, request: Request, groups: tuple[str, ...]) -> tuple[Answer, int]:
         from_raw, to_raw = (unquote(g) for g in groups)
         from_type, to_type = _types(from_raw, to_raw)
+        forward, backward = self._default_type_ids(from_type, to_type)
         pairs = _batch_pairs(request.json())
+        duplicate = _duplicate(pairs, from_type, to_type)
+        if duplicate is not None:
+            return Answer(400, duplicate), len(pairs)
         started = self.state.now()
-        bad = self.state.screen(i for pair in pairs for i in pair)
+        bad = self.state.check_sides(side for f, t in pairs for side in ((from_type, f), (to_type, t)))
         problems: list[JsonObject] = []
         linked = pairs
+        if bad and self.state.config.batch_errors == "whole":
+            # HubSpot refuses the whole batch, naming every invalid id (hubspot-api.md §8).
+            named = [(label(side[0]), side[1]) for side in bad]
+            return Answer(400, errors.invalid_batch_body(named)), len(pairs)
         if bad:
             linked = []
             for from_id, to_id in pairs:
-                if from_id in bad or to_id in bad:
-                    status, body = _invalid(bad, (from_type, from_id), (to_type, to_id))
+                sides = ((from_type, from_id), (to_type, to_id))
+                if any(side in bad for side in sides):
+                    status, body = _invalid(bad, sides)
                     problems.append(errors.batch_error(status, body))
                 else:
                     linked.append((from_id, to_id))
         self.state.associate([(from_raw, from_id, to_raw, to_id) for from_id, to_id in linked])
-        type_id = association_type_id(from_type, to_type)
-        return Answer(200, raw=self._completed(started, type_id, linked, problems)), len(pairs)
+        # HubSpot's batch answers list both directions of each pair (hubspot-api.md §8).
+        results = [r for f, t in linked for r in ((forward, f, t), (backward, t, f))]
+        return Answer(200, raw=self._completed(started, results, problems)), len(pairs)
 
     def _read_object(self, request: Request, groups: tuple[str, ...]) -> tuple[Answer, int]:
         raw_type, object_id = (unquote(g) for g in groups)
@@ -312,9 +334,20 @@ def _careful_pairs(inputs: list[Any]) -> list[tuple[str, str]]:
     return pairs
 
 
-def _invalid(bad: dict[str, int], *sides: tuple[str, str]) -> tuple[int, JsonObject]:
+def _invalid(bad: dict[Side, int], sides: tuple[Side, ...]) -> tuple[int, JsonObject]:
     """HubSpot's answer for (type, id) sides, some invalid: the first invalid one named sets the status."""
-    named = [(label(object_type), object_id) for object_type, object_id in sides if object_id in bad]
-    status = bad[named[0][1]]
-    named = [(lbl, i) for lbl, i in named if bad[i] == status]
-    return status, errors.invalid_ids_body(named) if status == 400 else errors.not_found_body(named)
+    named = [(side, bad[side]) for side in sides if side in bad]
+    status = named[0][1]
+    chosen = [(label(object_type), object_id) for (object_type, object_id), s in named if s == status]
+    return status, errors.invalid_ids_body(chosen) if status == 400 else errors.not_found_body(chosen)
+
+
+def _duplicate(pairs: list[tuple[str, str]], from_type: str, to_type: str) -> JsonObject | None:
+    """HubSpot's 400 for a batch naming the same pair more than once (hubspot-api.md §8), or None."""
+    seen: dict[tuple[str, str], int] = {}
+    for i, pair in enumerate(pairs):
+        first = seen.setdefault(pair, i)
+        if first != i:
+            named = f"{label(from_type)}={pair[0]} -> {label(to_type)}={pair[1]}"
+            return errors.duplicate_inputs_body(named, first, i)
+    return None

@@ -11,10 +11,12 @@ from collections.abc import Callable
 from typing import Any
 
 from hubspot_sim import errors
+from hubspot_sim.association_types import is_custom
 from hubspot_sim.messages import Answer, Request
 from hubspot_sim.object_types import canonical_type, is_object_id
 from hubspot_sim.records import parse_seed
 from hubspot_sim.state import SimState
+from hubspot_sim.webhook_sender import DeliveryRequest
 
 Handler = Callable[[Request], Any]
 OK = {"ok": True}
@@ -46,6 +48,9 @@ class ControlApi:
                 "DELETE": self._clear_invalid,
             },
             "/_sim/oauth-apps": {"POST": self._register_oauth_app},
+            "/_sim/object-types": {"GET": lambda _: state.object_types_json(), "POST": self._declare_types},
+            "/_sim/webhooks/deliver": {"POST": self._deliver},
+            "/_sim/webhooks/deliveries": {"GET": lambda _: state.webhooks.deliveries_json()},
         }
 
     def handle(self, request: Request) -> Answer:
@@ -59,9 +64,10 @@ class ControlApi:
             allowed = ", ".join(sorted(methods))
             return Answer(405, errors.error_body(405, message=f"Use {allowed}"), {"Allow": allowed})
         try:
-            return Answer(200, handler(request))
+            result = handler(request)
         except ValueError as exc:
             return Answer(400, errors.error_body(400, message=str(exc)))
+        return result if isinstance(result, Answer) else Answer(200, result)
 
     def _associations(self, request: Request) -> Any:
         since = request.query_values("since") or ["0"]
@@ -117,6 +123,21 @@ class ControlApi:
         credentials = (body["client_secret"], body["refresh_token"])
         self.state.register_oauth_app(body["client_id"], *credentials, int(str(portal)))
         return OK
+
+    def _declare_types(self, request: Request) -> Any:
+        body = request.json()
+        types = body.get("objectTypes") if isinstance(body, dict) else None
+        if not isinstance(types, list) or not types or not all(isinstance(t, str) for t in types):
+            raise ValueError('expected {"objectTypes": ["2-123", ...]}')
+        for i, raw in enumerate(types):
+            if not is_custom(raw) or canonical_type(raw) != raw:
+                raise ValueError(f"objectTypes[{i}]: expected a custom object type id such as 2-123, got {raw!r}")
+        self.state.declare_object_types(types)
+        return self.state.object_types_json()
+
+    def _deliver(self, request: Request) -> Any:
+        delivery_id = self.state.webhooks.deliver(DeliveryRequest.parse(request.json()))
+        return Answer(202, {"id": delivery_id, "state": "pending"})
 
 
 def _is_id(value: Any) -> bool:

@@ -31,6 +31,11 @@ class Record:
     properties: dict[str, str | None]
     created_at: float
     updated_at: float
+    visible_at: float = 0.0  # before this epoch time the record does not exist yet for the API
+
+    def is_visible(self, now: float) -> bool:
+        """True once the record exists for the API (see ``visibleAfterMs``)."""
+        return now >= self.visible_at
 
     def all_properties(self) -> dict[str, str | None]:
         """Its properties plus ``hs_object_id``, which HubSpot records always have."""
@@ -57,14 +62,19 @@ class SeedRecord:
     object_type: str
     object_id: str
     properties: dict[str, str | None]
+    visible_after_ms: int = 0
 
 
 def parse_seed(
     raw: Any, canonical_type: Callable[[str], str | None], is_object_id: Callable[[str], bool]
 ) -> list[SeedRecord]:
-    """Validate ``{"records": [...]}``. Raises ValueError naming the first bad field (``records[2].id``)."""
+    """Validate ``{"records": [...], "visibleAfterMs"?}``. Raises ValueError naming the first bad field.
+
+    ``visibleAfterMs`` (top level, or per record, which wins) delays a record's existence for the API.
+    """
     if not isinstance(raw, dict) or not isinstance(raw.get("records"), list):
         raise ValueError('expected {"records": [{"objectType", "id", "properties"}, ...]}')
+    default_delay = _delay(raw.get("visibleAfterMs", 0), "visibleAfterMs")
     parsed = []
     for i, item in enumerate(raw["records"]):
         where = f"records[{i}]"
@@ -82,8 +92,15 @@ def parse_seed(
             raise ValueError(f"{where}.properties: expected an object, got {props!r}")
         # HubSpot stores every property value as a string; None stays None, meaning "explicitly empty".
         values = {str(k): (None if v is None else _as_text(v)) for k, v in props.items()}
-        parsed.append(SeedRecord(object_type, object_id, values))
+        delay = _delay(item.get("visibleAfterMs", default_delay), f"{where}.visibleAfterMs")
+        parsed.append(SeedRecord(object_type, object_id, values, delay))
     return parsed
+
+
+def _delay(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{where}: expected milliseconds (an integer of at least 0), got {value!r}")
+    return value
 
 
 def _as_text(value: Any) -> str:

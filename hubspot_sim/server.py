@@ -246,6 +246,7 @@ class SimServer:
         if self._httpd is None or self._stopping.is_set():
             return
         self._stopping.set()
+        self.state.webhooks.stop()
         self._httpd.shutdown()
         self._httpd.server_close()
         self._httpd.close_connections()

@@ -17,16 +17,32 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
 
+from hubspot_sim.association_types import default_type_id, is_custom
 from hubspot_sim.config import Config
+from hubspot_sim.daily_limits import DEFAULT_TIMEZONE, DailyCounters
 from hubspot_sim.faults import Decision, Faults
 from hubspot_sim.oauth import OAuthApp, OAuthRegistry
 from hubspot_sim.rate_limits import RateLimit, RollingWindows, parse_rate_limit
 from hubspot_sim.records import Record, SearchQuery, SeedRecord
+from hubspot_sim.webhook_sender import WebhookSender
 
 RECENT_REQUESTS = 200
 
 #: (fromObjectType, fromObjectId, toObjectType, toObjectId), the types exactly as the path gave them.
 AssociationKey = tuple[str, str, str, str]
+#: (canonical object type, record id): one side of an association.
+Side = tuple[str, str]
+#: The one daily allowance static tokens share (HubSpot's is per account; OAuth portals have their own).
+STATIC_ACCOUNT = "account"
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """Whether the limits let one request through; if not, the ``policy`` it hit; the headers to send."""
+
+    accepted: bool
+    headers: dict[str, str]
+    policy: str | None = None
 
 
 class AuthOutcome(enum.Enum):
@@ -86,10 +102,14 @@ class SimState:
         records: Sequence[SeedRecord] = (),
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
+        batch_errors: str = "whole",
+        records_mode: str = "any",
+        daily_limit: int | None = None,
+        timezone: str = DEFAULT_TIMEZONE,
     ) -> None:
         """The start-up configuration and seed, which ``reset()`` returns to.
 
-        Raises ValueError for a malformed rate limit.
+        Raises ValueError for a malformed rate limit, an unknown mode or time zone, or a daily limit below 1.
         """
         self._lock = threading.Lock()
         self._clock = clock
@@ -99,16 +119,26 @@ class SimState:
             rate_limit=parse_rate_limit(rate_limit),
             search_rate_limit=parse_rate_limit(search_rate_limit),
             latency_ms=latency_ms,
+            batch_errors=batch_errors,
+            records=records_mode,
+            daily_limit=daily_limit,
+            timezone=timezone,
         )
         self._start_records = list(records)
+        #: Webhook deliveries run on their own threads under the sender's own lock; reset() forgets them.
+        self.webhooks = WebhookSender(clock=clock)
         self.reset()
 
     def reset(self) -> None:
-        """Back to the start-up configuration and seed; associations, log, faults, ids and OAuth emptied."""
+        """Back to the start-up configuration and seed; associations, log, faults, ids, OAuth, deliveries emptied."""
+        self.webhooks.clear()
         with self._lock:
             self._config = self._start
             self._windows = _windows(self._start.rate_limit)
             self._search_windows = _windows(self._start.search_rate_limit)
+            self._daily = _daily(self._start)
+            self._custom_types: set[str] = set()
+            self._hidden: set[Side] = set()  # seeded records not visible yet (visibleAfterMs)
             self._associations: dict[AssociationKey, float] = {}
             self._log = RequestLog()
             self._faults = Faults()
@@ -131,8 +161,15 @@ class SimState:
                 self._windows = _windows(new.rate_limit)
             if new.search_rate_limit != self._config.search_rate_limit:
                 self._search_windows = _windows(new.search_rate_limit)
+            if new.daily() != self._config.daily():
+                self._daily = _daily(new)
             self._config = new
             return new.as_dict()
+
+    @property
+    def config(self) -> Config:
+        """The configuration in force (a frozen value: safe to read without the lock)."""
+        return self._config
 
     def config_json(self) -> dict[str, Any]:
         """``GET /_sim/config``."""
@@ -194,12 +231,50 @@ class SimState:
             accepted, remaining = windows.take(window_key, self._clock())
             return accepted, ({} if search else windows.limit.headers(remaining))
 
+    def admit(self, window_key: str, *, search: bool = False) -> Admission:
+        """Count one request against the daily allowance and the rolling window, if both have room.
+
+        The daily allowance is checked first (a request past it answers DAILY); a request refused by either
+        counts in neither. Daily headers go on every answer while a daily limit is set (search's too);
+        rolling-window headers never on search's, as HubSpot's.
+        """
+        with self._lock:
+            now = self._clock()
+            account = _account(window_key)
+            daily_headers: dict[str, str] = {}
+            if self._daily is not None:
+                left = self._daily.remaining(account, now)
+                daily_headers = self._daily.limit.headers(left)
+                if left <= 0:
+                    return Admission(
+                        False, {**self._rolling_headers(window_key, now, search), **daily_headers}, "DAILY"
+                    )
+            windows = self._search_windows if search else self._windows
+            if windows is not None:
+                accepted, remaining = windows.take(window_key, now)
+                rolling = {} if search else windows.limit.headers(remaining)
+                if not accepted:
+                    policy = "SECONDLY" if search else "TEN_SECONDLY_ROLLING"
+                    return Admission(False, {**rolling, **daily_headers}, policy)
+            else:
+                rolling = {}
+            if self._daily is not None:
+                daily_headers = self._daily.limit.headers(self._daily.take(account, now))
+            return Admission(True, {**rolling, **daily_headers})
+
+    def _rolling_headers(self, window_key: str, now: float, search: bool) -> dict[str, str]:
+        if search or self._windows is None or not window_key:
+            return {}
+        return self._windows.limit.headers(self._windows.remaining(window_key, now))
+
     def rate_headers(self, window_key: str) -> dict[str, str]:
         """``window_key``'s rate-limit headers now, without counting a request (for scripted answers)."""
         with self._lock:
-            if self._windows is None or not window_key:
-                return {}
-            return self._windows.limit.headers(self._windows.remaining(window_key, self._clock()))
+            now = self._clock()
+            headers = self._rolling_headers(window_key, now, search=False)
+            if self._daily is not None and window_key:
+                headers.update(self._daily.limit.headers(self._daily.remaining(_account(window_key), now)))
+            return headers
 
     # --- records ---
 
@@ -214,14 +289,70 @@ class SimState:
             key = (seed.object_type, seed.object_id)
             old = self._records.get(key)
             created = old.created_at if old is not None else now
-            self._records[key] = Record(seed.object_id, dict(seed.properties), created, now)
+            visible_at = now + seed.visible_after_ms / 1000
+            self._records[key] = Record(seed.object_id, dict(seed.properties), created, now, visible_at)
+            if seed.visible_after_ms:
+                self._hidden.add(key)
+            else:
+                self._hidden.discard(key)
+            if is_custom(seed.object_type):
+                self._custom_types.add(seed.object_type)
         return len(records)
+
+    def declare_object_types(self, object_types: Iterable[str]) -> None:
+        """``POST /_sim/object-types``: custom types (``2-<n>``) that then have default associations."""
+        with self._lock:
+            self._custom_types.update(object_types)
+
+    def object_types_json(self) -> dict[str, Any]:
+        """``GET /_sim/object-types``: the custom types known (declared or seeded)."""
+        with self._lock:
+            return {"objectTypes": sorted(self._custom_types)}
+
+    def default_type_id(self, from_type: str, to_type: str) -> int | None:
+        """The default association type id of a canonical pair, None if HubSpot has none for it."""
+        with self._lock:
+            return default_type_id(from_type, to_type, self._custom_types)
+
+    def check_sides(self, sides: Iterable[Side]) -> dict[Side, int]:
+        """The sides of one association request that are not valid now, with the status they answer.
+
+        An id marked through ``/_sim/invalid-ids`` answers its status (and the request counts once against
+        its ``ttl_requests``); a seeded record not visible yet answers 404, and so does any record not
+        seeded when ``records`` is ``strict``.
+        """
+        with self._lock:
+            strict = self._config.records == "strict"
+            if not (self._invalid or self._hidden or strict):  # the benchmarks' hot path
+                return {}
+            unique = list(dict.fromkeys(sides))
+            marked = self._screen(object_id for _, object_id in unique) if self._invalid else {}
+            now = self._clock()
+            bad: dict[Side, int] = {}
+            for side in unique:
+                if side[1] in marked:
+                    bad[side] = marked[side[1]]
+                elif not self._exists(side, now, strict=strict):
+                    bad[side] = 404
+            return bad
+
+    def _exists(self, side: Side, now: float, *, strict: bool) -> bool:
+        record = self._records.get(side)
+        if record is None:
+            return not strict
+        if side in self._hidden:
+            if not record.is_visible(now):
+                return False
+            self._hidden.discard(side)
+        return True
 
     def read_record(self, object_type: str, object_id: str, wanted: Sequence[str]) -> dict[str, Any] | None:
         """A record's ``SimplePublicObject`` JSON (only the ``wanted`` properties, if any), or None."""
         with self._lock:
             record = self._records.get((object_type, object_id))
-            return record.view(wanted) if record is not None else None
+            if record is None or not record.is_visible(self._clock()):
+                return None
+            return record.view(wanted)
 
     def search(self, object_type: str, query: SearchQuery) -> dict[str, Any]:
         """Search the records of ``object_type``; ids marked invalid are not visible to search yet."""
@@ -229,7 +360,7 @@ class SimState:
             now = self._clock()
             found = []
             for (rtype, rid), record in self._records.items():
-                visible = rtype == object_type and not self._invalid_now(rid, now)
+                visible = rtype == object_type and record.is_visible(now) and not self._invalid_now(rid, now)
                 if visible and query.matches(record.all_properties()):
                     found.append(record)
             return query.page(found)
@@ -279,20 +410,23 @@ class SimState:
     def screen(self, ids: Iterable[str]) -> dict[str, int]:
         """The ids of one request that are invalid now, with their status; counts the request against each."""
         with self._lock:
-            if not self._invalid:  # the common case, and the benchmarks' hot path
-                return {}
-            now = self._clock()
-            bad: dict[str, int] = {}
-            for object_id in dict.fromkeys(ids):
-                if not self._invalid_now(object_id, now):
-                    continue
-                entry = self._invalid[object_id]
-                bad[object_id] = entry.status
-                if entry.remaining is not None:
-                    entry.remaining -= 1
-                    if entry.remaining <= 0:
-                        del self._invalid[object_id]
-            return bad
+            return self._screen(ids)
+
+    def _screen(self, ids: Iterable[str]) -> dict[str, int]:
+        if not self._invalid:  # the common case, and the benchmarks' hot path
+            return {}
+        now = self._clock()
+        bad: dict[str, int] = {}
+        for object_id in dict.fromkeys(ids):
+            if not self._invalid_now(object_id, now):
+                continue
+            entry = self._invalid[object_id]
+            bad[object_id] = entry.status
+            if entry.remaining is not None:
+                entry.remaining -= 1
+                if entry.remaining <= 0:
+                    del self._invalid[object_id]
+        return bad
 
     def _invalid_now(self, object_id: str, now: float) -> bool:
         entry = self._invalid.get(object_id)
@@ -405,3 +539,13 @@ class SimState:
 
 def _windows(limit: RateLimit | None) -> RollingWindows | None:
     return RollingWindows(limit) if limit is not None else None
+
+
+def _daily(config: Config) -> DailyCounters | None:
+    limit = config.daily()
+    return DailyCounters(limit) if limit is not None else None
+
+
+def _account(window_key: str) -> str:
+    """The account a window key belongs to: an OAuth portal, or the one account of static tokens."""
+    return window_key if window_key.startswith("portal:") else STATIC_ACCOUNT

@@ -62,7 +62,8 @@ class TestSimulatorAnswers:
         }
 
     def test_batch_with_errors(self, sim: Sim) -> None:
-        """A batch with one invalid id answers the same schema, with errors[] and numErrors."""
+        """With per-input errors, a batch with one invalid id answers the same schema, with errors[]."""
+        requests.put(f"{sim.url}/_sim/config", json={"batch_errors": "per-input"}, timeout=5).raise_for_status()
         sim.post("/_sim/invalid-ids", {"ids": ["666"], "status": 400})
         inputs = {"inputs": [{"from": {"id": "1"}, "to": {"id": "2"}}, {"from": {"id": "666"}, "to": {"id": "2"}}]}
         check("crm-associations-2026-03.json", "BatchInputPublicDefaultAssociationMultiPost", inputs)
