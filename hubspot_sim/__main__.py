@@ -20,6 +20,7 @@ from hubspot_sim.object_types import canonical_type, is_object_id
 from hubspot_sim.records import SeedRecord, parse_seed
 from hubspot_sim.server import SimServer
 from hubspot_sim.state import SimState
+from hubspot_sim.synthetic_records import parse_synthetic
 
 DEFAULT_PORT = 8090
 DEFAULT_SEARCH_RATE_LIMIT = "5/1s"  # HubSpot's CRM search limit per account (hubspot-api.md §2.1)
@@ -65,6 +66,13 @@ def parser() -> argparse.ArgumentParser:
         default=DEFAULT_TIMEZONE,
         help=f"IANA time zone whose midnight resets the daily limit (default {DEFAULT_TIMEZONE})",
     )
+    p.add_argument(
+        "--synthetic-records",
+        action="append",
+        default=[],
+        metavar="TYPE:COUNT",
+        help="ids 1 to COUNT of TYPE exist, generated on demand (e.g. deals:1000000); repeatable",
+    )
     return p
 
 
@@ -98,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
             records_mode=args.records,
             daily_limit=args.daily_limit,
             timezone=args.timezone,
+            synthetic=dict(parse_synthetic(text, canonical_type) for text in args.synthetic_records),
         )
     except (OSError, ValueError) as exc:
         flags.error(str(exc))

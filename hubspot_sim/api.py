@@ -15,21 +15,22 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
 from hubspot_sim import errors
 from hubspot_sim.faults import ScriptedAnswer
+from hubspot_sim.inputs import batch_pairs, invalid_answer, object_type_of, pair_types
+from hubspot_sim.labelled_associations import LabelledAssociations
 from hubspot_sim.messages import Answer, Request, iso_utc
 from hubspot_sim.oauth import RefreshRefusedError
-from hubspot_sim.object_types import are_object_ids, canonical_type, is_object_id, label
+from hubspot_sim.object_types import is_object_id, label
 from hubspot_sim.records import SearchQuery
-from hubspot_sim.state import AuthOutcome, Caller, Side, SimState
+from hubspot_sim.state import AuthOutcome, Caller, SimState
 
 JsonObject = dict[str, Any]
-MAX_BATCH_INPUTS = 2000  # HubSpot's cap on batch association create (hubspot-api.md §1.1)
 # The start of one PublicDefaultAssociation as JSON text. Association answers are written from it rather
 # than with json.dumps: at 100 inputs a request, encoding was a third of the simulator's time. The ids are
 # validated digit strings and the type id an int, so nothing needs escaping.
@@ -41,28 +42,35 @@ MIGRATION_RETRY_AFTER_S = "1"  # HubSpot documents Retry-After on 477; scripted 
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    """One API operation: method, path pattern (2026-03 and legacy twins), and its endpoint name."""
+    """One API path pattern (2026-03 and legacy twins) and the endpoint name of each method it takes."""
 
-    method: str
+    methods: Mapping[str, str]
     pattern: re.Pattern[str]
-    endpoint: str
 
 
-# Search comes before the record read: ``/crm/objects/2026-03/contacts/search`` also fits the read pattern.
+_OBJECTS = r"/crm/(?:objects/2026-03|v4/objects)"
+_PAIRS = r"/crm/(?:associations/2026-03|v4/associations)/([^/]+)/([^/]+)"
+# The first pattern a path fits decides its route. Search comes before the record read:
+# ``/crm/objects/2026-03/contacts/search`` also fits the read pattern.
 ROUTES = (
     Route(
-        "PUT",
-        re.compile(r"/crm/(?:objects/2026-03|v4/objects)/([^/]+)/([^/]+)/associations/default/([^/]+)/([^/]+)"),
-        "associate_default",
+        {"PUT": "associate_default"},
+        re.compile(_OBJECTS + r"/([^/]+)/([^/]+)/associations/default/([^/]+)/([^/]+)"),
     ),
+    Route({"POST": "batch_associate_default"}, re.compile(_PAIRS + "/batch/associate/default")),
+    Route({"POST": "batch_create"}, re.compile(_PAIRS + "/batch/create")),
+    Route({"POST": "batch_archive"}, re.compile(_PAIRS + "/batch/archive")),
+    Route({"POST": "batch_labels_archive"}, re.compile(_PAIRS + "/batch/labels/archive")),
+    Route({"POST": "batch_read"}, re.compile(_PAIRS + "/batch/read")),
+    Route({"GET": "association_labels"}, re.compile(r"/crm/v4/associations/([^/]+)/([^/]+)/labels")),
     Route(
-        "POST",
-        re.compile(r"/crm/(?:associations/2026-03|v4/associations)/([^/]+)/([^/]+)/batch/associate/default"),
-        "batch_associate_default",
+        {"PUT": "associate_labels", "DELETE": "delete_association"},
+        re.compile(_OBJECTS + r"/([^/]+)/([^/]+)/associations/([^/]+)/([^/]+)"),
     ),
-    Route("POST", re.compile(r"/crm/(?:objects/2026-03|v3/objects)/([^/]+)/search"), "search"),
-    Route("GET", re.compile(r"/crm/(?:objects/2026-03|v3/objects)/([^/]+)/([^/]+)"), "read_object"),
-    Route("POST", re.compile(r"/oauth/(?:v1|2026-03)/token"), "oauth_token"),
+    Route({"GET": "read_associations"}, re.compile(_OBJECTS + r"/([^/]+)/([^/]+)/associations/([^/]+)")),
+    Route({"POST": "search"}, re.compile(r"/crm/(?:objects/2026-03|v3/objects)/([^/]+)/search")),
+    Route({"GET": "read_object"}, re.compile(r"/crm/(?:objects/2026-03|v3/objects)/([^/]+)/([^/]+)")),
+    Route({"POST": "oauth_token"}, re.compile(r"/oauth/(?:v1|2026-03)/token")),
 )
 
 
@@ -88,6 +96,7 @@ class HubSpotApi:
             "read_object": self._read_object,
             "search": self._search,
             "oauth_token": self._oauth_token,
+            **LabelledAssociations(state).endpoints(),
         }
 
     def handle(self, request: Request) -> Answer:
@@ -95,10 +104,11 @@ class HubSpotApi:
         route, groups = _match(request.path)
         if route is None:
             return self._logged(request, "unknown", None, Answer(404, _no_route(request)))
-        if route.method != request.method:
-            answer = Answer(405, errors.error_body(405), {"Allow": route.method})
-            return self._logged(request, route.endpoint, None, answer)
-        endpoint = route.endpoint
+        endpoint = route.methods.get(request.method, "")
+        if not endpoint:
+            allowed = ", ".join(sorted(route.methods))
+            answer = Answer(405, errors.error_body(405), {"Allow": allowed})
+            return self._logged(request, next(iter(route.methods.values())), None, answer)
         token = None
         caller = Caller(AuthOutcome.OK)
         if endpoint != "oauth_token":
@@ -199,25 +209,27 @@ class HubSpotApi:
 
     def _associate_default(self, request: Request, groups: tuple[str, ...]) -> tuple[Answer, int]:
         from_raw, from_id, to_raw, to_id = (unquote(g) for g in groups)
-        from_type, to_type = _types(from_raw, to_raw)
+        from_type, to_type = pair_types(from_raw, to_raw)
         for name, value in (("fromObjectId", from_id), ("toObjectId", to_id)):
             if not is_object_id(value):
                 raise ValueError(f"{name}: expected 1-20 decimal digits, got {value!r}")
-        forward, _ = self._default_type_ids(from_type, to_type)
+        self._default_type_ids(from_type, to_type)
         started = self.state.now()
         sides = ((from_type, from_id), (to_type, to_id))
         bad = self.state.check_sides(sides)
         if bad:
-            status, body = _invalid(bad, sides)
+            status, body = invalid_answer(bad, sides)
             return Answer(status, body), 1
-        self.state.associate([(from_raw, from_id, to_raw, to_id)])
+        forward, backward = self._default_type_ids(from_type, to_type)
+        spec, reverse = ("HUBSPOT_DEFINED", forward), ("HUBSPOT_DEFINED", backward)
+        self.state.link((from_raw, to_raw), (from_type, to_type), [(from_id, to_id)], spec, reverse)
         return Answer(200, raw=self._completed(started, [(forward, from_id, to_id)], [])), 1
 
     def _batch_associate_default(self, request: Request, groups: tuple[str, ...]) -> tuple[Answer, int]:
         from_raw, to_raw = (unquote(g) for g in groups)
-        from_type, to_type = _types(from_raw, to_raw)
+        from_type, to_type = pair_types(from_raw, to_raw)
         forward, backward = self._default_type_ids(from_type, to_type)
-        pairs = _batch_pairs(request.json())
+        pairs = batch_pairs(request.json())
         duplicate = _duplicate(pairs, from_type, to_type)
         if duplicate is not None:
             return Answer(400, duplicate), len(pairs)
@@ -234,18 +246,19 @@ class HubSpotApi:
             for from_id, to_id in pairs:
                 sides = ((from_type, from_id), (to_type, to_id))
                 if any(side in bad for side in sides):
-                    status, body = _invalid(bad, sides)
+                    status, body = invalid_answer(bad, sides)
                     problems.append(errors.batch_error(status, body))
                 else:
                     linked.append((from_id, to_id))
-        self.state.associate([(from_raw, from_id, to_raw, to_id) for from_id, to_id in linked])
+        spec, reverse = ("HUBSPOT_DEFINED", forward), ("HUBSPOT_DEFINED", backward)
+        self.state.link((from_raw, to_raw), (from_type, to_type), linked, spec, reverse)
         # HubSpot's batch answers list both directions of each pair (hubspot-api.md §8).
         results = [r for f, t in linked for r in ((forward, f, t), (backward, t, f))]
         return Answer(200, raw=self._completed(started, results, problems)), len(pairs)
 
     def _read_object(self, request: Request, groups: tuple[str, ...]) -> tuple[Answer, int]:
         raw_type, object_id = (unquote(g) for g in groups)
-        object_type = _type(raw_type, "objectType")
+        object_type = object_type_of(raw_type, "objectType")
         if request.query_values("idProperty"):
             raise ValueError("idProperty: the simulator reads records by id only")
         if not is_object_id(object_id):
@@ -259,7 +272,7 @@ class HubSpotApi:
         return Answer(200, found), 0
 
     def _search(self, request: Request, groups: tuple[str, ...]) -> tuple[Answer, int]:
-        object_type = _type(unquote(groups[0]), "objectType")
+        object_type = object_type_of(unquote(groups[0]), "objectType")
         return Answer(200, self.state.search(object_type, SearchQuery.parse(request.json()))), 0
 
     def _oauth_token(self, request: Request, groups: tuple[str, ...]) -> tuple[Answer, int]:
@@ -286,60 +299,6 @@ def _match(path: str) -> tuple[Route | None, tuple[str, ...]]:
 
 def _no_route(request: Request) -> JsonObject:
     return errors.error_body(404, message=f"No API route for {request.method} {request.path}")
-
-
-def _type(raw: str, name: str) -> str:
-    canonical = canonical_type(raw)
-    if canonical is None:
-        raise ValueError(f"{name}: expected a HubSpot object type (e.g. deals, 0-3, 2-123), got {raw!r}")
-    return canonical
-
-
-def _types(from_raw: str, to_raw: str) -> tuple[str, str]:
-    return _type(from_raw, "fromObjectType"), _type(to_raw, "toObjectType")
-
-
-def _batch_pairs(data: Any) -> list[tuple[str, str]]:
-    """Validate a ``BatchInputPublicDefaultAssociationMultiPost``. Raises ValueError naming the bad input."""
-    inputs = data.get("inputs") if isinstance(data, dict) else None
-    if not isinstance(inputs, list):
-        raise ValueError('expected a body {"inputs": [{"from": {"id": "1"}, "to": {"id": "2"}}, ...]}')
-    if not 1 <= len(inputs) <= MAX_BATCH_INPUTS:
-        raise ValueError(f"inputs: expected 1 to {MAX_BATCH_INPUTS} inputs, got {len(inputs)}")
-    # The fast path takes well-formed inputs with string ids, which is every input of a sane client; anything
-    # else goes to the careful path, which accepts numeric ids and names the first bad input.
-    try:
-        from_ids = [item["from"]["id"] for item in inputs]
-        to_ids = [item["to"]["id"] for item in inputs]
-        if are_object_ids(from_ids) and are_object_ids(to_ids):
-            return list(zip(from_ids, to_ids, strict=True))
-    except (KeyError, TypeError):
-        pass  # malformed somewhere: the careful path finds where
-    return _careful_pairs(inputs)
-
-
-def _careful_pairs(inputs: list[Any]) -> list[tuple[str, str]]:
-    pairs = []
-    for i, item in enumerate(inputs):
-        ids = []
-        for side in ("from", "to"):
-            ref = item.get(side) if isinstance(item, dict) else None
-            value = ref.get("id") if isinstance(ref, dict) else None
-            # HubSpot's spec says string; a JSON number is accepted too, as lenient clients send them.
-            text = str(value) if isinstance(value, str | int) and not isinstance(value, bool) else ""
-            if not is_object_id(text):
-                raise ValueError(f"inputs[{i}].{side}.id: expected 1-20 decimal digits, got {value!r}")
-            ids.append(text)
-        pairs.append((ids[0], ids[1]))
-    return pairs
-
-
-def _invalid(bad: dict[Side, int], sides: tuple[Side, ...]) -> tuple[int, JsonObject]:
-    """HubSpot's answer for (type, id) sides, some invalid: the first invalid one named sets the status."""
-    named = [(side, bad[side]) for side in sides if side in bad]
-    status = named[0][1]
-    chosen = [(label(object_type), object_id) for (object_type, object_id), s in named if s == status]
-    return status, errors.invalid_ids_body(chosen) if status == 400 else errors.not_found_body(chosen)
 
 
 def _duplicate(pairs: list[tuple[str, str]], from_type: str, to_type: str) -> JsonObject | None:

@@ -147,3 +147,77 @@ def hubspot_labels(from_type: str, to_type: str, custom_types: frozenset[str] | 
     if primary is not None:
         found.append(LabelDefinition("HUBSPOT_DEFINED", primary[0], primary[1]))
     return found
+
+
+#: One association type as the API names it: (associationCategory, associationTypeId).
+Spec = tuple[str, int]
+
+
+class LabelRegistry:
+    """The association types of each pair: HubSpot's (the table above) plus user-defined labels.
+
+    User-defined labels are made through ``POST /_sim/labels``; each is a pair of type ids, one per
+    direction, as HubSpot's association schema API makes them. Not thread-safe: ``SimState`` holds the lock.
+    """
+
+    def __init__(self) -> None:
+        self._user: dict[tuple[str, str], list[LabelDefinition]] = {}
+        self._reverse: dict[tuple[str, str, int], int] = {}
+        self._next_id = FIRST_USER_TYPE_ID
+
+    def create(
+        self, from_type: str, to_type: str, label: str, inverse_label: str | None = None
+    ) -> list[LabelDefinition]:
+        """A USER_DEFINED label from ``from_type`` to ``to_type`` and its inverse: [forward, backward].
+
+        Raises ValueError if the pair already has a label of that name.
+        """
+        if any(d.label == label for d in self._user.get((from_type, to_type), [])):
+            raise ValueError(f"label: {from_type} to {to_type} already has a label {label!r}")
+        forward = LabelDefinition("USER_DEFINED", self._next_id, label)
+        backward = LabelDefinition("USER_DEFINED", self._next_id + 1, inverse_label or label)
+        self._next_id += 2
+        self._user.setdefault((from_type, to_type), []).append(forward)
+        self._reverse[(from_type, to_type, forward.type_id)] = backward.type_id
+        if (from_type, to_type) != (to_type, from_type):
+            self._user.setdefault((to_type, from_type), []).append(backward)
+            self._reverse[(to_type, from_type, backward.type_id)] = forward.type_id
+        else:
+            self._user[(from_type, to_type)].append(backward)
+            self._reverse[(from_type, to_type, backward.type_id)] = forward.type_id
+        return [forward, backward]
+
+    def definitions(
+        self, from_type: str, to_type: str, custom_types: frozenset[str] | set[str]
+    ) -> list[LabelDefinition]:
+        """Every type from ``from_type`` to ``to_type``: HubSpot's first, then user-defined ones."""
+        return hubspot_labels(from_type, to_type, custom_types) + list(self._user.get((from_type, to_type), []))
+
+    def find(
+        self, from_type: str, to_type: str, spec: Spec, custom_types: frozenset[str] | set[str]
+    ) -> LabelDefinition | None:
+        """The definition of ``spec`` (category, type id) for the pair, or None if the pair has no such type."""
+        for definition in self.definitions(from_type, to_type, custom_types):
+            if (definition.category, definition.type_id) == spec:
+                return definition
+        return None
+
+    def reverse(self, from_type: str, to_type: str, spec: Spec, custom_types: frozenset[str] | set[str]) -> Spec:
+        """The same association seen from the other side (e.g. deal→contact 3 is contact→deal 4).
+
+        Raises ValueError when ``spec`` is not a type of the pair.
+        """
+        category, type_id = spec
+        if category == "USER_DEFINED":
+            other = self._reverse.get((from_type, to_type, type_id))
+            if other is not None:
+                return (category, other)
+        elif category == "HUBSPOT_DEFINED":
+            if type_id == default_type_id(from_type, to_type, custom_types):
+                backward = default_type_id(to_type, from_type, custom_types)
+                if backward is not None:
+                    return (category, backward)
+            primary = PRIMARY_TYPE_IDS.get((from_type, to_type))
+            if primary is not None and primary[0] == type_id:
+                return (category, PRIMARY_TYPE_IDS[(to_type, from_type)][0])
+        raise ValueError(f"associationTypeId: {category} {type_id} is not a type from {from_type} to {to_type}")

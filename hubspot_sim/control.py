@@ -49,6 +49,7 @@ class ControlApi:
             },
             "/_sim/oauth-apps": {"POST": self._register_oauth_app},
             "/_sim/object-types": {"GET": lambda _: state.object_types_json(), "POST": self._declare_types},
+            "/_sim/labels": {"POST": self._create_label},
             "/_sim/webhooks/deliver": {"POST": self._deliver},
             "/_sim/webhooks/deliveries": {"GET": lambda _: state.webhooks.deliveries_json()},
         }
@@ -134,6 +135,24 @@ class ControlApi:
                 raise ValueError(f"objectTypes[{i}]: expected a custom object type id such as 2-123, got {raw!r}")
         self.state.declare_object_types(types)
         return self.state.object_types_json()
+
+    def _create_label(self, request: Request) -> Any:
+        body = request.json()
+        if not isinstance(body, dict):
+            raise ValueError('expected {"fromObjectType", "toObjectType", "label", "inverseLabel"?}')
+        types = []
+        for key in ("fromObjectType", "toObjectType"):
+            canonical = canonical_type(str(body.get(key, "")))
+            if canonical is None:
+                raise ValueError(f"{key}: expected a HubSpot object type, got {body.get(key)!r}")
+            types.append(canonical)
+        name, inverse = body.get("label"), body.get("inverseLabel")
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"label: expected a non-empty string, got {name!r}")
+        if inverse is not None and (not isinstance(inverse, str) or not inverse.strip()):
+            raise ValueError(f"inverseLabel: expected null or a non-empty string, got {inverse!r}")
+        self.state.declare_object_types(t for t in types if is_custom(t))
+        return {"results": self.state.create_label(types[0], types[1], name, inverse)}
 
     def _deliver(self, request: Request) -> Any:
         delivery_id = self.state.webhooks.deliver(DeliveryRequest.parse(request.json()))

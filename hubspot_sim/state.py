@@ -12,26 +12,32 @@ import random
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import islice
 from typing import Any
 
-from hubspot_sim.association_types import default_type_id, is_custom
+from hubspot_sim.association_store import AssociationKey, AssociationStore
+from hubspot_sim.association_types import (
+    LabelDefinition,
+    LabelRegistry,
+    Spec,
+    default_type_id,
+    is_custom,
+    made_up_type_id,
+)
 from hubspot_sim.config import Config
 from hubspot_sim.daily_limits import DEFAULT_TIMEZONE, DailyCounters
 from hubspot_sim.faults import Decision, Faults
+from hubspot_sim.inputs import Side
 from hubspot_sim.oauth import OAuthApp, OAuthRegistry
+from hubspot_sim.object_types import canonical_type
 from hubspot_sim.rate_limits import RateLimit, RollingWindows, parse_rate_limit
 from hubspot_sim.records import Record, SearchQuery, SeedRecord
+from hubspot_sim.synthetic_records import SyntheticRecords
 from hubspot_sim.webhook_sender import WebhookSender
 
 RECENT_REQUESTS = 200
 
-#: (fromObjectType, fromObjectId, toObjectType, toObjectId), the types exactly as the path gave them.
-AssociationKey = tuple[str, str, str, str]
-#: (canonical object type, record id): one side of an association.
-Side = tuple[str, str]
 #: The one daily allowance static tokens share (HubSpot's is per account; OAuth portals have their own).
 STATIC_ACCOUNT = "account"
 
@@ -106,6 +112,7 @@ class SimState:
         records_mode: str = "any",
         daily_limit: int | None = None,
         timezone: str = DEFAULT_TIMEZONE,
+        synthetic: Mapping[str, int] | None = None,
     ) -> None:
         """The start-up configuration and seed, which ``reset()`` returns to.
 
@@ -125,6 +132,8 @@ class SimState:
             timezone=timezone,
         )
         self._start_records = list(records)
+        created = clock()
+        self._synthetic = {t: SyntheticRecords(t, n, created) for t, n in (synthetic or {}).items()}
         #: Webhook deliveries run on their own threads under the sender's own lock; reset() forgets them.
         self.webhooks = WebhookSender(clock=clock)
         self.reset()
@@ -139,7 +148,8 @@ class SimState:
             self._daily = _daily(self._start)
             self._custom_types: set[str] = set()
             self._hidden: set[Side] = set()  # seeded records not visible yet (visibleAfterMs)
-            self._associations: dict[AssociationKey, float] = {}
+            self._associations = AssociationStore()
+            self._labels = LabelRegistry()
             self._log = RequestLog()
             self._faults = Faults()
             self._records: dict[tuple[str, str], Record] = {}
@@ -172,9 +182,10 @@ class SimState:
         return self._config
 
     def config_json(self) -> dict[str, Any]:
-        """``GET /_sim/config``."""
+        """``GET /_sim/config`` (with the synthetic record counts, which only the command line sets)."""
         with self._lock:
-            return self._config.as_dict()
+            synthetic = {t: s.count for t, s in self._synthetic.items()}
+            return {**self._config.as_dict(), "synthetic_records": synthetic}
 
     def set_faults(self, body: Any) -> dict[str, Any]:
         """Merge a ``POST /_sim/faults`` body into the faults in force; returns them."""
@@ -339,7 +350,8 @@ class SimState:
     def _exists(self, side: Side, now: float, *, strict: bool) -> bool:
         record = self._records.get(side)
         if record is None:
-            return not strict
+            synthetic = self._synthetic.get(side[0])
+            return not strict or (synthetic is not None and synthetic.has(side[1]))
         if side in self._hidden:
             if not record.is_visible(now):
                 return False
@@ -350,14 +362,26 @@ class SimState:
         """A record's ``SimplePublicObject`` JSON (only the ``wanted`` properties, if any), or None."""
         with self._lock:
             record = self._records.get((object_type, object_id))
-            if record is None or not record.is_visible(self._clock()):
+            if record is None:
+                synthetic = self._synthetic.get(object_type)
+                if synthetic is not None and synthetic.has(object_id):
+                    return synthetic.record(object_id).view(wanted)
+                return None
+            if not record.is_visible(self._clock()):
                 return None
             return record.view(wanted)
 
     def search(self, object_type: str, query: SearchQuery) -> dict[str, Any]:
-        """Search the records of ``object_type``; ids marked invalid are not visible to search yet."""
+        """Search the records of ``object_type``; ids marked invalid are not visible to search yet.
+
+        Raises ValueError for a query synthetic records cannot answer (see ``SyntheticRecords``).
+        """
         with self._lock:
             now = self._clock()
+            synthetic = self._synthetic.get(object_type)
+            if synthetic is not None:
+                seeded = {rid: r for (rtype, rid), r in self._records.items() if rtype == object_type}
+                return synthetic.search(query, seeded)
             found = []
             for (rtype, rid), record in self._records.items():
                 visible = rtype == object_type and record.is_visible(now) and not self._invalid_now(rid, now)
@@ -440,11 +464,97 @@ class SimState:
     # --- associations and the request log ---
 
     def associate(self, keys: Iterable[AssociationKey]) -> None:
-        """Record associations: a set in first-seen order, so that re-associating is an idempotent success."""
+        """Record default associations given as keys (types as spelled): a convenience for tests.
+
+        Pairs without a HubSpot default get a made-up type id, so that any key can be recorded.
+        """
+        for from_raw, from_id, to_raw, to_id in keys:
+            types = (canonical_type(from_raw) or from_raw, canonical_type(to_raw) or to_raw)
+            with self._lock:
+                forward = default_type_id(*types, self._custom_types) or made_up_type_id(*types)
+                backward = default_type_id(types[1], types[0], self._custom_types) or made_up_type_id(
+                    types[1], types[0]
+                )
+            self.link(
+                (from_raw, to_raw),
+                types,
+                [(from_id, to_id)],
+                ("HUBSPOT_DEFINED", forward),
+                ("HUBSPOT_DEFINED", backward),
+            )
+
+    def link(
+        self,
+        spelled: tuple[str, str],
+        types: tuple[str, str],
+        pairs: Sequence[tuple[str, str]],
+        forward: Spec,
+        backward: Spec,
+    ) -> None:
+        """Associate ``pairs`` with type ``forward`` (``backward`` the other way); see ``AssociationStore.add``."""
         with self._lock:
-            now = self._clock()
-            for key in keys:
-                self._associations.setdefault(key, now)
+            self._associations.add(spelled, types, pairs, forward, backward, self._clock())
+
+    def unlink(self, from_type: str, to_type: str, pairs: Iterable[tuple[str, str]]) -> int:
+        """Remove the associations of ``pairs`` entirely (both ways); returns how many there were."""
+        with self._lock:
+            return sum(self._associations.remove((from_type, f, to_type, t)) for f, t in pairs)
+
+    def unlink_types(
+        self, from_type: str, to_type: str, pairs: Iterable[tuple[str, str]], specs: Sequence[Spec]
+    ) -> None:
+        """Remove the types ``specs`` from ``pairs`` (their reverses too). Raises ValueError for an unknown type.
+
+        Removing the unlabelled type removes the association, labels and all, as it does in HubSpot.
+        """
+        with self._lock:
+            backward = [self._labels.reverse(from_type, to_type, spec, self._custom_types) for spec in specs]
+            default = default_type_id(from_type, to_type, self._custom_types)
+            for from_id, to_id in pairs:
+                if ("HUBSPOT_DEFINED", default) in specs:
+                    self._associations.remove((from_type, from_id, to_type, to_id))
+                    continue
+                self._associations.remove_types((from_type, from_id, to_type, to_id), specs, backward)
+
+    def reverse_spec(self, from_type: str, to_type: str, spec: Spec) -> Spec:
+        """The type of the other direction. Raises ValueError when ``spec`` is not a type of the pair."""
+        with self._lock:
+            return self._labels.reverse(from_type, to_type, spec, self._custom_types)
+
+    def associated(self, object_type: str, object_id: str, to_type: str) -> list[dict[str, Any]]:
+        """The ``MultiAssociatedObjectWithLabel`` entries of one record towards ``to_type``."""
+        with self._lock:
+            return [
+                {
+                    "toObjectId": to_id,
+                    "associationTypes": self._describe((object_type, object_id, to_type, to_id), specs),
+                }
+                for to_id, specs in self._associations.associated(object_type, object_id, to_type)
+            ]
+
+    def labels_between(self, direction: tuple[str, str, str, str]) -> list[str]:
+        """The label names (labelled types only) of one direction, sorted."""
+        with self._lock:
+            described = self._describe(direction, self._associations.types(direction))
+            return sorted(str(d["label"]) for d in described if "label" in d)
+
+    def label_definitions(self, from_type: str, to_type: str) -> list[dict[str, Any]]:
+        """``GET /crm/v4/associations/{from}/{to}/labels``: every type of the pair, HubSpot's first."""
+        with self._lock:
+            return [_spec_json(d) for d in self._labels.definitions(from_type, to_type, self._custom_types)]
+
+    def create_label(self, from_type: str, to_type: str, label: str, inverse_label: str | None) -> list[dict[str, Any]]:
+        """``POST /_sim/labels``: a USER_DEFINED label and its inverse. Raises ValueError for a repeated name."""
+        with self._lock:
+            return [_spec_json(d) for d in self._labels.create(from_type, to_type, label, inverse_label)]
+
+    def _describe(self, direction: tuple[str, str, str, str], specs: Iterable[Spec]) -> list[dict[str, Any]]:
+        from_type, _, to_type, _ = direction
+        described = []
+        for spec in sorted(specs, key=lambda s: (s[0], s[1])):
+            found = self._labels.find(from_type, to_type, spec, self._custom_types)
+            described.append(_spec_json(found) if found else {"category": spec[0], "typeId": spec[1]})
+        return described
 
     def log(
         self,
@@ -485,20 +595,7 @@ class SimState:
     def associations_json(self, since: int = 0) -> dict[str, Any]:
         """``GET /_sim/associations``: every association after the first ``since``, in first-seen order."""
         with self._lock:
-            listed = islice(self._associations.items(), since, None)
-            return {
-                "total": len(self._associations),
-                "associations": [
-                    {
-                        "fromObjectType": from_type,
-                        "fromObjectId": from_id,
-                        "toObjectType": to_type,
-                        "toObjectId": to_id,
-                        "received_at": at,
-                    }
-                    for (from_type, from_id, to_type, to_id), at in listed
-                ],
-            }
+            return self._associations.listing(since, self._describe)
 
     def requests_json(self) -> dict[str, Any]:
         """``GET /_sim/requests``."""
@@ -539,6 +636,14 @@ class SimState:
 
 def _windows(limit: RateLimit | None) -> RollingWindows | None:
     return RollingWindows(limit) if limit is not None else None
+
+
+def _spec_json(definition: LabelDefinition) -> dict[str, Any]:
+    """An ``AssociationSpecWithLabel``: the label left out where there is none (the spec has no null)."""
+    body: dict[str, Any] = {"category": definition.category, "typeId": definition.type_id}
+    if definition.label is not None:
+        body["label"] = definition.label
+    return body
 
 
 def _daily(config: Config) -> DailyCounters | None:
