@@ -29,6 +29,7 @@ from hubspot_sim.oauth import RefreshRefusedError
 from hubspot_sim.object_types import is_object_id, label
 from hubspot_sim.records import SearchQuery
 from hubspot_sim.state import AuthOutcome, Caller, SimState
+from hubspot_sim.webhook_endpoints import JOURNAL_ENDPOINTS, WebhookEndpoints
 
 JsonObject = dict[str, Any]
 # The start of one PublicDefaultAssociation as JSON text. Association answers are written from it rather
@@ -50,6 +51,7 @@ class Route:
 
 _OBJECTS = r"/crm/(?:objects/2026-03|v4/objects)"
 _PAIRS = r"/crm/(?:associations/2026-03|v4/associations)/([^/]+)/([^/]+)"
+_JOURNAL = r"/webhooks-journal/journal(?:-local)?/2026-03"
 # The first pattern a path fits decides its route. Search comes before the record read:
 # ``/crm/objects/2026-03/contacts/search`` also fits the read pattern.
 ROUTES = (
@@ -71,6 +73,25 @@ ROUTES = (
     Route({"POST": "search"}, re.compile(r"/crm/(?:objects/2026-03|v3/objects)/([^/]+)/search")),
     Route({"GET": "read_object"}, re.compile(r"/crm/(?:objects/2026-03|v3/objects)/([^/]+)/([^/]+)")),
     Route({"POST": "oauth_token"}, re.compile(r"/oauth/(?:v1|2026-03)/token")),
+    Route({"GET": "journal_earliest"}, re.compile(_JOURNAL + "/earliest")),
+    Route({"GET": "journal_latest"}, re.compile(_JOURNAL + "/latest")),
+    Route({"GET": "journal_next"}, re.compile(_JOURNAL + "/offset/([^/]+)/next")),
+    Route({"GET": "journal_batch_earliest"}, re.compile(_JOURNAL + "/batch/earliest/([^/]+)")),
+    Route({"GET": "journal_batch_latest"}, re.compile(_JOURNAL + "/batch/latest/([^/]+)")),
+    Route({"POST": "journal_batch_read"}, re.compile(_JOURNAL + "/batch/read")),
+    Route({"GET": "journal_batch_next"}, re.compile(_JOURNAL + "/batch/([^/]+)/next/([^/]+)")),
+    Route(
+        {"GET": "read_webhook_settings", "PUT": "put_webhook_settings", "DELETE": "delete_webhook_settings"},
+        re.compile(r"/webhooks/2026-03/([^/]+)/settings"),
+    ),
+    Route(
+        {"GET": "list_subscriptions", "POST": "create_subscription"},
+        re.compile(r"/webhooks/2026-03/([^/]+)/subscriptions"),
+    ),
+    Route(
+        {"GET": "read_subscription", "PATCH": "patch_subscription", "DELETE": "delete_subscription"},
+        re.compile(r"/webhooks/2026-03/([^/]+)/subscriptions/([^/]+)"),
+    ),
 )
 
 
@@ -97,6 +118,7 @@ class HubSpotApi:
             "search": self._search,
             "oauth_token": self._oauth_token,
             **LabelledAssociations(state).endpoints(),
+            **WebhookEndpoints(state).endpoints(),
         }
 
     def handle(self, request: Request) -> Answer:
@@ -129,7 +151,9 @@ class HubSpotApi:
         if decision.answer is not None and not decision.answer.passes:
             return self._logged(request, endpoint, token, self._scripted(endpoint, decision.answer, caller))
         rate_headers: dict[str, str] = {}
-        if endpoint != "oauth_token":
+        # The token endpoint and the journal (exempt from the daily and ten-secondly limits in the spec)
+        # count against no limit.
+        if endpoint != "oauth_token" and endpoint not in JOURNAL_ENDPOINTS:
             admission = self.state.admit(caller.window_key, search=endpoint == "search")
             rate_headers = admission.headers
             if not admission.accepted:

@@ -19,6 +19,7 @@ from hubspot_sim.state import SimState
 from hubspot_sim.webhook_sender import DeliveryRequest
 
 Handler = Callable[[Request], Any]
+JOURNAL_FILES = "/_sim/journal/files/"  # + offset: a journal entry's events, where its fetch URL points
 OK = {"ok": True}
 
 
@@ -52,11 +53,15 @@ class ControlApi:
             "/_sim/labels": {"POST": self._create_label},
             "/_sim/webhooks/deliver": {"POST": self._deliver},
             "/_sim/webhooks/deliveries": {"GET": lambda _: state.webhooks.deliveries_json()},
+            "/_sim/journal": {"GET": lambda _: state.journal.entries_json()},
+            "/_sim/journal/events": {"POST": self._journal_events},
         }
 
     def handle(self, request: Request) -> Answer:
         """The answer to one control request: 200 with JSON, 400 naming bad input, 404, or 405."""
         methods = self._routes.get(request.path.rstrip("/"))
+        if request.path.startswith(JOURNAL_FILES) and request.method == "GET":
+            return self._journal_file(request.path.removeprefix(JOURNAL_FILES))
         if methods is None:
             message = f"No control route {request.path}; see hubspot_sim/README.md"
             return Answer(404, errors.error_body(404, message=message))
@@ -153,6 +158,20 @@ class ControlApi:
             raise ValueError(f"inverseLabel: expected null or a non-empty string, got {inverse!r}")
         self.state.declare_object_types(t for t in types if is_custom(t))
         return {"results": self.state.create_label(types[0], types[1], name, inverse)}
+
+    def _journal_events(self, request: Request) -> Any:
+        body = request.json()
+        events = body.get("events") if isinstance(body, dict) else None
+        if not isinstance(events, list) or not events or not all(isinstance(e, dict) for e in events):
+            raise ValueError('events: expected {"events": [{...}, ...]}, a non-empty list of objects')
+        written = self.state.journal.write(events)
+        return {"entries": [{"offset": e.offset, "portalId": e.portal_id} for e in written]}
+
+    def _journal_file(self, offset: str) -> Answer:
+        entry = self.state.journal.find(offset)
+        if entry is None:
+            return Answer(404, errors.error_body(404, message=f"No journal entry {offset} (unknown or expired)"))
+        return Answer(200, list(entry.events))
 
     def _deliver(self, request: Request) -> Any:
         delivery_id = self.state.webhooks.deliver(DeliveryRequest.parse(request.json()))

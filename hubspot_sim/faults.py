@@ -30,6 +30,21 @@ ENDPOINTS = (
     "read_object",
     "search",
     "oauth_token",
+    "journal_earliest",
+    "journal_latest",
+    "journal_next",
+    "journal_batch_earliest",
+    "journal_batch_latest",
+    "journal_batch_next",
+    "journal_batch_read",
+    "read_webhook_settings",
+    "put_webhook_settings",
+    "delete_webhook_settings",
+    "list_subscriptions",
+    "create_subscription",
+    "read_subscription",
+    "patch_subscription",
+    "delete_subscription",
 )
 DEFAULT_ERROR_STATUS = 503
 DEFAULT_HANG_MS = 30_000  # past any sane client timeout: the point of a hang is that the client gives up

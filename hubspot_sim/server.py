@@ -131,7 +131,9 @@ class Handler(BaseHTTPRequestHandler):
             return None
         body = self.rfile.read(length) if length else b""
         url = urlsplit(self.path)
-        return Request(self.command, url.path, url.query, body, self.headers.get("Authorization"))
+        return Request(
+            self.command, url.path, url.query, body, self.headers.get("Authorization"), self.headers.get("Host")
+        )
 
     def _write(self, answer: Answer) -> None:
         if answer.drop:

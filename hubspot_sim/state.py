@@ -29,12 +29,14 @@ from hubspot_sim.config import Config
 from hubspot_sim.daily_limits import DEFAULT_TIMEZONE, DailyCounters
 from hubspot_sim.faults import Decision, Faults
 from hubspot_sim.inputs import Side
+from hubspot_sim.journal import Journal
 from hubspot_sim.oauth import OAuthApp, OAuthRegistry
 from hubspot_sim.object_types import canonical_type
 from hubspot_sim.rate_limits import RateLimit, RollingWindows, parse_rate_limit
 from hubspot_sim.records import Record, SearchQuery, SeedRecord
 from hubspot_sim.synthetic_records import SyntheticRecords
 from hubspot_sim.webhook_sender import WebhookSender
+from hubspot_sim.webhook_settings import WebhookApps
 
 RECENT_REQUESTS = 200
 
@@ -134,13 +136,18 @@ class SimState:
         self._start_records = list(records)
         created = clock()
         self._synthetic = {t: SyntheticRecords(t, n, created) for t, n in (synthetic or {}).items()}
-        #: Webhook deliveries run on their own threads under the sender's own lock; reset() forgets them.
-        self.webhooks = WebhookSender(clock=clock)
+        #: The webhooks journal, apps' webhook settings and the webhook sender each hold their own lock
+        #: (deliveries run on their own threads); reset() empties them. Every delivery is journalled.
+        self.journal = Journal(clock)
+        self.apps = WebhookApps(clock)
+        self.webhooks = WebhookSender(clock=clock, on_sent=self.journal.write)
         self.reset()
 
     def reset(self) -> None:
-        """Back to the start-up configuration and seed; associations, log, faults, ids, OAuth, deliveries emptied."""
+        """Back to the start-up configuration and seed; all else (associations, deliveries, journal...) emptied."""
         self.webhooks.clear()
+        self.journal.clear()
+        self.apps.clear()
         with self._lock:
             self._config = self._start
             self._windows = _windows(self._start.rate_limit)

@@ -179,7 +179,7 @@ class WebhookSender:
         post: Post = post_http,
         wait: Callable[[float], bool] | None = None,
         spawn: Callable[[Callable[[], None]], None] | None = None,
-        on_sent: Callable[[tuple[Mapping[str, Any], ...]], None] | None = None,
+        on_sent: Callable[[tuple[Mapping[str, Any], ...]], object] | None = None,
     ) -> None:
         self._clock = clock
         self._post = post
