@@ -133,8 +133,11 @@ class LabelDefinition:
     label: str | None
 
     def as_dict(self) -> dict[str, object]:
-        """The v4 labels answer's entry: ``{"category", "typeId", "label"}``."""
-        return {"category": self.category, "typeId": self.type_id, "label": self.label}
+        """An ``AssociationSpecWithLabel``: ``label`` left out where there is none (the spec has no null)."""
+        body: dict[str, object] = {"category": self.category, "typeId": self.type_id}
+        if self.label is not None:
+            body["label"] = self.label
+        return body
 
 
 def hubspot_labels(from_type: str, to_type: str, custom_types: frozenset[str] | set[str]) -> list[LabelDefinition]:

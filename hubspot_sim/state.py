@@ -11,14 +11,12 @@ import enum
 import random
 import threading
 import time
-from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from hubspot_sim.association_store import AssociationKey, AssociationStore
 from hubspot_sim.association_types import (
-    LabelDefinition,
     LabelRegistry,
     Spec,
     default_type_id,
@@ -29,16 +27,16 @@ from hubspot_sim.config import Config
 from hubspot_sim.daily_limits import DEFAULT_TIMEZONE, DailyCounters
 from hubspot_sim.faults import Decision, Faults
 from hubspot_sim.inputs import Side
+from hubspot_sim.invalid_ids import InvalidIds
 from hubspot_sim.journal import Journal
 from hubspot_sim.oauth import OAuthApp, OAuthRegistry
 from hubspot_sim.object_types import canonical_type
 from hubspot_sim.rate_limits import RateLimit, RollingWindows, parse_rate_limit
 from hubspot_sim.records import Record, SearchQuery, SeedRecord
+from hubspot_sim.request_log import RequestLog
 from hubspot_sim.synthetic_records import SyntheticRecords
 from hubspot_sim.webhook_sender import WebhookSender
 from hubspot_sim.webhook_settings import WebhookApps
-
-RECENT_REQUESTS = 200
 
 #: The one daily allowance static tokens share (HubSpot's is per account; OAuth portals have their own).
 STATIC_ACCOUNT = "account"
@@ -68,33 +66,6 @@ class Caller:
 
     outcome: AuthOutcome
     window_key: str = ""
-
-
-@dataclass(slots=True)
-class InvalidId:
-    """An id answering ``status`` until ``remaining`` more requests have named it, or until ``until``."""
-
-    status: int
-    remaining: int | None = None
-    until: float | None = None
-
-
-@dataclass(slots=True)
-class RequestLog:
-    """Counts of API requests (``GET /_sim/requests``)."""
-
-    total: int = 0
-    by_status: Counter[str] = field(default_factory=Counter)
-    by_endpoint: Counter[str] = field(default_factory=Counter)
-    recent: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=RECENT_REQUESTS))
-    inputs_total: int = 0
-    first_at: float | None = None
-    last_at: float | None = None
-
-
-def token_hint(token: str | None) -> str:
-    """The last 4 characters of a token, and nothing for short ones (where 4 would give too much away)."""
-    return token[-4:] if token and len(token) > 8 else ""
 
 
 class SimState:
@@ -160,7 +131,7 @@ class SimState:
             self._log = RequestLog()
             self._faults = Faults()
             self._records: dict[tuple[str, str], Record] = {}
-            self._invalid: dict[str, InvalidId] = {}
+            self._invalid = InvalidIds()
             self._oauth = OAuthRegistry()
             self._seed(self._start_records)
 
@@ -344,7 +315,7 @@ class SimState:
             if not (self._invalid or self._hidden or strict):  # the benchmarks' hot path
                 return {}
             unique = list(dict.fromkeys(sides))
-            marked = self._screen(object_id for _, object_id in unique) if self._invalid else {}
+            marked = self._invalid.screen((object_id for _, object_id in unique), self._clock())
             now = self._clock()
             bad: dict[Side, int] = {}
             for side in unique:
@@ -391,7 +362,7 @@ class SimState:
                 return synthetic.search(query, seeded)
             found = []
             for (rtype, rid), record in self._records.items():
-                visible = rtype == object_type and record.is_visible(now) and not self._invalid_now(rid, now)
+                visible = rtype == object_type and record.is_visible(now) and not self._invalid.is_invalid(rid, now)
                 if visible and query.matches(record.all_properties()):
                     found.append(record)
             return query.page(found)
@@ -418,8 +389,7 @@ class SimState:
         whichever comes first; with neither it stays invalid until cleared or reset.
         """
         with self._lock:
-            for object_id in ids:
-                self._invalid[str(object_id)] = InvalidId(status, ttl_requests, until)
+            self._invalid.mark(ids, status, ttl_requests, until)
 
     def clear_invalid(self) -> None:
         """``DELETE /_sim/invalid-ids``: every id valid again."""
@@ -429,44 +399,12 @@ class SimState:
     def invalid_json(self) -> dict[str, Any]:
         """``GET /_sim/invalid-ids``."""
         with self._lock:
-            now = self._clock()
-            live = [(i, entry) for i, entry in list(self._invalid.items()) if self._invalid_now(i, now)]
-            return {
-                "ids": [
-                    {"id": i, "status": entry.status, "ttl_requests": entry.remaining, "until": entry.until}
-                    for i, entry in live
-                ]
-            }
+            return self._invalid.as_json(self._clock())
 
     def screen(self, ids: Iterable[str]) -> dict[str, int]:
         """The ids of one request that are invalid now, with their status; counts the request against each."""
         with self._lock:
-            return self._screen(ids)
-
-    def _screen(self, ids: Iterable[str]) -> dict[str, int]:
-        if not self._invalid:  # the common case, and the benchmarks' hot path
-            return {}
-        now = self._clock()
-        bad: dict[str, int] = {}
-        for object_id in dict.fromkeys(ids):
-            if not self._invalid_now(object_id, now):
-                continue
-            entry = self._invalid[object_id]
-            bad[object_id] = entry.status
-            if entry.remaining is not None:
-                entry.remaining -= 1
-                if entry.remaining <= 0:
-                    del self._invalid[object_id]
-        return bad
-
-    def _invalid_now(self, object_id: str, now: float) -> bool:
-        entry = self._invalid.get(object_id)
-        if entry is None:
-            return False
-        if entry.until is not None and now >= entry.until:
-            del self._invalid[object_id]
-            return False
-        return True
+            return self._invalid.screen(ids, self._clock())
 
     # --- associations and the request log ---
 
@@ -548,19 +486,19 @@ class SimState:
     def label_definitions(self, from_type: str, to_type: str) -> list[dict[str, Any]]:
         """``GET /crm/v4/associations/{from}/{to}/labels``: every type of the pair, HubSpot's first."""
         with self._lock:
-            return [_spec_json(d) for d in self._labels.definitions(from_type, to_type, self._custom_types)]
+            return [d.as_dict() for d in self._labels.definitions(from_type, to_type, self._custom_types)]
 
     def create_label(self, from_type: str, to_type: str, label: str, inverse_label: str | None) -> list[dict[str, Any]]:
         """``POST /_sim/labels``: a USER_DEFINED label and its inverse. Raises ValueError for a repeated name."""
         with self._lock:
-            return [_spec_json(d) for d in self._labels.create(from_type, to_type, label, inverse_label)]
+            return [d.as_dict() for d in self._labels.create(from_type, to_type, label, inverse_label)]
 
     def _describe(self, direction: tuple[str, str, str, str], specs: Iterable[Spec]) -> list[dict[str, Any]]:
         from_type, _, to_type, _ = direction
         described = []
         for spec in sorted(specs, key=lambda s: (s[0], s[1])):
             found = self._labels.find(from_type, to_type, spec, self._custom_types)
-            described.append(_spec_json(found) if found else {"category": spec[0], "typeId": spec[1]})
+            described.append(found.as_dict() if found else {"category": spec[0], "typeId": spec[1]})
         return described
 
     def log(
@@ -576,28 +514,8 @@ class SimState:
     ) -> None:
         """Count one API request; its ``inputs`` (association pairs) add to ``inputs_total`` on a 200."""
         with self._lock:
-            now = self._clock()
-            log = self._log
-            log.total += 1
-            log.by_status[str(status)] += 1
-            log.by_endpoint[endpoint] += 1
-            if status == 200:
-                log.inputs_total += inputs
-            if log.first_at is None:
-                log.first_at = now
-            log.last_at = now
-            log.recent.append(
-                {
-                    "method": method,
-                    "path": path,
-                    "status": status,
-                    "at": now,
-                    "endpoint": endpoint,
-                    "inputs": inputs,
-                    "token_hint": token_hint(token),
-                    "correlation_id": correlation_id,
-                }
-            )
+            entry = {"method": method, "path": path, "status": status, "at": self._clock(), "endpoint": endpoint}
+            self._log.record({**entry, "inputs": inputs, "correlation_id": correlation_id}, token)
 
     def associations_json(self, since: int = 0) -> dict[str, Any]:
         """``GET /_sim/associations``: every association after the first ``since``, in first-seen order."""
@@ -607,16 +525,7 @@ class SimState:
     def requests_json(self) -> dict[str, Any]:
         """``GET /_sim/requests``."""
         with self._lock:
-            log = self._log
-            return {
-                "total": log.total,
-                "by_status": dict(log.by_status),
-                "by_endpoint": dict(log.by_endpoint),
-                "recent": list(log.recent),
-                "inputs_total": log.inputs_total,
-                "first_at": log.first_at,
-                "last_at": log.last_at,
-            }
+            return self._log.as_dict()
 
     # --- OAuth ---
 
@@ -643,14 +552,6 @@ class SimState:
 
 def _windows(limit: RateLimit | None) -> RollingWindows | None:
     return RollingWindows(limit) if limit is not None else None
-
-
-def _spec_json(definition: LabelDefinition) -> dict[str, Any]:
-    """An ``AssociationSpecWithLabel``: the label left out where there is none (the spec has no null)."""
-    body: dict[str, Any] = {"category": definition.category, "typeId": definition.type_id}
-    if definition.label is not None:
-        body["label"] = definition.label
-    return body
 
 
 def _daily(config: Config) -> DailyCounters | None:
