@@ -30,7 +30,7 @@ class AssociationStore:
         # (type, id, other type) -> other ids, in first-associated order (a dict used as an ordered set).
         self._index: dict[tuple[str, str, str], dict[str, None]] = {}
         self._sent: dict[AssociationKey, tuple[float, Direction]] = {}
-        self._spellings: dict[Direction, list[AssociationKey]] = {}
+        self._spellings: dict[Direction, list[AssociationKey]] = {}  # keys not spelled canonically
 
     def add(
         self,
@@ -48,22 +48,29 @@ class AssociationStore:
         """
         from_raw, to_raw = spelled
         from_type, to_type = types
+        canonical = spelled == types
+        # The hot path of every benchmark: locals and no calls per pair (this loop was most of the time).
+        held, index, sent, spellings = self._types, self._index, self._sent, self._spellings
         for from_id, to_id in pairs:
             direction = (from_type, from_id, to_type, to_id)
-            self._link(direction, forward)
-            self._link((to_type, to_id, from_type, from_id), backward)
-            key = (from_raw, from_id, to_raw, to_id)
-            if key not in self._sent:
-                self._sent[key] = (now, direction)
-                self._spellings.setdefault(direction, []).append(key)
-
-    def _link(self, direction: Direction, spec: Spec) -> None:
-        specs = self._types.get(direction)
-        if specs is None:
-            specs = self._types[direction] = set()
-            from_type, from_id, to_type, to_id = direction
-            self._index.setdefault((from_type, from_id, to_type), {})[to_id] = None
-        specs.add(spec)
+            specs = held.get(direction)
+            if specs is None:
+                held[direction] = {forward}
+                index.setdefault((from_type, from_id, to_type), {})[to_id] = None
+            else:
+                specs.add(forward)
+            reverse = (to_type, to_id, from_type, from_id)
+            specs = held.get(reverse)
+            if specs is None:
+                held[reverse] = {backward}
+                index.setdefault((to_type, to_id, from_type), {})[from_id] = None
+            else:
+                specs.add(backward)
+            key = direction if canonical else (from_raw, from_id, to_raw, to_id)
+            if key not in sent:
+                sent[key] = (now, direction)
+                if not canonical:  # a key spelled canonically is its direction: remove() finds it directly
+                    spellings.setdefault(direction, []).append(key)
 
     def types(self, direction: Direction) -> set[Spec]:
         """The types of one direction (empty when the records are not associated)."""
@@ -81,6 +88,7 @@ class AssociationStore:
                 index.pop(one_way[3], None)
                 if not index:
                     del self._index[one_way[:3]]
+            self._sent.pop(one_way, None)
             for key in self._spellings.pop(one_way, []):
                 self._sent.pop(key, None)
         return True
