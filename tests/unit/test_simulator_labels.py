@@ -145,6 +145,15 @@ class TestLabelledPut:
         assert types_of(api, "/crm/objects/2026-03/contacts/2/associations/deals") == {}
         assert api.state.associations_json()["total"] == 0
 
+    def test_every_spelling_is_listed_and_removed_together(self, api: HubSpotApi) -> None:
+        """The same pair sent as deal/0-1 and deals/contacts is listed twice; one DELETE removes both."""
+        call(api, "PUT", "/crm/objects/2026-03/deal/1/associations/default/0-1/2")
+        call(api, "PUT", "/crm/objects/2026-03/deals/1/associations/default/contacts/2")
+        listed = api.state.associations_json()["associations"]
+        assert [(a["fromObjectType"], a["toObjectType"]) for a in listed] == [("deal", "0-1"), ("deals", "contacts")]
+        assert call(api, "DELETE", "/crm/v4/objects/0-1/2/associations/0-3/1").status == 204
+        assert api.state.associations_json() == {"total": 0, "associations": []}
+
     def test_the_control_listing_shows_labels(self, api: HubSpotApi) -> None:
         """GET /_sim/associations lists each association's types with their labels."""
         call(api, "PUT", OBJECT.format(1, 2), [spec(1000, "USER_DEFINED")])
