@@ -14,10 +14,13 @@ import threading
 from pathlib import Path
 from types import FrameType
 
+from hubspot_sim.config import BATCH_ERRORS, RECORDS_MODES
+from hubspot_sim.daily_limits import DEFAULT_TIMEZONE
 from hubspot_sim.object_types import canonical_type, is_object_id
 from hubspot_sim.records import SeedRecord, parse_seed
 from hubspot_sim.server import SimServer
 from hubspot_sim.state import SimState
+from hubspot_sim.synthetic_records import parse_synthetic
 
 DEFAULT_PORT = 8090
 DEFAULT_SEARCH_RATE_LIMIT = "5/1s"  # HubSpot's CRM search limit per account (hubspot-api.md §2.1)
@@ -45,6 +48,31 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--latency-ms", type=int, default=0, help="added to every API answer (default 0)")
     seed_help = 'records to load: a JSON file {"records": [{"objectType", "id", "properties"}]}'
     p.add_argument("--seed", type=Path, default=None, help=seed_help)
+    p.add_argument(
+        "--batch-errors",
+        choices=BATCH_ERRORS,
+        default="whole",
+        help="a default batch naming an invalid id: 400 as a whole (default), or per-input errors[]",
+    )
+    p.add_argument(
+        "--records",
+        choices=RECORDS_MODES,
+        default="any",
+        help="which ids exist: any well-formed id (default), or only seeded records (strict)",
+    )
+    p.add_argument("--daily-limit", type=int, default=None, help="requests a day per account (default: off)")
+    p.add_argument(
+        "--timezone",
+        default=DEFAULT_TIMEZONE,
+        help=f"IANA time zone whose midnight resets the daily limit (default {DEFAULT_TIMEZONE})",
+    )
+    p.add_argument(
+        "--synthetic-records",
+        action="append",
+        default=[],
+        metavar="TYPE:COUNT",
+        help="ids 1 to COUNT of TYPE exist, generated on demand (e.g. deals:1000000); repeatable",
+    )
     return p
 
 
@@ -69,7 +97,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         records = load_seed(args.seed) if args.seed else []
         limits = (args.rate_limit, args.search_rate_limit)
-        state = SimState(args.token, *limits, args.latency_ms, records=records)
+        state = SimState(
+            args.token,
+            *limits,
+            args.latency_ms,
+            records=records,
+            batch_errors=args.batch_errors,
+            records_mode=args.records,
+            daily_limit=args.daily_limit,
+            timezone=args.timezone,
+            synthetic=dict(parse_synthetic(text, canonical_type) for text in args.synthetic_records),
+        )
     except (OSError, ValueError) as exc:
         flags.error(str(exc))
     stopping = threading.Event()

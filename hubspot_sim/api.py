@@ -15,21 +15,23 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
 from hubspot_sim import errors
 from hubspot_sim.faults import ScriptedAnswer
+from hubspot_sim.inputs import batch_pairs, invalid_answer, object_type_of, pair_types
+from hubspot_sim.labelled_associations import LabelledAssociations
 from hubspot_sim.messages import Answer, Request, iso_utc
 from hubspot_sim.oauth import RefreshRefusedError
-from hubspot_sim.object_types import are_object_ids, association_type_id, canonical_type, is_object_id, label
+from hubspot_sim.object_types import is_object_id, label
 from hubspot_sim.records import SearchQuery
 from hubspot_sim.state import AuthOutcome, Caller, SimState
+from hubspot_sim.webhook_endpoints import JOURNAL_ENDPOINTS, WebhookEndpoints
 
 JsonObject = dict[str, Any]
-MAX_BATCH_INPUTS = 2000  # HubSpot's cap on batch association create (hubspot-api.md §1.1)
 # The start of one PublicDefaultAssociation as JSON text. Association answers are written from it rather
 # than with json.dumps: at 100 inputs a request, encoding was a third of the simulator's time. The ids are
 # validated digit strings and the type id an int, so nothing needs escaping.
@@ -41,28 +43,55 @@ MIGRATION_RETRY_AFTER_S = "1"  # HubSpot documents Retry-After on 477; scripted 
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    """One API operation: method, path pattern (2026-03 and legacy twins), and its endpoint name."""
+    """One API path pattern (2026-03 and legacy twins) and the endpoint name of each method it takes."""
 
-    method: str
+    methods: Mapping[str, str]
     pattern: re.Pattern[str]
-    endpoint: str
 
 
-# Search comes before the record read: ``/crm/objects/2026-03/contacts/search`` also fits the read pattern.
+_OBJECTS = r"/crm/(?:objects/2026-03|v4/objects)"
+_PAIRS = r"/crm/(?:associations/2026-03|v4/associations)/([^/]+)/([^/]+)"
+_JOURNAL = r"/webhooks-journal/journal(?:-local)?/2026-03"
+# The first pattern a path fits decides its route. Search comes before the record read:
+# ``/crm/objects/2026-03/contacts/search`` also fits the read pattern.
 ROUTES = (
     Route(
-        "PUT",
-        re.compile(r"/crm/(?:objects/2026-03|v4/objects)/([^/]+)/([^/]+)/associations/default/([^/]+)/([^/]+)"),
-        "associate_default",
+        {"PUT": "associate_default"},
+        re.compile(_OBJECTS + r"/([^/]+)/([^/]+)/associations/default/([^/]+)/([^/]+)"),
+    ),
+    Route({"POST": "batch_associate_default"}, re.compile(_PAIRS + "/batch/associate/default")),
+    Route({"POST": "batch_create"}, re.compile(_PAIRS + "/batch/create")),
+    Route({"POST": "batch_archive"}, re.compile(_PAIRS + "/batch/archive")),
+    Route({"POST": "batch_labels_archive"}, re.compile(_PAIRS + "/batch/labels/archive")),
+    Route({"POST": "batch_read"}, re.compile(_PAIRS + "/batch/read")),
+    Route({"GET": "association_labels"}, re.compile(r"/crm/v4/associations/([^/]+)/([^/]+)/labels")),
+    Route(
+        {"PUT": "associate_labels", "DELETE": "delete_association"},
+        re.compile(_OBJECTS + r"/([^/]+)/([^/]+)/associations/([^/]+)/([^/]+)"),
+    ),
+    Route({"GET": "read_associations"}, re.compile(_OBJECTS + r"/([^/]+)/([^/]+)/associations/([^/]+)")),
+    Route({"POST": "search"}, re.compile(r"/crm/(?:objects/2026-03|v3/objects)/([^/]+)/search")),
+    Route({"GET": "read_object"}, re.compile(r"/crm/(?:objects/2026-03|v3/objects)/([^/]+)/([^/]+)")),
+    Route({"POST": "oauth_token"}, re.compile(r"/oauth/(?:v1|2026-03)/token")),
+    Route({"GET": "journal_earliest"}, re.compile(_JOURNAL + "/earliest")),
+    Route({"GET": "journal_latest"}, re.compile(_JOURNAL + "/latest")),
+    Route({"GET": "journal_next"}, re.compile(_JOURNAL + "/offset/([^/]+)/next")),
+    Route({"GET": "journal_batch_earliest"}, re.compile(_JOURNAL + "/batch/earliest/([^/]+)")),
+    Route({"GET": "journal_batch_latest"}, re.compile(_JOURNAL + "/batch/latest/([^/]+)")),
+    Route({"POST": "journal_batch_read"}, re.compile(_JOURNAL + "/batch/read")),
+    Route({"GET": "journal_batch_next"}, re.compile(_JOURNAL + "/batch/([^/]+)/next/([^/]+)")),
+    Route(
+        {"GET": "read_webhook_settings", "PUT": "put_webhook_settings", "DELETE": "delete_webhook_settings"},
+        re.compile(r"/webhooks/2026-03/([^/]+)/settings"),
     ),
     Route(
-        "POST",
-        re.compile(r"/crm/(?:associations/2026-03|v4/associations)/([^/]+)/([^/]+)/batch/associate/default"),
-        "batch_associate_default",
+        {"GET": "list_subscriptions", "POST": "create_subscription"},
+        re.compile(r"/webhooks/2026-03/([^/]+)/subscriptions"),
     ),
-    Route("POST", re.compile(r"/crm/(?:objects/2026-03|v3/objects)/([^/]+)/search"), "search"),
-    Route("GET", re.compile(r"/crm/(?:objects/2026-03|v3/objects)/([^/]+)/([^/]+)"), "read_object"),
-    Route("POST", re.compile(r"/oauth/(?:v1|2026-03)/token"), "oauth_token"),
+    Route(
+        {"GET": "read_subscription", "PATCH": "patch_subscription", "DELETE": "delete_subscription"},
+        re.compile(r"/webhooks/2026-03/([^/]+)/subscriptions/([^/]+)"),
+    ),
 )
 
 
@@ -88,6 +117,8 @@ class HubSpotApi:
             "read_object": self._read_object,
             "search": self._search,
             "oauth_token": self._oauth_token,
+            **LabelledAssociations(state).endpoints(),
+            **WebhookEndpoints(state).endpoints(),
         }
 
     def handle(self, request: Request) -> Answer:
@@ -95,10 +126,11 @@ class HubSpotApi:
         route, groups = _match(request.path)
         if route is None:
             return self._logged(request, "unknown", None, Answer(404, _no_route(request)))
-        if route.method != request.method:
-            answer = Answer(405, errors.error_body(405), {"Allow": route.method})
-            return self._logged(request, route.endpoint, None, answer)
-        endpoint = route.endpoint
+        endpoint = route.methods.get(request.method, "")
+        if not endpoint:
+            allowed = ", ".join(sorted(route.methods))
+            answer = Answer(405, errors.error_body(405), {"Allow": allowed})
+            return self._logged(request, next(iter(route.methods.values())), None, answer)
         token = None
         caller = Caller(AuthOutcome.OK)
         if endpoint != "oauth_token":
@@ -119,11 +151,13 @@ class HubSpotApi:
         if decision.answer is not None and not decision.answer.passes:
             return self._logged(request, endpoint, token, self._scripted(endpoint, decision.answer, caller))
         rate_headers: dict[str, str] = {}
-        if endpoint != "oauth_token":
-            is_search = endpoint == "search"
-            accepted, rate_headers = self.state.take(caller.window_key, search=is_search)
-            if not accepted:
-                body = errors.rate_limit_body("SECONDLY" if is_search else "TEN_SECONDLY_ROLLING")
+        # The token endpoint and the journal (exempt from the daily and ten-secondly limits in the spec)
+        # count against no limit.
+        if endpoint != "oauth_token" and endpoint not in JOURNAL_ENDPOINTS:
+            admission = self.state.admit(caller.window_key, search=endpoint == "search")
+            rate_headers = admission.headers
+            if not admission.accepted:
+                body = errors.rate_limit_body(admission.policy or "TEN_SECONDLY_ROLLING")
                 return self._logged(request, endpoint, token, Answer(429, body, rate_headers))
         try:
             answer, inputs = self._endpoints[endpoint](request, groups)
@@ -163,67 +197,92 @@ class HubSpotApi:
             policy = entry.policy or ("SECONDLY" if is_search else None)
             scopes, message = entry.missing_scopes, entry.message
             body = errors.body_for_status(entry.status, policy=policy, missing_scopes=scopes, message=message)
-        headers = {} if is_search else self.state.rate_headers(caller.window_key)
+        headers = self.state.rate_headers(caller.window_key)
+        if is_search:  # search answers carry the daily headers only
+            headers = {k: v for k, v in headers.items() if "Daily" in k}
         if entry.status == 477:
             headers["Retry-After"] = MIGRATION_RETRY_AFTER_S
         return Answer(entry.status, body, {**headers, **entry.headers})
 
-    def _completed(
-        self,
-        started: float,
-        type_id: int,
-        linked: list[tuple[str, str]],
-        problems: list[JsonObject],
-    ) -> bytes:
-        """The BatchResponsePublicDefaultAssociation of an association call, encoded."""
-        head = _RESULT_HEAD % type_id
-        results = ",".join([f'{head}{from_id}"}},"to":{{"id":"{to_id}"}}}}' for from_id, to_id in linked])
+    def _completed(self, started: float, linked: list[tuple[int, str, str]], problems: list[JsonObject]) -> bytes:
+        """The BatchResponsePublicDefaultAssociation of an association call, encoded.
+
+        ``linked`` holds (associationTypeId, fromId, toId) results, in order.
+        """
+        results = ",".join(
+            [f'{_RESULT_HEAD % type_id}{from_id}"}},"to":{{"id":"{to_id}"}}}}' for type_id, from_id, to_id in linked]
+        )
         times = f'"startedAt":"{iso_utc(started)}","completedAt":"{iso_utc(self.state.now())}"'
         text = f'{{"status":"COMPLETE","results":[{results}],{times}'
         if problems:
             text += f',"errors":{json.dumps(problems)},"numErrors":{len(problems)}'
         return (text + "}").encode()
 
+    def _default_type_ids(self, from_type: str, to_type: str) -> tuple[int, int]:
+        """The default type ids of a pair, both directions. Raises ValueError where HubSpot has no default."""
+        forward = self.state.default_type_id(from_type, to_type)
+        backward = self.state.default_type_id(to_type, from_type)
+        if forward is None or backward is None:
+            raise ValueError(
+                f"No default association is defined between {label(from_type)} and {label(to_type)}; "
+                "use a labelled association type (custom object types must be declared through the control API)"
+            )
+        return forward, backward
+
     # --- the endpoints: each returns (answer, association inputs received) ---
 
     def _associate_default(self, request: Request, groups: tuple[str, ...]) -> tuple[Answer, int]:
         from_raw, from_id, to_raw, to_id = (unquote(g) for g in groups)
-        from_type, to_type = _types(from_raw, to_raw)
+        from_type, to_type = pair_types(from_raw, to_raw)
         for name, value in (("fromObjectId", from_id), ("toObjectId", to_id)):
             if not is_object_id(value):
                 raise ValueError(f"{name}: expected 1-20 decimal digits, got {value!r}")
+        self._default_type_ids(from_type, to_type)
         started = self.state.now()
-        bad = self.state.screen((from_id, to_id))
+        sides = ((from_type, from_id), (to_type, to_id))
+        bad = self.state.check_sides(sides)
         if bad:
-            status, body = _invalid(bad, (from_type, from_id), (to_type, to_id))
+            status, body = invalid_answer(bad, sides)
             return Answer(status, body), 1
-        self.state.associate([(from_raw, from_id, to_raw, to_id)])
-        raw = self._completed(started, association_type_id(from_type, to_type), [(from_id, to_id)], [])
-        return Answer(200, raw=raw), 1
+        forward, backward = self._default_type_ids(from_type, to_type)
+        spec, reverse = ("HUBSPOT_DEFINED", forward), ("HUBSPOT_DEFINED", backward)
+        self.state.link((from_raw, to_raw), (from_type, to_type), [(from_id, to_id)], spec, reverse)
+        return Answer(200, raw=self._completed(started, [(forward, from_id, to_id)], [])), 1
 
     def _batch_associate_default(self, request: Request, groups: tuple[str, ...]) -> tuple[Answer, int]:
         from_raw, to_raw = (unquote(g) for g in groups)
-        from_type, to_type = _types(from_raw, to_raw)
-        pairs = _batch_pairs(request.json())
+        from_type, to_type = pair_types(from_raw, to_raw)
+        forward, backward = self._default_type_ids(from_type, to_type)
+        pairs = batch_pairs(request.json())
+        duplicate = _duplicate(pairs, from_type, to_type)
+        if duplicate is not None:
+            return Answer(400, duplicate), len(pairs)
         started = self.state.now()
-        bad = self.state.screen(i for pair in pairs for i in pair)
+        bad = self.state.check_sides(side for f, t in pairs for side in ((from_type, f), (to_type, t)))
         problems: list[JsonObject] = []
         linked = pairs
+        if bad and self.state.config.batch_errors == "whole":
+            # HubSpot refuses the whole batch, naming every invalid id (hubspot-api.md §8).
+            named = [(label(side[0]), side[1]) for side in bad]
+            return Answer(400, errors.invalid_batch_body(named)), len(pairs)
         if bad:
             linked = []
             for from_id, to_id in pairs:
-                if from_id in bad or to_id in bad:
-                    status, body = _invalid(bad, (from_type, from_id), (to_type, to_id))
+                sides = ((from_type, from_id), (to_type, to_id))
+                if any(side in bad for side in sides):
+                    status, body = invalid_answer(bad, sides)
                     problems.append(errors.batch_error(status, body))
                 else:
                     linked.append((from_id, to_id))
-        self.state.associate([(from_raw, from_id, to_raw, to_id) for from_id, to_id in linked])
-        type_id = association_type_id(from_type, to_type)
-        return Answer(200, raw=self._completed(started, type_id, linked, problems)), len(pairs)
+        spec, reverse = ("HUBSPOT_DEFINED", forward), ("HUBSPOT_DEFINED", backward)
+        self.state.link((from_raw, to_raw), (from_type, to_type), linked, spec, reverse)
+        # HubSpot's batch answers list both directions of each pair (hubspot-api.md §8).
+        results = [r for f, t in linked for r in ((forward, f, t), (backward, t, f))]
+        return Answer(200, raw=self._completed(started, results, problems)), len(pairs)
 
     def _read_object(self, request: Request, groups: tuple[str, ...]) -> tuple[Answer, int]:
         raw_type, object_id = (unquote(g) for g in groups)
-        object_type = _type(raw_type, "objectType")
+        object_type = object_type_of(raw_type, "objectType")
         if request.query_values("idProperty"):
             raise ValueError("idProperty: the simulator reads records by id only")
         if not is_object_id(object_id):
@@ -237,7 +296,7 @@ class HubSpotApi:
         return Answer(200, found), 0
 
     def _search(self, request: Request, groups: tuple[str, ...]) -> tuple[Answer, int]:
-        object_type = _type(unquote(groups[0]), "objectType")
+        object_type = object_type_of(unquote(groups[0]), "objectType")
         return Answer(200, self.state.search(object_type, SearchQuery.parse(request.json()))), 0
 
     def _oauth_token(self, request: Request, groups: tuple[str, ...]) -> tuple[Answer, int]:
@@ -266,55 +325,12 @@ def _no_route(request: Request) -> JsonObject:
     return errors.error_body(404, message=f"No API route for {request.method} {request.path}")
 
 
-def _type(raw: str, name: str) -> str:
-    canonical = canonical_type(raw)
-    if canonical is None:
-        raise ValueError(f"{name}: expected a HubSpot object type (e.g. deals, 0-3, 2-123), got {raw!r}")
-    return canonical
-
-
-def _types(from_raw: str, to_raw: str) -> tuple[str, str]:
-    return _type(from_raw, "fromObjectType"), _type(to_raw, "toObjectType")
-
-
-def _batch_pairs(data: Any) -> list[tuple[str, str]]:
-    """Validate a ``BatchInputPublicDefaultAssociationMultiPost``. Raises ValueError naming the bad input."""
-    inputs = data.get("inputs") if isinstance(data, dict) else None
-    if not isinstance(inputs, list):
-        raise ValueError('expected a body {"inputs": [{"from": {"id": "1"}, "to": {"id": "2"}}, ...]}')
-    if not 1 <= len(inputs) <= MAX_BATCH_INPUTS:
-        raise ValueError(f"inputs: expected 1 to {MAX_BATCH_INPUTS} inputs, got {len(inputs)}")
-    # The fast path takes well-formed inputs with string ids, which is every input of a sane client; anything
-    # else goes to the careful path, which accepts numeric ids and names the first bad input.
-    try:
-        from_ids = [item["from"]["id"] for item in inputs]
-        to_ids = [item["to"]["id"] for item in inputs]
-        if are_object_ids(from_ids) and are_object_ids(to_ids):
-            return list(zip(from_ids, to_ids, strict=True))
-    except (KeyError, TypeError):
-        pass  # malformed somewhere: the careful path finds where
-    return _careful_pairs(inputs)
-
-
-def _careful_pairs(inputs: list[Any]) -> list[tuple[str, str]]:
-    pairs = []
-    for i, item in enumerate(inputs):
-        ids = []
-        for side in ("from", "to"):
-            ref = item.get(side) if isinstance(item, dict) else None
-            value = ref.get("id") if isinstance(ref, dict) else None
-            # HubSpot's spec says string; a JSON number is accepted too, as lenient clients send them.
-            text = str(value) if isinstance(value, str | int) and not isinstance(value, bool) else ""
-            if not is_object_id(text):
-                raise ValueError(f"inputs[{i}].{side}.id: expected 1-20 decimal digits, got {value!r}")
-            ids.append(text)
-        pairs.append((ids[0], ids[1]))
-    return pairs
-
-
-def _invalid(bad: dict[str, int], *sides: tuple[str, str]) -> tuple[int, JsonObject]:
-    """HubSpot's answer for (type, id) sides, some invalid: the first invalid one named sets the status."""
-    named = [(label(object_type), object_id) for object_type, object_id in sides if object_id in bad]
-    status = bad[named[0][1]]
-    named = [(lbl, i) for lbl, i in named if bad[i] == status]
-    return status, errors.invalid_ids_body(named) if status == 400 else errors.not_found_body(named)
+def _duplicate(pairs: list[tuple[str, str]], from_type: str, to_type: str) -> JsonObject | None:
+    """HubSpot's 400 for a batch naming the same pair more than once (hubspot-api.md §8), or None."""
+    seen: dict[tuple[str, str], int] = {}
+    for i, pair in enumerate(pairs):
+        first = seen.setdefault(pair, i)
+        if first != i:
+            named = f"{label(from_type)}={pair[0]} -> {label(to_type)}={pair[1]}"
+            return errors.duplicate_inputs_body(named, first, i)
+    return None

@@ -11,12 +11,15 @@ from collections.abc import Callable
 from typing import Any
 
 from hubspot_sim import errors
+from hubspot_sim.association_types import is_custom
 from hubspot_sim.messages import Answer, Request
 from hubspot_sim.object_types import canonical_type, is_object_id
 from hubspot_sim.records import parse_seed
 from hubspot_sim.state import SimState
+from hubspot_sim.webhook_sender import DeliveryRequest
 
 Handler = Callable[[Request], Any]
+JOURNAL_FILES = "/_sim/journal/files/"  # + offset: a journal entry's events, where its fetch URL points
 OK = {"ok": True}
 
 
@@ -46,11 +49,19 @@ class ControlApi:
                 "DELETE": self._clear_invalid,
             },
             "/_sim/oauth-apps": {"POST": self._register_oauth_app},
+            "/_sim/object-types": {"GET": lambda _: state.object_types_json(), "POST": self._declare_types},
+            "/_sim/labels": {"POST": self._create_label},
+            "/_sim/webhooks/deliver": {"POST": self._deliver},
+            "/_sim/webhooks/deliveries": {"GET": lambda _: state.webhooks.deliveries_json()},
+            "/_sim/journal": {"GET": lambda _: state.journal.entries_json()},
+            "/_sim/journal/events": {"POST": self._journal_events},
         }
 
     def handle(self, request: Request) -> Answer:
         """The answer to one control request: 200 with JSON, 400 naming bad input, 404, or 405."""
         methods = self._routes.get(request.path.rstrip("/"))
+        if request.path.startswith(JOURNAL_FILES) and request.method == "GET":
+            return self._journal_file(request.path.removeprefix(JOURNAL_FILES))
         if methods is None:
             message = f"No control route {request.path}; see hubspot_sim/README.md"
             return Answer(404, errors.error_body(404, message=message))
@@ -59,9 +70,10 @@ class ControlApi:
             allowed = ", ".join(sorted(methods))
             return Answer(405, errors.error_body(405, message=f"Use {allowed}"), {"Allow": allowed})
         try:
-            return Answer(200, handler(request))
+            result = handler(request)
         except ValueError as exc:
             return Answer(400, errors.error_body(400, message=str(exc)))
+        return result if isinstance(result, Answer) else Answer(200, result)
 
     def _associations(self, request: Request) -> Any:
         since = request.query_values("since") or ["0"]
@@ -117,6 +129,53 @@ class ControlApi:
         credentials = (body["client_secret"], body["refresh_token"])
         self.state.register_oauth_app(body["client_id"], *credentials, int(str(portal)))
         return OK
+
+    def _declare_types(self, request: Request) -> Any:
+        body = request.json()
+        types = body.get("objectTypes") if isinstance(body, dict) else None
+        if not isinstance(types, list) or not types or not all(isinstance(t, str) for t in types):
+            raise ValueError('expected {"objectTypes": ["2-123", ...]}')
+        for i, raw in enumerate(types):
+            if not is_custom(raw) or canonical_type(raw) != raw:
+                raise ValueError(f"objectTypes[{i}]: expected a custom object type id such as 2-123, got {raw!r}")
+        self.state.declare_object_types(types)
+        return self.state.object_types_json()
+
+    def _create_label(self, request: Request) -> Any:
+        body = request.json()
+        if not isinstance(body, dict):
+            raise ValueError('expected {"fromObjectType", "toObjectType", "label", "inverseLabel"?}')
+        types = []
+        for key in ("fromObjectType", "toObjectType"):
+            canonical = canonical_type(str(body.get(key, "")))
+            if canonical is None:
+                raise ValueError(f"{key}: expected a HubSpot object type, got {body.get(key)!r}")
+            types.append(canonical)
+        name, inverse = body.get("label"), body.get("inverseLabel")
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"label: expected a non-empty string, got {name!r}")
+        if inverse is not None and (not isinstance(inverse, str) or not inverse.strip()):
+            raise ValueError(f"inverseLabel: expected null or a non-empty string, got {inverse!r}")
+        self.state.declare_object_types(t for t in types if is_custom(t))
+        return {"results": self.state.create_label(types[0], types[1], name, inverse)}
+
+    def _journal_events(self, request: Request) -> Any:
+        body = request.json()
+        events = body.get("events") if isinstance(body, dict) else None
+        if not isinstance(events, list) or not events or not all(isinstance(e, dict) for e in events):
+            raise ValueError('events: expected {"events": [{...}, ...]}, a non-empty list of objects')
+        written = self.state.journal.write(events)
+        return {"entries": [{"offset": e.offset, "portalId": e.portal_id} for e in written]}
+
+    def _journal_file(self, offset: str) -> Answer:
+        entry = self.state.journal.find(offset)
+        if entry is None:
+            return Answer(404, errors.error_body(404, message=f"No journal entry {offset} (unknown or expired)"))
+        return Answer(200, list(entry.events))
+
+    def _deliver(self, request: Request) -> Any:
+        delivery_id = self.state.webhooks.deliver(DeliveryRequest.parse(request.json()))
+        return Answer(202, {"id": delivery_id, "state": "pending"})
 
 
 def _is_id(value: Any) -> bool:

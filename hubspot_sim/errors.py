@@ -2,7 +2,8 @@
 
 Every body carries a fresh ``correlationId`` (a uuid4), as HubSpot's do. Ordinary errors follow the spec's
 ``Error`` schema (``category``, ``correlationId``, ``message`` required); 429s use HubSpot's own shape
-(``errorType`` and ``policyName`` instead of ``category``); per-input batch failures use ``StandardError``.
+(``errorType`` and ``policyName``, plus the ``category`` integrators report); per-input batch failures
+use ``StandardError``.
 """
 
 from __future__ import annotations
@@ -92,6 +93,9 @@ def rate_limit_body(policy: str = "TEN_SECONDLY_ROLLING") -> dict[str, Any]:
         "status": "error",
         "message": _RATE_LIMIT_MESSAGES.get(policy, f"You have reached your {policy.lower()} limit."),
         "errorType": "RATE_LIMIT",
+        # Not in HubSpot's documented 429 body, but integrators report it (hubspot-api.md §2.3), and it lets
+        # the body satisfy the spec's Error schema, which requires a category.
+        "category": "RATE_LIMITS",
         "correlationId": correlation_id(),
         "policyName": policy,
         "requestId": str(uuid.uuid4()),
@@ -127,6 +131,18 @@ def invalid_ids_body(bad: Sequence[tuple[str, str]]) -> dict[str, Any]:
         sub_category="INVALID_OBJECT_IDS",
         context=invalid_ids_context(bad),
     )
+
+
+def invalid_batch_body(bad: Sequence[tuple[str, str]]) -> dict[str, Any]:
+    """The 400 refusing a whole default batch that names ids that are not valid (hubspot-api.md §8)."""
+    context = {"INVALID_OBJECT_IDS": [f"{lbl}={object_id} is not valid" for lbl, object_id in bad]}
+    return error_body(400, message="One or more associations are invalid", context=context)
+
+
+def duplicate_inputs_body(named: str, first: int, again: int) -> dict[str, Any]:
+    """The 400 refusing a batch that names the same association twice (hubspot-api.md §8)."""
+    message = f"Duplicate association in the batch: {named} (inputs[{first}] and inputs[{again}])"
+    return error_body(400, message=message, context={"DUPLICATE_ASSOCIATIONS": [named]})
 
 
 def not_found_body(bad: Sequence[tuple[str, str]]) -> dict[str, Any]:

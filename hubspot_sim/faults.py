@@ -16,7 +16,36 @@ from typing import Any
 from hubspot_sim.errors import RATE_LIMIT_POLICIES
 
 #: The API endpoints by name, as ``/_sim/requests`` counts them and fault ``endpoints`` filters name them.
-ENDPOINTS = ("associate_default", "batch_associate_default", "read_object", "search", "oauth_token")
+ENDPOINTS = (
+    "associate_default",
+    "batch_associate_default",
+    "associate_labels",
+    "delete_association",
+    "read_associations",
+    "batch_create",
+    "batch_archive",
+    "batch_labels_archive",
+    "batch_read",
+    "association_labels",
+    "read_object",
+    "search",
+    "oauth_token",
+    "journal_earliest",
+    "journal_latest",
+    "journal_next",
+    "journal_batch_earliest",
+    "journal_batch_latest",
+    "journal_batch_next",
+    "journal_batch_read",
+    "read_webhook_settings",
+    "put_webhook_settings",
+    "delete_webhook_settings",
+    "list_subscriptions",
+    "create_subscription",
+    "read_subscription",
+    "patch_subscription",
+    "delete_subscription",
+)
 DEFAULT_ERROR_STATUS = 503
 DEFAULT_HANG_MS = 30_000  # past any sane client timeout: the point of a hang is that the client gives up
 _FAULT_KEYS = frozenset(

@@ -17,13 +17,14 @@ from urllib.parse import parse_qs
 
 @dataclass(frozen=True, slots=True)
 class Request:
-    """One HTTP request as the handlers see it: method, path, raw query string, raw body, auth header."""
+    """One HTTP request as the handlers see it: method, path, raw query string, raw body, auth and Host headers."""
 
     method: str
     path: str
     query: str = ""
     body: bytes = b""
     authorization: str | None = None
+    host: str | None = None
 
     def query_values(self, name: str) -> list[str]:
         """Every value of query parameter ``name``, comma-separated lists split (HubSpot's convention)."""

@@ -1,14 +1,13 @@
-"""HubSpot's CRM object types and ids as the simulator knows them: names, type ids, labels, default type ids.
+"""HubSpot's CRM object types and ids as the simulator knows them: names, type ids and labels.
 
 Types arrive in paths by name (singular or plural) or by type id (hubspot-api.md §1.3). They are
-normalised to one canonical name for lookups (the pair table, records), while associations are recorded
+normalised to one canonical name for lookups (association types, records), while associations are recorded
 exactly as the path spelled them, so that tests see what the client sent.
 """
 
 from __future__ import annotations
 
 import re
-import zlib
 
 #: Standard object names and their type ids (hubspot-api.md §1.3).
 NAME_TO_TYPE_ID = {
@@ -48,26 +47,6 @@ _CUSTOM_TYPE_ID = re.compile(r"2-[1-9][0-9]{0,11}")
 _OBJECT_ID = re.compile(r"[1-9][0-9]{0,19}")
 _OBJECT_IDS = re.compile(r"[1-9][0-9]{0,19}(?:,[1-9][0-9]{0,19})*")
 
-#: HubSpot-defined default (unlabelled) association type ids for the common pairs (hubspot-api.md §1.2).
-DEFAULT_TYPE_IDS = {
-    ("deals", "contacts"): 3,
-    ("contacts", "deals"): 4,
-    ("deals", "companies"): 341,
-    ("companies", "deals"): 342,
-    ("contacts", "companies"): 279,
-    ("companies", "contacts"): 280,
-    ("deals", "tickets"): 27,
-    ("tickets", "deals"): 28,
-    ("contacts", "tickets"): 15,
-    ("tickets", "contacts"): 16,
-    ("deals", "line_items"): 19,
-    ("line_items", "deals"): 20,
-    ("deals", "deals"): 451,
-}
-# Made-up ids for other pairs sit far above HubSpot's documented ones, so they cannot be mistaken for them.
-_MADE_UP_BASE = 100_000
-_MADE_UP_SPAN = 900_000
-
 
 def canonical_type(raw: str) -> str | None:
     """The canonical plural name (or custom ``2-<n>`` type id) of ``raw``; None if HubSpot would refuse it."""
@@ -100,15 +79,3 @@ def are_object_ids(values: list[str]) -> bool:
 def label(object_type: str) -> str:
     """HubSpot's upper-case singular of a canonical type (``line_items`` → ``LINE_ITEM``; custom: as is)."""
     return NAME_TO_LABEL.get(object_type, object_type.upper())
-
-
-def association_type_id(from_type: str, to_type: str) -> int:
-    """The default association type id of a canonical pair.
-
-    Pairs missing from HubSpot's table get a made-up id that is stable across runs and differs by
-    direction (a CRC of the ordered pair), as HubSpot's own ids do.
-    """
-    known = DEFAULT_TYPE_IDS.get((from_type, to_type))
-    if known is not None:
-        return known
-    return _MADE_UP_BASE + zlib.crc32(f"{from_type}>{to_type}".encode()) % _MADE_UP_SPAN

@@ -8,6 +8,7 @@ cursor.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +17,8 @@ from hubspot_sim.messages import iso_utc
 
 MAX_SEARCH_LIMIT = 200
 DEFAULT_SEARCH_LIMIT = 10
+#: HubSpot returns at most 10,000 results per query; paging past them is refused (hubspot-api.md §2.1, §8).
+MAX_SEARCH_RESULTS = 10_000
 # The operators HubSpot offers (crm-objects spec, Filter.operator), grouped by how they take their value.
 _ONE_VALUE = frozenset({"EQ", "NEQ", "GT", "GTE", "LT", "LTE", "CONTAINS_TOKEN", "NOT_CONTAINS_TOKEN"})
 _MANY_VALUES = frozenset({"IN", "NOT_IN"})
@@ -31,6 +34,11 @@ class Record:
     properties: dict[str, str | None]
     created_at: float
     updated_at: float
+    visible_at: float = 0.0  # before this epoch time the record does not exist yet for the API
+
+    def is_visible(self, now: float) -> bool:
+        """True once the record exists for the API (see ``visibleAfterMs``)."""
+        return now >= self.visible_at
 
     def all_properties(self) -> dict[str, str | None]:
         """Its properties plus ``hs_object_id``, which HubSpot records always have."""
@@ -57,14 +65,19 @@ class SeedRecord:
     object_type: str
     object_id: str
     properties: dict[str, str | None]
+    visible_after_ms: int = 0
 
 
 def parse_seed(
     raw: Any, canonical_type: Callable[[str], str | None], is_object_id: Callable[[str], bool]
 ) -> list[SeedRecord]:
-    """Validate ``{"records": [...]}``. Raises ValueError naming the first bad field (``records[2].id``)."""
+    """Validate ``{"records": [...], "visibleAfterMs"?}``. Raises ValueError naming the first bad field.
+
+    ``visibleAfterMs`` (top level, or per record, which wins) delays a record's existence for the API.
+    """
     if not isinstance(raw, dict) or not isinstance(raw.get("records"), list):
         raise ValueError('expected {"records": [{"objectType", "id", "properties"}, ...]}')
+    default_delay = _delay(raw.get("visibleAfterMs", 0), "visibleAfterMs")
     parsed = []
     for i, item in enumerate(raw["records"]):
         where = f"records[{i}]"
@@ -82,8 +95,15 @@ def parse_seed(
             raise ValueError(f"{where}.properties: expected an object, got {props!r}")
         # HubSpot stores every property value as a string; None stays None, meaning "explicitly empty".
         values = {str(k): (None if v is None else _as_text(v)) for k, v in props.items()}
-        parsed.append(SeedRecord(object_type, object_id, values))
+        delay = _delay(item.get("visibleAfterMs", default_delay), f"{where}.visibleAfterMs")
+        parsed.append(SeedRecord(object_type, object_id, values, delay))
     return parsed
+
+
+def _delay(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{where}: expected milliseconds (an integer of at least 0), got {value!r}")
+    return value
 
 
 def _as_text(value: Any) -> str:
@@ -170,6 +190,7 @@ class SearchQuery:
     properties: tuple[str, ...] = ()
     limit: int = DEFAULT_SEARCH_LIMIT
     after: int = 0
+    sorts: tuple[tuple[str, bool], ...] = ()  # (propertyName, descending)
 
     @classmethod
     def parse(cls, raw: Any) -> SearchQuery:
@@ -197,7 +218,9 @@ class SearchQuery:
         after = str(raw.get("after") or "0")
         if not after.isdigit():
             raise ValueError(f"after: expected a paging cursor from an earlier answer, got {after!r}")
-        return cls(tuple(parsed_groups), tuple(properties), limit, int(after))
+        if int(after) >= MAX_SEARCH_RESULTS:
+            raise SearchCapError(int(after))
+        return cls(tuple(parsed_groups), tuple(properties), limit, int(after), _sorts(raw.get("sorts")))
 
     def matches(self, props: Mapping[str, str | None]) -> bool:
         """True when any filter group matches entirely (no groups: every record)."""
@@ -205,12 +228,64 @@ class SearchQuery:
         return not groups or any(all(f.matches(props) for f in group) for group in groups)
 
     def page(self, found: Sequence[Record]) -> dict[str, Any]:
-        """The ``CollectionResponseWithTotalSimplePublicObject`` for this page of ``found``."""
-        chosen = found[self.after : self.after + self.limit]
+        """The ``CollectionResponseWithTotalSimplePublicObject`` for this page of ``found`` (sorted first)."""
+        ordered = list(found)
+        for name, descending in reversed(self.sorts):  # stable sorts: the first sort ends up the main key
+            ordered.sort(key=functools.partial(_record_sort_key, name), reverse=descending)
+        end = self.page_end(len(ordered))
         answer: dict[str, Any] = {
-            "total": len(found),
-            "results": [record.view(self.properties or None) for record in chosen],
+            "total": len(ordered),
+            "results": [record.view(self.properties or None) for record in ordered[self.after : end]],
         }
-        if self.after + self.limit < len(found):
-            answer["paging"] = {"next": {"after": str(self.after + self.limit)}}
+        if end < min(len(ordered), MAX_SEARCH_RESULTS):
+            answer["paging"] = {"next": {"after": str(end)}}
         return answer
+
+    def page_end(self, total: int) -> int:
+        """Where this page ends: ``after + limit``, but never past the total or the 10,000-result cap."""
+        return min(self.after + self.limit, total, MAX_SEARCH_RESULTS)
+
+
+class SearchCapError(ValueError):
+    """A search paging past HubSpot's 10,000 results per query."""
+
+    def __init__(self, after: int) -> None:
+        super().__init__(
+            f"after: {after} is past the {MAX_SEARCH_RESULTS:,} results a search can return; narrow the query "
+            "instead, e.g. filter hs_object_id GT the last id seen, sorted by hs_object_id ascending"
+        )
+
+
+def _sorts(raw: Any) -> tuple[tuple[str, bool], ...]:
+    """``sorts``: ``[{"propertyName", "direction": "ASCENDING"|"DESCENDING"}]`` or property names."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise ValueError(f"sorts: expected a list, got {raw!r}")
+    parsed = []
+    for i, item in enumerate(raw):
+        if isinstance(item, str):
+            parsed.append((item.lstrip("-"), item.startswith("-")))
+            continue
+        name = item.get("propertyName") if isinstance(item, dict) else None
+        direction = item.get("direction", "ASCENDING") if isinstance(item, dict) else None
+        if not isinstance(name, str) or direction not in ("ASCENDING", "DESCENDING"):
+            raise ValueError(
+                f'sorts[{i}]: expected {{"propertyName", "direction": ASCENDING|DESCENDING}}, got {item!r}'
+            )
+        parsed.append((name, direction == "DESCENDING"))
+    return tuple(parsed)
+
+
+def _record_sort_key(name: str, record: Record) -> tuple[int, float, str]:
+    return _sort_key(record.all_properties().get(name))
+
+
+def _sort_key(value: str | None) -> tuple[int, float, str]:
+    """Numbers before text, numerically; missing values last."""
+    if value is None:
+        return (2, 0.0, "")
+    try:
+        return (0, float(value), "")
+    except ValueError:
+        return (1, 0.0, value.lower())

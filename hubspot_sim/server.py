@@ -131,7 +131,9 @@ class Handler(BaseHTTPRequestHandler):
             return None
         body = self.rfile.read(length) if length else b""
         url = urlsplit(self.path)
-        return Request(self.command, url.path, url.query, body, self.headers.get("Authorization"))
+        return Request(
+            self.command, url.path, url.query, body, self.headers.get("Authorization"), self.headers.get("Host")
+        )
 
     def _write(self, answer: Answer) -> None:
         if answer.drop:
@@ -246,6 +248,7 @@ class SimServer:
         if self._httpd is None or self._stopping.is_set():
             return
         self._stopping.set()
+        self.state.webhooks.stop()
         self._httpd.shutdown()
         self._httpd.server_close()
         self._httpd.close_connections()

@@ -11,22 +11,44 @@ import enum
 import random
 import threading
 import time
-from collections import Counter, deque
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
-from itertools import islice
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from hubspot_sim.association_store import AssociationKey, AssociationStore
+from hubspot_sim.association_types import (
+    LabelRegistry,
+    Spec,
+    default_type_id,
+    is_custom,
+    made_up_type_id,
+)
 from hubspot_sim.config import Config
+from hubspot_sim.daily_limits import DEFAULT_TIMEZONE, DailyCounters
 from hubspot_sim.faults import Decision, Faults
+from hubspot_sim.inputs import Side
+from hubspot_sim.invalid_ids import InvalidIds
+from hubspot_sim.journal import Journal
 from hubspot_sim.oauth import OAuthApp, OAuthRegistry
+from hubspot_sim.object_types import canonical_type
 from hubspot_sim.rate_limits import RateLimit, RollingWindows, parse_rate_limit
 from hubspot_sim.records import Record, SearchQuery, SeedRecord
+from hubspot_sim.request_log import RequestLog
+from hubspot_sim.synthetic_records import SyntheticRecords
+from hubspot_sim.webhook_sender import WebhookSender
+from hubspot_sim.webhook_settings import WebhookApps
 
-RECENT_REQUESTS = 200
+#: The one daily allowance static tokens share (HubSpot's is per account; OAuth portals have their own).
+STATIC_ACCOUNT = "account"
 
-#: (fromObjectType, fromObjectId, toObjectType, toObjectId), the types exactly as the path gave them.
-AssociationKey = tuple[str, str, str, str]
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """Whether the limits let one request through; if not, the ``policy`` it hit; the headers to send."""
+
+    accepted: bool
+    headers: dict[str, str]
+    policy: str | None = None
 
 
 class AuthOutcome(enum.Enum):
@@ -46,33 +68,6 @@ class Caller:
     window_key: str = ""
 
 
-@dataclass(slots=True)
-class InvalidId:
-    """An id answering ``status`` until ``remaining`` more requests have named it, or until ``until``."""
-
-    status: int
-    remaining: int | None = None
-    until: float | None = None
-
-
-@dataclass(slots=True)
-class RequestLog:
-    """Counts of API requests (``GET /_sim/requests``)."""
-
-    total: int = 0
-    by_status: Counter[str] = field(default_factory=Counter)
-    by_endpoint: Counter[str] = field(default_factory=Counter)
-    recent: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=RECENT_REQUESTS))
-    inputs_total: int = 0
-    first_at: float | None = None
-    last_at: float | None = None
-
-
-def token_hint(token: str | None) -> str:
-    """The last 4 characters of a token, and nothing for short ones (where 4 would give too much away)."""
-    return token[-4:] if token and len(token) > 8 else ""
-
-
 class SimState:
     """All simulator state behind one lock (see the module docstring)."""
 
@@ -86,10 +81,15 @@ class SimState:
         records: Sequence[SeedRecord] = (),
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
+        batch_errors: str = "whole",
+        records_mode: str = "any",
+        daily_limit: int | None = None,
+        timezone: str = DEFAULT_TIMEZONE,
+        synthetic: Mapping[str, int] | None = None,
     ) -> None:
         """The start-up configuration and seed, which ``reset()`` returns to.
 
-        Raises ValueError for a malformed rate limit.
+        Raises ValueError for a malformed rate limit, an unknown mode or time zone, or a daily limit below 1.
         """
         self._lock = threading.Lock()
         self._clock = clock
@@ -99,21 +99,39 @@ class SimState:
             rate_limit=parse_rate_limit(rate_limit),
             search_rate_limit=parse_rate_limit(search_rate_limit),
             latency_ms=latency_ms,
+            batch_errors=batch_errors,
+            records=records_mode,
+            daily_limit=daily_limit,
+            timezone=timezone,
         )
         self._start_records = list(records)
+        created = clock()
+        self._synthetic = {t: SyntheticRecords(t, n, created) for t, n in (synthetic or {}).items()}
+        #: The webhooks journal, apps' webhook settings and the webhook sender each hold their own lock
+        #: (deliveries run on their own threads); reset() empties them. Every delivery is journalled.
+        self.journal = Journal(clock)
+        self.apps = WebhookApps(clock)
+        self.webhooks = WebhookSender(clock=clock, on_sent=self.journal.write)
         self.reset()
 
     def reset(self) -> None:
-        """Back to the start-up configuration and seed; associations, log, faults, ids and OAuth emptied."""
+        """Back to the start-up configuration and seed; all else (associations, deliveries, journal...) emptied."""
+        self.webhooks.clear()
+        self.journal.clear()
+        self.apps.clear()
         with self._lock:
             self._config = self._start
             self._windows = _windows(self._start.rate_limit)
             self._search_windows = _windows(self._start.search_rate_limit)
-            self._associations: dict[AssociationKey, float] = {}
+            self._daily = _daily(self._start)
+            self._custom_types: set[str] = set()
+            self._hidden: set[Side] = set()  # seeded records not visible yet (visibleAfterMs)
+            self._associations = AssociationStore()
+            self._labels = LabelRegistry()
             self._log = RequestLog()
             self._faults = Faults()
             self._records: dict[tuple[str, str], Record] = {}
-            self._invalid: dict[str, InvalidId] = {}
+            self._invalid = InvalidIds()
             self._oauth = OAuthRegistry()
             self._seed(self._start_records)
 
@@ -131,13 +149,21 @@ class SimState:
                 self._windows = _windows(new.rate_limit)
             if new.search_rate_limit != self._config.search_rate_limit:
                 self._search_windows = _windows(new.search_rate_limit)
+            if new.daily() != self._config.daily():
+                self._daily = _daily(new)
             self._config = new
             return new.as_dict()
 
+    @property
+    def config(self) -> Config:
+        """The configuration in force (a frozen value: safe to read without the lock)."""
+        return self._config
+
     def config_json(self) -> dict[str, Any]:
-        """``GET /_sim/config``."""
+        """``GET /_sim/config`` (with the synthetic record counts, which only the command line sets)."""
         with self._lock:
-            return self._config.as_dict()
+            synthetic = {t: s.count for t, s in self._synthetic.items()}
+            return {**self._config.as_dict(), "synthetic_records": synthetic}
 
     def set_faults(self, body: Any) -> dict[str, Any]:
         """Merge a ``POST /_sim/faults`` body into the faults in force; returns them."""
@@ -194,12 +220,50 @@ class SimState:
             accepted, remaining = windows.take(window_key, self._clock())
             return accepted, ({} if search else windows.limit.headers(remaining))
 
+    def admit(self, window_key: str, *, search: bool = False) -> Admission:
+        """Count one request against the daily allowance and the rolling window, if both have room.
+
+        The daily allowance is checked first (a request past it answers DAILY); a request refused by either
+        counts in neither. Daily headers go on every answer while a daily limit is set (search's too);
+        rolling-window headers never on search's, as HubSpot's.
+        """
+        with self._lock:
+            now = self._clock()
+            account = _account(window_key)
+            daily_headers: dict[str, str] = {}
+            if self._daily is not None:
+                left = self._daily.remaining(account, now)
+                daily_headers = self._daily.limit.headers(left)
+                if left <= 0:
+                    return Admission(
+                        False, {**self._rolling_headers(window_key, now, search), **daily_headers}, "DAILY"
+                    )
+            windows = self._search_windows if search else self._windows
+            if windows is not None:
+                accepted, remaining = windows.take(window_key, now)
+                rolling = {} if search else windows.limit.headers(remaining)
+                if not accepted:
+                    policy = "SECONDLY" if search else "TEN_SECONDLY_ROLLING"
+                    return Admission(False, {**rolling, **daily_headers}, policy)
+            else:
+                rolling = {}
+            if self._daily is not None:
+                daily_headers = self._daily.limit.headers(self._daily.take(account, now))
+            return Admission(True, {**rolling, **daily_headers})
+
+    def _rolling_headers(self, window_key: str, now: float, search: bool) -> dict[str, str]:
+        if search or self._windows is None or not window_key:
+            return {}
+        return self._windows.limit.headers(self._windows.remaining(window_key, now))
+
     def rate_headers(self, window_key: str) -> dict[str, str]:
         """``window_key``'s rate-limit headers now, without counting a request (for scripted answers)."""
         with self._lock:
-            if self._windows is None or not window_key:
-                return {}
-            return self._windows.limit.headers(self._windows.remaining(window_key, self._clock()))
+            now = self._clock()
+            headers = self._rolling_headers(window_key, now, search=False)
+            if self._daily is not None and window_key:
+                headers.update(self._daily.limit.headers(self._daily.remaining(_account(window_key), now)))
+            return headers
 
     # --- records ---
 
@@ -214,22 +278,91 @@ class SimState:
             key = (seed.object_type, seed.object_id)
             old = self._records.get(key)
             created = old.created_at if old is not None else now
-            self._records[key] = Record(seed.object_id, dict(seed.properties), created, now)
+            visible_at = now + seed.visible_after_ms / 1000
+            self._records[key] = Record(seed.object_id, dict(seed.properties), created, now, visible_at)
+            if seed.visible_after_ms:
+                self._hidden.add(key)
+            else:
+                self._hidden.discard(key)
+            if is_custom(seed.object_type):
+                self._custom_types.add(seed.object_type)
         return len(records)
+
+    def declare_object_types(self, object_types: Iterable[str]) -> None:
+        """``POST /_sim/object-types``: custom types (``2-<n>``) that then have default associations."""
+        with self._lock:
+            self._custom_types.update(object_types)
+
+    def object_types_json(self) -> dict[str, Any]:
+        """``GET /_sim/object-types``: the custom types known (declared or seeded)."""
+        with self._lock:
+            return {"objectTypes": sorted(self._custom_types)}
+
+    def default_type_id(self, from_type: str, to_type: str) -> int | None:
+        """The default association type id of a canonical pair, None if HubSpot has none for it."""
+        with self._lock:
+            return default_type_id(from_type, to_type, self._custom_types)
+
+    def check_sides(self, sides: Iterable[Side]) -> dict[Side, int]:
+        """The sides of one association request that are not valid now, with the status they answer.
+
+        An id marked through ``/_sim/invalid-ids`` answers its status (and the request counts once against
+        its ``ttl_requests``); a seeded record not visible yet answers 404, and so does any record not
+        seeded when ``records`` is ``strict``.
+        """
+        with self._lock:
+            strict = self._config.records == "strict"
+            if not (self._invalid or self._hidden or strict):  # the benchmarks' hot path
+                return {}
+            unique = list(dict.fromkeys(sides))
+            marked = self._invalid.screen((object_id for _, object_id in unique), self._clock())
+            now = self._clock()
+            bad: dict[Side, int] = {}
+            for side in unique:
+                if side[1] in marked:
+                    bad[side] = marked[side[1]]
+                elif not self._exists(side, now, strict=strict):
+                    bad[side] = 404
+            return bad
+
+    def _exists(self, side: Side, now: float, *, strict: bool) -> bool:
+        record = self._records.get(side)
+        if record is None:
+            synthetic = self._synthetic.get(side[0])
+            return not strict or (synthetic is not None and synthetic.has(side[1]))
+        if side in self._hidden:
+            if not record.is_visible(now):
+                return False
+            self._hidden.discard(side)
+        return True
 
     def read_record(self, object_type: str, object_id: str, wanted: Sequence[str]) -> dict[str, Any] | None:
         """A record's ``SimplePublicObject`` JSON (only the ``wanted`` properties, if any), or None."""
         with self._lock:
             record = self._records.get((object_type, object_id))
-            return record.view(wanted) if record is not None else None
+            if record is None:
+                synthetic = self._synthetic.get(object_type)
+                if synthetic is not None and synthetic.has(object_id):
+                    return synthetic.record(object_id).view(wanted)
+                return None
+            if not record.is_visible(self._clock()):
+                return None
+            return record.view(wanted)
 
     def search(self, object_type: str, query: SearchQuery) -> dict[str, Any]:
-        """Search the records of ``object_type``; ids marked invalid are not visible to search yet."""
+        """Search the records of ``object_type``; ids marked invalid are not visible to search yet.
+
+        Raises ValueError for a query synthetic records cannot answer (see ``SyntheticRecords``).
+        """
         with self._lock:
             now = self._clock()
+            synthetic = self._synthetic.get(object_type)
+            if synthetic is not None:
+                seeded = {rid: r for (rtype, rid), r in self._records.items() if rtype == object_type}
+                return synthetic.search(query, seeded)
             found = []
             for (rtype, rid), record in self._records.items():
-                visible = rtype == object_type and not self._invalid_now(rid, now)
+                visible = rtype == object_type and record.is_visible(now) and not self._invalid.is_invalid(rid, now)
                 if visible and query.matches(record.all_properties()):
                     found.append(record)
             return query.page(found)
@@ -256,8 +389,7 @@ class SimState:
         whichever comes first; with neither it stays invalid until cleared or reset.
         """
         with self._lock:
-            for object_id in ids:
-                self._invalid[str(object_id)] = InvalidId(status, ttl_requests, until)
+            self._invalid.mark(ids, status, ttl_requests, until)
 
     def clear_invalid(self) -> None:
         """``DELETE /_sim/invalid-ids``: every id valid again."""
@@ -267,50 +399,107 @@ class SimState:
     def invalid_json(self) -> dict[str, Any]:
         """``GET /_sim/invalid-ids``."""
         with self._lock:
-            now = self._clock()
-            live = [(i, entry) for i, entry in list(self._invalid.items()) if self._invalid_now(i, now)]
-            return {
-                "ids": [
-                    {"id": i, "status": entry.status, "ttl_requests": entry.remaining, "until": entry.until}
-                    for i, entry in live
-                ]
-            }
+            return self._invalid.as_json(self._clock())
 
     def screen(self, ids: Iterable[str]) -> dict[str, int]:
         """The ids of one request that are invalid now, with their status; counts the request against each."""
         with self._lock:
-            if not self._invalid:  # the common case, and the benchmarks' hot path
-                return {}
-            now = self._clock()
-            bad: dict[str, int] = {}
-            for object_id in dict.fromkeys(ids):
-                if not self._invalid_now(object_id, now):
-                    continue
-                entry = self._invalid[object_id]
-                bad[object_id] = entry.status
-                if entry.remaining is not None:
-                    entry.remaining -= 1
-                    if entry.remaining <= 0:
-                        del self._invalid[object_id]
-            return bad
-
-    def _invalid_now(self, object_id: str, now: float) -> bool:
-        entry = self._invalid.get(object_id)
-        if entry is None:
-            return False
-        if entry.until is not None and now >= entry.until:
-            del self._invalid[object_id]
-            return False
-        return True
+            return self._invalid.screen(ids, self._clock())
 
     # --- associations and the request log ---
 
     def associate(self, keys: Iterable[AssociationKey]) -> None:
-        """Record associations: a set in first-seen order, so that re-associating is an idempotent success."""
+        """Record default associations given as keys (types as spelled): a convenience for tests.
+
+        Pairs without a HubSpot default get a made-up type id, so that any key can be recorded.
+        """
+        for from_raw, from_id, to_raw, to_id in keys:
+            types = (canonical_type(from_raw) or from_raw, canonical_type(to_raw) or to_raw)
+            with self._lock:
+                forward = default_type_id(*types, self._custom_types) or made_up_type_id(*types)
+                backward = default_type_id(types[1], types[0], self._custom_types) or made_up_type_id(
+                    types[1], types[0]
+                )
+            self.link(
+                (from_raw, to_raw),
+                types,
+                [(from_id, to_id)],
+                ("HUBSPOT_DEFINED", forward),
+                ("HUBSPOT_DEFINED", backward),
+            )
+
+    def link(
+        self,
+        spelled: tuple[str, str],
+        types: tuple[str, str],
+        pairs: Sequence[tuple[str, str]],
+        forward: Spec,
+        backward: Spec,
+    ) -> None:
+        """Associate ``pairs`` with type ``forward`` (``backward`` the other way); see ``AssociationStore.add``."""
         with self._lock:
-            now = self._clock()
-            for key in keys:
-                self._associations.setdefault(key, now)
+            self._associations.add(spelled, types, pairs, forward, backward, self._clock())
+
+    def unlink(self, from_type: str, to_type: str, pairs: Iterable[tuple[str, str]]) -> int:
+        """Remove the associations of ``pairs`` entirely (both ways); returns how many there were."""
+        with self._lock:
+            return sum(self._associations.remove((from_type, f, to_type, t)) for f, t in pairs)
+
+    def unlink_types(
+        self, from_type: str, to_type: str, pairs: Iterable[tuple[str, str]], specs: Sequence[Spec]
+    ) -> None:
+        """Remove the types ``specs`` from ``pairs`` (their reverses too). Raises ValueError for an unknown type.
+
+        Removing the unlabelled type removes the association, labels and all, as it does in HubSpot.
+        """
+        with self._lock:
+            backward = [self._labels.reverse(from_type, to_type, spec, self._custom_types) for spec in specs]
+            default = default_type_id(from_type, to_type, self._custom_types)
+            for from_id, to_id in pairs:
+                if ("HUBSPOT_DEFINED", default) in specs:
+                    self._associations.remove((from_type, from_id, to_type, to_id))
+                    continue
+                self._associations.remove_types((from_type, from_id, to_type, to_id), specs, backward)
+
+    def reverse_spec(self, from_type: str, to_type: str, spec: Spec) -> Spec:
+        """The type of the other direction. Raises ValueError when ``spec`` is not a type of the pair."""
+        with self._lock:
+            return self._labels.reverse(from_type, to_type, spec, self._custom_types)
+
+    def associated(self, object_type: str, object_id: str, to_type: str) -> list[dict[str, Any]]:
+        """The ``MultiAssociatedObjectWithLabel`` entries of one record towards ``to_type``."""
+        with self._lock:
+            return [
+                {
+                    "toObjectId": to_id,
+                    "associationTypes": self._describe((object_type, object_id, to_type, to_id), specs),
+                }
+                for to_id, specs in self._associations.associated(object_type, object_id, to_type)
+            ]
+
+    def labels_between(self, direction: tuple[str, str, str, str]) -> list[str]:
+        """The label names (labelled types only) of one direction, sorted."""
+        with self._lock:
+            described = self._describe(direction, self._associations.types(direction))
+            return sorted(str(d["label"]) for d in described if "label" in d)
+
+    def label_definitions(self, from_type: str, to_type: str) -> list[dict[str, Any]]:
+        """``GET /crm/v4/associations/{from}/{to}/labels``: every type of the pair, HubSpot's first."""
+        with self._lock:
+            return [d.as_dict() for d in self._labels.definitions(from_type, to_type, self._custom_types)]
+
+    def create_label(self, from_type: str, to_type: str, label: str, inverse_label: str | None) -> list[dict[str, Any]]:
+        """``POST /_sim/labels``: a USER_DEFINED label and its inverse. Raises ValueError for a repeated name."""
+        with self._lock:
+            return [d.as_dict() for d in self._labels.create(from_type, to_type, label, inverse_label)]
+
+    def _describe(self, direction: tuple[str, str, str, str], specs: Iterable[Spec]) -> list[dict[str, Any]]:
+        from_type, _, to_type, _ = direction
+        described = []
+        for spec in sorted(specs, key=lambda s: (s[0], s[1])):
+            found = self._labels.find(from_type, to_type, spec, self._custom_types)
+            described.append(found.as_dict() if found else {"category": spec[0], "typeId": spec[1]})
+        return described
 
     def log(
         self,
@@ -325,60 +514,18 @@ class SimState:
     ) -> None:
         """Count one API request; its ``inputs`` (association pairs) add to ``inputs_total`` on a 200."""
         with self._lock:
-            now = self._clock()
-            log = self._log
-            log.total += 1
-            log.by_status[str(status)] += 1
-            log.by_endpoint[endpoint] += 1
-            if status == 200:
-                log.inputs_total += inputs
-            if log.first_at is None:
-                log.first_at = now
-            log.last_at = now
-            log.recent.append(
-                {
-                    "method": method,
-                    "path": path,
-                    "status": status,
-                    "at": now,
-                    "endpoint": endpoint,
-                    "inputs": inputs,
-                    "token_hint": token_hint(token),
-                    "correlation_id": correlation_id,
-                }
-            )
+            entry = {"method": method, "path": path, "status": status, "at": self._clock(), "endpoint": endpoint}
+            self._log.record({**entry, "inputs": inputs, "correlation_id": correlation_id}, token)
 
     def associations_json(self, since: int = 0) -> dict[str, Any]:
         """``GET /_sim/associations``: every association after the first ``since``, in first-seen order."""
         with self._lock:
-            listed = islice(self._associations.items(), since, None)
-            return {
-                "total": len(self._associations),
-                "associations": [
-                    {
-                        "fromObjectType": from_type,
-                        "fromObjectId": from_id,
-                        "toObjectType": to_type,
-                        "toObjectId": to_id,
-                        "received_at": at,
-                    }
-                    for (from_type, from_id, to_type, to_id), at in listed
-                ],
-            }
+            return self._associations.listing(since, self._describe)
 
     def requests_json(self) -> dict[str, Any]:
         """``GET /_sim/requests``."""
         with self._lock:
-            log = self._log
-            return {
-                "total": log.total,
-                "by_status": dict(log.by_status),
-                "by_endpoint": dict(log.by_endpoint),
-                "recent": list(log.recent),
-                "inputs_total": log.inputs_total,
-                "first_at": log.first_at,
-                "last_at": log.last_at,
-            }
+            return self._log.as_dict()
 
     # --- OAuth ---
 
@@ -405,3 +552,13 @@ class SimState:
 
 def _windows(limit: RateLimit | None) -> RollingWindows | None:
     return RollingWindows(limit) if limit is not None else None
+
+
+def _daily(config: Config) -> DailyCounters | None:
+    limit = config.daily()
+    return DailyCounters(limit) if limit is not None else None
+
+
+def _account(window_key: str) -> str:
+    """The account a window key belongs to: an OAuth portal, or the one account of static tokens."""
+    return window_key if window_key.startswith("portal:") else STATIC_ACCOUNT

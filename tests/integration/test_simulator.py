@@ -175,8 +175,9 @@ class TestSingleAssociation:
         path = f"/crm/objects/2026-03/{from_type}/1/associations/default/{to_type}/2"
         assert sim.api("PUT", path).json()["results"][0]["associationSpec"]["associationTypeId"] == type_id
 
-    def test_other_pairs_get_a_stable_id_per_direction(self, sim: Client) -> None:
-        """A pair outside the table gets a made-up id that repeats and differs from the reverse direction."""
+    def test_declared_custom_pairs_get_a_stable_id_per_direction(self, sim: Client) -> None:
+        """A declared custom type's pair gets a made-up id that repeats and differs from the reverse direction."""
+        sim.control("POST", "object-types", {"objectTypes": ["2-1234"]})
 
         def type_id(from_type: str, to_type: str) -> int:
             """The type id answered for one direction."""
@@ -241,13 +242,16 @@ class TestBatch:
     """POST .../batch/associate/default associates up to 2,000 pairs."""
 
     def test_every_input_is_associated(self, sim: Client, schemas: Any) -> None:
-        """100 inputs give 100 results and 100 associations, in order."""
+        """100 inputs give 100 associations, in order, and 200 results: both directions of each pair."""
         pairs = [(str(1000 + i), str(2000 + i)) for i in range(100)]
         response = sim.batch(pairs)
         body = response.json()
         schemas(ASSOCIATIONS, "BatchResponsePublicDefaultAssociation", body)
         assert response.status_code == 200
-        assert [(r["from"]["id"], r["to"]["id"]) for r in body["results"]] == pairs
+        assert [(r["from"]["id"], r["to"]["id"]) for r in body["results"][::2]] == pairs
+        assert [(r["to"]["id"], r["from"]["id"]) for r in body["results"][1::2]] == pairs
+        assert {r["associationSpec"]["associationTypeId"] for r in body["results"][::2]} == {3}
+        assert {r["associationSpec"]["associationTypeId"] for r in body["results"][1::2]} == {4}
         assert "errors" not in body
         assert sim.pairs() == [("deals", f, "contacts", t) for f, t in pairs]
 
@@ -255,16 +259,17 @@ class TestBatch:
         """The v4 path takes the 2,000-input maximum."""
         pairs = [(str(i), "9") for i in range(1, 2001)]
         response = sim.batch(pairs, path="/crm/v4/associations/deals/contacts/batch/associate/default")
-        assert (response.status_code, len(response.json()["results"])) == (200, 2000)
+        assert (response.status_code, len(response.json()["results"])) == (200, 4000)
         assert sim.control("GET", "associations")["total"] == 2000
 
-    def test_failing_inputs_are_listed_in_errors(self, sim: Client, schemas: Any) -> None:
-        """Each input naming an invalid or missing id gets an errors[] entry naming it; the rest associate."""
+    def test_failing_inputs_are_listed_in_errors_per_input(self, sim: Client, schemas: Any) -> None:
+        """With per-input batch errors, each input naming an invalid or missing id gets an errors[] entry."""
+        sim.control("PUT", "config", {"batch_errors": "per-input"})
         sim.control("POST", "invalid-ids", {"ids": ["666"], "status": 400})
         sim.control("POST", "invalid-ids", {"ids": ["777"], "status": 404})
         body = sim.batch([("1", "2"), ("666", "2"), ("3", "777"), ("4", "5")]).json()
         schemas(ASSOCIATIONS, "BatchResponsePublicDefaultAssociation", body)
-        assert [(r["from"]["id"], r["to"]["id"]) for r in body["results"]] == [("1", "2"), ("4", "5")]
+        assert [(r["from"]["id"], r["to"]["id"]) for r in body["results"][::2]] == [("1", "2"), ("4", "5")]
         assert body["numErrors"] == 2
         invalid, missing = body["errors"]
         assert (invalid["category"], invalid["message"]) == ("VALIDATION_ERROR", INVALID_MESSAGE)
@@ -330,7 +335,7 @@ class TestRateLimit:
         assert {a.headers["X-HubSpot-RateLimit-Max"] for a in answers} == {"3"}
         assert {a.headers["X-HubSpot-RateLimit-Interval-Milliseconds"] for a in answers} == {"10000"}
         body = answers[-1].json()
-        assert set(body) == {"status", "message", "errorType", "correlationId", "policyName", "requestId"}
+        assert set(body) == {"status", "message", "errorType", "category", "correlationId", "policyName", "requestId"}
         assert (body["status"], body["errorType"], body["policyName"]) == (
             "error",
             "RATE_LIMIT",
@@ -342,7 +347,7 @@ class TestRateLimit:
 
     def test_answers_keep_their_bodies_under_a_limit(self, sim: Client, schemas: Any) -> None:
         """With a limit on, batch answers (errors included), reads and refusals still carry their bodies."""
-        sim.control("PUT", "config", {"rate_limit": "100/10s"})
+        sim.control("PUT", "config", {"rate_limit": "100/10s", "batch_errors": "per-input"})
         sim.control("POST", "invalid-ids", {"ids": ["666"]})
         batch = sim.batch([("1", "2"), ("666", "2")])
         schemas(ASSOCIATIONS, "BatchResponsePublicDefaultAssociation", batch.json())

@@ -62,7 +62,8 @@ class TestSimulatorAnswers:
         }
 
     def test_batch_with_errors(self, sim: Sim) -> None:
-        """A batch with one invalid id answers the same schema, with errors[] and numErrors."""
+        """With per-input errors, a batch with one invalid id answers the same schema, with errors[]."""
+        requests.put(f"{sim.url}/_sim/config", json={"batch_errors": "per-input"}, timeout=5).raise_for_status()
         sim.post("/_sim/invalid-ids", {"ids": ["666"], "status": 400})
         inputs = {"inputs": [{"from": {"id": "1"}, "to": {"id": "2"}}, {"from": {"id": "666"}, "to": {"id": "2"}}]}
         check("crm-associations-2026-03.json", "BatchInputPublicDefaultAssociationMultiPost", inputs)
@@ -120,6 +121,67 @@ class TestSimulatorAnswers:
             timeout=5,
         ).json()
         check("oauth-2026-03.json", "AccessTokenResponse", body)
+
+
+class TestNewFailureBodies:
+    """Every failure body of HubSpot's real behaviour (issue 11) follows the spec's Error schema."""
+
+    def put_config(self, sim: Sim, config: dict[str, Any]) -> None:
+        """PUT /_sim/config."""
+        requests.put(f"{sim.url}/_sim/config", json=config, timeout=5).raise_for_status()
+
+    def batch(self, sim: Sim, pairs: list[tuple[str, str]], types: str = "deals/contacts") -> requests.Response:
+        """One default batch."""
+        inputs = {"inputs": [{"from": {"id": f}, "to": {"id": t}} for f, t in pairs]}
+        url = f"{sim.url}/crm/associations/2026-03/{types}/batch/associate/default"
+        return requests.post(url, json=inputs, headers=AUTH, timeout=5)
+
+    def test_whole_batch_refusal(self, sim: Sim) -> None:
+        """The 400 refusing a batch with an invalid id."""
+        sim.post("/_sim/invalid-ids", {"ids": ["666"]})
+        response = self.batch(sim, [("666", "2")])
+        assert response.status_code == 400
+        check("crm-associations-2026-03.json", "Error", response.json())
+
+    def test_duplicate_pair(self, sim: Sim) -> None:
+        """The 400 refusing a batch naming a pair twice."""
+        response = self.batch(sim, [("1", "2"), ("1", "2")])
+        assert response.status_code == 400
+        check("crm-associations-2026-03.json", "Error", response.json())
+
+    def test_pair_without_a_default(self, sim: Sim) -> None:
+        """The 400 for a pair HubSpot defines no default association for."""
+        response = self.batch(sim, [("1", "2")], types="contacts/products")
+        assert response.status_code == 400
+        check("crm-associations-2026-03.json", "Error", response.json())
+
+    def test_strict_records(self, sim: Sim) -> None:
+        """The 404 of a single PUT naming an unseeded record, and the per-input errors of a batch."""
+        self.put_config(sim, {"records": "strict"})
+        response = requests.put(
+            f"{sim.url}/crm/objects/2026-03/deals/1/associations/default/contacts/2", headers=AUTH, timeout=5
+        )
+        assert response.status_code == 404
+        check("crm-associations-2026-03.json", "Error", response.json())
+        self.put_config(sim, {"batch_errors": "per-input"})
+        body = self.batch(sim, [("1", "2")]).json()
+        check("crm-associations-2026-03.json", "BatchResponsePublicDefaultAssociation", body)
+
+    def test_daily_limit(self, sim: Sim) -> None:
+        """HubSpot's DAILY 429 (which carries the category integrators report)."""
+        self.put_config(sim, {"daily_limit": 1})
+        path = f"{sim.url}/crm/objects/2026-03/deals/1/associations/default/contacts/2"
+        assert requests.put(path, headers=AUTH, timeout=5).status_code == 200
+        response = requests.put(path, headers=AUTH, timeout=5)
+        assert response.status_code == 429
+        check("crm-associations-2026-03.json", "Error", response.json())
+
+    def test_webhook_sender_refusal(self, sim: Sim) -> None:
+        """The control API's 400 for a target off the machine."""
+        body = {"url": "http://example.com/", "clientSecret": "s", "events": [{"eventId": 1}]}
+        response = requests.post(f"{sim.url}/_sim/webhooks/deliver", json=body, timeout=5)
+        assert response.status_code == 400
+        check("webhooks-2026-03.json", "Error", response.json())
 
 
 class TestClientRequests:
