@@ -11,7 +11,12 @@ from typing import Any
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from hublink.domain.errors import InvalidInputError, InvalidSignatureError, StoreUnavailableError
+from hublink.domain.errors import (
+    InvalidInputError,
+    InvalidSignatureError,
+    NotReplicatedError,
+    StoreUnavailableError,
+)
 
 log = logging.getLogger("hublink.web")
 
@@ -80,6 +85,18 @@ def register(app: Flask) -> None:
         # 503, never 2xx: senders (HubSpot included) retry, and nothing was acknowledged.
         return error_response(
             503, "store_unavailable", "the queue is unavailable; retry later", headers={"Retry-After": "5"}
+        )
+
+    @app.errorhandler(NotReplicatedError)
+    def _not_replicated(exc: NotReplicatedError) -> Response:
+        # Stored on the primary, not yet on enough replicas: not acknowledged. A retry is safe (event dedup,
+        # Idempotency-Key) and usually succeeds once the replicas catch up or a failover has settled.
+        return error_response(
+            503,
+            "not_replicated",
+            "the request was not confirmed by enough Redis replicas in time; retry later",
+            {"replicas": exc.replicas, "wanted": exc.wanted},
+            headers={"Retry-After": "1"},
         )
 
     @app.errorhandler(HTTPException)

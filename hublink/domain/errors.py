@@ -8,6 +8,7 @@
     ├── InvalidInputError            refused at intake: a 4xx for the sender, names the field
     │   └── InvalidSignatureError    reason: missing | unknown-version | stale | future | mismatch
     ├── StoreUnavailableError        Redis did not answer: intake says 503, a worker stops taking work
+    │   └── NotReplicatedError       stored, but too few replicas confirmed it in time: intake says 503
     ├── TokenWaitTooLongError        the shared limiter asks for a longer wait than a worker may hold: park
     └── DeliveryError                carries status, category, sub_category, message, correlation_id
         ├── TransientError           retry with backoff
@@ -83,6 +84,20 @@ class InvalidSignatureError(InvalidInputError):
 
 class StoreUnavailableError(HubLinkError):
     """Redis did not answer in time; nothing was stored."""
+
+
+class NotReplicatedError(StoreUnavailableError):
+    """The primary stored the request but fewer replicas than asked confirmed it within the wait.
+
+    Intake answers 503 so the sender retries: the request may be stored (and will be processed), and
+    event dedup and the Idempotency-Key make the retry safe.
+    """
+
+    def __init__(self, entry_id: str, *, replicas: int, wanted: int) -> None:
+        super().__init__(f"entry {entry_id} reached {replicas} of {wanted} replicas in time")
+        self.entry_id = entry_id
+        self.replicas = replicas
+        self.wanted = wanted
 
 
 @dataclass(frozen=True, slots=True)

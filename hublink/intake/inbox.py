@@ -26,7 +26,7 @@ from redis import Redis
 from redis.exceptions import ResponseError
 
 from hublink.domain.associations import AssociationRequest
-from hublink.domain.errors import InvalidInputError
+from hublink.domain.errors import InvalidInputError, NotReplicatedError
 from hublink.domain.events import CrmEvent, parse_hubspot_batch
 from hublink.store.connections import store_errors, text
 from hublink.store.keys import Keys
@@ -92,12 +92,28 @@ class InboxEntry:
 
 
 class Inbox:
-    """The stream and its consumer group; every method raises StoreUnavailableError when Redis does not answer."""
+    """The stream and its consumer group; every method raises StoreUnavailableError when Redis does not answer.
+
+    With ``min_replicas`` (HUBLINK_REDIS_MIN_REPLICAS) the web's adds also wait, in the same round-trip,
+    until that many replicas hold the entry (``WAIT``, at most ``wait_ms``), and raise NotReplicatedError
+    otherwise: a 2xx then means the request survives the loss of the primary. With 0 (the default) an add
+    is one XADD, as before.
+    """
 
     def __init__(
-        self, redis: Redis, keys: Keys, *, claim_idle_s: float, rules_tag: str = "", scripts: Scripts | None = None
+        self,
+        redis: Redis,
+        keys: Keys,
+        *,
+        claim_idle_s: float,
+        rules_tag: str = "",
+        scripts: Scripts | None = None,
+        min_replicas: int = 0,
+        wait_ms: int = 500,
     ) -> None:
         self._redis = redis
+        self._min_replicas = min_replicas
+        self._wait_ms = wait_ms
         self._keys = keys
         self._claim_idle_ms = max(int(claim_idle_s * 1000), 1)
         self._rules_tag = rules_tag
@@ -128,8 +144,18 @@ class Inbox:
 
     def _add(self, kind: str, body: bytes, received_at: float) -> str:
         fields = {"kind": kind, "body": body, "at": repr(received_at), "rules": self._rules_tag}
+        if not self._min_replicas:
+            with store_errors():
+                entry_id = self._redis.xadd(self._keys.inbox, fields)  # type: ignore[arg-type]
+            return text(entry_id)
+        # One round-trip: the XADD, then WAIT until enough replicas have acknowledged everything up to it.
         with store_errors():
-            entry_id = self._redis.xadd(self._keys.inbox, fields)  # type: ignore[arg-type]
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.xadd(self._keys.inbox, fields)  # type: ignore[arg-type]
+            pipe.wait(self._min_replicas, self._wait_ms)
+            entry_id, replicas = pipe.execute()
+        if int(replicas) < self._min_replicas:
+            raise NotReplicatedError(text(entry_id), replicas=int(replicas), wanted=self._min_replicas)
         return text(entry_id)
 
     # --- the expander side ---
