@@ -9,7 +9,7 @@ REQ_HASH := $(shell cat requirements.txt requirements-dev.txt | sha256sum | cut 
 STAMP := $(VENV)/.installed-$(REQ_HASH)
 PYTEST_FLAGS ?=
 
-.PHONY: help venv browser run test test-unit test-integration lint typecheck fmt bench bench-quick bench-soak clean
+.PHONY: help venv browser run test test-unit test-integration test-faults bench-redis lint typecheck fmt bench bench-quick bench-soak clean
 
 help: ## List the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -46,6 +46,9 @@ browser: ## Install Debian's chromium for the dashboard's browser test, where it
 
 test-integration: venv browser ## Integration tier: real Redis, simulator, gunicorn, worker processes, Chromium
 	$(PY) -m pytest tests/integration examples -p no:cacheprovider -q $(PYTEST_FLAGS)
+
+test-faults: venv ## Fault tests: kill -9 the Redis primary under load, measure the failover (about a minute)
+	nice $(PY) -m pytest tests/integration -m faults -p no:cacheprovider -q $(PYTEST_FLAGS)
 
 test: lint typecheck test-unit test-integration ## Everything CI runs (the README's test command)
 

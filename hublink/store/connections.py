@@ -6,15 +6,19 @@ answers 503 (never a 2xx), while a worker stops taking work until Redis is back.
 With ``REDIS_SENTINELS`` and ``REDIS_SENTINEL_MASTER`` every client (web, workers, RQ and its scheduler, the
 CLI and the dashboard, all built here) asks the sentinels where the primary is, and asks again after a
 failover: a connection that breaks, or a write refused by a primary since demoted to replica
-(``ReadOnlyError``), disconnects and the next attempt connects to whichever server the sentinels name.
+(``ReadOnlyError``, which redis-py's ``SentinelManagedConnection`` turns into a disconnect and a
+ConnectionError), is retried, and the retry connects to whichever server the sentinels name then. Retries
+last a bounded time (:class:`FailoverRetry`), so a request answers late rather than failing while the
+sentinels elect a new primary, and 503 if they take longer.
 Without them, the client is exactly the plain ``Redis.from_url`` client it always was.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import redis
 from redis import Redis
@@ -24,6 +28,8 @@ from redis.retry import Retry
 from redis.sentinel import Sentinel, SentinelManagedConnection, SentinelManagedSSLConnection
 
 from hublink.domain.errors import StoreUnavailableError
+
+T = TypeVar("T")
 
 #: The errors that mean "Redis did not answer": network trouble, timeouts, a server still loading, and a
 #: write refused by a server that is a replica now (a failover happened; the primary is elsewhere).
@@ -92,24 +98,6 @@ def connect_rq(target: str | RedisAddress, *, connect_timeout_s: float) -> Redis
     )
 
 
-class PrimaryConnection(SentinelManagedConnection):
-    """A connection to the primary the sentinels name; one attempt per connect, the command retries the rest.
-
-    redis-py's own class retries the connect inside each command attempt, so the two retry loops multiply;
-    here a command's :class:`Retry` is the only loop, and its budget is the whole wait. A ``ReadOnlyError``
-    (the server was demoted) disconnects and becomes a ConnectionError in the parent class, so the retry
-    asks the sentinels again.
-    """
-
-    def connect(self) -> None:
-        """Connect to the current primary (or raise ConnectionError / MasterNotFoundError)."""
-        self._connect_retry()  # type: ignore[no-untyped-call]
-
-
-class PrimarySSLConnection(PrimaryConnection, SentinelManagedSSLConnection):
-    """:class:`PrimaryConnection` over TLS (``rediss://``)."""
-
-
 def _primary(address: RedisAddress, *, budget_s: float, connect_timeout_s: float, options: dict[str, Any]) -> Redis:
     """A client of the primary that ``address``'s sentinels name, retrying for about ``budget_s``."""
     from_url: dict[str, Any] = parse_url(address.redis_url)  # type: ignore[no-untyped-call]
@@ -125,7 +113,7 @@ def _primary(address: RedisAddress, *, budget_s: float, connect_timeout_s: float
     sentinel = Sentinel(list(address.redis_sentinels), sentinel_kwargs=sentinel_options)  # type: ignore[no-untyped-call]
     client: Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
         address.redis_sentinel_master,
-        connection_class=PrimarySSLConnection if tls else PrimaryConnection,
+        connection_class=SentinelManagedSSLConnection if tls else SentinelManagedConnection,
         retry=failover_retry(budget_s),
         **from_url,
         **options,
@@ -133,13 +121,53 @@ def _primary(address: RedisAddress, *, budget_s: float, connect_timeout_s: float
     return client
 
 
-def failover_retry(budget_s: float) -> Retry:
-    """A retry policy whose waits add up to about ``budget_s``: 25 ms doubling to 250 ms, then 250 ms steps."""
-    waits, retries = 0.0, 0
-    while waits < budget_s:
-        retries += 1
-        waits += min(_BACKOFF_CAP_S, _BACKOFF_BASE_S * 2**retries)
-    return Retry(ExponentialBackoff(cap=_BACKOFF_CAP_S, base=_BACKOFF_BASE_S), max(retries, 1))
+class FailoverRetry(Retry):
+    """redis-py's Retry, bounded by time as well as by count: an operation gives up ``budget_s`` after it began.
+
+    redis-py retries twice over: a command's attempts, and inside each the connect to the primary (the
+    sentinels' answer). With counts alone the two multiply; with a deadline on each, a command that cannot
+    reach any primary fails after at most about twice its budget.
+    """
+
+    def __init__(self, budget_s: float) -> None:
+        waits, retries = 0.0, 0
+        while waits < budget_s:
+            retries += 1
+            waits += min(_BACKOFF_CAP_S, _BACKOFF_BASE_S * 2**retries)
+        super().__init__(ExponentialBackoff(cap=_BACKOFF_CAP_S, base=_BACKOFF_BASE_S), max(retries, 1))
+        self.budget_s = budget_s
+
+    def call_with_retry(
+        self,
+        do: Callable[[], T],
+        fail: Callable[..., Any],
+        is_retryable: Callable[[Exception], bool] | None = None,
+        with_failure_count: bool = False,
+    ) -> T:
+        """Call ``do`` until it succeeds, the error is not retryable, or the count or the time is spent."""
+        deadline = time.monotonic() + self.budget_s
+        self._backoff.reset()  # type: ignore[no-untyped-call]
+        failures = 0
+        while True:
+            try:
+                return do()
+            except self._supported_errors as error:
+                if is_retryable and not is_retryable(error):
+                    raise
+                failures += 1
+                if with_failure_count:
+                    fail(error, failures)
+                else:
+                    fail(error)
+                wait_s = self._backoff.compute(failures)
+                if failures > self._retries or time.monotonic() + wait_s > deadline:
+                    raise
+                time.sleep(wait_s)
+
+
+def failover_retry(budget_s: float) -> FailoverRetry:
+    """A retry policy for about ``budget_s``: waits of 25 ms doubling to 250 ms, then 250 ms steps."""
+    return FailoverRetry(budget_s)
 
 
 def text(value: Any) -> str:

@@ -6,13 +6,11 @@ from collections.abc import Callable
 
 import pytest
 import redis
-from redis.sentinel import SentinelConnectionPool
+from redis.sentinel import SentinelConnectionPool, SentinelManagedConnection, SentinelManagedSSLConnection
 
 from hublink.config.settings import Settings
 from hublink.domain.errors import StoreUnavailableError
 from hublink.store.connections import (
-    PrimaryConnection,
-    PrimarySSLConnection,
     connect,
     connect_rq,
     failover_retry,
@@ -53,14 +51,14 @@ class TestSentinel:
         pool = client.connection_pool
         assert isinstance(pool, SentinelConnectionPool)
         assert (pool.service_name, pool.is_master) == ("hublink", True)
-        assert pool.connection_class is PrimaryConnection
+        assert pool.connection_class is SentinelManagedConnection
         assert (pool.connection_kwargs["db"], pool.connection_kwargs["password"]) == (4, "pw")
         assert [s.connection_pool.connection_kwargs["port"] for s in pool.sentinel_manager.sentinels] == [26379, 26380]
 
     def test_rediss_keeps_tls(self, make_settings: Callable[..., Settings]) -> None:
         """A rediss:// URL makes the connections to the primary TLS connections."""
         client = connect(make_settings(redis_url="rediss://h:1/0", **SENTINELS), timeout_s=2.0)
-        assert client.connection_pool.connection_class is PrimarySSLConnection
+        assert client.connection_pool.connection_class is SentinelManagedSSLConnection
 
     def test_the_sentinels_get_their_own_password(self, make_settings: Callable[..., Settings]) -> None:
         """REDIS_SENTINEL_PASSWORD goes to the sentinels, REDIS_URL's password to the primary."""
@@ -80,7 +78,7 @@ class TestSentinel:
         assert isinstance(client.connection_pool, SentinelConnectionPool)
         assert client.connection_pool.connection_kwargs.get("socket_timeout") is None
         _, connection_class, kwargs = parse_connection(client)
-        assert connection_class is PrimaryConnection
+        assert connection_class is SentinelManagedConnection
         assert kwargs["connection_pool"] is client.connection_pool.proxy
 
 
@@ -93,6 +91,38 @@ class TestRetryBudget:
         retry = failover_retry(budget_s)
         waits = sum(min(0.25, 0.025 * 2**n) for n in range(1, retry.get_retries() + 1))
         assert budget_s <= waits < budget_s + 0.25
+
+
+class TestRetryDeadline:
+    """A retry gives up when its time is spent, whatever its count."""
+
+    def test_attempts_stop_at_the_deadline(self) -> None:
+        """An operation that keeps failing is given up about its budget after it began."""
+        import time
+
+        attempts: list[float] = []
+
+        def refuse() -> None:
+            attempts.append(time.monotonic())
+            raise redis.ConnectionError("refused")
+
+        retry = failover_retry(0.2)
+        with pytest.raises(redis.ConnectionError):
+            retry.call_with_retry(refuse, lambda _error: None)
+        assert 1 < len(attempts) <= retry.get_retries() + 1
+        assert attempts[-1] - attempts[0] <= 0.2
+
+    def test_a_success_after_failures_is_returned(self) -> None:
+        """The first success ends the retries and is the answer."""
+        answers = iter([redis.ConnectionError("refused"), redis.ConnectionError("refused"), "ok"])
+
+        def flaky() -> str:
+            answer = next(answers)
+            if isinstance(answer, Exception):
+                raise answer
+            return answer
+
+        assert failover_retry(1.0).call_with_retry(flaky, lambda _error: None) == "ok"
 
 
 class TestStoreErrors:
