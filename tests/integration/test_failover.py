@@ -63,6 +63,7 @@ class Load:
         self._session = requests.Session()
 
     def _run(self) -> None:
+        """Post until stopped, recording every answer (a connection error is status 0)."""
         n = 0
         while not self._stop.is_set():
             n += 1

@@ -103,6 +103,7 @@ class TestRetryDeadline:
         attempts: list[float] = []
 
         def refuse() -> None:
+            """Fail as a dead primary does."""
             attempts.append(time.monotonic())
             raise redis.ConnectionError("refused")
 
@@ -117,6 +118,7 @@ class TestRetryDeadline:
         answers = iter([redis.ConnectionError("refused"), redis.ConnectionError("refused"), "ok"])
 
         def flaky() -> str:
+            """Fail twice, then answer."""
             answer = next(answers)
             if isinstance(answer, Exception):
                 raise answer
