@@ -59,6 +59,9 @@ fmt: venv ## Format and fix what ruff can
 bench: venv ## Benchmarks P1-P6 (about 5 minutes); writes bench/README.md
 	$(PY) -m bench
 
+bench-redis: venv ## Redis cost per association (commands, bytes, CPU) and one primary's ceiling; bench/README.md
+	nice $(PY) -m bench.redis_cost
+
 bench-quick: venv ## The same, shortened (about 2 minutes)
 	$(PY) -m bench --quick
 

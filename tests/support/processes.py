@@ -217,7 +217,13 @@ class SentinelGroup:
             replica.start()
         client = redis.Redis(port=primary.port)
         wait_for(
-            lambda: client.info("replication")["connected_slaves"] == len(self.servers) - 1,
+            lambda: (
+                [
+                    (info := client.info("replication")).get(f"slave{i}", {}).get("state")
+                    for i in range(len(self.servers) - 1)
+                ]
+                == ["online"] * (len(self.servers) - 1)
+            ),
             timeout=20,
             what="replicas in sync",
         )
