@@ -20,13 +20,18 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
 
 from hublink.config.settings import Settings
-from hublink.store.connections import connect
+from hublink.domain.errors import StoreUnavailableError
+from hublink.intake.inbox import Inbox
+from hublink.store.connections import connect, store_errors
+from hublink.store.keys import Keys
 from tests.conftest import API_TOKEN
 from tests.integration.conftest import Sim, Stack
 from tests.integration.helpers import dead_letter_ids, settled
@@ -103,6 +108,15 @@ class Load:
         return sum(1 for a in list(self.answers) if a.sent > t and a.status == 202)
 
 
+def scheduler_beat_since(redis: Any, since: datetime) -> bool:
+    """True when some RQ scheduler wrote its heartbeat after ``since``."""
+    for key in redis.scan_iter("rq:scheduler:*"):
+        beat = redis.hget(key, "last_heartbeat")
+        if beat and datetime.strptime(beat.decode(), "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC) > since:
+            return True
+    return False
+
+
 @pytest.fixture
 def group(tmp_path: Path) -> Iterator[SentinelGroup]:
     """A primary, one replica and three sentinels on loopback."""
@@ -128,6 +142,7 @@ def run_failover(stack: Stack, sim: Sim, group: SentinelGroup, tmp_path: Path, m
             lambda: (p := group.primary_port()) != old_port and p, timeout=30, what="the sentinels to elect a primary"
         )
         elected_at = time.monotonic()
+        elected_wall = datetime.now(UTC)
         # The process manager restarts the dead server; the sentinels keep it a replica of the new primary.
         group.servers[group.servers.index(old)] = RedisServer(old.workdir, port=old_port, replicaof=new_port).start()
 
@@ -148,6 +163,8 @@ def run_failover(stack: Stack, sim: Sim, group: SentinelGroup, tmp_path: Path, m
 
     # Workers carry on: alive, and everything accepted drains through the new primary.
     redis = connect(stack.settings, timeout_s=5)
+    # RQ's scheduler (a child process with a connection rebuilt from the worker's) beats on the new primary.
+    wait_for(lambda: scheduler_beat_since(redis, elected_wall), timeout=30, what="RQ's scheduler on the new primary")
     wait_for(lambda: settled(redis), timeout=90, interval=0.2, what="every association to settle")
     assert all(worker.alive() for worker in workers), [w.output()[-2000:] for w in workers]
     accepted = {aid: a.pair for a in load.answers if a.status == 202 for aid in a.ids}
@@ -220,3 +237,34 @@ class TestFailover:
         finally:
             stack.stop()
         assert measured["accepted"] > 0
+
+
+class TestDemotedPrimary:
+    """A primary demoted to replica (a planned failover) refuses writes with READONLY: clients move on."""
+
+    def test_writes_follow_the_sentinels_to_the_new_primary(
+        self, failover_settings: Callable[[int], Settings], group: SentinelGroup
+    ) -> None:
+        """After SENTINEL FAILOVER, a client that was connected to the old primary writes to the new one."""
+        settings = failover_settings(0)
+        client = connect(settings, timeout_s=2)
+        inbox = Inbox(client, Keys(settings.redis_prefix), claim_idle_s=30)
+        inbox.add_events([], received_at=time.time())  # connected to the first primary
+        old_port = group.primary_port()
+        plain = connect(f"redis://127.0.0.1:{old_port}/0", timeout_s=2)
+        import redis as redis_lib
+
+        redis_lib.Redis(port=group.sentinel_ports[0]).sentinel_failover(group.master)
+        wait_for(lambda: group.primary_port() != old_port, timeout=30, what="the planned failover")
+        wait_for(
+            lambda: plain.info("replication")["role"] == "slave", timeout=30, what="the old primary to be a replica"
+        )
+        # The pooled connection pointed at the old primary: READONLY (or a connection Sentinel dropped), retried.
+        inbox.add_events([], received_at=time.time())
+        assert client.info("replication")["role"] == "master"
+        assert client.connection_pool.connection_kwargs.get("port") is None  # the sentinels name the server
+        # A plain client of the demoted server gets StoreUnavailableError, never a bare ResponseError.
+        with pytest.raises(StoreUnavailableError), store_errors():
+            plain.xadd("hl:inbox", {"kind": "events"})
+        client.close()
+        plain.close()
