@@ -9,7 +9,7 @@ REQ_HASH := $(shell cat requirements.txt requirements-dev.txt | sha256sum | cut 
 STAMP := $(VENV)/.installed-$(REQ_HASH)
 PYTEST_FLAGS ?=
 
-.PHONY: help venv browser run test test-unit test-integration lint typecheck fmt bench bench-quick bench-soak clean
+.PHONY: help venv browser run test test-unit test-integration test-faults bench-redis lint typecheck fmt bench bench-quick bench-soak clean
 
 help: ## List the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -47,6 +47,9 @@ browser: ## Install Debian's chromium for the dashboard's browser test, where it
 test-integration: venv browser ## Integration tier: real Redis, simulator, gunicorn, worker processes, Chromium
 	$(PY) -m pytest tests/integration examples -p no:cacheprovider -q $(PYTEST_FLAGS)
 
+test-faults: venv ## Fault tests: kill -9 the Redis primary under load, measure the failover (about a minute)
+	nice $(PY) -m pytest tests/integration -m faults -p no:cacheprovider -q $(PYTEST_FLAGS)
+
 test: lint typecheck test-unit test-integration ## Everything CI runs (the README's test command)
 
 fmt: venv ## Format and fix what ruff can
@@ -55,6 +58,9 @@ fmt: venv ## Format and fix what ruff can
 
 bench: venv ## Benchmarks P1-P6 (about 5 minutes); writes bench/README.md
 	$(PY) -m bench
+
+bench-redis: venv ## Redis cost per association (commands, bytes, CPU) and one primary's ceiling; bench/README.md
+	nice $(PY) -m bench.redis_cost
 
 bench-quick: venv ## The same, shortened (about 2 minutes)
 	$(PY) -m bench --quick

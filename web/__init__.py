@@ -76,7 +76,9 @@ def create_app(
     app.config["SECRET_KEY"] = settings.secret_key or os.urandom(32)
     responses.install(app, dashboard_prefix=admin.bp.url_prefix or "/admin")
     keys = Keys(settings.redis_prefix)
-    redis = connect(settings.redis_url, timeout_s=settings.redis_timeout_s)
+    # Through the sentinels when configured; the socket also waits out intake's WAIT for replicas, if any.
+    wait_s = settings.redis_wait_ms / 1000 if settings.redis_min_replicas else 0.0
+    redis = connect(settings, timeout_s=settings.redis_timeout_s, blocking_s=wait_s)
     scripts = Scripts(redis)
     # Replays from the dead-letter store go back into the lanes.
     lanes = LaneStore(redis, keys, lease_s=settings.lease_s, dedup_window_s=settings.dedup_window_s, scripts=scripts)
@@ -84,7 +86,15 @@ def create_app(
         settings,
         redis,
         keys,
-        Inbox(redis, keys, claim_idle_s=settings.lease_s, rules_tag=rules_file.tag, scripts=scripts),
+        Inbox(
+            redis,
+            keys,
+            claim_idle_s=settings.lease_s,
+            rules_tag=rules_file.tag,
+            scripts=scripts,
+            min_replicas=settings.redis_min_replicas,
+            wait_ms=settings.redis_wait_ms,
+        ),
         DeadLetterStore(redis, keys, lanes),
         Metrics(redis, keys),
         sources,

@@ -12,11 +12,17 @@ import redis
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from hublink.domain.errors import InvalidInputError, InvalidSignatureError, StoreFullError, StoreUnavailableError
+from hublink.domain.errors import (
+    InvalidInputError,
+    InvalidSignatureError,
+    NotReplicatedError,
+    StoreFullError,
+    StoreUnavailableError,
+)
 from hublink.store.connections import store_error
 
 #: Codes of the answers given because Redis failed: counting them would need the Redis that just failed.
-STORE_CODES = frozenset({"store_unavailable", "store_full"})
+STORE_CODES = frozenset({"store_unavailable", "store_full", "not_replicated"})
 #: Seconds a sender is asked to wait: a lost connection comes back quickly, a full Redis needs an operator.
 RETRY_AFTER_UNAVAILABLE_S = 5
 RETRY_AFTER_FULL_S = 30
@@ -75,6 +81,16 @@ def store_refusal(exc: StoreUnavailableError) -> Response:
     Never a 2xx (senders, HubSpot included, retry) and never a 500. Whether the write that failed was
     applied is unknown (a timeout after Redis wrote it), which is why the direct API takes an Idempotency-Key.
     """
+    if isinstance(exc, NotReplicatedError):
+        # Stored on the primary, not yet on enough replicas: not acknowledged. A retry is safe (event dedup,
+        # Idempotency-Key) and usually succeeds once the replicas catch up or a failover has settled.
+        return error_response(
+            503,
+            "not_replicated",
+            "the request was not confirmed by enough Redis replicas in time; retry later",
+            {"replicas": exc.replicas, "wanted": exc.wanted},
+            headers={"Retry-After": "1"},
+        )
     if isinstance(exc, StoreFullError):
         return error_response(
             503,
@@ -118,6 +134,18 @@ def register(app: Flask) -> None:
             return store_refusal(typed)
         log.exception("unhandled Redis error")
         return error_response(500, "internal_error", "internal error")
+
+    @app.errorhandler(NotReplicatedError)
+    def _not_replicated(exc: NotReplicatedError) -> Response:
+        # Stored on the primary, not yet on enough replicas: not acknowledged. A retry is safe (event dedup,
+        # Idempotency-Key) and usually succeeds once the replicas catch up or a failover has settled.
+        return error_response(
+            503,
+            "not_replicated",
+            "the request was not confirmed by enough Redis replicas in time; retry later",
+            {"replicas": exc.replicas, "wanted": exc.wanted},
+            headers={"Retry-After": "1"},
+        )
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException) -> Response:

@@ -31,7 +31,7 @@ from hublink.lanes import LaneStore
 from hublink.ops.alerts import Alerter
 from hublink.ops.dead_letters import DeadLetterStore
 from hublink.ops.metrics import Metrics
-from hublink.store.connections import connect
+from hublink.store.connections import connect, connect_rq
 from hublink.store.keys import Keys
 from hublink.store.scripts import Scripts
 from worker.loops import Dispatcher, Expander
@@ -114,8 +114,8 @@ def build(settings: Settings, rules_file: RulesFile | None = None, *, consumer: 
     """Assemble the worker's parts; ``consumer`` names this process in the inbox's consumer group."""
     rules_file = rules_file or RulesFile.read(None)
     keys = Keys(settings.redis_prefix)
-    redis = connect(settings.redis_url, timeout_s=max(settings.redis_timeout_s, 5.0), blocking_s=2.0)
-    rq_redis = Redis.from_url(settings.redis_url)
+    redis = connect(settings, timeout_s=max(settings.redis_timeout_s, 5.0), blocking_s=2.0)
+    rq_redis = connect_rq(settings, connect_timeout_s=max(settings.redis_timeout_s, 5.0))
     queue = Queue(settings.queue_name, connection=rq_redis, serializer="json")
     scripts = Scripts(redis)
     metrics = Metrics(redis, keys)

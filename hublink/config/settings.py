@@ -29,6 +29,13 @@ class Settings:
     redis_prefix: str = "hl:"  # HUBLINK_REDIS_PREFIX: prefix of every HubLink key (RQ keeps rq:)
     queue_name: str = "hublink"  # HUBLINK_QUEUE: the RQ queue drain jobs go to
     redis_timeout_s: float = 2.0  # HUBLINK_REDIS_TIMEOUT_S: intake must answer well inside HubSpot's 5 s
+    # REDIS_SENTINELS: "host:port,host:port"; with REDIS_SENTINEL_MASTER, every client finds the primary
+    # through Sentinel and follows a failover (REDIS_URL then gives only the database, user and password).
+    redis_sentinels: tuple[tuple[str, int], ...] = ()
+    redis_sentinel_master: str | None = None  # REDIS_SENTINEL_MASTER: the service name the sentinels monitor
+    redis_sentinel_password: str | None = field(default=None, repr=False)  # REDIS_SENTINEL_PASSWORD
+    redis_min_replicas: int = 0  # HUBLINK_REDIS_MIN_REPLICAS: intake's 2xx waits for this many replicas (WAIT)
+    redis_wait_ms: int = 500  # HUBLINK_REDIS_WAIT_MS: how long intake's WAIT may take; past it, 503
 
     # --- intake ---
     api_token: str | None = field(default=None, repr=False)  # HUBLINK_API_TOKEN (required by web)
@@ -114,6 +121,14 @@ class Settings:
             raise ConfigError(f"HUBLINK_DAILY_RESERVE: expected 0 <= r < 1, got {self.daily_reserve}")
         if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError(f"REDIS_URL: expected redis://, rediss:// or unix://, got {self.redis_url!r}")
+        if bool(self.redis_sentinels) != bool(self.redis_sentinel_master):
+            given, missing = ("REDIS_SENTINELS", "REDIS_SENTINEL_MASTER")[:: 1 if self.redis_sentinels else -1]
+            raise ConfigError(f"{given}: set without {missing} (Sentinel needs both, or neither)")
+        if self.redis_sentinels and self.redis_url.startswith("unix://"):
+            raise ConfigError("REDIS_URL: with REDIS_SENTINELS, expected redis:// or rediss:// (Sentinel names a host)")
+        if self.redis_min_replicas > 0 and not 1 <= self.redis_wait_ms <= 60_000:
+            # WAIT with a timeout of 0 blocks for ever: intake must always answer.
+            raise ConfigError(f"HUBLINK_REDIS_WAIT_MS: expected 1..60000 with replicas, got {self.redis_wait_ms}")
         if not self.hubspot_base_url.startswith(("http://", "https://")):
             raise ConfigError(f"HUBSPOT_BASE_URL: expected an http(s) URL, got {self.hubspot_base_url!r}")
 
@@ -144,6 +159,7 @@ class Settings:
             "metrics_token",
             "alert_webhook_url",
             "secret_key",
+            "redis_sentinel_password",
         )
         found = [v for n in names if isinstance(v := getattr(self, n), str) and v]
         password = urlsplit(self.redis_url).password
@@ -175,6 +191,16 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _sentinels(text: str) -> tuple[tuple[str, int], ...]:
+    found = []
+    for item in text.split(","):
+        host, sep, port = item.strip().rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"expected comma-separated host:port, got {item.strip()!r}")
+        found.append((host.strip("[]"), int(port)))
+    return tuple(found)
+
+
 def _url(text: str) -> str:
     return text.rstrip("/")
 
@@ -191,6 +217,11 @@ _VARIABLES: tuple[tuple[str, str, Callable[[str], object]], ...] = (
     ("HUBLINK_REDIS_PREFIX", "redis_prefix", str),
     ("HUBLINK_QUEUE", "queue_name", str),
     ("HUBLINK_REDIS_TIMEOUT_S", "redis_timeout_s", _positive_float),
+    ("REDIS_SENTINELS", "redis_sentinels", _sentinels),
+    ("REDIS_SENTINEL_MASTER", "redis_sentinel_master", str),
+    ("REDIS_SENTINEL_PASSWORD", "redis_sentinel_password", str),
+    ("HUBLINK_REDIS_MIN_REPLICAS", "redis_min_replicas", _positive_int),
+    ("HUBLINK_REDIS_WAIT_MS", "redis_wait_ms", _positive_int),
     ("HUBLINK_API_TOKEN", "api_token", str),
     ("HUBLINK_ADMIN_TOKEN", "admin_token", str),
     ("HUBLINK_MAX_BODY_BYTES", "max_body_bytes", _positive_int),

@@ -8,7 +8,8 @@
     ├── InvalidInputError            refused at intake: a 4xx for the sender, names the field
     │   └── InvalidSignatureError    reason: missing | unknown-version | stale | future | mismatch
     ├── StoreUnavailableError        Redis did not answer or refused writes: 503, a worker stops taking work
-    │   └── StoreFullError           Redis is at maxmemory (OOM under noeviction): 503 store_full
+    │   ├── StoreFullError           Redis is at maxmemory (OOM under noeviction): 503 store_full
+    │   └── NotReplicatedError       stored, but too few replicas confirmed it in time: 503 not_replicated
     ├── TokenWaitTooLongError        the shared limiter asks for a longer wait than a worker may hold: park
     └── DeliveryError                carries status, category, sub_category, message, correlation_id
         ├── TransientError           retry with backoff
@@ -91,6 +92,20 @@ class StoreUnavailableError(HubLinkError):
 
 class StoreFullError(StoreUnavailableError):
     """Redis refused a write because it is at ``maxmemory`` (OOM with the ``noeviction`` policy)."""
+
+
+class NotReplicatedError(StoreUnavailableError):
+    """The primary stored the request but fewer replicas than asked confirmed it within the wait.
+
+    Intake answers 503 so the sender retries: the request may be stored (and will be processed), and
+    event dedup and the Idempotency-Key make the retry safe.
+    """
+
+    def __init__(self, entry_id: str, *, replicas: int, wanted: int) -> None:
+        super().__init__(f"entry {entry_id} reached {replicas} of {wanted} replicas in time")
+        self.entry_id = entry_id
+        self.replicas = replicas
+        self.wanted = wanted
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,7 +29,7 @@ from redis import Redis
 from redis.exceptions import ResponseError
 
 from hublink.domain.associations import AssociationRequest
-from hublink.domain.errors import InvalidInputError
+from hublink.domain.errors import InvalidInputError, NotReplicatedError
 from hublink.domain.events import CrmEvent, HubSpotBatch, read_hubspot_batch
 from hublink.store.connections import store_errors, text
 from hublink.store.keys import IDEMPOTENCY_TTL_S, Keys
@@ -120,12 +120,28 @@ class InboxEntry:
 
 
 class Inbox:
-    """The stream and its consumer group; every method raises StoreUnavailableError when Redis does not answer."""
+    """The stream and its consumer group; every method raises StoreUnavailableError when Redis does not answer.
+
+    With ``min_replicas`` (HUBLINK_REDIS_MIN_REPLICAS) the web's adds also wait, in the same round-trip,
+    until that many replicas hold the entry (``WAIT``, at most ``wait_ms``), and raise NotReplicatedError
+    otherwise: a 2xx then means the request survives the loss of the primary. With 0 (the default) an add
+    is one XADD, as before.
+    """
 
     def __init__(
-        self, redis: Redis, keys: Keys, *, claim_idle_s: float, rules_tag: str = "", scripts: Scripts | None = None
+        self,
+        redis: Redis,
+        keys: Keys,
+        *,
+        claim_idle_s: float,
+        rules_tag: str = "",
+        scripts: Scripts | None = None,
+        min_replicas: int = 0,
+        wait_ms: int = 500,
     ) -> None:
         self._redis = redis
+        self._min_replicas = min_replicas
+        self._wait_ms = wait_ms
         self._keys = keys
         self._claim_idle_ms = max(int(claim_idle_s * 1000), 1)
         self._rules_tag = rules_tag
@@ -182,6 +198,9 @@ class Inbox:
                 keys=[self._keys.idempotency(idempotency_key), self._keys.inbox],
                 args=[answer.dumps(), ttl_s, *flat],
             )
+            replicas = self._redis.wait(self._min_replicas, self._wait_ms) if self._min_replicas else 0
+        if int(stored) == 1 and int(replicas) < self._min_replicas:
+            raise NotReplicatedError(idempotency_key[:40], replicas=int(replicas), wanted=self._min_replicas)
         return None if int(stored) == 1 else HeldAnswer.loads(value)
 
     def _fields(self, kind: str, body: bytes, received_at: float) -> dict[str, Any]:
@@ -189,8 +208,18 @@ class Inbox:
 
     def _add(self, kind: str, body: bytes, received_at: float) -> str:
         fields = self._fields(kind, body, received_at)
+        if not self._min_replicas:
+            with store_errors():
+                entry_id = self._redis.xadd(self._keys.inbox, fields)  # type: ignore[arg-type]
+            return text(entry_id)
+        # One round-trip: the XADD, then WAIT until enough replicas have acknowledged everything up to it.
         with store_errors():
-            entry_id = self._redis.xadd(self._keys.inbox, fields)  # type: ignore[arg-type]
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.xadd(self._keys.inbox, fields)  # type: ignore[arg-type]
+            pipe.wait(self._min_replicas, self._wait_ms)
+            entry_id, replicas = pipe.execute()
+        if int(replicas) < self._min_replicas:
+            raise NotReplicatedError(text(entry_id), replicas=int(replicas), wanted=self._min_replicas)
         return text(entry_id)
 
     # --- the expander side ---

@@ -1,22 +1,38 @@
-"""Redis connections: one factory, so that timeouts and error typing are the same everywhere.
+"""Redis connections: one factory, so that timeouts, Sentinel and error typing are the same everywhere.
 
 Fails closed: when Redis does not answer, or refuses writes (at ``maxmemory`` under ``noeviction``, or a
 read-only replica after a failover), callers get :class:`StoreUnavailableError` (:class:`StoreFullError`
 for the first) and intake answers 503 (never a 2xx, never a 500), while a worker stops taking work until
 Redis is back.
+
+With ``REDIS_SENTINELS`` and ``REDIS_SENTINEL_MASTER`` every client (web, workers, RQ and its scheduler, the
+CLI and the dashboard, all built here) asks the sentinels where the primary is, and asks again after a
+failover: a connection that breaks, or a write refused by a primary since demoted to replica
+(``ReadOnlyError``, which redis-py's ``SentinelManagedConnection`` turns into a disconnect and a
+ConnectionError), is retried, and the retry connects to whichever server the sentinels name then. Retries
+last a bounded time (:class:`FailoverRetry`), so a request answers late rather than failing while the
+sentinels elect a new primary, and 503 if they take longer.
+Without them, the client is exactly the plain ``Redis.from_url`` client it always was.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import redis
 from redis import Redis
+from redis.backoff import ExponentialBackoff
+from redis.connection import SSLConnection, parse_url
 from redis.exceptions import MasterDownError, OutOfMemoryError, ReadOnlyError, ResponseError, TryAgainError
+from redis.retry import Retry
+from redis.sentinel import Sentinel, SentinelManagedConnection, SentinelManagedSSLConnection
 
 from hublink.domain.errors import StoreFullError, StoreUnavailableError
+
+T = TypeVar("T")
 
 #: The errors that mean "Redis cannot take this now": network trouble, timeouts, a server still loading,
 #: a full server (OOM), a read-only replica (after a failover), a replica cut off from its master.
@@ -36,19 +52,139 @@ _FULL_CODES = ("OOM ", "OOM command not allowed")
 _REFUSED_CODES = ("READONLY ", "MASTERDOWN ", "LOADING ", "TRYAGAIN ")
 
 
-def connect(url: str, *, timeout_s: float, blocking_s: float = 0.0) -> Redis:
-    """Return a client for ``url`` that gives up after ``timeout_s`` (plus ``blocking_s`` for BLPOP users).
+#: How long RQ's own connection keeps trying through a failover before RQ sees an error (its main loop
+#: quits on most errors outside its dequeue, so it must not see the few seconds a failover takes).
+RQ_FAILOVER_BUDGET_S = 30.0
+#: Backoff between attempts while the sentinels have not yet named a new primary.
+_BACKOFF_BASE_S = 0.025
+_BACKOFF_CAP_S = 0.25
 
-    Responses stay bytes: RQ does not support ``decode_responses=True``, and one kind of client is
-    simpler than two.
+
+class RedisAddress(Protocol):
+    """Where Redis is: a URL, and optionally the sentinels that name the primary (``Settings`` is one)."""
+
+    @property
+    def redis_url(self) -> str:
+        """REDIS_URL: the server, or with sentinels only its database, user, password and TLS."""
+
+    @property
+    def redis_sentinels(self) -> tuple[tuple[str, int], ...]:
+        """REDIS_SENTINELS as (host, port) pairs; empty for a plain server."""
+
+    @property
+    def redis_sentinel_master(self) -> str | None:
+        """REDIS_SENTINEL_MASTER: the service name the sentinels monitor."""
+
+    @property
+    def redis_sentinel_password(self) -> str | None:
+        """REDIS_SENTINEL_PASSWORD: the sentinels' own password, if they have one."""
+
+
+def connect(target: str | RedisAddress, *, timeout_s: float, blocking_s: float = 0.0) -> Redis:
+    """Return a client for ``target`` that gives up after ``timeout_s`` (plus ``blocking_s`` for blocking calls).
+
+    ``target`` is a URL (a plain server) or an address such as ``Settings``: with sentinels, the client
+    follows the primary, and keeps retrying for about ``timeout_s`` while a failover is under way (a
+    request then answers late rather than failing). Responses stay bytes: RQ does not support
+    ``decode_responses=True``, and one kind of client is simpler than two.
     """
-    return redis.Redis.from_url(
-        url,
-        socket_connect_timeout=timeout_s,
-        socket_timeout=timeout_s + blocking_s,
-        health_check_interval=30,
-        retry_on_timeout=False,
+    options: dict[str, Any] = {
+        "socket_connect_timeout": timeout_s,
+        "socket_timeout": timeout_s + blocking_s,
+        "health_check_interval": 30,
+        "retry_on_timeout": False,
+    }
+    if isinstance(target, str) or not target.redis_sentinels:
+        return redis.Redis.from_url(target if isinstance(target, str) else target.redis_url, **options)
+    return _primary(target, budget_s=timeout_s, connect_timeout_s=timeout_s, options=options)
+
+
+def connect_rq(target: str | RedisAddress, *, connect_timeout_s: float) -> Redis:
+    """The client RQ's worker, queue and scheduler use: no socket timeout (RQ blocks on its queue for minutes).
+
+    RQ's scheduler process rebuilds its connection from this client's pool (class and arguments), so with
+    sentinels it too finds the primary through them.
+    """
+    if isinstance(target, str) or not target.redis_sentinels:
+        return redis.Redis.from_url(target if isinstance(target, str) else target.redis_url)
+    return _primary(
+        target,
+        budget_s=RQ_FAILOVER_BUDGET_S,
+        connect_timeout_s=connect_timeout_s,
+        options={"socket_connect_timeout": connect_timeout_s, "health_check_interval": 30},
     )
+
+
+def _primary(address: RedisAddress, *, budget_s: float, connect_timeout_s: float, options: dict[str, Any]) -> Redis:
+    """A client of the primary that ``address``'s sentinels name, retrying for about ``budget_s``."""
+    from_url: dict[str, Any] = parse_url(address.redis_url)  # type: ignore[no-untyped-call]
+    from_url.pop("host", None)
+    from_url.pop("port", None)
+    tls = from_url.pop("connection_class", None) is SSLConnection
+    sentinel_options: dict[str, Any] = {
+        "socket_connect_timeout": connect_timeout_s,
+        "socket_timeout": connect_timeout_s,
+    }
+    if address.redis_sentinel_password:
+        sentinel_options["password"] = address.redis_sentinel_password
+    sentinel = Sentinel(list(address.redis_sentinels), sentinel_kwargs=sentinel_options)  # type: ignore[no-untyped-call]
+    client: Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
+        address.redis_sentinel_master,
+        connection_class=SentinelManagedSSLConnection if tls else SentinelManagedConnection,
+        retry=failover_retry(budget_s),
+        **from_url,
+        **options,
+    )
+    return client
+
+
+class FailoverRetry(Retry):
+    """redis-py's Retry, bounded by time as well as by count: an operation gives up ``budget_s`` after it began.
+
+    redis-py retries twice over: a command's attempts, and inside each the connect to the primary (the
+    sentinels' answer). With counts alone the two multiply; with a deadline on each, a command that cannot
+    reach any primary fails after at most about twice its budget.
+    """
+
+    def __init__(self, budget_s: float) -> None:
+        waits, retries = 0.0, 0
+        while waits < budget_s:
+            retries += 1
+            waits += min(_BACKOFF_CAP_S, _BACKOFF_BASE_S * 2**retries)
+        super().__init__(ExponentialBackoff(cap=_BACKOFF_CAP_S, base=_BACKOFF_BASE_S), max(retries, 1))
+        self.budget_s = budget_s
+
+    def call_with_retry(
+        self,
+        do: Callable[[], T],
+        fail: Callable[..., Any],
+        is_retryable: Callable[[Exception], bool] | None = None,
+        with_failure_count: bool = False,
+    ) -> T:
+        """Call ``do`` until it succeeds, the error is not retryable, or the count or the time is spent."""
+        deadline = time.monotonic() + self.budget_s
+        self._backoff.reset()  # type: ignore[no-untyped-call]
+        failures = 0
+        while True:
+            try:
+                return do()
+            except self._supported_errors as error:
+                if is_retryable and not is_retryable(error):
+                    raise
+                failures += 1
+                if with_failure_count:
+                    fail(error, failures)
+                else:
+                    fail(error)
+                wait_s = self._backoff.compute(failures)
+                if failures > self._retries or time.monotonic() + wait_s > deadline:
+                    raise
+                time.sleep(wait_s)
+
+
+def failover_retry(budget_s: float) -> FailoverRetry:
+    """A retry policy for about ``budget_s``: waits of 25 ms doubling to 250 ms, then 250 ms steps."""
+    return FailoverRetry(budget_s)
 
 
 def text(value: Any) -> str:

@@ -16,6 +16,7 @@ import redis as redis_lib
 import requests
 
 from hublink.config.settings import Settings
+from hublink.store.connections import connect
 from tests.conftest import ADMIN_TOKEN, API_TOKEN, HUBSPOT_TOKEN
 from tests.support.processes import Process, RedisServer, free_port, port_open, python, wait_for
 
@@ -147,6 +148,12 @@ def env_for(settings: Settings) -> dict[str, str]:
         env["HUBLINK_RULES_FILE"] = settings.rules_file
     if settings.hubspot_client_secret:
         env["HUBSPOT_CLIENT_SECRET"] = settings.hubspot_client_secret
+    if settings.redis_sentinels:
+        env["REDIS_SENTINELS"] = ",".join(f"{host}:{port}" for host, port in settings.redis_sentinels)
+        env["REDIS_SENTINEL_MASTER"] = settings.redis_sentinel_master or ""
+    if settings.redis_min_replicas:
+        env["HUBLINK_REDIS_MIN_REPLICAS"] = str(settings.redis_min_replicas)
+        env["HUBLINK_REDIS_WAIT_MS"] = str(settings.redis_wait_ms)
     return env
 
 
@@ -167,7 +174,7 @@ class Stack:
             log_dir=self.log_dir,
         )
         self.processes.append(process)
-        client = redis_lib.Redis.from_url(self.settings.redis_url)
+        client = connect(self.settings, timeout_s=5)  # through the sentinels when the settings name them
         wait_for(
             lambda: (
                 client.scard("rq:workers")

@@ -189,3 +189,26 @@ class TestRedisDown:
             response = post(c, {"associations": [GOOD]})
         assert response.status_code == 503 and error_code(response) == "store_unavailable"
         assert response.headers["Retry-After"]
+
+
+class TestReplicas:
+    """With HUBLINK_REDIS_MIN_REPLICAS, a 2xx means that many replicas hold the request."""
+
+    def test_too_few_replicas_is_503_not_replicated(
+        self, make_settings: Callable[..., Settings], redis_url: str, redis_client: redis_lib.Redis
+    ) -> None:
+        """A primary with no replica cannot confirm one: 503 not_replicated with Retry-After, stored all the same."""
+        app = create_app(make_settings(redis_url=redis_url, redis_min_replicas=1, redis_wait_ms=20))
+        with app.test_client() as c:
+            response = post(c, {"associations": [GOOD]})
+        app.extensions["hublink"].redis.close()
+        assert response.status_code == 503 and error_code(response) == "not_replicated"
+        assert response.json["error"]["details"] == {"replicas": 0, "wanted": 1}
+        assert response.headers["Retry-After"]
+        assert redis_client.xlen("hl:inbox") == 1  # on the primary: a retry is deduplicated downstream
+
+    def test_no_replicas_asked_is_one_xadd(self, client: FlaskClient, redis_client: redis_lib.Redis) -> None:
+        """With the default of 0 replicas, intake sends no WAIT at all."""
+        before = redis_client.info("commandstats").get("cmdstat_wait", {}).get("calls", 0)
+        assert post(client, {"associations": [GOOD]}).status_code == 202
+        assert redis_client.info("commandstats").get("cmdstat_wait", {}).get("calls", 0) == before

@@ -123,12 +123,19 @@ class RedisServer:
     """A private redis-server on a free port, owned (and so freely flushed) by the test session."""
 
     def __init__(
-        self, workdir: Path, *, port: int | None = None, appendonly: bool = False, appendfsync: str = "always"
+        self,
+        workdir: Path,
+        *,
+        port: int | None = None,
+        appendonly: bool = False,
+        appendfsync: str = "always",
+        replicaof: int | None = None,
     ) -> None:
         self.port = port or free_port()
         self.workdir = workdir
         self.appendonly = appendonly
         self.appendfsync = appendfsync
+        self.replicaof = replicaof
         self.process: Process | None = None
 
     @property
@@ -156,6 +163,8 @@ class RedisServer:
             "--protected-mode",
             "yes",
         ]
+        if self.replicaof:
+            argv += ["--replicaof", "127.0.0.1", str(self.replicaof)]
         self.process = Process(f"redis-{self.port}", argv, log_dir=self.workdir)
         import redis
 
@@ -175,6 +184,94 @@ class RedisServer:
         if self.process:
             self.process.kill_group()
             self.process = None
+
+
+class SentinelGroup:
+    """A primary, its replicas and three sentinels (``redis-server --sentinel``), all on loopback free ports.
+
+    The sentinels watch the primary as ``master`` with a short ``down-after-milliseconds``, so that a
+    killed primary is replaced within a few seconds.
+    """
+
+    def __init__(self, workdir: Path, *, replicas: int = 1, master: str = "hublink", down_after_ms: int = 1000) -> None:
+        self.workdir = workdir
+        self.master = master
+        self.down_after_ms = down_after_ms
+        self.servers = [RedisServer(workdir / "primary")]
+        self.servers += [RedisServer(workdir / f"replica{i}") for i in range(1, replicas + 1)]
+        self.sentinel_ports = [free_port() for _ in range(3)]
+        self.sentinels: list[Process] = []
+
+    @property
+    def sentinel_list(self) -> str:
+        """REDIS_SENTINELS for these sentinels."""
+        return ",".join(f"127.0.0.1:{port}" for port in self.sentinel_ports)
+
+    def start(self) -> SentinelGroup:
+        """Start the primary, the replicas (in sync) and the sentinels (agreed on the primary and replicas)."""
+        import redis
+
+        primary = self.servers[0].start()
+        for replica in self.servers[1:]:
+            replica.replicaof = primary.port
+            replica.start()
+        client = redis.Redis(port=primary.port)
+        wait_for(
+            lambda: (
+                [
+                    (info := client.info("replication")).get(f"slave{i}", {}).get("state")
+                    for i in range(len(self.servers) - 1)
+                ]
+                == ["online"] * (len(self.servers) - 1)
+            ),
+            timeout=20,
+            what="replicas in sync",
+        )
+        client.close()
+        for port in self.sentinel_ports:
+            config = self.workdir / f"sentinel-{port}.conf"
+            config.write_text(
+                f"port {port}\nbind 127.0.0.1\ndir {self.workdir}\n"
+                f"sentinel monitor {self.master} 127.0.0.1 {primary.port} 2\n"
+                f"sentinel down-after-milliseconds {self.master} {self.down_after_ms}\n"
+                f"sentinel failover-timeout {self.master} 3000\n"
+                f"sentinel parallel-syncs {self.master} 1\n"
+            )
+            argv = [redis_server_binary(), str(config), "--sentinel"]
+            self.sentinels.append(Process(f"sentinel-{port}", argv, log_dir=self.workdir))
+        for port in self.sentinel_ports:
+            sentinel = redis.Redis(port=port, socket_connect_timeout=0.2)
+            wait_for(
+                lambda s=sentinel: (
+                    (m := s.sentinel_master(self.master))["num-other-sentinels"] == 2
+                    and m["num-slaves"] == len(self.servers) - 1
+                ),
+                timeout=30,
+                what=f"sentinel {port} to see its peers and the replicas",
+            )
+            sentinel.close()
+        return self
+
+    def primary_port(self) -> int:
+        """The port of the server the sentinels currently name as primary."""
+        import redis
+
+        sentinel = redis.Redis(port=self.sentinel_ports[0], socket_connect_timeout=0.2)
+        try:
+            return int(sentinel.sentinel_get_master_addr_by_name(self.master)[1])
+        finally:
+            sentinel.close()
+
+    def server(self, port: int) -> RedisServer:
+        """The server listening on ``port``."""
+        return next(s for s in self.servers if s.port == port)
+
+    def stop(self) -> None:
+        """Stop the sentinels, then the servers."""
+        for process in self.sentinels:
+            process.stop()
+        for server in self.servers:
+            server.stop()
 
 
 def python() -> str:

@@ -18,6 +18,11 @@ DOCUMENTED_DEFAULTS: dict[str, object] = {
     "redis_prefix": "hl:",
     "queue_name": "hublink",
     "redis_timeout_s": 2.0,
+    "redis_sentinels": (),
+    "redis_sentinel_master": None,
+    "redis_sentinel_password": None,
+    "redis_min_replicas": 0,
+    "redis_wait_ms": 500,
     "api_token": None,
     "admin_token": None,
     "max_body_bytes": 1_048_576,
@@ -69,6 +74,7 @@ SECRETS = {
     "HUBLINK_METRICS_TOKEN": "metrics-secret-0005",
     "HUBLINK_ALERT_WEBHOOK_URL": "https://hooks.example.test/services/secret-0006",
     "HUBLINK_SECRET_KEY": "session-key-secret-0007",
+    "REDIS_SENTINEL_PASSWORD": "sentinel-secret-0008",
 }
 
 
@@ -131,6 +137,12 @@ class TestFromEnv:
             ("HUBSPOT_READ_TIMEOUT_S", "nan"),
             ("HUBLINK_RATE_LIMIT_MARGIN", "1"),
             ("HUBLINK_LOG_LEVEL", "LOUD"),
+            ("REDIS_SENTINELS", "127.0.0.1"),
+            ("REDIS_SENTINELS", "127.0.0.1:26379,:26380"),
+            ("REDIS_SENTINELS", "127.0.0.1:99999"),
+            ("REDIS_SENTINELS", "127.0.0.1:26379"),
+            ("REDIS_SENTINEL_MASTER", "mymaster"),
+            ("HUBLINK_REDIS_MIN_REPLICAS", "-1"),
         ],
     )
     def test_a_bad_value_is_refused_naming_the_variable_first(self, name: str, value: str) -> None:
@@ -201,11 +213,30 @@ class TestFromEnv:
             "HUBLINK_LOG_LEVEL": "ERROR",
             "HUBLINK_SECRET_KEY": "f",
             "HUBLINK_COOKIE_SECURE": "true",
+            "REDIS_SENTINEL_PASSWORD": "g",
+            "HUBLINK_REDIS_MIN_REPLICAS": "1",
+            "HUBLINK_REDIS_WAIT_MS": "100",
         }
-        assert set(valid) == set(ENVIRONMENT_VARIABLES)
+        # Set together or not at all: each is read when its partner is there.
+        pair = {"REDIS_SENTINELS": "10.0.0.1:26379,[::1]:26380", "REDIS_SENTINEL_MASTER": "hublink"}
+        assert set(valid) | set(pair) == set(ENVIRONMENT_VARIABLES)
         defaults = Settings.from_env({})
         unchanged = [name for name in valid if Settings.from_env({name: valid[name]}) == defaults]
         assert unchanged == []
+        settings = Settings.from_env(pair)
+        assert settings.redis_sentinels == (("10.0.0.1", 26379), ("::1", 26380))
+        assert settings.redis_sentinel_master == "hublink"
+
+    def test_sentinel_needs_a_tcp_redis_url(self) -> None:
+        """With Sentinel, REDIS_URL gives the database and credentials of a TCP server, so unix:// is refused."""
+        env = {"REDIS_SENTINELS": "127.0.0.1:26379", "REDIS_SENTINEL_MASTER": "m", "REDIS_URL": "unix:///tmp/r.sock"}
+        with pytest.raises(ConfigError, match=r"^REDIS_URL: "):
+            Settings.from_env(env)
+
+    def test_waiting_for_replicas_needs_a_bounded_wait(self) -> None:
+        """HUBLINK_REDIS_MIN_REPLICAS with a zero wait is refused: WAIT 0 would block intake for ever."""
+        with pytest.raises(ConfigError, match=r"^HUBLINK_REDIS_WAIT_MS: "):
+            Settings.from_env({"HUBLINK_REDIS_MIN_REPLICAS": "1", "HUBLINK_REDIS_WAIT_MS": "0"})
 
 
 class TestRequire:
