@@ -140,6 +140,8 @@ def env_for(settings: Settings) -> dict[str, str]:
         "HUBSPOT_BATCH_SIZE": str(settings.batch_size),
         "HUBLINK_FRESH_RECORD_GRACE_S": str(settings.fresh_record_grace_s),
         "HUBLINK_DAILY_LIMIT_DEFER_S": str(settings.daily_limit_defer_s),
+        "HUBLINK_ACCOUNT_TIMEZONE": settings.account_timezone,
+        "HUBLINK_MAX_RETRY_AFTER_S": str(settings.max_retry_after_s),
         "HUBLINK_LOG_LEVEL": "INFO",
         "PYTHONUNBUFFERED": "1",
     }

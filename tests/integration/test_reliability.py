@@ -7,6 +7,7 @@ mid-run, and a Redis restart. Each asserts the exact end state.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import redis as redis_lib
 import requests
 
 from hublink.domain.limits import RateLimit
+from hublink.domain.times import seconds_until_midnight
 from tests.integration.conftest import Sim, Stack
 from tests.integration.helpers import (
     assert_exact_end_state,
@@ -89,14 +91,28 @@ class TestErrorClasses:
         assert recent[-1]["at"] - recent[0]["at"] >= 1.9
         assert PAIR in sim.pairs()
 
-    def test_a_daily_429_defers_without_spending_an_attempt(self, stack: Stack, sim: Sim) -> None:
-        """With one attempt allowed, a DAILY 429 still ends linked: deferral spends no attempt."""
-        stack.settings = replace(stack.settings, max_attempts=1, daily_limit_defer_s=1.0)
+    def test_a_daily_429_waits_for_the_accounts_midnight_without_spending_an_attempt(
+        self, stack: Stack, sim: Sim
+    ) -> None:
+        """A DAILY 429 puts the association back, due at the next midnight in the account's zone, attempts 0."""
+        zone = "Pacific/Kiritimati"  # UTC+14: its midnight is never the UTC one, so the zone is what counts
+        stack.settings = replace(stack.settings, max_attempts=1, account_timezone=zone)
         sim.faults(script=[{"status": 429, "policy": "DAILY"}])
-        _, redis = one(stack)
-        wait_settled(redis, timeout=30)
-        assert PAIR in sim.pairs()
+        association_id, redis = one(stack)
+        lane = "_|deals|contacts"
+        later = (time.time() + 3600) * 1000  # deferred: due hours from now, not in seconds
+
+        def deferred() -> float | None:
+            """The association's due time once it was put back for later."""
+            score = redis.zscore(f"hl:lane:{lane}", association_id)
+            return score if score is not None and score > later else None
+
+        due = wait_for(deferred, timeout=30, what="the deferral")
+        expected = time.time() + seconds_until_midnight(time.time(), zone)
+        assert abs(due / 1000 - expected) < 60
+        assert redis.hget(f"hl:a:{association_id}", "attempts") in (b"0", None)
         assert not dead_letter_ids(redis)
+        assert PAIR not in sim.pairs()
 
     def test_a_403_with_missing_scopes_is_dead_lettered_with_its_reason(self, stack: Stack, sim: Sim) -> None:
         """403 missingScopes: dead-lettered at once with category, scopes and correlationId."""
