@@ -8,6 +8,7 @@ Redis), and nothing refused reaches Redis.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -16,7 +17,7 @@ from flask import Blueprint, Response, jsonify, request
 from werkzeug.datastructures import MultiDict
 
 from hublink.domain import signatures
-from hublink.domain.errors import InvalidSignatureError
+from hublink.domain.errors import InvalidInputError, InvalidSignatureError
 from hublink.domain.events import parse_form, parse_workflow, read_hubspot_batch
 from hublink.domain.sources import ApiKeyAuth, SignatureAuth, verify_form
 from web.container import parts
@@ -103,7 +104,14 @@ def workflow() -> Response:
         _check_api_key(auth)
     require_json_type()
     received_at = time.time()
-    event = parse_workflow(parse_json(raw), received_at=received_at)
+    body = parse_json(raw)
+    if not isinstance(body, dict):
+        raise ApiError(422, "invalid_input", "expected a JSON object (the workflow action's body)")
+    try:
+        event = parse_workflow(body, received_at=received_at)
+    except InvalidInputError as exc:
+        # The sender proved who it is: one bad field never loses its delivery (kept, listed, replayable).
+        return _set_aside("workflow", body, hashlib.sha256(raw).hexdigest(), exc, received_at)
     return _accepted(1, p.inbox.add_events([event], received_at=received_at))
 
 
@@ -136,8 +144,23 @@ def form(source: str) -> Response:
             raise ApiError(400, "malformed_json", "expected a JSON object of form fields")
         fields = body
     id_value = request.headers.get(config.id_header) if config.id_header else None
-    event = parse_form(source, fields, id_field=config.id_field, id_value=id_value, raw_body=raw)
+    try:
+        event = parse_form(source, fields, id_field=config.id_field, id_value=id_value, raw_body=raw)
+    except InvalidInputError as exc:
+        delivery_id = str(fields.get(config.id_field) or "") if config.id_field else ""
+        delivery_id = delivery_id or id_value or hashlib.sha256(raw).hexdigest()
+        return _set_aside(f"forms:{source}", dict(fields), delivery_id, exc, time.time())
     return _accepted(1, p.inbox.add_events([event], received_at=time.time()))
+
+
+def _set_aside(source: str, body: Any, delivery_id: str, exc: InvalidInputError, received_at: float) -> Response:
+    """200 for a verified delivery HubLink cannot use: kept in inbox:failed with the reason, counted, logged."""
+    p = parts()
+    reason = "; ".join(problem.message for problem in exc.problems) or exc.message
+    slug = source.replace(":", ".")
+    counters = [p.metrics.op("events_received", source=slug, outcome="unusable")]
+    entry = p.inbox.set_aside_delivery(source, body, delivery_id, reason, received_at=received_at, counters=counters)
+    return jsonify({"received": 1, "unusable": 1, "entry": entry})
 
 
 def _accepted(received: int, entry: str) -> Response:

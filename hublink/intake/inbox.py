@@ -30,8 +30,9 @@ from redis.exceptions import ResponseError
 
 from hublink.domain.associations import AssociationRequest
 from hublink.domain.errors import InvalidInputError, NotReplicatedError
-from hublink.domain.events import CrmEvent, HubSpotBatch, read_hubspot_batch
+from hublink.domain.events import CrmEvent, HubSpotBatch, parse_form, parse_workflow, read_hubspot_batch
 from hublink.store.connections import store_errors, text
+from hublink.store.counters import Op
 from hublink.store.keys import IDEMPOTENCY_TTL_S, Keys
 from hublink.store.scripts import Scripts
 
@@ -45,6 +46,9 @@ KIND_HUBSPOT = "hubspot"
 KIND_EVENTS = "events"
 #: ``body`` is a JSON list of ``[association id, AssociationRequest.as_record()]`` (the direct API: no rules).
 KIND_ASSOCIATIONS = "associations"
+#: ``body`` is one workflow or form delivery whose content HubLink could not use when it came, kept as sent
+#: (JSON ``{"source", "body", "id"}``) in ``inbox:failed``: a replay parses it again.
+KIND_DELIVERY = "delivery"
 #: An entry whose expansion failed this many times is set aside rather than retried for ever.
 MAX_DELIVERIES = 5
 #: Entries kept in ``inbox:failed`` (approximately: the stream is trimmed as it grows).
@@ -109,6 +113,8 @@ class InboxEntry:
         data = self._data()
         if self.kind == KIND_HUBSPOT:
             return read_hubspot_batch(data)
+        if self.kind == KIND_DELIVERY:
+            return HubSpotBatch([_delivery_event(data, self.received_at)], [])
         if self.kind != KIND_EVENTS:
             raise InvalidInputError(f"unknown inbox entry kind {self.kind[:40]!r}")
         if not isinstance(data, list):
@@ -117,6 +123,18 @@ class InboxEntry:
             return HubSpotBatch([CrmEvent.from_record(record) for record in data], [])
         except TypeError as exc:
             raise InvalidInputError(f"inbox entry holds a malformed event: {exc}") from None
+
+
+def _delivery_event(data: Any, received_at: float) -> CrmEvent:
+    """The event a kept workflow or form delivery makes; raises InvalidInputError when it still cannot be used."""
+    if not isinstance(data, dict) or not isinstance(data.get("source"), str):
+        raise InvalidInputError("a delivery entry must hold a JSON object with its source")
+    source, body, delivery_id = data["source"], data.get("body"), data.get("id")
+    if source == "workflow":
+        return parse_workflow(body, received_at=received_at, dedup_header=delivery_id)
+    if source.startswith("forms:") and isinstance(body, dict):
+        return parse_form(source[6:], body, id_field=None, id_value=delivery_id, raw_body=b"")
+    raise InvalidInputError(f"a delivery entry names an unknown source {source[:40]!r}")
 
 
 class Inbox:
@@ -327,6 +345,33 @@ class Inbox:
         if moved:
             log.error("inbox entry set aside", extra={"entry": entry.entry_id, "kind": entry.kind, "reason": reason})
         return bool(moved)
+
+    def set_aside_delivery(
+        self,
+        source: str,
+        body: Any,
+        delivery_id: str,
+        reason: str,
+        *,
+        received_at: float,
+        counters: Sequence[Op] = (),
+    ) -> str:
+        """Keep a workflow or form delivery HubLink cannot use in ``inbox:failed`` with ``reason``; its id.
+
+        A sender that proved who it is never loses a whole delivery to one bad field: it is answered 2xx,
+        and an operator lists and replays what was kept (``flask --app web inbox failed|replay``).
+        ``delivery_id`` is what deduplicates a replay (the sender's id, or a digest of the body).
+        """
+        payload = json.dumps({"source": source, "body": body, "id": delivery_id}, separators=(",", ":"))
+        fields = {**self._fields(KIND_DELIVERY, payload.encode(), received_at), "reason": reason[:500]}
+        with store_errors():
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.xadd(self._keys.inbox_failed, fields, maxlen=FAILED_MAX, approximate=True)  # type: ignore[arg-type]
+            for key, field, n, _ in counters:
+                pipe.hincrby(key, field, n)
+            failed_id = pipe.execute()[0]
+        log.warning("delivery set aside as unusable", extra={"entry": text(failed_id), "reason": reason[:300]})
+        return text(failed_id)
 
     # --- operators ---
 

@@ -66,6 +66,12 @@ class Sim:
         response.raise_for_status()
         return response.json() if response.content else None
 
+    def put(self, path: str, body: Any) -> Any:
+        """PUT JSON to a control-API path (``/_sim/config``)."""
+        response = requests.put(self.url + path, json=body, timeout=5)
+        response.raise_for_status()
+        return response.json() if response.content else None
+
     def associations(self) -> list[dict[str, Any]]:
         """Every association the simulator holds."""
         result: list[dict[str, Any]] = self.get("/_sim/associations")["associations"]

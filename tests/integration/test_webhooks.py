@@ -329,6 +329,32 @@ class TestWorkflowAndForms:
         assert [r.duplicates for r in expand()] == [1]
         assert redis_client.zcard("hl:lane:_|contacts|companies") == 2
 
+    def test_a_verified_delivery_with_a_bad_field_is_kept_not_refused(
+        self, client: FlaskClient, redis_client: redis_lib.Redis, expand: Callable[[], list[IntakeReport]]
+    ) -> None:
+        """A signed workflow body whose portalId is not a portal id: 200, kept in inbox:failed with the reason,
+        counted as unusable, nothing queued; replayed, it is set aside again (it still cannot be used)."""
+        body = json.dumps({"objectId": 5001, "contact_id": "7001", "portalId": "not-a-portal"}).encode()
+        uri = PUBLIC + "/webhooks/workflow"
+        headers = {
+            "X-HubSpot-Signature": signatures.sign_v2(SECRET, "POST", uri, body),
+            "X-HubSpot-Signature-Version": "v2",
+            "Content-Type": "application/json",
+        }
+        response = client.post("/webhooks/workflow", data=body, headers=headers)
+        assert response.status_code == 200 and response.get_json()["unusable"] == 1
+        [(failed_id, kept)] = redis_client.xrange("hl:inbox:failed")
+        assert failed_id.decode() == response.get_json()["entry"]
+        assert kept[b"kind"] == b"delivery" and kept[b"reason"].startswith(b"portalId: expected a positive")
+        assert json.loads(kept[b"body"])["body"]["contact_id"] == "7001"
+        assert redis_client.hget("hl:m:events_received", "source=workflow,outcome=unusable") == b"1"
+        assert work_keys(redis_client) == {"hl:inbox:failed"}  # nothing queued
+        runner = client.application.test_cli_runner()
+        assert runner.invoke(args=["inbox", "replay", "--all"]).exit_code == 0
+        assert expand() == []  # read again, still unusable: set aside again with its reason
+        [(_, again)] = redis_client.xrange("hl:inbox:failed")
+        assert again[b"reason"].startswith(b"cannot be read: ")
+
     def test_form_refusals(self, client: FlaskClient, redis_client: redis_lib.Redis) -> None:
         """Unknown source 404; bad HMAC 401; token source needs its token."""
         body = b'{"contact_id": "1", "company_id": "2"}'
