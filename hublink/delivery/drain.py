@@ -41,6 +41,11 @@ from hublink.store.counters import CounterOps, Op
 
 log = logging.getLogger("hublink.delivery.drain")
 
+#: A pair this worker linked this recently is not sent again: a burst of requests for one pair, claimed by
+#: successive batches, reaches HubSpot once (its default link is idempotent, so this only saves calls).
+RECENTLY_LINKED_S = 10.0
+#: The most pairs remembered (the oldest are forgotten first): a bound on the worker's memory.
+RECENTLY_LINKED_MAX = 100_000
 #: Lookups cost up to two HubSpot calls each: claim few at a time so that even at the read timeout the
 #: work finishes well inside its lease (5 x 2 x 10 s < 30 s would not hold at 20).
 LOOKUP_CLAIM = 5
@@ -168,6 +173,8 @@ class LaneDrainer:
         self._metrics = metrics
         #: Increments with no settle step of their own yet (rate-limit waits); they ride on the next one.
         self._pending_ops: list[Op] = []
+        #: (lane, pair) -> when this worker saw HubSpot link it (wall clock), oldest first.
+        self._linked: dict[tuple[str, tuple[str, str]], float] = {}
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
@@ -203,13 +210,19 @@ class LaneDrainer:
                     report.ended = self._lanes.finish(lane, park_until_ms=parked)
                     return report
                 continue
+            items, known = self._split_recently_linked(lane, claim.items)
+            if known:
+                self._settle(lane, report, [Result(item, None) for item in known], (), credential)
+            if not items:
+                continue
             wait_ms = self._take_token(credential.bucket, self._limit_for(credential))
             if wait_ms:
                 park_until = self._now_ms() + wait_ms
-                self._park(lane, claim.items, park_until)
+                self._park(lane, items, park_until)
                 report.ended = self._lanes.finish(lane, park_until_ms=park_until)
                 return report
-            delivery = self._deliver(credential, portal, from_type, to_type, claim.items)
+            delivery = self._deliver(credential, portal, from_type, to_type, items)
+            self._remember_linked(lane, delivery.results)
             report.calls += delivery.calls
             self._settle(lane, report, delivery.results, delivery.ops, credential)
             if delivery.wait_ms:
@@ -218,6 +231,29 @@ class LaneDrainer:
                 self._park(lane, delivery.left, park_until)
                 report.ended = self._lanes.finish(lane, park_until_ms=park_until)
                 return report
+
+    def _split_recently_linked(self, lane: str, items: Sequence[Claimed]) -> tuple[list[Claimed], list[Claimed]]:
+        """The claimed items still to send, and those whose pair this worker saw linked moments ago."""
+        if not self._linked:
+            return list(items), []
+        horizon = self._clock() - RECENTLY_LINKED_S
+        send: list[Claimed] = []
+        known: list[Claimed] = []
+        for item in items:
+            seen = self._linked.get((lane, outcomes.association_of(item).pair))
+            (known if seen is not None and seen >= horizon else send).append(item)
+        return send, known
+
+    def _remember_linked(self, lane: str, results: Sequence[Result]) -> None:
+        now = self._clock()
+        for result in results:
+            if result.error is None:
+                key = (lane, outcomes.association_of(result.item).pair)
+                self._linked.pop(key, None)
+                self._linked[key] = now  # re-inserted: the dict stays oldest first
+        horizon = now - RECENTLY_LINKED_S
+        while self._linked and (len(self._linked) > RECENTLY_LINKED_MAX or next(iter(self._linked.values())) < horizon):
+            del self._linked[next(iter(self._linked))]
 
     def _park(self, lane: str, items: Sequence[Claimed], due_ms: int) -> None:
         """Return claimed work untouched (no attempt spent), due at ``due_ms``; count the park."""

@@ -166,9 +166,14 @@ class TestErrorClasses:
 class TestBatches:
     """One bad pair in a batch never fails, delays or duplicates the others."""
 
-    def test_mixed_outcomes_in_one_batch_are_settled_per_association(self, stack: Stack, sim: Sim) -> None:
-        """In one batch call: valid pairs are linked, an invalid id is dead-lettered, and nothing is sent twice."""
+    @pytest.mark.parametrize(("batch_errors", "calls", "inputs"), [("per-input", 1, 4), ("whole", 2, 3)])
+    def test_mixed_outcomes_in_one_batch_are_settled_per_association(
+        self, stack: Stack, sim: Sim, batch_errors: str, calls: int, inputs: int
+    ) -> None:
+        """Valid pairs are linked, an invalid id is dead-lettered, nothing is sent twice: in one call when
+        HubSpot answers per input, in two when it refuses the whole batch (the guilty pair is taken out)."""
         stack.settings = replace(stack.settings, fresh_record_grace_s=0.0)
+        sim.put("/_sim/config", {"batch_errors": batch_errors})
         sim.post("/_sim/invalid-ids", {"ids": ["666"], "status": 400})
         url = stack.gunicorn()
         items = [assoc(i, 456) for i in (101, 102, 666, 103)]
@@ -180,8 +185,8 @@ class TestBatches:
         assert_exact_end_state(sim, redis, expected)
         assert dead_letter_ids(redis) == {ids[2]}
         requests_seen = sim.get("/_sim/requests")
-        assert requests_seen["by_endpoint"].get("batch_associate_default") == 1
-        assert requests_seen["inputs_total"] == 4
+        assert requests_seen["by_endpoint"].get("batch_associate_default") == calls
+        assert requests_seen["inputs_total"] == inputs
 
 
 class TestCrashes:

@@ -401,3 +401,21 @@ class TestHubSpotAsItIs:
         bucket = StaticCredentials("pat-test-token").for_portal(None).bucket
         assert limiter.blocked_until_ms[bucket] == int(START * 1000) + 3_600_000
         assert lanes.due[association_id] == int(START * 1000) + 3_600_000
+
+    def test_a_pair_linked_moments_ago_is_not_sent_again(self) -> None:
+        """Requests for one pair that arrive after its link was sent settle done without a second call."""
+        clock = Clock()
+        lanes = MemoryLanes(clock=clock)
+        lanes.add(association(7))
+        hubspot = FakeHubSpot()
+        d = drainer(lanes, hubspot, clock)
+        d.drain(LANE)
+        later = [lanes.add(association(7)) for _ in range(3)]
+        clock.now += 5.0
+        report = d.drain(LANE)
+        assert len(hubspot.calls) == 1 and report.linked == 3
+        assert all(i not in lanes.records for i in later)
+        lanes.add(association(7))
+        clock.now += 11.0  # past the memory: sent again
+        d.drain(LANE)
+        assert len(hubspot.calls) == 2
