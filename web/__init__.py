@@ -28,6 +28,7 @@ from hublink.store.keys import Keys
 from hublink.store.scripts import Scripts
 from web import admin, api, cli, errors, health, metrics_view, responses, webhooks
 from web.container import Parts
+from web.labels import build_label_check
 
 
 def load_rules(path: str | None, environ: Mapping[str, str]) -> tuple[RulesFile, Sources]:
@@ -91,6 +92,7 @@ def create_app(
         SessionStore(redis, keys),
         FailureThrottle(redis, keys, kind="login", scripts=scripts),
         FailureThrottle(redis, keys, kind="admin_api", scripts=scripts),
+        build_label_check(settings, redis, keys, scripts, environ),
     )
 
     @app.before_request

@@ -70,6 +70,7 @@ class Settings:
     rules_file: str | None = None  # HUBLINK_RULES_FILE
     portals_file: str | None = None  # HUBLINK_PORTALS_FILE
     lookup_cache_ttl_s: int = 300  # HUBLINK_LOOKUP_CACHE_TTL_S
+    label_cache_ttl_s: int = 3600  # HUBLINK_LABEL_CACHE_TTL_S: how long HubSpot's label definitions are kept
 
     # --- operations ---
     metrics_token: str | None = field(default=None, repr=False)  # HUBLINK_METRICS_TOKEN
@@ -224,6 +225,7 @@ _VARIABLES: tuple[tuple[str, str, Callable[[str], object]], ...] = (
     ("HUBLINK_RULES_FILE", "rules_file", str),
     ("HUBLINK_PORTALS_FILE", "portals_file", str),
     ("HUBLINK_LOOKUP_CACHE_TTL_S", "lookup_cache_ttl_s", _positive_int),
+    ("HUBLINK_LABEL_CACHE_TTL_S", "label_cache_ttl_s", _positive_int),
     ("HUBLINK_METRICS_TOKEN", "metrics_token", str),
     ("HUBLINK_ALERT_WEBHOOK_URL", "alert_webhook_url", str),
     ("HUBLINK_ALERT_INTERVAL_S", "alert_interval_s", _positive_float),

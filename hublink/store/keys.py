@@ -25,6 +25,8 @@ key                             type    holds                                   
 ``rl:<bucket>:max``             string  a lower limit learned from X-HubSpot-RateLimit-Max      a minute
 ``rl:<bucket>:seen``            hash    the last X-HubSpot-RateLimit-* values seen, and when    ten minutes
 ``lookup:<digest>``             string  a cached rule lookup result (JSON)                      cache TTL
+``labels:<pair>``               string  HubSpot's association label definitions for one         label cache TTL
+                                        portal|from|to (JSON list of [category, typeId, label])
 ``token:<portal>``              hash    an OAuth portal's access_token, expires_at (epoch s)    token expiry + 30 d
                                         and the rotated refresh_token
 ``token:<portal>:lock``         string  "one worker is refreshing this portal's token"          15 s
@@ -154,6 +156,10 @@ class Keys:
     def lookup_cache(self, lookup_key: str) -> str:
         """A cached lookup result."""
         return f"{self.prefix}lookup:{digest(lookup_key)}"
+
+    def labels(self, pair: str) -> str:
+        """Cached label definitions of one ``portal|from|to`` (canonical types: no digest needed)."""
+        return f"{self.prefix}labels:{pair}"
 
     def oauth_token(self, portal_id: str) -> str:
         """A cached OAuth token for one portal (hash: access_token, expires_at, refresh_token)."""
