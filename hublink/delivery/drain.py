@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
-from hublink.delivery import kinds, outcomes
+from hublink.delivery import kinds, outcomes, reconcile
 from hublink.delivery.credentials import Credential, CredentialProvider
 from hublink.delivery.hubspot import CallResult
 from hublink.delivery.labels import LabelResolver, resolve_types
@@ -336,16 +336,22 @@ class LaneDrainer:
             for i in ready:  # one input per pair: the labels asked for the same pair in one run are sent together
                 known = pair_types.get(requests[i].pair, ())
                 pair_types[requests[i].pair] = known + tuple(t for t in types.get(i, ()) if t not in known)
-            delivery = self._deliver(
-                credential,
-                portal,
-                from_type,
-                to_type,
-                [items[i] for i in ready],
-                kind=kind,
-                types=pair_types,
-                token_taken=calls == 0,  # the drain took one token for the claim's first call
-            )
+            if kind == "replace":
+                run_types = {n: types[i] for n, i in enumerate(ready) if i in types}
+                delivery = self._reconcile(
+                    credential, portal, from_type, to_type, [items[i] for i in ready], run_types, calls == 0
+                )
+            else:
+                delivery = self._deliver(
+                    credential,
+                    portal,
+                    from_type,
+                    to_type,
+                    [items[i] for i in ready],
+                    kind=kind,
+                    types=pair_types,
+                    token_taken=calls == 0,  # the drain took one token for the claim's first call
+                )
             calls += delivery.calls
             ops += delivery.ops
             results += delivery.results
@@ -354,6 +360,66 @@ class LaneDrainer:
                 rest = [items[i] for _, later in cut[number + 1 :] for i in later]
                 return Delivery(results, ops, calls, [*delivery.left, *rest], delivery.wait_ms, held)
         return Delivery(results, ops, calls, held=held)
+
+    def _reconcile(
+        self,
+        credential: Credential,
+        portal: str | None,
+        from_type: str,
+        to_type: str,
+        items: Sequence[Claimed],
+        types: Mapping[int, tuple[AssociationType, ...]],
+        token_taken: bool,
+    ) -> Delivery:
+        """Run one run of replace work (``hublink.delivery.reconcile``), each call with its own token.
+
+        When a token would wait too long, the whole run goes back untouched: reconciling again is harmless.
+        """
+        ops: list[Op] = []
+        calls = 0
+
+        def spend() -> None:
+            nonlocal calls
+            if calls or not token_taken:
+                wait = self._take_token(credential.bucket, self._limit_for(credential))
+                if wait:
+                    raise TokenWaitTooLongError(wait)
+            calls += 1
+
+        def call(
+            kind: CallKind, pairs: Sequence[tuple[str, str]], specs: Mapping[tuple[str, str], Sequence[AssociationType]]
+        ) -> CallResult | DeliveryError:
+            spend()
+            return self._call(credential, portal, from_type, to_type, pairs, ops, kind=kind, types=specs)
+
+        def read(from_ids: Sequence[str]) -> reconcile.Existing | DeliveryError:
+            spend()
+            client = cast(reconcile.AssociationReader, self._client)
+            try:
+                found = client.read_associations_batch(
+                    credential.token, from_type, to_type, from_ids, base_url=credential.base_url
+                )
+            except DeliveryError as exc:
+                ops.extend(outcomes.request_ops(self._metrics, "batch_read", exc.status, exc, self._clock()))
+                self._learn(credential, exc.detail.rate, exc)
+                return exc
+            ops.extend(outcomes.request_ops(self._metrics, "batch_read", 200, None, self._clock()))
+            return found
+
+        requests = [outcomes.association_of(item) for item in items]
+        try:
+            done = reconcile.reconcile(requests, types, read, call)
+        except TokenWaitTooLongError as exc:
+            return Delivery([], ops, calls, list(items), exc.wait_ms)
+        for from_id, removed in done.removed.items():
+            log.info(
+                "reconcile removed associations",
+                extra={"portal_id": portal, "from": f"{from_type}/{from_id}", "to_type": to_type, "removed": removed},
+            )
+            if self._metrics is not None:
+                source = next((r.source for r in requests if r.from_object_id == from_id), "?")
+                ops.append(self._metrics.op("reconcile_removed", len(removed), source=source))
+        return Delivery([Result(items[i], error) for i, error in done.errors.items()], ops, calls)
 
     def _hold(self, lane: str, held: Sequence[Claimed], settlement: outcomes.Settlement) -> None:
         """Put held items back just behind the retry of the failed action on their pair (or now, if it died)."""

@@ -340,6 +340,41 @@ class HubSpotClient:
         body, rate, correlation = self._send("POST", path, token, payload, base_url=base_url)
         return self._parse_removal(body, [pair for pair, _ in inputs], rate, correlation)
 
+    def read_associations_batch(
+        self, token: str, from_type: str, to_type: str, from_ids: Sequence[str], *, base_url: str | None = None
+    ) -> dict[str, list[tuple[str, tuple[AssociationType, ...]]]]:
+        """``POST /crm/associations/2026-03/{from}/{to}/batch/read`` (200 or 207; up to 1,000 ids).
+
+        Each asked-for id maps to its associated records, each with its association types. An id HubSpot
+        answers nothing for (no associations, or an ``errors[]`` entry such as "no associations found")
+        maps to an empty list. Only the first page of each record's associations is read (HubSpot pages
+        beyond 500). Raises DeliveryError when the whole call failed.
+        """
+        path = f"/crm/associations/{API_VERSION}/{_seg(from_type)}/{_seg(to_type)}/batch/read"
+        payload = {"inputs": [{"id": i} for i in from_ids]}
+        body, _, _ = self._send("POST", path, token, payload, base_url=base_url)
+        found: dict[str, list[tuple[str, tuple[AssociationType, ...]]]] = {i: [] for i in from_ids}
+        results = body.get("results") if isinstance(body, dict) else None
+        for result in results if isinstance(results, list) else ():
+            try:
+                from_id = str(result["from"]["id"])
+                targets = result.get("to") or []
+            except (KeyError, TypeError, AttributeError):
+                continue
+            if from_id not in found:
+                continue
+            for target in targets if isinstance(targets, list) else ():
+                if not isinstance(target, dict) or "toObjectId" not in target:
+                    continue
+                specs = target.get("associationTypes") or []
+                types = tuple(
+                    (str(t["category"]), int(t["typeId"]))
+                    for t in (specs if isinstance(specs, list) else ())
+                    if isinstance(t, dict) and "category" in t and isinstance(t.get("typeId"), int)
+                )
+                found[from_id].append((str(target["toObjectId"]), types))
+        return found
+
     def read_object(
         self,
         token: str,

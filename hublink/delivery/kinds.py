@@ -85,6 +85,8 @@ def endpoint(kind: CallKind, size: int) -> str:
         return "associate_default" if size == 1 else "batch_associate_default"
     if kind == "create":
         return "associate_labelled" if size == 1 else "batch_create"
+    if kind == "replace":
+        return "reconcile"
     return "batch_archive" if kind == "archive" else "batch_labels_archive"
 
 

@@ -63,8 +63,11 @@ ACTIONS = ("link", "unlink")
 Action = Literal["link", "unlink"]
 #: One association type as HubSpot names it: (associationCategory, associationTypeId).
 AssociationType = tuple[str, int]
-#: Which HubSpot call a request needs; a batch call carries one kind only.
-CallKind = Literal["default", "create", "archive", "labels_archive"]
+#: ``add`` links; ``replace`` (rules only) makes the from record's associations of that type and label exactly
+#: the ones its rule names, removing the others (a reconcile).
+Mode = Literal["add", "replace"]
+#: Which HubSpot call a request needs; a batch call carries one kind only (``replace``: read, remove, create).
+CallKind = Literal["default", "create", "archive", "labels_archive", "replace"]
 #: The fields a direct-API item may have; any other is refused (it may be a typo of one that matters).
 API_ITEM_FIELDS = (
     "fromObjectType",
@@ -168,6 +171,7 @@ class AssociationRequest:
     action: Action = "link"
     label: str | None = None
     types: tuple[AssociationType, ...] = ()
+    mode: Mode = "add"
 
     @classmethod
     def create(
@@ -185,6 +189,7 @@ class AssociationRequest:
         action: object = "link",
         label: object = None,
         types: object = None,
+        mode: object = "add",
         where: str = "",
     ) -> AssociationRequest:
         """Validate and build one request; raise InvalidInputError naming every bad field.
@@ -226,6 +231,8 @@ class AssociationRequest:
             check("types", "types", types, check_types)
         if label is not None and types is not None:
             problems.append(FieldProblem(f"{where}/types", "types: give a label or types, not both"))
+        if mode not in ("add", "replace"):
+            problems.append(FieldProblem(f"{where}/mode", f"mode: expected add or replace, got {_shown(mode)}"))
         if problems:
             raise InvalidInputError("invalid association", problems)
         return cls(
@@ -235,6 +242,7 @@ class AssociationRequest:
             received_at=received_at,
             occurred_at=occurred_at,
             action="unlink" if action == "unlink" else "link",
+            mode="replace" if mode == "replace" else "add",
             **values,
         )
 
@@ -251,6 +259,8 @@ class AssociationRequest:
     @property
     def call_kind(self) -> CallKind:
         """Which HubSpot call carries this request: default, create (labelled), archive or labels_archive."""
+        if self.mode == "replace":
+            return "replace"
         if self.action == "unlink":
             return "labels_archive" if self.is_labelled else "archive"
         return "create" if self.is_labelled else "default"
@@ -285,6 +295,8 @@ class AssociationRequest:
             extras["label"] = self.label
         if self.types:
             extras["types"] = [list(t) for t in self.types]
+        if self.mode != "add":
+            extras["mode"] = self.mode
         return extras
 
     @classmethod

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from hublink.domain.associations import Action, AssociationRequest, AssociationType, types_wire
+from hublink.domain.associations import Action, AssociationRequest, AssociationType, Mode, types_wire
 from hublink.domain.rules import Fixed, PlannedAssociation, PropertyLookup, SearchLookup, Side
 
 #: The middle part of a lookup lane's name (``<portal>|lookup|<rule>``), never an object type name.
@@ -79,6 +79,7 @@ class LookupRequest:
     action: Action = "link"
     label: str | None = None
     types: tuple[AssociationType, ...] = ()
+    mode: Mode = "add"
 
     @classmethod
     def plan(
@@ -104,6 +105,7 @@ class LookupRequest:
             action=planned.action,
             label=planned.label,
             types=planned.types,
+            mode=planned.mode,
         )
 
     @property
@@ -126,6 +128,7 @@ class LookupRequest:
             action=self.action,
             label=self.label,
             types=types_wire(self.types) if self.types else None,
+            mode=self.mode,
         )
 
     def as_record(self) -> dict[str, Any]:
@@ -152,6 +155,8 @@ class LookupRequest:
             extras["label"] = self.label
         if self.types:
             extras["types"] = [list(t) for t in self.types]
+        if self.mode != "add":
+            extras["mode"] = self.mode
         return extras
 
     @classmethod
@@ -169,6 +174,7 @@ class LookupRequest:
             action="unlink" if record.get("action") == "unlink" else "link",
             label=record.get("label"),
             types=tuple((str(c), int(t)) for c, t in record.get("types") or ()),
+            mode="replace" if record.get("mode") == "replace" else "add",
         )
 
 

@@ -42,6 +42,7 @@ from jmespath.functions import Functions
 from hublink.domain.associations import (
     Action,
     AssociationType,
+    Mode,
     canonical_object_type,
     check_label,
     check_object_id,
@@ -104,6 +105,7 @@ class PlannedAssociation:
     action: Action = "link"
     label: str | None = None
     types: tuple[AssociationType, ...] = ()
+    mode: Mode = "add"
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,10 +115,13 @@ class Options:
     action: Action = "link"
     label: str | None = None
     types: tuple[AssociationType, ...] = ()
+    mode: Mode = "add"
 
     def summary(self) -> str:
         """`` (unlink, label 'X')`` for ``describe``; empty for a default link."""
         parts = ["unlink"] if self.action == "unlink" else []
+        if self.mode == "replace":
+            parts.append("replace")
         if self.label is not None:
             parts.append(f"label {self.label!r}")
         if self.types:
@@ -358,6 +363,13 @@ def _action(value: object) -> Action:
     raise ValueError(f"expected link or unlink, got {_shown(value)}")
 
 
+def _mode(value: object) -> Mode:
+    """A rule association's mode: add or replace."""
+    if value == "add" or value == "replace":
+        return "add" if value == "add" else "replace"
+    raise ValueError(f"expected add or replace, got {_shown(value)}")
+
+
 def _source(value: object) -> str:
     """A rule's source: hubspot, workflow, forms:<name> or forms:*."""
     if not isinstance(value, str) or not _SOURCE.match(value):
@@ -484,7 +496,7 @@ class _Builder:
             if not isinstance(item, _Lined):
                 self.problem(item_line, label, f"{where}: expected a mapping with from and to, got {_shown(item)}")
                 continue
-            self.keys(item, ("from", "to", "action", "label", "types"), ("from", "to"), label, where)
+            self.keys(item, ("from", "to", "action", "label", "types", "mode"), ("from", "to"), label, where)
             pair = [
                 self.side(item[end], item.at(end), label, f"{where}.{end}") for end in ("from", "to") if end in item
             ]
@@ -493,9 +505,14 @@ class _Builder:
             action = self.value(item, "action", _action, label, where) or "link"
             label_name = self.value(item, "label", check_label, label, where)
             types = self.value(item, "types", check_types, label, where) or ()
+            mode = self.value(item, "mode", _mode, label, where) or "add"
+            if mode == "replace" and action == "unlink":
+                self.problem(
+                    item.at("mode"), label, f"{where}: mode replace sets what is linked: not with action unlink"
+                )
             if len(pair) == 2 and pair[0] and pair[1]:
                 sides.append((pair[0], pair[1]))
-                options.append(Options(action, label_name, types))
+                options.append(Options(action, label_name, types, mode))
         return Rule(label, source or "", raw.line, tuple(equals), condition, tuple(sides), tuple(options))
 
 
@@ -570,7 +587,9 @@ class RuleSet:
                 if not isinstance(from_side, str) and not isinstance(to_side, str):
                     opts = rule.options_of(index)
                     planned.append(
-                        PlannedAssociation(rule.name, from_side, to_side, opts.action, opts.label, opts.types)
+                        PlannedAssociation(
+                            rule.name, from_side, to_side, opts.action, opts.label, opts.types, opts.mode
+                        )
                     )
                 else:
                     problems.extend(f"rule '{rule.name}': {s}" for s in (from_side, to_side) if isinstance(s, str))

@@ -118,6 +118,8 @@ def _options(planned: PlannedAssociation, *, wire: bool) -> dict[str, Any]:
         options["label"] = planned.label
     if planned.types:
         options["types"] = types_wire(planned.types) if wire else planned.types
+    if planned.mode != "add":
+        options["mode"] = planned.mode
     return options
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from hublink.delivery.credentials import StaticCredentials
 from hublink.delivery.drain import DrainSettings, LaneDrainer
@@ -27,7 +27,16 @@ DECISION = ("USER_DEFINED", 9)
 
 @dataclass
 class LabelledHubSpot(FakeHubSpot):
-    """The fake HubSpot, also answering labelled creates and removals (recorded with their kind)."""
+    """The fake HubSpot, also answering labelled creates, removals and reads (recorded with their kind)."""
+
+    existing: dict[str, list[tuple[str, tuple[AssociationType, ...]]]] = field(default_factory=dict)
+
+    def read_associations_batch(
+        self, token: str, from_type: str, to_type: str, from_ids: Sequence[str], *, base_url: str | None = None
+    ) -> dict[str, list[tuple[str, tuple[AssociationType, ...]]]]:
+        """batch/read from ``existing``."""
+        self.calls.append(("read", [(i, "") for i in from_ids]))
+        return {i: self.existing.get(i, []) for i in from_ids}
 
     def associate_labelled(
         self,
@@ -158,3 +167,22 @@ class TestMixedLanes:
         assert hubspot.calls == [("single", [("1", "1001")])]
         assert lanes.records[unlink].attempts == 0
         assert lanes.due[unlink] > lanes.due[link] > START * 1000
+
+
+class TestReconcileInTheDrain:
+    """Replace work in a lane runs as a reconcile: read, remove, create, and the removal is counted."""
+
+    def test_a_replace_moves_the_label_and_counts_the_removal(self) -> None:
+        """Contact 1001 becomes the decision maker instead of 1500: one read, one label removal, one PUT."""
+        clock = Clock()
+        lanes = MemoryLanes(clock=clock)
+        lanes.add(with_(association(1), label="Decision maker", mode="replace"))
+        hubspot = LabelledHubSpot(existing={"1": [("1500", (DECISION,))]})
+        report = drainer(lanes, hubspot, clock).drain(LANE)
+        assert hubspot.calls == [
+            ("read", [("1", "")]),
+            ("labels_archive", [("1", "1500")]),
+            ("labelled", [("1", "1001")]),
+        ]
+        assert report.linked == 1 and report.calls == 3 and not lanes.records
+        assert ("hl:m:reconcile_removed", "source=api", 1, 0) in lanes.counters
