@@ -23,6 +23,8 @@ from hublink.domain.associations import AssociationRequest, AssociationType, Cal
 from hublink.domain.errors import DeliveryError, HubSpotErrorDetail
 
 Pair = tuple[str, str]
+#: HubSpot's cap on ``batch/read`` inputs (since 10 Feb 2025).
+MAX_READ_INPUTS = 1000
 Existing = dict[str, list[tuple[str, tuple[AssociationType, ...]]]]
 #: One call of a kind for distinct pairs (with each pair's types): its answer or the error of the whole call.
 Call = Callable[[CallKind, Sequence[Pair], Mapping[Pair, Sequence[AssociationType]]], CallResult | DeliveryError]
@@ -76,10 +78,14 @@ def reconcile(
     """Reconcile a run of replace work (one pair of object types); see the module's docstring."""
     groups, superseded = _groups(requests, types)
     out = Reconciled(errors=dict.fromkeys(superseded))
-    existing = read(sorted({from_id for from_id, _ in groups}))
-    if isinstance(existing, DeliveryError):
-        out.errors.update((i, existing) for indexes in groups.values() for i in indexes)
-        return out
+    from_ids = sorted({from_id for from_id, _ in groups})
+    existing: Existing = {}
+    for start in range(0, len(from_ids), MAX_READ_INPUTS):
+        found = read(from_ids[start : start + MAX_READ_INPUTS])
+        if isinstance(found, DeliveryError):
+            out.errors.update((i, found) for indexes in groups.values() for i in indexes)
+            return out
+        existing.update(found)
     removals: dict[tuple[AssociationType, ...], dict[Pair, tuple[str, tuple[AssociationType, ...]]]] = {}
     creations: dict[tuple[AssociationType, ...], list[Pair]] = {}
     for (from_id, wanted), indexes in groups.items():
