@@ -26,7 +26,7 @@ from hublink.ops.throttle import FailureThrottle
 from hublink.store.connections import connect
 from hublink.store.keys import Keys
 from hublink.store.scripts import Scripts
-from web import admin, api, cli, errors, health, metrics_view, responses, webhooks
+from web import admin, api, backfill_cli, cli, errors, health, metrics_view, responses, webhooks
 from web.container import Parts
 from web.labels import build_label_check
 
@@ -113,4 +113,6 @@ def create_app(
     app.cli.add_command(cli.inbox)
     app.cli.add_command(cli.rules)
     app.cli.add_command(cli.admin)
+    for command in (backfill_cli.backfill, backfill_cli.backfill_cancel, backfill_cli.backfill_list):
+        app.cli.add_command(command)
     return app

@@ -104,6 +104,19 @@ def build_label_check(
     settings: Settings, redis: Redis, keys: Keys, scripts: Scripts, environ: Mapping[str, str]
 ) -> LabelCheck:
     """The web's label check, with the same credentials a worker would use (none: labels answer 503)."""
+    client, credentials = hubspot_access(settings, redis, keys, environ)
+    return LabelCheck(
+        LabelCatalog(redis, keys, client, cache_ttl_s=settings.label_cache_ttl_s),
+        credentials,
+        RedisRateLimiter(redis, keys, margin=settings.rate_limit_margin, scripts=scripts),
+        settings.hubspot_rate_limit,
+    )
+
+
+def hubspot_access(
+    settings: Settings, redis: Redis, keys: Keys, environ: Mapping[str, str]
+) -> tuple[HubSpotClient, CredentialProvider | None]:
+    """A HubSpot client and the credentials a worker would use (None without a token or portals file)."""
     client = HubSpotClient(
         settings.hubspot_base_url,
         connect_timeout_s=settings.hubspot_connect_timeout_s,
@@ -119,9 +132,4 @@ def build_label_check(
             raise ConfigError(f"HUBLINK_PORTALS_FILE: cannot read {settings.portals_file}: {exc.strerror}") from None
         portals = load_portals(text, environ, settings.portals_file)
         credentials = PortalCredentials(portals, redis, keys, client, fallback=static)
-    return LabelCheck(
-        LabelCatalog(redis, keys, client, cache_ttl_s=settings.label_cache_ttl_s),
-        credentials,
-        RedisRateLimiter(redis, keys, margin=settings.rate_limit_margin, scripts=scripts),
-        settings.hubspot_rate_limit,
-    )
+    return client, credentials

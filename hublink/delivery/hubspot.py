@@ -414,6 +414,38 @@ class HubSpotClient:
             str(r["id"]) for r in (results if isinstance(results, list) else ()) if isinstance(r, dict) and "id" in r
         ]
 
+    def search_records(
+        self,
+        token: str,
+        object_type: str,
+        filters: Sequence[Mapping[str, str]],
+        properties: Sequence[str],
+        limit: int,
+        *,
+        base_url: str | None = None,
+    ) -> tuple[int, list[tuple[str, dict[str, Any]]]]:
+        """``POST /crm/objects/2026-03/{type}/search``, ascending by ``hs_object_id``: (total, [(id, properties)]).
+
+        ``filters`` form one filter group (all must hold). HubSpot answers at most 10,000 results per query,
+        so callers page with a ``hs_object_id GT last`` filter rather than with ``after``. Raises DeliveryError.
+        """
+        path = f"/crm/objects/{API_VERSION}/{_seg(object_type)}/search"
+        payload = {
+            "filterGroups": [{"filters": [dict(f) for f in filters]}] if filters else [],
+            "sorts": [{"propertyName": "hs_object_id", "direction": "ASCENDING"}],
+            "properties": list(properties),
+            "limit": limit,
+        }
+        body, _, _ = self._send("POST", path, token, payload, base_url=base_url)
+        total = body.get("total") if isinstance(body, dict) else None
+        results = body.get("results") if isinstance(body, dict) else None
+        records: list[tuple[str, dict[str, Any]]] = []
+        for result in results if isinstance(results, list) else ():
+            if isinstance(result, dict) and isinstance(result.get("id"), str | int):
+                props = result.get("properties")
+                records.append((str(result["id"]), props if isinstance(props, dict) else {}))
+        return (total if isinstance(total, int) and not isinstance(total, bool) else len(records)), records
+
     def refresh_token(
         self, client_id: str, client_secret: str, refresh_token: str, *, base_url: str | None = None
     ) -> dict[str, Any]:

@@ -40,6 +40,9 @@ key                             type    holds                                   
 ``session:<id>``                string  one dashboard login (JSON: since, token mark, CSRF      8 hours
                                         token)
 ``throttle:<scope>``            string  failed admin logins/tokens in the window (counter)      one window
+``backfill:<id>``               hash    one backfill: rule, plan, cursor (last hs_object_id     30 days after its
+                                        read), counts, state, cancel flag (JSON fields)         last change
+``backfills``                   zset    backfill ids by start time (ms), for the dashboard      newest 100 kept
 ==============================  ======  ======================================================  ==================
 
 HubLink also reads two of RQ's own keys (named here so that nothing else spells them): ``rq:queue:<name>``
@@ -217,6 +220,15 @@ class Keys:
     def session_prefix(self) -> str:
         """Prefix of dashboard sessions (revoking them all scans it)."""
         return f"{self.prefix}session:"
+
+    def backfill(self, backfill_id: str) -> str:
+        """One backfill's plan, cursor, counts and state."""
+        return f"{self.prefix}backfill:{backfill_id}"
+
+    @property
+    def backfills(self) -> str:
+        """Backfill ids by start time."""
+        return f"{self.prefix}backfills"
 
     def throttle(self, scope: str) -> str:
         """Failed admin authentications in the current window for ``scope`` (an address, or ``all``)."""
