@@ -44,7 +44,10 @@ class Settings:
     hubspot_rate_limit: RateLimit = RateLimit(100, 10.0)  # HUBSPOT_RATE_LIMIT
     hubspot_search_rate_limit: RateLimit = RateLimit(5, 1.0)  # HUBSPOT_SEARCH_RATE_LIMIT
     rate_limit_margin: float = 0.05  # HUBLINK_RATE_LIMIT_MARGIN: share of the limit left unused
-    batch_size: int = 100  # HUBSPOT_BATCH_SIZE: 1..2000 associations per batch call
+    # HUBSPOT_BATCH_SIZE: 1..2000 associations claimed for one batch call. HubSpot's own cap for association
+    # creates (default and labelled) and removals: a bad input no longer sinks its batch (the drain isolates
+    # it), so the default fills each call. Reads (reconcile's batch/read) go in chunks of 1,000 whatever this is.
+    batch_size: int = 2000
     batch_window_ms: int = 0  # HUBLINK_BATCH_WINDOW_MS: wait this long for a batch to fill; 0 = never
 
     # --- retries and dead letters ---

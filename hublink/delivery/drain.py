@@ -129,7 +129,7 @@ class Delivery:
 class DrainSettings:
     """The drainer's knobs (from Settings)."""
 
-    batch_size: int = 100
+    batch_size: int = 2000
     batch_window_ms: int = 0
     rate_limit: RateLimit = field(default_factory=lambda: RateLimit(100, 10.0))
     max_limiter_wait_ms: int = 500

@@ -25,6 +25,8 @@ from hublink.domain.errors import DeliveryError, HubSpotErrorDetail
 Pair = tuple[str, str]
 #: HubSpot's cap on ``batch/read`` inputs (since 10 Feb 2025).
 MAX_READ_INPUTS = 1000
+#: HubSpot's cap on association batch creates and removals.
+MAX_WRITE_INPUTS = 2000
 Existing = dict[str, list[tuple[str, tuple[AssociationType, ...]]]]
 #: One call of a kind for distinct pairs (with each pair's types): its answer or the error of the whole call.
 Call = Callable[[CallKind, Sequence[Pair], Mapping[Pair, Sequence[AssociationType]]], CallResult | DeliveryError]
@@ -101,13 +103,16 @@ def reconcile(
     failed_groups: dict[tuple[str, tuple[AssociationType, ...]], DeliveryError] = {}
     for wanted, owners in removals.items():
         kind: CallKind = "labels_archive" if wanted else "archive"
-        answer = call(kind, list(owners), dict.fromkeys(owners, wanted))
-        for pair, owner in owners.items():
-            error = answer if isinstance(answer, DeliveryError) else answer.failed.get(pair)
-            if error is not None:
-                failed_groups[owner] = error
-            else:
-                out.removed.setdefault(pair[0], []).append(pair[1])
+        pairs = list(owners)
+        for start in range(0, len(pairs), MAX_WRITE_INPUTS):  # a record may have many associations to remove
+            chunk = pairs[start : start + MAX_WRITE_INPUTS]
+            answer = call(kind, chunk, dict.fromkeys(chunk, wanted))
+            for pair in chunk:
+                error = answer if isinstance(answer, DeliveryError) else answer.failed.get(pair)
+                if error is not None:
+                    failed_groups[owners[pair]] = error
+                else:
+                    out.removed.setdefault(pair[0], []).append(pair[1])
     created: dict[Pair, DeliveryError | None] = {}
     for wanted, pairs in creations.items():
         if not pairs:

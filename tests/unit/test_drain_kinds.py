@@ -186,3 +186,28 @@ class TestReconcileInTheDrain:
         ]
         assert report.linked == 1 and report.calls == 3 and not lanes.records
         assert ("hl:m:reconcile_removed", "source=api", 1, 0) in lanes.counters
+
+
+class TestBatchSize:
+    """Batches at HubSpot's size: the default claim fills a 2,000-input create call."""
+
+    def test_a_backlog_goes_out_in_calls_of_two_thousand_by_default(self) -> None:
+        """2,500 pending default links with the default settings: one call of 2,000, one of 500."""
+        clock = Clock()
+        lanes = MemoryLanes(clock=clock)
+        for n in range(1, 2501):
+            lanes.add(association(n))
+        hubspot = LabelledHubSpot()
+        default = LaneDrainer(
+            lanes=lanes,
+            limiter=MemoryLimiter(clock=clock),
+            client=hubspot,
+            credentials=StaticCredentials("pat-test-token"),
+            resolver=FakeResolver(),
+            policy=rp.RetryPolicy(max_attempts=3),
+            settings=DrainSettings(),
+            clock=clock,
+            sleep=clock.sleep,
+        )
+        default.drain(LANE)
+        assert [len(pairs) for _, pairs in hubspot.calls] == [2000, 500]

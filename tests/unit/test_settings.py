@@ -30,7 +30,7 @@ DOCUMENTED_DEFAULTS: dict[str, object] = {
     "hubspot_rate_limit": RateLimit(100, 10.0),
     "hubspot_search_rate_limit": RateLimit(5, 1.0),
     "rate_limit_margin": 0.05,
-    "batch_size": 100,
+    "batch_size": 2000,
     "batch_window_ms": 0,
     "max_attempts": 10,
     "retry_base_s": 2.0,
