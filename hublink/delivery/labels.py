@@ -24,6 +24,7 @@ from hublink.domain.associations import AssociationRequest, AssociationType
 from hublink.domain.errors import (
     DeliveryError,
     HubSpotErrorDetail,
+    NotFoundError,
     RateLimitedError,
     StoreUnavailableError,
     TokenWaitTooLongError,
@@ -115,7 +116,8 @@ class LabelCatalog:
     ) -> LabelDefinitions:
         """The pair's definitions: from the cache, else from HubSpot (``take_token`` is called first).
 
-        Raises DeliveryError when HubSpot does not answer, StoreUnavailableError without Redis.
+        A 404 means none are defined. Raises DeliveryError when HubSpot does not answer, StoreUnavailableError
+        without Redis.
         """
         key = self._keys.labels(f"{portal or '_'}|{from_type}|{to_type}")
         with store_errors():
@@ -127,7 +129,14 @@ class LabelCatalog:
             except (ValueError, TypeError):
                 pass  # an unreadable cache entry is read again from HubSpot
         take_token()
-        entries = self._client.association_labels(credential.token, from_type, to_type, base_url=credential.base_url)
+        try:
+            entries = self._client.association_labels(
+                credential.token, from_type, to_type, base_url=credential.base_url
+            )
+        except NotFoundError:
+            # HubSpot defines nothing for this pair of types (they cannot be associated): every name is
+            # unknown. Not cached: a 404 from a host that is being moved should not last an hour.
+            return LabelDefinitions()
         with store_errors():
             self._redis.set(key, json.dumps(entries), ex=self._ttl_s)
         return LabelDefinitions.of(entries)
