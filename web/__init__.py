@@ -26,8 +26,9 @@ from hublink.ops.throttle import FailureThrottle
 from hublink.store.connections import connect
 from hublink.store.keys import Keys
 from hublink.store.scripts import Scripts
-from web import admin, api, cli, errors, health, metrics_view, responses, webhooks
+from web import admin, api, backfill_cli, cli, errors, health, metrics_view, responses, webhooks
 from web.container import Parts
+from web.labels import build_label_check
 
 
 def load_rules(path: str | None, environ: Mapping[str, str]) -> tuple[RulesFile, Sources]:
@@ -101,6 +102,7 @@ def create_app(
         SessionStore(redis, keys),
         FailureThrottle(redis, keys, kind="login", scripts=scripts),
         FailureThrottle(redis, keys, kind="admin_api", scripts=scripts),
+        build_label_check(settings, redis, keys, scripts, environ),
     )
 
     @app.before_request
@@ -121,4 +123,6 @@ def create_app(
     app.cli.add_command(cli.inbox)
     app.cli.add_command(cli.rules)
     app.cli.add_command(cli.admin)
+    for command in (backfill_cli.backfill, backfill_cli.backfill_cancel, backfill_cli.backfill_list):
+        app.cli.add_command(command)
     return app

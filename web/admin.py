@@ -26,6 +26,7 @@ from werkzeug.wrappers import Response
 
 from hublink.domain.errors import StoreUnavailableError
 from hublink.ops import dashboard
+from hublink.ops.backfill import RedisBackfills
 from hublink.ops.dead_letters import DeadLetterFilter
 from web.container import Parts, parts
 
@@ -318,6 +319,15 @@ def act_on_one(letter_id: str, action: str) -> Response | str:
     log.info("admin action", extra={"action": action, "association_id": letter_id, "count": int(done)})
     flash(f"{'Replayed' if action == 'replay' else 'Purged'} {letter_id}." if done else "Nothing to do.")
     return redirect(url_for("admin.dead_letters"))
+
+
+@bp.post("/backfills/<string(length=16):backfill_id>/cancel")
+def cancel_backfill(backfill_id: str) -> Response:
+    """Ask a running backfill to stop before its next page (it can be resumed from the command line)."""
+    done = RedisBackfills(parts().redis, parts().keys).request_cancel(backfill_id)
+    log.info("admin action", extra={"action": "cancel backfill", "backfill": backfill_id, "count": int(done)})
+    flash(f"Backfill {backfill_id}: cancel requested." if done else f"No backfill {backfill_id}.")
+    return redirect(url_for("admin.index"))
 
 
 @bp.post("/dead-letters/bulk/<any(replay, purge):action>")

@@ -15,6 +15,7 @@ from hublink.lanes import new_association_id
 from hublink.ops.dead_letters import MAX_LIST_LIMIT, DeadLetterFilter
 from web.container import parts
 from web.errors import ApiError
+from web.labels import resolve_labels
 from web.requests_in import parse_json, read_body, require_bearer, require_json_type
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -69,6 +70,7 @@ def create_associations() -> tuple[Response, int]:
         raise ApiError(400, "malformed_json", "expected a JSON object with an 'associations' array")
     received_at = time.time()
     requests_ = parse_api_items(body.get("associations"), received_at=received_at, max_items=p.settings.max_items)
+    requests_ = resolve_labels(p.labels, requests_)
     body_digest = hashlib.sha256(raw).hexdigest() if idempotency_key is not None else ""
     if idempotency_key is not None and (held := p.inbox.held_answer(idempotency_key)) is not None:
         return _replay(held, body_digest)

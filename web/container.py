@@ -15,6 +15,7 @@ from hublink.ops.metrics import Metrics
 from hublink.ops.sessions import SessionStore
 from hublink.ops.throttle import FailureThrottle
 from hublink.store.keys import Keys
+from web.labels import LabelCheck
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +35,8 @@ class Parts:
     login_throttle: FailureThrottle
     #: Failed admin API bearer tokens, per address and in total.
     api_throttle: FailureThrottle
+    #: Resolves the direct API's label names (None in tests that build Parts without one).
+    labels: LabelCheck | None = None
 
 
 def parts() -> Parts:

@@ -7,6 +7,7 @@ the dispatcher threads. Nothing here connects at import time; redis-py opens con
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -21,10 +22,12 @@ from hublink.config.settings import Settings
 from hublink.delivery.credentials import CredentialProvider, PortalCredentials, StaticCredentials
 from hublink.delivery.drain import DrainSettings, LaneDrainer
 from hublink.delivery.hubspot import HubSpotClient
+from hublink.delivery.labels import LabelCatalog, LabelDefinitions, check_rule_labels
 from hublink.delivery.lookups import LookupResolver
 from hublink.delivery.rate_limit import RedisRateLimiter
 from hublink.domain.errors import ConfigError
 from hublink.domain.retry_policy import RetryPolicy
+from hublink.domain.rules import RuleSet
 from hublink.intake.expansion import Expansion
 from hublink.intake.inbox import Inbox
 from hublink.lanes import LaneStore
@@ -35,6 +38,8 @@ from hublink.store.connections import connect, connect_rq
 from hublink.store.keys import Keys
 from hublink.store.scripts import Scripts
 from worker.loops import Dispatcher, Expander
+
+log = logging.getLogger("hublink.worker")
 
 #: A drain stops taking new batches after this long, so that other lanes get the worker in turn.
 DRAIN_BUDGET_S = 10.0
@@ -110,6 +115,22 @@ def credentials_for(settings: Settings, redis: Redis, keys: Keys, client: HubSpo
     return PortalCredentials(portals, redis, keys, client, fallback=static)
 
 
+def checked_rules(rules: RuleSet, labels: LabelCatalog, credentials: CredentialProvider, settings: Settings) -> RuleSet:
+    """The rules whose labels HubSpot defines; each refused rule is logged as an error naming the known labels."""
+    if not any(r.options_of(i).label for r in rules.rules for i in range(len(r.associations))):
+        return rules
+    portals: list[str | None] = [None] if settings.hubspot_access_token else []
+    portals += list(credentials.portal_ids) if isinstance(credentials, PortalCredentials) else []
+
+    def definitions(portal: str | None, from_type: str, to_type: str) -> LabelDefinitions:
+        return labels.definitions(credentials.for_portal(portal), portal, from_type, to_type)
+
+    kept, problems = check_rule_labels(rules, definitions, portals)
+    for problem in problems:
+        log.error("rule refused: unknown label", extra={"problem": problem})
+    return kept
+
+
 def build(settings: Settings, rules_file: RulesFile | None = None, *, consumer: str = "") -> Runtime:
     """Assemble the worker's parts; ``consumer`` names this process in the inbox's consumer group."""
     rules_file = rules_file or RulesFile.read(None)
@@ -133,11 +154,15 @@ def build(settings: Settings, rules_file: RulesFile | None = None, *, consumer: 
         connect_timeout_s=settings.hubspot_connect_timeout_s,
         read_timeout_s=settings.hubspot_read_timeout_s,
     )
+    credentials = credentials_for(settings, redis, keys, client)
+    labels = LabelCatalog(redis, keys, client, cache_ttl_s=settings.label_cache_ttl_s)
+    rules = checked_rules(rules_file.rules, labels, credentials, settings)
     drainer = LaneDrainer(
         lanes=lanes,
         limiter=RedisRateLimiter(redis, keys, margin=settings.rate_limit_margin, scripts=scripts),
         client=client,
-        credentials=credentials_for(settings, redis, keys, client),
+        credentials=credentials,
+        labels=labels,
         metrics=metrics,
         resolver=LookupResolver(
             redis,
@@ -168,7 +193,7 @@ def build(settings: Settings, rules_file: RulesFile | None = None, *, consumer: 
     inbox = Inbox(redis, keys, claim_idle_s=settings.lease_s, scripts=scripts)
     expander = Expander(
         inbox,
-        Expansion(inbox, rules_file.rules, lanes, metrics, rules_tag=rules_file.tag),
+        Expansion(inbox, rules, lanes, metrics, rules_tag=rules_file.tag),
         consumer=consumer or f"{os.uname().nodename}:{os.getpid()}",
     )
     alerter = Alerter(

@@ -51,7 +51,10 @@ class Settings:
     hubspot_rate_limit: RateLimit = RateLimit(100, 10.0)  # HUBSPOT_RATE_LIMIT
     hubspot_search_rate_limit: RateLimit = RateLimit(5, 1.0)  # HUBSPOT_SEARCH_RATE_LIMIT
     rate_limit_margin: float = 0.05  # HUBLINK_RATE_LIMIT_MARGIN: share of the limit left unused
-    batch_size: int = 100  # HUBSPOT_BATCH_SIZE: 1..2000 associations per batch call
+    # HUBSPOT_BATCH_SIZE: 1..2000 associations claimed for one batch call. HubSpot's own cap for association
+    # creates (default and labelled) and removals: a bad input no longer sinks its batch (the drain isolates
+    # it), so the default fills each call. Reads (reconcile's batch/read) go in chunks of 1,000 whatever this is.
+    batch_size: int = 2000
     batch_window_ms: int = 0  # HUBLINK_BATCH_WINDOW_MS: wait this long for a batch to fill; 0 = never
 
     # --- retries and dead letters ---
@@ -77,6 +80,7 @@ class Settings:
     rules_file: str | None = None  # HUBLINK_RULES_FILE
     portals_file: str | None = None  # HUBLINK_PORTALS_FILE
     lookup_cache_ttl_s: int = 300  # HUBLINK_LOOKUP_CACHE_TTL_S
+    label_cache_ttl_s: int = 3600  # HUBLINK_LABEL_CACHE_TTL_S: how long HubSpot's label definitions are kept
 
     # --- operations ---
     metrics_token: str | None = field(default=None, repr=False)  # HUBLINK_METRICS_TOKEN
@@ -255,6 +259,7 @@ _VARIABLES: tuple[tuple[str, str, Callable[[str], object]], ...] = (
     ("HUBLINK_RULES_FILE", "rules_file", str),
     ("HUBLINK_PORTALS_FILE", "portals_file", str),
     ("HUBLINK_LOOKUP_CACHE_TTL_S", "lookup_cache_ttl_s", _positive_int),
+    ("HUBLINK_LABEL_CACHE_TTL_S", "label_cache_ttl_s", _positive_int),
     ("HUBLINK_METRICS_TOKEN", "metrics_token", str),
     ("HUBLINK_ALERT_WEBHOOK_URL", "alert_webhook_url", str),
     ("HUBLINK_ALERT_INTERVAL_S", "alert_interval_s", _positive_float),

@@ -110,6 +110,11 @@ class PortalCredentials:
         self._fallback = fallback
         self._clock = clock
 
+    @property
+    def portal_ids(self) -> tuple[str, ...]:
+        """The portals the file names."""
+        return tuple(self._portals)
+
     def for_portal(self, portal_id: str | None) -> Credential:
         """The portal's credential; unknown portals raise UnknownPortalError (dead-lettered with that reason)."""
         entry = self._portals.get(portal_id) if portal_id else None

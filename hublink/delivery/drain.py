@@ -13,18 +13,19 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
-from hublink.delivery import outcomes
+from hublink.delivery import kinds, outcomes, reconcile
 from hublink.delivery.credentials import Credential, CredentialProvider
 from hublink.delivery.hubspot import CallResult
+from hublink.delivery.labels import LabelResolver, resolve_types
 from hublink.delivery.lookups import Resolution
 from hublink.delivery.outcomes import Result
 from hublink.delivery.rate_limit import Limiter
 from hublink.domain import retry_policy
-from hublink.domain.associations import AssociationRequest, split_lane
+from hublink.domain.associations import AssociationRequest, AssociationType, CallKind, split_lane
 from hublink.domain.errors import (
     AuthError,
     DeliveryError,
@@ -125,13 +126,15 @@ class Delivery:
     #: Items not sent because a further call would have waited too long for its token.
     left: list[Claimed] = field(default_factory=list)
     wait_ms: int = 0
+    #: Items not sent because an earlier action on the same pair failed: they go back to wait behind it.
+    held: list[Claimed] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DrainSettings:
     """The drainer's knobs (from Settings)."""
 
-    batch_size: int = 100
+    batch_size: int = 2000
     batch_window_ms: int = 0
     rate_limit: RateLimit = field(default_factory=lambda: RateLimit(100, 10.0))
     max_limiter_wait_ms: int = 500
@@ -159,8 +162,10 @@ class LaneDrainer:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         metrics: CounterOps | None = None,
+        labels: LabelResolver | None = None,
     ) -> None:
         self._lanes = lanes
+        self._labels = labels
         self._limiter = limiter
         self._client = client
         self._credentials = credentials
@@ -221,10 +226,12 @@ class LaneDrainer:
                 self._park(lane, items, park_until)
                 report.ended = self._lanes.finish(lane, park_until_ms=park_until)
                 return report
-            delivery = self._deliver(credential, portal, from_type, to_type, items)
+            delivery = self._deliver_runs(credential, portal, from_type, to_type, items)
             self._remember_linked(lane, delivery.results)
             report.calls += delivery.calls
-            self._settle(lane, report, delivery.results, delivery.ops, credential)
+            settlement = self._settle(lane, report, delivery.results, delivery.ops, credential)
+            if delivery.held:
+                self._hold(lane, delivery.held, settlement)
             if delivery.wait_ms:
                 # An isolating call had to wait too long for its token: the rest go back untouched.
                 park_until = self._now_ms() + delivery.wait_ms
@@ -233,23 +240,32 @@ class LaneDrainer:
                 return report
 
     def _split_recently_linked(self, lane: str, items: Sequence[Claimed]) -> tuple[list[Claimed], list[Claimed]]:
-        """The claimed items still to send, and those whose pair this worker saw linked moments ago."""
+        """The claimed items still to send, and the default links whose pair this worker saw linked moments ago.
+
+        Any other action on a pair in the claim (an unlink, a label) makes its order matter: such a pair is
+        sent as claimed and forgotten.
+        """
         if not self._linked:
             return list(items), []
+        requests = [outcomes.association_of(item) for item in items]
+        for request in requests:
+            if request.call_kind != "default":
+                self._linked.pop((lane, request.pair), None)
         horizon = self._clock() - RECENTLY_LINKED_S
         send: list[Claimed] = []
         known: list[Claimed] = []
-        for item in items:
-            seen = self._linked.get((lane, outcomes.association_of(item).pair))
+        for item, request in zip(items, requests, strict=True):
+            seen = self._linked.get((lane, request.pair))
             (known if seen is not None and seen >= horizon else send).append(item)
         return send, known
 
     def _remember_linked(self, lane: str, results: Sequence[Result]) -> None:
         now = self._clock()
         for result in results:
-            if result.error is None:
-                key = (lane, outcomes.association_of(result.item).pair)
-                self._linked.pop(key, None)
+            request = outcomes.association_of(result.item)
+            key = (lane, request.pair)
+            self._linked.pop(key, None)
+            if result.error is None and request.call_kind == "default":
                 self._linked[key] = now  # re-inserted: the dict stays oldest first
         horizon = now - RECENTLY_LINKED_S
         while self._linked and (len(self._linked) > RECENTLY_LINKED_MAX or next(iter(self._linked.values())) < horizon):
@@ -324,8 +340,147 @@ class LaneDrainer:
                 self._metrics.series_op("rate_waits", at_s=self._clock()),
             ]
 
-    def _deliver(
+    def _deliver_runs(
         self, credential: Credential, portal: str | None, from_type: str, to_type: str, items: Sequence[Claimed]
+    ) -> Delivery:
+        """Send a claim that may mix call kinds as runs of one kind, in claim order (``hublink.delivery.kinds``).
+
+        Labels are resolved first (an unknown one fails its items alone). Once an action on a pair has
+        failed, the pair's later actions in this claim are held, so that they cannot overtake it.
+        """
+        requests = [outcomes.association_of(item) for item in items]
+        if all(r.call_kind == "default" for r in requests):
+            return self._deliver(credential, portal, from_type, to_type, items)  # today's path, unchanged
+        types: dict[int, tuple[AssociationType, ...]] = {}
+
+        def take() -> None:
+            wait = self._take_token(credential.bucket, self._limit_for(credential))
+            if wait:
+                raise TokenWaitTooLongError(wait)
+
+        where = (credential, portal, from_type, to_type)
+        unresolved = resolve_types(self._labels, *where, requests, types, take)
+        results = [Result(items[i], error) for i, error in unresolved.items()]
+        failed = {requests[i].pair for i in unresolved}
+        ops: list[Op] = []
+        calls = 0
+        held: list[Claimed] = []
+        cut = kinds.runs(requests)
+        for number, (kind, indexes) in enumerate(cut):
+            ready: list[int] = []
+            for i in indexes:
+                if i in unresolved:
+                    continue
+                if requests[i].pair in failed:
+                    held.append(items[i])
+                else:
+                    ready.append(i)
+            if not ready:
+                continue
+            pair_types: dict[tuple[str, str], tuple[AssociationType, ...]] = {}
+            for i in ready:  # one input per pair: the labels asked for the same pair in one run are sent together
+                known = pair_types.get(requests[i].pair, ())
+                pair_types[requests[i].pair] = known + tuple(t for t in types.get(i, ()) if t not in known)
+            if kind == "replace":
+                run_types = {n: types[i] for n, i in enumerate(ready) if i in types}
+                delivery = self._reconcile(
+                    credential, portal, from_type, to_type, [items[i] for i in ready], run_types, calls == 0
+                )
+            else:
+                delivery = self._deliver(
+                    credential,
+                    portal,
+                    from_type,
+                    to_type,
+                    [items[i] for i in ready],
+                    kind=kind,
+                    types=pair_types,
+                    token_taken=calls == 0,  # the drain took one token for the claim's first call
+                )
+            calls += delivery.calls
+            ops += delivery.ops
+            results += delivery.results
+            failed |= {outcomes.association_of(r.item).pair for r in delivery.results if r.error is not None}
+            if delivery.wait_ms:
+                rest = [items[i] for _, later in cut[number + 1 :] for i in later]
+                return Delivery(results, ops, calls, [*delivery.left, *rest], delivery.wait_ms, held)
+        return Delivery(results, ops, calls, held=held)
+
+    def _reconcile(
+        self,
+        credential: Credential,
+        portal: str | None,
+        from_type: str,
+        to_type: str,
+        items: Sequence[Claimed],
+        types: Mapping[int, tuple[AssociationType, ...]],
+        token_taken: bool,
+    ) -> Delivery:
+        """Run one run of replace work (``hublink.delivery.reconcile``), each call with its own token.
+
+        When a token would wait too long, the whole run goes back untouched: reconciling again is harmless.
+        """
+        ops: list[Op] = []
+        calls = 0
+
+        def spend() -> None:
+            nonlocal calls
+            if calls or not token_taken:
+                wait = self._take_token(credential.bucket, self._limit_for(credential))
+                if wait:
+                    raise TokenWaitTooLongError(wait)
+            calls += 1
+
+        def call(
+            kind: CallKind, pairs: Sequence[tuple[str, str]], specs: Mapping[tuple[str, str], Sequence[AssociationType]]
+        ) -> CallResult | DeliveryError:
+            spend()
+            return self._call(credential, portal, from_type, to_type, pairs, ops, kind=kind, types=specs)
+
+        def read(from_ids: Sequence[str]) -> reconcile.Existing | DeliveryError:
+            spend()
+            client = cast(reconcile.AssociationReader, self._client)
+            try:
+                found = client.read_associations_batch(
+                    credential.token, from_type, to_type, from_ids, base_url=credential.base_url
+                )
+            except DeliveryError as exc:
+                ops.extend(outcomes.request_ops(self._metrics, "batch_read", exc.status, exc, self._clock()))
+                self._learn(credential, exc.detail.rate, exc)
+                return exc
+            ops.extend(outcomes.request_ops(self._metrics, "batch_read", 200, None, self._clock()))
+            return found
+
+        requests = [outcomes.association_of(item) for item in items]
+        try:
+            done = reconcile.reconcile(requests, types, read, call)
+        except TokenWaitTooLongError as exc:
+            return Delivery([], ops, calls, list(items), exc.wait_ms)
+        for from_id, removed in done.removed.items():
+            log.info(
+                "reconcile removed associations",
+                extra={"portal_id": portal, "from": f"{from_type}/{from_id}", "to_type": to_type, "removed": removed},
+            )
+            if self._metrics is not None:
+                source = next((r.source for r in requests if r.from_object_id == from_id), "?")
+                ops.append(self._metrics.op("reconcile_removed", len(removed), source=source))
+        return Delivery([Result(items[i], error) for i, error in done.errors.items()], ops, calls)
+
+    def _hold(self, lane: str, held: Sequence[Claimed], settlement: outcomes.Settlement) -> None:
+        """Put held items back just behind the retry of the failed action on their pair (or now, if it died)."""
+        self._lanes.settle(lane, outcomes.held_behind(held, settlement.outcomes, self._now_ms()))
+
+    def _deliver(
+        self,
+        credential: Credential,
+        portal: str | None,
+        from_type: str,
+        to_type: str,
+        items: Sequence[Claimed],
+        *,
+        kind: CallKind = "default",
+        types: Mapping[tuple[str, str], Sequence[AssociationType]] | None = None,
+        token_taken: bool = True,
     ) -> Delivery:
         """Send the claimed associations (one token already taken) and learn each pair's outcome.
 
@@ -343,7 +498,7 @@ class LaneDrainer:
         calls = 0
         while groups:
             group = groups.pop(0)
-            if calls:
+            if calls or not token_taken:
                 wait_ms = self._take_token(credential.bucket, self._limit_for(credential))
                 if wait_ms:
                     groups.insert(0, group)
@@ -351,7 +506,7 @@ class LaneDrainer:
                     done = [Result(i, decided[p]) for p, its in by_pair.items() if p in decided for i in its]
                     return Delivery(done, ops, calls, left, wait_ms)
             calls += 1
-            answer = self._call(credential, portal, from_type, to_type, group, ops)
+            answer = self._call(credential, portal, from_type, to_type, group, ops, kind=kind, types=types or {})
             if not isinstance(answer, DeliveryError):
                 decided.update((pair, outcomes.pair_outcome_of(pair, answer)) for pair in group)
                 continue
@@ -382,12 +537,26 @@ class LaneDrainer:
         to_type: str,
         pairs: Sequence[tuple[str, str]],
         ops: list[Op],
+        *,
+        kind: CallKind = "default",
+        types: Mapping[tuple[str, str], Sequence[AssociationType]] | None = None,
     ) -> CallResult | DeliveryError:
-        """One HubSpot call for ``pairs`` (distinct): its answer, or the error of the whole call."""
+        """One HubSpot call of ``kind`` for ``pairs`` (distinct): its answer, or the error of the whole call."""
         token = credential.token
-        endpoint = "associate_default" if len(pairs) == 1 else "batch_associate_default"
+        endpoint = kinds.endpoint(kind, len(pairs))
         try:
-            if len(pairs) == 1:
+            if kind != "default":
+                result = kinds.send(
+                    cast(kinds.LabelledClient, self._client),
+                    kind,
+                    token,
+                    from_type,
+                    to_type,
+                    pairs,
+                    types or {},
+                    base_url=credential.base_url,
+                )
+            elif len(pairs) == 1:
                 (from_id, to_id), base = pairs[0], credential.base_url
                 result = self._client.associate_default(token, from_type, from_id, to_type, to_id, base_url=base)
             else:
@@ -448,7 +617,7 @@ class LaneDrainer:
         results: Sequence[Result],
         ops: Sequence[Op] = (),
         credential: Credential | None = None,
-    ) -> None:
+    ) -> outcomes.Settlement:
         settlement = outcomes.settle(
             results,
             now=self._clock(),
@@ -465,3 +634,4 @@ class LaneDrainer:
             )
         pending, self._pending_ops = self._pending_ops, []
         self._lanes.settle(lane, settlement.outcomes, [*pending, *ops, *settlement.ops])
+        return settlement

@@ -21,6 +21,7 @@ from urllib.parse import quote
 import requests
 
 from hublink import __version__
+from hublink.domain.associations import AssociationType, types_wire
 from hublink.domain.errors import (
     AuthError,
     ConnectionFailedError,
@@ -241,6 +242,139 @@ class HubSpotClient:
         body, rate, correlation = self._send("POST", path, token, payload, base_url=base_url)
         return self._parse_batch(body, pairs, rate, correlation)
 
+    def association_labels(
+        self, token: str, from_type: str, to_type: str, *, base_url: str | None = None
+    ) -> list[tuple[str, int, str | None]]:
+        """``GET /crm/v4/associations/{from}/{to}/labels``: (category, typeId, label or None) of each definition.
+
+        The unlabelled type comes with no label. Raises DeliveryError.
+        """
+        path = f"/crm/v4/associations/{_seg(from_type)}/{_seg(to_type)}/labels"
+        body, _, _ = self._send("GET", path, token, None, base_url=base_url)
+        results = body.get("results") if isinstance(body, dict) else None
+        found: list[tuple[str, int, str | None]] = []
+        for entry in results if isinstance(results, list) else ():
+            if not isinstance(entry, dict):
+                continue
+            category, type_id, label = entry.get("category"), entry.get("typeId"), entry.get("label")
+            if isinstance(category, str) and isinstance(type_id, int) and not isinstance(type_id, bool):
+                found.append((category, type_id, label if isinstance(label, str) and label else None))
+        return found
+
+    def associate_labelled(
+        self,
+        token: str,
+        from_type: str,
+        from_id: str,
+        to_type: str,
+        to_id: str,
+        types: Sequence[AssociationType],
+        *,
+        base_url: str | None = None,
+    ) -> CallResult:
+        """``PUT /crm/objects/2026-03/{from}/{fromId}/associations/{to}/{toId}`` with the types as its body (201).
+
+        Raises DeliveryError for a failed call.
+        """
+        path = (
+            f"/crm/objects/{API_VERSION}/{_seg(from_type)}/{_seg(from_id)}/associations/{_seg(to_type)}/{_seg(to_id)}"
+        )
+        body, rate, correlation = self._send("PUT", path, token, types_wire(types), base_url=base_url)
+        if isinstance(body, dict) and not body.get("errors") and "fromObjectId" not in body:
+            body = {**body, "fromObjectId": from_id, "toObjectId": to_id}  # a 201 without the pair still created it
+        result = self._parse_batch(
+            {"results": [body]} if isinstance(body, dict) else body, [(from_id, to_id)], rate, correlation
+        )
+        if (from_id, to_id) in result.failed:
+            raise result.failed[(from_id, to_id)]
+        return result
+
+    def create_labelled_batch(
+        self,
+        token: str,
+        from_type: str,
+        to_type: str,
+        inputs: Sequence[tuple[tuple[str, str], Sequence[AssociationType]]],
+        *,
+        base_url: str | None = None,
+    ) -> CallResult:
+        """``POST /crm/associations/2026-03/{from}/{to}/batch/create``: labelled links, 201 or 207 multi-status.
+
+        Each input is ((from id, to id), types); per-input outcomes are mapped back to each pair.
+        """
+        path = f"/crm/associations/{API_VERSION}/{_seg(from_type)}/{_seg(to_type)}/batch/create"
+        payload = {"inputs": [{"from": {"id": f}, "to": {"id": t}, "types": types_wire(ty)} for (f, t), ty in inputs]}
+        body, rate, correlation = self._send("POST", path, token, payload, base_url=base_url)
+        return self._parse_batch(body, [pair for pair, _ in inputs], rate, correlation)
+
+    def archive_batch(
+        self, token: str, from_type: str, to_type: str, pairs: Sequence[tuple[str, str]], *, base_url: str | None = None
+    ) -> CallResult:
+        """``POST /crm/associations/2026-03/{from}/{to}/batch/archive``: remove whole associations (every label).
+
+        HubSpot answers without results; a pair no ``errors[]`` entry names is removed.
+        """
+        path = f"/crm/associations/{API_VERSION}/{_seg(from_type)}/{_seg(to_type)}/batch/archive"
+        by_from: dict[str, list[dict[str, str]]] = {}
+        for from_id, to_id in pairs:
+            by_from.setdefault(from_id, []).append({"id": to_id})
+        payload = {"inputs": [{"from": {"id": f}, "to": tos} for f, tos in by_from.items()]}
+        body, rate, correlation = self._send("POST", path, token, payload, base_url=base_url)
+        return self._parse_removal(body, pairs, rate, correlation)
+
+    def archive_labels_batch(
+        self,
+        token: str,
+        from_type: str,
+        to_type: str,
+        inputs: Sequence[tuple[tuple[str, str], Sequence[AssociationType]]],
+        *,
+        base_url: str | None = None,
+    ) -> CallResult:
+        """``POST /crm/associations/2026-03/{from}/{to}/batch/labels/archive``: remove only these labels.
+
+        A pair no ``errors[]`` entry names had its labels removed.
+        """
+        path = f"/crm/associations/{API_VERSION}/{_seg(from_type)}/{_seg(to_type)}/batch/labels/archive"
+        payload = {"inputs": [{"from": {"id": f}, "to": {"id": t}, "types": types_wire(ty)} for (f, t), ty in inputs]}
+        body, rate, correlation = self._send("POST", path, token, payload, base_url=base_url)
+        return self._parse_removal(body, [pair for pair, _ in inputs], rate, correlation)
+
+    def read_associations_batch(
+        self, token: str, from_type: str, to_type: str, from_ids: Sequence[str], *, base_url: str | None = None
+    ) -> dict[str, list[tuple[str, tuple[AssociationType, ...]]]]:
+        """``POST /crm/associations/2026-03/{from}/{to}/batch/read`` (200 or 207; up to 1,000 ids).
+
+        Each asked-for id maps to its associated records, each with its association types. An id HubSpot
+        answers nothing for (no associations, or an ``errors[]`` entry such as "no associations found")
+        maps to an empty list. Only the first page of each record's associations is read (HubSpot pages
+        beyond 500). Raises DeliveryError when the whole call failed.
+        """
+        path = f"/crm/associations/{API_VERSION}/{_seg(from_type)}/{_seg(to_type)}/batch/read"
+        payload = {"inputs": [{"id": i} for i in from_ids]}
+        body, _, _ = self._send("POST", path, token, payload, base_url=base_url)
+        found: dict[str, list[tuple[str, tuple[AssociationType, ...]]]] = {i: [] for i in from_ids}
+        results = body.get("results") if isinstance(body, dict) else None
+        for result in results if isinstance(results, list) else ():
+            try:
+                from_id = str(result["from"]["id"])
+                targets = result.get("to") or []
+            except (KeyError, TypeError, AttributeError):
+                continue
+            if from_id not in found:
+                continue
+            for target in targets if isinstance(targets, list) else ():
+                if not isinstance(target, dict) or "toObjectId" not in target:
+                    continue
+                specs = target.get("associationTypes") or []
+                types = tuple(
+                    (str(t["category"]), int(t["typeId"]))
+                    for t in (specs if isinstance(specs, list) else ())
+                    if isinstance(t, dict) and "category" in t and isinstance(t.get("typeId"), int)
+                )
+                found[from_id].append((str(target["toObjectId"]), types))
+        return found
+
     def read_object(
         self,
         token: str,
@@ -279,6 +413,38 @@ class HubSpotClient:
         return [
             str(r["id"]) for r in (results if isinstance(results, list) else ()) if isinstance(r, dict) and "id" in r
         ]
+
+    def search_records(
+        self,
+        token: str,
+        object_type: str,
+        filters: Sequence[Mapping[str, str]],
+        properties: Sequence[str],
+        limit: int,
+        *,
+        base_url: str | None = None,
+    ) -> tuple[int, list[tuple[str, dict[str, Any]]]]:
+        """``POST /crm/objects/2026-03/{type}/search``, ascending by ``hs_object_id``: (total, [(id, properties)]).
+
+        ``filters`` form one filter group (all must hold). HubSpot answers at most 10,000 results per query,
+        so callers page with a ``hs_object_id GT last`` filter rather than with ``after``. Raises DeliveryError.
+        """
+        path = f"/crm/objects/{API_VERSION}/{_seg(object_type)}/search"
+        payload = {
+            "filterGroups": [{"filters": [dict(f) for f in filters]}] if filters else [],
+            "sorts": [{"propertyName": "hs_object_id", "direction": "ASCENDING"}],
+            "properties": list(properties),
+            "limit": limit,
+        }
+        body, _, _ = self._send("POST", path, token, payload, base_url=base_url)
+        total = body.get("total") if isinstance(body, dict) else None
+        results = body.get("results") if isinstance(body, dict) else None
+        records: list[tuple[str, dict[str, Any]]] = []
+        for result in results if isinstance(results, list) else ():
+            if isinstance(result, dict) and isinstance(result.get("id"), str | int):
+                props = result.get("properties")
+                records.append((str(result["id"]), props if isinstance(props, dict) else {}))
+        return (total if isinstance(total, int) and not isinstance(total, bool) else len(records)), records
 
     def refresh_token(
         self, client_id: str, client_secret: str, refresh_token: str, *, base_url: str | None = None
@@ -338,15 +504,33 @@ class HubSpotClient:
         correlation = response.headers.get("X-HubSpot-Correlation-Id")
         return body, parse_rate_headers(response.headers), correlation
 
+    @classmethod
+    def _parse_removal(
+        cls, body: Any, pairs: Sequence[tuple[str, str]], rate: RateHeaders | None, correlation: str | None
+    ) -> CallResult:
+        """A removal's answer: every pair is done unless an ``errors[]`` entry names it."""
+        errors = body.get("errors") if isinstance(body, dict) else None
+        echoed = [{"from": {"id": f}, "to": {"id": t}} for f, t in pairs]
+        return cls._parse_batch({"results": echoed, "errors": errors or []}, pairs, rate, correlation, removal=True)
+
     @staticmethod
     def _parse_batch(
-        body: Any, pairs: Sequence[tuple[str, str]], rate: RateHeaders | None, correlation: str | None
+        body: Any,
+        pairs: Sequence[tuple[str, str]],
+        rate: RateHeaders | None,
+        correlation: str | None,
+        *,
+        removal: bool = False,
     ) -> CallResult:
+        """Map a batch-shaped answer back to each pair: done (linked, or removed when ``removal``) or its error."""
         linked: set[tuple[str, str]] = set()
         results = body.get("results") if isinstance(body, dict) else None
         for result in results if isinstance(results, list) else ():
             try:
-                linked.add((str(result["from"]["id"]), str(result["to"]["id"])))
+                if "fromObjectId" in result:  # batch/create and the labelled PUT: LabelsBetweenObjectPair
+                    linked.add((str(result["fromObjectId"]), str(result["toObjectId"])))
+                else:
+                    linked.add((str(result["from"]["id"]), str(result["to"]["id"])))
             except (KeyError, TypeError):
                 continue
         wanted = set(pairs)
@@ -357,6 +541,10 @@ class HubSpotClient:
         for entry in entries if isinstance(entries, list) else ():
             error = error_for_entry(entry, rate)
             named = _entry_ids(entry)
+            if removal:  # every pair was echoed as done: the ones an error names are not
+                linked -= {pair for pair in pairs if pair[0] in named or pair[1] in named}
+                if not named:  # which inputs failed is unknown: removing again is harmless, so all go again
+                    linked.clear()
             for pair in pairs:
                 if pair not in linked and pair not in failed and (pair[0] in named or pair[1] in named):
                     failed[pair] = error

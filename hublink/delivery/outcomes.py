@@ -147,6 +147,20 @@ def hand_back(items: Sequence[Claimed], due_ms: int) -> list[Outcome]:
     return [Outcome(item=item, kind="retry", due_ms=due_ms) for item in items]
 
 
+def held_behind(held: Sequence[Claimed], settled: Sequence[Outcome], now_ms: int) -> list[Outcome]:
+    """Outcomes that put ``held`` items back 1 ms (and their order) behind the retry of their pair's failed
+    action among ``settled``, or due now when that action was dead-lettered. No attempt is spent."""
+    due_of: dict[tuple[str, str], int] = {}
+    for outcome in settled:
+        if outcome.kind == "retry":
+            pair = association_of(outcome.item).pair
+            due_of[pair] = max(due_of.get(pair, 0), outcome.due_ms)
+    return [
+        Outcome(item=item, kind="retry", due_ms=max(due_of.get(association_of(item).pair, now_ms), now_ms) + 1 + i)
+        for i, item in enumerate(held)
+    ]
+
+
 def attempt_entry(
     now: float, error: DeliveryError, decision: retry_policy.Decision, delay: float | None
 ) -> dict[str, Any]:

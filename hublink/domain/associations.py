@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from hublink.domain.errors import FieldProblem, InvalidInputError
 
@@ -53,6 +53,33 @@ _OBJECT_ID = re.compile(r"\A[1-9][0-9]{0,19}\Z")
 _PORTAL_ID = re.compile(r"\A[1-9][0-9]{0,19}\Z")
 _SOURCE = re.compile(r"\A[a-z0-9][a-z0-9_.-]{0,63}\Z")
 MAX_EVENT_ID_CHARS = 200
+#: Longest label name accepted (HubSpot's label names are short; this only bounds what is stored).
+MAX_LABEL_CHARS = 100
+#: Most association types one item may name.
+MAX_TYPES = 10
+#: HubSpot's association categories (``WORK`` is in the 2026-03 spec but not for integrations).
+CATEGORIES = ("HUBSPOT_DEFINED", "USER_DEFINED", "INTEGRATOR_DEFINED")
+ACTIONS = ("link", "unlink")
+Action = Literal["link", "unlink"]
+#: One association type as HubSpot names it: (associationCategory, associationTypeId).
+AssociationType = tuple[str, int]
+#: ``add`` links; ``replace`` (rules only) makes the from record's associations of that type and label exactly
+#: the ones its rule names, removing the others (a reconcile).
+Mode = Literal["add", "replace"]
+#: Which HubSpot call a request needs; a batch call carries one kind only (``replace``: read, remove, create).
+CallKind = Literal["default", "create", "archive", "labels_archive", "replace"]
+#: The fields a direct-API item may have; any other is refused (it may be a typo of one that matters).
+API_ITEM_FIELDS = (
+    "fromObjectType",
+    "fromObjectId",
+    "toObjectType",
+    "toObjectId",
+    "portalId",
+    "sourceEventId",
+    "action",
+    "label",
+    "types",
+)
 
 
 def _shown(value: object) -> str:
@@ -83,6 +110,36 @@ def canonical_object_type(value: object) -> str:
     )
 
 
+def check_label(value: object) -> str:
+    """Return a label name (1-100 characters, not blank), stripped; else ValueError."""
+    if not isinstance(value, str) or not value.strip() or len(value) > MAX_LABEL_CHARS:
+        raise ValueError(f"expected a label name of 1-{MAX_LABEL_CHARS} characters, got {_shown(value)}")
+    return value.strip()
+
+
+def check_types(value: object) -> tuple[AssociationType, ...]:
+    """Return association types from ``[{"associationCategory", "associationTypeId"}]``; else ValueError."""
+    if not isinstance(value, list) or not 1 <= len(value) <= MAX_TYPES:
+        raise ValueError(f"expected an array of 1-{MAX_TYPES} association types, got {_shown(value)}")
+    types: list[AssociationType] = []
+    for index, entry in enumerate(value):
+        if not isinstance(entry, dict) or set(entry) != {"associationCategory", "associationTypeId"}:
+            raise ValueError(f"[{index}]: expected exactly associationCategory and associationTypeId")
+        category, type_id = entry["associationCategory"], entry["associationTypeId"]
+        if category not in CATEGORIES:
+            raise ValueError(f"[{index}].associationCategory: expected one of {', '.join(CATEGORIES)}")
+        if not isinstance(type_id, int) or isinstance(type_id, bool) or not 0 < type_id < 2**31:
+            raise ValueError(f"[{index}].associationTypeId: expected a positive integer, got {_shown(type_id)}")
+        if (category, type_id) not in types:
+            types.append((category, type_id))
+    return tuple(types)
+
+
+def types_wire(types: Sequence[AssociationType]) -> list[dict[str, Any]]:
+    """HubSpot's ``AssociationSpec`` list for ``types``."""
+    return [{"associationCategory": c, "associationTypeId": t} for c, t in types]
+
+
 def check_object_id(value: object) -> str:
     """Return ``value`` if it is a positive decimal integer string of at most 20 digits; else ValueError."""
     if not isinstance(value, str) or not _OBJECT_ID.match(value):
@@ -92,11 +149,14 @@ def check_object_id(value: object) -> str:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AssociationRequest:
-    """An order to give two HubSpot records their default (unlabelled) association.
+    """An order to link (or unlink) two HubSpot records: by default with their unlabelled association.
 
-    ``portal_id`` is None in single-portal mode. ``received_at`` is epoch seconds at intake and anchors
-    the fresh-record grace. Construct through :meth:`create` (which validates) unless the values come
-    from :meth:`from_record` of something already validated.
+    ``action`` is ``link`` or ``unlink``; ``label`` (a label's name, resolved to ``types`` by the drain
+    through HubSpot's label definitions) or ``types`` (explicit ``(category, typeId)`` pairs) make it
+    labelled: a labelled link adds that label, a labelled unlink removes only that label, an unlabelled
+    unlink removes the whole association. ``portal_id`` is None in single-portal mode. ``received_at`` is
+    epoch seconds at intake and anchors the fresh-record grace. Construct through :meth:`create` (which
+    validates) unless the values come from :meth:`from_record` of something already validated.
     """
 
     from_object_type: str
@@ -108,6 +168,10 @@ class AssociationRequest:
     source_event_id: str | None = None
     received_at: float = 0.0
     occurred_at: float | None = None
+    action: Action = "link"
+    label: str | None = None
+    types: tuple[AssociationType, ...] = ()
+    mode: Mode = "add"
 
     @classmethod
     def create(
@@ -122,6 +186,10 @@ class AssociationRequest:
         source_event_id: object = None,
         received_at: float,
         occurred_at: float | None = None,
+        action: object = "link",
+        label: object = None,
+        types: object = None,
+        mode: object = "add",
         where: str = "",
     ) -> AssociationRequest:
         """Validate and build one request; raise InvalidInputError naming every bad field.
@@ -155,21 +223,47 @@ class AssociationRequest:
                     f"got {_shown(source_event_id)}",
                 )
             )
+        if action not in ACTIONS:
+            problems.append(FieldProblem(f"{where}/action", f"action: expected link or unlink, got {_shown(action)}"))
+        if label is not None:
+            check("label", "label", label, check_label)
+        if types is not None:
+            check("types", "types", types, check_types)
+        if label is not None and types is not None:
+            problems.append(FieldProblem(f"{where}/types", "types: give a label or types, not both"))
+        if mode not in ("add", "replace"):
+            problems.append(FieldProblem(f"{where}/mode", f"mode: expected add or replace, got {_shown(mode)}"))
         if problems:
             raise InvalidInputError("invalid association", problems)
         return cls(
-            portal_id=values.get("portal_id"),
+            portal_id=values.pop("portal_id", None),
             source=source,
             source_event_id=source_event_id if isinstance(source_event_id, str) else None,
             received_at=received_at,
             occurred_at=occurred_at,
-            **{k: v for k, v in values.items() if k != "portal_id"},
+            action="unlink" if action == "unlink" else "link",
+            mode="replace" if mode == "replace" else "add",
+            **values,
         )
 
     @property
     def lane(self) -> str:
         """The lane this request waits in (see :func:`lane_of`)."""
         return f"{self.portal_id or '_'}|{self.from_object_type}|{self.to_object_type}"
+
+    @property
+    def is_labelled(self) -> bool:
+        """True when the request names a label or explicit types (not the default association)."""
+        return self.label is not None or bool(self.types)
+
+    @property
+    def call_kind(self) -> CallKind:
+        """Which HubSpot call carries this request: default, create (labelled), archive or labels_archive."""
+        if self.mode == "replace":
+            return "replace"
+        if self.action == "unlink":
+            return "labels_archive" if self.is_labelled else "archive"
+        return "create" if self.is_labelled else "default"
 
     @property
     def pair(self) -> tuple[str, str]:
@@ -190,12 +284,27 @@ class AssociationRequest:
             "received_at": self.received_at,
             "occurred_at": self.occurred_at,
             "v": RECORD_VERSION,
-        }
+        } | self._extras()
+
+    def _extras(self) -> dict[str, Any]:
+        """The optional fields, written only when not their default: a record without them is a default link."""
+        extras: dict[str, Any] = {}
+        if self.action != "link":
+            extras["action"] = self.action
+        if self.label is not None:
+            extras["label"] = self.label
+        if self.types:
+            extras["types"] = [list(t) for t in self.types]
+        if self.mode != "add":
+            extras["mode"] = self.mode
+        return extras
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> AssociationRequest:
         """Rebuild from :meth:`as_record` output, ignoring fields a newer version may have added."""
         known = {f: record[f] for f in cls.__dataclass_fields__ if f in record}
+        if "types" in known:
+            known["types"] = tuple((str(c), int(t)) for c, t in known["types"])
         return cls(**known)
 
 
@@ -233,8 +342,15 @@ def parse_api_items(items: object, *, received_at: float, max_items: int) -> lis
         if not isinstance(item, dict):
             problems.append(FieldProblem(where, f"expected an object, got {type(item).__name__}"))
             continue
+        # Unknown fields are refused: an ignored {"action": "unlink"} would create the link it meant to remove.
+        problems.extend(
+            FieldProblem(f"{where}/{str(k)[:60]}", f"unknown field {_shown(k)} (expected {', '.join(API_ITEM_FIELDS)})")
+            for k in item
+            if k not in API_ITEM_FIELDS
+        )
         # Optional fields may be left out, but not sent as null: null is not a value the API documents.
-        nulls = [f"{where}/{k}" for k in ("portalId", "sourceEventId") if k in item and item[k] is None]
+        optional = ("portalId", "sourceEventId", "action", "label", "types")
+        nulls = [f"{where}/{k}" for k in optional if k in item and item[k] is None]
         problems.extend(
             FieldProblem(n, f"{n.rsplit('/', 1)[1]}: expected a value or no field, got null") for n in nulls
         )
@@ -249,6 +365,9 @@ def parse_api_items(items: object, *, received_at: float, max_items: int) -> lis
                     source="api",
                     source_event_id=item.get("sourceEventId"),
                     received_at=received_at,
+                    action=item.get("action") or "link",
+                    label=item.get("label"),
+                    types=item.get("types"),
                     where=where,
                 )
             )

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from hublink.domain.associations import AssociationRequest
+from hublink.domain.associations import Action, AssociationRequest, AssociationType, Mode, types_wire
 from hublink.domain.rules import Fixed, PlannedAssociation, PropertyLookup, SearchLookup, Side
 
 #: The middle part of a lookup lane's name (``<portal>|lookup|<rule>``), never an object type name.
@@ -76,6 +76,10 @@ class LookupRequest:
     source_event_id: str | None = None
     received_at: float = 0.0
     occurred_at: float | None = None
+    action: Action = "link"
+    label: str | None = None
+    types: tuple[AssociationType, ...] = ()
+    mode: Mode = "add"
 
     @classmethod
     def plan(
@@ -98,6 +102,10 @@ class LookupRequest:
             source_event_id=source_event_id,
             received_at=received_at,
             occurred_at=occurred_at,
+            action=planned.action,
+            label=planned.label,
+            types=planned.types,
+            mode=planned.mode,
         )
 
     @property
@@ -117,6 +125,10 @@ class LookupRequest:
             source_event_id=self.source_event_id,
             received_at=self.received_at,
             occurred_at=self.occurred_at,
+            action=self.action,
+            label=self.label,
+            types=types_wire(self.types) if self.types else None,
+            mode=self.mode,
         )
 
     def as_record(self) -> dict[str, Any]:
@@ -132,7 +144,20 @@ class LookupRequest:
             "source_event_id": self.source_event_id,
             "received_at": self.received_at,
             "occurred_at": self.occurred_at,
-        }
+        } | self._extras()
+
+    def _extras(self) -> dict[str, Any]:
+        """The optional fields, only when not their default (a record without them plans a default link)."""
+        extras: dict[str, Any] = {}
+        if self.action != "link":
+            extras["action"] = self.action
+        if self.label is not None:
+            extras["label"] = self.label
+        if self.types:
+            extras["types"] = [list(t) for t in self.types]
+        if self.mode != "add":
+            extras["mode"] = self.mode
+        return extras
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> LookupRequest:
@@ -146,6 +171,10 @@ class LookupRequest:
             source_event_id=record.get("source_event_id"),
             received_at=record.get("received_at", 0.0),
             occurred_at=record.get("occurred_at"),
+            action="unlink" if record.get("action") == "unlink" else "link",
+            label=record.get("label"),
+            types=tuple((str(c), int(t)) for c, t in record.get("types") or ()),
+            mode="replace" if record.get("mode") == "replace" else "add",
         )
 
 

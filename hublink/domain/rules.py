@@ -11,6 +11,10 @@
           condition: "properties.amount > `0`"   # JMESPath over the payload, truthy as JMESPath has it
         associations:                  # required, 1 to 20
           - from: {objectType: deals, id: "objectId"}   # id: JMESPath over the payload giving a record id
+            action: link               # optional: link (default) or unlink (removes the association)
+            label: Decision maker      # optional: a label's name for this pair of object types (checked
+                                       # against HubSpot's label definitions when the worker starts), or
+            # types: [{associationCategory: HUBSPOT_DEFINED, associationTypeId: 5}]   # explicit types
             to:
               objectType: companies    # a name (singular or plural) or a type id, as canonical_object_type
               lookup:                  # instead of id: exactly one of property or search, run by a worker
@@ -35,7 +39,15 @@ import yaml
 from jmespath.exceptions import JMESPathError
 from jmespath.functions import Functions
 
-from hublink.domain.associations import canonical_object_type, check_object_id
+from hublink.domain.associations import (
+    Action,
+    AssociationType,
+    Mode,
+    canonical_object_type,
+    check_label,
+    check_object_id,
+    check_types,
+)
 from hublink.domain.errors import ConfigError
 from hublink.domain.events import CrmEvent
 
@@ -90,6 +102,31 @@ class PlannedAssociation:
     rule: str
     from_side: Side
     to_side: Side
+    action: Action = "link"
+    label: str | None = None
+    types: tuple[AssociationType, ...] = ()
+    mode: Mode = "add"
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """What a rule association asks of HubSpot besides its two records: the action and its label or types."""
+
+    action: Action = "link"
+    label: str | None = None
+    types: tuple[AssociationType, ...] = ()
+    mode: Mode = "add"
+
+    def summary(self) -> str:
+        """`` (unlink, label 'X')`` for ``describe``; empty for a default link."""
+        parts = ["unlink"] if self.action == "unlink" else []
+        if self.mode == "replace":
+            parts.append("replace")
+        if self.label is not None:
+            parts.append(f"label {self.label!r}")
+        if self.types:
+            parts.append("types " + ", ".join(f"{c}/{t}" for c, t in self.types))
+        return f" ({', '.join(parts)})" if parts else ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +206,12 @@ class Rule:
     equals: tuple[tuple[str, tuple[str | int | float | bool, ...]], ...]
     condition: Expression | None
     associations: tuple[tuple[SideRule, SideRule], ...]
+    #: One per association (same order); empty in rules built before options existed: all defaults.
+    options: tuple[Options, ...] = ()
+
+    def options_of(self, index: int) -> Options:
+        """The options of association ``index``."""
+        return self.options[index] if index < len(self.options) else _DEFAULT_OPTIONS
 
     def applies_to(self, source: str) -> bool:
         """True when the rule listens to ``source`` (``forms:*`` listens to every form)."""
@@ -313,6 +356,20 @@ def _on_multiple(value: object) -> OnMultiple:
     raise ValueError(f"expected first, skip or dead-letter, got {_shown(value)}")
 
 
+def _action(value: object) -> Action:
+    """A rule association's action: link or unlink."""
+    if value == "link" or value == "unlink":
+        return "link" if value == "link" else "unlink"
+    raise ValueError(f"expected link or unlink, got {_shown(value)}")
+
+
+def _mode(value: object) -> Mode:
+    """A rule association's mode: add or replace."""
+    if value == "add" or value == "replace":
+        return "add" if value == "add" else "replace"
+    raise ValueError(f"expected add or replace, got {_shown(value)}")
+
+
 def _source(value: object) -> str:
     """A rule's source: hubspot, workflow, forms:<name> or forms:*."""
     if not isinstance(value, str) or not _SOURCE.match(value):
@@ -428,6 +485,7 @@ class _Builder:
             self.problem(raw.at("when"), label, f"when: expected a mapping of conditions, got {_shown(when)}")
         items = raw.get("associations")
         sides: list[tuple[SideRule, SideRule]] = []
+        options: list[Options] = []
         fits = isinstance(items, _LinedList) and 1 <= len(items) <= MAX_ASSOCIATIONS
         pairs = zip(items, items.lines, strict=True) if isinstance(items, _LinedList) and fits else ()
         if "associations" in raw and not fits:
@@ -438,13 +496,24 @@ class _Builder:
             if not isinstance(item, _Lined):
                 self.problem(item_line, label, f"{where}: expected a mapping with from and to, got {_shown(item)}")
                 continue
-            self.keys(item, ("from", "to"), ("from", "to"), label, where)
+            self.keys(item, ("from", "to", "action", "label", "types", "mode"), ("from", "to"), label, where)
             pair = [
                 self.side(item[end], item.at(end), label, f"{where}.{end}") for end in ("from", "to") if end in item
             ]
+            if "label" in item and "types" in item:
+                self.problem(item.at("types"), label, f"{where}: give label or types, not both")
+            action = self.value(item, "action", _action, label, where) or "link"
+            label_name = self.value(item, "label", check_label, label, where)
+            types = self.value(item, "types", check_types, label, where) or ()
+            mode = self.value(item, "mode", _mode, label, where) or "add"
+            if mode == "replace" and action == "unlink":
+                self.problem(
+                    item.at("mode"), label, f"{where}: mode replace sets what is linked: not with action unlink"
+                )
             if len(pair) == 2 and pair[0] and pair[1]:
                 sides.append((pair[0], pair[1]))
-        return Rule(label, source or "", raw.line, tuple(equals), condition, tuple(sides))
+                options.append(Options(action, label_name, types, mode))
+        return Rule(label, source or "", raw.line, tuple(equals), condition, tuple(sides), tuple(options))
 
 
 class RuleSet:
@@ -516,7 +585,12 @@ class RuleSet:
                 if isinstance(from_side, Fixed) and isinstance(to_side, Fixed) and from_side == to_side:
                     to_side = f"associations[{index}]: from and to are the same record {_describe(from_side)}"
                 if not isinstance(from_side, str) and not isinstance(to_side, str):
-                    planned.append(PlannedAssociation(rule.name, from_side, to_side))
+                    opts = rule.options_of(index)
+                    planned.append(
+                        PlannedAssociation(
+                            rule.name, from_side, to_side, opts.action, opts.label, opts.types, opts.mode
+                        )
+                    )
                 else:
                     problems.extend(f"rule '{rule.name}': {s}" for s in (from_side, to_side) if isinstance(s, str))
         return Evaluation(tuple(planned), tuple(matched), tuple(problems))
@@ -530,10 +604,16 @@ class RuleSet:
                 "line": r.line,
                 "when": {k: v[0] if len(v) == 1 else list(v) for k, v in r.equals}
                 | ({"condition": r.condition.text} if r.condition else {}),
-                "associations": [f"{f.summary()} -> {t.summary()}" for f, t in r.associations],
+                "associations": [
+                    f"{f.summary()} -> {t.summary()}{r.options_of(i).summary()}"
+                    for i, (f, t) in enumerate(r.associations)
+                ],
             }
             for r in self.rules
         ]
+
+
+_DEFAULT_OPTIONS = Options()
 
 
 def _reason(exc: BaseException) -> str:

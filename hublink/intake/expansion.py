@@ -13,12 +13,13 @@ import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from hublink.domain.associations import MAX_EVENT_ID_CHARS, AssociationRequest, is_portal_id
+from hublink.domain.associations import MAX_EVENT_ID_CHARS, AssociationRequest, is_portal_id, types_wire
 from hublink.domain.errors import InvalidInputError
 from hublink.domain.events import CrmEvent
 from hublink.domain.lookups import LookupRequest, Work
-from hublink.domain.rules import Fixed, RuleSet
+from hublink.domain.rules import Fixed, PlannedAssociation, RuleSet
 from hublink.intake.inbox import KIND_ASSOCIATIONS, MAX_DELIVERIES, Inbox, InboxEntry
 from hublink.lanes import EventGroup, LaneStore, PendingItem
 from hublink.store.counters import Counters, Op
@@ -86,6 +87,7 @@ def plan(event: CrmEvent, rules: RuleSet, received_at: float) -> tuple[list[Work
                         source_event_id=event.event_id,
                         received_at=received_at,
                         occurred_at=event.occurred_at,
+                        **_options(planned, wire=not trusted),
                     )
                 )
             except InvalidInputError as exc:
@@ -102,6 +104,23 @@ def plan(event: CrmEvent, rules: RuleSet, received_at: float) -> tuple[list[Work
                 )
             )
     return work, problems, bool(evaluation.matched_rules)
+
+
+def _options(planned: PlannedAssociation, *, wire: bool) -> dict[str, Any]:
+    """A planned association's action, label and types as keyword arguments (none for a default link).
+
+    ``wire``: types as ``AssociationRequest.create`` reads them (HubSpot's spec objects), not as tuples.
+    """
+    options: dict[str, Any] = {}
+    if planned.action != "link":
+        options["action"] = planned.action
+    if planned.label is not None:
+        options["label"] = planned.label
+    if planned.types:
+        options["types"] = types_wire(planned.types) if wire else planned.types
+    if planned.mode != "add":
+        options["mode"] = planned.mode
+    return options
 
 
 def accept(

@@ -1,18 +1,20 @@
 """Dashboard: what the operator's pages show, read from Redis in a few round-trips.
 
 Queue depths per lane, work in flight, dead letters, the last hour per minute (throughput, failures, HubSpot
-requests and 429s), each rate-limit bucket's headroom as HubSpot last reported it, and recent failures.
+requests and 429s), each rate-limit bucket's headroom as HubSpot last reported it, recent failures, and
+the newest backfills with their progress.
 Reads only; owns no keys. Fails closed: raises StoreUnavailableError without Redis (the page answers 503).
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from redis import Redis
 
+from hublink.ops.backfill import RedisBackfills, progress_line
 from hublink.ops.dead_letters import DeadLetterFilter, DeadLetterStore
 from hublink.ops.metrics import Metrics
 from hublink.store.connections import store_errors, text
@@ -23,6 +25,8 @@ from hublink.store.keys import Keys
 MAX_LANES_SHOWN = 50
 #: Dead letters listed under "recent failures".
 RECENT_FAILURES = 10
+#: Backfills listed on the overview.
+RECENT_BACKFILLS = 10
 #: Minutes of per-minute series the charts cover (the series hashes are kept two hours).
 SERIES_MINUTES = 60
 
@@ -63,6 +67,8 @@ class Overview:
     series: list[dict[str, int]]
     headroom: list[Headroom]
     recent_failures: list[dict[str, Any]]
+    #: The newest backfills: id, rule, state, whether it can be cancelled, and its progress line.
+    backfills: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def linked_last_hour(self) -> int:
@@ -130,6 +136,16 @@ def overview(
         series=metrics.series(now, SERIES_MINUTES),
         headroom=headroom,
         recent_failures=[letter.to_wire() for letter in recent],
+        backfills=[
+            {
+                "id": b.id,
+                "rule": b.rule,
+                "state": "cancelling" if b.cancel_requested and b.state == "running" else b.state,
+                "cancellable": b.state == "running" and not b.cancel_requested,
+                "progress": progress_line(b, int(now * 1000)),
+            }
+            for b in RedisBackfills(redis, keys).recent(RECENT_BACKFILLS)
+        ],
     )
 
 

@@ -39,6 +39,7 @@ COUNTERS: tuple[Counter, ...] = (
     Counter("associations_failed", "Failed association attempts, by error class", ("error",)),
     Counter("associations_dead_lettered", "Associations moved to the dead-letter store", ("source", "category")),
     Counter("retries", "Retries and deferrals scheduled, by error class", ("error", "kind")),
+    Counter("reconcile_removed", "Associations a mode: replace rule removed (reconcile), by source", ("source",)),
     Counter("hubspot_requests", "HubSpot requests, by endpoint and status", ("endpoint", "status")),
     Counter("hubspot_rate_limited", "HubSpot 429 answers, by policyName", ("policy",)),
     Counter("rate_limit_waits", "Times a worker waited for or parked on the shared rate limit", ("kind",)),

@@ -25,6 +25,8 @@ key                             type    holds                                   
 ``rl:<bucket>:max``             string  a lower limit learned from X-HubSpot-RateLimit-Max      a minute
 ``rl:<bucket>:seen``            hash    the last X-HubSpot-RateLimit-* values seen, and when    ten minutes
 ``lookup:<digest>``             string  a cached rule lookup result (JSON)                      cache TTL
+``labels:<pair>``               string  HubSpot's association label definitions for one         label cache TTL
+                                        portal|from|to (JSON list of [category, typeId, label])
 ``token:<portal>``              hash    an OAuth portal's access_token, expires_at (epoch s)    token expiry + 30 d
                                         and the rotated refresh_token
 ``token:<portal>:lock``         string  "one worker is refreshing this portal's token"          15 s
@@ -38,6 +40,9 @@ key                             type    holds                                   
 ``session:<id>``                string  one dashboard login (JSON: since, token mark, CSRF      8 hours
                                         token)
 ``throttle:<scope>``            string  failed admin logins/tokens in the window (counter)      one window
+``backfill:<id>``               hash    one backfill: rule, plan, cursor (last hs_object_id     30 days after its
+                                        read), counts, state, cancel flag (JSON fields)         last change
+``backfills``                   zset    backfill ids by start time (ms), for the dashboard      newest 100 kept
 ==============================  ======  ======================================================  ==================
 
 HubLink also reads two of RQ's own keys (named here so that nothing else spells them): ``rq:queue:<name>``
@@ -155,6 +160,10 @@ class Keys:
         """A cached lookup result."""
         return f"{self.prefix}lookup:{digest(lookup_key)}"
 
+    def labels(self, pair: str) -> str:
+        """Cached label definitions of one ``portal|from|to`` (canonical types: no digest needed)."""
+        return f"{self.prefix}labels:{pair}"
+
     def oauth_token(self, portal_id: str) -> str:
         """A cached OAuth token for one portal (hash: access_token, expires_at, refresh_token)."""
         return f"{self.prefix}token:{portal_id}"
@@ -211,6 +220,15 @@ class Keys:
     def session_prefix(self) -> str:
         """Prefix of dashboard sessions (revoking them all scans it)."""
         return f"{self.prefix}session:"
+
+    def backfill(self, backfill_id: str) -> str:
+        """One backfill's plan, cursor, counts and state."""
+        return f"{self.prefix}backfill:{backfill_id}"
+
+    @property
+    def backfills(self) -> str:
+        """Backfill ids by start time."""
+        return f"{self.prefix}backfills"
 
     def throttle(self, scope: str) -> str:
         """Failed admin authentications in the current window for ``scope`` (an address, or ``all``)."""

@@ -95,6 +95,18 @@ class TestAccepts:
         assert expand() == 2
         assert redis_client.lrange("hl:wake", 0, -1) == [b"_|deals|contacts"]
 
+    def test_an_unlink_with_explicit_types_is_stored_as_such(
+        self, client: FlaskClient, redis_client: redis_lib.Redis, expand: Callable[[], int]
+    ) -> None:
+        """An unlink with types needs no label look-up; the worker stores it with its action and types."""
+        item = {**GOOD, "action": "unlink", "types": [{"associationCategory": "USER_DEFINED", "associationTypeId": 9}]}
+        response = post(client, {"associations": [item]})
+        assert response.status_code == 202
+        assert expand() == 1
+        (association_id,) = response.get_json()["ids"]
+        record = json.loads(redis_client.hget(f"hl:a:{association_id}", "req") or b"{}")
+        assert (record["action"], record["types"]) == ("unlink", [["USER_DEFINED", 9]])
+
     def test_singular_and_type_id_forms_share_a_lane(
         self, client: FlaskClient, redis_client: redis_lib.Redis, expand: Callable[[], int]
     ) -> None:
@@ -163,6 +175,9 @@ class TestRefuses:
             ({"associations": [GOOD, "x"]}, "/associations/1"),
             ({"associations": []}, "/associations"),
             ({"associations": [GOOD] * 101}, "/associations"),
+            ({"associations": [{**GOOD, "acton": "unlink"}]}, "/associations/0/acton"),
+            ({"associations": [{**GOOD, "action": "remove"}]}, "/associations/0/action"),
+            ({"associations": [{**GOOD, "types": [{"associationTypeId": 5}]}]}, "/associations/0/types"),
         ],
     )
     def test_invalid_items_are_422_with_per_item_details(self, client: FlaskClient, body: Any, field: str) -> None:

@@ -14,7 +14,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from hublink.config.settings import Settings
 from tests.conftest import ADMIN_TOKEN, API_TOKEN, HUBSPOT_TOKEN
-from tests.integration.conftest import Stack
+from tests.integration.conftest import Sim, Stack
 from tests.support.processes import RedisServer
 
 pytestmark = pytest.mark.integration
@@ -23,13 +23,17 @@ schema = schemathesis.openapi.from_path(str(REPO / "openapi.yaml"))
 
 
 @pytest.fixture(scope="module")
-def live_url(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """gunicorn serving the app on database 1 of the session's Redis, for this module."""
+def live_url(redis_server: RedisServer, sim_session: Sim, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """gunicorn serving the app on database 1 of the session's Redis, for this module.
+
+    HubSpot is the simulator: an item's ``label`` is resolved through its label definitions.
+    """
     url = redis_server.url.rsplit("/", 1)[0] + "/1"
     settings_ = replace(
         Settings(api_token=API_TOKEN, admin_token=ADMIN_TOKEN, hubspot_access_token=HUBSPOT_TOKEN),
         redis_url=url,
         max_body_bytes=65536,
+        hubspot_base_url=sim_session.url,
     )
     stack = Stack(settings_, tmp_path_factory.mktemp("schemathesis"))
     try:
