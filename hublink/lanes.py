@@ -425,7 +425,8 @@ class MemoryLanes:
 
     def pending(self, lane: str) -> list[str]:
         """Ids waiting in ``lane``, by due time."""
-        return sorted((i for i in self.due if self.lane_of[i] == lane), key=lambda i: (self.due[i], i))
+        # By due time, then in the order added (as enqueue.lua scores the items of one call).
+        return sorted((i for i in self.due if self.lane_of[i] == lane), key=lambda i: self.due[i])
 
     def enqueue(
         self, groups: Sequence[EventGroup], counters: Sequence[Op] = (), *, ack: Sequence[str] | None = None

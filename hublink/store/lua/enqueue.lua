@@ -35,6 +35,10 @@ local ack = header.ack
 if ack and #redis.call('XPENDING', ack[1], ack[2], ack[3], ack[3], 1) == 0 then return {-1} end
 local lanes = header.lanes
 local results = {}
+-- Items of one call are scored now + k microseconds, in the order given: a lane is claimed by score, so a
+-- link and an unlink of one pair accepted together are claimed (and settled) in the order they were
+-- accepted, not in the order of their random ids (what equal scores would fall back to).
+local seq = 0
 -- Lane members are added with one ZADD per lane (in chunks), not one per association.
 local members = {}
 local woken = {}
@@ -74,7 +78,8 @@ while i <= n_args do
         list = {}
         members[li] = list
       end
-      list[#list + 1] = now
+      list[#list + 1] = now + seq / 1000
+      seq = seq + 1
       list[#list + 1] = id
     end
     results[#results + 1] = 1
