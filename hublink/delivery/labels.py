@@ -233,7 +233,7 @@ def resolve_types(
     return errors
 
 
-class MemoryLabelCatalog:
+class MemoryLabelCatalog(LabelCatalog):
     """The catalog's in-memory twin for unit tests: definitions given per (portal, from, to)."""
 
     def __init__(
@@ -253,22 +253,6 @@ class MemoryLabelCatalog:
         """The given definitions (none for an unknown pair)."""
         self.fetches += 1
         return self._definitions.get((portal, from_type, to_type), LabelDefinitions())
-
-    def types_for(
-        self,
-        credential: Credential,
-        portal: str | None,
-        from_type: str,
-        to_type: str,
-        name: str,
-        take_token: Callable[[], None] = lambda: None,
-    ) -> tuple[AssociationType, ...]:
-        """As :meth:`LabelCatalog.types_for`."""
-        found = self.definitions(credential, portal, from_type, to_type, take_token)
-        types = found.types_for(name)
-        if types is None:
-            raise unknown_label_error(name, from_type, to_type, found.known)
-        return types
 
 
 def check_rule_labels(

@@ -288,16 +288,7 @@ class AssociationRequest:
 
     def _extras(self) -> dict[str, Any]:
         """The optional fields, written only when not their default: a record without them is a default link."""
-        extras: dict[str, Any] = {}
-        if self.action != "link":
-            extras["action"] = self.action
-        if self.label is not None:
-            extras["label"] = self.label
-        if self.types:
-            extras["types"] = [list(t) for t in self.types]
-        if self.mode != "add":
-            extras["mode"] = self.mode
-        return extras
+        return action_extras(self.action, self.label, self.types, self.mode)
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> AssociationRequest:
@@ -399,3 +390,20 @@ def group_by_lane(requests: Sequence[AssociationRequest]) -> dict[str, list[Asso
     for request in requests:
         lanes.setdefault(lane_of(request), []).append(request)
     return lanes
+
+
+def action_extras(action: str, label: str | None, types: Sequence[AssociationType], mode: str) -> dict[str, Any]:
+    """A stored record's optional action fields, only those not at their default (absent: a default link).
+
+    Shared by associations and lookups, whose records must read the same way in either version.
+    """
+    extras: dict[str, Any] = {}
+    if action != "link":
+        extras["action"] = action
+    if label is not None:
+        extras["label"] = label
+    if types:
+        extras["types"] = [list(t) for t in types]
+    if mode != "add":
+        extras["mode"] = mode
+    return extras

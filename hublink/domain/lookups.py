@@ -11,7 +11,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from hublink.domain.associations import Action, AssociationRequest, AssociationType, Mode, types_wire
+from hublink.domain.associations import (
+    Action,
+    AssociationRequest,
+    AssociationType,
+    Mode,
+    action_extras,
+    types_wire,
+)
 from hublink.domain.rules import Fixed, PlannedAssociation, PropertyLookup, SearchLookup, Side
 
 #: The middle part of a lookup lane's name (``<portal>|lookup|<rule>``), never an object type name.
@@ -148,16 +155,7 @@ class LookupRequest:
 
     def _extras(self) -> dict[str, Any]:
         """The optional fields, only when not their default (a record without them plans a default link)."""
-        extras: dict[str, Any] = {}
-        if self.action != "link":
-            extras["action"] = self.action
-        if self.label is not None:
-            extras["label"] = self.label
-        if self.types:
-            extras["types"] = [list(t) for t in self.types]
-        if self.mode != "add":
-            extras["mode"] = self.mode
-        return extras
+        return action_extras(self.action, self.label, self.types, self.mode)
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> LookupRequest:
