@@ -9,7 +9,7 @@ REQ_HASH := $(shell cat requirements.txt requirements-dev.txt | sha256sum | cut 
 STAMP := $(VENV)/.installed-$(REQ_HASH)
 PYTEST_FLAGS ?=
 
-.PHONY: help venv browser run test test-unit test-integration lint typecheck fmt bench bench-quick bench-soak clean
+.PHONY: help venv browser run test test-unit test-integration test-faults lint typecheck fmt bench bench-quick bench-soak bench-slow clean
 
 help: ## List the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -61,6 +61,9 @@ bench-quick: venv ## The same, shortened (about 2 minutes)
 
 bench-soak: venv ## Memory soak: web and worker RSS over 10 minutes at moderate load
 	$(PY) -m bench --soak 600
+
+bench-slow: venv ## Slow clients: /healthz and webhook p99 while 200 clients trickle headers and bodies (~4 min)
+	$(PY) -m bench.slow_clients --seconds 30 --connections 100 --candidates sync,gthread-64,gevent --p1 10
 
 clean: ## Remove the virtualenv and local data
 	rm -rf $(VENV) var .mypy_cache .ruff_cache

@@ -23,7 +23,7 @@ def create_associations() -> tuple[Response, int]:
     """Accept 1 to 100 associations, all or nothing; 202 once they are safely in Redis."""
     p = parts()
     require_bearer(p.settings.api_token, realm="the direct API")
-    raw = read_body(p.settings.max_body_bytes)
+    raw = read_body(p.settings.max_body_bytes, timeout_s=p.settings.body_timeout_s)
     require_json_type()
     body = parse_json(raw)
     if not isinstance(body, dict):
@@ -80,7 +80,7 @@ def _admin() -> None:
 def _bulk_args() -> Any:
     """Filters for bulk operations: the query string, overlaid by a JSON body if one was sent."""
     merged: dict[str, Any] = dict(request.args)
-    raw = read_body(parts().settings.max_body_bytes)
+    raw = read_body(parts().settings.max_body_bytes, timeout_s=parts().settings.body_timeout_s)
     if raw.strip():
         require_json_type()
         body = parse_json(raw)

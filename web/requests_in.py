@@ -6,6 +6,9 @@ The raw body is read once, here, before anything parses it (signatures are compu
 from __future__ import annotations
 
 import hmac
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from typing import Any
 
 import orjson
@@ -26,15 +29,50 @@ def require_bearer(expected: str | None, *, realm: str) -> None:
         raise ApiError(401, "unauthorized", "wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
 
 
-def read_body(max_bytes: int) -> bytes:
+class BodyTimeoutError(Exception):
+    """The body did not arrive within its deadline (raised inside the read, turned into a 408)."""
+
+
+@contextmanager
+def deadline(timeout_s: float) -> Iterator[None]:
+    """Raise :class:`BodyTimeoutError` in the block when it runs longer than ``timeout_s`` seconds.
+
+    Under the gevent server (the Procfile's ``web:``, see ``gunicorn.conf.py``) a request is a greenlet and
+    gevent's Timeout interrupts a read blocked on a slow client; elsewhere (Flask's test client, a server
+    without gevent) there is no deadline to enforce and the block runs as is.
+    """
+    try:
+        from gevent import Timeout, monkey  # type: ignore[import-untyped]
+    except ImportError:  # pragma: no cover - gevent is a runtime requirement
+        yield
+        return
+    if not monkey.is_module_patched("socket"):
+        yield
+        return
+    with Timeout(timeout_s, BodyTimeoutError):
+        yield
+
+
+def read_body(max_bytes: int, *, timeout_s: float) -> bytes:
     """The raw body, refusing (413) before reading when Content-Length says it is too large.
 
-    A body without Content-Length (chunked) is cut off by Flask's MAX_CONTENT_LENGTH at the same size.
+    A body without Content-Length (chunked) is cut off by Flask's MAX_CONTENT_LENGTH at the same size. A
+    body not received within ``timeout_s`` (HUBLINK_BODY_TIMEOUT_S) is refused with 408, and the
+    connection is closed for reading, so a client trickling its body holds nothing once answered.
     """
     length = request.content_length
     if length is not None and length > max_bytes:
         raise ApiError(413, "payload_too_large", f"body of {length} bytes exceeds the limit of {max_bytes}")
-    return request.get_data(cache=True)
+    try:
+        with deadline(timeout_s):
+            return request.get_data(cache=True)
+    except BodyTimeoutError:
+        sock = request.environ.get("gunicorn.socket")
+        if sock is not None:
+            # The server would otherwise read (and wait for) the rest of the body before the next request.
+            with suppress(OSError):
+                sock.shutdown(socket.SHUT_RD)
+        raise ApiError(408, "request_timeout", f"the request body was not received within {timeout_s:g} s") from None
 
 
 def require_json_type() -> None:
