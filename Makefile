@@ -45,7 +45,10 @@ browser: ## Install Debian's chromium for the dashboard's browser test, where it
 	  echo "chromium could not be installed: the browser test will be skipped"
 
 test-integration: venv browser ## Integration tier: real Redis, simulator, gunicorn, worker processes, Chromium
-	$(PY) -m pytest tests/integration examples -p no:cacheprovider -q $(PYTEST_FLAGS)
+	$(PY) -m pytest tests/integration examples -m "not faults" -p no:cacheprovider -q $(PYTEST_FLAGS)
+
+test-faults: venv ## The fault suite in full: slow clients, Redis killed under load (2,000 in flight), poison work
+	$(PY) -m pytest tests/integration/test_faults.py -p no:cacheprovider -q $(PYTEST_FLAGS)
 
 test: lint typecheck test-unit test-integration ## Everything CI runs (the README's test command)
 

@@ -15,8 +15,16 @@ from redis import Redis
 
 from hublink.domain.errors import StoreUnavailableError
 
-#: The errors that mean "Redis did not answer": network trouble, timeouts, a server still loading.
-UNAVAILABLE = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
+#: The errors that mean "Redis cannot take this now": network trouble, timeouts, a server still loading,
+#: out of memory (``maxmemory`` reached) or read-only (a replica after a failover). All pass: callers wait
+#: and try again, and none of them says anything about the work being asked for.
+UNAVAILABLE = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    redis.BusyLoadingError,
+    redis.exceptions.OutOfMemoryError,
+    redis.exceptions.ReadOnlyError,
+)
 
 
 def connect(url: str, *, timeout_s: float, blocking_s: float = 0.0) -> Redis:
@@ -46,3 +54,13 @@ def store_errors() -> Iterator[None]:
         yield
     except UNAVAILABLE as exc:
         raise StoreUnavailableError(f"Redis did not answer: {type(exc).__name__}") from exc
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """True when ``exc`` (or what it was raised from) says Redis could not take the command, for now."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, (*UNAVAILABLE, StoreUnavailableError)):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False

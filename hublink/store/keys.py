@@ -28,6 +28,8 @@ key                         type    holds                                       
 ``ts:<minute>``             hash    per-minute counters for the dashboard's charts              two hours
 ``rl:<bucket>:seen``        hash    the last X-HubSpot-RateLimit-* values seen, and when        ten minutes
 ``alert:<kind>``            string  last alert time (rate-limits alerts)                       alert interval
+``hb:<worker>``             string  a worker's last heartbeat (epoch ms), from its dispatcher   one minute
+``inbox:excused:<entry>``   string  deliveries of an inbox entry caused by Redis trouble        one day
 ==========================  ======  ==========================================================  ================
 """
 
@@ -165,3 +167,16 @@ class Keys:
     def alert(self, kind: str) -> str:
         """Last time an alert of ``kind`` was sent."""
         return f"{self.prefix}alert:{kind}"
+
+    def worker_heartbeat(self, worker: str) -> str:
+        """A worker's last heartbeat (epoch ms), written by its dispatcher thread; ``worker`` is its name."""
+        return f"{self.prefix}hb:{worker}"
+
+    @property
+    def worker_heartbeat_prefix(self) -> str:
+        """Prefix of worker heartbeats (``python -m worker --check`` scans it when given no name)."""
+        return f"{self.prefix}hb:"
+
+    def inbox_excused(self, entry_id: str) -> str:
+        """How many deliveries of an inbox entry a Redis outage caused (they do not count towards setting it aside)."""
+        return f"{self.prefix}inbox:excused:{entry_id}"
