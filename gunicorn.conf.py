@@ -4,7 +4,7 @@ gevent workers: each connection is a greenlet, so a client that trickles its hea
 few kilobytes, not a worker. Sync workers (one request at a time per process) were taken down by four
 such clients; gthread with 64 threads per worker still failed a third of the probes under 200 (``make
 bench-slow``, figures in bench/README.md), while gevent answered /healthz and signed webhooks with a p99
-of about 10 ms through it, and took the same single-association request rate as sync workers. Bodies are
+of about 10 ms through it, and costs no more server CPU per request than sync workers. Bodies are
 read under HUBLINK_BODY_TIMEOUT_S (a 408 past it, see ``web.requests_in.read_body``). Beyond a few
 thousand slow connections per worker, put a buffering proxy in front (README, Operations).
 
@@ -37,6 +37,8 @@ worker_connections = 1000
 # HubSpot gives up after 5 s; a request that takes longer is already lost to the sender.
 timeout = 30
 graceful_timeout = 20
+# Under gevent this also bounds reading a request's headers: a client that has not sent them all within
+# keepalive seconds is disconnected (gunicorn's async workers read each request under this timeout).
 keepalive = 5
 accesslog = None
 errorlog = "-"

@@ -21,7 +21,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -227,20 +229,48 @@ def start_gunicorn(name: str, config: Path, app: str, env: dict[str, str], workd
     return process, port
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) used so far by process ``pid`` and its children (gunicorn's workers)."""
+    children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False).stdout.split()
+    total = 0
+    for p in [str(pid), *children]:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def p1(name: str, config: Path, env: dict[str, str], workdir: Path, seconds: int) -> dict[str, float]:
-    """P1 of ``make bench`` on this candidate: HubLink's single-association intake over a bare endpoint's."""
+    """P1 of ``make bench`` on this candidate: HubLink's single-association intake over a bare endpoint's.
+
+    Beside the request rates, the server's CPU time per request: on a machine shared with other work the
+    rates move with everybody else's load, while the CPU a request costs hardly does.
+    """
     from bench.__main__ import wrk
 
-    rates = {}
+    rates, cpu_us = {}, {}
     for label, app in (("bare", "bench.bare_app:create_app()"), ("hublink", "web:create_app()")):
         process, port = start_gunicorn(name, config, app, env, workdir)
         try:
-            rates[label] = wrk(f"http://127.0.0.1:{port}/api/associations", "single.lua", seconds)["rps"]
+            before = cpu_seconds(process.pid)
+            result = wrk(f"http://127.0.0.1:{port}/api/associations", "single.lua", seconds)
+            cpu_us[label] = (cpu_seconds(process.pid) - before) / max(result["requests"], 1) * 1e6
+            rates[label] = result["rps"]
         finally:
             process.stop(timeout=30)
     ratio = rates["hublink"] / rates["bare"]
-    say(f"{name}: P1 {rates['hublink']:,.0f} req/s over bare {rates['bare']:,.0f} = {ratio:.2f}")
-    return {"bare_rps": rates["bare"], "hublink_rps": rates["hublink"], "ratio": rates["hublink"] / rates["bare"]}
+    cpu_ratio = cpu_us["bare"] / cpu_us["hublink"]
+    say(f"{name}: P1 {rates['hublink']:,.0f} req/s over bare {rates['bare']:,.0f} = {ratio:.2f}; CPU {cpu_ratio:.2f}")
+    return {
+        "bare_rps": rates["bare"],
+        "hublink_rps": rates["hublink"],
+        "ratio": ratio,
+        "bare_cpu_us": cpu_us["bare"],
+        "hublink_cpu_us": cpu_us["hublink"],
+        "cpu_ratio": cpu_ratio,
+    }
 
 
 def run_candidate(
@@ -275,7 +305,8 @@ def table(results: dict[str, dict[str, Any]], connections: int) -> str:
     """The results as one Markdown table."""
     rows = [
         f"| server model | `/healthz` p50 / p99 / max (s) | signed webhook p50 / p99 / max (s) | probes failed | "
-        f"slow connections made ({2 * connections} held at once) | P1 req/s, HubLink / bare = ratio | met |",
+        f"slow connections made ({2 * connections} held at once) | "
+        "P1 req/s HubLink / bare = ratio; server CPU per request, HubLink / bare = bare's share | met |",
         "|---|---|---|---|---|---|---|",
     ]
     for name, r in results.items():
@@ -285,7 +316,8 @@ def table(results: dict[str, dict[str, Any]], connections: int) -> str:
             f"{w['max']:.3f} | {h['failures']} of {h['n']} / {w['failures']} of {w['n']} | "
             f"{r['slow_connections']['connections']} (408s: {r['slow_connections']['answered_408']}) | "
             + (
-                f"{r['P1']['hublink_rps']:,.0f} / {r['P1']['bare_rps']:,.0f} = {r['P1']['ratio']:.2f} | "
+                f"{r['P1']['hublink_rps']:,.0f} / {r['P1']['bare_rps']:,.0f} = {r['P1']['ratio']:.2f}; CPU "
+                f"{r['P1']['hublink_cpu_us']:.0f} / {r['P1']['bare_cpu_us']:.0f} us = {r['P1']['cpu_ratio']:.2f} | "
                 if "P1" in r
                 else "- | "
             )

@@ -9,6 +9,7 @@ import hmac
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from functools import cache
 from typing import Any
 
 import orjson
@@ -41,16 +42,22 @@ def deadline(timeout_s: float) -> Iterator[None]:
     gevent's Timeout interrupts a read blocked on a slow client; elsewhere (Flask's test client, a server
     without gevent) there is no deadline to enforce and the block runs as is.
     """
+    timeout = _gevent_timeout()
+    if timeout is None:
+        yield
+        return
+    with timeout(timeout_s, BodyTimeoutError):
+        yield
+
+
+@cache
+def _gevent_timeout() -> Any:
+    """gevent's Timeout class when this process runs under gevent (its sockets patched), else None; once."""
     try:
         from gevent import Timeout, monkey  # type: ignore[import-untyped]
     except ImportError:  # pragma: no cover - gevent is a runtime requirement
-        yield
-        return
-    if not monkey.is_module_patched("socket"):
-        yield
-        return
-    with Timeout(timeout_s, BodyTimeoutError):
-        yield
+        return None
+    return Timeout if monkey.is_module_patched("socket") else None
 
 
 def read_body(max_bytes: int, *, timeout_s: float) -> bytes:

@@ -16,8 +16,10 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
+from functools import partial
 from types import FrameType
 from typing import Any
 
@@ -150,7 +152,7 @@ def work(rt: Runtime, *, name: str | None, burst: bool, logging_level: str) -> N
         if time.monotonic() - started > STABLE_AFTER_S:
             backoff_s = REDIS_BACKOFF_FIRST_S
         try:
-            backoff_s = _wait_for_redis(rt.rq_redis, backoff_s)
+            backoff_s = _wait_for_redis(rt.rq_redis, backoff_s, stopping=partial(getattr, worker, "stop_signalled"))
         except StopRequested:  # RQ's signal handler, still installed, ends the wait
             return
         if worker.stop_signalled:
@@ -164,9 +166,9 @@ def work(rt: Runtime, *, name: str | None, burst: bool, logging_level: str) -> N
         log.warning("worker loop: Redis answers again; resuming work", extra={"worker": worker.name})
 
 
-def _wait_for_redis(redis: Redis, backoff_s: float) -> float:
-    """Return once ``redis`` answers PING, waiting longer after each failed try; the next wait to use."""
-    while True:
+def _wait_for_redis(redis: Redis, backoff_s: float, *, stopping: Callable[[], bool]) -> float:
+    """Return once ``redis`` answers PING (or ``stopping()``), waiting longer after each failed try; the next wait."""
+    while not stopping():
         log.warning("worker loop: waiting for Redis", extra={"retry_in_s": round(backoff_s, 2)})
         time.sleep(backoff_s)
         backoff_s = min(backoff_s * 2, REDIS_BACKOFF_MAX_S)
@@ -175,6 +177,7 @@ def _wait_for_redis(redis: Redis, backoff_s: float) -> float:
                 return backoff_s
         except UNAVAILABLE:
             continue
+    return backoff_s
 
 
 def credentials_for(settings: Settings, redis: Redis, keys: Keys, client: HubSpotClient) -> CredentialProvider:

@@ -49,7 +49,7 @@ class Trickler:
         self._thread.start()
 
     def _run(self) -> None:
-        # Pacing, not waiting for a condition: trickling slowly is what this client does.
+        """Send a piece every ``every_s`` seconds (pacing, not waiting for a condition: that is what it does)."""
         while not self._stop.wait(self._every_s):
             try:
                 self.sock.sendall(self._piece)
