@@ -36,7 +36,16 @@ from typing import Any
 import requests
 
 from hublink.domain import signatures
-from tests.support.processes import Process, RedisServer, free_port, port_open, python, wait_for
+from tests.support.processes import (
+    Process,
+    RedisServer,
+    free_port,
+    listening_sockets,
+    port_open,
+    python,
+    wait_for,
+    web_workers,
+)
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -50,9 +59,10 @@ TARGET_P99_S = 1.0
 
 #: Each candidate is gunicorn.conf.py followed by these lines.
 CANDIDATES: dict[str, str] = {
-    "sync": 'worker_class = "sync"\n',
-    "gthread-16": 'worker_class = "gthread"\nthreads = 16\n',
-    "gthread-64": 'worker_class = "gthread"\nthreads = 64\n',
+    # The models before issue 12 shared one listening socket (reuse_port is for gevent's kept-alive connections).
+    "sync": 'worker_class = "sync"\nreuse_port = False\n',
+    "gthread-16": 'worker_class = "gthread"\nthreads = 16\nreuse_port = False\n',
+    "gthread-64": 'worker_class = "gthread"\nthreads = 64\nreuse_port = False\n',
     "gevent": "",  # gunicorn.conf.py as it is: the Procfile's web process
 }
 
@@ -226,6 +236,10 @@ def start_gunicorn(name: str, config: Path, app: str, env: dict[str, str], workd
     )
     wait_for(lambda: port_open(port) or not process.alive(), timeout=30, what="gunicorn")
     assert process.alive(), process.output()
+    # With reuse_port every worker listens on its own socket: wait for all, or the first would take everything.
+    text = config.read_text()
+    expected = web_workers() if "reuse_port = True" in text and "reuse_port = False" not in text else 1
+    wait_for(lambda: listening_sockets(port) >= expected, timeout=30, what="every gunicorn worker")
     return process, port
 
 
