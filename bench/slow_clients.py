@@ -260,7 +260,7 @@ def p1(name: str, config: Path, env: dict[str, str], workdir: Path, seconds: int
     """P1 of ``make bench`` on this candidate: HubLink's single-association intake over a bare endpoint's.
 
     Beside the request rates, the server's CPU time per request: on a machine shared with other work the
-    rates move with everybody else's load, while the CPU a request costs hardly does.
+    rates move with everybody else's load; the CPU a request costs moves less (but moves too).
     """
     from bench.__main__ import wrk
 
