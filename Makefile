@@ -9,7 +9,7 @@ REQ_HASH := $(shell cat requirements.txt requirements-dev.txt | sha256sum | cut 
 STAMP := $(VENV)/.installed-$(REQ_HASH)
 PYTEST_FLAGS ?=
 
-.PHONY: help venv browser run test test-unit test-integration test-faults bench-redis lint typecheck fmt bench bench-quick bench-soak clean
+.PHONY: help venv browser run test test-unit test-integration test-faults bench-redis lint typecheck fmt bench bench-quick bench-soak bench-slow clean
 
 help: ## List the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -45,7 +45,10 @@ browser: ## Install Debian's chromium for the dashboard's browser test, where it
 	  echo "chromium could not be installed: the browser test will be skipped"
 
 test-integration: venv browser ## Integration tier: real Redis, simulator, gunicorn, worker processes, Chromium
-	$(PY) -m pytest tests/integration examples -p no:cacheprovider -q $(PYTEST_FLAGS)
+	$(PY) -m pytest tests/integration examples -m "not faults" -p no:cacheprovider -q $(PYTEST_FLAGS)
+
+test-faults: venv ## The fault suite in full: slow clients, Redis killed under load (2,000 in flight), poison work
+	$(PY) -m pytest tests/integration/test_faults.py -p no:cacheprovider -q $(PYTEST_FLAGS)
 
 test-faults: venv ## Fault tests: kill -9 the Redis primary under load, measure the failover (about a minute)
 	nice $(PY) -m pytest tests/integration -m faults -p no:cacheprovider -q $(PYTEST_FLAGS)
@@ -67,6 +70,9 @@ bench-quick: venv ## The same, shortened (about 2 minutes)
 
 bench-soak: venv ## Memory soak: web and worker RSS over 10 minutes at moderate load
 	$(PY) -m bench --soak 600
+
+bench-slow: venv ## Slow clients: /healthz and webhook p99 while 200 clients trickle headers and bodies (~4 min)
+	$(PY) -m bench.slow_clients --seconds 30 --connections 100 --candidates sync,gthread-64,gevent --p1 10
 
 clean: ## Remove the virtualenv and local data
 	rm -rf $(VENV) var .mypy_cache .ruff_cache

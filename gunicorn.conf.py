@@ -1,12 +1,26 @@
 """Gunicorn settings for the web process (the Procfile's ``web:``); the benchmarks use the same file.
 
-Sync workers: a request is a few hundred microseconds of Python and one XADD to Redis, so threads or
-async would add overhead without adding throughput. Two workers per core by default (WEB_CONCURRENCY
-overrides): while one waits for Redis another uses the core. Measured on 2 cores (bench/): 4 workers
-take 10-15 % more single-association requests than 2, and a bare Flask endpoint the same.
+gevent workers: each connection is a greenlet, so a client that trickles its headers or its body holds a
+few kilobytes, not a worker. Sync workers (one request at a time per process) were taken down by four
+such clients; gthread with 64 threads per worker still failed a third of the probes under 200 (``make
+bench-slow``, figures in bench/README.md), while gevent answered /healthz and signed webhooks with a p99
+of about 10-20 ms through it. P1 (single-association intake over a bare endpoint, same config) measured
+0.61 and 0.64 in the final runs (target 0.6; 0.72 with sync workers): the bare endpoint gains more from
+gevent's kept-alive connections than HubLink, whose own rate stays at the sync workers'. Bodies are
+read under HUBLINK_BODY_TIMEOUT_S (a 408 past it, see ``web.requests_in.read_body``). Beyond a few
+thousand slow connections per worker, put a buffering proxy in front (README, Operations).
+
+The standard library is patched here, before the app is imported (``preload_app``): redis-py and
+everything else then use gevent's sockets, locks and thread-locals from the start, never a mix. The web
+process makes no other outbound calls (HubSpot is called by the workers only). Two workers per core by
+default (WEB_CONCURRENCY overrides): while one waits for Redis another uses the core.
 """
 
-import os
+from gevent import monkey
+
+monkey.patch_all()
+
+import os  # noqa: E402 - after patching, like everything this process imports
 
 
 def _cores() -> int:
@@ -19,10 +33,18 @@ def _cores() -> int:
 
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY") or 2 * _cores())
-worker_class = "sync"
+worker_class = "gevent"
+#: Connections one worker holds at once (slow ones included); past it, it stops accepting until one ends.
+worker_connections = 1000
+# Each worker listens on its own SO_REUSEPORT socket, so the kernel spreads connections over the workers.
+# With one shared socket, kept-alive connections stick to whichever worker accepted them first: measured,
+# 15 of wrk's 16 connections on one of four workers, and a third of the throughput lost.
+reuse_port = True
 # HubSpot gives up after 5 s; a request that takes longer is already lost to the sender.
 timeout = 30
 graceful_timeout = 20
+# Under gevent this also bounds reading a request's headers: a client that has not sent them all within
+# keepalive seconds is disconnected (gunicorn's async workers read each request under this timeout).
 keepalive = 5
 accesslog = None
 errorlog = "-"

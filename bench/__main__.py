@@ -28,7 +28,16 @@ import redis as redis_lib
 import requests
 
 from hublink.domain import signatures
-from tests.support.processes import Process, RedisServer, free_port, port_open, python, wait_for
+from tests.support.processes import (
+    Process,
+    RedisServer,
+    free_port,
+    listening_sockets,
+    port_open,
+    python,
+    wait_for,
+    web_workers,
+)
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -101,6 +110,8 @@ class Bench:
         )
         wait_for(lambda: port_open(port) or not process.alive(), timeout=30, what="gunicorn")
         assert process.alive(), process.output()
+        # Every worker listens on its own socket (reuse_port): measuring before all are up would load one.
+        wait_for(lambda: listening_sockets(port) >= web_workers(), timeout=30, what="every gunicorn worker")
         return process, f"http://127.0.0.1:{port}"
 
     def workers(self, n: int, **env: str) -> list[Process]:

@@ -20,6 +20,7 @@ raises StoreUnavailableError when Redis does not answer.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -29,13 +30,17 @@ from typing import Any, Literal, Protocol
 import orjson
 from redis import Redis
 
-from hublink.domain.dead_letter import DeadLetter
+from hublink.domain.associations import AssociationRequest
+from hublink.domain.dead_letter import DeadLetter, DeadPair
+from hublink.domain.errors import InvalidInputError
 from hublink.domain.lookups import Work, work_from_record
 from hublink.store.clock import now_ms
 from hublink.store.connections import store_errors, text
-from hublink.store.counters import Op
+from hublink.store.counters import Counters, Op
 from hublink.store.keys import Keys
 from hublink.store.scripts import Scripts
+
+log = logging.getLogger("hublink.lanes")
 
 
 def new_association_id() -> str:
@@ -98,6 +103,17 @@ class Claim:
 
     items: list[Claimed] = field(default_factory=list)
     wait_ms: int = 0
+    #: Associations that could not be read, dead-lettered by the claim (never handed to a drain).
+    unreadable: int = 0
+
+
+#: The dead-letter reason and category of an association whose stored record cannot be read.
+UNREADABLE = "unreadable"
+UNREADABLE_CATEGORY = "UNREADABLE"
+
+
+class UnreadableRecordError(Exception):
+    """A stored association cannot be rebuilt (a corrupt or foreign record): it is dead-lettered, never sent."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -257,28 +273,73 @@ class LaneStore:
         return orjson.dumps(out)
 
     def claim(self, lane: str, limit: int, *, window_ms: int = 0) -> Claim:
-        """Lease up to ``limit`` due associations of ``lane``."""
-        with store_errors():
-            raw = self._scripts.claim(
-                keys=[self._keys.lane(lane), self._keys.inflight, self._keys.lane_job(lane)],
-                args=[now_ms(), limit, self.lease_ms, self._keys.association_prefix, window_ms],
-            )
-        if raw and raw[0] == b"wait":
-            return Claim(wait_ms=int(float(raw[1])))
-        items = []
-        for i in range(0, len(raw), 6):
-            assoc_id, req, attempts, hist, first_seen, replays = raw[i : i + 6]
-            items.append(
-                Claimed(
-                    association_id=assoc_id.decode(),
-                    request=work_from_record(json.loads(req)),
-                    attempts=int(attempts or 0),
-                    history=json.loads(hist or b"[]"),
-                    first_seen_ms=int(first_seen or 0),
-                    replays=int(replays or 0),
+        """Lease up to ``limit`` due associations of ``lane``.
+
+        An association whose stored record cannot be read is dead-lettered here (reason ``unreadable``),
+        before any HubSpot call, in one atomic step from its lease to the dead-letter store: it is never
+        retried, and never fails or delays the rest of its lane. Raises StoreUnavailableError.
+        """
+        buried = 0
+        while True:
+            with store_errors():
+                raw = self._scripts.claim(
+                    keys=[self._keys.lane(lane), self._keys.inflight, self._keys.lane_job(lane)],
+                    args=[now_ms(), limit, self.lease_ms, self._keys.association_prefix, window_ms],
                 )
+            if raw and raw[0] == b"wait":
+                return Claim(wait_ms=int(float(raw[1])), unreadable=buried)
+            items = []
+            unreadable: list[tuple[str, list[Any], str]] = []
+            for i in range(0, len(raw), 6):
+                fields = list(raw[i : i + 6])
+                try:
+                    items.append(_claimed(fields))
+                except UnreadableRecordError as exc:
+                    unreadable.append((text(fields[0]), fields, str(exc)))
+            if unreadable:
+                self._bury(lane, unreadable)
+                buried += len(unreadable)
+            # A claim that found only unreadable work claims again: the lane's readable work is not delayed.
+            if items or not unreadable:
+                return Claim(items=items, unreadable=buried)
+
+    def _bury(self, lane: str, unreadable: Sequence[tuple[str, list[Any], str]]) -> None:
+        """Dead-letter claimed associations that cannot be read (settle.lua's atomic "dead" outcome)."""
+        now = now_ms()
+        payload = {
+            "now": now,
+            "dl_ttl_s": self._dl_ttl_s,
+            "dl_max": self._dl_max,
+            "dl_prefix": self._keys.dead_letter_prefix,
+            "counters": [
+                list(
+                    Counters(self._redis, self._keys).op(
+                        "associations_dead_lettered", len(unreadable), source="unknown", category=UNREADABLE_CATEGORY
+                    )
+                )
+            ],
+            "outcomes": [
+                {
+                    "id": association_id,
+                    "akey": self._keys.association(association_id),
+                    "kind": "dead",
+                    "lane": lane,
+                    "lkey": self._keys.lane(lane),
+                    "dl": json.dumps(_unreadable_letter(association_id, lane, fields, reason, now).to_wire()),
+                }
+                for association_id, fields, reason in unreadable
+            ],
+        }
+        with store_errors():
+            self._scripts.settle(
+                keys=[self._keys.inflight, self._keys.lanes, self._keys.dead_letters, self._keys.dead_letters_dropped],
+                args=[json.dumps(payload)],
             )
-        return Claim(items=items)
+        for association_id, _, reason in unreadable:
+            log.error(
+                "association cannot be read; dead-lettered",
+                extra={"association_id": association_id, "lane": lane, "reason": reason},
+            )
 
     def settle(self, lane: str, outcomes: Sequence[Outcome], counters: Sequence[Op] = ()) -> int:
         """Apply outcomes atomically; return how many still existed to be applied."""
@@ -350,6 +411,89 @@ class LaneStore:
             rest = self._redis.lpop(self._keys.wake, 1000) or []
         lanes = [text(first[1]), *(text(raw) for raw in rest)]
         return list(dict.fromkeys(lanes))
+
+
+def _claimed(fields: Sequence[Any]) -> Claimed:
+    """One claimed association from claim.lua's fields; raises UnreadableRecordError naming what is wrong.
+
+    Everything a drain will use is checked here, so that a corrupt field fails the claim of that one
+    association, not the settling of a whole batch after its HubSpot call.
+    """
+    assoc_id, req, attempts, hist, first_seen, replays = fields
+    if not req:
+        raise UnreadableRecordError("req: missing (the association's key holds no record, or is not a hash)")
+    try:
+        record = json.loads(req)
+        if not isinstance(record, dict):
+            raise TypeError(f"req: expected a JSON object, got {type(record).__name__}")
+        request = work_from_record(record)
+        if isinstance(request, AssociationRequest):
+            # The constructor trusts its caller; create() checks types, ids and portal as intake does.
+            AssociationRequest.create(
+                from_object_type=request.from_object_type,
+                from_object_id=request.from_object_id,
+                to_object_type=request.to_object_type,
+                to_object_id=request.to_object_id,
+                portal_id=request.portal_id,
+                source=request.source if isinstance(request.source, str) else "?",
+                source_event_id=request.source_event_id,
+                received_at=0.0,
+            )
+        for name in ("received_at", "occurred_at"):
+            value = getattr(request, name)
+            if not (value is None and name == "occurred_at") and (
+                not isinstance(value, int | float) or isinstance(value, bool)
+            ):
+                raise TypeError(f"req.{name}: expected a number, got {value!r:.40}")
+        history = json.loads(hist or b"[]")
+        if not isinstance(history, list) or not all(isinstance(h, dict) for h in history):
+            raise TypeError("hist: expected a JSON array of objects")
+        claimed = Claimed(
+            association_id=text(assoc_id),
+            request=request,
+            attempts=int(attempts or 0),
+            history=history,
+            first_seen_ms=int(first_seen or 0),
+            replays=int(replays or 0),
+        )
+    except InvalidInputError as exc:
+        problems = "; ".join(p.message for p in exc.problems) or exc.message
+        raise UnreadableRecordError(f"req: {problems}") from None
+    except (ValueError, TypeError, KeyError, AttributeError, UnicodeDecodeError) as exc:
+        raise UnreadableRecordError(f"{type(exc).__name__}: {exc}"[:300]) from None
+    if claimed.attempts < 0 or claimed.replays < 0:
+        raise UnreadableRecordError("attempts and replays must not be negative")
+    return claimed
+
+
+def _unreadable_letter(association_id: str, lane: str, fields: Sequence[Any], reason: str, now: int) -> DeadLetter:
+    """The dead letter of an association that cannot be read: what was stored, as text, and why."""
+    stored = dict(zip(("req", "attempts", "hist", "first_seen", "replays"), fields[1:], strict=True))
+    portal, _, types = lane.partition("|")
+    from_type, _, to_type = types.partition("|")
+    return DeadLetter(
+        id=association_id,
+        kind="association",
+        association=DeadPair(
+            portal_id=None if portal == "_" else portal,
+            from_object_type=from_type,
+            from_object_id="",
+            to_object_type=to_type,
+            to_object_id="",
+        ),
+        source="unknown",
+        source_event_id=None,
+        reason=f"{UNREADABLE}: {reason}",
+        error=UnreadableRecordError.__name__,
+        status=None,
+        category=UNREADABLE_CATEGORY,
+        sub_category=None,
+        message=reason[:500],
+        correlation_id=None,
+        first_seen_ms=now,
+        dead_at_ms=now,
+        stored={k: text(v)[:2000] for k, v in stored.items()},
+    )
 
 
 class _Arguments:

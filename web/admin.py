@@ -315,7 +315,11 @@ def act_on_one(letter_id: str, action: str) -> Response | str:
     if request.form.get("confirmed") != "yes":
         target = url_for("admin.act_on_one", letter_id=letter_id, action=action)
         return render_template("admin/confirm.html", action=action, count=1, letter=letter.to_wire(), target=target)
-    done = store.replay(letter_id) if action == "replay" else store.delete(letter_id)
+    try:
+        done = store.replay(letter_id) if action == "replay" else store.delete(letter_id)
+    except ValueError as exc:  # a letter whose work could not be read has nothing to replay
+        flash(str(exc))
+        return redirect(url_for("admin.dead_letters"))
     log.info("admin action", extra={"action": action, "association_id": letter_id, "count": int(done)})
     flash(f"{'Replayed' if action == 'replay' else 'Purged'} {letter_id}." if done else "Nothing to do.")
     return redirect(url_for("admin.dead_letters"))

@@ -63,7 +63,7 @@ def create_associations() -> tuple[Response, int]:
     p = parts()
     require_bearer(p.settings.api_token, realm="the direct API")
     idempotency_key = _idempotency_key()
-    raw = read_body(p.settings.max_body_bytes)
+    raw = read_body(p.settings.max_body_bytes, timeout_s=p.settings.body_timeout_s)
     require_json_type()
     body = parse_json(raw)
     if not isinstance(body, dict):
@@ -117,7 +117,7 @@ def _admin() -> None:
 def _bulk_args() -> Any:
     """Filters for bulk operations: the query string, overlaid by a JSON body if one was sent."""
     merged: dict[str, Any] = dict(request.args)
-    raw = read_body(parts().settings.max_body_bytes)
+    raw = read_body(parts().settings.max_body_bytes, timeout_s=parts().settings.body_timeout_s)
     if raw.strip():
         require_json_type()
         body = parse_json(raw)
@@ -154,7 +154,11 @@ def show_dead_letter(letter_id: str) -> Response:
 def replay_dead_letter(letter_id: str) -> tuple[Response, int]:
     """Replay one dead letter with a fresh attempt budget."""
     _admin()
-    if not parts().dead_letters.replay(letter_id):
+    try:
+        replayed = parts().dead_letters.replay(letter_id)
+    except ValueError as exc:
+        raise ApiError(409, "not_replayable", str(exc)) from None
+    if not replayed:
         raise ApiError(404, "not_found", f"no dead letter {letter_id!r}")
     return jsonify({"replayed": 1, "ids": [letter_id]}), 202
 

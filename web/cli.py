@@ -109,7 +109,10 @@ def _bulk(action: str, letter_id: str | None, flt: DeadLetterFilter, dry_run: bo
             found = store.get(letter_id) is not None
             click.echo(f"would {action} {int(found)} dead letter(s)")
             return
-        ok = store.replay(letter_id) if action == "replay" else store.delete(letter_id)
+        try:
+            ok = store.replay(letter_id) if action == "replay" else store.delete(letter_id)
+        except ValueError as exc:  # a letter whose work could not be read has nothing to replay
+            raise click.ClickException(str(exc)) from None
         if not ok:
             raise click.ClickException(f"no dead letter {letter_id!r}")
         click.echo(f"{action}ed 1 dead letter" if action == "replay" else "purged 1 dead letter")

@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import hmac
 import logging
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from functools import cache
 from typing import Any
 
 import orjson
@@ -55,7 +59,37 @@ def require_bearer(expected: str | None, *, realm: str, throttle: FailureThrottl
         raise ApiError(401, "unauthorized", "wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
 
 
-def read_body(max_bytes: int) -> bytes:
+class BodyTimeoutError(Exception):
+    """The body did not arrive within its deadline (raised inside the read, turned into a 408)."""
+
+
+@contextmanager
+def deadline(timeout_s: float) -> Iterator[None]:
+    """Raise :class:`BodyTimeoutError` in the block when it runs longer than ``timeout_s`` seconds.
+
+    Under the gevent server (the Procfile's ``web:``, see ``gunicorn.conf.py``) a request is a greenlet and
+    gevent's Timeout interrupts a read blocked on a slow client; elsewhere (Flask's test client, a server
+    without gevent) there is no deadline to enforce and the block runs as is.
+    """
+    timeout = _gevent_timeout()
+    if timeout is None:
+        yield
+        return
+    with timeout(timeout_s, BodyTimeoutError):
+        yield
+
+
+@cache
+def _gevent_timeout() -> Any:
+    """gevent's Timeout class when this process runs under gevent (its sockets patched), else None; once."""
+    try:
+        from gevent import Timeout, monkey  # type: ignore[import-untyped]
+    except ImportError:  # pragma: no cover - gevent is a runtime requirement
+        return None
+    return Timeout if monkey.is_module_patched("socket") else None
+
+
+def read_body(max_bytes: int, *, timeout_s: float) -> bytes:
     """The raw body, whole, or a refusal: nothing short of the whole body is ever handed on.
 
     - Content-Length over ``max_bytes``: 413 ``payload_too_large`` before reading anything.
@@ -63,18 +97,36 @@ def read_body(max_bytes: int) -> bytes:
       bytes (``MAX_CONTENT_LENGTH`` is set one above the limit in ``create_app``); one byte more than the
       limit is a 413, so an oversized body is refused rather than cut at the limit and processed.
     - Fewer bytes than Content-Length announced (the client went away or lied): 400 ``incomplete_body``.
+    - Not received within ``timeout_s`` (HUBLINK_BODY_TIMEOUT_S): 408 ``request_timeout``, and the
+      connection is closed for reading, so a client trickling its body holds nothing once answered.
 
-    Gunicorn's sync workers close the connection after every answer, so an unread rest is never taken for
-    a next request.
+    Every refusal closes the connection (``Connection: close``): under keep-alive, an unread rest of the
+    body must never be taken for a next request.
     """
+    close = {"Connection": "close"}
     length = request.content_length
     if length is not None and length > max_bytes:
-        raise ApiError(413, "payload_too_large", f"body of {length} bytes exceeds the limit of {max_bytes}")
-    raw = request.get_data(cache=True)
+        raise ApiError(
+            413, "payload_too_large", f"body of {length} bytes exceeds the limit of {max_bytes}", headers=close
+        )
+    try:
+        with deadline(timeout_s):
+            raw = request.get_data(cache=True)
+    except BodyTimeoutError:
+        sock = request.environ.get("gunicorn.socket")
+        if sock is not None:
+            # The server would otherwise read (and wait for) the rest of the body before the next request.
+            with suppress(OSError):
+                sock.shutdown(socket.SHUT_RD)
+        raise ApiError(
+            408, "request_timeout", f"the request body was not received within {timeout_s:g} s", headers=close
+        ) from None
     if len(raw) > max_bytes:
-        raise ApiError(413, "payload_too_large", f"body exceeds the limit of {max_bytes} bytes")
+        raise ApiError(413, "payload_too_large", f"body exceeds the limit of {max_bytes} bytes", headers=close)
     if length is not None and len(raw) != length:
-        raise ApiError(400, "incomplete_body", f"body ended after {len(raw)} of {length} announced bytes")
+        raise ApiError(
+            400, "incomplete_body", f"body ended after {len(raw)} of {length} announced bytes", headers=close
+        )
     return raw
 
 

@@ -75,7 +75,7 @@ def verify_hubspot_signature(raw: bytes, *, accept_legacy: bool) -> None:
 def hubspot() -> Response:
     """HubSpot app webhooks: a signed JSON array of up to 100 events."""
     p = parts()
-    raw = read_body(p.settings.max_body_bytes)
+    raw = read_body(p.settings.max_body_bytes, timeout_s=p.settings.body_timeout_s)
     verify_hubspot_signature(raw, accept_legacy=p.settings.accept_legacy_signatures)
     require_json_type()
     # Only the shape of the whole body can be refused: one event HubLink cannot use never sinks the others
@@ -96,7 +96,7 @@ def workflow() -> Response:
     auth = p.sources.workflow
     if auth is None:
         raise ApiError(404, "not_found", "workflow webhooks are not configured (sources.workflow in the rules file)")
-    raw = read_body(p.settings.max_body_bytes)
+    raw = read_body(p.settings.max_body_bytes, timeout_s=p.settings.body_timeout_s)
     if isinstance(auth, SignatureAuth):
         # Workflow actions sign with v2 (HubSpot's documentation), so legacy versions are always accepted here.
         verify_hubspot_signature(raw, accept_legacy=True)
@@ -132,7 +132,7 @@ def form(source: str) -> Response:
     config = p.sources.forms.get(source)
     if config is None:
         raise ApiError(404, "unknown_source", f"no form source named {source[:64]!r} is configured")
-    raw = read_body(p.settings.max_body_bytes)
+    raw = read_body(p.settings.max_body_bytes, timeout_s=p.settings.body_timeout_s)
     verify_form(config, raw, _headers(), time.time())
     fields: Mapping[str, Any]
     if request.mimetype == "application/x-www-form-urlencoded":

@@ -1,10 +1,14 @@
 """Composition root of the worker process: settings, logging, Redis, the expander and dispatcher threads, RQ.
 
-``python -m worker [--burst] [--name NAME]``. The RQ worker is a ``SimpleWorker`` (no fork per job) with
-the JSON serializer: a drain job makes one HubSpot call per batch, so a 15 ms fork per job would cost more
-than the work, and the pooled HTTPS connections of the process's one ``requests.Session`` survive between
-jobs. What a fork would protect (a crash inside a job) is covered by leases: the associations of a worker
-that dies come back to their lane when the lease runs out, and the process manager restarts the worker.
+``python -m worker [--burst] [--name NAME]``; ``python -m worker --check [--name NAME]`` is the readiness
+probe (exit 0 when Redis answers and the worker's heartbeat is fresh, else 1 with one line saying why).
+
+The RQ worker is a ``SimpleWorker`` (no fork per job) with the JSON serializer: a drain job makes one HubSpot
+call per batch, so a 15 ms fork per job would cost more than the work, and the pooled HTTPS connections of the
+process's one ``requests.Session`` survive between jobs. What a fork would protect (a crash inside a job) is
+covered by leases: the associations of a worker that dies come back to their lane when the lease runs out, and
+the process manager restarts the worker.
+Redis going away never ends it (``worker.runtime.work``).
 """
 
 from __future__ import annotations
@@ -18,6 +22,9 @@ from hublink import log as hublink_log
 from hublink.config.rules_file import RulesFile
 from hublink.config.settings import Settings
 from hublink.domain.errors import ConfigError, StoreUnavailableError
+from hublink.ops.heartbeats import HEARTBEAT_STALE_S, WorkerHeartbeats
+from hublink.store.connections import connect
+from hublink.store.keys import Keys
 from worker import runtime
 
 
@@ -25,8 +32,11 @@ def main(argv: list[str] | None = None) -> int:
     """Run one worker until SIGTERM/SIGINT (warm: the current drain finishes first)."""
     parser = argparse.ArgumentParser(prog="python -m worker", description=__doc__)
     parser.add_argument("--burst", action="store_true", help="exit once the queue is empty")
-    parser.add_argument("--name", default=None, help="RQ worker name (default: RQ's)")
+    parser.add_argument("--name", default=None, help="worker name (default: host:pid)")
+    parser.add_argument("--check", action="store_true", help="readiness: is Redis up and the worker's heartbeat fresh?")
     args = parser.parse_args(argv)
+    if args.check:
+        return check(args.name)
     try:
         settings = Settings.from_env(os.environ)
         settings.require("worker")
@@ -50,13 +60,49 @@ def main(argv: list[str] | None = None) -> int:
     else:
         expander.start_thread()
     dispatcher.start_thread()
-    worker = runtime.HubLinkWorker(rt, name=args.name)
     logging.getLogger("hublink.worker").info("worker starting", extra={"queue": settings.queue_name})
     try:
-        worker.work(burst=args.burst, with_scheduler=True, logging_level=settings.log_level)
+        runtime.work(rt, name=args.name or rt.name, burst=args.burst, logging_level=settings.log_level)
     finally:
         expander.stop()
         dispatcher.stop()
+    return 0
+
+
+def check(name: str | None) -> int:
+    """Readiness: 0 when Redis answers and the worker's heartbeat is fresh, else 1 with one line saying why.
+
+    Without ``name``, any worker of this host that runs under its default name (host:pid) will do.
+    """
+    try:
+        settings = Settings.from_env(os.environ)
+    except ConfigError as exc:
+        print(f"not ready: {exc}", file=sys.stderr)  # noqa: T201 - a probe's one line
+        return 1
+    client = connect(settings.redis_url, timeout_s=min(settings.redis_timeout_s, 2.0))
+    heartbeats = WorkerHeartbeats(client, Keys(settings.redis_prefix))
+    try:
+        client.ping()
+        if name:
+            found = None if (age := heartbeats.age_s(name)) is None else (name, age)
+        else:
+            found = heartbeats.freshest(f"{os.uname().nodename}:")
+    except StoreUnavailableError as exc:
+        print(f"not ready: {exc}", file=sys.stderr)  # noqa: T201 - a probe's one line
+        return 1
+    except Exception as exc:  # noqa: BLE001 - a probe answers with one line, whatever went wrong
+        print(f"not ready: Redis did not answer: {type(exc).__name__}", file=sys.stderr)  # noqa: T201
+        return 1
+    finally:
+        client.close()
+    if found is None:
+        print(f"not ready: no heartbeat from {name or 'a worker of this host'}", file=sys.stderr)  # noqa: T201
+        return 1
+    worker, age = found
+    if age > HEARTBEAT_STALE_S:
+        print(f"not ready: the heartbeat of {worker} is {age:.0f} s old", file=sys.stderr)  # noqa: T201
+        return 1
+    print(f"ready: {worker}, heartbeat {age:.1f} s old")  # noqa: T201 - a probe's one line
     return 0
 
 

@@ -1,9 +1,10 @@
 """The worker's background loops: the expander and the dispatcher, on a loop that outlives any bad turn.
 
 The worker's main thread belongs to RQ; each helper is a loop on a daemon thread. A turn that finds Redis
-unavailable, or fails in any other way, is logged and retried a second later: these loops are the
-worker's heartbeat, and a worker whose helper died would keep running jobs while silently doing none of
-its other duties.
+unavailable (down, timing out, out of memory, read-only) is logged and retried with a growing wait, up to
+``MAX_BACKOFF_S``; a turn that fails in any other way is logged and retried a second later: these loops are
+the worker's heartbeat (the dispatcher writes it, see ``hublink.ops.heartbeats``), and a worker whose helper
+died would keep running jobs while silently doing none of its other duties.
 
 * The **expander** reads inbox entries as a member of the inbox's consumer group and, every few seconds,
   takes over entries whose reader died (``Inbox.reclaim``); each entry is expanded by
@@ -23,17 +24,20 @@ import time
 
 from rq import Queue
 
-from hublink.domain.errors import StoreUnavailableError
 from hublink.intake.expansion import Expansion, IntakeReport, NoRulesError
 from hublink.intake.inbox import Inbox, InboxEntry
 from hublink.lanes import LaneStore
 from hublink.ops.alerts import Alerter
+from hublink.ops.heartbeats import WorkerHeartbeats
+from hublink.store.connections import is_unavailable
 from worker import jobs
 
 log = logging.getLogger("hublink.worker.loops")
 
-#: How long a loop waits after a failed turn.
+#: How long a loop waits after a failed turn (doubled after each turn that finds Redis unavailable).
 RETRY_AFTER_FAILURE_S = 1.0
+#: The longest a loop waits between two turns that find Redis unavailable.
+MAX_BACKOFF_S = 5.0
 
 
 class BackgroundLoop:
@@ -52,17 +56,24 @@ class BackgroundLoop:
         """Called after a turn found Redis unavailable (e.g. to redo set-up once it is back)."""
 
     def run(self) -> None:
-        """Loop until :meth:`stop`; Redis outages are logged and waited out, never fatal."""
+        """Loop until :meth:`stop`; Redis outages are logged and waited out with backoff, never fatal."""
+        backoff_s = RETRY_AFTER_FAILURE_S
         while not self._stopping.is_set():
             try:
                 self.turn()
-            except StoreUnavailableError:
-                log.warning("%s: Redis unavailable; retrying", self.thread_name)
+            except Exception as exc:
+                if not is_unavailable(exc):
+                    log.exception("%s: turn failed", self.thread_name)
+                    self._stopping.wait(RETRY_AFTER_FAILURE_S)
+                    continue
+                log.warning(
+                    "%s: Redis unavailable (%s); retrying in %.0f s", self.thread_name, type(exc).__name__, backoff_s
+                )
                 self.on_store_unavailable()
-                self._stopping.wait(RETRY_AFTER_FAILURE_S)
-            except Exception:
-                log.exception("%s: turn failed", self.thread_name)
-                self._stopping.wait(RETRY_AFTER_FAILURE_S)
+                self._stopping.wait(backoff_s)
+                backoff_s = min(backoff_s * 2, MAX_BACKOFF_S)
+            else:
+                backoff_s = RETRY_AFTER_FAILURE_S
 
     def stop(self) -> None:
         """Ask :meth:`run` to return after its current turn."""
@@ -108,9 +119,14 @@ class Expander(BackgroundLoop):
         self._group_ready = False
         # First look at what this consumer already holds (a restart under the same name, a Redis outage).
         self._own_pending_first = True
+        # Entries this consumer held when Redis went away: their next delivery is the outage's, not theirs.
+        self._interrupted: list[str] = []
 
     def step(self, block_ms: int = BLOCK_MS) -> list[IntakeReport]:
         """One turn: take over abandoned entries when it is time, else read new ones; expand them."""
+        if self._interrupted:
+            self._inbox.excuse(self._interrupted)
+            self._interrupted = []
         if not self._group_ready:
             self._inbox.ensure_group()
             self._group_ready = True
@@ -129,15 +145,17 @@ class Expander(BackgroundLoop):
         self.last_read = len(entries)
         reports: list[IntakeReport] = []
         failed = False
-        for entry in entries:
+        for index, entry in enumerate(entries):
             try:
                 report = self.expansion.expand(entry)
-            except StoreUnavailableError:
-                raise
             except NoRulesError:
                 failed = True
                 continue
-            except Exception:
+            except Exception as exc:
+                if is_unavailable(exc):
+                    # Redis trouble says nothing about the entries: what is still held is read again, excused.
+                    self._interrupted = [e.entry_id for e in entries[index:]]
+                    raise
                 # Left pending: another turn (here or in another worker) takes it over after the claim time.
                 log.exception("expanding an inbox entry failed", extra={"entry": entry.entry_id})
                 failed = True
@@ -172,10 +190,20 @@ class Dispatcher(BackgroundLoop):
     thread_name = "hublink-dispatcher"
 
     def __init__(
-        self, lanes: LaneStore, queue: Queue, *, job_timeout_s: int, failure_ttl_s: int, alerter: Alerter | None = None
+        self,
+        lanes: LaneStore,
+        queue: Queue,
+        *,
+        job_timeout_s: int,
+        failure_ttl_s: int,
+        alerter: Alerter | None = None,
+        heartbeats: WorkerHeartbeats | None = None,
+        worker_name: str = "",
     ) -> None:
         self._lanes = lanes
         self._alerter = alerter
+        self._heartbeats = heartbeats
+        self._worker_name = worker_name
         self._queue = queue
         self._job_timeout_s = job_timeout_s
         self._failure_ttl_s = failure_ttl_s
@@ -201,6 +229,8 @@ class Dispatcher(BackgroundLoop):
 
     def step(self, wait_s: float) -> float:
         """One turn: sweep, then wait up to ``wait_s`` for wake-ups; return how long the next wait may be."""
+        if self._heartbeats is not None:
+            self._heartbeats.beat(self._worker_name)
         report = self._lanes.sweep()
         lanes = self._lanes.pop_wake(min(wait_s, MAX_SWEEP_INTERVAL_S))
         self.enqueue_drains(lanes)

@@ -3,17 +3,29 @@
 ``worker.__main__`` reads the settings and the rules file, calls :func:`build`, and runs what it returns:
 the RQ worker (a :class:`HubLinkWorker`, which hands its runtime to each job function), the expander and
 the dispatcher threads. Nothing here connects at import time; redis-py opens connections on first use.
+
+Redis trouble never ends the process. RQ's ``Worker.work()`` quits on any error it meets outside a job
+(a ConnectionError in its heartbeat or after a drain that lost Redis, a TimeoutError, an OOM answer), and
+its teardown then raises again on the dead connection: :func:`work` waits for Redis with backoff, lets
+the old incarnation register its death, and enters ``work()`` again under the same name. What the worker
+held is leased, so it comes back to its lane when the lease runs out; nothing else is repeated.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import time
+from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
+from functools import partial
+from types import FrameType
 from typing import Any
 
 from redis import Redis
 from rq import Queue, SimpleWorker
+from rq.exceptions import StopRequested
 from rq.job import Job
 
 from hublink.config.portals import load_portals
@@ -33,8 +45,9 @@ from hublink.intake.inbox import Inbox
 from hublink.lanes import LaneStore
 from hublink.ops.alerts import Alerter
 from hublink.ops.dead_letters import DeadLetterStore
+from hublink.ops.heartbeats import WorkerHeartbeats
 from hublink.ops.metrics import Metrics
-from hublink.store.connections import connect, connect_rq
+from hublink.store.connections import UNAVAILABLE, connect, connect_rq, is_unavailable
 from hublink.store.keys import Keys
 from hublink.store.scripts import Scripts
 from worker.loops import Dispatcher, Expander
@@ -47,6 +60,13 @@ DRAIN_BUDGET_S = 10.0
 JOB_TIMEOUT_S = 90
 #: How long RQ keeps a failed drain job in its failed registry (a record; the work itself is leased).
 FAILURE_TTL_S = 7 * 86400
+#: Waits between attempts to reach Redis again after RQ's loop ended on Redis trouble: first, and longest.
+REDIS_BACKOFF_FIRST_S = 0.5
+REDIS_BACKOFF_MAX_S = 10.0
+#: A work loop that ran this long before it failed starts its next wait from the first backoff again.
+STABLE_AFTER_S = 60.0
+
+log = logging.getLogger("hublink.worker")
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +83,8 @@ class Runtime:
     dead_letters: DeadLetterStore
     expander: Expander
     dispatcher: Dispatcher
+    #: This worker's name: its RQ name when given, the inbox consumer's, the heartbeat key's.
+    name: str = ""
 
 
 class HubLinkJob(Job):
@@ -92,12 +114,74 @@ class HubLinkWorker(SimpleWorker):
             [runtime.queue], connection=runtime.rq_redis, serializer="json", name=name, job_class=HubLinkJob
         )
         self.runtime = runtime
+        #: A SIGTERM/SIGINT arrived: RQ's loop ended because it was asked to, not on an error.
+        self.stop_signalled = False
 
     def execute_job(self, job: Job, queue: Queue) -> Any:
         """Run ``job`` with this worker's runtime."""
         if isinstance(job, HubLinkJob):
             job.runtime = self.runtime
         return super().execute_job(job, queue)
+
+    def request_stop(self, signum: int, frame: FrameType | None) -> None:
+        """RQ's warm shutdown, remembered: :func:`work` must not start the loop again after it."""
+        self.stop_signalled = True
+        super().request_stop(signum, frame)  # type: ignore[no-untyped-call]
+
+    def set_shutdown_requested_date(self) -> None:
+        """RQ's record of a shutdown request; skipped (not raised into the running job) when Redis is down."""
+        with suppress(*UNAVAILABLE):
+            super().set_shutdown_requested_date()  # type: ignore[no-untyped-call]
+
+
+def work(rt: Runtime, *, name: str | None, burst: bool, logging_level: str) -> None:
+    """Run RQ's work loop until a signal (or, with ``burst``, an empty queue); outlive any Redis trouble."""
+    backoff_s = REDIS_BACKOFF_FIRST_S
+    while True:
+        worker = HubLinkWorker(rt, name=name)
+        name = worker.name  # the next incarnation keeps it (RQ makes one up when none is given)
+        started = time.monotonic()
+        try:
+            worker.work(burst=burst, with_scheduler=True, logging_level=logging_level)
+        except StopRequested:
+            return
+        except Exception as exc:
+            # RQ's teardown after a Redis failure, or its start-up while Redis is away.
+            if not is_unavailable(exc):
+                raise
+            log.warning("worker loop: Redis unavailable", extra={"error": type(exc).__name__})
+        if worker.stop_signalled or burst:
+            return
+        # Not asked to stop, so RQ's loop ended on an error (it logged it): wait for Redis and go again.
+        if time.monotonic() - started > STABLE_AFTER_S:
+            backoff_s = REDIS_BACKOFF_FIRST_S
+        try:
+            backoff_s = _wait_for_redis(rt.rq_redis, backoff_s, stopping=partial(getattr, worker, "stop_signalled"))
+        except StopRequested:  # RQ's signal handler, still installed, ends the wait
+            return
+        if worker.stop_signalled:
+            return
+        # The old incarnation registers its death (it could not while Redis was away), so that its name,
+        # which RQ refuses while it looks alive, can be registered again; and stops listening for commands.
+        with suppress(*UNAVAILABLE):
+            worker.register_death()  # type: ignore[no-untyped-call]
+        with suppress(*UNAVAILABLE, AttributeError):
+            worker.unsubscribe()  # type: ignore[no-untyped-call]
+        log.warning("worker loop: Redis answers again; resuming work", extra={"worker": worker.name})
+
+
+def _wait_for_redis(redis: Redis, backoff_s: float, *, stopping: Callable[[], bool]) -> float:
+    """Return once ``redis`` answers PING (or ``stopping()``), waiting longer after each failed try; the next wait."""
+    while not stopping():
+        log.warning("worker loop: waiting for Redis", extra={"retry_in_s": round(backoff_s, 2)})
+        time.sleep(backoff_s)
+        backoff_s = min(backoff_s * 2, REDIS_BACKOFF_MAX_S)
+        try:
+            if redis.ping():
+                return backoff_s
+        except UNAVAILABLE:
+            continue
+    return backoff_s
 
 
 def credentials_for(settings: Settings, redis: Redis, keys: Keys, client: HubSpotClient) -> CredentialProvider:
@@ -191,10 +275,11 @@ def build(settings: Settings, rules_file: RulesFile | None = None, *, consumer: 
         ),
     )
     inbox = Inbox(redis, keys, claim_idle_s=settings.lease_s, scripts=scripts)
+    name = consumer or default_name()
     expander = Expander(
         inbox,
         Expansion(inbox, rules, lanes, metrics, rules_tag=rules_file.tag),
-        consumer=consumer or f"{os.uname().nodename}:{os.getpid()}",
+        consumer=name,
     )
     alerter = Alerter(
         redis,
@@ -204,7 +289,15 @@ def build(settings: Settings, rules_file: RulesFile | None = None, *, consumer: 
         interval_s=settings.alert_interval_s,
         error_rate=settings.alert_error_rate,
     )
-    dispatcher = Dispatcher(lanes, queue, job_timeout_s=JOB_TIMEOUT_S, failure_ttl_s=FAILURE_TTL_S, alerter=alerter)
+    dispatcher = Dispatcher(
+        lanes,
+        queue,
+        job_timeout_s=JOB_TIMEOUT_S,
+        failure_ttl_s=FAILURE_TTL_S,
+        alerter=alerter,
+        heartbeats=WorkerHeartbeats(redis, keys),
+        worker_name=name,
+    )
     return Runtime(
         settings,
         redis,
@@ -215,4 +308,10 @@ def build(settings: Settings, rules_file: RulesFile | None = None, *, consumer: 
         DeadLetterStore(redis, keys, lanes),
         expander,
         dispatcher,
+        name,
     )
+
+
+def default_name() -> str:
+    """A worker's name when none is given: host and pid (what ``python -m worker --check`` looks for)."""
+    return f"{os.uname().nodename}:{os.getpid()}"

@@ -41,6 +41,7 @@ class Settings:
     api_token: str | None = field(default=None, repr=False)  # HUBLINK_API_TOKEN (required by web)
     admin_token: str | None = field(default=None, repr=False)  # HUBLINK_ADMIN_TOKEN
     max_body_bytes: int = 1_048_576  # HUBLINK_MAX_BODY_BYTES
+    body_timeout_s: float = 10.0  # HUBLINK_BODY_TIMEOUT_S: a body not received by then gets 408
     max_items: int = 100  # HUBLINK_MAX_ITEMS: items per direct API request
 
     # --- HubSpot ---
@@ -229,6 +230,7 @@ _VARIABLES: tuple[tuple[str, str, Callable[[str], object]], ...] = (
     ("HUBLINK_API_TOKEN", "api_token", str),
     ("HUBLINK_ADMIN_TOKEN", "admin_token", str),
     ("HUBLINK_MAX_BODY_BYTES", "max_body_bytes", _positive_int),
+    ("HUBLINK_BODY_TIMEOUT_S", "body_timeout_s", _positive_float),
     ("HUBLINK_MAX_ITEMS", "max_items", _positive_int),
     ("HUBSPOT_BASE_URL", "hubspot_base_url", _url),
     ("HUBSPOT_ACCESS_TOKEN", "hubspot_access_token", str),

@@ -76,6 +76,14 @@ class DeadLetter:
     dead_at_ms: int = 0
     #: The queued-work record (``AssociationRequest.as_record`` / ``LookupRequest.as_record``) replay rebuilds.
     record: Mapping[str, Any] = field(default_factory=dict)
+    #: For work that could not be read (reason ``unreadable``): the stored fields as text, for an operator.
+    #: Such a letter has no ``record`` and cannot be replayed.
+    stored: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def is_replayable(self) -> bool:
+        """False for a letter whose work could not be read: there is nothing to put back."""
+        return bool(self.record)
 
     def to_wire(self) -> dict[str, Any]:
         """The JSON-safe camelCase form stored in Redis and answered by the HTTP API."""
@@ -112,7 +120,7 @@ class DeadLetter:
             "deadAt": iso(self.dead_at_ms),
             "deadAtMs": self.dead_at_ms,
             "record": _convert(self.record, _camel),
-        }
+        } | ({"stored": dict(self.stored)} if self.stored else {})
 
     @classmethod
     def from_wire(cls, wire: Mapping[str, Any]) -> DeadLetter:
@@ -126,9 +134,9 @@ class DeadLetter:
                 association=DeadPair(
                     portal_id=a.get("portalId"),
                     from_object_type=str(a.get("fromObjectType", "")),
-                    from_object_id=str(a.get("fromObjectId", "")),
+                    from_object_id=str(a.get("fromObjectId") or ""),
                     to_object_type=str(a.get("toObjectType", "")),
-                    to_object_id=str(a.get("toObjectId", "")),
+                    to_object_id=str(a.get("toObjectId") or ""),
                     rule=a.get("rule"),
                 ),
                 source=str(wire.get("source") or ""),
@@ -148,6 +156,7 @@ class DeadLetter:
                 dead_at_ms=int(wire.get("deadAtMs") or 0),
                 # Version 1 stored the work record as it is queued (snake_case); version 2 in camelCase.
                 record=_convert(record, _snake) if int(wire.get("v") or 1) >= 2 else dict(record),
+                stored={str(k): str(v) for k, v in (wire.get("stored") or {}).items()},
             )
         except (KeyError, TypeError, AttributeError, ValueError) as exc:
             raise ValueError(f"not a dead letter: {type(exc).__name__}: {exc}") from None

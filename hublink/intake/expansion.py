@@ -222,8 +222,9 @@ class Expansion:
 
         An entry of events accepted under rules, read by a worker without any, is left in the inbox.
         """
-        if entry.deliveries > MAX_DELIVERIES:
-            self._set_aside(entry, f"expansion failed {entry.deliveries - 1} times; see the worker logs")
+        # Deliveries a Redis outage caused are excused: only crashes and failed expansions count.
+        if entry.failed_deliveries > MAX_DELIVERIES:
+            self._set_aside(entry, f"expansion failed {entry.failed_deliveries - 1} times; see the worker logs")
             return None
         if entry.kind != KIND_ASSOCIATIONS and not self._rules_match(entry):
             raise NoRulesError(entry.entry_id)

@@ -53,6 +53,8 @@ KIND_DELIVERY = "delivery"
 MAX_DELIVERIES = 5
 #: Entries kept in ``inbox:failed`` (approximately: the stream is trimmed as it grows).
 FAILED_MAX = 10_000
+#: How long an entry's excused deliveries are remembered (an entry is expanded within seconds normally).
+EXCUSED_TTL_S = 86400
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +90,13 @@ class InboxEntry:
     deliveries: int = 1
     #: The web's rules when it accepted the entry (``rules_tag``); "" when it had none.
     rules_tag: str = ""
+    #: Deliveries caused by Redis trouble (an expander re-reading what it held): not the entry's fault.
+    excused: int = 0
+
+    @property
+    def failed_deliveries(self) -> int:
+        """Deliveries that count towards setting the entry aside (crashes and failed expansions, not outages)."""
+        return self.deliveries - self.excused
 
     def _data(self) -> Any:
         try:
@@ -301,7 +310,7 @@ class Inbox:
             return [_entry(entry_id, fields) for entry_id, fields in found]
         # Read again, so delivered again: the count is what stops an entry that crashes its reader for ever.
         deliveries = self._deliveries([entry_id for entry_id, _ in found])
-        return [_entry(entry_id, fields, deliveries.get(text(entry_id), 1)) for entry_id, fields in found]
+        return [_entry(entry_id, fields, *deliveries.get(text(entry_id), (1, 0))) for entry_id, fields in found]
 
     def reclaim(self, consumer: str, *, count: int) -> list[InboxEntry]:
         """Entries pending longer than the claim idle time (their reader died), now ``consumer``'s."""
@@ -319,18 +328,41 @@ class Inbox:
         if not claimed:
             return []
         deliveries = self._deliveries([entry_id for entry_id, _ in claimed])
-        return [_entry(entry_id, fields, deliveries.get(text(entry_id), 1)) for entry_id, fields in claimed]
+        return [_entry(entry_id, fields, *deliveries.get(text(entry_id), (1, 0))) for entry_id, fields in claimed]
 
-    def _deliveries(self, entry_ids: Sequence[Any]) -> dict[str, int]:
-        """How many times each pending entry was delivered (one XPENDING each: a range could be crowded out)."""
+    def _deliveries(self, entry_ids: Sequence[Any]) -> dict[str, tuple[int, int]]:
+        """Per pending entry: times delivered (one XPENDING each: a range could be crowded out), and excused."""
         if not entry_ids:
             return {}
         with store_errors():
             pipe = self._redis.pipeline(transaction=False)
             for entry_id in entry_ids:
                 pipe.xpending_range(self._keys.inbox, GROUP, min=entry_id, max=entry_id, count=1)
-            pending = [p for answer in pipe.execute() for p in answer]
-        return {text(p["message_id"]): int(p["times_delivered"]) for p in pending}
+            for entry_id in entry_ids:
+                pipe.get(self._keys.inbox_excused(text(entry_id)))
+            answers = pipe.execute()
+        n = len(entry_ids)
+        excused = {text(entry_id): int(raw or 0) for entry_id, raw in zip(entry_ids, answers[n:], strict=True)}
+        pending = [p for answer in answers[:n] for p in answer]
+        return {
+            text(p["message_id"]): (int(p["times_delivered"]), excused.get(text(p["message_id"]), 0)) for p in pending
+        }
+
+    def excuse(self, entry_ids: Sequence[str]) -> None:
+        """Record that the next delivery of each entry is caused by Redis trouble, not by the entry.
+
+        An expander that lost Redis while holding entries reads them again once it is back, and every
+        read counts as a delivery: without this, five outages would set a sound entry aside.
+        """
+        if not entry_ids:
+            return
+        with store_errors():
+            pipe = self._redis.pipeline(transaction=False)
+            for entry_id in entry_ids:
+                key = self._keys.inbox_excused(entry_id)
+                pipe.incr(key)
+                pipe.expire(key, EXCUSED_TTL_S)
+            pipe.execute()
 
     def fail(self, entry: InboxEntry, reason: str) -> bool:
         """Set an entry aside in ``inbox:failed`` with ``reason`` (atomically, only while it is still pending).
@@ -419,7 +451,7 @@ class Inbox:
             return int(self._redis.xlen(self._keys.inbox_failed))
 
 
-def _entry(entry_id: Any, fields: dict[Any, Any], deliveries: int = 1) -> InboxEntry:
+def _entry(entry_id: Any, fields: dict[Any, Any], deliveries: int = 1, excused: int = 0) -> InboxEntry:
     """An InboxEntry from XREADGROUP/XAUTOCLAIM's answer (bytes keys and values)."""
     at = fields.get(b"at", b"0")
     try:
@@ -433,4 +465,5 @@ def _entry(entry_id: Any, fields: dict[Any, Any], deliveries: int = 1) -> InboxE
         received_at=received_at,
         deliveries=deliveries,
         rules_tag=text(fields.get(b"rules", b"")),
+        excused=excused,
     )

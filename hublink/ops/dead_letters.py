@@ -187,10 +187,15 @@ class DeadLetterStore:
             skip_member = (last_score, last_member)
 
     def replay(self, letter_id: str) -> bool:
-        """Put one dead letter's association back in its lane with a fresh budget; False if there is none."""
+        """Put one dead letter's association back in its lane with a fresh budget; False if there is none.
+
+        Raises ValueError for a letter whose work could not be read (nothing to put back).
+        """
         letter = self.get(letter_id)
         if letter is None:
             return False
+        if not letter.is_replayable:
+            raise ValueError(f"dead letter {letter_id} cannot be replayed: its work could not be read")
         self._replay_letters([letter])
         return True
 
@@ -223,6 +228,12 @@ class DeadLetterStore:
 
     def _replay_letters(self, letters: list[DeadLetter]) -> None:
         now = int(time.time() * 1000)
+        skipped = [letter.id for letter in letters if not letter.is_replayable]
+        if skipped:
+            log.warning("dead letters that cannot be replayed were left", extra={"ids": skipped[:20]})
+        letters = [letter for letter in letters if letter.is_replayable]
+        if not letters:
+            return
         items = [
             PendingItem(
                 work_from_record(letter.record),

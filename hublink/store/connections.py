@@ -228,3 +228,15 @@ def store_errors() -> Iterator[None]:
         if typed is None:
             raise
         raise typed from exc
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """True when ``exc`` (or what it was raised from) says Redis could not take the command, for now."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, StoreUnavailableError) or (
+            isinstance(seen, redis.RedisError) and store_error(seen) is not None
+        ):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False

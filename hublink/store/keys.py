@@ -43,6 +43,9 @@ key                             type    holds                                   
 ``backfill:<id>``               hash    one backfill: rule, plan, cursor (last hs_object_id     30 days after its
                                         read), counts, state, cancel flag (JSON fields)         last change
 ``backfills``                   zset    backfill ids by start time (ms), for the dashboard      newest 100 kept
+``hb:<worker>``                  string  a worker's last heartbeat (epoch ms), from its          one minute
+                                        dispatcher
+``inbox:excused:<entry>``       string  deliveries of an inbox entry caused by Redis trouble    one day
 ==============================  ======  ======================================================  ==================
 
 HubLink also reads two of RQ's own keys (named here so that nothing else spells them): ``rq:queue:<name>``
@@ -233,6 +236,19 @@ class Keys:
     def throttle(self, scope: str) -> str:
         """Failed admin authentications in the current window for ``scope`` (an address, or ``all``)."""
         return f"{self.prefix}throttle:{digest(scope)}"
+
+    def worker_heartbeat(self, worker: str) -> str:
+        """A worker's last heartbeat (epoch ms), written by its dispatcher thread; ``worker`` is its name."""
+        return f"{self.prefix}hb:{worker}"
+
+    @property
+    def worker_heartbeat_prefix(self) -> str:
+        """Prefix of worker heartbeats (``python -m worker --check`` scans it when given no name)."""
+        return f"{self.prefix}hb:"
+
+    def inbox_excused(self, entry_id: str) -> str:
+        """How many deliveries of an inbox entry a Redis outage caused (they do not count towards setting it aside)."""
+        return f"{self.prefix}inbox:excused:{entry_id}"
 
 
 #: How long an Idempotency-Key holds its first answer (``idem:<digest>``): a day of retries.

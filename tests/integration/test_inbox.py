@@ -17,6 +17,7 @@ import pytest
 import redis as redis_lib
 
 from hublink.config.settings import Settings
+from hublink.domain.errors import StoreUnavailableError
 from hublink.domain.events import parse_hubspot_batch
 from hublink.intake.inbox import MAX_DELIVERIES, Inbox, InboxEntry
 from hublink.store.connections import connect
@@ -213,3 +214,33 @@ def test_reading_ones_own_entries_again_counts_as_a_delivery(
     assert make_expander(settings, consumer="w-1").expansion.expand(worn) is None
     assert redis_client.xlen("hl:inbox:failed") == 1
     assert redis_client.zcard(LANE) == 0
+
+
+def test_redis_outages_while_an_entry_is_held_do_not_count_towards_setting_it_aside(
+    settings: Settings, inbox: Inbox, redis_client: redis_lib.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An entry whose expansion loses Redis more than MAX_DELIVERIES times is still expanded, never set aside."""
+    add_batch(inbox, 5)
+    expander = make_expander(settings, consumer="w-1")
+    real_expand = expander.expansion.expand
+    outages = MAX_DELIVERIES + 2
+
+    def expand_losing_redis(entry: InboxEntry) -> object:
+        """Lose Redis ``outages`` times, then expand for real."""
+        nonlocal outages
+        if outages:
+            outages -= 1
+            raise StoreUnavailableError("Redis did not answer: ConnectionError")
+        return real_expand(entry)
+
+    monkeypatch.setattr(expander.expansion, "expand", expand_losing_redis)
+    for _ in range(MAX_DELIVERIES + 2):
+        # What the expander's loop does with a turn that found Redis unavailable.
+        with pytest.raises(StoreUnavailableError):
+            expander.step(block_ms=1)
+        expander.on_store_unavailable()
+    [report] = expander.step(block_ms=1)
+    assert report.associations == 1
+    assert redis_client.xlen("hl:inbox:failed") == 0
+    assert redis_client.xlen("hl:inbox") == 0
+    assert redis_client.zcard(LANE) == 1

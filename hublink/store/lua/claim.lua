@@ -4,6 +4,9 @@
 -- ARGV[4]  association key prefix                     ARGV[5]  batch window (ms), 0 = never wait
 -- Guarantee: atomic. A claimed id is in the inflight zset with a deadline before it leaves the lane,
 -- so a worker that dies holding it only delays it until the lease runs out (sweep.lua hands it back).
+-- An association whose hash cannot be read here (no record, or not a hash at all) is leased and returned
+-- with empty fields all the same, never dropped: the caller dead-letters what it cannot read, and a bad
+-- key cannot make this script fail for the whole lane.
 -- Returns: {"wait", ms} when the batch window asks to wait, else a flat list of
 -- id, req, attempts, hist, first_seen, replays for each claimed association.
 local now = tonumber(ARGV[1])
@@ -22,8 +25,10 @@ local out = {}
 for i = 1, #due, 2 do
   local id = due[i]
   redis.call('ZREM', KEYS[1], id)
-  local fields = redis.call('HMGET', ARGV[4] .. id, 'req', 'attempts', 'hist', 'first_seen', 'replays')
-  if fields[1] then
+  local key = ARGV[4] .. id
+  local fields = redis.pcall('HMGET', key, 'req', 'attempts', 'hist', 'first_seen', 'replays')
+  if fields.err then fields = {false, false, false, false, false} end
+  if fields[1] or redis.call('EXISTS', key) == 1 then
     redis.call('ZADD', KEYS[2], now + lease, id)
     table.insert(out, id)
     for _, f in ipairs(fields) do table.insert(out, f or '') end

@@ -12,8 +12,9 @@ local reclaimed = 0
 local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, limit)
 for _, id in ipairs(expired) do
   redis.call('ZREM', KEYS[1], id)
-  local lane = redis.call('HGET', ARGV[4] .. id, 'lane')
-  if lane then
+  -- pcall: a key that is not a hash (written by hand) must not stop every sweep; it has no lane to go to.
+  local lane = redis.pcall('HGET', ARGV[4] .. id, 'lane')
+  if type(lane) == 'string' then
     redis.call('HINCRBY', ARGV[4] .. id, 'reclaims', 1)
     redis.call('ZADD', ARGV[5] .. lane, now, id)
     redis.call('ZADD', KEYS[2], 'LT', now, lane)
