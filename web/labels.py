@@ -23,7 +23,14 @@ from hublink.delivery.hubspot import HubSpotClient
 from hublink.delivery.labels import UNKNOWN_LABEL_CATEGORY, LabelCatalog, LabelReader, unknown_label_message
 from hublink.delivery.rate_limit import Limiter, RedisRateLimiter
 from hublink.domain.associations import AssociationRequest
-from hublink.domain.errors import ConfigError, DeliveryError, FieldProblem, InvalidInputError
+from hublink.domain.errors import (
+    ConfigError,
+    DeliveryError,
+    FieldProblem,
+    InvalidInputError,
+    NotFoundError,
+    ValidationRejectedError,
+)
 from hublink.domain.limits import RateLimit
 from hublink.store.keys import Keys
 from hublink.store.scripts import Scripts
@@ -78,6 +85,16 @@ def resolve_labels(check: LabelCheck | None, requests: Sequence[AssociationReque
             found = check.catalog.definitions(
                 credential, request.portal_id, request.from_object_type, request.to_object_type, take
             )
+        except (ValidationRejectedError, NotFoundError) as exc:
+            # HubSpot refused the pair of object types itself: no label can exist for it (the caller's input).
+            problems.append(
+                FieldProblem(
+                    f"/associations/{index}/label",
+                    f"label: HubSpot has no label definitions for {request.from_object_type} -> "
+                    f"{request.to_object_type}: {exc.detail.message[:200]}",
+                )
+            )
+            continue
         except DeliveryError as exc:
             raise ApiError(
                 503,
