@@ -29,12 +29,13 @@ from typing import Any, Literal, Protocol
 import orjson
 from redis import Redis
 
+from hublink.domain.associations import split_lane
 from hublink.domain.dead_letter import DeadLetter
 from hublink.domain.lookups import Work, work_from_record
 from hublink.store.clock import now_ms
 from hublink.store.connections import store_errors, text
 from hublink.store.counters import Op
-from hublink.store.keys import Keys
+from hublink.store.keys import Keys, pause_field
 from hublink.store.scripts import Scripts
 
 
@@ -98,6 +99,8 @@ class Claim:
 
     items: list[Claimed] = field(default_factory=list)
     wait_ms: int = 0
+    #: The ``paused`` field that stopped the claim (``lane:<lane>``, ``portal:<p>``, ``circuit:<p>``), or "".
+    paused: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -128,8 +131,8 @@ class Lanes(Protocol):
         """Store every group (skipping already-seen ones); the ids per group."""
         ...
 
-    def claim(self, lane: str, limit: int, *, window_ms: int = 0) -> Claim:
-        """Lease up to ``limit`` due associations of ``lane``."""
+    def claim(self, lane: str, limit: int, *, window_ms: int = 0, probe: bool = False) -> Claim:
+        """Lease up to ``limit`` due associations of ``lane`` (nothing, with ``paused`` set, while it is paused)."""
         ...
 
     def settle(self, lane: str, outcomes: Sequence[Outcome], counters: Sequence[Op] = ()) -> int:
@@ -256,13 +259,26 @@ class LaneStore:
             out["dlkey"] = self._keys.dead_letter(item.association_id)
         return orjson.dumps(out)
 
-    def claim(self, lane: str, limit: int, *, window_ms: int = 0) -> Claim:
-        """Lease up to ``limit`` due associations of ``lane``."""
+    def claim(self, lane: str, limit: int, *, window_ms: int = 0, probe: bool = False) -> Claim:
+        """Lease up to ``limit`` due associations of ``lane``, unless it, its portal or its circuit is paused.
+
+        ``probe``: the claim is an open circuit's probe, which the circuit itself does not stop.
+        """
         with store_errors():
             raw = self._scripts.claim(
                 keys=[self._keys.lane(lane), self._keys.inflight, self._keys.lane_job(lane)],
-                args=[now_ms(), limit, self.lease_ms, self._keys.association_prefix, window_ms],
+                args=[
+                    now_ms(),
+                    limit,
+                    self.lease_ms,
+                    self._keys.association_prefix,
+                    window_ms,
+                    self._keys.paused,
+                    *pause_fields(lane, probe=probe),
+                ],
             )
+        if raw and raw[0] == b"paused":
+            return Claim(paused=text(raw[1]))
         if raw and raw[0] == b"wait":
             return Claim(wait_ms=int(float(raw[1])))
         items = []
@@ -352,6 +368,20 @@ class LaneStore:
         return list(dict.fromkeys(lanes))
 
 
+def portal_name(portal: str | None) -> str:
+    """A lane's portal as pauses and circuits name it: the id, or ``_`` in single-portal mode."""
+    return portal or "_"
+
+
+def pause_fields(lane: str, *, probe: bool = False) -> list[str]:
+    """The ``paused`` fields any of which stops ``lane``: itself, its portal, its portal's circuit."""
+    portal = portal_name(split_lane(lane)[0])
+    fields = [pause_field("lane", lane), pause_field("portal", portal)]
+    if not probe:
+        fields.append(pause_field("circuit", portal))
+    return fields
+
+
 class _Arguments:
     """enqueue.lua's arguments, built group by group: flat, with lanes and count sets named by number.
 
@@ -411,6 +441,8 @@ class MemoryLanes:
         self.dead_letters: dict[str, DeadLetter] = {}
         self.counters: list[Op] = []
         self.finished: list[tuple[str, str]] = []
+        #: What is paused, as the ``paused`` hash holds it: field -> why.
+        self.paused: dict[str, str] = {}
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
@@ -444,8 +476,11 @@ class MemoryLanes:
         self.counters.extend(counters)
         return EnqueueResult(tuple(ids))
 
-    def claim(self, lane: str, limit: int, *, window_ms: int = 0) -> Claim:
-        """Lease up to ``limit`` due associations, oldest first; honour the batch window as claim.lua does."""
+    def claim(self, lane: str, limit: int, *, window_ms: int = 0, probe: bool = False) -> Claim:
+        """Lease up to ``limit`` due associations, oldest first; honour pauses and the batch window like claim.lua."""
+        for name in pause_fields(lane, probe=probe):
+            if name in self.paused:
+                return Claim(paused=name)
         now = self._now_ms()
         due = [i for i in self.pending(lane) if self.due[i] <= now][:limit]
         if window_ms > 0 and due and len(due) < limit and now - self.due[due[0]] < window_ms:

@@ -16,6 +16,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from hublink import log as hublink_log
 from hublink.config.rules_file import RulesFile
 from hublink.config.settings import Settings
+from hublink.delivery.pauses import PauseStore
 from hublink.domain.sources import Sources
 from hublink.intake.inbox import Inbox
 from hublink.lanes import LaneStore
@@ -26,7 +27,8 @@ from hublink.ops.throttle import FailureThrottle
 from hublink.store.connections import connect
 from hublink.store.keys import Keys
 from hublink.store.scripts import Scripts
-from web import admin, api, cli, errors, health, metrics_view, responses, webhooks
+from web import admin, api, cli, cli_controls, controls, errors, health, metrics_view, responses, webhooks
+from web import admin_controls as _admin_controls  # noqa: F401 - adds the pause buttons' routes to admin.bp
 from web.container import Parts
 
 
@@ -103,6 +105,7 @@ def create_app(
 
     errors.register(app)
     app.register_blueprint(api.bp)
+    controls.install(app, PauseStore(redis, keys, lease_s=settings.lease_s, scripts=scripts))
     app.register_blueprint(health.bp)
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(metrics_view.bp)
@@ -111,4 +114,7 @@ def create_app(
     app.cli.add_command(cli.inbox)
     app.cli.add_command(cli.rules)
     app.cli.add_command(cli.admin)
+    app.cli.add_command(cli_controls.pause)
+    app.cli.add_command(cli_controls.resume)
+    app.cli.add_command(cli_controls.list_pauses)
     return app

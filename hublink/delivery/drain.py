@@ -22,6 +22,7 @@ from hublink.delivery.credentials import Credential, CredentialProvider
 from hublink.delivery.hubspot import CallResult
 from hublink.delivery.lookups import Resolution
 from hublink.delivery.outcomes import Result
+from hublink.delivery.pauses import PAUSE_PARK_S
 from hublink.delivery.rate_limit import Limiter
 from hublink.domain import retry_policy
 from hublink.domain.associations import AssociationRequest, split_lane
@@ -89,6 +90,8 @@ class DrainReport:
     deferred: int = 0
     dead: int = 0
     ended: str = ""
+    #: The pause that stopped the drain (``portal:<p>``, ``lane:<lane>``, ``circuit:<p>``), or "".
+    paused: str = ""
 
     def add(self, tally: outcomes.Tally) -> None:
         """Count one settle step."""
@@ -107,6 +110,7 @@ class DrainReport:
             "deferred": self.deferred,
             "dead": self.dead,
             "ended": self.ended,
+            "paused": self.paused,
         }
 
 
@@ -186,6 +190,12 @@ class LaneDrainer:
                 claim = self._lanes.claim(lane, LOOKUP_CLAIM)
             else:
                 claim = self._lanes.claim(lane, self._settings.batch_size, window_ms=self._settings.batch_window_ms)
+            if claim.paused:
+                # Nothing was claimed: the lane waits, parked, until a resume wakes it (or the park runs out
+                # and it looks again).
+                report.paused = claim.paused
+                report.ended = self._lanes.finish(lane, park_until_ms=self._now_ms() + int(PAUSE_PARK_S * 1000))
+                return report
             if claim.wait_ms:
                 report.ended = self._lanes.finish(lane, park_until_ms=self._now_ms() + claim.wait_ms)
                 return report

@@ -74,6 +74,7 @@ class HubLinkCollector(Collector):
         pipe.llen(self._queue_key)
         pipe.xlen(self._keys.inbox)
         pipe.xlen(self._keys.inbox_failed)
+        pipe.hkeys(self._keys.paused)
         results = pipe.execute()
         depth = GaugeMetricFamily(PREFIX + "queue_depth", "Associations waiting in lanes", labels=["lane"])
         oldest = 0.0
@@ -83,7 +84,8 @@ class HubLinkCollector(Collector):
             if first:
                 oldest = max(oldest, (now_ms - first[0][1]) / 1000)
         yield depth
-        inflight, dead, dropped, rq_depth, inbox, inbox_failed = results[2 * len(lanes) :]
+        inflight, dead, dropped, rq_depth, inbox, inbox_failed, paused = results[2 * len(lanes) :]
+        yield self._paused(paused)
         yield GaugeMetricFamily(
             PREFIX + "oldest_pending_age_seconds", "Age of the oldest due-or-waiting association", value=oldest
         )
@@ -99,6 +101,17 @@ class HubLinkCollector(Collector):
         yield GaugeMetricFamily(
             PREFIX + "inbox_failed", "Inbox entries set aside because they could not be expanded", value=inbox_failed
         )
+
+    @staticmethod
+    def _paused(fields: list[bytes]) -> Metric:
+        """1 for each pause: a portal or lane an operator paused, or a portal whose circuit is open."""
+        family = GaugeMetricFamily(
+            PREFIX + "paused", "Paused deliveries (scope portal, lane, or circuit: open)", labels=["scope", "name"]
+        )
+        for field in sorted(text(f) for f in fields):
+            scope, _, name = field.partition(":")
+            family.add_metric([scope, name], 1)
+        return family
 
 
 def render(redis: Redis, keys: Keys, queue_name: str) -> bytes:

@@ -38,6 +38,12 @@ key                             type    holds                                   
 ``session:<id>``                string  one dashboard login (JSON: since, token mark, CSRF      8 hours
                                         token)
 ``throttle:<scope>``            string  failed admin logins/tokens in the window (counter)      one window
+``paused``                      hash    what is paused: field portal:<p>, lane:<lane> or        until resumed
+                                        circuit:<p> (an open circuit), value JSON (since, why)
+``circuits``                    hash    each portal's circuit: JSON (state, reason, message,    permanent
+                                        opened/closed ms, probes)
+``circuit:<portal>:errors``     string  5xx/timeouts in the current circuit window (counter)    one window
+``circuit:<portal>:probe``      string  "a probe call is due after this" (one worker probes)    probe interval
 ==============================  ======  ======================================================  ==================
 
 HubLink also reads two of RQ's own keys (named here so that nothing else spells them): ``rq:queue:<name>``
@@ -212,9 +218,38 @@ class Keys:
         """Prefix of dashboard sessions (revoking them all scans it)."""
         return f"{self.prefix}session:"
 
+    @property
+    def paused(self) -> str:
+        """Hash of what is paused (fields from :func:`pause_field`), read by claim.lua on every claim."""
+        return f"{self.prefix}paused"
+
+    @property
+    def circuits(self) -> str:
+        """Hash of each portal's circuit (JSON per portal)."""
+        return f"{self.prefix}circuits"
+
+    def circuit_errors(self, portal: str) -> str:
+        """Counter of a portal's 5xx and timeouts in the current circuit window."""
+        return f"{self.prefix}circuit:{portal}:errors"
+
+    def circuit_probe(self, portal: str) -> str:
+        """Held between two probes of a portal's open circuit: whoever sets it probes."""
+        return f"{self.prefix}circuit:{portal}:probe"
+
     def throttle(self, scope: str) -> str:
         """Failed admin authentications in the current window for ``scope`` (an address, or ``all``)."""
         return f"{self.prefix}throttle:{digest(scope)}"
+
+
+#: The scopes a pause can name: a portal, a lane, or a portal's open circuit (set by the circuit breaker).
+PAUSE_SCOPES = ("portal", "lane", "circuit")
+
+
+def pause_field(scope: str, name: str) -> str:
+    """The ``paused`` hash field for ``scope`` (one of :data:`PAUSE_SCOPES`) and a portal or lane name."""
+    if scope not in PAUSE_SCOPES:
+        raise ValueError(f"scope: expected one of {PAUSE_SCOPES}, got {scope!r}")
+    return f"{scope}:{name}"
 
 
 #: How long an Idempotency-Key holds its first answer (``idem:<digest>``): a day of retries.

@@ -25,6 +25,7 @@ SCRIPT_NAMES = (
     "set_aside",
     "idempotent_add",
     "throttle_fail",
+    "resume",
 )
 
 
@@ -46,6 +47,7 @@ class Scripts:
     set_aside: Script
     idempotent_add: Script
     throttle_fail: Script
+    resume: Script
 
     def __init__(self, redis: Redis) -> None:
         for name in SCRIPT_NAMES:
