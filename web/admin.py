@@ -24,6 +24,7 @@ from flask import Blueprint, Flask, abort, current_app, flash, redirect, render_
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
+from hublink.delivery.circuit import read_circuits
 from hublink.domain.errors import StoreUnavailableError
 from hublink.ops import dashboard
 from hublink.ops.dead_letters import DeadLetterFilter
@@ -264,7 +265,9 @@ def index() -> str:
     data = dashboard.overview(
         p.redis, p.keys, queue_name=p.settings.queue_name, dead_letters=p.dead_letters, metrics=p.metrics
     )
-    return render_template("admin/overview.html", o=data, pauses=controls.pauses().list())
+    return render_template(
+        "admin/overview.html", o=data, pauses=controls.pauses().list(), circuits=read_circuits(p.redis, p.keys)
+    )
 
 
 def read_filter(source: Any) -> tuple[DeadLetterFilter, dict[str, str]]:

@@ -18,10 +18,12 @@ from rq.job import Job
 from hublink.config.portals import load_portals
 from hublink.config.rules_file import RulesFile
 from hublink.config.settings import Settings
+from hublink.delivery.circuit import Breaker, CircuitSettings, RedisCircuitStore
 from hublink.delivery.credentials import CredentialProvider, PortalCredentials, StaticCredentials
 from hublink.delivery.drain import DrainSettings, LaneDrainer
 from hublink.delivery.hubspot import HubSpotClient
 from hublink.delivery.lookups import LookupResolver
+from hublink.delivery.pauses import PauseStore
 from hublink.delivery.rate_limit import RedisRateLimiter
 from hublink.domain.errors import ConfigError
 from hublink.domain.retry_policy import RetryPolicy
@@ -133,8 +135,15 @@ def build(settings: Settings, rules_file: RulesFile | None = None, *, consumer: 
         connect_timeout_s=settings.hubspot_connect_timeout_s,
         read_timeout_s=settings.hubspot_read_timeout_s,
     )
+    breaker = Breaker(
+        RedisCircuitStore(redis, keys, PauseStore(redis, keys, lease_s=settings.lease_s, scripts=scripts), metrics),
+        CircuitSettings(
+            errors=settings.circuit_errors, window_s=settings.circuit_window_s, probe_s=settings.circuit_probe_s
+        ),
+    )
     drainer = LaneDrainer(
         lanes=lanes,
+        circuit=breaker,
         limiter=RedisRateLimiter(redis, keys, margin=settings.rate_limit_margin, scripts=scripts),
         client=client,
         credentials=credentials_for(settings, redis, keys, client),
@@ -178,6 +187,7 @@ def build(settings: Settings, rules_file: RulesFile | None = None, *, consumer: 
         url=settings.alert_webhook_url,
         interval_s=settings.alert_interval_s,
         error_rate=settings.alert_error_rate,
+        public_url=settings.public_url,
     )
     dispatcher = Dispatcher(lanes, queue, job_timeout_s=JOB_TIMEOUT_S, failure_ttl_s=FAILURE_TTL_S, alerter=alerter)
     return Runtime(

@@ -76,6 +76,9 @@ class Settings:
     alert_webhook_url: str | None = field(default=None, repr=False)  # HUBLINK_ALERT_WEBHOOK_URL
     alert_interval_s: float = 300.0  # HUBLINK_ALERT_INTERVAL_S
     alert_error_rate: float = 0.2  # HUBLINK_ALERT_ERROR_RATE
+    circuit_errors: int = 20  # HUBLINK_CIRCUIT_ERRORS: this many 5xx/timeouts of one portal in the window open it
+    circuit_window_s: float = 60.0  # HUBLINK_CIRCUIT_WINDOW_S: the window they are counted in
+    circuit_probe_s: float = 30.0  # HUBLINK_CIRCUIT_PROBE_S: an open circuit tries one call this often
     log_level: str = "INFO"  # HUBLINK_LOG_LEVEL
     secret_key: str | None = field(default=None, repr=False)  # HUBLINK_SECRET_KEY: signs admin sessions
     cookie_secure: bool = False  # HUBLINK_COOKIE_SECURE: Secure admin cookie (always when public_url is https)
@@ -112,6 +115,12 @@ class Settings:
             raise ConfigError(f"HUBLINK_RATE_LIMIT_MARGIN: expected 0 <= m < 1, got {self.rate_limit_margin}")
         if not 0 <= self.daily_reserve < 1:
             raise ConfigError(f"HUBLINK_DAILY_RESERVE: expected 0 <= r < 1, got {self.daily_reserve}")
+        if self.circuit_errors < 1:
+            raise ConfigError(f"HUBLINK_CIRCUIT_ERRORS: expected at least 1, got {self.circuit_errors}")
+        if self.circuit_window_s <= 0:
+            raise ConfigError(f"HUBLINK_CIRCUIT_WINDOW_S: expected more than 0, got {self.circuit_window_s}")
+        if self.circuit_probe_s < 0.1:
+            raise ConfigError(f"HUBLINK_CIRCUIT_PROBE_S: expected at least 0.1, got {self.circuit_probe_s}")
         if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError(f"REDIS_URL: expected redis://, rediss:// or unix://, got {self.redis_url!r}")
         if not self.hubspot_base_url.startswith(("http://", "https://")):
@@ -228,6 +237,9 @@ _VARIABLES: tuple[tuple[str, str, Callable[[str], object]], ...] = (
     ("HUBLINK_ALERT_WEBHOOK_URL", "alert_webhook_url", str),
     ("HUBLINK_ALERT_INTERVAL_S", "alert_interval_s", _positive_float),
     ("HUBLINK_ALERT_ERROR_RATE", "alert_error_rate", _positive_float),
+    ("HUBLINK_CIRCUIT_ERRORS", "circuit_errors", _positive_int),
+    ("HUBLINK_CIRCUIT_WINDOW_S", "circuit_window_s", _positive_float),
+    ("HUBLINK_CIRCUIT_PROBE_S", "circuit_probe_s", _positive_float),
     ("HUBLINK_LOG_LEVEL", "log_level", _level),
     ("HUBLINK_SECRET_KEY", "secret_key", str),
     ("HUBLINK_COOKIE_SECURE", "cookie_secure", _bool),

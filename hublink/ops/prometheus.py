@@ -15,6 +15,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 from redis import Redis
 
+from hublink.delivery.circuit import read_circuits
 from hublink.ops.metrics import COUNTERS, LATENCY, LATENCY_BUCKETS_S, Metrics
 from hublink.store.connections import text
 from hublink.store.keys import Keys
@@ -45,6 +46,7 @@ class HubLinkCollector(Collector):
             yield family
         yield self._latency()
         yield from self._gauges()
+        yield self._circuits()
 
     def _latency(self) -> Metric:
         raw = self._metrics.read(LATENCY)
@@ -101,6 +103,15 @@ class HubLinkCollector(Collector):
         yield GaugeMetricFamily(
             PREFIX + "inbox_failed", "Inbox entries set aside because they could not be expanded", value=inbox_failed
         )
+
+    def _circuits(self) -> Metric:
+        """1 for each portal whose circuit is open, 0 for one that opened and closed since."""
+        family = GaugeMetricFamily(
+            PREFIX + "circuit_open", "1 while a portal's circuit is open (calls stopped)", labels=["portal", "reason"]
+        )
+        for circuit in read_circuits(self._redis, self._keys):
+            family.add_metric([circuit.portal, circuit.reason], 1 if circuit.is_open else 0)
+        return family
 
     @staticmethod
     def _paused(fields: list[bytes]) -> Metric:

@@ -139,6 +139,9 @@ def env_for(settings: Settings) -> dict[str, str]:
         "HUBSPOT_BATCH_SIZE": str(settings.batch_size),
         "HUBLINK_FRESH_RECORD_GRACE_S": str(settings.fresh_record_grace_s),
         "HUBLINK_DAILY_LIMIT_DEFER_S": str(settings.daily_limit_defer_s),
+        "HUBLINK_CIRCUIT_ERRORS": str(settings.circuit_errors),
+        "HUBLINK_CIRCUIT_WINDOW_S": str(settings.circuit_window_s),
+        "HUBLINK_CIRCUIT_PROBE_S": str(settings.circuit_probe_s),
         "HUBLINK_LOG_LEVEL": "INFO",
         "PYTHONUNBUFFERED": "1",
     }

@@ -56,6 +56,9 @@ DOCUMENTED_DEFAULTS: dict[str, object] = {
     "alert_webhook_url": None,
     "alert_interval_s": 300.0,
     "alert_error_rate": 0.2,
+    "circuit_errors": 20,
+    "circuit_window_s": 60.0,
+    "circuit_probe_s": 30.0,
     "log_level": "INFO",
     "cookie_secure": False,
 }
@@ -131,6 +134,9 @@ class TestFromEnv:
             ("HUBSPOT_READ_TIMEOUT_S", "nan"),
             ("HUBLINK_RATE_LIMIT_MARGIN", "1"),
             ("HUBLINK_LOG_LEVEL", "LOUD"),
+            ("HUBLINK_CIRCUIT_ERRORS", "0"),
+            ("HUBLINK_CIRCUIT_WINDOW_S", "0"),
+            ("HUBLINK_CIRCUIT_PROBE_S", "0.01"),
         ],
     )
     def test_a_bad_value_is_refused_naming_the_variable_first(self, name: str, value: str) -> None:
@@ -198,6 +204,9 @@ class TestFromEnv:
             "HUBLINK_ALERT_WEBHOOK_URL": "https://hooks.example",
             "HUBLINK_ALERT_INTERVAL_S": "9",
             "HUBLINK_ALERT_ERROR_RATE": "0.5",
+            "HUBLINK_CIRCUIT_ERRORS": "5",
+            "HUBLINK_CIRCUIT_WINDOW_S": "10",
+            "HUBLINK_CIRCUIT_PROBE_S": "2",
             "HUBLINK_LOG_LEVEL": "ERROR",
             "HUBLINK_SECRET_KEY": "f",
             "HUBLINK_COOKIE_SECURE": "true",
