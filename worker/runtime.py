@@ -188,6 +188,8 @@ def build(settings: Settings, rules_file: RulesFile | None = None, *, consumer: 
         interval_s=settings.alert_interval_s,
         error_rate=settings.alert_error_rate,
         public_url=settings.public_url,
+        pagerduty_key=settings.alert_pagerduty_key,
+        pagerduty_url=settings.alert_pagerduty_url,
     )
     dispatcher = Dispatcher(lanes, queue, job_timeout_s=JOB_TIMEOUT_S, failure_ttl_s=FAILURE_TTL_S, alerter=alerter)
     return Runtime(

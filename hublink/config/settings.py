@@ -76,6 +76,9 @@ class Settings:
     alert_webhook_url: str | None = field(default=None, repr=False)  # HUBLINK_ALERT_WEBHOOK_URL
     alert_interval_s: float = 300.0  # HUBLINK_ALERT_INTERVAL_S
     alert_error_rate: float = 0.2  # HUBLINK_ALERT_ERROR_RATE
+    # HUBLINK_ALERT_PAGERDUTY_KEY: an Events v2 integration (routing) key: circuits trigger and resolve incidents
+    alert_pagerduty_key: str | None = field(default=None, repr=False)
+    alert_pagerduty_url: str = "https://events.pagerduty.com/v2/enqueue"  # HUBLINK_ALERT_PAGERDUTY_URL
     circuit_errors: int = 20  # HUBLINK_CIRCUIT_ERRORS: this many 5xx/timeouts of one portal in the window open it
     circuit_window_s: float = 60.0  # HUBLINK_CIRCUIT_WINDOW_S: the window they are counted in
     circuit_probe_s: float = 30.0  # HUBLINK_CIRCUIT_PROBE_S: an open circuit tries one call this often
@@ -123,6 +126,8 @@ class Settings:
             raise ConfigError(f"HUBLINK_CIRCUIT_PROBE_S: expected at least 0.1, got {self.circuit_probe_s}")
         if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError(f"REDIS_URL: expected redis://, rediss:// or unix://, got {self.redis_url!r}")
+        if not self.alert_pagerduty_url.startswith(("http://", "https://")):
+            raise ConfigError(f"HUBLINK_ALERT_PAGERDUTY_URL: expected an http(s) URL, got {self.alert_pagerduty_url!r}")
         if not self.hubspot_base_url.startswith(("http://", "https://")):
             raise ConfigError(f"HUBSPOT_BASE_URL: expected an http(s) URL, got {self.hubspot_base_url!r}")
 
@@ -152,6 +157,7 @@ class Settings:
             "hubspot_client_secret",
             "metrics_token",
             "alert_webhook_url",
+            "alert_pagerduty_key",
             "secret_key",
         )
         found = [v for n in names if isinstance(v := getattr(self, n), str) and v]
@@ -237,6 +243,8 @@ _VARIABLES: tuple[tuple[str, str, Callable[[str], object]], ...] = (
     ("HUBLINK_ALERT_WEBHOOK_URL", "alert_webhook_url", str),
     ("HUBLINK_ALERT_INTERVAL_S", "alert_interval_s", _positive_float),
     ("HUBLINK_ALERT_ERROR_RATE", "alert_error_rate", _positive_float),
+    ("HUBLINK_ALERT_PAGERDUTY_KEY", "alert_pagerduty_key", str),
+    ("HUBLINK_ALERT_PAGERDUTY_URL", "alert_pagerduty_url", _url),
     ("HUBLINK_CIRCUIT_ERRORS", "circuit_errors", _positive_int),
     ("HUBLINK_CIRCUIT_WINDOW_S", "circuit_window_s", _positive_float),
     ("HUBLINK_CIRCUIT_PROBE_S", "circuit_probe_s", _positive_float),

@@ -56,6 +56,8 @@ DOCUMENTED_DEFAULTS: dict[str, object] = {
     "alert_webhook_url": None,
     "alert_interval_s": 300.0,
     "alert_error_rate": 0.2,
+    "alert_pagerduty_key": None,
+    "alert_pagerduty_url": "https://events.pagerduty.com/v2/enqueue",
     "circuit_errors": 20,
     "circuit_window_s": 60.0,
     "circuit_probe_s": 30.0,
@@ -72,6 +74,7 @@ SECRETS = {
     "HUBLINK_METRICS_TOKEN": "metrics-secret-0005",
     "HUBLINK_ALERT_WEBHOOK_URL": "https://hooks.example.test/services/secret-0006",
     "HUBLINK_SECRET_KEY": "session-key-secret-0007",
+    "HUBLINK_ALERT_PAGERDUTY_KEY": "pagerduty-routing-secret-0008",
 }
 
 
@@ -135,6 +138,7 @@ class TestFromEnv:
             ("HUBLINK_RATE_LIMIT_MARGIN", "1"),
             ("HUBLINK_LOG_LEVEL", "LOUD"),
             ("HUBLINK_CIRCUIT_ERRORS", "0"),
+            ("HUBLINK_ALERT_PAGERDUTY_URL", "events.pagerduty.com"),
             ("HUBLINK_CIRCUIT_WINDOW_S", "0"),
             ("HUBLINK_CIRCUIT_PROBE_S", "0.01"),
         ],
@@ -204,6 +208,8 @@ class TestFromEnv:
             "HUBLINK_ALERT_WEBHOOK_URL": "https://hooks.example",
             "HUBLINK_ALERT_INTERVAL_S": "9",
             "HUBLINK_ALERT_ERROR_RATE": "0.5",
+            "HUBLINK_ALERT_PAGERDUTY_KEY": "g",
+            "HUBLINK_ALERT_PAGERDUTY_URL": "http://127.0.0.1:9/v2/enqueue",
             "HUBLINK_CIRCUIT_ERRORS": "5",
             "HUBLINK_CIRCUIT_WINDOW_S": "10",
             "HUBLINK_CIRCUIT_PROBE_S": "2",
