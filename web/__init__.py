@@ -18,6 +18,7 @@ from hublink.config.rules_file import RulesFile
 from hublink.config.settings import Settings
 from hublink.delivery.pauses import PauseStore
 from hublink.domain.sources import Sources
+from hublink.intake.history import EventHistory
 from hublink.intake.inbox import Inbox
 from hublink.lanes import LaneStore
 from hublink.ops.dead_letters import DeadLetterStore
@@ -27,7 +28,20 @@ from hublink.ops.throttle import FailureThrottle
 from hublink.store.connections import connect
 from hublink.store.keys import Keys
 from hublink.store.scripts import Scripts
-from web import admin, api, cli, cli_controls, controls, errors, health, metrics_view, responses, webhooks
+from web import (
+    admin,
+    api,
+    cli,
+    cli_controls,
+    cli_events,
+    controls,
+    errors,
+    events,
+    health,
+    metrics_view,
+    responses,
+    webhooks,
+)
 from web import admin_controls as _admin_controls  # noqa: F401 - adds the pause buttons' routes to admin.bp
 from web.container import Parts
 
@@ -106,6 +120,9 @@ def create_app(
     errors.register(app)
     app.register_blueprint(api.bp)
     controls.install(app, PauseStore(redis, keys, lease_s=settings.lease_s, scripts=scripts))
+    events.install(
+        app, EventHistory(redis, keys, days=settings.history_days, max_mb=settings.history_max_mb, scripts=scripts)
+    )
     app.register_blueprint(health.bp)
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(metrics_view.bp)
@@ -117,4 +134,5 @@ def create_app(
     app.cli.add_command(cli_controls.pause)
     app.cli.add_command(cli_controls.resume)
     app.cli.add_command(cli_controls.list_pauses)
+    app.cli.add_command(cli_events.events)
     return app

@@ -28,6 +28,7 @@ from hublink.delivery.rate_limit import RedisRateLimiter
 from hublink.domain.errors import ConfigError
 from hublink.domain.retry_policy import RetryPolicy
 from hublink.intake.expansion import Expansion
+from hublink.intake.history import EventHistory
 from hublink.intake.inbox import Inbox
 from hublink.lanes import LaneStore
 from hublink.ops.alerts import Alerter
@@ -177,7 +178,16 @@ def build(settings: Settings, rules_file: RulesFile | None = None, *, consumer: 
     inbox = Inbox(redis, keys, claim_idle_s=settings.lease_s, scripts=scripts)
     expander = Expander(
         inbox,
-        Expansion(inbox, rules_file.rules, lanes, metrics, rules_tag=rules_file.tag),
+        Expansion(
+            inbox,
+            rules_file.rules,
+            lanes,
+            metrics,
+            rules_tag=rules_file.tag,
+            history=EventHistory(
+                redis, keys, days=settings.history_days, max_mb=settings.history_max_mb, scripts=scripts
+            ),
+        ),
         consumer=consumer or f"{os.uname().nodename}:{os.getpid()}",
     )
     alerter = Alerter(

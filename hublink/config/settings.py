@@ -79,6 +79,8 @@ class Settings:
     # HUBLINK_ALERT_PAGERDUTY_KEY: an Events v2 integration (routing) key: circuits trigger and resolve incidents
     alert_pagerduty_key: str | None = field(default=None, repr=False)
     alert_pagerduty_url: str = "https://events.pagerduty.com/v2/enqueue"  # HUBLINK_ALERT_PAGERDUTY_URL
+    history_days: float = 7.0  # HUBLINK_HISTORY_DAYS: accepted requests and their events' outcomes kept this long
+    history_max_mb: float = 256.0  # HUBLINK_HISTORY_MAX_MB: ... within this much Redis (oldest dropped first)
     circuit_errors: int = 20  # HUBLINK_CIRCUIT_ERRORS: this many 5xx/timeouts of one portal in the window open it
     circuit_window_s: float = 60.0  # HUBLINK_CIRCUIT_WINDOW_S: the window they are counted in
     circuit_probe_s: float = 30.0  # HUBLINK_CIRCUIT_PROBE_S: an open circuit tries one call this often
@@ -245,6 +247,8 @@ _VARIABLES: tuple[tuple[str, str, Callable[[str], object]], ...] = (
     ("HUBLINK_ALERT_ERROR_RATE", "alert_error_rate", _positive_float),
     ("HUBLINK_ALERT_PAGERDUTY_KEY", "alert_pagerduty_key", str),
     ("HUBLINK_ALERT_PAGERDUTY_URL", "alert_pagerduty_url", _url),
+    ("HUBLINK_HISTORY_DAYS", "history_days", _positive_float),
+    ("HUBLINK_HISTORY_MAX_MB", "history_max_mb", _positive_float),
     ("HUBLINK_CIRCUIT_ERRORS", "circuit_errors", _positive_int),
     ("HUBLINK_CIRCUIT_WINDOW_S", "circuit_window_s", _positive_float),
     ("HUBLINK_CIRCUIT_PROBE_S", "circuit_probe_s", _positive_float),

@@ -47,6 +47,7 @@ class HubLinkCollector(Collector):
         yield self._latency()
         yield from self._gauges()
         yield self._circuits()
+        yield from self._history()
 
     def _latency(self) -> Metric:
         raw = self._metrics.read(LATENCY)
@@ -102,6 +103,19 @@ class HubLinkCollector(Collector):
         )
         yield GaugeMetricFamily(
             PREFIX + "inbox_failed", "Inbox entries set aside because they could not be expanded", value=inbox_failed
+        )
+
+    def _history(self) -> Iterator[Metric]:
+        """The event history's size, and what its size cap dropped."""
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.zcard(self._keys.history)
+        pipe.get(self._keys.history_bytes)
+        pipe.get(self._keys.history_dropped)
+        count, size, dropped = pipe.execute()
+        yield GaugeMetricFamily(PREFIX + "history_requests", "Accepted requests kept in the event history", value=count)
+        yield GaugeMetricFamily(PREFIX + "history_bytes", "Bytes the history records hold", value=int(size or 0))
+        yield GaugeMetricFamily(
+            PREFIX + "history_dropped", "Event history records dropped by its size cap, ever", value=int(dropped or 0)
         )
 
     def _circuits(self) -> Metric:

@@ -44,6 +44,11 @@ key                             type    holds                                   
                                         opened/closed ms, probes)
 ``circuit:<portal>:errors``     string  5xx/timeouts in the current circuit window (counter)    one window
 ``circuit:<portal>:probe``      string  "a probe call is due after this" (one worker probes)    probe interval
+``ev:<entry>``                  string  one accepted request and its events' outcomes (JSON)    history window
+``evs``                         zset    history entry ids scored by when accepted (ms)          entries trimmed
+``evs:bytes``                   string  bytes the history's records hold (counter)              permanent
+``evs:dropped``                 string  history records dropped by the size cap (counter)       permanent
+``evr:<record>``                zset    history entry ids naming one record (type/id), by time  history window
 ==============================  ======  ======================================================  ==================
 
 HubLink also reads two of RQ's own keys (named here so that nothing else spells them): ``rq:queue:<name>``
@@ -235,6 +240,34 @@ class Keys:
     def circuit_probe(self, portal: str) -> str:
         """Held between two probes of a portal's open circuit: whoever sets it probes."""
         return f"{self.prefix}circuit:{portal}:probe"
+
+    def history_record(self, entry_id: str) -> str:
+        """One accepted request's history record."""
+        return f"{self.prefix}ev:{entry_id}"
+
+    @property
+    def history_prefix(self) -> str:
+        """Prefix of history records (Lua scripts append the entry id)."""
+        return f"{self.prefix}ev:"
+
+    @property
+    def history(self) -> str:
+        """Zset of history entry ids by time accepted."""
+        return f"{self.prefix}evs"
+
+    @property
+    def history_bytes(self) -> str:
+        """Bytes held by history records."""
+        return f"{self.prefix}evs:bytes"
+
+    @property
+    def history_dropped(self) -> str:
+        """History records dropped by the size cap."""
+        return f"{self.prefix}evs:dropped"
+
+    def history_index(self, record: str) -> str:
+        """Zset of history entry ids whose events or associations name ``record`` (``deals/123``)."""
+        return f"{self.prefix}evr:{record}"
 
     def throttle(self, scope: str) -> str:
         """Failed admin authentications in the current window for ``scope`` (an address, or ``all``)."""

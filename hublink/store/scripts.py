@@ -26,6 +26,7 @@ SCRIPT_NAMES = (
     "idempotent_add",
     "throttle_fail",
     "resume",
+    "history_add",
 )
 
 
@@ -48,6 +49,7 @@ class Scripts:
     idempotent_add: Script
     throttle_fail: Script
     resume: Script
+    history_add: Script
 
     def __init__(self, redis: Redis) -> None:
         for name in SCRIPT_NAMES:
