@@ -22,6 +22,7 @@ from hublink.intake.history import EventHistory
 from hublink.intake.inbox import Inbox
 from hublink.lanes import LaneStore
 from hublink.ops.dead_letters import DeadLetterStore
+from hublink.ops.event_replay import EventReplayer
 from hublink.ops.metrics import Metrics
 from hublink.ops.sessions import SessionStore
 from hublink.ops.throttle import FailureThrottle
@@ -120,9 +121,8 @@ def create_app(
     errors.register(app)
     app.register_blueprint(api.bp)
     controls.install(app, PauseStore(redis, keys, lease_s=settings.lease_s, scripts=scripts))
-    events.install(
-        app, EventHistory(redis, keys, days=settings.history_days, max_mb=settings.history_max_mb, scripts=scripts)
-    )
+    history = EventHistory(redis, keys, days=settings.history_days, max_mb=settings.history_max_mb, scripts=scripts)
+    events.install(app, history, EventReplayer(history, rules_file.rules, lanes, Metrics(redis, keys)))
     app.register_blueprint(health.bp)
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(metrics_view.bp)

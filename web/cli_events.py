@@ -10,7 +10,7 @@ import click
 from flask.cli import AppGroup
 
 from hublink.intake.history import OUTCOMES, EventFilter, strip_internal
-from web.events import history
+from web.events import history, replayer
 
 
 def _filters(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -76,3 +76,35 @@ def show(event_id: str) -> None:
     if found is None:
         raise click.ClickException(f"no event {event_id!r} in the history")
     click.echo(json.dumps(found, indent=2))
+
+
+@events.command("replay")
+@click.argument("event_id", required=False)
+@_filters
+@click.option("--all", "everything", is_flag=True, help="allow replaying every event without a filter")
+@click.option("--dry-run", is_flag=True, help="store nothing: show what would be produced beside what was")
+def replay(event_id: str | None, everything: bool, dry_run: bool, **filters: Any) -> None:
+    """Run past events through today's rules: EVENT_ID (ENTRY or ENTRY.INDEX), or every event the filters match."""
+    flt = event_filter(filters)
+    if event_id is None and flt == EventFilter() and not everything:
+        raise click.UsageError("give an EVENT_ID or a filter, or --all to replay every event in the history")
+    selected = list(replayer().select(event_id, None if event_id else flt))
+    if not selected:
+        raise click.ClickException("no event in the history matches")
+    if len(selected) > 1:
+        with click.progressbar(length=len(selected), label="replaying" if not dry_run else "trying") as bar:
+            report = replayer().replay(selected, dry_run=dry_run, progress=bar.update)
+    else:
+        report = replayer().replay(selected, dry_run=dry_run)
+    if dry_run:
+        for item in report.items:
+            click.echo(f"{item['id']}")
+            click.echo(f"  then: {'; '.join(item['then']) or 'nothing'}")
+            problems = f"  ({'; '.join(item['problems_now'])})" if item["problems_now"] else ""
+            click.echo(f"  now:  {'; '.join(item['now']) or 'nothing'}{problems}")
+    verb = "would produce" if dry_run else "produced"
+    click.echo(
+        f"{report.matched} event(s) matched, {report.skipped} skipped (API requests, unusable events); "
+        f"{report.associations} association(s) and lookup(s) {verb}"
+        + ("" if dry_run else f", through the lanes and the rate limit ({report.replayed} event(s) replayed)")
+    )

@@ -84,13 +84,21 @@ class EventOutcome:
     rules: tuple[str, ...] = ()
     produced: tuple[tuple[str, Work], ...] = ()
     problems: tuple[str, ...] = ()
+    #: For a replay: the id of the event it replayed (``<entry>.<index>``).
+    replay_of: str | None = None
 
     def compact(self) -> dict[str, Any]:
-        """The stored form: short keys, empty fields left out."""
+        """The stored form: short keys, empty fields left out; webhook events keep their payload (for replays)."""
         out: dict[str, Any] = {"i": self.index, "o": self.outcome}
         event = self.event
         if event is not None:
             out["src"] = event.source
+            if event.source != "api":
+                out["pl"] = event.payload
+                if event.object_type_id:
+                    out["oti"] = event.object_type_id
+                if event.dedup_key:
+                    out["dk"] = event.dedup_key
             for key, value in (
                 ("p", event.portal_id),
                 ("st", event.subscription_type),
@@ -107,7 +115,27 @@ class EventOutcome:
             out["a"] = [work_entry(association_id, work) for association_id, work in self.produced]
         if self.problems:
             out["pr"] = [p[:300] for p in self.problems]
+        if self.replay_of:
+            out["rp"] = self.replay_of
         return out
+
+
+def event_of(stored: Mapping[str, Any]) -> CrmEvent | None:
+    """The event a stored one was (to run today's rules on it again); None for API requests and unusable events."""
+    if "pl" not in stored or stored.get("src") in (None, "api"):
+        return None
+    occurred = stored.get("at")
+    return CrmEvent(
+        source=str(stored["src"]),
+        payload=stored["pl"],
+        portal_id=stored.get("p"),
+        event_id=stored.get("eid"),
+        occurred_at=float(occurred) if isinstance(occurred, int | float) else None,
+        subscription_type=stored.get("st"),
+        object_type_id=stored.get("oti"),
+        object_id=stored.get("oid"),
+        dedup_key=stored.get("dk"),
+    )
 
 
 def records_named(events: Sequence[Mapping[str, Any]]) -> set[str]:
@@ -148,6 +176,7 @@ def expand_event(entry: Mapping[str, Any], event: Mapping[str, Any]) -> dict[str
             for a in event.get("a", [])
         ],
         "problems": event.get("pr", []),
+        "replay_of": event.get("rp"),
     }
 
 
@@ -327,6 +356,13 @@ class EventHistory:
                     yield json.loads(raw)
             scanned += len(rows)
             offset += len(rows)
+
+    def matching(self, flt: EventFilter) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+        """Every stored (request, event) pair matching ``flt``, newest first (at most MAX_SCANNED requests)."""
+        for entry in self._entries(flt, None):
+            for event in reversed(entry["e"]):
+                if flt.matches(event):
+                    yield entry, event
 
     def page(
         self, flt: EventFilter, *, limit: int = 100, cursor: str | None = None

@@ -6,7 +6,7 @@ import pytest
 
 from hublink.domain.associations import AssociationRequest
 from hublink.domain.events import CrmEvent
-from hublink.intake.history import EventFilter, EventOutcome, records_named, type_of_subscription
+from hublink.intake.history import EventFilter, EventOutcome, event_of, records_named, type_of_subscription
 
 
 def deal_to_contact() -> AssociationRequest:
@@ -34,6 +34,7 @@ class TestTheRecord:
             "i": 0,
             "o": "accepted",
             "src": "hubspot",
+            "pl": {},
             "p": "7",
             "st": "deal.creation",
             "ot": "deals",
@@ -79,3 +80,27 @@ class TestTheFilter:
         assert EventFilter.parse({"object_type": "company", "object_id": "6"}).matches(event)
         assert not EventFilter.parse({"object_type": "companies", "object_id": "7"}).matches(event)
         assert not EventFilter.parse({"outcome": "duplicate"}).matches(event)
+
+
+class TestReplayInput:
+    """A stored event is the event again, ready for today's rules."""
+
+    def test_a_stored_webhook_event_comes_back_whole(self) -> None:
+        """Source, payload, portal, ids, type and dedup key survive the compact form."""
+        event = CrmEvent(
+            source="hubspot",
+            payload={"objectId": 1, "to_contact": 2},
+            portal_id="7",
+            event_id="9",
+            occurred_at=1_700_000_000.0,
+            subscription_type="deal.creation",
+            object_type_id="0-3",
+            object_id="1",
+            dedup_key="k",
+        )
+        assert event_of(EventOutcome(0, "unmatched", event).compact()) == event
+
+    def test_api_requests_and_unusable_events_are_not_replayable(self) -> None:
+        """No event, nothing to run rules on."""
+        assert event_of(EventOutcome(0, "accepted", CrmEvent(source="api")).compact()) is None
+        assert event_of(EventOutcome(1, "unusable", problems=("bad",)).compact()) is None
