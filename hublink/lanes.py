@@ -157,6 +157,7 @@ class LaneStore:
         dead_letter_ttl_s: float = 30 * 86400,
         dead_letter_max: int = 1_000_000,
         scripts: Scripts | None = None,
+        done_ttl_s: float = 0,
     ) -> None:
         self._redis = redis
         self._keys = keys
@@ -166,6 +167,8 @@ class LaneStore:
         self._dedup_window_s = dedup_window_s
         self._dl_ttl_s = max(int(dead_letter_ttl_s), 1)
         self._dl_max = dead_letter_max
+        #: How long a done association's compact record is kept (``done:<id>``, for traces); 0: not kept.
+        self.done_ttl_s = int(done_ttl_s)
 
     def enqueue(
         self,
@@ -319,6 +322,9 @@ class LaneStore:
                 for o in outcomes
             ],
         }
+        if self.done_ttl_s > 0:
+            payload["done_prefix"] = self._keys.done_prefix
+            payload["done_ttl_s"] = self.done_ttl_s
         with store_errors():
             return int(
                 self._scripts.settle(

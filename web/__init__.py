@@ -135,4 +135,5 @@ def create_app(
     app.cli.add_command(cli_controls.resume)
     app.cli.add_command(cli_controls.list_pauses)
     app.cli.add_command(cli_events.events)
+    app.cli.add_command(cli_events.trace)
     return app

@@ -1,4 +1,4 @@
-"""The operators' history commands: ``flask --app web events list|show``."""
+"""The operators' history commands: ``flask --app web events list|show|replay`` and ``trace TYPE ID``."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ from collections.abc import Callable
 from typing import Any
 
 import click
-from flask.cli import AppGroup
+from flask.cli import AppGroup, with_appcontext
 
 from hublink.intake.history import OUTCOMES, EventFilter, strip_internal
+from hublink.ops.trace import trace as trace_of
+from web.container import parts
 from web.events import history, replayer
 
 
@@ -108,3 +110,28 @@ def replay(event_id: str | None, everything: bool, dry_run: bool, **filters: Any
         f"{report.associations} association(s) and lookup(s) {verb}"
         + ("" if dry_run else f", through the lanes and the rate limit ({report.replayed} event(s) replayed)")
     )
+
+
+@click.command("trace")
+@click.argument("object_type")
+@click.argument("object_id")
+@click.option("--json", "as_json", is_flag=True, help="print JSON instead of the timeline")
+@with_appcontext
+def trace(object_type: str, object_id: str, as_json: bool) -> None:
+    """Every event that named a record and every association involving it (e.g. ``trace deals 123``)."""
+    p = parts()
+    try:
+        found = trace_of(p.redis, p.keys, history(), object_type, object_id)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps(found, indent=2))
+        return
+    click.echo(f"{found['record']}: {len(found['events'])} event(s), {len(found['associations'])} association(s)")
+    for a in found["associations"]:
+        pair = f"lookup {a['lookup']}" if "lookup" in a else f"{a['from']} -> {a['to']}"
+        status = f" status {a['status']}" if a.get("status") else ""
+        click.echo(f"  {a['id']}  {pair}  {a['state']}{status}  attempts {a.get('attempt_count', 0)}")
+    click.echo("timeline (UTC):")
+    for row in found["timeline"]:
+        click.echo(f"  {row['at']}  {row['what']:8}  {row['id'][:20]:20}  {row['detail']}")

@@ -1,4 +1,5 @@
-"""Blueprint: the event history (``GET /api/events``, ``GET /api/events/<id>``), behind the admin token.
+"""Blueprint: the event history (``GET /api/events``, ``GET /api/events/<id>``, ``POST /api/events/replay``)
+and a record's trace (``GET /api/trace/<objectType>/<objectId>``), behind the admin token.
 
 Every accepted request and each of its events, with what became of it (``hublink.intake.history``):
 filter by source, portal, subscription type, object type and id, outcome and time, newest first, with
@@ -12,7 +13,9 @@ from werkzeug.routing import BaseConverter
 
 from hublink.intake.history import MAX_PAGE, EventFilter, EventHistory, strip_internal
 from hublink.ops.event_replay import EventReplayer
+from hublink.ops.trace import trace
 from web.api import _admin, _bulk_args, _flag
+from web.container import parts
 from web.errors import ApiError
 
 bp = Blueprint("events", __name__, url_prefix="/api")
@@ -100,3 +103,17 @@ def replay_events() -> tuple[Response, int]:
     if event_id is not None and report.matched == 0:
         raise ApiError(404, "not_found", f"no event {event_id!r} in the history")
     return jsonify(report.as_dict()), 200 if dry_run else 202
+
+
+@bp.get("/trace/<object_type>/<object_id>")
+def trace_record(object_type: str, object_id: str) -> Response:
+    """Every event that named the record and every association involving it, in one timeline."""
+    _admin()
+    if not object_id.isdigit() or len(object_id) > 20:
+        raise ApiError(400, "invalid_parameter", f"object_id: expected 1-20 decimal digits, got {object_id[:30]!r}")
+    p = parts()
+    try:
+        found = trace(p.redis, p.keys, history(), object_type[:40], object_id)
+    except ValueError as exc:
+        raise ApiError(400, "invalid_parameter", str(exc)) from None
+    return jsonify(found)

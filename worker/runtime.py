@@ -130,6 +130,8 @@ def build(settings: Settings, rules_file: RulesFile | None = None, *, consumer: 
         dead_letter_ttl_s=settings.dead_letter_ttl_days * 86400,
         dead_letter_max=settings.dead_letter_max,
         scripts=scripts,
+        # Linked associations are kept (compactly) as long as the event history, for a record's trace.
+        done_ttl_s=max(settings.history_days * 86400, 1),
     )
     client = HubSpotClient(
         settings.hubspot_base_url,

@@ -49,6 +49,8 @@ key                             type    holds                                   
 ``evs:bytes``                   string  bytes the history's records hold (counter)              permanent
 ``evs:dropped``                 string  history records dropped by the size cap (counter)       permanent
 ``evr:<record>``                zset    history entry ids naming one record (type/id), by time  history window
+``done:<id>``                   string  a linked association, compactly (JSON: when, req,       history window
+                                        attempts, hist), for a record's trace
 ==============================  ======  ======================================================  ==================
 
 HubLink also reads two of RQ's own keys (named here so that nothing else spells them): ``rq:queue:<name>``
@@ -268,6 +270,15 @@ class Keys:
     def history_index(self, record: str) -> str:
         """Zset of history entry ids whose events or associations name ``record`` (``deals/123``)."""
         return f"{self.prefix}evr:{record}"
+
+    def done(self, association_id: str) -> str:
+        """A linked association's compact record (kept for traces)."""
+        return f"{self.prefix}done:{association_id}"
+
+    @property
+    def done_prefix(self) -> str:
+        """Prefix of done records (settle.lua appends the id)."""
+        return f"{self.prefix}done:"
 
     def throttle(self, scope: str) -> str:
         """Failed admin authentications in the current window for ``scope`` (an address, or ``all``)."""
