@@ -30,14 +30,14 @@ from typing import Any, Literal, Protocol
 import orjson
 from redis import Redis
 
-from hublink.domain.associations import AssociationRequest
+from hublink.domain.associations import AssociationRequest, split_lane
 from hublink.domain.dead_letter import DeadLetter, DeadPair
 from hublink.domain.errors import InvalidInputError
 from hublink.domain.lookups import Work, work_from_record
 from hublink.store.clock import now_ms
 from hublink.store.connections import store_errors, text
 from hublink.store.counters import Counters, Op
-from hublink.store.keys import Keys
+from hublink.store.keys import Keys, pause_field
 from hublink.store.scripts import Scripts
 
 log = logging.getLogger("hublink.lanes")
@@ -106,6 +106,9 @@ class Claim:
     #: Associations that could not be read, dead-lettered by the claim (never handed to a drain).
     unreadable: int = 0
 
+    #: The ``paused`` field that stopped the claim (``lane:<lane>``, ``portal:<p>``, ``circuit:<p>``), or "".
+    paused: str = ""
+
 
 #: The dead-letter reason and category of an association whose stored record cannot be read.
 UNREADABLE = "unreadable"
@@ -144,8 +147,8 @@ class Lanes(Protocol):
         """Store every group (skipping already-seen ones); the ids per group."""
         ...
 
-    def claim(self, lane: str, limit: int, *, window_ms: int = 0) -> Claim:
-        """Lease up to ``limit`` due associations of ``lane``."""
+    def claim(self, lane: str, limit: int, *, window_ms: int = 0, probe: bool = False) -> Claim:
+        """Lease up to ``limit`` due associations of ``lane`` (nothing, with ``paused`` set, while it is paused)."""
         ...
 
     def settle(self, lane: str, outcomes: Sequence[Outcome], counters: Sequence[Op] = ()) -> int:
@@ -170,6 +173,7 @@ class LaneStore:
         dead_letter_ttl_s: float = 30 * 86400,
         dead_letter_max: int = 1_000_000,
         scripts: Scripts | None = None,
+        done_ttl_s: float = 0,
     ) -> None:
         self._redis = redis
         self._keys = keys
@@ -179,6 +183,8 @@ class LaneStore:
         self._dedup_window_s = dedup_window_s
         self._dl_ttl_s = max(int(dead_letter_ttl_s), 1)
         self._dl_max = dead_letter_max
+        #: How long a done association's compact record is kept (``done:<id>``, for traces); 0: not kept.
+        self.done_ttl_s = int(done_ttl_s)
 
     def enqueue(
         self,
@@ -272,20 +278,31 @@ class LaneStore:
             out["dlkey"] = self._keys.dead_letter(item.association_id)
         return orjson.dumps(out)
 
-    def claim(self, lane: str, limit: int, *, window_ms: int = 0) -> Claim:
-        """Lease up to ``limit`` due associations of ``lane``.
+    def claim(self, lane: str, limit: int, *, window_ms: int = 0, probe: bool = False) -> Claim:
+        """Lease up to ``limit`` due associations of ``lane``, unless it, its portal or its circuit is paused.
 
-        An association whose stored record cannot be read is dead-lettered here (reason ``unreadable``),
-        before any HubSpot call, in one atomic step from its lease to the dead-letter store: it is never
-        retried, and never fails or delays the rest of its lane. Raises StoreUnavailableError.
+        ``probe``: the claim is an open circuit's probe, which the circuit itself does not stop. An
+        association whose stored record cannot be read is dead-lettered here (reason ``unreadable``), before
+        any HubSpot call, in one atomic step from its lease to the dead-letter store: it is never retried,
+        and never fails or delays the rest of its lane. Raises StoreUnavailableError.
         """
         buried = 0
         while True:
             with store_errors():
                 raw = self._scripts.claim(
                     keys=[self._keys.lane(lane), self._keys.inflight, self._keys.lane_job(lane)],
-                    args=[now_ms(), limit, self.lease_ms, self._keys.association_prefix, window_ms],
+                    args=[
+                        now_ms(),
+                        limit,
+                        self.lease_ms,
+                        self._keys.association_prefix,
+                        window_ms,
+                        self._keys.paused,
+                        *pause_fields(lane, probe=probe),
+                    ],
                 )
+            if raw and raw[0] == b"paused":
+                return Claim(paused=text(raw[1]), unreadable=buried)
             if raw and raw[0] == b"wait":
                 return Claim(wait_ms=int(float(raw[1])), unreadable=buried)
             items = []
@@ -364,6 +381,9 @@ class LaneStore:
                 for o in outcomes
             ],
         }
+        if self.done_ttl_s > 0:
+            payload["done_prefix"] = self._keys.done_prefix
+            payload["done_ttl_s"] = self.done_ttl_s
         with store_errors():
             return int(
                 self._scripts.settle(
@@ -496,6 +516,20 @@ def _unreadable_letter(association_id: str, lane: str, fields: Sequence[Any], re
     )
 
 
+def portal_name(portal: str | None) -> str:
+    """A lane's portal as pauses and circuits name it: the id, or ``_`` in single-portal mode."""
+    return portal or "_"
+
+
+def pause_fields(lane: str, *, probe: bool = False) -> list[str]:
+    """The ``paused`` fields any of which stops ``lane``: itself, its portal, its portal's circuit."""
+    portal = portal_name(split_lane(lane)[0])
+    fields = [pause_field("lane", lane), pause_field("portal", portal)]
+    if not probe:
+        fields.append(pause_field("circuit", portal))
+    return fields
+
+
 class _Arguments:
     """enqueue.lua's arguments, built group by group: flat, with lanes and count sets named by number.
 
@@ -555,6 +589,8 @@ class MemoryLanes:
         self.dead_letters: dict[str, DeadLetter] = {}
         self.counters: list[Op] = []
         self.finished: list[tuple[str, str]] = []
+        #: What is paused, as the ``paused`` hash holds it: field -> why.
+        self.paused: dict[str, str] = {}
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
@@ -589,8 +625,11 @@ class MemoryLanes:
         self.counters.extend(counters)
         return EnqueueResult(tuple(ids))
 
-    def claim(self, lane: str, limit: int, *, window_ms: int = 0) -> Claim:
-        """Lease up to ``limit`` due associations, oldest first; honour the batch window as claim.lua does."""
+    def claim(self, lane: str, limit: int, *, window_ms: int = 0, probe: bool = False) -> Claim:
+        """Lease up to ``limit`` due associations, oldest first; honour pauses and the batch window like claim.lua."""
+        for name in pause_fields(lane, probe=probe):
+            if name in self.paused:
+                return Claim(paused=name)
         now = self._now_ms()
         due = [i for i in self.pending(lane) if self.due[i] <= now][:limit]
         if window_ms > 0 and due and len(due) < limit and now - self.due[due[0]] < window_ms:

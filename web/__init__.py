@@ -16,17 +16,35 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from hublink import log as hublink_log
 from hublink.config.rules_file import RulesFile
 from hublink.config.settings import Settings
+from hublink.delivery.pauses import PauseStore
 from hublink.domain.sources import Sources
+from hublink.intake.history import EventHistory
 from hublink.intake.inbox import Inbox
 from hublink.lanes import LaneStore
 from hublink.ops.dead_letters import DeadLetterStore
+from hublink.ops.event_replay import EventReplayer
 from hublink.ops.metrics import Metrics
 from hublink.ops.sessions import SessionStore
 from hublink.ops.throttle import FailureThrottle
 from hublink.store.connections import connect
 from hublink.store.keys import Keys
 from hublink.store.scripts import Scripts
-from web import admin, api, backfill_cli, cli, errors, health, metrics_view, responses, webhooks
+from web import (
+    admin,
+    api,
+    backfill_cli,
+    cli,
+    cli_controls,
+    cli_events,
+    controls,
+    errors,
+    events,
+    health,
+    metrics_view,
+    responses,
+    webhooks,
+)
+from web import admin_controls as _admin_controls  # noqa: F401 - adds the pause buttons' routes to admin.bp
 from web.container import Parts
 from web.labels import build_label_check
 
@@ -115,6 +133,9 @@ def create_app(
 
     errors.register(app)
     app.register_blueprint(api.bp)
+    controls.install(app, PauseStore(redis, keys, lease_s=settings.lease_s, scripts=scripts))
+    history = EventHistory(redis, keys, days=settings.history_days, max_mb=settings.history_max_mb, scripts=scripts)
+    events.install(app, history, EventReplayer(history, rules_file.rules, lanes, Metrics(redis, keys)))
     app.register_blueprint(health.bp)
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(metrics_view.bp)
@@ -125,4 +146,9 @@ def create_app(
     app.cli.add_command(cli.admin)
     for command in (backfill_cli.backfill, backfill_cli.backfill_cancel, backfill_cli.backfill_list):
         app.cli.add_command(command)
+    app.cli.add_command(cli_controls.pause)
+    app.cli.add_command(cli_controls.resume)
+    app.cli.add_command(cli_controls.list_pauses)
+    app.cli.add_command(cli_events.events)
+    app.cli.add_command(cli_events.trace)
     return app

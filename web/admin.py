@@ -24,10 +24,12 @@ from flask import Blueprint, Flask, abort, current_app, flash, redirect, render_
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
+from hublink.delivery.circuit import read_circuits
 from hublink.domain.errors import StoreUnavailableError
 from hublink.ops import dashboard
 from hublink.ops.backfill import RedisBackfills
 from hublink.ops.dead_letters import DeadLetterFilter
+from web import controls
 from web.container import Parts, parts
 
 bp = Blueprint("admin", __name__, url_prefix="/admin", template_folder="templates", static_folder="static")
@@ -131,6 +133,12 @@ def _headers(response: Response) -> Response:
 def _inject() -> dict[str, Any]:
     """``csrf_token()`` in every admin template."""
     return {"csrf_token": csrf_token}
+
+
+@bp.app_template_filter("admin_ms")
+def _epoch_ms(epoch_ms: int) -> str:
+    """Epoch milliseconds as ``YYYY-MM-DD HH:MM:SS`` UTC."""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(epoch_ms / 1000))
 
 
 @bp.app_template_filter("admin_minute")
@@ -258,7 +266,9 @@ def index() -> str:
     data = dashboard.overview(
         p.redis, p.keys, queue_name=p.settings.queue_name, dead_letters=p.dead_letters, metrics=p.metrics
     )
-    return render_template("admin/overview.html", o=data)
+    return render_template(
+        "admin/overview.html", o=data, pauses=controls.pauses().list(), circuits=read_circuits(p.redis, p.keys)
+    )
 
 
 def read_filter(source: Any) -> tuple[DeadLetterFilter, dict[str, str]]:

@@ -31,16 +31,19 @@ from rq.job import Job
 from hublink.config.portals import load_portals
 from hublink.config.rules_file import RulesFile
 from hublink.config.settings import Settings
+from hublink.delivery.circuit import Breaker, CircuitSettings, RedisCircuitStore
 from hublink.delivery.credentials import CredentialProvider, PortalCredentials, StaticCredentials
 from hublink.delivery.drain import DrainSettings, LaneDrainer
 from hublink.delivery.hubspot import HubSpotClient
 from hublink.delivery.labels import LabelCatalog, LabelDefinitions, check_rule_labels
 from hublink.delivery.lookups import LookupResolver
+from hublink.delivery.pauses import PauseStore
 from hublink.delivery.rate_limit import RedisRateLimiter
 from hublink.domain.errors import ConfigError
 from hublink.domain.retry_policy import RetryPolicy
 from hublink.domain.rules import RuleSet
 from hublink.intake.expansion import Expansion
+from hublink.intake.history import EventHistory
 from hublink.intake.inbox import Inbox
 from hublink.lanes import LaneStore
 from hublink.ops.alerts import Alerter
@@ -232,6 +235,8 @@ def build(settings: Settings, rules_file: RulesFile | None = None, *, consumer: 
         dead_letter_ttl_s=settings.dead_letter_ttl_days * 86400,
         dead_letter_max=settings.dead_letter_max,
         scripts=scripts,
+        # Linked associations are kept (compactly) as long as the event history, for a record's trace.
+        done_ttl_s=max(settings.history_days * 86400, 1),
     )
     client = HubSpotClient(
         settings.hubspot_base_url,
@@ -241,8 +246,15 @@ def build(settings: Settings, rules_file: RulesFile | None = None, *, consumer: 
     credentials = credentials_for(settings, redis, keys, client)
     labels = LabelCatalog(redis, keys, client, cache_ttl_s=settings.label_cache_ttl_s)
     rules = checked_rules(rules_file.rules, labels, credentials, settings)
+    breaker = Breaker(
+        RedisCircuitStore(redis, keys, PauseStore(redis, keys, lease_s=settings.lease_s, scripts=scripts), metrics),
+        CircuitSettings(
+            errors=settings.circuit_errors, window_s=settings.circuit_window_s, probe_s=settings.circuit_probe_s
+        ),
+    )
     drainer = LaneDrainer(
         lanes=lanes,
+        circuit=breaker,
         limiter=RedisRateLimiter(redis, keys, margin=settings.rate_limit_margin, scripts=scripts),
         client=client,
         credentials=credentials,
@@ -278,7 +290,16 @@ def build(settings: Settings, rules_file: RulesFile | None = None, *, consumer: 
     name = consumer or default_name()
     expander = Expander(
         inbox,
-        Expansion(inbox, rules, lanes, metrics, rules_tag=rules_file.tag),
+        Expansion(
+            inbox,
+            rules,
+            lanes,
+            metrics,
+            rules_tag=rules_file.tag,
+            history=EventHistory(
+                redis, keys, days=settings.history_days, max_mb=settings.history_max_mb, scripts=scripts
+            ),
+        ),
         consumer=name,
     )
     alerter = Alerter(
@@ -288,6 +309,9 @@ def build(settings: Settings, rules_file: RulesFile | None = None, *, consumer: 
         url=settings.alert_webhook_url,
         interval_s=settings.alert_interval_s,
         error_rate=settings.alert_error_rate,
+        public_url=settings.public_url,
+        pagerduty_key=settings.alert_pagerduty_key,
+        pagerduty_url=settings.alert_pagerduty_url,
     )
     dispatcher = Dispatcher(
         lanes,

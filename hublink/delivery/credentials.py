@@ -63,6 +63,8 @@ class Credential:
     base_url: str | None = None
     #: The account's time zone (None: HUBLINK_ACCOUNT_TIMEZONE): its daily limit resets at midnight there.
     time_zone: str | None = None
+    #: True when this OAuth token was refreshed just now (a 401 on it is the app's, not the token's age).
+    refreshed: bool = False
 
 
 class CredentialProvider(Protocol):
@@ -131,7 +133,7 @@ class PortalCredentials:
                 time_zone=entry.time_zone,
             )
         assert entry.oauth is not None
-        token = self._access_token(entry.portal_id, entry.oauth, entry.base_url)
+        token, refreshed = self._access_token(entry.portal_id, entry.oauth, entry.base_url)
         return Credential(
             token,
             f"oauth-{digest(entry.oauth.client_id)[:12]}-{entry.portal_id}",
@@ -139,6 +141,7 @@ class PortalCredentials:
             refreshable=True,
             base_url=entry.base_url,
             time_zone=entry.time_zone,
+            refreshed=refreshed,
         )
 
     def invalidate(self, portal_id: str | None) -> None:
@@ -147,20 +150,21 @@ class PortalCredentials:
             with store_errors():
                 self._redis.hdel(self._keys.oauth_token(portal_id), "access_token", "expires_at")
 
-    def _access_token(self, portal_id: str, app: OAuthApp, base_url: str | None = None) -> str:
+    def _access_token(self, portal_id: str, app: OAuthApp, base_url: str | None = None) -> tuple[str, bool]:
+        """The portal's access token, and whether it was refreshed by this call."""
         key = self._keys.oauth_token(portal_id)
         with store_errors():
             cached = {text(k): text(v) for k, v in self._redis.hgetall(key).items()}
         now = self._clock()
         if cached.get("access_token") and float(cached.get("expires_at", 0)) - REFRESH_MARGIN_S > now:
-            return cached["access_token"]
+            return cached["access_token"], False
         lock = self._keys.oauth_token_lock(portal_id)
         with store_errors():
             got_lock = self._redis.set(lock, "1", nx=True, px=REFRESH_LOCK_MS)
         if not got_lock:
             # Another worker is refreshing: use the old token while it is still valid, else retry shortly.
             if cached.get("access_token") and float(cached.get("expires_at", 0)) > now + 5:
-                return cached["access_token"]
+                return cached["access_token"], False
             raise TokenRefreshError(HubSpotErrorDetail(message=f"portal {portal_id}: token refresh in progress"))
         try:
             refresh_token = cached.get("refresh_token") or app.refresh_token
@@ -183,7 +187,7 @@ class PortalCredentials:
                 pipe.expire(key, int(expires_in) + 86400 * 30)
                 pipe.execute()
             log.info("oauth token refreshed", extra={"portal_id": portal_id, "expires_in": expires_in})
-            return access
+            return access, True
         finally:
             with store_errors():
                 self._redis.delete(lock)

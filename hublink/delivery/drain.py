@@ -18,11 +18,13 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
 from hublink.delivery import kinds, outcomes, reconcile
+from hublink.delivery.circuit import Breaker, Trip, is_circuit_error
 from hublink.delivery.credentials import Credential, CredentialProvider
 from hublink.delivery.hubspot import CallResult
 from hublink.delivery.labels import LabelResolver, resolve_types
 from hublink.delivery.lookups import Resolution
 from hublink.delivery.outcomes import Result
+from hublink.delivery.pauses import PAUSE_PARK_S
 from hublink.delivery.rate_limit import Limiter
 from hublink.domain import retry_policy
 from hublink.domain.associations import AssociationRequest, AssociationType, CallKind, split_lane
@@ -37,7 +39,7 @@ from hublink.domain.errors import (
 from hublink.domain.limits import RateLimit
 from hublink.domain.lookups import LookupRequest, is_lookup_lane
 from hublink.domain.times import seconds_until_midnight
-from hublink.lanes import Claimed, EventGroup, Lanes
+from hublink.lanes import Claim, Claimed, EventGroup, Lanes, portal_name
 from hublink.store.counters import CounterOps, Op
 
 log = logging.getLogger("hublink.delivery.drain")
@@ -95,6 +97,8 @@ class DrainReport:
     deferred: int = 0
     dead: int = 0
     ended: str = ""
+    #: The pause that stopped the drain (``portal:<p>``, ``lane:<lane>``, ``circuit:<p>``), or "".
+    paused: str = ""
 
     def add(self, tally: outcomes.Tally) -> None:
         """Count one settle step."""
@@ -113,6 +117,7 @@ class DrainReport:
             "deferred": self.deferred,
             "dead": self.dead,
             "ended": self.ended,
+            "paused": self.paused,
         }
 
 
@@ -163,6 +168,7 @@ class LaneDrainer:
         sleep: Callable[[float], None] = time.sleep,
         metrics: CounterOps | None = None,
         labels: LabelResolver | None = None,
+        circuit: Breaker | None = None,
     ) -> None:
         self._lanes = lanes
         self._labels = labels
@@ -180,6 +186,9 @@ class LaneDrainer:
         self._pending_ops: list[Op] = []
         #: (lane, pair) -> when this worker saw HubSpot link it (wall clock), oldest first.
         self._linked: dict[tuple[str, tuple[str, str]], float] = {}
+        #: The portal's circuit breaker (None: no breaker), and the trip the current claim's calls caused.
+        self._circuit = circuit
+        self._trip: Trip | None = None
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
@@ -198,15 +207,25 @@ class LaneDrainer:
                 claim = self._lanes.claim(lane, LOOKUP_CLAIM)
             else:
                 claim = self._lanes.claim(lane, self._settings.batch_size, window_ms=self._settings.batch_window_ms)
+            probing = False
+            if claim.paused:
+                probe = self._paused(lane, claim, report, lookups=lookups)
+                if probe is None:
+                    return report
+                claim, probing = probe, True
             if claim.wait_ms:
                 report.ended = self._lanes.finish(lane, park_until_ms=self._now_ms() + claim.wait_ms)
                 return report
             if not claim.items:
                 report.ended = self._lanes.finish(lane)
                 return report
+            self._trip = None
             try:
                 credential = self._credentials.for_portal(portal)
             except DeliveryError as exc:  # an unknown portal (dead-lettered), or an OAuth refresh that failed
+                if self._circuit is not None and self._circuit.failed_credentials(portal_name(portal), exc):
+                    self._trip_hand_back(lane, report, claim.items)
+                    return report
                 self._settle(lane, report, [Result(item, exc) for item in claim.items])
                 continue
             if lookups:
@@ -229,6 +248,16 @@ class LaneDrainer:
             delivery = self._deliver_runs(credential, portal, from_type, to_type, items)
             self._remember_linked(lane, delivery.results)
             report.calls += delivery.calls
+            if self._trip is not None:
+                # The portal's circuit is open: what failed for the portal's sake goes back unspent, with
+                # what was held behind it.
+                back = [r.item for r in delivery.results if is_circuit_error(r.error)] + delivery.left + delivery.held
+                kept = [r for r in delivery.results if not is_circuit_error(r.error)]
+                self._settle(lane, report, kept, delivery.ops, credential)
+                self._trip_hand_back(lane, report, back)
+                return report
+            if probing and self._circuit is not None:
+                self._circuit.answered(portal_name(portal))
             settlement = self._settle(lane, report, delivery.results, delivery.ops, credential)
             if delivery.held:
                 self._hold(lane, delivery.held, settlement)
@@ -270,6 +299,43 @@ class LaneDrainer:
         horizon = now - RECENTLY_LINKED_S
         while self._linked and (len(self._linked) > RECENTLY_LINKED_MAX or next(iter(self._linked.values())) < horizon):
             del self._linked[next(iter(self._linked))]
+
+    def _paused(self, lane: str, claim: Claim, report: DrainReport, *, lookups: bool) -> Claim | None:
+        """A paused lane: park it (None), or, when an open circuit's probe is due, claim one item to send."""
+        report.paused = claim.paused
+        now = self._now_ms()
+        park_until = now + int(PAUSE_PARK_S * 1000)
+        portal = portal_name(split_lane(lane)[0])
+        if claim.paused.startswith("circuit:") and self._circuit is not None and not lookups:
+            wait_ms = self._circuit.probe_wait_ms(portal)
+            if wait_ms:
+                park_until = now + wait_ms
+            else:
+                probe = self._lanes.claim(lane, 1, probe=True)
+                if probe.items:
+                    log.info("probing an open circuit", extra={"portal_id": portal, "lane": lane})
+                    return probe
+                if not probe.paused:
+                    # Nothing due to probe with: the probe slot goes to the next lane that has work.
+                    report.ended = self._lanes.finish(lane)
+                    return None
+        # Nothing was claimed: the lane waits, parked, until a resume or a closing circuit wakes it (or the
+        # park runs out and it looks again).
+        report.ended = self._lanes.finish(lane, park_until_ms=park_until)
+        return None
+
+    def _trip_hand_back(self, lane: str, report: DrainReport, items: Sequence[Claimed]) -> None:
+        """The portal's circuit opened: hand ``items`` back unspent and park the lane until the next probe."""
+        assert self._circuit is not None
+        portal = portal_name(split_lane(lane)[0])
+        now = self._now_ms()
+        ops, self._pending_ops = self._pending_ops, []
+        if items:
+            self._lanes.settle(lane, outcomes.hand_back(items, now), ops)
+        report.deferred += len(items)
+        report.paused = f"circuit:{portal}"
+        report.ended = self._lanes.finish(lane, park_until_ms=now + self._circuit.probe_ms)
+        self._trip = None
 
     def _park(self, lane: str, items: Sequence[Claimed], due_ms: int) -> None:
         """Return claimed work untouched (no attempt spent), due at ``due_ms``; count the park."""
@@ -497,6 +563,11 @@ class LaneDrainer:
         groups = [list(by_pair)]
         calls = 0
         while groups:
+            if self._trip is not None:
+                # The portal's circuit opened on an earlier call: send nothing more for it.
+                left = [item for g in groups for pair in g for item in by_pair[pair]]
+                done = [Result(i, decided[p]) for p, its in by_pair.items() if p in decided for i in its]
+                return Delivery(done, ops, calls, left)
             group = groups.pop(0)
             if calls or not token_taken:
                 wait_ms = self._take_token(credential.bucket, self._limit_for(credential))
@@ -565,6 +636,10 @@ class LaneDrainer:
                 )
         except DeliveryError as exc:
             ops += outcomes.request_ops(self._metrics, endpoint, exc.status, exc, self._clock())
+            if self._circuit is not None:
+                self._trip = self._circuit.failed(
+                    portal_name(portal), exc, refreshable=credential.refreshable, refreshed=credential.refreshed
+                )
             if isinstance(exc, AuthError) and credential.refreshable:
                 # HubSpot refused an OAuth token: refresh once and retry, rather than give up on the pair.
                 self._credentials.invalidate(portal)

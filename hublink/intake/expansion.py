@@ -20,6 +20,7 @@ from hublink.domain.errors import InvalidInputError
 from hublink.domain.events import CrmEvent
 from hublink.domain.lookups import LookupRequest, Work
 from hublink.domain.rules import Fixed, PlannedAssociation, RuleSet
+from hublink.intake.history import EventHistory, EventOutcome
 from hublink.intake.inbox import KIND_ASSOCIATIONS, MAX_DELIVERIES, Inbox, InboxEntry
 from hublink.lanes import EventGroup, LaneStore, PendingItem
 from hublink.store.counters import Counters, Op
@@ -41,6 +42,8 @@ class IntakeReport:
     already_expanded: bool = False
     #: Events the entry held that cannot be used: kept in inbox:failed with their reason.
     unusable: int = 0
+    #: What became of each event (for the event history).
+    outcomes: tuple[EventOutcome, ...] = ()
 
     def as_dict(self) -> dict[str, object]:
         """JSON-safe form."""
@@ -62,6 +65,12 @@ def source_slug(source: str) -> str:
 
 def plan(event: CrmEvent, rules: RuleSet, received_at: float) -> tuple[list[Work], list[str], bool]:
     """The work one event asks for, the problems met, and whether any rule matched."""
+    work, problems, matched = plan_named(event, rules, received_at)
+    return work, problems, bool(matched)
+
+
+def plan_named(event: CrmEvent, rules: RuleSet, received_at: float) -> tuple[list[Work], list[str], tuple[str, ...]]:
+    """Like :func:`plan`, with the names of the rules that matched."""
     evaluation = rules.evaluate(event)
     problems = list(evaluation.problems)
     source = source_slug(event.source)
@@ -103,7 +112,7 @@ def plan(event: CrmEvent, rules: RuleSet, received_at: float) -> tuple[list[Work
                     occurred_at=event.occurred_at,
                 )
             )
-    return work, problems, bool(evaluation.matched_rules)
+    return work, problems, evaluation.matched_rules
 
 
 def _options(planned: PlannedAssociation, *, wire: bool) -> dict[str, Any]:
@@ -162,8 +171,10 @@ def accept(
             cache[key] = built
         return cache[key]
 
+    planned: list[tuple[tuple[str, ...], tuple[str, ...]]] = []
     for event in events:
-        work, event_problems, matched = plan(event, rules, received_at)
+        work, event_problems, matched = plan_named(event, rules, received_at)
+        planned.append((matched, tuple(event_problems)))
         if event_problems:
             problems.extend(event_problems)
             ops.extend(
@@ -189,6 +200,19 @@ def accept(
     lookups = sum(1 for g in stored for w in g.requests if isinstance(w, LookupRequest))
     if problems:
         log.warning("rules could not be applied to some events", extra={"problems": problems[:20]})
+    outcomes = []
+    for index, (event, group, (matched, noted)) in enumerate(zip(events, groups, planned, strict=True)):
+        ids = result.ids[index] if result else ()
+        if ids is None:
+            outcome = "duplicate"
+        elif not matched:
+            outcome = "unmatched"
+        elif noted and not group.requests:
+            outcome = "problem"
+        else:
+            outcome = "accepted"
+        produced = tuple(zip(ids, group.requests, strict=True)) if ids else ()
+        outcomes.append(EventOutcome(index, outcome, event, matched, produced, noted))
     return IntakeReport(
         len(events) + unusable,
         result.duplicates if result else 0,
@@ -197,6 +221,7 @@ def accept(
         lookups,
         tuple(problems),
         unusable=unusable,
+        outcomes=tuple(outcomes),
     )
 
 
@@ -208,8 +233,16 @@ class Expansion:
     """Expands one inbox entry at a time: rules → work, stored with the entry's acknowledgement."""
 
     def __init__(
-        self, inbox: Inbox, rules: RuleSet, lanes: LaneStore, metrics: Counters, *, rules_tag: str = ""
+        self,
+        inbox: Inbox,
+        rules: RuleSet,
+        lanes: LaneStore,
+        metrics: Counters,
+        *,
+        rules_tag: str = "",
+        history: EventHistory | None = None,
     ) -> None:
+        self._history = history
         self._inbox = inbox
         self._rules = rules
         self._queueing = lanes
@@ -265,7 +298,15 @@ class Expansion:
         else:
             # The webhook answered with this entry id: here is what became of its events.
             log.info("inbox entry expanded", extra={"entry": entry.entry_id, **report.as_dict()})
+            first = len(batch.events)
+            unusable = [EventOutcome(first + n, "unusable", problems=(u.reason,)) for n, u in enumerate(batch.unusable)]
+            self._remember(entry, [*report.outcomes, *unusable])
         return report
+
+    def _remember(self, entry: InboxEntry, outcomes: Sequence[EventOutcome]) -> None:
+        """Keep the entry in the event history (after its work is stored: history never holds work back)."""
+        if self._history is not None:
+            self._history.record(entry.entry_id, entry.received_at, entry.kind, outcomes)
 
     def _rules_match(self, entry: InboxEntry) -> bool:
         """False (the entry stays pending) when the web had rules and this worker has none: never drop events."""
@@ -304,6 +345,9 @@ class Expansion:
             ack=self._inbox.ack_target(entry.entry_id),
         )
         stored = 0 if result.already_expanded else len(items)
+        if stored:
+            produced = tuple((item.association_id, item.request) for item in items)
+            self._remember(entry, [EventOutcome(0, "accepted", CrmEvent(source="api"), produced=produced)])
         return IntakeReport(len(items), 0, 0, stored, 0, (), already_expanded=result.already_expanded)
 
     def _set_aside(self, entry: InboxEntry, reason: str) -> None:

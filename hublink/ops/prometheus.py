@@ -15,6 +15,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 from redis import Redis
 
+from hublink.delivery.circuit import read_circuits
 from hublink.ops.metrics import COUNTERS, LATENCY, LATENCY_BUCKETS_S, Metrics
 from hublink.store.connections import text
 from hublink.store.keys import Keys
@@ -45,6 +46,8 @@ class HubLinkCollector(Collector):
             yield family
         yield self._latency()
         yield from self._gauges()
+        yield self._circuits()
+        yield from self._history()
 
     def _latency(self) -> Metric:
         raw = self._metrics.read(LATENCY)
@@ -74,6 +77,7 @@ class HubLinkCollector(Collector):
         pipe.llen(self._queue_key)
         pipe.xlen(self._keys.inbox)
         pipe.xlen(self._keys.inbox_failed)
+        pipe.hkeys(self._keys.paused)
         results = pipe.execute()
         depth = GaugeMetricFamily(PREFIX + "queue_depth", "Associations waiting in lanes", labels=["lane"])
         oldest = 0.0
@@ -83,7 +87,8 @@ class HubLinkCollector(Collector):
             if first:
                 oldest = max(oldest, (now_ms - first[0][1]) / 1000)
         yield depth
-        inflight, dead, dropped, rq_depth, inbox, inbox_failed = results[2 * len(lanes) :]
+        inflight, dead, dropped, rq_depth, inbox, inbox_failed, paused = results[2 * len(lanes) :]
+        yield self._paused(paused)
         yield GaugeMetricFamily(
             PREFIX + "oldest_pending_age_seconds", "Age of the oldest due-or-waiting association", value=oldest
         )
@@ -99,6 +104,39 @@ class HubLinkCollector(Collector):
         yield GaugeMetricFamily(
             PREFIX + "inbox_failed", "Inbox entries set aside because they could not be expanded", value=inbox_failed
         )
+
+    def _history(self) -> Iterator[Metric]:
+        """The event history's size, and what its size cap dropped."""
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.zcard(self._keys.history)
+        pipe.get(self._keys.history_bytes)
+        pipe.get(self._keys.history_dropped)
+        count, size, dropped = pipe.execute()
+        yield GaugeMetricFamily(PREFIX + "history_requests", "Accepted requests kept in the event history", value=count)
+        yield GaugeMetricFamily(PREFIX + "history_bytes", "Bytes the history records hold", value=int(size or 0))
+        yield GaugeMetricFamily(
+            PREFIX + "history_dropped", "Event history records dropped by its size cap, ever", value=int(dropped or 0)
+        )
+
+    def _circuits(self) -> Metric:
+        """1 for each portal whose circuit is open, 0 for one that opened and closed since."""
+        family = GaugeMetricFamily(
+            PREFIX + "circuit_open", "1 while a portal's circuit is open (calls stopped)", labels=["portal", "reason"]
+        )
+        for circuit in read_circuits(self._redis, self._keys):
+            family.add_metric([circuit.portal, circuit.reason], 1 if circuit.is_open else 0)
+        return family
+
+    @staticmethod
+    def _paused(fields: list[bytes]) -> Metric:
+        """1 for each pause: a portal or lane an operator paused, or a portal whose circuit is open."""
+        family = GaugeMetricFamily(
+            PREFIX + "paused", "Paused deliveries (scope portal, lane, or circuit: open)", labels=["scope", "name"]
+        )
+        for field in sorted(text(f) for f in fields):
+            scope, _, name = field.partition(":")
+            family.add_metric([scope, name], 1)
+        return family
 
 
 def render(redis: Redis, keys: Keys, queue_name: str) -> bytes:

@@ -46,6 +46,7 @@ COUNTERS: tuple[Counter, ...] = (
     Counter("rule_problems", "Rules that matched an event but could not be applied to it", ("rule",)),
     Counter("inbox_set_aside", "Inbox entries that could not be expanded, moved to inbox:failed", ("kind",)),
     Counter("alerts_sent", "Alerts posted to the alert webhook, by kind and outcome", ("kind", "outcome")),
+    Counter("circuit_changes", "Portal circuits opened and closed, by reason", ("event", "reason")),
 )
 LATENCY = "e2e_latency_seconds"
 #: Per-minute series for the dashboard's last-hour charts: ``ts:<epoch minute>`` hashes, kept two hours.

@@ -43,9 +43,22 @@ key                             type    holds                                   
 ``backfill:<id>``               hash    one backfill: rule, plan, cursor (last hs_object_id     30 days after its
                                         read), counts, state, cancel flag (JSON fields)         last change
 ``backfills``                   zset    backfill ids by start time (ms), for the dashboard      newest 100 kept
-``hb:<worker>``                  string  a worker's last heartbeat (epoch ms), from its          one minute
+``hb:<worker>``                string  a worker's last heartbeat (epoch ms), from its          one minute
                                         dispatcher
 ``inbox:excused:<entry>``       string  deliveries of an inbox entry caused by Redis trouble    one day
+``paused``                      hash    what is paused: field portal:<p>, lane:<lane> or        until resumed
+                                        circuit:<p> (an open circuit), value JSON (since, why)
+``circuits``                    hash    each portal's circuit: JSON (state, reason, message,    permanent
+                                        opened/closed ms, probes)
+``circuit:<portal>:errors``     string  5xx/timeouts in the current circuit window (counter)    one window
+``circuit:<portal>:probe``      string  "a probe call is due after this" (one worker probes)    probe interval
+``ev:<entry>``                  string  one accepted request and its events' outcomes (JSON)    history window
+``evs``                         zset    history entry ids scored by when accepted (ms)          entries trimmed
+``evs:bytes``                   string  bytes the history's records hold (counter)              permanent
+``evs:dropped``                 string  history records dropped by the size cap (counter)       permanent
+``evr:<record>``                zset    history entry ids naming one record (type/id), by time  history window
+``done:<id>``                   string  a linked association, compactly (JSON: when, req,       history window
+                                        attempts, hist), for a record's trace
 ==============================  ======  ======================================================  ==================
 
 HubLink also reads two of RQ's own keys (named here so that nothing else spells them): ``rq:queue:<name>``
@@ -233,6 +246,61 @@ class Keys:
         """Backfill ids by start time."""
         return f"{self.prefix}backfills"
 
+    @property
+    def paused(self) -> str:
+        """Hash of what is paused (fields from :func:`pause_field`), read by claim.lua on every claim."""
+        return f"{self.prefix}paused"
+
+    @property
+    def circuits(self) -> str:
+        """Hash of each portal's circuit (JSON per portal)."""
+        return f"{self.prefix}circuits"
+
+    def circuit_errors(self, portal: str) -> str:
+        """Counter of a portal's 5xx and timeouts in the current circuit window."""
+        return f"{self.prefix}circuit:{portal}:errors"
+
+    def circuit_probe(self, portal: str) -> str:
+        """Held between two probes of a portal's open circuit: whoever sets it probes."""
+        return f"{self.prefix}circuit:{portal}:probe"
+
+    def history_record(self, entry_id: str) -> str:
+        """One accepted request's history record."""
+        return f"{self.prefix}ev:{entry_id}"
+
+    @property
+    def history_prefix(self) -> str:
+        """Prefix of history records (Lua scripts append the entry id)."""
+        return f"{self.prefix}ev:"
+
+    @property
+    def history(self) -> str:
+        """Zset of history entry ids by time accepted."""
+        return f"{self.prefix}evs"
+
+    @property
+    def history_bytes(self) -> str:
+        """Bytes held by history records."""
+        return f"{self.prefix}evs:bytes"
+
+    @property
+    def history_dropped(self) -> str:
+        """History records dropped by the size cap."""
+        return f"{self.prefix}evs:dropped"
+
+    def history_index(self, record: str) -> str:
+        """Zset of history entry ids whose events or associations name ``record`` (``deals/123``)."""
+        return f"{self.prefix}evr:{record}"
+
+    def done(self, association_id: str) -> str:
+        """A linked association's compact record (kept for traces)."""
+        return f"{self.prefix}done:{association_id}"
+
+    @property
+    def done_prefix(self) -> str:
+        """Prefix of done records (settle.lua appends the id)."""
+        return f"{self.prefix}done:"
+
     def throttle(self, scope: str) -> str:
         """Failed admin authentications in the current window for ``scope`` (an address, or ``all``)."""
         return f"{self.prefix}throttle:{digest(scope)}"
@@ -249,6 +317,17 @@ class Keys:
     def inbox_excused(self, entry_id: str) -> str:
         """How many deliveries of an inbox entry a Redis outage caused (they do not count towards setting it aside)."""
         return f"{self.prefix}inbox:excused:{entry_id}"
+
+
+#: The scopes a pause can name: a portal, a lane, or a portal's open circuit (set by the circuit breaker).
+PAUSE_SCOPES = ("portal", "lane", "circuit")
+
+
+def pause_field(scope: str, name: str) -> str:
+    """The ``paused`` hash field for ``scope`` (one of :data:`PAUSE_SCOPES`) and a portal or lane name."""
+    if scope not in PAUSE_SCOPES:
+        raise ValueError(f"scope: expected one of {PAUSE_SCOPES}, got {scope!r}")
+    return f"{scope}:{name}"
 
 
 #: How long an Idempotency-Key holds its first answer (``idem:<digest>``): a day of retries.

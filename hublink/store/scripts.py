@@ -25,6 +25,8 @@ SCRIPT_NAMES = (
     "set_aside",
     "idempotent_add",
     "throttle_fail",
+    "resume",
+    "history_add",
 )
 
 
@@ -46,6 +48,8 @@ class Scripts:
     set_aside: Script
     idempotent_add: Script
     throttle_fail: Script
+    resume: Script
+    history_add: Script
 
     def __init__(self, redis: Redis) -> None:
         for name in SCRIPT_NAMES:

@@ -148,6 +148,9 @@ def env_for(settings: Settings) -> dict[str, str]:
         "HUBLINK_DAILY_LIMIT_DEFER_S": str(settings.daily_limit_defer_s),
         "HUBLINK_ACCOUNT_TIMEZONE": settings.account_timezone,
         "HUBLINK_MAX_RETRY_AFTER_S": str(settings.max_retry_after_s),
+        "HUBLINK_CIRCUIT_ERRORS": str(settings.circuit_errors),
+        "HUBLINK_CIRCUIT_WINDOW_S": str(settings.circuit_window_s),
+        "HUBLINK_CIRCUIT_PROBE_S": str(settings.circuit_probe_s),
         "HUBLINK_LOG_LEVEL": "INFO",
         "PYTHONUNBUFFERED": "1",
     }

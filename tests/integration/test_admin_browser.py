@@ -72,16 +72,17 @@ def shot(page: Page, name: str) -> None:
 def test_an_operator_sees_a_failure_replays_it_and_watches_it_succeed(
     stack: Stack, sim: Sim, browser_page: Page
 ) -> None:
-    """Log in, find the dead letter a real 403 made, replay it, and see it linked in the simulator."""
+    """Log in, find the dead letter a real 409 made, replay it, and see it linked in the simulator."""
     page = browser_page
     # A limit makes the simulator send X-HubSpot-RateLimit-* headers, which the headroom chart shows.
     requests.put(f"{sim.url}/_sim/config", json={"rate_limit": "100/10s"}, timeout=5).raise_for_status()
-    sim.faults(script=[{"status": 403, "missing_scopes": ["crm.objects.deals.write"]}])
+    # A 409 is the association's own failure; a 403 would open the portal's circuit instead of dead-lettering.
+    sim.faults(script=[{"status": 409}])
     stack.worker()
     url = stack.gunicorn(HUBLINK_SECRET_KEY="browser-test-secret")
     [letter_id] = post_associations(url, [assoc(4242, 2424)])
     redis = redis_lib.Redis.from_url(stack.settings.redis_url)
-    wait_for(lambda: letter_id in dead_letter_ids(redis), timeout=30, interval=0.1, what="the 403 to dead-letter")
+    wait_for(lambda: letter_id in dead_letter_ids(redis), timeout=30, interval=0.1, what="the 409 to dead-letter")
 
     page.goto(f"{url}/admin")
     assert page.url.startswith(f"{url}/admin/login")
@@ -95,15 +96,14 @@ def test_an_operator_sees_a_failure_replays_it_and_watches_it_succeed(
     page.click("header >> text=Dead letters")
     page.wait_for_url(f"{url}/admin/dead-letters")
     row = page.locator(f"#letter-{letter_id}")
-    assert row.locator(".status").inner_text() == "403"
-    assert row.locator(".category").inner_text() == "MISSING_SCOPES"
+    assert row.locator(".status").inner_text() == "409"
+    assert row.locator(".category").inner_text() == "CONFLICT"
     shot(page, "3-dead-letters")
 
     row.locator(f"text={letter_id}").click()
     page.wait_for_url(f"{url}/admin/dead-letters/{letter_id}")
     assert page.inner_text("#letter-id") == letter_id
-    assert page.inner_text("#status") == "403"
-    assert "crm.objects.deals.write" in page.inner_text("#missing-scopes")
+    assert page.inner_text("#status") == "409"
     shot(page, "4-dead-letter")
 
     page.click("#replay")

@@ -32,6 +32,8 @@ def test_nothing_accepted_is_lost_under_chaos(stack: Stack, sim: Sim, tmp_path: 
             retry_cap_s=0.5,
             max_attempts=8,
             batch_size=20,
+            # 40 % of calls failing may open the portal's circuit: then probe every second, not every 30.
+            circuit_probe_s=1.0,
         )
         url = stack.gunicorn()
         items = [assoc(i, 900 + i % 3, to_type=("contacts", "companies", "tickets")[i % 3]) for i in range(1, 301)]

@@ -218,8 +218,8 @@ class TestBulkReplayEndToEnd:
 
 
 def test_post_then_dead_letter_then_replay_succeeds(stack: Stack, sim: Sim) -> None:
-    """A real 403 dead-letters an association; after the fault clears, its replay links it."""
-    sim.faults(script=[{"status": 403}])
+    """A real 409 dead-letters an association; after the fault clears, its replay links it."""
+    sim.faults(script=[{"status": 409}])
     stack.worker()
     url = stack.gunicorn()
     [association_id] = post_associations(url, [assoc(321, 654)])

@@ -72,7 +72,7 @@ class TestMetricsAndLogs:
 
     def test_logs_are_json_lines_without_secrets(self, stack: Stack, sim: Sim) -> None:
         """Every line every process printed during a run is a JSON object, and no configured secret appears."""
-        sim.faults(script=[{"status": 503}, {"status": 403}])
+        sim.faults(script=[{"status": 503}, {"status": 409}])
         stack.worker()
         url = stack.gunicorn()
         post_associations(url, [assoc(1), assoc(2, 3)])
@@ -188,7 +188,7 @@ class TestAlerts:
     ) -> None:
         """Two waves of dead letters inside one interval give one alert; the next interval reports the rest."""
         hook, received = alert_sink
-        sim.faults(error_rate=1.0, error_status=403)
+        sim.faults(error_rate=1.0, error_status=409)  # dead-lettered (a 403 would open the circuit instead)
         stack.worker(HUBLINK_ALERT_WEBHOOK_URL=hook, HUBLINK_ALERT_INTERVAL_S="4")
         url = stack.gunicorn()
         post_associations(url, [assoc(i) for i in range(1, 4)])
@@ -203,7 +203,7 @@ class TestAlerts:
 
     def test_a_failing_alert_webhook_never_breaks_a_worker(self, stack: Stack, sim: Sim) -> None:
         """With an alert URL that refuses connections, dead letters are still made and the worker lives on."""
-        sim.faults(script=[{"status": 403}])
+        sim.faults(script=[{"status": 409}])
         worker = stack.worker(HUBLINK_ALERT_WEBHOOK_URL=f"http://127.0.0.1:{free_port()}/nothing-here")
         url = stack.gunicorn()
         post_associations(url, [assoc(1)])

@@ -114,25 +114,26 @@ class TestErrorClasses:
         assert not dead_letter_ids(redis)
         assert PAIR not in sim.pairs()
 
-    def test_a_403_with_missing_scopes_is_dead_lettered_with_its_reason(self, stack: Stack, sim: Sim) -> None:
-        """403 missingScopes: dead-lettered at once with category, scopes and correlationId."""
+    def test_a_403_with_missing_scopes_opens_the_circuit_and_spends_no_attempt(self, stack: Stack, sim: Sim) -> None:
+        """403 missingScopes: the portal's circuit opens (no attempt, no dead letter); a later probe links it."""
+        stack.settings = replace(stack.settings, circuit_probe_s=1.0)
         sim.faults(script=[{"status": 403, "missing_scopes": ["crm.objects.deals.write"]}])
-        association_id, redis = one(stack)
+        _, redis = one(stack)
         wait_settled(redis, timeout=30)
-        body = letter(redis, association_id)
-        assert body["status"] == 403
-        assert body["missingScopes"] == ["crm.objects.deals.write"]
-        assert body["correlationId"]
-        assert body["attemptCount"] == 1
-        assert PAIR not in sim.pairs()
+        assert PAIR in sim.pairs()
+        assert not dead_letter_ids(redis)
+        circuit = json.loads(redis.hget("hl:circuits", "_") or b"{}")
+        assert circuit["reason"] == "missing_scopes" and circuit["state"] == "closed"
+        assert "crm.objects.deals.write" in circuit["message"]
 
-    def test_a_401_is_dead_lettered(self, stack: Stack, sim: Sim) -> None:
-        """A static token HubSpot refuses (401) is dead-lettered with category INVALID_AUTHENTICATION."""
+    def test_a_401_opens_the_circuit_instead_of_dead_lettering(self, stack: Stack, sim: Sim) -> None:
+        """A static token HubSpot refuses (401): the circuit opens; the association waits unspent, not dead."""
         stack.settings = replace(stack.settings, hubspot_access_token="pat-unknown-token")
         association_id, redis = one(stack)
-        wait_settled(redis, timeout=30)
-        body = letter(redis, association_id)
-        assert body["status"] == 401 and body["category"] and body["correlationId"]
+        wait_for(lambda: redis.hexists("hl:paused", "circuit:_"), timeout=30, what="the circuit to open")
+        assert redis.hget(f"hl:a:{association_id}", "attempts") in (None, b"0")
+        assert not dead_letter_ids(redis)
+        assert sim.get("/_sim/requests")["by_status"]["401"] == 1
 
     def test_a_404_inside_the_grace_is_retried_then_succeeds(self, stack: Stack, sim: Sim) -> None:
         """A fresh record that 404s once is retried inside the grace and linked."""

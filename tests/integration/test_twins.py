@@ -8,6 +8,8 @@ from collections.abc import Iterator
 import pytest
 import redis as redis_lib
 
+from hublink.delivery.circuit import Circuit, CircuitStore, MemoryCircuitStore, RedisCircuitStore
+from hublink.delivery.pauses import MemoryPauses, Pauses, PauseStore
 from hublink.delivery.rate_limit import Limiter, MemoryLimiter, RedisRateLimiter
 from hublink.domain.associations import AssociationRequest
 from hublink.domain.limits import RateLimit
@@ -99,3 +101,48 @@ class TestLimiter:
         limiter.block("b", 60)
         limiter.block("b", 1)
         assert limiter.acquire("b", RateLimit(100, 10.0)) > 50_000
+
+
+@pytest.fixture(params=["redis", "memory"])
+def paused_lanes(request: pytest.FixtureRequest, redis_client: redis_lib.Redis) -> tuple[Lanes, Pauses, CircuitStore]:
+    """Each implementation of the lanes with its pauses and circuits."""
+    if request.param == "redis":
+        store = PauseStore(redis_client, Keys())
+        return LaneStore(redis_client, Keys(), lease_s=30), store, RedisCircuitStore(redis_client, Keys(), store)
+    memory = MemoryLanes(lease_s=30)
+    pauses = MemoryPauses(memory)
+    return memory, pauses, MemoryCircuitStore(pauses)
+
+
+class TestPausesAndCircuits:
+    """Both stop a paused lane's claim, let a probe through an open circuit only, and resume."""
+
+    @pytest.mark.parametrize(("scope", "name"), [("portal", "_"), ("lane", LANE)])
+    def test_a_pause_stops_the_claim_and_a_resume_lets_it_through(
+        self, paused_lanes: tuple[Lanes, Pauses, CircuitStore], scope: str, name: str
+    ) -> None:
+        """Paused: nothing claimed, the field named; resumed: the work is claimed."""
+        lanes, pauses, _ = paused_lanes
+        lanes.enqueue([EventGroup([request(1)])])
+        assert pauses.pause(scope, name, "why") is True
+        claim = lanes.claim(LANE, 10)
+        assert (claim.items, claim.paused) == ([], f"{scope}:{name}")
+        assert [(p.scope, p.name, p.reason) for p in pauses.list()] == [(scope, name, "why")]
+        assert pauses.resume(scope, name) is True and pauses.resume(scope, name) is False
+        assert len(lanes.claim(LANE, 10).items) == 1
+
+    def test_an_open_circuit_lets_only_its_probe_through(
+        self, paused_lanes: tuple[Lanes, Pauses, CircuitStore]
+    ) -> None:
+        """Open: a claim is refused, a probe's is not; one probe slot per interval; closing lifts it."""
+        lanes, _, circuits = paused_lanes
+        lanes.enqueue([EventGroup([request(1), request(2)])])
+        opened = Circuit(portal="_", state="open", reason="token_rejected", message="401", opened_ms=1)
+        assert circuits.open(opened, 60_000) is True and circuits.open(opened, 60_000) is False
+        assert lanes.claim(LANE, 10).paused == "circuit:_"
+        assert len(lanes.claim(LANE, 1, probe=True).items) == 1
+        assert circuits.take_probe("_", 60_000) > 0
+        closed = circuits.close("_", 5)
+        assert closed is not None and closed.state == "closed" and circuits.close("_", 6) is None
+        assert [c.state for c in circuits.circuits()] == ["closed"]
+        assert len(lanes.claim(LANE, 10).items) == 1

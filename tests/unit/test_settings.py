@@ -63,6 +63,13 @@ DOCUMENTED_DEFAULTS: dict[str, object] = {
     "alert_webhook_url": None,
     "alert_interval_s": 300.0,
     "alert_error_rate": 0.2,
+    "alert_pagerduty_key": None,
+    "alert_pagerduty_url": "https://events.pagerduty.com/v2/enqueue",
+    "history_days": 7.0,
+    "history_max_mb": 256.0,
+    "circuit_errors": 20,
+    "circuit_window_s": 60.0,
+    "circuit_probe_s": 30.0,
     "log_level": "INFO",
     "cookie_secure": False,
 }
@@ -77,6 +84,7 @@ SECRETS = {
     "HUBLINK_ALERT_WEBHOOK_URL": "https://hooks.example.test/services/secret-0006",
     "HUBLINK_SECRET_KEY": "session-key-secret-0007",
     "REDIS_SENTINEL_PASSWORD": "sentinel-secret-0008",
+    "HUBLINK_ALERT_PAGERDUTY_KEY": "pagerduty-routing-secret-0009",
 }
 
 
@@ -145,6 +153,10 @@ class TestFromEnv:
             ("REDIS_SENTINELS", "127.0.0.1:26379"),
             ("REDIS_SENTINEL_MASTER", "mymaster"),
             ("HUBLINK_REDIS_MIN_REPLICAS", "-1"),
+            ("HUBLINK_CIRCUIT_ERRORS", "0"),
+            ("HUBLINK_ALERT_PAGERDUTY_URL", "events.pagerduty.com"),
+            ("HUBLINK_CIRCUIT_WINDOW_S", "0"),
+            ("HUBLINK_CIRCUIT_PROBE_S", "0.01"),
         ],
     )
     def test_a_bad_value_is_refused_naming_the_variable_first(self, name: str, value: str) -> None:
@@ -214,6 +226,13 @@ class TestFromEnv:
             "HUBLINK_ALERT_WEBHOOK_URL": "https://hooks.example",
             "HUBLINK_ALERT_INTERVAL_S": "9",
             "HUBLINK_ALERT_ERROR_RATE": "0.5",
+            "HUBLINK_ALERT_PAGERDUTY_KEY": "g",
+            "HUBLINK_ALERT_PAGERDUTY_URL": "http://127.0.0.1:9/v2/enqueue",
+            "HUBLINK_HISTORY_DAYS": "1",
+            "HUBLINK_HISTORY_MAX_MB": "16",
+            "HUBLINK_CIRCUIT_ERRORS": "5",
+            "HUBLINK_CIRCUIT_WINDOW_S": "10",
+            "HUBLINK_CIRCUIT_PROBE_S": "2",
             "HUBLINK_LOG_LEVEL": "ERROR",
             "HUBLINK_SECRET_KEY": "f",
             "HUBLINK_COOKIE_SECURE": "true",

@@ -1,7 +1,8 @@
 -- settle.lua: record the outcome of each association of one HubSpot call.
 -- KEYS[1]  inflight zset   KEYS[2]  lanes zset   KEYS[3]  dead-letter zset   KEYS[4]  dropped counter
 -- ARGV[1]  JSON {now: ms, dl_ttl_s, dl_max, dl_prefix, counters: [[key, field, n, ttl_s]...],
---                outcomes: [{id, akey, kind: done|retry|dead, lane, lkey, due?, attempts?, hist?, dl?}]}
+--                outcomes: [{id, akey, kind: done|retry|dead, lane, lkey, due?, attempts?, hist?, dl?}],
+--                done_prefix?, done_ttl_s? (optional: keep a compact record of each done association)}
 -- Guarantee: atomic, and settles only associations that still exist: if a lease ran out and another
 -- worker settled the same association first, a late "retry" cannot bring a finished one back.
 -- "dead" writes the dead letter and deletes the association in one step: never in both, never in neither.
@@ -13,6 +14,13 @@ for _, o in ipairs(p.outcomes) do
   if redis.call('EXISTS', o.akey) == 1 then
     applied = applied + 1
     if o.kind == 'done' then
+      if p.done_prefix then
+        -- Kept for a record's trace: when it was linked, after how many attempts, and their history.
+        local f = redis.call('HMGET', o.akey, 'req', 'first_seen', 'replays')
+        redis.call('SET', p.done_prefix .. o.id, cjson.encode({
+          at = p.now, req = f[1], first_seen = f[2], replays = f[3], attempts = o.attempts, hist = o.hist,
+          lane = o.lane}), 'EX', p.done_ttl_s)
+      end
       redis.call('ZREM', o.lkey, o.id)
       redis.call('DEL', o.akey)
     elseif o.kind == 'retry' then

@@ -1,0 +1,137 @@
+"""The operators' history commands: ``flask --app web events list|show|replay`` and ``trace TYPE ID``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import click
+from flask.cli import AppGroup, with_appcontext
+
+from hublink.intake.history import OUTCOMES, EventFilter, strip_internal
+from hublink.ops.trace import trace as trace_of
+from web.container import parts
+from web.events import history, replayer
+
+
+def _filters(fn: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(
+        [
+            click.option("--source", help="hubspot, workflow, forms:<name> or api"),
+            click.option("--portal", help="a portal id ('_': single-portal mode)"),
+            click.option("--subscription-type", help="e.g. deal.creation"),
+            click.option("--object-type", help="deals, contacts, ... or a type id"),
+            click.option("--object-id", help="a record id (with --object-type)"),
+            click.option("--outcome", type=click.Choice(OUTCOMES)),
+            click.option("--since", help="accepted at or after (ISO-8601 or epoch seconds)"),
+            click.option("--until", help="accepted at or before (ISO-8601 or epoch seconds)"),
+        ]
+    ):
+        fn = option(fn)
+    return fn
+
+
+def event_filter(values: dict[str, Any]) -> EventFilter:
+    """The API's filter from CLI options; a bad value is a usage error naming the option."""
+    try:
+        return EventFilter.parse(values)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@click.group("events", cls=AppGroup)
+def events() -> None:
+    """The event history: every accepted request and event, with its outcome."""
+
+
+@events.command("list")
+@_filters
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--cursor", default=None, help="continue from a previous page")
+@click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
+def list_(limit: int, cursor: str | None, as_json: bool, **filters: Any) -> None:
+    """List events, newest first."""
+    items, next_cursor = history().page(event_filter(filters), limit=limit, cursor=cursor)
+    strip_internal(items)
+    if as_json:
+        click.echo(json.dumps({"items": items, "next_cursor": next_cursor}, indent=2))
+        return
+    header = ("ID", 26), ("RECEIVED (UTC)", 24), ("SOURCE", 12), ("PORTAL", 10), ("OBJECT", 22), ("OUTCOME", 10)
+    click.echo("  ".join(name.ljust(width) for name, width in header) + "  PRODUCED")
+    for e in items:
+        obj = f"{e['object_type']}/{e['object_id']}" if e["object_id"] else "-"
+        produced = ", ".join(a["id"][:8] for a in e["associations"]) or ", ".join(e["problems"])[:60] or "-"
+        click.echo(
+            f"{e['id']:26}  {e['received_at']:24}  {e['source']!s:12}  {e['portal_id'] or '_'!s:10}  "
+            f"{obj:22}  {e['outcome']:10}  {produced}"
+        )
+    if next_cursor:
+        click.echo(f"more: --cursor {next_cursor}")
+
+
+@events.command("show")
+@click.argument("event_id")
+def show(event_id: str) -> None:
+    """One request (ENTRY) with all its events, or one event (ENTRY.INDEX), as JSON."""
+    found = history().get(event_id)
+    if found is None:
+        raise click.ClickException(f"no event {event_id!r} in the history")
+    click.echo(json.dumps(found, indent=2))
+
+
+@events.command("replay")
+@click.argument("event_id", required=False)
+@_filters
+@click.option("--all", "everything", is_flag=True, help="allow replaying every event without a filter")
+@click.option("--dry-run", is_flag=True, help="store nothing: show what would be produced beside what was")
+def replay(event_id: str | None, everything: bool, dry_run: bool, **filters: Any) -> None:
+    """Run past events through today's rules: EVENT_ID (ENTRY or ENTRY.INDEX), or every event the filters match."""
+    flt = event_filter(filters)
+    if event_id is None and flt == EventFilter() and not everything:
+        raise click.UsageError("give an EVENT_ID or a filter, or --all to replay every event in the history")
+    selected = list(replayer().select(event_id, None if event_id else flt))
+    if not selected:
+        raise click.ClickException("no event in the history matches")
+    if len(selected) > 1:
+        with click.progressbar(length=len(selected), label="replaying" if not dry_run else "trying") as bar:
+            report = replayer().replay(selected, dry_run=dry_run, progress=bar.update)
+    else:
+        report = replayer().replay(selected, dry_run=dry_run)
+    if dry_run:
+        for item in report.items:
+            click.echo(f"{item['id']}")
+            click.echo(f"  then: {'; '.join(item['then']) or 'nothing'}")
+            problems = f"  ({'; '.join(item['problems_now'])})" if item["problems_now"] else ""
+            click.echo(f"  now:  {'; '.join(item['now']) or 'nothing'}{problems}")
+    verb = "would produce" if dry_run else "produced"
+    click.echo(
+        f"{report.matched} event(s) matched, {report.skipped} skipped (API requests, unusable events); "
+        f"{report.associations} association(s) and lookup(s) {verb}"
+        + ("" if dry_run else f", through the lanes and the rate limit ({report.replayed} event(s) replayed)")
+    )
+
+
+@click.command("trace")
+@click.argument("object_type")
+@click.argument("object_id")
+@click.option("--json", "as_json", is_flag=True, help="print JSON instead of the timeline")
+@with_appcontext
+def trace(object_type: str, object_id: str, as_json: bool) -> None:
+    """Every event that named a record and every association involving it (e.g. ``trace deals 123``)."""
+    p = parts()
+    try:
+        found = trace_of(p.redis, p.keys, history(), object_type, object_id)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps(found, indent=2))
+        return
+    click.echo(f"{found['record']}: {len(found['events'])} event(s), {len(found['associations'])} association(s)")
+    for a in found["associations"]:
+        pair = f"lookup {a['lookup']}" if "lookup" in a else f"{a['from']} -> {a['to']}"
+        status = f" status {a['status']}" if a.get("status") else ""
+        click.echo(f"  {a['id']}  {pair}  {a['state']}{status}  attempts {a.get('attempt_count', 0)}")
+    click.echo("timeline (UTC):")
+    for row in found["timeline"]:
+        click.echo(f"  {row['at']}  {row['what']:8}  {row['id'][:20]:20}  {row['detail']}")
