@@ -46,6 +46,7 @@ from web import (
 )
 from web import admin_controls as _admin_controls  # noqa: F401 - adds the pause buttons' routes to admin.bp
 from web.container import Parts
+from web.errors import ApiError
 from web.labels import build_label_check
 
 
@@ -130,6 +131,14 @@ def create_app(
         request_id = supplied if 0 < len(supplied) <= 64 and supplied.isascii() else os.urandom(16).hex()
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
+
+    @app.before_request
+    def _one_value_per_parameter() -> None:
+        # ?limit=1&limit=2 is ambiguous (Flask would take the first): the API says so rather than guess.
+        if request.path.startswith("/api/"):
+            repeated = [name for name, values in request.args.lists() if len(values) > 1]
+            if repeated:
+                raise ApiError(400, "invalid_parameter", f"query parameter {repeated[0][:40]!r} given more than once")
 
     errors.register(app)
     app.register_blueprint(api.bp)

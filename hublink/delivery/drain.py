@@ -44,8 +44,9 @@ from hublink.store.counters import CounterOps, Op
 
 log = logging.getLogger("hublink.delivery.drain")
 
-#: A pair this worker linked this recently is not sent again: a burst of requests for one pair, claimed by
-#: successive batches, reaches HubSpot once (its default link is idempotent, so this only saves calls).
+#: A pair this worker linked this recently is not sent again for work accepted before that link: a burst of
+#: requests for one pair, claimed by successive batches, reaches HubSpot once (its default link is
+#: idempotent, so this only saves calls); work accepted after it (a replay) is sent.
 RECENTLY_LINKED_S = 10.0
 #: The most pairs remembered (the oldest are forgotten first): a bound on the worker's memory.
 RECENTLY_LINKED_MAX = 100_000
@@ -269,7 +270,7 @@ class LaneDrainer:
                 return report
 
     def _split_recently_linked(self, lane: str, items: Sequence[Claimed]) -> tuple[list[Claimed], list[Claimed]]:
-        """The claimed items still to send, and the default links whose pair this worker saw linked moments ago.
+        """The claimed items still to send, and the default links accepted before this worker saw their pair linked.
 
         Any other action on a pair in the claim (an unlink, a label) makes its order matter: such a pair is
         sent as claimed and forgotten.
@@ -285,7 +286,10 @@ class LaneDrainer:
         known: list[Claimed] = []
         for item, request in zip(items, requests, strict=True):
             seen = self._linked.get((lane, request.pair))
-            (known if seen is not None and seen >= horizon else send).append(item)
+            # Only work accepted before HubSpot confirmed the pair is satisfied by that confirmation: what
+            # came later (a replay, a request made after an unlink elsewhere) is a new intent, and is sent.
+            satisfied = seen is not None and seen >= horizon and item.first_seen_ms <= seen * 1000
+            (known if satisfied else send).append(item)
         return send, known
 
     def _remember_linked(self, lane: str, results: Sequence[Result]) -> None:

@@ -403,19 +403,20 @@ class TestHubSpotAsItIs:
         assert lanes.due[association_id] == int(START * 1000) + 3_600_000
 
     def test_a_pair_linked_moments_ago_is_not_sent_again(self) -> None:
-        """Requests for one pair that arrive after its link was sent settle done without a second call."""
+        """Requests for one pair accepted before its link was confirmed, claimed by a later batch, settle done
+        without a second call; one accepted after the link (a replay) is sent again."""
         clock = Clock()
         lanes = MemoryLanes(clock=clock)
         lanes.add(association(7))
         hubspot = FakeHubSpot()
         d = drainer(lanes, hubspot, clock)
+        due_later = int((START + 2) * 1000)  # accepted now, claimed by the next batch
+        later = [lanes.add(association(7), due_ms=due_later) for _ in range(3)]
         d.drain(LANE)
-        later = [lanes.add(association(7)) for _ in range(3)]
         clock.now += 5.0
         report = d.drain(LANE)
         assert len(hubspot.calls) == 1 and report.linked == 3
         assert all(i not in lanes.records for i in later)
-        lanes.add(association(7))
-        clock.now += 11.0  # past the memory: sent again
+        lanes.add(association(7))  # accepted after the link: a new intent (a replay), sent again
         d.drain(LANE)
         assert len(hubspot.calls) == 2
