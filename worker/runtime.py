@@ -52,7 +52,6 @@ from hublink.ops.dead_letters import DeadLetterStore
 from hublink.ops.heartbeats import WorkerHeartbeats
 from hublink.ops.metrics import Metrics
 from hublink.store.connections import UNAVAILABLE, connect, connect_rq, is_unavailable
-from hublink.store.counters import Counters
 from hublink.store.keys import Keys
 from hublink.store.scripts import Scripts
 from worker.loops import Dispatcher, Expander, JournalLoop
@@ -338,7 +337,6 @@ def build(settings: Settings, rules_file: RulesFile | None = None, *, consumer: 
             access,
             inbox,
             JournalOffsets(redis, keys, scripts),
-            Counters(redis, keys),
             owner=name,
             poll_s=settings.journal_poll_s,
         )

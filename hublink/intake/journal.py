@@ -35,9 +35,8 @@ from redis import Redis
 
 from hublink.domain.errors import InvalidInputError, NotFoundError
 from hublink.domain.events import MAX_EVENTS, read_hubspot_batch
-from hublink.intake.inbox import Inbox
 from hublink.store.connections import store_errors, text
-from hublink.store.counters import Counters
+from hublink.store.counters import CounterOps
 from hublink.store.keys import Keys
 from hublink.store.scripts import Scripts
 
@@ -107,13 +106,38 @@ def inbox_bodies(raw: bytes) -> tuple[list[bytes], int]:
     return [orjson.dumps(chunk) for chunk in chunks], len(events)
 
 
+class OffsetStore(Protocol):
+    """Each journal portal's offset and poll lock: :class:`JournalOffsets` (Redis), :class:`MemoryOffsets`."""
+
+    def offset(self, portal_id: str) -> str | None:
+        """The offset of the last entry stored in the inbox, or None before the first."""
+        ...
+
+    def advance(self, portal_id: str, read_from: str | None, to: str, *, events: int) -> bool:
+        """Move the offset to ``to`` if it is still ``read_from`` and count ``events``; False when it had moved."""
+        ...
+
+    def hold(self, portal_id: str, owner: str, ttl_s: float) -> bool:
+        """Take or renew the portal's poll lock for ``owner``; False while another owner holds it."""
+        ...
+
+
+class HubSpotInbox(Protocol):
+    """Where a journal entry's events go: ``hublink.intake.inbox.Inbox``."""
+
+    def add_hubspot(self, raw: bytes, *, received_at: float) -> str:
+        """Store a HubSpot batch as sent; return the entry id."""
+        ...
+
+
 class JournalOffsets:
-    """Each journal portal's offset and poll lock in Redis (``journal:<portal>:offset`` and ``:lock``)."""
+    """:class:`OffsetStore` in Redis (``journal:<portal>:offset`` and ``:lock``); the count rides in the script."""
 
     def __init__(self, redis: Redis, keys: Keys, scripts: Scripts | None = None) -> None:
         self._redis = redis
         self._keys = keys
         self._scripts = scripts or Scripts(redis)
+        self._counters = CounterOps(keys)
 
     def offset(self, portal_id: str) -> str | None:
         """The offset of the last entry stored in the inbox, or None before the first."""
@@ -121,11 +145,12 @@ class JournalOffsets:
             value = self._redis.get(self._keys.journal_offset(portal_id))
         return None if value is None else text(value)
 
-    def advance(self, portal_id: str, read_from: str | None, to: str) -> bool:
-        """Move the offset to ``to`` if it is still ``read_from``; False when another poller moved it."""
+    def advance(self, portal_id: str, read_from: str | None, to: str, *, events: int) -> bool:
+        """Move the offset to ``to`` if it is still ``read_from`` and count ``events`` (journal_advance.lua)."""
+        metric, field, _, _ = self._counters.op("journal_events_read", events, portal=portal_id)
         with store_errors():
             moved = self._scripts.journal_advance(
-                keys=[self._keys.journal_offset(portal_id)], args=[read_from or "", to]
+                keys=[self._keys.journal_offset(portal_id), metric], args=[read_from or "", to, field, events]
             )
         return bool(moved)
 
@@ -144,6 +169,39 @@ class JournalOffsets:
         return False
 
 
+class MemoryOffsets:
+    """:class:`OffsetStore` in memory, for unit tests: the same promises as :class:`JournalOffsets`."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        #: Each portal's offset.
+        self.offsets: dict[str, str] = {}
+        #: Each portal's ``journal_events_read`` count.
+        self.events_read: dict[str, int] = {}
+        self._locks: dict[str, tuple[str, float]] = {}
+
+    def offset(self, portal_id: str) -> str | None:
+        """The offset of the last entry stored in the inbox, or None before the first."""
+        return self.offsets.get(portal_id)
+
+    def advance(self, portal_id: str, read_from: str | None, to: str, *, events: int) -> bool:
+        """Move the offset to ``to`` if it is still ``read_from`` and count ``events``; False when it had moved."""
+        if self.offsets.get(portal_id) != read_from:
+            return False
+        self.offsets[portal_id] = to
+        self.events_read[portal_id] = self.events_read.get(portal_id, 0) + events
+        return True
+
+    def hold(self, portal_id: str, owner: str, ttl_s: float) -> bool:
+        """Take or renew the portal's poll lock for ``owner``; False while another owner holds it."""
+        now = self._clock()
+        held = self._locks.get(portal_id)
+        if held is not None and held[0] != owner and held[1] > now:
+            return False
+        self._locks[portal_id] = (owner, now + ttl_s)
+        return True
+
+
 class JournalPoller:
     """Reads journal portals' new entries into the inbox (see the module docstring for the guarantees)."""
 
@@ -151,9 +209,8 @@ class JournalPoller:
         self,
         source: JournalSource,
         access: PortalAccess,
-        inbox: Inbox,
-        offsets: JournalOffsets,
-        counters: Counters,
+        inbox: HubSpotInbox,
+        offsets: OffsetStore,
         *,
         owner: str,
         poll_s: float,
@@ -163,7 +220,6 @@ class JournalPoller:
         self._access = access
         self._inbox = inbox
         self._offsets = offsets
-        self._counters = counters
         self._owner = owner
         self._lock_s = max(poll_s * LOCK_INTERVALS, MIN_LOCK_S)
         self._clock = clock
@@ -192,12 +248,10 @@ class JournalPoller:
                 break
             fetch = JournalFetch.parse(answer)
             events = self._store(portal_id, fetch)
-            if not self._offsets.advance(portal_id, after, fetch.offset):
+            if not self._offsets.advance(portal_id, after, fetch.offset, events=events):
                 # Another poller moved it (this one's lock ran out): its events are duplicates of that one's.
                 log.warning("journal offset moved by another worker", extra={"portal": portal_id})
                 break
-            if events:
-                self._counters.apply([self._counters.op("journal_events_read", events, portal=portal_id)])
             stored += 1
         return stored
 
