@@ -332,10 +332,20 @@ def build(settings: Settings, rules_file: RulesFile | None = None, *, consumer: 
             credential = credentials.for_portal(portal_id)
             return credential.token, credential.base_url
 
+        # The journal accepts entries as the web does: under this worker's rules, with the same replication.
+        journal_inbox = Inbox(
+            redis,
+            keys,
+            claim_idle_s=settings.lease_s,
+            rules_tag=rules_file.tag,
+            scripts=scripts,
+            min_replicas=settings.redis_min_replicas,
+            wait_ms=settings.redis_wait_ms,
+        )
         poller = JournalPoller(
             client,
             access,
-            inbox,
+            journal_inbox,
             JournalOffsets(redis, keys, scripts),
             owner=name,
             poll_s=settings.journal_poll_s,
