@@ -1,4 +1,4 @@
-"""Composition root of the worker process: settings, logging, Redis, the expander and dispatcher threads, RQ.
+"""Composition root of the worker process: settings, logging, Redis, the background threads, RQ.
 
 ``python -m worker [--burst] [--name NAME]``; ``python -m worker --check [--name NAME]`` is the readiness
 probe (exit 0 when Redis answers and the worker's heartbeat is fresh, else 1 with one line saying why).
@@ -59,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     else:
         expander.start_thread()
+        if rt.journal is not None:
+            rt.journal.start_thread()
     dispatcher.start_thread()
     logging.getLogger("hublink.worker").info("worker starting", extra={"queue": settings.queue_name})
     try:
@@ -66,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         expander.stop()
         dispatcher.stop()
+        if rt.journal is not None:
+            rt.journal.stop()
     return 0
 
 

@@ -11,6 +11,9 @@ died would keep running jobs while silently doing none of its other duties.
   ``hublink.intake.expansion.Expansion`` in one atomic step that stores its work, marks its events seen and
   acknowledges the entry, so a crash leaves an entry either expanded or still in the inbox. An entry whose
   expansion keeps failing is set aside after ``MAX_DELIVERIES`` attempts.
+* The **journal loop** (only with journal portals in the portals file) reads each such portal's Webhooks
+  Journal every ``HUBLINK_JOURNAL_POLL_S`` into the inbox (``hublink.intake.journal``); one worker at a
+  time polls a portal.
 * The **dispatcher** turns woken lanes into RQ drain jobs and sweeps for expired leases and due lanes.
   Every worker runs one, so there is no single scheduler whose death could stall retries: delayed work
   lives in the lanes' due times, and any live worker's sweep wakes it.
@@ -24,8 +27,10 @@ import time
 
 from rq import Queue
 
+from hublink.domain.errors import DeliveryError, InvalidInputError
 from hublink.intake.expansion import Expansion, IntakeReport, NoRulesError
 from hublink.intake.inbox import Inbox, InboxEntry
+from hublink.intake.journal import MAX_ENTRIES_PER_POLL, JournalPoller
 from hublink.lanes import LaneStore
 from hublink.ops.alerts import Alerter
 from hublink.ops.heartbeats import WorkerHeartbeats
@@ -176,6 +181,37 @@ class Expander(BackgroundLoop):
         """Once Redis is back: make sure of the consumer group, then finish what this consumer held."""
         self._group_ready = False
         self._own_pending_first = True
+
+
+class JournalLoop(BackgroundLoop):
+    """Polls each journal portal's Webhooks Journal into the inbox, then waits ``poll_s``.
+
+    A portal whose poll fails (HubSpot unreachable, a refused token, an answer that does not parse) is
+    logged and tried again at the next interval; the others are polled all the same.
+    """
+
+    thread_name = "hublink-journal"
+
+    def __init__(self, poller: JournalPoller, portal_ids: tuple[str, ...], *, poll_s: float) -> None:
+        self._poller = poller
+        self._portal_ids = portal_ids
+        self._poll_s = poll_s
+        super().__init__()
+
+    def step(self) -> int:
+        """Poll every journal portal once; return the entries stored."""
+        stored = 0
+        for portal_id in self._portal_ids:
+            try:
+                stored += self._poller.poll(portal_id)
+            except (DeliveryError, InvalidInputError) as exc:
+                log.warning("journal poll failed", extra={"portal": portal_id, "error": str(exc)})
+        return stored
+
+    def turn(self) -> None:
+        """One step, then the poll interval (none while a portal had more entries than one poll takes)."""
+        if self.step() < MAX_ENTRIES_PER_POLL:
+            self._stopping.wait(self._poll_s)
 
 
 #: Version of the drain job's arguments (a wire format: add arguments with defaults, never rename).

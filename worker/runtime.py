@@ -45,6 +45,7 @@ from hublink.domain.rules import RuleSet
 from hublink.intake.expansion import Expansion
 from hublink.intake.history import EventHistory
 from hublink.intake.inbox import Inbox
+from hublink.intake.journal import JournalOffsets, JournalPoller
 from hublink.lanes import LaneStore
 from hublink.ops.alerts import Alerter
 from hublink.ops.dead_letters import DeadLetterStore
@@ -53,7 +54,7 @@ from hublink.ops.metrics import Metrics
 from hublink.store.connections import UNAVAILABLE, connect, connect_rq, is_unavailable
 from hublink.store.keys import Keys
 from hublink.store.scripts import Scripts
-from worker.loops import Dispatcher, Expander
+from worker.loops import Dispatcher, Expander, JournalLoop
 
 log = logging.getLogger("hublink.worker")
 
@@ -88,6 +89,8 @@ class Runtime:
     dispatcher: Dispatcher
     #: This worker's name: its RQ name when given, the inbox consumer's, the heartbeat key's.
     name: str = ""
+    #: Polls the Webhooks Journal of the portals file's ``journal: true`` portals; None when there are none.
+    journal: JournalLoop | None = None
 
 
 class HubLinkJob(Job):
@@ -322,6 +325,32 @@ def build(settings: Settings, rules_file: RulesFile | None = None, *, consumer: 
         heartbeats=WorkerHeartbeats(redis, keys),
         worker_name=name,
     )
+    journal = None
+    if isinstance(credentials, PortalCredentials) and credentials.journal_portal_ids:
+
+        def access(portal_id: str) -> tuple[str, str | None]:
+            credential = credentials.for_portal(portal_id)
+            return credential.token, credential.base_url
+
+        # The journal accepts entries as the web does: under this worker's rules, with the same replication.
+        journal_inbox = Inbox(
+            redis,
+            keys,
+            claim_idle_s=settings.lease_s,
+            rules_tag=rules_file.tag,
+            scripts=scripts,
+            min_replicas=settings.redis_min_replicas,
+            wait_ms=settings.redis_wait_ms,
+        )
+        poller = JournalPoller(
+            client,
+            access,
+            journal_inbox,
+            JournalOffsets(redis, keys, scripts),
+            owner=name,
+            poll_s=settings.journal_poll_s,
+        )
+        journal = JournalLoop(poller, credentials.journal_portal_ids, poll_s=settings.journal_poll_s)
     return Runtime(
         settings,
         redis,
@@ -333,6 +362,7 @@ def build(settings: Settings, rules_file: RulesFile | None = None, *, consumer: 
         expander,
         dispatcher,
         name,
+        journal,
     )
 
 

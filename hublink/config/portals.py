@@ -39,6 +39,8 @@ class PortalEntry:
     base_url: str | None = None
     #: The account's time zone: its daily limit resets at midnight there.
     time_zone: str | None = None
+    #: Read this portal's Webhooks Journal (``journal: true``): workers poll it and feed its events to the inbox.
+    journal: bool = False
 
 
 def load_portals(text: str, environ: Mapping[str, str], filename: str) -> dict[str, PortalEntry]:
@@ -72,6 +74,9 @@ def load_portals(text: str, environ: Mapping[str, str], filename: str) -> dict[s
             except ValueError as exc:
                 raise ConfigError(f"{where}: timeZone: {exc}") from None
         host = base_url.rstrip("/") if base_url else None
+        journal = conf.get("journal", False)
+        if not isinstance(journal, bool):
+            raise ConfigError(f"{where}: journal: expected true or false, got {journal!r}")
         if "oauth" in conf:
             oauth = conf["oauth"]
             if not isinstance(oauth, dict) or not isinstance(oauth.get("client_id"), str):
@@ -82,11 +87,11 @@ def load_portals(text: str, environ: Mapping[str, str], filename: str) -> dict[s
                 secret_from(oauth, "refresh_token", environ, f"{where}.oauth"),
             )
             entries[portal_id] = PortalEntry(
-                portal_id, oauth=app, rate_limit=rate_limit, base_url=host, time_zone=time_zone
+                portal_id, oauth=app, rate_limit=rate_limit, base_url=host, time_zone=time_zone, journal=journal
             )
         else:
             token = secret_from(conf, "token", environ, where)
             entries[portal_id] = PortalEntry(
-                portal_id, token=token, rate_limit=rate_limit, base_url=host, time_zone=time_zone
+                portal_id, token=token, rate_limit=rate_limit, base_url=host, time_zone=time_zone, journal=journal
             )
     return entries

@@ -96,6 +96,7 @@ class Settings:
     circuit_errors: int = 20  # HUBLINK_CIRCUIT_ERRORS: this many 5xx/timeouts of one portal in the window open it
     circuit_window_s: float = 60.0  # HUBLINK_CIRCUIT_WINDOW_S: the window they are counted in
     circuit_probe_s: float = 30.0  # HUBLINK_CIRCUIT_PROBE_S: an open circuit tries one call this often
+    journal_poll_s: float = 5.0  # HUBLINK_JOURNAL_POLL_S: journal portals have their Webhooks Journal read this often
     log_level: str = "INFO"  # HUBLINK_LOG_LEVEL
     secret_key: str | None = field(default=None, repr=False)  # HUBLINK_SECRET_KEY: signs admin sessions
     cookie_secure: bool = False  # HUBLINK_COOKIE_SECURE: Secure admin cookie (always when public_url is https)
@@ -138,6 +139,8 @@ class Settings:
             raise ConfigError(f"HUBLINK_CIRCUIT_WINDOW_S: expected more than 0, got {self.circuit_window_s}")
         if self.circuit_probe_s < 0.1:
             raise ConfigError(f"HUBLINK_CIRCUIT_PROBE_S: expected at least 0.1, got {self.circuit_probe_s}")
+        if self.journal_poll_s < 0.1:
+            raise ConfigError(f"HUBLINK_JOURNAL_POLL_S: expected at least 0.1, got {self.journal_poll_s}")
         if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError(f"REDIS_URL: expected redis://, rediss:// or unix://, got {self.redis_url!r}")
         if bool(self.redis_sentinels) != bool(self.redis_sentinel_master):
@@ -290,6 +293,7 @@ _VARIABLES: tuple[tuple[str, str, Callable[[str], object]], ...] = (
     ("HUBLINK_CIRCUIT_ERRORS", "circuit_errors", _positive_int),
     ("HUBLINK_CIRCUIT_WINDOW_S", "circuit_window_s", _positive_float),
     ("HUBLINK_CIRCUIT_PROBE_S", "circuit_probe_s", _positive_float),
+    ("HUBLINK_JOURNAL_POLL_S", "journal_poll_s", _positive_float),
     ("HUBLINK_LOG_LEVEL", "log_level", _level),
     ("HUBLINK_SECRET_KEY", "secret_key", str),
     ("HUBLINK_COOKIE_SECURE", "cookie_secure", _bool),

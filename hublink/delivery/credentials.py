@@ -117,6 +117,11 @@ class PortalCredentials:
         """The portals the file names."""
         return tuple(self._portals)
 
+    @property
+    def journal_portal_ids(self) -> tuple[str, ...]:
+        """The portals whose Webhooks Journal is read (``journal: true``)."""
+        return tuple(p for p, entry in self._portals.items() if entry.journal)
+
     def for_portal(self, portal_id: str | None) -> Credential:
         """The portal's credential; unknown portals raise UnknownPortalError (dead-lettered with that reason)."""
         entry = self._portals.get(portal_id) if portal_id else None

@@ -466,6 +466,40 @@ class HubSpotClient:
             body, _, _ = self._send("POST", LEGACY_OAUTH_TOKEN_PATH, None, None, form=form, base_url=base_url)
         return body if isinstance(body, dict) else {}
 
+    def journal_fetch(
+        self, token: str, after: str | None, *, portal_id: str, base_url: str | None = None
+    ) -> dict[str, Any] | None:
+        """``GET /webhooks-journal/journal/2026-03/earliest`` (``after`` None) or ``.../offset/{after}/next``.
+
+        Only ``portal_id``'s entries (``installPortalId``). Returns the ``JournalFetchResponse`` (``currentOffset``,
+        ``url``, ``expiresAt``) as sent, or None when there is no entry (yet): HubSpot's 204. Raises
+        DeliveryError; NotFoundError when ``after`` is unknown or expired (the journal keeps three days).
+        """
+        tail = "earliest" if after is None else f"offset/{_seg(after)}/next"
+        path = f"/webhooks-journal/journal/{API_VERSION}/{tail}"
+        body, _, _ = self._send("GET", path, token, None, params={"installPortalId": portal_id}, base_url=base_url)
+        return body if isinstance(body, dict) and body else None
+
+    def journal_download(self, url: str) -> bytes:
+        """``GET`` a journal fetch's ``url`` (a pre-signed URL: sent without the token): the entry's raw body.
+
+        Raises DeliveryError (an expired URL answers 403 or 404).
+        """
+        try:
+            response = self._session.get(url, timeout=self._timeout)
+        except requests.Timeout as exc:
+            raise HubSpotTimeoutError(HubSpotErrorDetail(message=f"GET journal file: {type(exc).__name__}")) from None
+        except requests.RequestException as exc:
+            raise ConnectionFailedError(HubSpotErrorDetail(message=f"GET journal file: {type(exc).__name__}")) from None
+        if not 200 <= response.status_code < 300:
+            text = response.text
+            try:
+                body: Any = json.loads(text) if text else {}
+            except ValueError:
+                body = None
+            raise error_for_status(response.status_code, body, response.headers, time.time(), text=text)
+        return response.content
+
     def _send(
         self,
         method: str,

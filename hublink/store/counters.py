@@ -47,6 +47,7 @@ COUNTERS: tuple[Counter, ...] = (
     Counter("inbox_set_aside", "Inbox entries that could not be expanded, moved to inbox:failed", ("kind",)),
     Counter("alerts_sent", "Alerts posted to the alert webhook, by kind and outcome", ("kind", "outcome")),
     Counter("circuit_changes", "Portal circuits opened and closed, by reason", ("event", "reason")),
+    Counter("journal_events_read", "Events read from a portal's Webhooks Journal into the inbox", ("portal",)),
 )
 LATENCY = "e2e_latency_seconds"
 #: Per-minute series for the dashboard's last-hour charts: ``ts:<epoch minute>`` hashes, kept two hours.

@@ -59,6 +59,10 @@ key                             type    holds                                   
 ``evr:<record>``                zset    history entry ids naming one record (type/id), by time  history window
 ``done:<id>``                   string  a linked association, compactly (JSON: when, req,       history window
                                         attempts, hist), for a record's trace
+``journal:<portal>:offset``     string  the last Webhooks Journal offset whose events are in    permanent
+                                        the inbox (advanced by journal_advance.lua)
+``journal:<portal>:lock``       string  "this worker polls the portal's journal" (its name)     a few poll
+                                                                                                intervals
 ==============================  ======  ======================================================  ==================
 
 HubLink also reads two of RQ's own keys (named here so that nothing else spells them): ``rq:queue:<name>``
@@ -317,6 +321,14 @@ class Keys:
     def inbox_excused(self, entry_id: str) -> str:
         """How many deliveries of an inbox entry a Redis outage caused (they do not count towards setting it aside)."""
         return f"{self.prefix}inbox:excused:{entry_id}"
+
+    def journal_offset(self, portal_id: str) -> str:
+        """The offset of the last Webhooks Journal entry of ``portal_id`` stored in the inbox."""
+        return f"{self.prefix}journal:{portal_id}:offset"
+
+    def journal_lock(self, portal_id: str) -> str:
+        """Which worker polls ``portal_id``'s Webhooks Journal (one at a time)."""
+        return f"{self.prefix}journal:{portal_id}:lock"
 
 
 #: The scopes a pause can name: a portal, a lane, or a portal's open circuit (set by the circuit breaker).

@@ -27,6 +27,7 @@ SCRIPT_NAMES = (
     "throttle_fail",
     "resume",
     "history_add",
+    "journal_advance",
 )
 
 
@@ -50,6 +51,7 @@ class Scripts:
     throttle_fail: Script
     resume: Script
     history_add: Script
+    journal_advance: Script
 
     def __init__(self, redis: Redis) -> None:
         for name in SCRIPT_NAMES:

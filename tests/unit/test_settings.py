@@ -70,6 +70,7 @@ DOCUMENTED_DEFAULTS: dict[str, object] = {
     "circuit_errors": 20,
     "circuit_window_s": 60.0,
     "circuit_probe_s": 30.0,
+    "journal_poll_s": 5.0,
     "log_level": "INFO",
     "cookie_secure": False,
 }
@@ -157,6 +158,7 @@ class TestFromEnv:
             ("HUBLINK_ALERT_PAGERDUTY_URL", "events.pagerduty.com"),
             ("HUBLINK_CIRCUIT_WINDOW_S", "0"),
             ("HUBLINK_CIRCUIT_PROBE_S", "0.01"),
+            ("HUBLINK_JOURNAL_POLL_S", "0.01"),
         ],
     )
     def test_a_bad_value_is_refused_naming_the_variable_first(self, name: str, value: str) -> None:
@@ -233,6 +235,7 @@ class TestFromEnv:
             "HUBLINK_CIRCUIT_ERRORS": "5",
             "HUBLINK_CIRCUIT_WINDOW_S": "10",
             "HUBLINK_CIRCUIT_PROBE_S": "2",
+            "HUBLINK_JOURNAL_POLL_S": "1",
             "HUBLINK_LOG_LEVEL": "ERROR",
             "HUBLINK_SECRET_KEY": "f",
             "HUBLINK_COOKIE_SECURE": "true",

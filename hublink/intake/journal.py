@@ -1,0 +1,275 @@
+"""The Webhooks Journal as a source: a portal's journal entries read in order and stored in the inbox.
+
+For each portal with ``journal: true`` in the portals file, a worker's journal loop (``worker.loops.JournalLoop``)
+asks HubSpot for the entry after the portal's stored offset (the earliest one the first time), downloads its
+events, and stores them with ``Inbox.add_hubspot`` exactly as a push would bring them (a JSON array of at
+most 100 events; a bigger entry becomes several inbox entries). The expanders then apply the same rules and
+the same dedup key (``hubspot:portal:subscription:event:object:occurredAt``) to both sources, so an event
+that came by push and by the journal is processed once, and one HubSpot failed to push is recovered.
+
+**Order of writes.** The offset is advanced only after the entry's events are in the inbox. A crash in
+between makes the next poll read that entry again: its events are then duplicates, dropped by dedup. The
+offset moves by compare-and-set (``journal_advance.lua``) from the offset the poller read from, and one
+worker at a time holds a portal's poll lock (``journal:<portal>:lock``, a few poll intervals long, taken
+over when its holder stops renewing it), so two workers never both advance a portal's offset.
+
+**Why in intake, with a Protocol.** The poller only ever stores into the inbox, which is intake's job, and
+the import-linter layers forbid intake to import ``hublink.delivery``. The two HubSpot calls it needs are
+named by :class:`JournalSource` (``HubSpotClient`` implements it) and the portal's token and host come from
+a callable; ``worker.runtime`` wires both in. Fails closed: without Redis a poll raises
+StoreUnavailableError and nothing is read.
+
+Keys owned: ``journal:<portal>:offset``, ``journal:<portal>:lock``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import orjson
+from redis import Redis
+
+from hublink.domain.errors import InvalidInputError, NotFoundError
+from hublink.domain.events import MAX_EVENTS, read_hubspot_batch
+from hublink.store.connections import store_errors, text
+from hublink.store.counters import CounterOps
+from hublink.store.keys import Keys
+from hublink.store.scripts import Scripts
+
+log = logging.getLogger("hublink.journal")
+
+#: The most entries one poll of one portal stores before the loop turns to the next portal.
+MAX_ENTRIES_PER_POLL = 100
+#: The poll lock lasts this many poll intervals (at least ``MIN_LOCK_S``): a dead holder's portal waits this long.
+LOCK_INTERVALS = 3
+MIN_LOCK_S = 15.0
+
+
+class JournalSource(Protocol):
+    """The two HubSpot calls the poller makes (``hublink.delivery.hubspot.HubSpotClient`` has them)."""
+
+    def journal_fetch(
+        self, token: str, after: str | None, *, portal_id: str, base_url: str | None = None
+    ) -> dict[str, Any] | None:
+        """The entry after ``after`` (the earliest when None) as HubSpot describes it, or None when none yet."""
+        ...
+
+    def journal_download(self, url: str) -> bytes:
+        """The entry's body from the URL a fetch gave."""
+        ...
+
+
+#: A portal's bearer token and HubSpot host (None: the default host).
+PortalAccess = Callable[[str], tuple[str, str | None]]
+
+
+@dataclass(frozen=True, slots=True)
+class JournalFetch:
+    """One ``JournalFetchResponse``: the entry's offset and where its events can be downloaded."""
+
+    offset: str
+    url: str
+
+    @classmethod
+    def parse(cls, body: Any) -> JournalFetch:
+        """Read HubSpot's answer; raise InvalidInputError naming the field that is missing or wrong."""
+        if not isinstance(body, dict):
+            raise InvalidInputError(f"journal fetch: expected a JSON object, got {type(body).__name__}")
+        offset, url = body.get("currentOffset"), body.get("url")
+        if not isinstance(offset, str) or not offset:
+            raise InvalidInputError(f"journal fetch: currentOffset: expected a non-empty string, got {offset!r}")
+        if not isinstance(url, str) or not url.startswith(("https://", "http://")):
+            raise InvalidInputError(f"journal fetch: url: expected an http(s) URL, got {url!r}")
+        return cls(offset, url)
+
+
+def inbox_bodies(raw: bytes) -> tuple[list[bytes], int]:
+    """A journal entry's body as inbox bodies (JSON arrays of at most 100 events) and its event count.
+
+    A body of at most 100 events is kept as sent; a bigger one is cut into arrays of 100. Raises
+    InvalidInputError when the body is not a JSON array (events HubLink cannot use are kept: the expanders
+    set them aside with their reason, as they do for a push).
+    """
+    try:
+        events = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInputError(f"journal entry: not JSON: {exc}") from None
+    if not isinstance(events, list):
+        raise InvalidInputError(f"journal entry: expected a JSON array of events, got {type(events).__name__}")
+    if len(events) <= MAX_EVENTS:
+        return ([raw] if events else []), len(events)
+    chunks = [events[i : i + MAX_EVENTS] for i in range(0, len(events), MAX_EVENTS)]
+    return [orjson.dumps(chunk) for chunk in chunks], len(events)
+
+
+class OffsetStore(Protocol):
+    """Each journal portal's offset and poll lock: :class:`JournalOffsets` (Redis), :class:`MemoryOffsets`."""
+
+    def offset(self, portal_id: str) -> str | None:
+        """The offset of the last entry stored in the inbox, or None before the first."""
+        ...
+
+    def advance(self, portal_id: str, read_from: str | None, to: str, *, events: int) -> bool:
+        """Move the offset to ``to`` if it is still ``read_from`` and count ``events``; False when it had moved."""
+        ...
+
+    def hold(self, portal_id: str, owner: str, ttl_s: float) -> bool:
+        """Take or renew the portal's poll lock for ``owner``; False while another owner holds it."""
+        ...
+
+
+class HubSpotInbox(Protocol):
+    """Where a journal entry's events go: ``hublink.intake.inbox.Inbox``."""
+
+    def add_hubspot(self, raw: bytes, *, received_at: float) -> str:
+        """Store a HubSpot batch as sent; return the entry id."""
+        ...
+
+
+class JournalOffsets:
+    """:class:`OffsetStore` in Redis (``journal:<portal>:offset`` and ``:lock``); the count rides in the script."""
+
+    def __init__(self, redis: Redis, keys: Keys, scripts: Scripts | None = None) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._scripts = scripts or Scripts(redis)
+        self._counters = CounterOps(keys)
+
+    def offset(self, portal_id: str) -> str | None:
+        """The offset of the last entry stored in the inbox, or None before the first."""
+        with store_errors():
+            value = self._redis.get(self._keys.journal_offset(portal_id))
+        return None if value is None else text(value)
+
+    def advance(self, portal_id: str, read_from: str | None, to: str, *, events: int) -> bool:
+        """Move the offset to ``to`` if it is still ``read_from`` and count ``events`` (journal_advance.lua)."""
+        metric, field, _, _ = self._counters.op("journal_events_read", events, portal=portal_id)
+        with store_errors():
+            moved = self._scripts.journal_advance(
+                keys=[self._keys.journal_offset(portal_id), metric], args=[read_from or "", to, field, events]
+            )
+        return bool(moved)
+
+    def hold(self, portal_id: str, owner: str, ttl_s: float) -> bool:
+        """Take or renew the portal's poll lock for ``owner``; False while another owner holds it."""
+        key = self._keys.journal_lock(portal_id)
+        ttl_ms = max(int(ttl_s * 1000), 1)
+        with store_errors():
+            if self._redis.set(key, owner, nx=True, px=ttl_ms):
+                return True
+            # Renewed by its holder only; a lock that ran out between these two calls is taken on the next poll.
+            held = self._redis.get(key)
+            if held is not None and text(held) == owner:
+                self._redis.pexpire(key, ttl_ms)
+                return True
+        return False
+
+
+class MemoryOffsets:
+    """:class:`OffsetStore` in memory, for unit tests: the same promises as :class:`JournalOffsets`."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        #: Each portal's offset.
+        self.offsets: dict[str, str] = {}
+        #: Each portal's ``journal_events_read`` count.
+        self.events_read: dict[str, int] = {}
+        self._locks: dict[str, tuple[str, float]] = {}
+
+    def offset(self, portal_id: str) -> str | None:
+        """The offset of the last entry stored in the inbox, or None before the first."""
+        return self.offsets.get(portal_id)
+
+    def advance(self, portal_id: str, read_from: str | None, to: str, *, events: int) -> bool:
+        """Move the offset to ``to`` if it is still ``read_from`` and count ``events``; False when it had moved."""
+        if self.offsets.get(portal_id) != read_from:
+            return False
+        self.offsets[portal_id] = to
+        self.events_read[portal_id] = self.events_read.get(portal_id, 0) + events
+        return True
+
+    def hold(self, portal_id: str, owner: str, ttl_s: float) -> bool:
+        """Take or renew the portal's poll lock for ``owner``; False while another owner holds it."""
+        now = self._clock()
+        held = self._locks.get(portal_id)
+        if held is not None and held[0] != owner and held[1] > now:
+            return False
+        self._locks[portal_id] = (owner, now + ttl_s)
+        return True
+
+
+class JournalPoller:
+    """Reads journal portals' new entries into the inbox (see the module docstring for the guarantees)."""
+
+    def __init__(
+        self,
+        source: JournalSource,
+        access: PortalAccess,
+        inbox: HubSpotInbox,
+        offsets: OffsetStore,
+        *,
+        owner: str,
+        poll_s: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._source = source
+        self._access = access
+        self._inbox = inbox
+        self._offsets = offsets
+        self._owner = owner
+        self._lock_s = max(poll_s * LOCK_INTERVALS, MIN_LOCK_S)
+        self._clock = clock
+
+    def poll(self, portal_id: str) -> int:
+        """Store the portal's new entries (up to ``MAX_ENTRIES_PER_POLL``); return how many were stored.
+
+        Returns 0 at once while another worker holds the portal. Raises DeliveryError when HubSpot does
+        not answer as it should (the offset stays where it was) and StoreUnavailableError without Redis.
+        """
+        if not self._offsets.hold(portal_id, self._owner, self._lock_s):
+            return 0
+        token, base_url = self._access(portal_id)
+        stored = 0
+        while stored < MAX_ENTRIES_PER_POLL:
+            after = self._offsets.offset(portal_id)
+            try:
+                answer = self._source.journal_fetch(token, after, portal_id=portal_id, base_url=base_url)
+            except NotFoundError:
+                if after is None:
+                    raise
+                # The journal keeps three days: an offset older than that is gone, so read all it still has.
+                log.warning("journal offset expired; reading from the earliest entry", extra={"portal": portal_id})
+                answer = self._source.journal_fetch(token, None, portal_id=portal_id, base_url=base_url)
+            if answer is None:
+                break
+            fetch = JournalFetch.parse(answer)
+            events = self._store(portal_id, fetch)
+            if not self._offsets.advance(portal_id, after, fetch.offset, events=events):
+                # Another poller moved it (this one's lock ran out): its events are duplicates of that one's.
+                log.warning("journal offset moved by another worker", extra={"portal": portal_id})
+                break
+            stored += 1
+        return stored
+
+    def _store(self, portal_id: str, fetch: JournalFetch) -> int:
+        """Store one entry's events in the inbox; return how many. An unreadable entry is logged and skipped."""
+        raw = self._source.journal_download(fetch.url)
+        try:
+            bodies, events = inbox_bodies(raw)
+            for body in bodies:
+                read_hubspot_batch(orjson.loads(body))  # the same check a push passes at the web
+        except InvalidInputError as exc:
+            # Reading it again would not change it; stopping here would stop the portal's journal for good.
+            log.error(
+                "journal entry skipped: unreadable",
+                extra={"portal": portal_id, "offset": fetch.offset, "error": str(exc)},
+            )
+            return 0
+        received_at = self._clock()
+        for body in bodies:
+            self._inbox.add_hubspot(body, received_at=received_at)
+        return events
