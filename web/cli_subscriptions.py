@@ -121,11 +121,15 @@ def show(as_json: bool) -> None:
         now = app.current()
     except DeliveryError as exc:
         raise click.ClickException(f"HubSpot refused or did not answer: {exc}") from None
+    held = {s.key for s in now.subscriptions if s.active}
+    missing = [(key, rules) for key, rules in needs.wanted.items() if key not in held]
     if as_json:
         body = {
             "appId": settings.hubspot_app_id,
             "settings": now.settings.to_wire() if now.settings else None,
             "subscriptions": [s.to_wire() | {"neededBy": list(needs.wanted.get(s.key, ()))} for s in now.subscriptions],
+            # needed by the rules and not held active: what apply would create or activate
+            "missing": [{"subscription": str(key), "neededBy": list(rules)} for key, rules in missing],
         }
         click.echo(json.dumps(body, indent=2))
         return
@@ -148,3 +152,5 @@ def show(as_json: bool) -> None:
         ]
         click.echo("  ".join(value[:width].ljust(width) for value, (_, width) in zip(row, columns, strict=True)))
     click.echo(f"{len(now.subscriptions)} subscription(s)")
+    for key, rules in missing:
+        click.echo(f"missing or paused: {key}, needed by {', '.join(rules)} (subscriptions apply sets it up)")

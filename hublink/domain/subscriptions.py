@@ -42,7 +42,7 @@ SettingsAction = Literal["create", "change", "keep"]
 SubscriptionAction = Literal["create", "activate", "keep", "extra"]
 
 
-@dataclass(frozen=True, slots=True, order=True)
+@dataclass(frozen=True, slots=True)
 class SubscriptionKey:
     """What makes two subscriptions the same: the event type and, where it applies, property or object type."""
 
@@ -53,6 +53,11 @@ class SubscriptionKey:
     def __str__(self) -> str:
         details = [d for d in (self.property_name, self.object_type_id) if d]
         return self.event_type + (f" ({', '.join(details)})" if details else "")
+
+    @property
+    def sort_key(self) -> tuple[str, str, str]:
+        """Event type, then property, then object type (unset ones first)."""
+        return self.event_type, self.property_name or "", self.object_type_id or ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,7 +186,7 @@ def needed_subscriptions(rules: Iterable[Rule]) -> Needs:
                 names = wanted.setdefault(key, [])
                 if rule.name not in names:
                     names.append(rule.name)
-    return Needs({k: tuple(wanted[k]) for k in sorted(wanted)}, tuple(skipped))
+    return Needs({k: tuple(wanted[k]) for k in sorted(wanted, key=lambda k: k.sort_key)}, tuple(skipped))
 
 
 def _keys_for(

@@ -73,6 +73,9 @@ def held(sim: Sim, path: str) -> requests.Response:
 
 def test_dry_run_apply_apply_again_and_show(runner: FlaskCliRunner, sim: Sim) -> None:
     """A dry run changes nothing; apply creates settings and subscriptions; again, nothing to do; show lists them."""
+    before = runner.invoke(args=["hubspot", "subscriptions", "show"])
+    assert "settings: none set" in before.output and "0 subscription(s)" in before.output
+    assert "missing or paused: deal.creation, needed by deal-contacts" in before.output
     dry = runner.invoke(args=["hubspot", "subscriptions", "apply", "--dry-run"])
     assert dry.exit_code == 0, dry.output
     assert "would create  https://hub.example/webhooks/hubspot, maxConcurrentRequests 8 (none set)" in dry.output
@@ -117,6 +120,7 @@ def test_dry_run_apply_apply_again_and_show(runner: FlaskCliRunner, sim: Sim) ->
         ("deal.creation", ["deal-contacts"]),
         ("deal.propertyChange", ["stage-changes"]),
     ]
+    assert shown["missing"] == []
 
 
 def test_a_paused_subscription_is_activated_and_a_changed_target_is_set(runner: FlaskCliRunner, sim: Sim) -> None:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 import responses
+from hypothesis import given
+from hypothesis import strategies as st
 
 from hublink.delivery.webhooks_api import WebhookApp, WebhooksClient
 from hublink.domain.errors import AuthError, ServerError
@@ -18,6 +21,7 @@ from hublink.domain.subscriptions import (
     needed_subscriptions,
     plan,
 )
+from tests.unit.strategies import held_subscriptions, subscription_keys
 
 BASE = "https://api.hubapi.test"
 TOKEN = "developer-token-0123456789"
@@ -264,3 +268,27 @@ class TestWebhooksClient:
             ("PATCH", f"{APP}/subscriptions/7"),
         ]
         assert told == ["settings created", "created deal.creation (id 5)", "activated contact.creation (id 7)"]
+
+
+class TestPlanProperties:
+    """Whatever HubSpot holds, applying the plan once leaves nothing to do."""
+
+    @given(held=held_subscriptions, wanted=st.sets(subscription_keys, max_size=5), same_settings=st.booleans())
+    def test_applying_a_plan_then_planning_again_has_no_changes(
+        self, held: list[tuple[str, tuple[str, str | None, str | None], bool]], wanted: set[Any], same_settings: bool
+    ) -> None:
+        """Apply (in memory) what the plan says, plan again: zero changes, and no extra subscription was touched."""
+        current = {i: Subscription(i, SubscriptionKey(*key), active) for i, key, active in held}
+        needs = Needs({SubscriptionKey(*key): ("r",) for key in wanted}, ())
+        first = plan(WANTED if same_settings else None, list(current.values()), WANTED, needs)
+        for step in first.subscriptions:
+            if step.action == "create":
+                new_id = str(len(current) + 100)
+                current[new_id] = Subscription(new_id, step.key, True)
+            elif step.action == "activate" and step.id is not None:
+                current[step.id] = Subscription(step.id, step.key, True)
+        again = plan(WANTED, list(current.values()), WANTED, needs)
+        assert again.changes == 0
+        assert {s.key for s in current.values() if s.active} >= set(needs.wanted)
+        extras = {s.id for s in first.subscriptions if s.action == "extra"}
+        assert all(current[i] == Subscription(i, SubscriptionKey(*k), a) for i, k, a in held if i in extras)
