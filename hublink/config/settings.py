@@ -14,6 +14,7 @@ from urllib.parse import unquote, urlsplit
 
 from hublink.domain.errors import ConfigError
 from hublink.domain.limits import RateLimit
+from hublink.domain.subscriptions import MIN_CONCURRENT_REQUESTS
 from hublink.domain.times import check_time_zone
 
 T = TypeVar("T")
@@ -159,9 +160,10 @@ class Settings:
             raise ConfigError(f"HUBLINK_ALERT_PAGERDUTY_URL: expected an http(s) URL, got {self.alert_pagerduty_url!r}")
         if not self.hubspot_base_url.startswith(("http://", "https://")):
             raise ConfigError(f"HUBSPOT_BASE_URL: expected an http(s) URL, got {self.hubspot_base_url!r}")
-        if self.webhook_max_concurrency < 6:  # HubSpot asks for more than 5 (hubspot-api.md §4.3)
+        if self.webhook_max_concurrency < MIN_CONCURRENT_REQUESTS:  # HubSpot asks for more than 5
             raise ConfigError(
-                f"HUBLINK_WEBHOOK_MAX_CONCURRENCY: expected at least 6, got {self.webhook_max_concurrency}"
+                f"HUBLINK_WEBHOOK_MAX_CONCURRENCY: expected at least {MIN_CONCURRENT_REQUESTS}, "
+                f"got {self.webhook_max_concurrency}"
             )
 
     def require(self, role: Role) -> None:
