@@ -36,6 +36,7 @@ from web import (
     cli,
     cli_controls,
     cli_events,
+    cli_subscriptions,
     controls,
     errors,
     events,
@@ -160,4 +161,5 @@ def create_app(
     app.cli.add_command(cli_controls.list_pauses)
     app.cli.add_command(cli_events.events)
     app.cli.add_command(cli_events.trace)
+    app.cli.add_command(cli_subscriptions.hubspot)
     return app

@@ -14,6 +14,7 @@ from urllib.parse import unquote, urlsplit
 
 from hublink.domain.errors import ConfigError
 from hublink.domain.limits import RateLimit
+from hublink.domain.subscriptions import MIN_CONCURRENT_REQUESTS
 from hublink.domain.times import check_time_zone
 
 T = TypeVar("T")
@@ -82,6 +83,13 @@ class Settings:
     portals_file: str | None = None  # HUBLINK_PORTALS_FILE
     lookup_cache_ttl_s: int = 300  # HUBLINK_LOOKUP_CACHE_TTL_S
     label_cache_ttl_s: int = 3600  # HUBLINK_LABEL_CACHE_TTL_S: how long HubSpot's label definitions are kept
+
+    # --- the app's webhook settings and subscriptions (flask --app web hubspot subscriptions) ---
+    hubspot_app_id: str | None = None  # HUBSPOT_APP_ID: the public app whose webhooks HubLink sets up
+    # HUBSPOT_DEVELOPER_TOKEN: Bearer token with developers-read/-write (the 2026-03 webhooks API's OAuth scopes)
+    hubspot_developer_token: str | None = field(default=None, repr=False)
+    # HUBLINK_WEBHOOK_MAX_CONCURRENCY: the app's throttling.maxConcurrentRequests; HubSpot's default is 10, its floor 6
+    webhook_max_concurrency: int = 10
 
     # --- operations ---
     metrics_token: str | None = field(default=None, repr=False)  # HUBLINK_METRICS_TOKEN
@@ -155,6 +163,11 @@ class Settings:
             raise ConfigError(f"HUBLINK_ALERT_PAGERDUTY_URL: expected an http(s) URL, got {self.alert_pagerduty_url!r}")
         if not self.hubspot_base_url.startswith(("http://", "https://")):
             raise ConfigError(f"HUBSPOT_BASE_URL: expected an http(s) URL, got {self.hubspot_base_url!r}")
+        if self.webhook_max_concurrency < MIN_CONCURRENT_REQUESTS:  # HubSpot asks for more than 5
+            raise ConfigError(
+                f"HUBLINK_WEBHOOK_MAX_CONCURRENCY: expected at least {MIN_CONCURRENT_REQUESTS}, "
+                f"got {self.webhook_max_concurrency}"
+            )
 
     def require(self, role: Role) -> None:
         """Refuse to start ``role`` without the variables it needs; the message names the first missing."""
@@ -185,6 +198,7 @@ class Settings:
             "alert_pagerduty_key",
             "secret_key",
             "redis_sentinel_password",
+            "hubspot_developer_token",
         )
         found = [v for n in names if isinstance(v := getattr(self, n), str) and v]
         password = urlsplit(self.redis_url).password
@@ -224,6 +238,12 @@ def _sentinels(text: str) -> tuple[tuple[str, int], ...]:
             raise ValueError(f"expected comma-separated host:port, got {item.strip()!r}")
         found.append((host.strip("[]"), int(port)))
     return tuple(found)
+
+
+def _app_id(text: str) -> str:
+    if not (text.isascii() and text.isdigit() and len(text) <= 20):
+        raise ValueError(f"expected an app id of 1 to 20 digits, got {text!r}")
+    return text
 
 
 def _url(text: str) -> str:
@@ -282,6 +302,9 @@ _VARIABLES: tuple[tuple[str, str, Callable[[str], object]], ...] = (
     ("HUBLINK_PORTALS_FILE", "portals_file", str),
     ("HUBLINK_LOOKUP_CACHE_TTL_S", "lookup_cache_ttl_s", _positive_int),
     ("HUBLINK_LABEL_CACHE_TTL_S", "label_cache_ttl_s", _positive_int),
+    ("HUBSPOT_APP_ID", "hubspot_app_id", _app_id),
+    ("HUBSPOT_DEVELOPER_TOKEN", "hubspot_developer_token", str),
+    ("HUBLINK_WEBHOOK_MAX_CONCURRENCY", "webhook_max_concurrency", _positive_int),
     ("HUBLINK_METRICS_TOKEN", "metrics_token", str),
     ("HUBLINK_ALERT_WEBHOOK_URL", "alert_webhook_url", str),
     ("HUBLINK_ALERT_INTERVAL_S", "alert_interval_s", _positive_float),

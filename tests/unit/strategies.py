@@ -157,3 +157,21 @@ hubspot_events = st.fixed_dictionaries(
     },
     optional={"attemptNumber": st.integers(0, 10), "changeSource": st.sampled_from(["CRM", "API", "IMPORT"])},
 )
+
+# --- webhook subscriptions (test_subscriptions.py) -----------------------------------------------------------
+
+#: A few subscription keys, small enough that held and wanted sets overlap often.
+subscription_keys = st.sampled_from(
+    [
+        ("deal.creation", None, None),
+        ("contact.creation", None, None),
+        ("deal.propertyChange", "dealstage", None),
+        ("deal.propertyChange", "amount", None),
+        ("object.creation", None, "0-3"),
+    ]
+)
+
+#: What HubSpot may hold: (id, key, active) with distinct ids, duplicates of a key allowed.
+held_subscriptions = st.lists(st.tuples(subscription_keys, st.booleans()), max_size=8).map(
+    lambda items: [(str(i + 1), key, active) for i, (key, active) in enumerate(items)]
+)

@@ -58,6 +58,9 @@ DOCUMENTED_DEFAULTS: dict[str, object] = {
     "rules_file": None,
     "lookup_cache_ttl_s": 300,
     "label_cache_ttl_s": 3600,
+    "hubspot_app_id": None,
+    "hubspot_developer_token": None,
+    "webhook_max_concurrency": 10,
     "portals_file": None,
     "metrics_token": None,
     "alert_webhook_url": None,
@@ -86,6 +89,7 @@ SECRETS = {
     "HUBLINK_SECRET_KEY": "session-key-secret-0007",
     "REDIS_SENTINEL_PASSWORD": "sentinel-secret-0008",
     "HUBLINK_ALERT_PAGERDUTY_KEY": "pagerduty-routing-secret-0009",
+    "HUBSPOT_DEVELOPER_TOKEN": "developer-token-secret-0010",
 }
 
 
@@ -159,6 +163,10 @@ class TestFromEnv:
             ("HUBLINK_CIRCUIT_WINDOW_S", "0"),
             ("HUBLINK_CIRCUIT_PROBE_S", "0.01"),
             ("HUBLINK_JOURNAL_POLL_S", "0.01"),
+            ("HUBSPOT_APP_ID", "app-1"),
+            ("HUBSPOT_APP_ID", "-5"),
+            ("HUBLINK_WEBHOOK_MAX_CONCURRENCY", "5"),
+            ("HUBLINK_WEBHOOK_MAX_CONCURRENCY", "many"),
         ],
     )
     def test_a_bad_value_is_refused_naming_the_variable_first(self, name: str, value: str) -> None:
@@ -224,6 +232,9 @@ class TestFromEnv:
             "HUBLINK_PORTALS_FILE": "portals.yaml",
             "HUBLINK_LOOKUP_CACHE_TTL_S": "9",
             "HUBLINK_LABEL_CACHE_TTL_S": "9",
+            "HUBSPOT_APP_ID": "1234567",
+            "HUBSPOT_DEVELOPER_TOKEN": "h",
+            "HUBLINK_WEBHOOK_MAX_CONCURRENCY": "6",
             "HUBLINK_METRICS_TOKEN": "e",
             "HUBLINK_ALERT_WEBHOOK_URL": "https://hooks.example",
             "HUBLINK_ALERT_INTERVAL_S": "9",
