@@ -52,4 +52,10 @@ def test_the_api_keeps_its_contract(case: schemathesis.Case, live_url: str) -> N
     headers = {"Authorization": f"Bearer {token}"}
     # positive_data_acceptance is left out: a schema cannot say "a record that exists" or "a signature that
     # verifies", so a schema-valid request may rightly get a documented 4xx. Every other check runs.
-    case.call_and_validate(base_url=live_url, headers=headers, excluded_checks=[positive_data_acceptance])
+    response = case.call(base_url=live_url, headers=headers)
+    if response.status_code == 414:
+        # gunicorn refused a request line over its 4,094 bytes before HubLink saw it: a rejection, and a
+        # documented one, which schemathesis's negative-data check does not count among rejections.
+        assert len(response.request.url or "") > 4000
+        return
+    case.validate_response(response, excluded_checks=[positive_data_acceptance])
