@@ -4,9 +4,9 @@ gevent workers: each connection is a greenlet, so a client that trickles its hea
 few kilobytes, not a worker. Sync workers (one request at a time per process) were taken down by four
 such clients; gthread with 64 threads per worker still failed a third of the probes under 200 (``make
 bench-slow``, figures in bench/README.md), while gevent answered /healthz and signed webhooks with a p99
-of about 10-20 ms through it. P1 (single-association intake over a bare endpoint, same config) measured
-0.61 and 0.64 in the final runs (target 0.6; 0.72 with sync workers): the bare endpoint gains more from
-gevent's kept-alive connections than HubLink, whose own rate stays at the sync workers'. Bodies are
+of about 10-20 ms through it. P1 (single-association intake over a bare endpoint, same config) is at the
+edge of its 0.6 target under gevent (median about 0.58 over ten runs; 0.72 with sync workers, see
+bench/README.md): a Redis round trip costs more under gevent, and the bare endpoint makes none. Bodies are
 read under HUBLINK_BODY_TIMEOUT_S (a 408 past it, see ``web.requests_in.read_body``). Beyond a few
 thousand slow connections per worker, put a buffering proxy in front (README, Operations).
 
