@@ -12,15 +12,25 @@ never just popped (claim.lua); an expired lease goes back to its lane (sweep.lua
 only to an association that still exists (settle.lua); and a drain that leaves cannot strand work added
 meanwhile (finish.lua).
 
-Keys owned (see ``hublink.store.keys``): ``a:<id>``, ``lane:<lane>``, ``lanes``, ``lanejob:<lane>``,
-``wake``, ``inflight``, ``seen:<digest>``, plus the dead-letter keys through settle.lua. Fails closed:
-raises StoreUnavailableError when Redis does not answer.
+A pending association is stored as one string, its *member*: ``<id> US <first seen ms> US a US <from id>
+US <to id> US <source> US <received_at> US <occurred_at> US <extras JSON> US <source event id>`` (US is
+the unit separator, 0x1F; portal and object types are the lane's own), or ``... US j US <record JSON>``
+for other work (lookups). Fresh work is a list item of ``q:<lane>``, about 120 bytes of Redis, against
+about 645 for the hash-per-association form it replaced: a first attempt needs no other state. Retried
+and reclaimed work waits in the ``lane:<lane>`` zset by due time, and an association's state (attempts,
+history, replays) lives in ``a:<id>`` only once it has some. Bare ids in ``lane:<lane>`` with their
+record in ``a:<id>`` (the form written before 2026-12) are still read, so an upgrade loses nothing.
+
+Keys owned (see ``hublink.store.keys``): ``q:<lane>``, ``lane:<lane>``, ``a:<id>``, ``lanes``,
+``lanejob:<lane>``, ``wake``, ``inflight``, ``leased``, ``seen:<digest>``, plus the dead-letter keys
+through settle.lua. Fails closed: raises StoreUnavailableError when Redis does not answer.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -30,7 +40,7 @@ from typing import Any, Literal, Protocol
 import orjson
 from redis import Redis
 
-from hublink.domain.associations import AssociationRequest, split_lane
+from hublink.domain.associations import AssociationRequest, action_extras, split_lane
 from hublink.domain.dead_letter import DeadLetter, DeadPair
 from hublink.domain.errors import InvalidInputError
 from hublink.domain.lookups import Work, work_from_record
@@ -95,6 +105,8 @@ class Claimed:
     history: list[dict[str, Any]]
     first_seen_ms: int
     replays: int
+    #: The association as its lane stores it (see the module docstring); "" for work that never was stored.
+    member: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,15 +213,16 @@ class LaneStore:
         already gone, in which case nothing is stored; ``aside`` (``Inbox.aside_target``) is an entry to add
         to the set-aside stream in the same step. Raises StoreUnavailableError.
         """
+        now = now_ms()
         args = _Arguments(self._keys)
         ids: list[list[str]] = []
         for group in groups:
             args.group(group.dedup_key, group.on_new, group.on_dup, len(group.requests))
             group_ids = [new_association_id() for _ in group.requests]
             for association_id, request in zip(group_ids, group.requests, strict=True):
-                args.item(association_id, request, "", "")
+                args.item(request.lane, member_of(association_id, request, now), "")
             ids.append(group_ids)
-        return self._store(args, counters, ids, ack, aside)
+        return self._store(now, args, counters, ids, ack, aside)
 
     def enqueue_items(
         self,
@@ -219,15 +232,19 @@ class LaneStore:
         ack: Sequence[str] | None = None,
     ) -> EnqueueResult:
         """Like :meth:`enqueue` for prepared items (direct-API ids, replays with their history and count)."""
+        now = now_ms()
         args = _Arguments(self._keys)
         for dedup, items in groups:
             args.group(dedup, (), (), len(items))
             for item in items:
-                args.item(item.association_id, item.request, item.first_seen_ms or "", self._replay(item))
-        return self._store(args, counters, [[item.association_id for item in items] for _, items in groups], ack)
+                member = member_of(item.association_id, item.request, item.first_seen_ms or now)
+                args.item(item.request.lane, member, self._replay(item))
+        ids = [[item.association_id for item in items] for _, items in groups]
+        return self._store(now, args, counters, ids, ack)
 
     def _store(
         self,
+        now: int,
         args: _Arguments,
         counters: Sequence[Op],
         ids: list[list[str]],
@@ -250,12 +267,12 @@ class LaneStore:
             flags = self._scripts.enqueue(
                 keys=[keys.lanes, keys.wake],
                 args=[
-                    now_ms(),
+                    now,
                     self._lease_ms,
                     max(self._dedup_window_s, 1),
                     keys.dead_letters,
                     keys.association_prefix,
-                    keys.lane_prefix,
+                    keys.queue_prefix,
                     keys.lane_job_prefix,
                     orjson.dumps(header),
                     *args.flat,
@@ -270,6 +287,7 @@ class LaneStore:
         if not (item.history or item.attempts or item.replays or item.replaces_dead_letter):
             return ""
         out: dict[str, Any] = {
+            "id": item.association_id,
             "attempts": item.attempts,
             "hist": json.dumps(item.history, separators=(",", ":")),
             "replays": item.replays,
@@ -290,13 +308,20 @@ class LaneStore:
         while True:
             with store_errors():
                 raw = self._scripts.claim(
-                    keys=[self._keys.lane(lane), self._keys.inflight, self._keys.lane_job(lane)],
+                    keys=[
+                        self._keys.lane(lane),
+                        self._keys.inflight,
+                        self._keys.lane_job(lane),
+                        self._keys.queue(lane),
+                        self._keys.leased,
+                    ],
                     args=[
                         now_ms(),
                         limit,
                         self.lease_ms,
                         self._keys.association_prefix,
                         window_ms,
+                        lane,
                         self._keys.paused,
                         *pause_fields(lane, probe=probe),
                     ],
@@ -310,7 +335,7 @@ class LaneStore:
             for i in range(0, len(raw), 6):
                 fields = list(raw[i : i + 6])
                 try:
-                    items.append(_claimed(fields))
+                    items.append(claimed_from(fields, lane))
                 except UnreadableRecordError as exc:
                     unreadable.append((text(fields[0]), fields, str(exc)))
             if unreadable:
@@ -337,30 +362,32 @@ class LaneStore:
             ],
             "outcomes": [
                 {
-                    "id": association_id,
-                    "akey": self._keys.association(association_id),
+                    "id": _member_id(member),
+                    "member": member,
+                    "akey": self._keys.association(_member_id(member)),
                     "kind": "dead",
                     "lane": lane,
                     "lkey": self._keys.lane(lane),
-                    "dl": json.dumps(_unreadable_letter(association_id, lane, fields, reason, now).to_wire()),
+                    "dl": json.dumps(_unreadable_letter(_member_id(member), lane, fields, reason, now).to_wire()),
                 }
-                for association_id, fields, reason in unreadable
+                for member, fields, reason in unreadable
             ],
         }
         with store_errors():
-            self._scripts.settle(
-                keys=[self._keys.inflight, self._keys.lanes, self._keys.dead_letters, self._keys.dead_letters_dropped],
-                args=[json.dumps(payload)],
-            )
-        for association_id, _, reason in unreadable:
+            self._scripts.settle(keys=self._settle_keys(), args=[json.dumps(payload)])
+        for member, _, reason in unreadable:
             log.error(
                 "association cannot be read; dead-lettered",
-                extra={"association_id": association_id, "lane": lane, "reason": reason},
+                extra={"association_id": _member_id(member)[:64], "lane": lane, "reason": reason},
             )
+
+    def _settle_keys(self) -> list[str]:
+        keys = self._keys
+        return [keys.inflight, keys.lanes, keys.dead_letters, keys.dead_letters_dropped, keys.leased]
 
     def settle(self, lane: str, outcomes: Sequence[Outcome], counters: Sequence[Op] = ()) -> int:
         """Apply outcomes atomically; return how many still existed to be applied."""
-        payload = {
+        payload: dict[str, Any] = {
             "now": now_ms(),
             "dl_ttl_s": self._dl_ttl_s,
             "dl_max": self._dl_max,
@@ -369,6 +396,7 @@ class LaneStore:
             "outcomes": [
                 {
                     "id": o.item.association_id,
+                    "member": o.item.member or o.item.association_id,
                     "akey": self._keys.association(o.item.association_id),
                     "kind": o.kind,
                     "lane": lane,
@@ -384,24 +412,25 @@ class LaneStore:
         if self.done_ttl_s > 0:
             payload["done_prefix"] = self._keys.done_prefix
             payload["done_ttl_s"] = self.done_ttl_s
+            wires = payload["outcomes"]
+            for wire, o in zip(wires, outcomes, strict=True):
+                if o.kind == "done":
+                    wire["first_seen"] = o.item.first_seen_ms
+                    wire["replays"] = o.item.replays
         with store_errors():
-            return int(
-                self._scripts.settle(
-                    keys=[
-                        self._keys.inflight,
-                        self._keys.lanes,
-                        self._keys.dead_letters,
-                        self._keys.dead_letters_dropped,
-                    ],
-                    args=[json.dumps(payload)],
-                )
-            )
+            return int(self._scripts.settle(keys=self._settle_keys(), args=[json.dumps(payload)]))
 
     def finish(self, lane: str, *, park_until_ms: int = 0) -> str:
         """Leave ``lane``: park it, hand it on, schedule it for its next due item, or mark it idle."""
         with store_errors():
             result = self._scripts.finish(
-                keys=[self._keys.lane(lane), self._keys.lane_job(lane), self._keys.lanes, self._keys.wake],
+                keys=[
+                    self._keys.lane(lane),
+                    self._keys.lane_job(lane),
+                    self._keys.lanes,
+                    self._keys.wake,
+                    self._keys.queue(lane),
+                ],
                 args=[now_ms(), lane, park_until_ms, self.lease_ms],
             )
         return result.decode() if isinstance(result, bytes) else str(result)
@@ -410,7 +439,7 @@ class LaneStore:
         """Hand back expired leases and wake due lanes; safe to run from every worker at once."""
         with store_errors():
             reclaimed, woken, next_due = self._scripts.sweep(
-                keys=[self._keys.inflight, self._keys.lanes, self._keys.wake],
+                keys=[self._keys.inflight, self._keys.lanes, self._keys.wake, self._keys.leased],
                 args=[
                     now_ms(),
                     self.lease_ms,
@@ -433,20 +462,106 @@ class LaneStore:
         return list(dict.fromkeys(lanes))
 
 
-def _claimed(fields: Sequence[Any]) -> Claimed:
+#: Separates a member's fields (ASCII unit separator: no id, type, slug or number holds it, and JSON escapes it).
+US = "\x1f"
+#: The member forms: an association's fields (portal and types are the lane's), or any work's record JSON.
+FORM_ASSOCIATION = "a"
+FORM_RECORD = "j"
+
+
+def member_of(association_id: str, request: Work, first_seen_ms: int) -> str:
+    """The association as its lane stores it (see the module docstring): everything a first attempt needs.
+
+    Floats are written with ``repr``, which reads back to the same float. A request whose source holds a
+    separator (never one intake validated) is written in the record form, which holds anything.
+    """
+    if isinstance(request, AssociationRequest) and US not in request.source:
+        extras = action_extras(request.action, request.label, request.types, request.mode)
+        return US.join(
+            (
+                association_id,
+                str(first_seen_ms),
+                FORM_ASSOCIATION,
+                request.from_object_id,
+                request.to_object_id,
+                request.source,
+                repr(request.received_at),
+                "" if request.occurred_at is None else repr(request.occurred_at),
+                orjson.dumps(extras).decode() if extras else "",
+                request.source_event_id or "",  # last: it may hold anything, the separator included
+            )
+        )
+    return US.join((association_id, str(first_seen_ms), FORM_RECORD, orjson.dumps(request.as_record()).decode()))
+
+
+def _member_id(member: str) -> str:
+    """The association id a member starts with (a bare id is its own)."""
+    return member.partition(US)[0]
+
+
+def _finite(value: str, name: str) -> float:
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(f"{name}: expected a finite number, got {value!r:.40}")
+    return number
+
+
+def _from_member(body: str, lane: str) -> AssociationRequest:
+    """An association from the fields of its member's association form, and the lane it waits in."""
+    from_id, to_id, source, received, occurred, extras, event_id = body.split(US, 6)
+    portal, from_type, to_type = split_lane(lane)
+    record: dict[str, Any] = {
+        "from_object_type": from_type,
+        "from_object_id": from_id,
+        "to_object_type": to_type,
+        "to_object_id": to_id,
+        "portal_id": portal,
+        "source": source,
+        "source_event_id": event_id or None,
+        "received_at": _finite(received, "received_at"),
+        "occurred_at": _finite(occurred, "occurred_at") if occurred else None,
+    }
+    if extras:
+        more = json.loads(extras)
+        if not isinstance(more, dict):
+            raise TypeError("extras: expected a JSON object")
+        record |= more
+    return AssociationRequest.from_record(record)
+
+
+def claimed_from(fields: Sequence[Any], lane: str) -> Claimed:
     """One claimed association from claim.lua's fields; raises UnreadableRecordError naming what is wrong.
 
-    Everything a drain will use is checked here, so that a corrupt field fails the claim of that one
-    association, not the settling of a whole batch after its HubSpot call.
+    Everything a drain will use is checked here, so that a corrupt member or field fails the claim of
+    that one association, not the settling of a whole batch after its HubSpot call.
     """
-    assoc_id, req, attempts, hist, first_seen, replays = fields
-    if not req:
-        raise UnreadableRecordError("req: missing (the association's key holds no record, or is not a hash)")
+    raw_member, req, attempts, hist, first_seen, replays = fields
     try:
-        record = json.loads(req)
-        if not isinstance(record, dict):
-            raise TypeError(f"req: expected a JSON object, got {type(record).__name__}")
-        request = work_from_record(record)
+        member = text(raw_member)
+        if text(attempts or "").startswith("!"):
+            raise UnreadableRecordError(f"state: {text(attempts)[1:]}"[:300])
+        association_id, separator, rest = member.partition(US)
+        if separator:
+            seen, _, rest = rest.partition(US)
+            form, _, body = rest.partition(US)
+            first_seen = seen
+            if form == FORM_ASSOCIATION:
+                request: Work = _from_member(body, lane)
+            elif form == FORM_RECORD:
+                record = json.loads(body)
+                if not isinstance(record, dict):
+                    raise TypeError(f"member: expected a JSON object, got {type(record).__name__}")
+                request = work_from_record(record)
+            else:
+                raise ValueError(f"member: unknown form {form!r:.20}")
+        else:
+            # The bare-id form written before 2026-12: the record is in the association's hash.
+            if not req:
+                raise UnreadableRecordError("req: missing (the association's key holds no record, or is not a hash)")
+            record = json.loads(req)
+            if not isinstance(record, dict):
+                raise TypeError(f"req: expected a JSON object, got {type(record).__name__}")
+            request = work_from_record(record)
         if isinstance(request, AssociationRequest):
             # The constructor trusts its caller; create() checks types, ids and portal as intake does.
             AssociationRequest.create(
@@ -469,13 +584,16 @@ def _claimed(fields: Sequence[Any]) -> Claimed:
         if not isinstance(history, list) or not all(isinstance(h, dict) for h in history):
             raise TypeError("hist: expected a JSON array of objects")
         claimed = Claimed(
-            association_id=text(assoc_id),
+            association_id=association_id,
             request=request,
             attempts=int(attempts or 0),
             history=history,
             first_seen_ms=int(first_seen or 0),
             replays=int(replays or 0),
+            member=member,
         )
+    except UnreadableRecordError:
+        raise
     except InvalidInputError as exc:
         problems = "; ".join(p.message for p in exc.problems) or exc.message
         raise UnreadableRecordError(f"req: {problems}") from None
@@ -488,7 +606,8 @@ def _claimed(fields: Sequence[Any]) -> Claimed:
 
 def _unreadable_letter(association_id: str, lane: str, fields: Sequence[Any], reason: str, now: int) -> DeadLetter:
     """The dead letter of an association that cannot be read: what was stored, as text, and why."""
-    stored = dict(zip(("req", "attempts", "hist", "first_seen", "replays"), fields[1:], strict=True))
+    stored = dict(zip(("member", "req", "attempts", "hist", "first_seen", "replays"), fields, strict=True))
+    stored = {k: v for k, v in stored.items() if v not in ("", b"", None)}
     portal, _, types = lane.partition("|")
     from_type, _, to_type = types.partition("|")
     return DeadLetter(
@@ -514,6 +633,71 @@ def _unreadable_letter(association_id: str, lane: str, fields: Sequence[Any], re
         dead_at_ms=now,
         stored={k: text(v)[:2000] for k, v in stored.items()},
     )
+
+
+@dataclass(frozen=True, slots=True)
+class LaneDepth:
+    """How much waits in one lane, and since when."""
+
+    lane: str
+    waiting: int
+    #: The earliest first-seen (fresh work) or due time (retries) in the lane, epoch ms; None when empty.
+    oldest_ms: int | None
+
+
+def lane_depths(redis: Redis, keys: Keys, lanes: Sequence[str]) -> list[LaneDepth]:
+    """The depth of each lane (queue and retry zset together), in one pipeline. Raises redis errors."""
+    pipe = redis.pipeline(transaction=False)
+    for lane in lanes:
+        pipe.llen(keys.queue(lane))
+        pipe.lindex(keys.queue(lane), 0)
+        pipe.zcard(keys.lane(lane))
+        pipe.zrange(keys.lane(lane), 0, 0, withscores=True)
+    raw = pipe.execute()
+    out = []
+    for n, lane in enumerate(lanes):
+        fresh, head, retries, first = raw[4 * n : 4 * n + 4]
+        times = [int(first[0][1])] if first else []
+        if head is not None:
+            seen = text(head).split(US, 2)[1:2]
+            if seen and seen[0].isdigit():
+                times.append(int(seen[0]))
+        out.append(LaneDepth(lane, int(fresh) + int(retries), min(times) if times else None))
+    return out
+
+
+def pending_ids(redis: Redis, keys: Keys, lane: str) -> list[str]:
+    """The ids waiting in ``lane``: retries by due time, then fresh work in the order accepted (for tools)."""
+    with store_errors():
+        pipe = redis.pipeline(transaction=False)
+        pipe.zrange(keys.lane(lane), 0, -1)
+        pipe.lrange(keys.queue(lane), 0, -1)
+        retries, fresh = pipe.execute()
+    return [_member_id(text(m)) for m in (*retries, *fresh)]
+
+
+def peek(redis: Redis, keys: Keys, lane: str, limit: int = 100) -> list[Claimed]:
+    """Up to ``limit`` associations waiting in ``lane``, read without claiming them (retries first).
+
+    For tools and tests; what cannot be read is left out (a claim dead-letters it).
+    """
+    with store_errors():
+        pipe = redis.pipeline(transaction=False)
+        pipe.zrange(keys.lane(lane), 0, limit - 1)
+        pipe.lrange(keys.queue(lane), 0, limit - 1)
+        retries, fresh = pipe.execute()
+        members = [text(m) for m in (*retries, *fresh)][:limit]
+        pipe = redis.pipeline(transaction=False)
+        for member in members:
+            pipe.hmget(keys.association(_member_id(member)), "req", "attempts", "hist", "first_seen", "replays")
+        states = pipe.execute(raise_on_error=False)
+    out = []
+    for member, state in zip(members, states, strict=True):
+        try:
+            out.append(claimed_from([member, *(state if isinstance(state, list) else [None] * 5)], lane))
+        except UnreadableRecordError:
+            continue
+    return out
 
 
 def portal_name(portal: str | None) -> str:
@@ -561,13 +745,12 @@ class _Arguments:
             size,
         )
 
-    def item(self, association_id: str, request: Work, first_seen: int | str, replay: str | bytes) -> None:
-        """One association of the open group."""
-        lane = request.lane
+    def item(self, lane: str, member: str, replay: str | bytes) -> None:
+        """One association of the open group, as its lane will hold it."""
         number = self.lanes.get(lane)
         if number is None:
             number = self.lanes[lane] = len(self.lanes) + 1
-        self.flat += (association_id, number, orjson.dumps(request.as_record()), first_seen, replay)
+        self.flat += (number, member, replay)
 
 
 class MemoryLanes:

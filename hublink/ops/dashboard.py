@@ -14,6 +14,7 @@ from typing import Any
 
 from redis import Redis
 
+from hublink.lanes import lane_depths
 from hublink.ops.backfill import RedisBackfills, progress_line
 from hublink.ops.dead_letters import DeadLetterFilter, DeadLetterStore
 from hublink.ops.metrics import Metrics
@@ -113,15 +114,14 @@ def overview(
     now = time.time() if now_s is None else now_s
     with store_errors():
         lane_names = [text(m) for m in redis.zrange(keys.lanes, 0, -1)]
+        waiting = [lane.waiting for lane in lane_depths(redis, keys, lane_names)]
         pipe = redis.pipeline(transaction=False)
-        for lane in lane_names:
-            pipe.zcard(keys.lane(lane))
         pipe.xlen(keys.inbox)
         pipe.zcard(keys.inflight)
         pipe.llen(keys.rq_queue(queue_name))  # the drain jobs waiting for a worker
         results = pipe.execute()
         headroom = _headroom(redis, keys, now)
-    depths = sorted(zip(lane_names, (int(n) for n in results[:-3]), strict=True), key=lambda lane: (-lane[1], lane[0]))
+    depths = sorted(zip(lane_names, waiting, strict=True), key=lambda lane: (-lane[1], lane[0]))
     busy = [lane for lane in depths if lane[1]]
     recent, _ = dead_letters.page(DeadLetterFilter(), limit=RECENT_FAILURES)
     return Overview(

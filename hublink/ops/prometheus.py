@@ -16,6 +16,7 @@ from prometheus_client.registry import Collector
 from redis import Redis
 
 from hublink.delivery.circuit import read_circuits
+from hublink.lanes import lane_depths
 from hublink.ops.metrics import COUNTERS, LATENCY, LATENCY_BUCKETS_S, Metrics
 from hublink.store.connections import text
 from hublink.store.keys import Keys
@@ -67,10 +68,8 @@ class HubLinkCollector(Collector):
     def _gauges(self) -> Iterator[Metric]:
         now_ms = time.time() * 1000
         lanes = [text(m) for m in self._redis.zrange(self._keys.lanes, 0, -1)]
+        depths = lane_depths(self._redis, self._keys, lanes)
         pipe = self._redis.pipeline(transaction=False)
-        for lane in lanes:
-            pipe.zcard(self._keys.lane(lane))
-            pipe.zrange(self._keys.lane(lane), 0, 0, withscores=True)
         pipe.zcard(self._keys.inflight)
         pipe.zcard(self._keys.dead_letters)
         pipe.get(self._keys.dead_letters_dropped)
@@ -81,13 +80,12 @@ class HubLinkCollector(Collector):
         results = pipe.execute()
         depth = GaugeMetricFamily(PREFIX + "queue_depth", "Associations waiting in lanes", labels=["lane"])
         oldest = 0.0
-        for index, lane in enumerate(lanes):
-            depth.add_metric([lane], results[2 * index])
-            first = results[2 * index + 1]
-            if first:
-                oldest = max(oldest, (now_ms - first[0][1]) / 1000)
+        for lane in depths:
+            depth.add_metric([lane.lane], lane.waiting)
+            if lane.oldest_ms is not None:
+                oldest = max(oldest, (now_ms - lane.oldest_ms) / 1000)
         yield depth
-        inflight, dead, dropped, rq_depth, inbox, inbox_failed, paused = results[2 * len(lanes) :]
+        inflight, dead, dropped, rq_depth, inbox, inbox_failed, paused = results
         yield self._paused(paused)
         yield GaugeMetricFamily(
             PREFIX + "oldest_pending_age_seconds", "Age of the oldest due-or-waiting association", value=oldest

@@ -1,8 +1,8 @@
 """A record's trace: every event that named a record and every association involving it, in one timeline.
 
 Answers "why was deal 123 not linked?". The events come from the event history's index of the record
-(``hublink.intake.history``); each association they produced is looked up where it is now: waiting in its
-lane or leased to a worker (``a:<id>``, ``inflight``), linked (``done:<id>``, kept for the history window),
+(``hublink.intake.history``); each association they produced is looked up where it is now: retrying
+(``a:<id>``), leased to a worker (``inflight``), waiting for its first attempt (none of the others), linked (``done:<id>``, kept for the history window),
 or dead (``dl:<id>``), with its attempts, HubSpot's status and correlationId for each. Reads only; owns no
 keys. Associations a rule's lookup resolved later carry ids of their own and show as the lookup. Fails
 closed: raises StoreUnavailableError without Redis.
@@ -75,7 +75,17 @@ def _state(association_id: str, pair: dict[str, str], raw: list[Any]) -> dict[st
             "status": last.get("status"),
             "correlation_id": last.get("correlationId"),
         }
-    return out | {"state": "unknown", "note": "not pending, and no done record or dead letter is kept any more"}
+    if leased is not None:
+        return out | {"state": "in_flight", "attempt_count": 0, "attempts": []}
+    # A first attempt keeps no state (its lane holds it whole), and a done record outlives the event that
+    # named it; so with nothing kept, the association is waiting for its first attempt, unless its dead
+    # letter was dropped by the size cap or retention.
+    return out | {
+        "state": "pending",
+        "attempt_count": 0,
+        "attempts": [],
+        "note": "waiting for its first attempt (no state is kept before one)",
+    }
 
 
 def trace(redis: Redis, keys: Keys, history: EventHistory, object_type: str, object_id: str) -> dict[str, Any]:

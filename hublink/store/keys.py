@@ -6,14 +6,19 @@ HubLink uses multi-key Lua scripts, as RQ does, so like RQ it does not run on Re
 ==============================  ======  ======================================================  ==================
 key                             type    holds                                                   lifetime
 ==============================  ======  ======================================================  ==================
-``a:<id>``                      hash    one pending association: req (JSON), lane, attempts,    until settled
-                                        hist (JSON list), first_seen (ms), replays, reclaims
-``lane:<lane>``                 zset    association ids waiting in a lane, scored by due (ms)   while non-empty
+``q:<lane>``                    list    fresh work of a lane in the order accepted, each item   while non-empty
+                                        the association itself (``hublink.lanes`` member form)
+``lane:<lane>``                 zset    a lane's retried or reclaimed work (member form, or a   while non-empty
+                                        bare id written before 2026-12), scored by due (ms)
+``a:<id>``                      hash    an association's state once it has any: attempts, hist  until settled
+                                        (JSON list), replays, reclaims (and req, lane, first_
+                                        seen in the bare-id form); a first attempt has none
 ``lanes``                       zset    lanes with work, scored by the earliest time worth a    permanent
                                         drain
 ``lanejob:<lane>``              string  "a drain for this lane is queued, running or parked"    lease / park
 ``wake``                        list    lanes to turn into RQ drain jobs (read by every worker) drained at once
 ``inflight``                    zset    claimed association ids, scored by lease deadline (ms)  until settled
+``leased``                      hash    each claimed id's lane and member, to hand it back      until settled
 ``dl:<id>``                     string  one dead letter (JSON, ``domain.dead_letter`` wire)     retention TTL
 ``dlq``                         zset    dead-letter ids scored by the time they died (ms)       entries trimmed
 ``dlq:dropped``                 string  dead letters dropped by the size cap (counter)          permanent
@@ -90,7 +95,7 @@ class Keys:
     prefix: str = "hl:"
 
     def association(self, association_id: str) -> str:
-        """Hash of one pending association."""
+        """Hash of one association's retry state (attempts, history, replays), once it has any."""
         return f"{self.prefix}a:{association_id}"
 
     @property
@@ -99,8 +104,17 @@ class Keys:
         return f"{self.prefix}a:"
 
     def lane(self, lane: str) -> str:
-        """Zset of ids waiting in ``lane``."""
+        """Zset of ``lane``'s retried or reclaimed work, scored by when it is due."""
         return f"{self.prefix}lane:{lane}"
+
+    def queue(self, lane: str) -> str:
+        """List of ``lane``'s fresh work, oldest first."""
+        return f"{self.prefix}q:{lane}"
+
+    @property
+    def queue_prefix(self) -> str:
+        """Prefix of lane queues (Lua scripts append the lane)."""
+        return f"{self.prefix}q:"
 
     @property
     def lane_prefix(self) -> str:
@@ -130,6 +144,11 @@ class Keys:
     def inflight(self) -> str:
         """Zset of claimed ids scored by lease deadline."""
         return f"{self.prefix}inflight"
+
+    @property
+    def leased(self) -> str:
+        """Hash of claimed ids to their lane and member (``lane`` RS ``member``), read by the sweep."""
+        return f"{self.prefix}leased"
 
     def dead_letter(self, association_id: str) -> str:
         """One dead letter's JSON body."""

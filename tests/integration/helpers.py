@@ -11,7 +11,7 @@ from hublink.config.rules_file import RulesFile
 from hublink.config.settings import Settings
 from hublink.intake.expansion import Expansion, IntakeReport
 from hublink.intake.inbox import Inbox
-from hublink.lanes import LaneStore
+from hublink.lanes import LaneStore, pending_ids
 from hublink.ops.metrics import Metrics
 from hublink.store.connections import connect
 from hublink.store.keys import Keys
@@ -62,7 +62,9 @@ def dead_letter_ids(redis: redis_lib.Redis) -> set[str]:
 
 def pending(redis: redis_lib.Redis) -> int:
     """Requests not yet expanded (inbox entries) plus associations still waiting or in flight."""
-    return int(redis.xlen("hl:inbox")) + sum(1 for _ in redis.scan_iter("hl:a:*", count=1000))
+    waiting = sum(int(redis.llen(k)) for k in redis.scan_iter("hl:q:*", count=1000))
+    waiting += sum(int(redis.zcard(k)) for k in redis.scan_iter("hl:lane:*", count=1000))
+    return int(redis.xlen("hl:inbox")) + waiting + int(redis.zcard("hl:inflight"))
 
 
 def settled(redis: redis_lib.Redis) -> bool:
@@ -109,3 +111,16 @@ def expand_all(expander: Expander) -> list[IntakeReport]:
     while batch := expander.step(block_ms=1):
         reports.extend(batch)
     return reports
+
+
+def waiting(redis: redis_lib.Redis, lane: str) -> list[str]:
+    """The ids waiting in ``lane`` (its queue and its retry zset), under the tests' ``hl:`` prefix."""
+    return pending_ids(redis, Keys(), lane)
+
+
+def due_of(redis: redis_lib.Redis, lane: str, association_id: str) -> float | None:
+    """When a retried association of ``lane`` is due (epoch ms), or None when it is not waiting for a retry."""
+    for member, score in redis.zrange(Keys().lane(lane), 0, -1, withscores=True):
+        if member.decode().split("\x1f", 1)[0] == association_id:
+            return float(score)
+    return None

@@ -12,8 +12,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from hublink.config.settings import Settings
+from hublink.lanes import peek
+from hublink.store.keys import Keys
 from tests.conftest import API_TOKEN
-from tests.integration.helpers import expand_all, make_expander
+from tests.integration.helpers import expand_all, make_expander, waiting
 from web import create_app
 
 pytestmark = pytest.mark.integration
@@ -81,8 +83,7 @@ class TestAccepts:
         assert redis_client.xlen("hl:inbox") == 1
         assert expand() == 2
         for association_id in body["ids"]:
-            assert redis_client.zscore("hl:lane:_|deals|contacts", association_id) is not None
-            assert redis_client.hget(f"hl:a:{association_id}", "lane") == b"_|deals|contacts"
+            assert association_id in waiting(redis_client, "_|deals|contacts")
         assert redis_client.xlen("hl:inbox") == 0
         assert redis_client.hgetall("hl:m:associations_enqueued") == {b"source=api,kind=association": b"2"}
 
@@ -104,8 +105,9 @@ class TestAccepts:
         assert response.status_code == 202
         assert expand() == 1
         (association_id,) = response.get_json()["ids"]
-        record = json.loads(redis_client.hget(f"hl:a:{association_id}", "req") or b"{}")
-        assert (record["action"], record["types"]) == ("unlink", [["USER_DEFINED", 9]])
+        [stored] = peek(redis_client, Keys(), "_|deals|contacts")
+        assert stored.association_id == association_id
+        assert (stored.request.action, stored.request.types) == ("unlink", (("USER_DEFINED", 9),))
 
     def test_singular_and_type_id_forms_share_a_lane(
         self, client: FlaskClient, redis_client: redis_lib.Redis, expand: Callable[[], int]
@@ -117,7 +119,7 @@ class TestAccepts:
         ]
         assert post(client, {"associations": items}).status_code == 202
         assert expand() == 3
-        assert redis_client.zcard("hl:lane:_|deals|contacts") == 3
+        assert len(waiting(redis_client, "_|deals|contacts")) == 3
 
 
 class TestRefuses:

@@ -133,9 +133,11 @@ def intake_requests(url: str) -> dict[str, Callable[[], requests.Response]]:
 
 
 def stored_work(client: redis_lib.Redis) -> list[str]:
-    """Keys that would mean a request was stored (the inbox, association hashes, idempotency keys)."""
+    """Keys that would mean a request was stored (the inbox, lanes, association state, idempotency keys)."""
     return sorted(
-        k.decode() for k in client.keys("hl:*") if k.decode().startswith(("hl:inbox", "hl:a:", "hl:idem:", "hl:seen:"))
+        k.decode()
+        for k in client.keys("hl:*")
+        if k.decode().startswith(("hl:inbox", "hl:q:", "hl:lane:", "hl:a:", "hl:idem:", "hl:seen:"))
     )
 
 

@@ -110,7 +110,7 @@ class TestBackfillEndToEnd:
         )
         assert result.exit_code == 0, result.output
         assert "10 records read, 10 associations would be queued" in result.output
-        assert not redis_client.keys("hl:lane:*")
+        assert not redis_client.keys("hl:lane:*") and not redis_client.keys("hl:q:*")
 
     def test_the_dashboard_lists_a_backfill_with_its_progress_and_a_cancel_flags_it(
         self, settings: Settings, sim: Sim, redis_client: redis_lib.Redis

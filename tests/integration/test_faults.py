@@ -255,21 +255,36 @@ class TestPoisonWork:
     """An association that cannot be read is dead-lettered once, before any HubSpot call."""
 
     @pytest.mark.parametrize(
-        ("field", "value"),
+        ("where", "value"),
         [
-            ("req", b"{not json"),
-            ("req", b'{"from_object_type": 5, "from_object_id": "1", "to_object_type": "deals", "to_object_id": "2"}'),
-            ("hist", b"5"),
-            ("attempts", b"many"),
+            ("member", "{id}\x1f{seen}\x1fa\x1fnot-an-id\x1f456\x1fapi\x1f1.0\x1f\x1f\x1f"),
+            ("member", "{id}\x1f{seen}\x1fa\x1f1000002\x1f456\x1fapi\x1fnan\x1f\x1f\x1f"),
+            ("member", "{id}\x1f{seen}\x1fa\x1ftoo\x1ffew"),
+            ("member", "{id}\x1f{seen}\x1fz\x1f{{}}"),
+            ("member", '{id}\x1f{seen}\x1fj\x1f{{"from_object_type": 5, "from_object_id": "1"}}'),
+            ("bare id, req", "{{not json"),
+            ("bare id, req", '{{"from_object_type": 5, "from_object_id": "1", "to_object_type": "deals"}}'),
+            ("hist", "5"),
+            ("attempts", "many"),
         ],
     )
     def test_a_corrupt_association_is_dead_lettered_and_its_lane_delivered(
-        self, stack: Stack, sim: Sim, redis_client: redis_lib.Redis, field: str, value: bytes
+        self, stack: Stack, sim: Sim, redis_client: redis_lib.Redis, where: str, value: str
     ) -> None:
-        """One corrupt field in a lane of five: it is dead-lettered as unreadable, the four others are linked."""
+        """One corrupt member or field in a lane of five: dead-lettered as unreadable, the four others linked."""
         ids = enqueue(stack.settings.redis_url, 5)
         poison = ids[2]
-        redis_client.hset(f"hl:a:{poison}", field, value)
+        queue = "hl:q:_|deals|contacts"
+        corrupt = value.format(id=poison, seen=int(time.time() * 1000))
+        if where == "member":
+            redis_client.lset(queue, 2, corrupt)
+        elif where == "bare id, req":
+            # The form written before 2026-12: a bare id in the lane's zset, its record in a:<id>.
+            redis_client.lrem(queue, 1, redis_client.lindex(queue, 2) or b"")
+            redis_client.zadd("hl:lane:_|deals|contacts", {poison: 0})
+            redis_client.hset(f"hl:a:{poison}", mapping={"req": corrupt, "lane": "_|deals|contacts"})
+        else:
+            redis_client.hset(f"hl:a:{poison}", where, corrupt)
         stack.worker()
         wait_settled(redis_client, timeout=30)
         assert dead_letter_ids(redis_client) == {poison}
@@ -284,9 +299,8 @@ class TestPoisonWork:
     def test_an_association_key_that_is_not_a_hash_is_dead_lettered(
         self, stack: Stack, sim: Sim, redis_client: redis_lib.Redis
     ) -> None:
-        """A key overwritten with a string: the claim survives it, dead-letters it, and links the rest."""
+        """A state key overwritten with a string: the claim survives it, dead-letters it, and links the rest."""
         ids = enqueue(stack.settings.redis_url, 3)
-        redis_client.delete(f"hl:a:{ids[0]}")
         redis_client.set(f"hl:a:{ids[0]}", "garbage")
         stack.worker()
         wait_settled(redis_client, timeout=30)

@@ -17,7 +17,7 @@ import redis as redis_lib
 import requests
 
 from tests.integration.conftest import Sim, Stack
-from tests.integration.helpers import assoc, dead_letter_ids, post_associations, wait_settled
+from tests.integration.helpers import assoc, dead_letter_ids, due_of, post_associations, wait_settled
 from tests.support.processes import wait_for
 
 pytestmark = pytest.mark.integration
@@ -85,7 +85,7 @@ def test_a_429_asking_for_a_year_defers_by_at_most_the_cap(stack: Stack, sim: Si
 
     def deferred() -> float | None:
         """The due time once the association was put back."""
-        score = redis.zscore("hl:lane:_|deals|contacts", association_id)
+        score = due_of(redis, "_|deals|contacts", association_id)
         return score if score is not None and score > later else None
 
     due = wait_for(deferred, timeout=30, what="the deferral")

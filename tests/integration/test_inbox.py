@@ -22,13 +22,13 @@ from hublink.domain.events import parse_hubspot_batch
 from hublink.intake.inbox import MAX_DELIVERIES, Inbox, InboxEntry
 from hublink.store.connections import connect
 from hublink.store.keys import Keys
-from tests.integration.helpers import make_expander
+from tests.integration.helpers import make_expander, waiting
 from tests.integration.test_webhooks import RULES, hubspot_event
 from tests.support.processes import wait_for
 
 pytestmark = pytest.mark.integration
 
-LANE = "hl:lane:62515|deals|contacts"
+LANE = "62515|deals|contacts"
 
 
 @pytest.fixture
@@ -62,7 +62,7 @@ def test_an_entry_is_deleted_in_the_step_that_stores_its_work(
     [line] = [r for r in caplog.records if r.getMessage() == "inbox entry expanded"]
     assert (line.entry, line.associations, line.duplicates) == (entry_id, 3, 0)  # type: ignore[attr-defined]
     assert report.associations == 3
-    assert redis_client.zcard(LANE) == 3
+    assert len(waiting(redis_client, LANE)) == 3
     assert redis_client.xlen("hl:inbox") == 0
     assert redis_client.xpending("hl:inbox", "expanders")["pending"] == 0
 
@@ -77,11 +77,11 @@ def test_an_entry_whose_reader_died_is_taken_over_and_expanded_once(
     b = make_expander(settings, consumer="b", claim_idle_s=0.001, reclaim_interval_s=0)
     [report] = wait_for(lambda: b.step(block_ms=1), timeout=5, what="B to take the entry over")
     assert report.associations == 2
-    assert redis_client.zcard(LANE) == 2
+    assert len(waiting(redis_client, LANE)) == 2
     late = make_expander(settings, consumer="a").expansion.expand(read_by_a)  # A was only slow, and wakes up
     assert late is not None
     assert late.already_expanded
-    assert redis_client.zcard(LANE) == 2
+    assert len(waiting(redis_client, LANE)) == 2
     assert redis_client.hgetall("hl:m:events_received") == {b"source=hubspot,outcome=accepted": b"2"}
 
 
@@ -109,7 +109,7 @@ def test_an_entry_that_keeps_failing_is_set_aside_after_its_last_delivery(
     [entry] = inbox.read("a", count=10, block_ms=1)
     worn = InboxEntry(entry_id, entry.kind, entry.body, entry.received_at, deliveries=MAX_DELIVERIES + 1)
     assert make_expander(settings).expansion.expand(worn) is None
-    assert redis_client.zcard(LANE) == 0
+    assert len(waiting(redis_client, LANE)) == 0
     assert [f[b"entry"] for _, f in redis_client.xrange("hl:inbox:failed")] == [entry_id.encode()]
     assert redis_client.xlen("hl:inbox") == 0
 
@@ -136,7 +136,7 @@ def test_a_worker_back_under_its_name_finishes_what_it_held_at_once(
     assert len(inbox.read("w-1", count=10, block_ms=1)) == 2  # then the process stops
     successor = make_expander(settings, consumer="w-1", claim_idle_s=3600)
     assert [r.associations for r in successor.step(block_ms=1)] == [1, 1]
-    assert redis_client.zcard(LANE) == 2
+    assert len(waiting(redis_client, LANE)) == 2
     assert redis_client.xlen("hl:inbox") == 0
 
 
@@ -163,7 +163,7 @@ def test_a_worker_without_rules_leaves_events_accepted_under_rules_in_the_inbox(
     bare = make_expander(replace(settings, rules_file=None))
     assert bare.step(block_ms=1) == []
     assert redis_client.xlen("hl:inbox") == 1
-    assert redis_client.zcard(LANE) == 0
+    assert len(waiting(redis_client, LANE)) == 0
     assert not redis_client.exists("hl:m:events_received")
 
 
@@ -177,7 +177,7 @@ def test_setting_aside_loses_to_a_slow_expander_that_finished(
     assert make_expander(settings, consumer="a").expansion.expand(entry) is not None  # the slow one finishes first
     assert inbox.fail(entry, "taken over too often") is False
     assert redis_client.xlen("hl:inbox:failed") == 0
-    assert redis_client.zcard(LANE) == 1
+    assert len(waiting(redis_client, LANE)) == 1
 
 
 def test_an_entry_set_aside_can_be_replayed_from_the_cli(
@@ -213,7 +213,7 @@ def test_reading_ones_own_entries_again_counts_as_a_delivery(
     [worn] = inbox.read("w-1", count=10, block_ms=0, own_pending=True)
     assert make_expander(settings, consumer="w-1").expansion.expand(worn) is None
     assert redis_client.xlen("hl:inbox:failed") == 1
-    assert redis_client.zcard(LANE) == 0
+    assert len(waiting(redis_client, LANE)) == 0
 
 
 def test_redis_outages_while_an_entry_is_held_do_not_count_towards_setting_it_aside(
@@ -243,4 +243,4 @@ def test_redis_outages_while_an_entry_is_held_do_not_count_towards_setting_it_as
     assert report.associations == 1
     assert redis_client.xlen("hl:inbox:failed") == 0
     assert redis_client.xlen("hl:inbox") == 0
-    assert redis_client.zcard(LANE) == 1
+    assert len(waiting(redis_client, LANE)) == 1

@@ -10,7 +10,7 @@ import requests
 
 from hublink.config.settings import Settings
 from tests.integration.conftest import Sim, Stack
-from tests.integration.helpers import admin, assoc, post_associations, wait_settled
+from tests.integration.helpers import admin, assoc, post_associations, wait_settled, waiting
 from tests.integration.test_admin import csrf, login
 from tests.integration.test_operations import scrape, total
 from tests.support.processes import wait_for
@@ -44,7 +44,7 @@ class TestPauseOnRealProcesses:
         stack.worker()
         redis = redis_lib.Redis.from_url(stack.settings.redis_url)
         ids = post_associations(url, [assoc(i) for i in range(1, 6)])
-        wait_for(lambda: redis.zcard(f"hl:lane:{LANE}") == 5 and parked(redis, LANE), timeout=20, what="a parked lane")
+        wait_for(lambda: len(waiting(redis, f"{LANE}")) == 5 and parked(redis, LANE), timeout=20, what="a parked lane")
         assert sim.associations() == []
         assert all(redis.hget(f"hl:a:{i}", "attempts") in (None, b"0") for i in ids)
         samples = scrape(url)

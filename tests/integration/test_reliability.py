@@ -22,6 +22,7 @@ from tests.integration.helpers import (
     assert_exact_end_state,
     assoc,
     dead_letter_ids,
+    due_of,
     post_associations,
     wait_settled,
 )
@@ -104,7 +105,7 @@ class TestErrorClasses:
 
         def deferred() -> float | None:
             """The association's due time once it was put back for later."""
-            score = redis.zscore(f"hl:lane:{lane}", association_id)
+            score = due_of(redis, lane, association_id)
             return score if score is not None and score > later else None
 
         due = wait_for(deferred, timeout=30, what="the deferral")

@@ -1,27 +1,33 @@
 -- claim.lua: take up to N due associations out of one lane and lease them to the caller.
--- KEYS[1]  lane zset      KEYS[2]  inflight zset      KEYS[3]  lane marker
+-- KEYS[1]  lane zset (retried and reclaimed work, by due)   KEYS[2]  inflight zset   KEYS[3]  lane marker
+-- KEYS[4]  lane queue (fresh work, oldest first)           KEYS[5]  leased hash
 -- ARGV[1]  now (ms)       ARGV[2]  limit              ARGV[3]  lease (ms)
 -- ARGV[4]  association key prefix                     ARGV[5]  batch window (ms), 0 = never wait
--- ARGV[6]  paused hash ('' = do not check)            ARGV[7..]  its fields that stop this lane
+-- ARGV[6]  the lane's name
+-- ARGV[7]  paused hash ('' = do not check)            ARGV[8..]  its fields that stop this lane
 --          (lane:<lane>, portal:<p>, and circuit:<p> unless this claim is a circuit's probe)
--- Guarantee: atomic. A claimed id is in the inflight zset with a deadline before it leaves the lane,
--- so a worker that dies holding it only delays it until the lease runs out (sweep.lua hands it back).
--- An association whose hash cannot be read here (no record, or not a hash at all) is leased and returned
--- with empty fields all the same, never dropped: the caller dead-letters what it cannot read, and a bad
--- key cannot make this script fail for the whole lane.
+-- A member is the association itself: "<id> US <first seen ms> US ...", or a bare id (the form written
+-- before 2026-12, whose record is in a:<id>). Due retries go first, then fresh work in the order accepted.
+-- Guarantee: atomic. A claimed id is in the inflight zset with a deadline, and its member in the leased
+-- hash, before it leaves the lane, so a worker that dies holding it only delays it until the lease runs
+-- out (sweep.lua hands it back). An association whose state cannot be read here (a:<id> not a hash) is
+-- leased and returned with '!<error>' as its attempts all the same, never dropped: the caller dead-letters what it
+-- cannot read, and a bad key cannot make this script fail for the whole lane.
 -- Returns: {"paused", field} when the lane, its portal or the portal's circuit is paused (nothing is
 -- claimed: no attempt spent), {"wait", ms} when the batch window asks to wait, else a flat list of
--- id, req, attempts, hist, first_seen, replays for each claimed association.
+-- member, req, attempts, hist, first_seen, replays for each claimed association (req and first_seen
+-- only for the bare-id form).
 local now = tonumber(ARGV[1])
 local limit = tonumber(ARGV[2])
 local lease = tonumber(ARGV[3])
 local window = tonumber(ARGV[5])
-if ARGV[6] and ARGV[6] ~= '' then
+local lane = ARGV[6]
+if ARGV[7] and ARGV[7] ~= '' then
   -- One read per claim: a paused lane costs its drain this HMGET and nothing else.
   local fields = {}
-  for i = 7, #ARGV do table.insert(fields, ARGV[i]) end
+  for i = 8, #ARGV do table.insert(fields, ARGV[i]) end
   if #fields > 0 then
-    local paused = redis.call('HMGET', ARGV[6], unpack(fields))
+    local paused = redis.call('HMGET', ARGV[7], unpack(fields))
     for i, v in ipairs(paused) do
       if v then return {'paused', fields[i]} end
     end
@@ -29,23 +35,38 @@ if ARGV[6] and ARGV[6] ~= '' then
 end
 redis.call('SET', KEYS[3], 'run', 'PX', lease)
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'WITHSCORES', 'LIMIT', 0, limit)
-if window > 0 and #due > 0 and #due / 2 < limit then
-  local oldest = tonumber(due[2])
-  if now - oldest < window then
+local fresh = {}
+if #due / 2 < limit then fresh = redis.call('LRANGE', KEYS[4], 0, limit - #due / 2 - 1) end
+local total = #due / 2 + #fresh
+if window > 0 and total > 0 and total < limit then
+  local oldest = nil
+  if #due > 0 then oldest = tonumber(due[2]) end
+  if #fresh > 0 then
+    local seen = tonumber(string.match(fresh[1], '^[^\31]*\31(%d+)'))
+    if seen and (not oldest or seen < oldest) then oldest = seen end
+  end
+  if oldest and now - oldest < window then
     return {'wait', tostring(oldest + window - now)}
   end
 end
+if #fresh > 0 then redis.call('LTRIM', KEYS[4], #fresh, -1) end
 local out = {}
-for i = 1, #due, 2 do
-  local id = due[i]
-  redis.call('ZREM', KEYS[1], id)
+local function lease_one(member)
+  local id = string.match(member, '^([^\31]*)')
   local key = ARGV[4] .. id
   local fields = redis.pcall('HMGET', key, 'req', 'attempts', 'hist', 'first_seen', 'replays')
-  if fields.err then fields = {false, false, false, false, false} end
-  if fields[1] or redis.call('EXISTS', key) == 1 then
-    redis.call('ZADD', KEYS[2], now + lease, id)
-    table.insert(out, id)
-    for _, f in ipairs(fields) do table.insert(out, f or '') end
-  end
+  -- '!' in the attempts slot says the state key cannot be read (the caller dead-letters it).
+  if fields.err then fields = {false, '!' .. fields.err, false, false, false} end
+  -- A bare id whose hash is gone was settled already (a stale member): there is nothing to send.
+  if id == member and not fields[1] and redis.call('EXISTS', key) == 0 then return end
+  redis.call('ZADD', KEYS[2], now + lease, id)
+  redis.call('HSET', KEYS[5], id, lane .. '\30' .. member)
+  table.insert(out, member)
+  for _, f in ipairs(fields) do table.insert(out, f or '') end
 end
+for i = 1, #due, 2 do
+  redis.call('ZREM', KEYS[1], due[i])
+  lease_one(due[i])
+end
+for _, member in ipairs(fresh) do lease_one(member) end
 return out

@@ -3,7 +3,7 @@
 -- ARGV is flat, so that the bulk of a request (a 100-event batch is ~900 arguments) is read as it comes,
 -- never JSON-decoded here: decoding it cost more than storing it.
 --   [1] now (ms)   [2] lease (ms)   [3] dedup TTL (s)   [4] dead-letter zset
---   [5] association key prefix   [6] lane key prefix   [7] lane marker key prefix
+--   [5] association key prefix   [6] lane queue key prefix   [7] lane marker key prefix
 --   [8] JSON header, small whatever the request's size:
 --       {lanes: [lane, ...], sets: [[[key, field, n, ttl_s], ...], ...], counters: set number or 0,
 --        ack: [inbox stream, group, entry id] (optional: the inbox entry these groups came from),
@@ -11,10 +11,12 @@
 --               used, kept for operators in the same step, so a crash can neither lose nor repeat them)}
 --       a "set" is one list of metric increments; groups name theirs by number (1-based, 0 = none)
 --   then per group: seen key ('' = no dedup), on_new set, on_dup set, item count,
---     and per item: id, lane number (1-based), record (JSON text), first_seen ms ('' = now),
---     replay ('' = new work, else JSON {attempts, hist, replays, dlkey?})
--- An item with dlkey is a replay: its dead letter is removed in the same step, so a replayed
--- association is never both pending and dead, nor neither.
+--     and per item: lane number (1-based), member (the association itself, ``hublink.lanes`` form),
+--     replay ('' = new work, else JSON {id, attempts, hist, replays, dlkey?})
+-- New work is one list item and nothing else: a first attempt needs no state, so it has no hash (this is
+-- what keeps a pending association near 120 bytes of Redis). A replay keeps its history and counts in
+-- a:<id>; with dlkey its dead letter is removed in the same step, so a replayed association is never
+-- both pending and dead, nor neither.
 -- Guarantee: atomic. Either every group of the request is stored (or found a duplicate) or nothing is;
 -- a seen-mark is never written without its associations, so no crash can lose a deduplicated event.
 -- With ack, the inbox entry is acknowledged and deleted in the same step, so an entry is expanded exactly
@@ -26,7 +28,7 @@ local lease_ms = ARGV[2]
 local dedup_ttl = ARGV[3]
 local dlq = ARGV[4]
 local akey_prefix = ARGV[5]
-local lane_prefix = ARGV[6]
+local queue_prefix = ARGV[6]
 local marker_prefix = ARGV[7]
 local header = cjson.decode(ARGV[8])
 local ack = header.ack
@@ -35,11 +37,8 @@ local ack = header.ack
 if ack and #redis.call('XPENDING', ack[1], ack[2], ack[3], ack[3], 1) == 0 then return {-1} end
 local lanes = header.lanes
 local results = {}
--- Items of one call are scored now + k microseconds, in the order given: a lane is claimed by score, so a
--- link and an unlink of one pair accepted together are claimed (and settled) in the order they were
--- accepted, not in the order of their random ids (what equal scores would fall back to).
-local seq = 0
--- Lane members are added with one ZADD per lane (in chunks), not one per association.
+-- Items are appended in the order given, so a link and an unlink of one pair are claimed (and settled) in
+-- the order they were accepted. One RPUSH per lane (in chunks), not one per association.
 local members = {}
 local woken = {}
 -- Count sets are tallied here and written once per field: a 100-event batch makes one HINCRBY, not 100.
@@ -56,21 +55,16 @@ while i <= n_args do
   local fresh = seen == '' or redis.call('SET', seen, '1', 'NX', 'EX', dedup_ttl) ~= false
   if fresh then
     for _ = 1, n do
-      local id, li, rec, first_seen, replay = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
-      i = i + 5
-      local lane = lanes[li]
-      if first_seen == '' then first_seen = now end
-      local akey = akey_prefix .. id
-      if replay == '' then
-        redis.call('HSET', akey, 'req', rec, 'lane', lane, 'first_seen', first_seen)
-      else
-        -- A replay keeps its history and counts; new work leaves them to their defaults (absent).
+      local li, member, replay = tonumber(ARGV[i]), ARGV[i + 1], ARGV[i + 2]
+      i = i + 3
+      if replay ~= '' then
         local r = cjson.decode(replay)
-        redis.call('HSET', akey, 'req', rec, 'lane', lane, 'first_seen', first_seen,
-          'attempts', r.attempts or 0, 'hist', r.hist or '[]', 'replays', r.replays or 0)
+        local akey = akey_prefix .. r.id
+        redis.call('DEL', akey)
+        redis.call('HSET', akey, 'attempts', r.attempts or 0, 'hist', r.hist or '[]', 'replays', r.replays or 0)
         if r.dlkey then
           redis.call('DEL', r.dlkey)
-          redis.call('ZREM', dlq, id)
+          redis.call('ZREM', dlq, r.id)
         end
       end
       local list = members[li]
@@ -78,14 +72,12 @@ while i <= n_args do
         list = {}
         members[li] = list
       end
-      list[#list + 1] = now + seq / 1000
-      seq = seq + 1
-      list[#list + 1] = id
+      list[#list + 1] = member
     end
     results[#results + 1] = 1
     hit(on_new)
   else
-    i = i + 5 * n
+    i = i + 3 * n
     results[#results + 1] = 0
     -- Per-event counts depend on the dedup outcome, which only this script knows.
     hit(on_dup)
@@ -95,7 +87,7 @@ end
 for li, list in pairs(members) do
   local lane = lanes[li]
   for j = 1, #list, 1000 do
-    redis.call('ZADD', lane_prefix .. lane, unpack(list, j, math.min(j + 999, #list)))
+    redis.call('RPUSH', queue_prefix .. lane, unpack(list, j, math.min(j + 999, #list)))
   end
   if not woken[lane] then
     woken[lane] = true

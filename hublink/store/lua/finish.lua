@@ -1,5 +1,6 @@
 -- finish.lua: a drain job leaves its lane: idle, rescheduled, parked, or handed on.
 -- KEYS[1]  lane zset   KEYS[2]  lane marker   KEYS[3]  lanes zset   KEYS[4]  wake list
+-- KEYS[5]  lane queue (fresh work: due now whenever it is there)
 -- ARGV[1]  now (ms)    ARGV[2]  lane          ARGV[3]  park until (ms, 0 = do not park)
 -- ARGV[4]  lease (ms)
 -- Guarantee: atomic with enqueue.lua, so work added while the job was finishing is never stranded:
@@ -14,6 +15,7 @@ if park > now then
   return 'parked'
 end
 local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+if redis.call('LLEN', KEYS[5]) > 0 then first = {'', now} end
 if #first == 0 then
   redis.call('ZREM', KEYS[3], ARGV[2])
   redis.call('DEL', KEYS[2])

@@ -1,9 +1,9 @@
 -- sweep.lua: hand back expired leases and wake lanes whose time has come. Every worker runs it.
--- KEYS[1]  inflight zset   KEYS[2]  lanes zset   KEYS[3]  wake list
+-- KEYS[1]  inflight zset   KEYS[2]  lanes zset   KEYS[3]  wake list   KEYS[4]  leased hash
 -- ARGV[1]  now (ms)  ARGV[2]  lease (ms)  ARGV[3]  limit per pass
 -- ARGV[4]  association key prefix  ARGV[5]  lane key prefix  ARGV[6]  lane marker prefix
 -- Guarantee: atomic and idempotent, so any number of workers may run it at once; a lease that ran
--- out (its worker died) puts the association back in its lane, due now, with its reclaims counted.
+-- out (its worker died) puts the association back in its lane's zset, due now, with its reclaims counted.
 -- Returns: {reclaimed, woken, ms until the next lane or lease falls due (-1 = nothing pending)}.
 local now = tonumber(ARGV[1])
 local lease = tonumber(ARGV[2])
@@ -12,11 +12,22 @@ local reclaimed = 0
 local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, limit)
 for _, id in ipairs(expired) do
   redis.call('ZREM', KEYS[1], id)
-  -- pcall: a key that is not a hash (written by hand) must not stop every sweep; it has no lane to go to.
-  local lane = redis.pcall('HGET', ARGV[4] .. id, 'lane')
-  if type(lane) == 'string' then
-    redis.call('HINCRBY', ARGV[4] .. id, 'reclaims', 1)
-    redis.call('ZADD', ARGV[5] .. lane, now, id)
+  local akey = ARGV[4] .. id
+  local lane, member = nil, nil
+  local held = redis.call('HGET', KEYS[4], id)
+  if held then
+    redis.call('HDEL', KEYS[4], id)
+    lane, member = string.match(held, '^([^\30]*)\30(.*)$')
+  else
+    -- Leased before 2026-12: the bare id's hash names its lane. pcall: a key that is not a hash (written
+    -- by hand) must not stop every sweep; it has no lane to go to.
+    local named = redis.pcall('HGET', akey, 'lane')
+    if type(named) == 'string' then lane, member = named, id end
+  end
+  if lane then
+    -- pcall: the state key may be corrupt; the association goes back all the same (its claim buries it).
+    redis.pcall('HINCRBY', akey, 'reclaims', 1)
+    redis.call('ZADD', ARGV[5] .. lane, now, member)
     redis.call('ZADD', KEYS[2], 'LT', now, lane)
     reclaimed = reclaimed + 1
   end
