@@ -2,10 +2,10 @@
 
 Answers "why was deal 123 not linked?". The events come from the event history's index of the record
 (``hublink.intake.history``); each association they produced is looked up where it is now: retrying
-(``a:<id>``), leased to a worker (``inflight``), waiting for its first attempt (none of the others), linked (``done:<id>``, kept for the history window),
-or dead (``dl:<id>``), with its attempts, HubSpot's status and correlationId for each. Reads only; owns no
-keys. Associations a rule's lookup resolved later carry ids of their own and show as the lookup. Fails
-closed: raises StoreUnavailableError without Redis.
+(``a:<id>``), leased to a worker (``inflight``), linked (``done:<id>``, kept for the history window), dead
+(``dl:<id>``), or else waiting for its first attempt, with its attempts, HubSpot's status and
+correlationId for each. Reads only; owns no keys. Associations a rule's lookup resolved later carry ids
+of their own and show as the lookup. Fails closed: raises StoreUnavailableError without Redis.
 """
 
 from __future__ import annotations
