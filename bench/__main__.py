@@ -27,6 +27,7 @@ from typing import Any
 import redis as redis_lib
 import requests
 
+from bench import capacity, say
 from hublink.domain import signatures
 from tests.support.processes import (
     Process,
@@ -55,11 +56,6 @@ rules:
 """
 
 
-def say(text: str) -> None:
-    """Progress, as it happens."""
-    print(f"[{datetime.now().strftime('%H:%M:%S')}] {text}", flush=True)
-
-
 @dataclass
 class Bench:
     """One benchmark run: its processes, its durations, and what it measured."""
@@ -70,6 +66,7 @@ class Bench:
     processes: list[Process] = field(default_factory=list)
     redis: RedisServer | None = None
     sim_url: str = ""
+    sim_process: Process | None = None
 
     # --- processes ---
 
@@ -128,6 +125,7 @@ class Bench:
             f"sim-{port}", [python(), "-m", "hubspot_sim", "--port", str(port), "--token", HUBSPOT_TOKEN, *args]
         )
         self.sim_url = f"http://127.0.0.1:{port}"
+        self.sim_process = process
         wait_for(lambda: port_open(port), timeout=15, what="the simulator")
         return process
 
@@ -656,6 +654,8 @@ def table(r: dict[str, Any]) -> str:
             "< 10 %",
             p["web_growth"] < 0.1 and p["workers_growth"] < 0.1,
         )
+    for figure in capacity.rows(r):
+        row(*figure)
     return "\n".join(rows)
 
 
@@ -694,7 +694,7 @@ def plots(r: dict[str, Any], out: Path) -> list[str]:
         fig.tight_layout()
         fig.savefig(out / "latency.png", dpi=100)
         names.append("latency.png")
-    return names
+    return names + capacity.plot(r, out, plt)
 
 
 def write_readme(r: dict[str, Any], quick: bool, images: list[str]) -> None:
@@ -725,7 +725,9 @@ def main(argv: list[str] | None = None) -> int:
     """Run the benchmarks."""
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--quick", action="store_true", help="shorter runs (about 2 minutes)")
-    parser.add_argument("--only", default="P1,P2,P3,P5,P6", help="comma-separated subset, e.g. P1,P2")
+    parser.add_argument(
+        "--only", default="P1,P2,P3,P5,P6,P7,P8,P9", help="comma-separated subset, e.g. P1,P2 or P7,P8,P9"
+    )
     parser.add_argument("--soak", type=int, default=0, help="run the memory soak for this many seconds instead")
     parser.add_argument("--no-readme", action="store_true", help="print only; keep bench/README.md")
     args = parser.parse_args(argv)
@@ -753,6 +755,22 @@ def main(argv: list[str] | None = None) -> int:
                 steps.append(("P5", lambda: p5_rate_limit(b, 20 if quick else 60)))
             if "P6" in only:
                 steps.append(("P6", lambda: p6_latency(b, 10 if quick else 30)))
+            if "P7" in only:
+                steps.append(
+                    (
+                        "P7",
+                        lambda: capacity.p7_drain_at_limit(
+                            b, 50_000 if quick else 200_000, 4, 4, warmup_s=2 if quick else 5, window_s=20
+                        ),
+                    )
+                )
+            if "P8" in only:
+                sizes = [50_000] if quick else [50_000, 1_000_000]
+                steps.append(("P8", lambda: capacity.p8_bytes_per_pending(b, sizes)))
+            if "P9" in only:
+                steps.append(
+                    ("P9", lambda: capacity.p9_backfill(b, 20_000 if quick else 100_000, 10_000 if quick else 20_000))
+                )
         for name, step in steps:
             step()
             say(f"{name} done ({time.monotonic() - started:.0f}s elapsed)")
@@ -761,7 +779,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\n" + table(b.results) + "\n", flush=True)
     if not args.no_readme:
         plots(b.results, BENCH)
-        images = [name for name in ("drain.png", "latency.png") if (BENCH / name).exists()]
+        images = [name for name in ("drain.png", "latency.png", "limit.png") if (BENCH / name).exists()]
         # A soak and the P-figures are separate runs; each keeps the other's last figures in the table.
         last = BENCH / "last-results.json"
         previous = json.loads(last.read_text()) if last.exists() else {}
