@@ -59,13 +59,13 @@ fmt: venv ## Format and fix what ruff can
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-bench: venv ## Benchmarks P1-P6 (about 5 minutes); writes bench/README.md
+bench: venv ## Benchmarks P1-P9 (about 10 minutes); writes bench/README.md
 	$(PY) -m bench
 
 bench-redis: venv ## Redis cost per association (commands, bytes, CPU) and one primary's ceiling; bench/README.md
 	nice $(PY) -m bench.redis_cost
 
-bench-quick: venv ## The same, shortened (about 2 minutes)
+bench-quick: venv ## The same, shortened (about 3 minutes)
 	$(PY) -m bench --quick
 
 bench-soak: venv ## Memory soak: web and worker RSS over 10 minutes at moderate load

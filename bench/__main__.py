@@ -27,6 +27,7 @@ from typing import Any
 import redis as redis_lib
 import requests
 
+from bench import capacity, say
 from hublink.domain import signatures
 from tests.support.processes import (
     Process,
@@ -55,11 +56,6 @@ rules:
 """
 
 
-def say(text: str) -> None:
-    """Progress, as it happens."""
-    print(f"[{datetime.now().strftime('%H:%M:%S')}] {text}", flush=True)
-
-
 @dataclass
 class Bench:
     """One benchmark run: its processes, its durations, and what it measured."""
@@ -70,6 +66,7 @@ class Bench:
     processes: list[Process] = field(default_factory=list)
     redis: RedisServer | None = None
     sim_url: str = ""
+    sim_process: Process | None = None
 
     # --- processes ---
 
@@ -128,6 +125,7 @@ class Bench:
             f"sim-{port}", [python(), "-m", "hubspot_sim", "--port", str(port), "--token", HUBSPOT_TOKEN, *args]
         )
         self.sim_url = f"http://127.0.0.1:{port}"
+        self.sim_process = process
         wait_for(lambda: port_open(port), timeout=15, what="the simulator")
         return process
 
@@ -646,6 +644,8 @@ def table(r: dict[str, Any]) -> str:
             "p99 <= 1",
             p["p99"] <= 1.0,
         )
+    for figure in capacity.rows(r):
+        row(*figure)
     if "soak" in r:
         p = r["soak"]
         row(
@@ -694,11 +694,11 @@ def plots(r: dict[str, Any], out: Path) -> list[str]:
         fig.tight_layout()
         fig.savefig(out / "latency.png", dpi=100)
         names.append("latency.png")
-    return names
+    return names + capacity.plot(r, out, plt)
 
 
-def write_readme(r: dict[str, Any], quick: bool, images: list[str]) -> None:
-    """Replace the results section of bench/README.md."""
+def write_readme(r: dict[str, Any], quick: bool, images: list[str], carried: list[str] | None = None) -> None:
+    """Replace the results section of bench/README.md; ``carried`` names figures kept from earlier runs."""
     readme = BENCH / "README.md"
     text = readme.read_text() if readme.exists() else "# Benchmarks\n"
     marker = "<!-- results -->"
@@ -706,7 +706,9 @@ def write_readme(r: dict[str, Any], quick: bool, images: list[str]) -> None:
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     body = (
         f"{marker}\n## Last run: {stamp}, {os.cpu_count()} cores, {'quick' if quick else 'full'}\n\n"
-        f"{table(r)}\n\n" + "".join(f"![{n}]({n})\n\n" for n in images)
+        + (f"Not measured in this run, kept from earlier runs: {', '.join(carried)}.\n\n" if carried else "")
+        + f"{table(r)}\n\n"
+        + "".join(f"![{n}]({n})\n\n" for n in images)
     )
     readme.write_text(head + body)
     (BENCH / "last-results.json").write_text(
@@ -724,8 +726,10 @@ def write_readme(r: dict[str, Any], quick: bool, images: list[str]) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmarks."""
     parser = argparse.ArgumentParser(prog="python -m bench")
-    parser.add_argument("--quick", action="store_true", help="shorter runs (about 2 minutes)")
-    parser.add_argument("--only", default="P1,P2,P3,P5,P6", help="comma-separated subset, e.g. P1,P2")
+    parser.add_argument("--quick", action="store_true", help="shorter runs (about 3 minutes)")
+    parser.add_argument(
+        "--only", default="P1,P2,P3,P5,P6,P7,P8,P9", help="comma-separated subset, e.g. P1,P2 or P7,P8,P9"
+    )
     parser.add_argument("--soak", type=int, default=0, help="run the memory soak for this many seconds instead")
     parser.add_argument("--no-readme", action="store_true", help="print only; keep bench/README.md")
     args = parser.parse_args(argv)
@@ -753,6 +757,27 @@ def main(argv: list[str] | None = None) -> int:
                 steps.append(("P5", lambda: p5_rate_limit(b, 20 if quick else 60)))
             if "P6" in only:
                 steps.append(("P6", lambda: p6_latency(b, 10 if quick else 30)))
+            if "P7" in only:
+                steps.append(
+                    (
+                        "P7",
+                        lambda: capacity.p7_drain_at_limit(
+                            b,
+                            120_000 if quick else 300_000,
+                            4,
+                            4,
+                            warmup_s=2 if quick else 5,
+                            window_s=8 if quick else 20,
+                        ),
+                    )
+                )
+            if "P8" in only:
+                sizes = [50_000] if quick else [50_000, 1_000_000]
+                steps.append(("P8", lambda: capacity.p8_bytes_per_pending(b, sizes)))
+            if "P9" in only:
+                steps.append(
+                    ("P9", lambda: capacity.p9_backfill(b, 20_000 if quick else 100_000, 0 if quick else 10_000))
+                )
         for name, step in steps:
             step()
             say(f"{name} done ({time.monotonic() - started:.0f}s elapsed)")
@@ -761,12 +786,15 @@ def main(argv: list[str] | None = None) -> int:
     print("\n" + table(b.results) + "\n", flush=True)
     if not args.no_readme:
         plots(b.results, BENCH)
-        images = [name for name in ("drain.png", "latency.png") if (BENCH / name).exists()]
-        # A soak and the P-figures are separate runs; each keeps the other's last figures in the table.
+        images = [name for name in ("drain.png", "latency.png", "limit.png") if (BENCH / name).exists()]
+        # A run measures some figures (a soak, or --only a subset); the table keeps the others' last figures
+        # and says which they are. "P9 margin 0" belongs to P9: a figure is its first word.
         last = BENCH / "last-results.json"
         previous = json.loads(last.read_text()) if last.exists() else {}
-        b.results = {**{k: v for k, v in previous.items() if (k == "soak") != bool(args.soak)}, **b.results}
-        write_readme(b.results, quick, images)
+        measured = {k.split()[0] for k in b.results}
+        carried = [k for k in previous if k.split()[0] not in measured]
+        b.results = {**{k: previous[k] for k in carried}, **b.results}
+        write_readme(b.results, quick, images, carried)
     shutil.rmtree(workdir, ignore_errors=True)
     say(f"finished in {time.monotonic() - started:.0f}s")
     return 0
