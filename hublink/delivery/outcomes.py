@@ -110,6 +110,10 @@ def settle(
     letters: list[DeadLetter] = []
     for result in results:
         item, error = result.item, result.error
+        if error is None:  # linked: nothing to classify (nearly every result of a 2,000-input call)
+            tally.linked += 1
+            outcomes.append(Outcome(item=item, kind="done"))
+            continue
         request = item.request
         event_time = request.occurred_at or request.received_at or item.first_seen_ms / 1000
         attempts = item.attempts + (0 if isinstance(error, RateLimitedError) else 1)
@@ -239,7 +243,7 @@ def request_ops(
 
 def outcome_ops(counters: CounterOps, outcomes: Sequence[Outcome], results: Sequence[Result], now: float) -> list[Op]:
     """Counters for what was settled: successes with their latency, failures, retries, dead letters."""
-    errors = {r.item.association_id: r.error for r in results}
+    errors = {r.item.association_id: r.error for r in results if r.error is not None}
     succeeded: dict[str, int] = {}
     dead: dict[tuple[str, str], int] = {}
     retries: dict[tuple[str, str], int] = {}

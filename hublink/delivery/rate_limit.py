@@ -32,6 +32,10 @@ class Limiter(Protocol):
         """Take one token, or return milliseconds to wait (0 = taken)."""
         ...
 
+    def wait_ms(self, bucket: str, limit: RateLimit) -> int:
+        """How long until a token may be free (0: now), without taking one."""
+        ...
+
     def observe(self, bucket: str, limit: RateLimit, headers: RateHeaders) -> None:
         """Correct the bucket with HubSpot's headers."""
         ...
@@ -51,8 +55,17 @@ class RedisRateLimiter:
         self._margin = margin
 
     def allowed(self, limit: RateLimit) -> int:
-        """Requests per window HubLink allows itself under ``limit`` (the safety margin kept free)."""
-        return max(1, int(limit.requests * (1 - self._margin)))
+        """Requests per (stretched) window HubLink allows itself under ``limit``: all of them, see window_ms."""
+        return max(1, limit.requests)
+
+    def window_ms(self, limit: RateLimit) -> int:
+        """The sliding log's window: HubSpot's, stretched so that the margin is kept free on average.
+
+        The margin is time, not a count: 100 per 10 s becomes 100 per 10.53 s, and 5 per second 5 per
+        1.053 s (4.75/s). Rounding the count down instead (int(5 x 0.95) = 4) kept 20 % of a small limit
+        unused, a backfill's search walk among them. No 10 s window sent into ever holds more than the limit.
+        """
+        return int(limit.window_s * 1000 / (1 - self._margin))
 
     def acquire(self, bucket: str, limit: RateLimit) -> int:
         """Take one token from ``bucket``; return 0, or milliseconds until one may be free."""
@@ -63,9 +76,30 @@ class RedisRateLimiter:
                     self._keys.rate_block(bucket),
                     self._keys.rate_learned_max(bucket),
                 ],
-                args=[now_ms(), int(limit.window_s * 1000), self.allowed(limit), uuid.uuid4().hex],
+                args=[now_ms(), self.window_ms(limit), self.allowed(limit), uuid.uuid4().hex],
             )
         return int(wait)
+
+    def wait_ms(self, bucket: str, limit: RateLimit) -> int:
+        """How long until a token may be free (0: now), read without taking one (rate_limit.lua's arithmetic)."""
+        now, window = now_ms(), self.window_ms(limit)
+        with store_errors():
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.get(self._keys.rate_block(bucket))
+            pipe.get(self._keys.rate_learned_max(bucket))
+            pipe.zcount(self._keys.rate_window(bucket), f"({now - window}", "+inf")
+            pipe.zrangebyscore(
+                self._keys.rate_window(bucket), f"({now - window}", "+inf", start=0, num=1, withscores=True
+            )
+            blocked, learned, used, oldest = pipe.execute()
+        if blocked and int(blocked) > now:
+            return int(blocked) - now
+        allowed = self.allowed(limit)
+        if learned and 0 < int(learned) < allowed:
+            allowed = int(learned)
+        if used < allowed or not oldest:
+            return 0
+        return max(int(oldest[0][1]) + window - now, 1)
 
     def observe(self, bucket: str, limit: RateLimit, headers: RateHeaders) -> None:
         """Fold HubSpot's view of the window into the bucket (see rate_observe.lua)."""
@@ -111,16 +145,23 @@ class MemoryLimiter:
 
     def acquire(self, bucket: str, limit: RateLimit) -> int:
         """Take one token from ``bucket``; return 0, or milliseconds until one may be free."""
+        wait = self.wait_ms(bucket, limit)
+        if wait == 0:
+            self._sent[bucket].append(int(self._clock() * 1000))
+        return wait
+
+    def wait_ms(self, bucket: str, limit: RateLimit) -> int:
+        """How long until a token may be free (0: now), without taking one."""
         now = int(self._clock() * 1000)
         blocked = self.blocked_until_ms.get(bucket, 0)
         if blocked > now:
             return blocked - now
-        window_ms = int(limit.window_s * 1000)
+        # The margin is time: the window stretched, the whole count allowed (as RedisRateLimiter.window_ms).
+        window_ms = int(limit.window_s * 1000 / (1 - self._margin))
         sent = [t for t in self._sent.get(bucket, []) if t > now - window_ms]
         self._sent[bucket] = sent
-        if len(sent) >= max(1, int(limit.requests * (1 - self._margin))):
+        if len(sent) >= max(1, limit.requests):
             return sent[0] + window_ms - now
-        sent.append(now)
         return 0
 
     def observe(self, bucket: str, limit: RateLimit, headers: RateHeaders) -> None:

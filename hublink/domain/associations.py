@@ -299,6 +299,11 @@ class AssociationRequest:
         return cls(**known)
 
 
+def is_source(value: str) -> bool:
+    """True for a valid source slug (``api``, ``hubspot``, ``forms.demo``...)."""
+    return bool(_SOURCE.match(value))
+
+
 def is_portal_id(value: str) -> bool:
     """True for a portal id in its canonical form (a positive integer as a string)."""
     return bool(_PORTAL_ID.match(value))

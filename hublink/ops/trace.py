@@ -2,7 +2,7 @@
 
 Answers "why was deal 123 not linked?". The events come from the event history's index of the record
 (``hublink.intake.history``); each association they produced is looked up where it is now: retrying
-(``a:<id>``), leased to a worker (``inflight``), linked (``done:<id>``, kept for the history window), dead
+(``a:<id>``), leased to a worker (``inflight``), linked (``done:<day>``, kept for the history window), dead
 (``dl:<id>``), or else waiting for its first attempt, with its attempts, HubSpot's status and
 correlationId for each. Reads only; owns no keys. Associations a rule's lookup resolved later carry ids
 of their own and show as the lookup. Fails closed: raises StoreUnavailableError without Redis.
@@ -11,6 +11,7 @@ of their own and show as the lookup. Fails closed: raises StoreUnavailableError 
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from redis import Redis
@@ -107,6 +108,7 @@ def trace(redis: Redis, keys: Keys, history: EventHistory, object_type: str, obj
             elif record in item[1:3]:
                 pairs[item[0]] = {"from": item[1], "to": item[2]}
     ids = list(pairs)
+    days = _days_since(min((e["received_at"] for e in events), default=None))
     with store_errors():
         pipe = redis.pipeline(transaction=False)
         for association_id in ids:
@@ -114,8 +116,15 @@ def trace(redis: Redis, keys: Keys, history: EventHistory, object_type: str, obj
             pipe.zscore(keys.inflight, association_id)
             pipe.get(keys.dead_letter(association_id))
             pipe.get(keys.done(association_id))
+            for day in days:
+                pipe.hget(keys.done_day(day), association_id)
         raw = pipe.execute()
-    associations = [_state(i, pairs[i], raw[4 * n : 4 * n + 4]) for n, i in enumerate(ids)]
+    width = 4 + len(days)
+    associations = []
+    for n, association_id in enumerate(ids):
+        fields, leased, dead, done, *by_day = raw[width * n : width * n + width]
+        done = done or next((record for record in by_day if record), None)
+        associations.append(_state(association_id, pairs[association_id], [fields, leased, dead, done]))
     return {
         "record": record,
         "events": list(reversed(events)),
@@ -123,6 +132,20 @@ def trace(redis: Redis, keys: Keys, history: EventHistory, object_type: str, obj
         "timeline": timeline(events, associations),
         "truncated": entries > MAX_ENTRIES,
     }
+
+
+def _days_since(first: str | None) -> list[str]:
+    """The UTC days (``YYYYMMDD``) from the first event's to today: where done records may be (at most 62)."""
+    today = datetime.now(UTC).date()
+    start = today
+    if first:
+        try:
+            start = max(
+                datetime.fromisoformat(first.replace("Z", "+00:00")).astimezone(UTC).date(), today - timedelta(61)
+            )
+        except ValueError:
+            start = today - timedelta(7)
+    return [(start + timedelta(d)).strftime("%Y%m%d") for d in range((today - start).days + 1)]
 
 
 def timeline(events: list[dict[str, Any]], associations: list[dict[str, Any]]) -> list[dict[str, Any]]:

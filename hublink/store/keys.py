@@ -62,8 +62,8 @@ key                             type    holds                                   
 ``evs:bytes``                   string  bytes the history's records hold (counter)              permanent
 ``evs:dropped``                 string  history records dropped by the size cap (counter)       permanent
 ``evr:<record>``                zset    history entry ids naming one record (type/id), by time  history window
-``done:<id>``                   string  a linked association, compactly (JSON: when, req,       history window
-                                        attempts, hist), for a record's trace
+``done:<YYYYMMDD>``             hash    associations linked that day (UTC): id -> JSON (when,    history window
+                                        first seen, attempts and hist if any), for traces       + a day
 ``journal:<portal>:offset``     string  the last Webhooks Journal offset whose events are in    permanent
                                         the inbox (advanced by journal_advance.lua)
 ``journal:<portal>:lock``       string  "this worker polls the portal's journal" (its name)     a few poll
@@ -316,13 +316,12 @@ class Keys:
         return f"{self.prefix}evr:{record}"
 
     def done(self, association_id: str) -> str:
-        """A linked association's compact record (kept for traces)."""
+        """A linked association's compact record, as written before 2026-12 (still read by traces)."""
         return f"{self.prefix}done:{association_id}"
 
-    @property
-    def done_prefix(self) -> str:
-        """Prefix of done records (settle.lua appends the id)."""
-        return f"{self.prefix}done:"
+    def done_day(self, day: str) -> str:
+        """Hash of the associations linked on ``day`` (``YYYYMMDD``, UTC): id -> compact record."""
+        return f"{self.prefix}done:{day}"
 
     def throttle(self, scope: str) -> str:
         """Failed admin authentications in the current window for ``scope`` (an address, or ``all``)."""

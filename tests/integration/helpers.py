@@ -62,9 +62,17 @@ def dead_letter_ids(redis: redis_lib.Redis) -> set[str]:
 
 def pending(redis: redis_lib.Redis) -> int:
     """Requests not yet expanded (inbox entries) plus associations still waiting or in flight."""
-    waiting = sum(int(redis.llen(k)) for k in redis.scan_iter("hl:q:*", count=1000))
-    waiting += sum(int(redis.zcard(k)) for k in redis.scan_iter("hl:lane:*", count=1000))
-    return int(redis.xlen("hl:inbox")) + waiting + int(redis.zcard("hl:inflight"))
+    # One atomic read: work moves inbox -> lane queue -> lease -> retry zset between separate reads, and
+    # a non-atomic sum could miss it in flight (and call an unsettled stack settled).
+    return int(redis.eval(_PENDING, 0))
+
+
+_PENDING = """
+local n = redis.call('XLEN', 'hl:inbox') + redis.call('ZCARD', 'hl:inflight')
+for _, k in ipairs(redis.call('KEYS', 'hl:q:*')) do n = n + redis.call('LLEN', k) end
+for _, k in ipairs(redis.call('KEYS', 'hl:lane:*')) do n = n + redis.call('ZCARD', k) end
+return n
+"""
 
 
 def settled(redis: redis_lib.Redis) -> bool:

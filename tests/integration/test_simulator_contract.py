@@ -196,7 +196,8 @@ class TestClientRequests:
 
             def request(self, method: Any, url: Any, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
                 """Record, then send."""
-                sent.append(kwargs.get("json"))
+                body = kwargs.get("data")
+                sent.append(json.loads(body) if isinstance(body, bytes) else kwargs.get("json"))
                 return super().request(method, url, *args, **kwargs)
 
         client = HubSpotClient(sim.url, connect_timeout_s=2, read_timeout_s=5, session=Recording())

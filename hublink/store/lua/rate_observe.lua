@@ -1,7 +1,8 @@
 -- rate_observe.lua: correct a bucket with what HubSpot's X-HubSpot-RateLimit-* headers say.
 -- KEYS[1]  window zset   KEYS[2]  learned max   KEYS[3]  last-seen hash (for the dashboard)
 -- ARGV[1]  now (ms)   ARGV[2]  window (ms)   ARGV[3]  header Max   ARGV[4]  header Remaining
--- ARGV[5]  safety margin (0..1)   ARGV[6]  member prefix (unique per call)
+-- ARGV[5]  unused (was the safety margin: since 2026-12 the margin is time, kept by the caller's
+--          stretched window, RedisRateLimiter.window_ms)   ARGV[6]  member prefix (unique per call)
 -- Guarantee: atomic. When HubSpot has counted more requests in its window than this bucket has (other
 -- apps or processes share the account), placeholders are added so that every worker slows down; a
 -- lower Max than configured is remembered for a minute.
@@ -10,14 +11,12 @@ local now = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
 local hs_max = tonumber(ARGV[3])
 local remaining = tonumber(ARGV[4])
-local margin = tonumber(ARGV[5])
 redis.call('HSET', KEYS[3], 'max', hs_max, 'remaining', remaining, 'interval_ms', window, 'at', now)
 redis.call('EXPIRE', KEYS[3], 600)
-local learned = math.max(math.floor(hs_max * (1 - margin)), 1)
-redis.call('SET', KEYS[2], learned, 'PX', 60000)
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+redis.call('SET', KEYS[2], math.max(hs_max, 1), 'PX', 60000)
+-- Counted over HubSpot's window; entries older than it stay for the caller's (longer) window.
 local used_there = hs_max - remaining
-local used_here = redis.call('ZCARD', KEYS[1])
+local used_here = redis.call('ZCOUNT', KEYS[1], '(' .. (now - window), '+inf')
 local missing = used_there - used_here
 local added = 0
 if missing > 0 then
@@ -25,6 +24,6 @@ if missing > 0 then
     redis.call('ZADD', KEYS[1], now, ARGV[6] .. i)
     added = added + 1
   end
-  redis.call('PEXPIRE', KEYS[1], window)
+  redis.call('PEXPIRE', KEYS[1], 2 * window)
 end
 return added

@@ -1,43 +1,99 @@
 -- settle.lua: record the outcome of each association of one HubSpot call.
 -- KEYS[1]  inflight zset   KEYS[2]  lanes zset   KEYS[3]  dead-letter zset   KEYS[4]  dropped counter
 -- KEYS[5]  leased hash
--- ARGV[1]  JSON {now: ms, dl_ttl_s, dl_max, dl_prefix, counters: [[key, field, n, ttl_s]...],
---                outcomes: [{id, member, akey, kind: done|retry|dead, lane, lkey, due?, attempts?, hist?,
---                            dl?, rec?, first_seen?, replays?}],
---                done_prefix?, done_ttl_s? (optional: keep a compact record of each done association,
---                built from rec, first_seen and replays)}
+-- ARGV[1]  JSON {now: ms, dl_ttl_s, dl_max, dl_prefix, akey_prefix, lane, lkey, counters: [[key, field, n,
+--                ttl_s]...], outcomes: [{member, kind: retry|dead, due?, attempts?, hist?, dl?}],
+--                done_key?, done_ttl_s? (optional: the day's hash of done records, for traces)}
+-- ARGV[2..] the done outcomes, flat: member, done record ('' = keep none) for each
 -- Guarantee: atomic, and settles only associations still held: leased (by this caller, or by another
 -- that took it after this caller's lease ran out) or handed back to the lane by the sweep and not yet
 -- claimed again. Once another worker settled the same association, a late "retry" cannot bring it back.
 -- "dead" writes the dead letter and deletes the association in one step: never in both, never in neither.
+-- Cost: done outcomes, nearly all of them, take a few variadic commands per call, not four per association.
 -- Returns: the number of outcomes applied.
 local p = cjson.decode(ARGV[1])
 local applied = 0
-for _, o in ipairs(p.outcomes) do
-  redis.call('ZREM', KEYS[1], o.id)
-  local held = redis.call('HDEL', KEYS[5], o.id)
-  -- Swept back after its lease ran out, and not claimed again: the outcome still stands.
-  if held == 0 then held = redis.call('ZREM', o.lkey, o.member) end
-  -- A bare id leased before 2026-12 has no leased entry: its hash says whether it is still pending.
-  if held == 0 and o.id == o.member then held = redis.call('EXISTS', o.akey) end
-  if held == 1 then
-    applied = applied + 1
-    if o.kind == 'done' then
-      if p.done_prefix then
-        -- Kept for a record's trace: when it was linked, after how many attempts, and their history.
-        redis.call('SET', p.done_prefix .. o.id, cjson.encode({
-          at = p.now, req = o.rec, first_seen = o.first_seen, replays = o.replays, attempts = o.attempts,
-          hist = o.hist, lane = o.lane}), 'EX', p.done_ttl_s)
+
+local function chunked(command, key, list)
+  for j = 1, #list, 1000 do
+    if key then
+      redis.call(command, key, unpack(list, j, math.min(j + 999, #list)))
+    else
+      redis.call(command, unpack(list, j, math.min(j + 999, #list)))
+    end
+  end
+end
+
+-- Which of these ids are still held: leased, else swept back to the lane, else (a bare id leased before
+-- 2026-12) still has its hash.
+local function holding(ids, members)
+  local held = {}
+  for j = 1, #ids, 1000 do
+    local part = redis.call('HMGET', KEYS[5], unpack(ids, j, math.min(j + 999, #ids)))
+    for k, v in ipairs(part) do held[j + k - 1] = v ~= false end
+  end
+  chunked('HDEL', KEYS[5], ids)
+  chunked('ZREM', KEYS[1], ids)
+  for i = 1, #ids do
+    if not held[i] then held[i] = redis.call('ZREM', p.lkey, members[i]) == 1 end
+    if not held[i] and ids[i] == members[i] then held[i] = redis.call('EXISTS', p.akey_prefix .. ids[i]) == 1 end
+  end
+  return held
+end
+
+local n_done = (#ARGV - 1) / 2
+if n_done > 0 then
+  local ids, members = {}, {}
+  for i = 1, n_done do
+    members[i] = ARGV[2 * i]
+    ids[i] = string.match(members[i], '^([^\31]*)')
+  end
+  local held = holding(ids, members)
+  local akeys, records = {}, {}
+  for i = 1, n_done do
+    if held[i] then
+      applied = applied + 1
+      -- DEL of a missing key costs a lookup: cheaper than knowing which ones have state.
+      akeys[#akeys + 1] = p.akey_prefix .. ids[i]
+      local record = ARGV[2 * i + 1]
+      if p.done_key and record ~= '' then
+        records[#records + 1] = ids[i]
+        records[#records + 1] = record
       end
-      redis.call('DEL', o.akey)
-    elseif o.kind == 'retry' then
-      redis.call('HSET', o.akey, 'attempts', o.attempts, 'hist', o.hist)
-      redis.call('ZADD', o.lkey, o.due, o.member)
-      redis.call('ZADD', KEYS[2], 'LT', o.due, o.lane)
-    elseif o.kind == 'dead' then
-      redis.call('DEL', o.akey)
-      redis.call('SET', p.dl_prefix .. o.id, o.dl, 'EX', p.dl_ttl_s)
-      redis.call('ZADD', KEYS[3], p.now, o.id)
+    end
+  end
+  chunked('DEL', nil, akeys)
+  if #records > 0 then
+    chunked('HSET', p.done_key, records)
+    redis.call('EXPIRE', p.done_key, p.done_ttl_s)
+  end
+end
+
+if #p.outcomes > 0 then
+  local ids, members = {}, {}
+  for i, o in ipairs(p.outcomes) do
+    members[i] = o.member
+    ids[i] = string.match(o.member, '^([^\31]*)')
+  end
+  local held = holding(ids, members)
+  for i, o in ipairs(p.outcomes) do
+    if held[i] then
+      applied = applied + 1
+      local akey = p.akey_prefix .. ids[i]
+      if o.kind == 'retry' then
+        -- pcall: a state key corrupted by hand must not fail the whole call; it is replaced.
+        local written = redis.pcall('HSET', akey, 'attempts', o.attempts, 'hist', o.hist)
+        if type(written) == 'table' and written.err then
+          redis.call('DEL', akey)
+          redis.call('HSET', akey, 'attempts', o.attempts, 'hist', o.hist)
+        end
+        redis.call('ZADD', p.lkey, o.due, o.member)
+        redis.call('ZADD', KEYS[2], 'LT', o.due, p.lane)
+      elseif o.kind == 'dead' then
+        redis.call('DEL', akey)
+        redis.call('SET', p.dl_prefix .. ids[i], o.dl, 'EX', p.dl_ttl_s)
+        redis.call('ZADD', KEYS[3], p.now, ids[i])
+      end
     end
   end
 end
