@@ -96,6 +96,21 @@ class TestLimiter:
         assert [limiter.acquire("b", limit) for _ in range(3)] == [0, 0, 0]
         assert 0 < limiter.acquire("b", limit) <= 10_000
 
+    def test_a_peek_says_what_a_take_would_and_takes_nothing(self, limiter: Limiter) -> None:
+        """wait_ms: 0 while a token is free (any number of times), then the same wait acquire gives."""
+        limit = RateLimit(2, 10.0)
+        assert [limiter.wait_ms("b", limit) for _ in range(3)] == [0, 0, 0]
+        assert [limiter.acquire("b", limit) for _ in range(2)] == [0, 0]
+        peeked = limiter.wait_ms("b", limit)
+        assert 9_000 < peeked <= 10_000 and abs(limiter.acquire("b", limit) - peeked) < 200
+
+    def test_the_margin_is_time_not_a_rounded_down_count(self, redis_client: redis_lib.Redis) -> None:
+        """5 per second with 5 %: five tokens at once (not four), the sixth about 1.05 s after the first."""
+        for limiter in (RedisRateLimiter(redis_client, Keys(), margin=0.05), MemoryLimiter(margin=0.05)):
+            limit = RateLimit(5, 1.0)
+            assert [limiter.acquire("m", limit) for _ in range(5)] == [0] * 5
+            assert 1_000 < limiter.acquire("m", limit) <= 1_053
+
     def test_a_block_is_never_shortened(self, limiter: Limiter) -> None:
         """A 60 s block then a 1 s block: the wait is still about a minute."""
         limiter.block("b", 60)

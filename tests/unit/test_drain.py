@@ -210,6 +210,24 @@ class TestDrainLoop:
         (waiting,) = lanes.records.values()
         assert waiting.attempts == 0  # a park spends no attempt
 
+    def test_with_no_token_near_the_lane_parks_before_claiming(self) -> None:
+        """A spent bucket parks the lane untouched: nothing claimed, so nothing handed back and no state written."""
+        clock = Clock()
+        lanes = MemoryLanes(clock=clock)
+        limiter = MemoryLimiter(clock=clock)
+        for n in range(1, 4):
+            lanes.add(association(n))
+        bucket = StaticCredentials("pat-test-token").for_portal(None).bucket
+        for _ in range(2):
+            assert limiter.acquire(bucket, RateLimit(2, 10.0)) == 0
+        claims: list[str] = []
+        claim = lanes.claim
+        lanes.claim = lambda lane, limit, **kw: claims.append(lane) or claim(lane, limit, **kw)  # type: ignore[method-assign]
+        report = drainer(lanes, FakeHubSpot(), clock, limiter=limiter, rate_limit=RateLimit(2, 10.0)).drain(LANE)
+        assert report.ended == "parked" and report.calls == 0
+        assert claims == [] and report.deferred == 0
+        assert all(record.attempts == 0 and not record.history for record in lanes.records.values())
+
     def test_the_time_budget_hands_the_lane_on(self) -> None:
         """A drain past its budget leaves the rest for the next drain job (handed on, not dropped)."""
         clock = Clock()
@@ -420,3 +438,43 @@ class TestHubSpotAsItIs:
         lanes.add(association(7))  # accepted after the link: a new intent (a replay), sent again
         d.drain(LANE)
         assert len(hubspot.calls) == 2
+
+
+class TestLimiterMargin:
+    """The safety margin is kept as time: the whole count in a window stretched by it, never rounded down."""
+
+    def test_five_a_second_with_five_percent_allows_five_per_1053_ms(self) -> None:
+        """Five calls at once, the sixth when the first is 1.053 s old: 4.75/s on average, not 4."""
+        clock = Clock()
+        limiter = MemoryLimiter(margin=0.05, clock=clock)
+        limit = RateLimit(5, 1.0)
+        assert [limiter.acquire("b", limit) for _ in range(5)] == [0] * 5
+        assert limiter.acquire("b", limit) == 1052
+        clock.now += 1.052
+        assert limiter.wait_ms("b", limit) == 0 and limiter.acquire("b", limit) == 0
+
+    def test_no_window_of_the_limits_length_ever_holds_more_than_the_limit(self) -> None:
+        """Taking every token as soon as it frees, over a minute: any 1 s window holds at most 5."""
+        clock = Clock()
+        limiter = MemoryLimiter(margin=0.05, clock=clock)
+        limit = RateLimit(5, 1.0)
+        sent: list[float] = []
+        while clock.now < START + 60:
+            wait = limiter.acquire("b", limit)
+            if wait == 0:
+                sent.append(clock.now)
+            else:
+                clock.now += wait / 1000
+        assert max(sum(1 for t in sent if s <= t < s + 1.0) for s in sent) == 5
+        # 95 % of the limit on average, plus the first window's burst: 5 + 57 windows of 1.053 s x 5.
+        assert len(sent) == 5 + 57 * 5
+
+    def test_a_peek_takes_nothing(self) -> None:
+        """wait_ms says when a token may be free and leaves the bucket as it was."""
+        clock = Clock()
+        limiter = MemoryLimiter(clock=clock)
+        limit = RateLimit(1, 10.0)
+        assert limiter.wait_ms("b", limit) == 0
+        assert limiter.wait_ms("b", limit) == 0
+        assert limiter.acquire("b", limit) == 0
+        assert limiter.wait_ms("b", limit) == 10_000
