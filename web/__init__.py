@@ -136,7 +136,7 @@ def create_app(
     @app.before_request
     def _one_value_per_parameter() -> None:
         # ?limit=1&limit=2 is ambiguous (Flask would take the first): the API says so rather than guess.
-        if request.path.startswith("/api/"):
+        if request.query_string and request.path.startswith("/api/"):
             repeated = [name for name, values in request.args.lists() if len(values) > 1]
             if repeated:
                 raise ApiError(400, "invalid_parameter", f"query parameter {repeated[0][:40]!r} given more than once")
