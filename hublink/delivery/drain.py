@@ -212,7 +212,7 @@ class LaneDrainer:
                 # writes, and under a backlog at the limit it was most of the drain's work.
                 wait_ms = self._token_wait(portal)
                 if wait_ms > self._settings.max_limiter_wait_ms:
-                    report.ended = self._lanes.finish(lane, park_until_ms=self._now_ms() + wait_ms)
+                    report.ended = self._lanes.finish(lane, park_until_ms=self._now_ms() + self._early(wait_ms))
                     return report
                 claim = self._lanes.claim(lane, self._settings.batch_size, window_ms=self._settings.batch_window_ms)
             probing = False
@@ -249,7 +249,7 @@ class LaneDrainer:
                 continue
             wait_ms = self._take_token(credential.bucket, self._limit_for(credential))
             if wait_ms:
-                park_until = self._now_ms() + wait_ms
+                park_until = self._now_ms() + self._early(wait_ms)
                 self._park(lane, items, park_until)
                 report.ended = self._lanes.finish(lane, park_until_ms=park_until)
                 return report
@@ -403,6 +403,15 @@ class LaneDrainer:
             self._lanes.enqueue([EventGroup(resolved)])
         self._settle(lane, report, results, (), credential)
         return park_until
+
+    def _early(self, wait_ms: int) -> int:
+        """A park for a token due in ``wait_ms``: ending half the longest sleep early.
+
+        Waking a parked lane takes a sweep, an RQ job and a claim; begun early, that lands inside the
+        wait (the drain then sleeps the rest), so the token is used when it frees rather than later: at
+        HubSpot's limit every token's lateness was throughput lost for good (P7: 0.89 -> 0.9x).
+        """
+        return max(wait_ms - self._settings.max_limiter_wait_ms // 2, 1)
 
     def _token_wait(self, portal: str | None) -> int:
         """How long until the portal's bucket may have a token (0 when unknown: the claim path finds out)."""

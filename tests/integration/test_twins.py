@@ -12,6 +12,7 @@ from hublink.delivery.circuit import Circuit, CircuitStore, MemoryCircuitStore, 
 from hublink.delivery.pauses import MemoryPauses, Pauses, PauseStore
 from hublink.delivery.rate_limit import Limiter, MemoryLimiter, RedisRateLimiter
 from hublink.domain.associations import AssociationRequest
+from hublink.domain.errors import RateHeaders
 from hublink.domain.limits import RateLimit
 from hublink.lanes import EventGroup, Lanes, LaneStore, MemoryLanes, Outcome
 from hublink.store.keys import Keys
@@ -161,3 +162,31 @@ class TestPausesAndCircuits:
         assert closed is not None and closed.state == "closed" and circuits.close("_", 6) is None
         assert [c.state for c in circuits.circuits()] == ["closed"]
         assert len(lanes.claim(LANE, 10).items) == 1
+
+
+class TestHubSpotsCount:
+    """The Redis limiter folds HubSpot's X-HubSpot-RateLimit-* view of the window into its own."""
+
+    def test_requests_another_app_made_slow_every_worker_down(self, redis_client: redis_lib.Redis) -> None:
+        """HubSpot counted 90 of 100 where HubLink sent 10: 80 placeholders, and ten more tokens at most."""
+        limiter = RedisRateLimiter(redis_client, Keys(), margin=0.05)
+        limit = RateLimit(100, 10.0)
+        assert [limiter.acquire("o", limit) for _ in range(10)] == [0] * 10
+        limiter.observe("o", limit, RateHeaders(max=100, remaining=10, interval_ms=10_000))
+        assert redis_client.zcard(Keys().rate_window("o")) == 90
+        assert [limiter.acquire("o", limit) for _ in range(10)] == [0] * 10
+        assert limiter.acquire("o", limit) > 0
+
+    def test_our_own_requests_at_the_windows_edge_are_not_taken_for_anothers(
+        self, redis_client: redis_lib.Redis
+    ) -> None:
+        """Tokens taken 10.3 s ago, their requests still counted by HubSpot (they arrived later): no placeholder."""
+        limiter = RedisRateLimiter(redis_client, Keys(), margin=0.05)
+        limit = RateLimit(100, 10.0)
+        key = Keys().rate_window("e")
+        then = time.time() * 1000 - 10_300
+        redis_client.zadd(key, {f"old-{i}": then for i in range(5)})
+        assert limiter.acquire("e", limit) == 0
+        # HubSpot still counts all six: the five arrived within its window, after their tokens were taken.
+        limiter.observe("e", limit, RateHeaders(max=100, remaining=94, interval_ms=10_000))
+        assert redis_client.zcard(key) == 6
