@@ -33,7 +33,6 @@ import json
 import logging
 import math
 import os
-import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -48,6 +47,7 @@ from hublink.domain.associations import (
     action_extras,
     canonical_object_type,
     check_object_id,
+    is_object_id,
     is_portal_id,
     is_source,
     split_lane,
@@ -535,10 +535,6 @@ def _finite(value: str, name: str) -> float:
     return number
 
 
-#: A record id as intake checks it (``check_object_id``), without a call per id on the claim path.
-_is_object_id = re.compile(r"\A[1-9][0-9]{0,19}\Z").match
-
-
 @functools.lru_cache(maxsize=4096)
 def _lane_parts(lane: str) -> tuple[str | None, str, str]:
     """A lane's portal and object types, checked as intake checks them (once per lane, not per member)."""
@@ -559,26 +555,14 @@ def _from_member(body: str, lane: str) -> tuple[AssociationRequest, bool]:
     """
     from_id, to_id, source, received, occurred, extras, event_id = body.split(US, 6)
     portal, from_type, to_type = _lane_parts(lane)
-    if not (_is_object_id(from_id) and _is_object_id(to_id)):
+    if not (is_object_id(from_id) and is_object_id(to_id)):
         check_object_id(from_id)  # raises, naming what is wrong
         check_object_id(to_id)
     if not is_source(source):
         raise ValueError(f"source: expected a short slug, got {source!r:.40}")
     if len(event_id) > MAX_EVENT_ID_CHARS:
         raise ValueError(f"source event id: longer than {MAX_EVENT_ID_CHARS} characters")
-    if not extras:
-        return AssociationRequest(
-            from_object_type=from_type,
-            from_object_id=from_id,
-            to_object_type=to_type,
-            to_object_id=to_id,
-            portal_id=portal,
-            source=source,
-            source_event_id=event_id or None,
-            received_at=_finite(received, "received_at"),
-            occurred_at=_finite(occurred, "occurred_at") if occurred else None,
-        ), False
-    record: dict[str, Any] = {
+    fields: dict[str, Any] = {
         "from_object_type": from_type,
         "from_object_id": from_id,
         "to_object_type": to_type,
@@ -589,10 +573,12 @@ def _from_member(body: str, lane: str) -> tuple[AssociationRequest, bool]:
         "received_at": _finite(received, "received_at"),
         "occurred_at": _finite(occurred, "occurred_at") if occurred else None,
     }
+    if not extras:
+        return AssociationRequest(**fields), False
     more = json.loads(extras)
     if not isinstance(more, dict):
         raise TypeError("extras: expected a JSON object")
-    return AssociationRequest.from_record(record | more), True
+    return AssociationRequest.from_record(fields | more), True
 
 
 def _fields(member: Any, state: Any) -> list[Any]:

@@ -299,6 +299,11 @@ class AssociationRequest:
         return cls(**known)
 
 
+def is_object_id(value: str) -> bool:
+    """True for a record id in its canonical form (what :func:`check_object_id` accepts), without raising."""
+    return bool(_OBJECT_ID.match(value))
+
+
 def is_source(value: str) -> bool:
     """True for a valid source slug (``api``, ``hubspot``, ``forms.demo``...)."""
     return bool(_SOURCE.match(value))
