@@ -31,6 +31,7 @@ from redis.exceptions import ResponseError
 from hublink.domain.associations import AssociationRequest
 from hublink.domain.errors import InvalidInputError, NotReplicatedError
 from hublink.domain.events import CrmEvent, HubSpotBatch, parse_form, parse_workflow, read_hubspot_batch
+from hublink.store.commit_group import CommitGroup
 from hublink.store.connections import store_errors, text
 from hublink.store.counters import Op
 from hublink.store.keys import IDEMPOTENCY_TTL_S, Keys
@@ -175,6 +176,8 @@ class Inbox:
         self._scripts = scripts or Scripts(redis)
         # Where the next XAUTOCLAIM scan starts: each call looks at a bounded stretch of the pending list.
         self._claim_cursor = "0-0"
+        # Concurrent adds share a round trip; with min_replicas one WAIT closes each group, covering it all.
+        self._writes = CommitGroup(redis, trailer=("WAIT", min_replicas, wait_ms) if min_replicas else None)
 
     # --- the web side ---
 
@@ -235,17 +238,12 @@ class Inbox:
 
     def _add(self, kind: str, body: bytes, received_at: float) -> str:
         fields = self._fields(kind, body, received_at)
-        if not self._min_replicas:
-            with store_errors():
-                entry_id = self._redis.xadd(self._keys.inbox, fields)  # type: ignore[arg-type]
-            return text(entry_id)
-        # One round-trip: the XADD, then WAIT until enough replicas have acknowledged everything up to it.
+        command: list[Any] = ["XADD", self._keys.inbox, "*"]
+        for pair in fields.items():
+            command.extend(pair)
         with store_errors():
-            pipe = self._redis.pipeline(transaction=False)
-            pipe.xadd(self._keys.inbox, fields)  # type: ignore[arg-type]
-            pipe.wait(self._min_replicas, self._wait_ms)
-            entry_id, replicas = pipe.execute()
-        if int(replicas) < self._min_replicas:
+            entry_id, replicas = self._writes.execute(*command)
+        if self._min_replicas and int(replicas) < self._min_replicas:
             raise NotReplicatedError(text(entry_id), replicas=int(replicas), wanted=self._min_replicas)
         return text(entry_id)
 

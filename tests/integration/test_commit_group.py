@@ -1,0 +1,180 @@
+"""Commit group on a real Redis: callers who write at the same moment share a round trip, each gets its own answer.
+
+The web process stores every request with one XADD through a :class:`CommitGroup`; these tests hold a
+round trip open (a BLPOP) so that callers queue behind it, then count the round trips and check what each
+caller got back.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis as redis_lib
+
+from hublink.store.commit_group import CommitGroup
+from tests.support.processes import wait_for
+
+pytestmark = pytest.mark.integration
+
+
+class CountingRedis(redis_lib.Redis):
+    """A real client that counts the pipelines it sends (each is one round trip)."""
+
+    pipelines = 0
+
+    def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> Any:
+        """Count, then build the pipeline as redis-py does."""
+        self.pipelines += 1
+        return super().pipeline(transaction=transaction, shard_hint=shard_hint)
+
+
+@pytest.fixture
+def client(redis_url: str) -> Iterator[CountingRedis]:
+    """The group's connection (2 s to answer, as intake's default)."""
+    connection = CountingRedis(connection_pool=redis_lib.ConnectionPool.from_url(redis_url, socket_timeout=2))
+    yield connection
+    connection.close()
+
+
+class Callers:
+    """Threads each running one command through the group; their replies and errors by name."""
+
+    def __init__(self, group: CommitGroup) -> None:
+        self.group = group
+        self.replies: dict[str, Any] = {}
+        self.errors: dict[str, BaseException] = {}
+        self.threads: list[threading.Thread] = []
+
+    def start(self, name: str, *command: Any) -> None:
+        """Start a thread named ``name`` that runs ``command`` through the group."""
+
+        def run() -> None:
+            """Record the caller's reply or error."""
+            try:
+                self.replies[name] = self.group.execute(*command)
+            except redis_lib.RedisError as exc:
+                self.errors[name] = exc
+
+        thread = threading.Thread(target=run, name=name, daemon=True)
+        thread.start()
+        self.threads.append(thread)
+
+    def join(self) -> None:
+        """Wait for every caller (each must have its answer within 10 s)."""
+        for thread in self.threads:
+            thread.join(timeout=10)
+            assert not thread.is_alive(), f"{thread.name} never got its answer"
+
+
+def hold_round_trip(group: CommitGroup, callers: Callers, key: str, *, block_s: int = 5) -> None:
+    """Start a caller whose BLPOP keeps the group's round trip open until ``key`` gets an item."""
+    callers.start("holder", "BLPOP", key, block_s)
+    wait_for(lambda: group.leading, timeout=5, what="the holder's round trip")
+
+
+def test_a_caller_alone_sends_its_command_at_once_as_a_plain_call(client: CountingRedis) -> None:
+    """No timer, no pipeline: one caller is one command, and gets its reply."""
+    group = CommitGroup(client)
+    assert group.execute("INCR", "cg:alone") == (1, None)
+    assert client.pipelines == 0
+    assert client.get("cg:alone") == b"1"
+
+
+def test_callers_who_queue_during_a_round_trip_share_the_next_one(
+    client: CountingRedis, redis_client: redis_lib.Redis
+) -> None:
+    """Ten callers queued behind a held round trip go in one pipeline, and each gets its own reply, in order."""
+    group = CommitGroup(client)
+    callers = Callers(group)
+    hold_round_trip(group, callers, "cg:gate")
+    for i in range(10):
+        callers.start(f"c{i}", "RPUSH", "cg:list", f"item-{i}")
+    wait_for(lambda: group.waiting == 10, timeout=5, what="ten queued callers")
+    redis_client.rpush("cg:gate", "go")
+    callers.join()
+
+    assert callers.errors == {}
+    assert callers.replies["holder"] == ((b"cg:gate", b"go"), None)
+    assert client.pipelines == 1
+    lengths = {callers.replies[f"c{i}"][0] for i in range(10)}
+    assert lengths == set(range(1, 11)), "each caller got the reply to its own RPUSH"
+    stored = redis_client.lrange("cg:list", 0, -1)
+    assert sorted(stored) == sorted(f"item-{i}".encode() for i in range(10))
+    assert not group.leading and group.waiting == 0
+
+
+def test_a_group_never_carries_more_than_its_maximum(client: CountingRedis, redis_client: redis_lib.Redis) -> None:
+    """Ten queued callers with a maximum of four: three round trips, every command stored once."""
+    group = CommitGroup(client, max_group=4)
+    callers = Callers(group)
+    hold_round_trip(group, callers, "cg:gate")
+    for i in range(10):
+        callers.start(f"c{i}", "SADD", "cg:set", str(i))
+    wait_for(lambda: group.waiting == 10, timeout=5, what="ten queued callers")
+    redis_client.rpush("cg:gate", "go")
+    callers.join()
+
+    assert callers.errors == {}
+    assert client.pipelines == 3
+    assert redis_client.scard("cg:set") == 10
+
+
+def test_an_error_is_the_callers_own(client: CountingRedis, redis_client: redis_lib.Redis) -> None:
+    """A command Redis refuses fails its caller only; the others in the same round trip get their replies."""
+    redis_client.rpush("cg:a-list", "x")
+    group = CommitGroup(client)
+    callers = Callers(group)
+    hold_round_trip(group, callers, "cg:gate")
+    callers.start("good-1", "INCR", "cg:n")
+    callers.start("wrong-type", "INCR", "cg:a-list")
+    callers.start("good-2", "INCR", "cg:n")
+    wait_for(lambda: group.waiting == 3, timeout=5, what="three queued callers")
+    redis_client.rpush("cg:gate", "go")
+    callers.join()
+
+    assert set(callers.errors) == {"wrong-type"}
+    assert isinstance(callers.errors["wrong-type"], redis_lib.ResponseError)
+    assert {callers.replies["good-1"][0], callers.replies["good-2"][0]} == {1, 2}
+    assert client.pipelines == 1
+
+
+def test_a_round_trip_that_times_out_fails_those_queued_behind_it_unsent(
+    redis_url: str, redis_client: redis_lib.Redis
+) -> None:
+    """Redis silent past the timeout: the queued callers fail at once with it, their commands never sent."""
+    slow = CountingRedis(connection_pool=redis_lib.ConnectionPool.from_url(redis_url, socket_timeout=0.5))
+    group = CommitGroup(slow)
+    callers = Callers(group)
+    callers.start("holder", "BLPOP", "cg:never", 0)  # blocks until the client's timeout
+    wait_for(lambda: group.leading, timeout=5, what="the holder's round trip")
+    for i in range(3):
+        callers.start(f"c{i}", "SET", f"cg:stranded:{i}", "1")
+    callers.join()
+
+    assert set(callers.errors) == {"holder", "c0", "c1", "c2"}
+    assert all(isinstance(error, redis_lib.TimeoutError) for error in callers.errors.values())
+    assert redis_client.exists("cg:stranded:0", "cg:stranded:1", "cg:stranded:2") == 0
+    assert not group.leading
+    assert group.execute("SET", "cg:after", "1") == (True, None), "the next caller starts a new round trip"
+    slow.close()
+
+
+def test_the_trailer_closes_every_group_and_each_caller_gets_its_reply(
+    client: CountingRedis, redis_client: redis_lib.Redis
+) -> None:
+    """With a trailer (WAIT for replicas at intake) each caller gets its reply and the trailer's, alone or grouped."""
+    group = CommitGroup(client, trailer=("WAIT", 0, 0))
+    assert group.execute("INCR", "cg:t") == (1, 0)
+    callers = Callers(group)
+    hold_round_trip(group, callers, "cg:gate")
+    callers.start("a", "INCR", "cg:t")
+    callers.start("b", "INCR", "cg:t")
+    wait_for(lambda: group.waiting == 2, timeout=5, what="two queued callers")
+    redis_client.rpush("cg:gate", "go")
+    callers.join()
+
+    assert callers.errors == {}
+    assert sorted(callers.replies[name] for name in ("a", "b")) == [(2, 0), (3, 0)]
