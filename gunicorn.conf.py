@@ -4,16 +4,19 @@ gevent workers: each connection is a greenlet, so a client that trickles its hea
 few kilobytes, not a worker. Sync workers (one request at a time per process) were taken down by four
 such clients; gthread with 64 threads per worker still failed a third of the probes under 200 (``make
 bench-slow``, figures in bench/README.md), while gevent answered /healthz and signed webhooks with a p99
-of about 10-20 ms through it. P1 (single-association intake over a bare endpoint, same config) is at the
-edge of its 0.6 target under gevent (median about 0.58 over ten runs; 0.72 with sync workers, see
-bench/README.md): a Redis round trip costs more under gevent, and the bare endpoint makes none. Bodies are
-read under HUBLINK_BODY_TIMEOUT_S (a 408 past it, see ``web.requests_in.read_body``). Beyond a few
-thousand slow connections per worker, put a buffering proxy in front (README, Operations).
+of about 10-20 ms through it. Bodies are read under HUBLINK_BODY_TIMEOUT_S (a 408 past it, see
+``web.requests_in.read_body``). Beyond a few thousand slow connections per worker, put a buffering proxy
+in front (README, Operations).
 
 The standard library is patched here, before the app is imported (``preload_app``): redis-py and
 everything else then use gevent's sockets, locks and thread-locals from the start, never a mix. The web
-process makes no other outbound calls (HubSpot is called by the workers only). Two workers per core by
-default (WEB_CONCURRENCY overrides): while one waits for Redis another uses the core.
+process makes no other outbound calls (HubSpot is called by the workers only).
+
+One worker per core (at least two, so that a worker being replaced leaves one serving; WEB_CONCURRENCY
+overrides): a gevent worker never blocks on Redis, other greenlets run meanwhile, and the requests of one
+worker that write at the same moment share a round trip (``hublink.store.commit_group``), so fewer
+workers make larger groups. Measured on 2 cores (P1 of ``make bench``, three runs each): 0.67-0.71 of the
+bare endpoint with 2 workers, 0.63-0.66 with 4, the bare endpoint as fast with either.
 """
 
 from gevent import monkey
@@ -32,7 +35,7 @@ def _cores() -> int:
 
 
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
-workers = int(os.environ.get("WEB_CONCURRENCY") or 2 * _cores())
+workers = int(os.environ.get("WEB_CONCURRENCY") or max(2, _cores()))
 worker_class = "gevent"
 #: Connections one worker holds at once (slow ones included); past it, it stops accepting until one ends.
 worker_connections = 1000

@@ -13,7 +13,8 @@ bare Flask endpoint on the same candidate config, wrk with 16 connections): a se
 slow clients must not cost the intake its throughput.
 
 ``python -m bench.slow_clients [--seconds 30] [--connections 100] [--candidates sync,gthread-64,gevent]
-[--p1 10]`` prints the table and rewrites the slow-client section of ``bench/README.md``.
+[--p1 10]`` prints the table and rewrites the slow-client section of ``bench/README.md``; it exits 1 when
+the shipped model (gevent) misses a target, whatever the candidates it is compared with do.
 """
 
 from __future__ import annotations
@@ -57,6 +58,8 @@ PROBE_TIMEOUT_S = 10.0
 TRICKLE_EVERY_S = 2.0
 TARGET_P99_S = 1.0
 
+#: The server model gunicorn.conf.py ships (its rows decide the exit status).
+SHIPPED = "gevent"
 #: Each candidate is gunicorn.conf.py followed by these lines.
 CANDIDATES: dict[str, str] = {
     # The models before issue 12 shared one listening socket (reuse_port is for gevent's kept-alive connections).
@@ -380,7 +383,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_readme:
         write_readme(results, args.seconds, args.connections)
     shutil.rmtree(workdir, ignore_errors=True)
-    return 0 if all(r["met"] for r in results.values()) else 1
+    # The other candidates are there to be compared (sync and gthread fail by design): the exit status
+    # says whether the model gunicorn.conf.py ships met the targets.
+    shipped = results.get(SHIPPED)
+    return 0 if shipped is None or shipped["met"] else 1
 
 
 if __name__ == "__main__":

@@ -64,8 +64,8 @@ def listening_sockets(port: int) -> int:
 
 
 def web_workers() -> int:
-    """The number of gunicorn workers gunicorn.conf.py starts when WEB_CONCURRENCY is not set (2 per core)."""
-    return int(os.environ.get("WEB_CONCURRENCY") or 2 * len(os.sched_getaffinity(0)))
+    """The gunicorn workers gunicorn.conf.py starts when WEB_CONCURRENCY is not set (1 per core, at least 2)."""
+    return int(os.environ.get("WEB_CONCURRENCY") or max(2, len(os.sched_getaffinity(0))))
 
 
 def redis_server_binary() -> str:
