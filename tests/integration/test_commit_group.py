@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import redis as redis_lib
 
+from hublink.domain.errors import StoreFullError
 from hublink.store.commit_group import CommitGroup
-from tests.support.processes import wait_for
+from hublink.store.connections import store_error
+from tests.support.processes import RedisServer, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -178,3 +181,29 @@ def test_the_trailer_closes_every_group_and_each_caller_gets_its_reply(
 
     assert callers.errors == {}
     assert sorted(callers.replies[name] for name in ("a", "b")) == [(2, 0), (3, 0)]
+
+
+def test_a_full_redis_refuses_each_grouped_write_as_full(tmp_path: Path) -> None:
+    """At maxmemory (noeviction) every write of a group fails its own caller with OOM, typed StoreFullError (503)."""
+    server = RedisServer(tmp_path / "full").start()
+    try:
+        admin = redis_lib.Redis(port=server.port)
+        group = CommitGroup(redis_lib.Redis(port=server.port, socket_timeout=5))
+        callers = Callers(group)
+        hold_round_trip(group, callers, "cg:gate")
+        for i in range(3):
+            callers.start(f"c{i}", "XADD", "cg:inbox", "*", "n", str(i))
+        wait_for(lambda: group.waiting == 3, timeout=5, what="three queued callers")
+        admin.config_set("maxmemory-policy", "noeviction")
+        admin.config_set("maxmemory", 1)
+        # A push would be refused now (OOM): end the holder's BLPOP the way an administrator would.
+        holder = next(c["id"] for c in admin.client_list() if c["cmd"] == "blpop")
+        admin.client_unblock(int(holder))
+        callers.join()
+
+        assert callers.replies["holder"] == (None, None)
+        assert set(callers.errors) == {"c0", "c1", "c2"}
+        assert all(isinstance(store_error(error), StoreFullError) for error in callers.errors.values())
+        assert admin.exists("cg:inbox") == 0
+    finally:
+        server.stop()
