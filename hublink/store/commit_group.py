@@ -73,7 +73,11 @@ class CommitGroup:
             lead = not self._leading
             self._leading = True
         if not lead:
-            me.done.wait()
+            try:
+                me.done.wait()
+            except BaseException:  # interrupted while queued (gevent's Timeout, its greenlet killed)
+                self._abandon(me)
+                raise
         if me.lead or lead:
             self._lead()
         if me.error is not None:
@@ -103,14 +107,29 @@ class CommitGroup:
                 for waiter in stranded:
                     waiter.error = copy.copy(timed_out)
                 group = group + stranded
-            with self._lock:
-                successor = self._queue[0] if self._queue else None
-                self._leading = successor is not None
             for waiter in group:
                 waiter.done.set()
+            self._hand_on()
+
+    def _hand_on(self) -> None:
+        """Pass the lead to the first caller still queued, or end leading when nobody is."""
+        with self._lock:
+            successor = self._queue[0] if self._queue else None
+            self._leading = successor is not None
             if successor is not None:
-                successor.lead = True
-                successor.done.set()
+                successor.lead = True  # under the lock: an interrupted caller reads it there (_abandon)
+        if successor is not None:
+            successor.done.set()
+
+    def _abandon(self, me: _Waiter) -> None:
+        """A queued caller that stops waiting: its command is never sent, and a lead it was given goes on."""
+        with self._lock:
+            if me not in self._queue:
+                return  # already in a round trip under way: its leader finishes it, nobody is waiting for it
+            self._queue.remove(me)
+            promoted = me.lead
+        if promoted:
+            self._hand_on()
 
     def _send(self, group: list[_Waiter]) -> None:
         if len(group) == 1 and self._trailer is None:

@@ -7,6 +7,8 @@ caller got back.
 
 from __future__ import annotations
 
+import json
+import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +20,7 @@ import redis as redis_lib
 from hublink.domain.errors import StoreFullError
 from hublink.store.commit_group import CommitGroup
 from hublink.store.connections import store_error
-from tests.support.processes import RedisServer, wait_for
+from tests.support.processes import REPO, RedisServer, python, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -207,3 +209,62 @@ def test_a_full_redis_refuses_each_grouped_write_as_full(tmp_path: Path) -> None
         assert admin.exists("cg:inbox") == 0
     finally:
         server.stop()
+
+
+#: Run under gevent, as the web process runs: a follower whose greenlet is killed while it waits.
+GEVENT_SCRIPT = """
+from gevent import monkey
+
+monkey.patch_all()
+
+import json
+import sys
+import time
+
+import gevent
+import redis
+
+from hublink.store.commit_group import CommitGroup
+
+
+def until(check, what):
+    deadline = time.monotonic() + 5
+    while not check():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out waiting for {what}")
+        gevent.sleep(0.001)
+
+
+admin = redis.Redis.from_url(sys.argv[1])
+group = CommitGroup(redis.Redis.from_url(sys.argv[1], socket_timeout=5))
+holder = gevent.spawn(group.execute, "BLPOP", "cg:gate", 5)
+until(lambda: group.leading, "the holder's round trip")
+followers = [gevent.spawn(group.execute, "SET", f"cg:g:{i}", "1") for i in range(3)]
+until(lambda: group.waiting == 3, "three queued followers")
+followers[0].kill()
+queued_after_kill = group.waiting
+admin.rpush("cg:gate", "go")
+gevent.joinall([holder, *followers], timeout=10)
+print(json.dumps({
+    "queued_after_kill": queued_after_kill,
+    "stored": [admin.exists(f"cg:g:{i}") for i in range(3)],
+    "replies": [list(f.value) if isinstance(f.value, tuple) else None for f in followers],
+    "leading": group.leading,
+    "after": group.execute("SET", "cg:after", "1")[0],
+}))
+"""
+
+
+def test_a_caller_killed_while_queued_is_never_sent_and_the_group_goes_on(redis_url: str) -> None:
+    """Under gevent: a follower's greenlet killed while it waits leaves the queue (its command never sent); the
+    others get their replies and the group does not stay stuck leading."""
+    result = subprocess.run(
+        [python(), "-c", GEVENT_SCRIPT, redis_url], cwd=REPO, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    seen = json.loads(result.stdout.strip().splitlines()[-1])
+    assert seen["queued_after_kill"] == 2
+    assert seen["stored"] == [0, 1, 1]
+    assert seen["replies"] == [None, [True, None], [True, None]]
+    assert seen["leading"] is False
+    assert seen["after"] is True
