@@ -15,7 +15,7 @@ process makes no other outbound calls (HubSpot is called by the workers only).
 One worker per core (at least two, so that a worker being replaced leaves one serving; WEB_CONCURRENCY
 overrides): a gevent worker never blocks on Redis, other greenlets run meanwhile, and the requests of one
 worker that write at the same moment share a round trip (``hublink.store.commit_group``), so fewer
-workers make larger groups. Measured on 2 cores (P1 of ``make bench``, three runs each): 0.67-0.71 of the
+workers make larger groups. Measured on 2 cores (P1 of ``make bench``, five runs or more each): 0.67-0.71 of the
 bare endpoint with 2 workers, 0.63-0.66 with 4, the bare endpoint as fast with either.
 """
 

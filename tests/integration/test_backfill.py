@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import signal
-from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -36,19 +36,11 @@ rules:
 
 
 @pytest.fixture
-def settings(make_settings: Callable[..., Settings], redis_url: str, sim: Sim, tmp_path: Path) -> Settings:
-    """Settings on the test's Redis and the simulator, with the rule file to backfill."""
+def settings(settings: Settings, tmp_path: Path) -> Settings:
+    """The integration settings (test's Redis, the simulator, quick retries) with the rule file to backfill."""
     rules = tmp_path / "rules.yaml"
     rules.write_text(RULES)
-    return make_settings(
-        redis_url=redis_url,
-        hubspot_base_url=sim.url,
-        rules_file=str(rules),
-        retry_base_s=0.05,
-        retry_cap_s=0.2,
-        lease_s=3.0,
-        hubspot_search_rate_limit=RateLimit(50, 1.0),
-    )
+    return replace(settings, rules_file=str(rules), hubspot_search_rate_limit=RateLimit(50, 1.0))
 
 
 def seed(sim: Sim) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -65,19 +65,11 @@ WRITES = {
 
 
 @pytest.fixture
-def settings(make_settings: Callable[..., Settings], redis_url: str, sim: Sim, tmp_path: Path) -> Settings:
-    """Settings on the test's Redis and the simulator, with the replace rule and the webhook secret."""
+def settings(settings: Settings, tmp_path: Path) -> Settings:
+    """The integration settings (test's Redis, the simulator, quick retries) with the replace rule and the secret."""
     rules = tmp_path / "rules.yaml"
     rules.write_text(RULES)
-    return make_settings(
-        redis_url=redis_url,
-        hubspot_base_url=sim.url,
-        rules_file=str(rules),
-        hubspot_client_secret=SECRET,
-        retry_base_s=0.05,
-        retry_cap_s=0.2,
-        lease_s=3.0,
-    )
+    return replace(settings, rules_file=str(rules), hubspot_client_secret=SECRET)
 
 
 def associate(sim: Sim, deal: str, company: str, *, primary: bool) -> None:
