@@ -200,3 +200,38 @@ def body_for_status(
     if message:
         body["message"] = message
     return body
+
+
+#: The subCategory of a refusal past an association limit. HubSpot has not published the body of this
+#: refusal (docs/reference/hubspot.md §9.4: "an error informing you of the error details"), so this function
+#: is the simulator's assumption, kept here alone: one captured real answer corrects it.
+ASSOCIATION_LIMIT_SUB_CATEGORY = "ASSOCIATION_LIMIT_EXCEEDED"
+
+
+def association_limit_body(from_label: str, to_label: str, label: str | None, limit: int) -> dict[str, Any]:
+    """The 400 for an input that would take a record past an association limit.
+
+    Its ``context`` names the object types, the label and the limit, never a record id, as the brief for the
+    field's answer asks (the ids are the request's own).
+    """
+    what = f"{to_label} records labelled {label!r}" if label else f"{to_label} records"
+    context = {"fromObjectType": [from_label], "toObjectType": [to_label], "limit": [str(limit)]}
+    if label:
+        context["label"] = [label]
+    return error_body(
+        400,
+        message=f"Association limit reached: a {from_label} can be associated with at most {limit} {what}",
+        category="VALIDATION_ERROR",
+        sub_category=ASSOCIATION_LIMIT_SUB_CATEGORY,
+        context=context,
+    )
+
+
+def token_rate_limit_body() -> dict[str, Any]:
+    """The OAuth token endpoint's 429, as reported in the field (docs/reference/hubspot.md §9.6)."""
+    return {**rate_limit_body("TEN_SECONDLY_ROLLING"), "message": "You have reached your rate limit."}
+
+
+def app_token_body(message: str) -> dict[str, Any]:
+    """The 403 for a token of the wrong kind: a portal token on the journal, an app token on the CRM."""
+    return error_body(403, message=message, category="MISSING_SCOPES")

@@ -8,6 +8,7 @@ so rate windows, token expiry and fault rates can be tested without waiting and 
 from __future__ import annotations
 
 import enum
+import math
 import random
 import threading
 import time
@@ -15,6 +16,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from hubspot_sim.association_limits import AssociationLimits
 from hubspot_sim.association_store import AssociationKey, AssociationStore
 from hubspot_sim.association_types import (
     LabelRegistry,
@@ -23,15 +25,20 @@ from hubspot_sim.association_types import (
     is_custom,
     made_up_type_id,
 )
+from hubspot_sim.association_writes import AssociationWriter, WriteInput, Writer
+from hubspot_sim.changes import Change
 from hubspot_sim.config import Config
 from hubspot_sim.daily_limits import DEFAULT_TIMEZONE, DailyCounters
 from hubspot_sim.faults import Decision, Faults
 from hubspot_sim.inputs import Side
 from hubspot_sim.invalid_ids import InvalidIds
 from hubspot_sim.journal import Journal
-from hubspot_sim.oauth import OAuthApp, OAuthRegistry
+from hubspot_sim.journal_subscriptions import APP_INSTALL_EVENT_TYPE, APP_UNINSTALL_EVENT_TYPE, JournalSubscriptions
+from hubspot_sim.notifier import Notifier
+from hubspot_sim.oauth import APP_TOKEN_PREFIX, ISSUED_PREFIX, App, OAuthApp, OAuthRegistry
 from hubspot_sim.object_types import canonical_type
 from hubspot_sim.rate_limits import RateLimit, RollingWindows, parse_rate_limit
+from hubspot_sim.record_lifecycle import RecordLifecycle
 from hubspot_sim.records import Record, SearchQuery, SeedRecord
 from hubspot_sim.request_log import RequestLog
 from hubspot_sim.synthetic_records import SyntheticRecords
@@ -62,10 +69,18 @@ class AuthOutcome(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Caller:
-    """An authenticated (or refused) caller, and the key its rate window is kept under."""
+    """An authenticated (or refused) caller, the key its rate window is kept under, and who it is.
+
+    ``portal_id`` is the account a portal token acts for; ``app_id`` the app it writes as (the ``sourceId``
+    of the changes it fires), if known; ``is_app`` marks an app token (client_credentials), which reads
+    the journal and acts for no portal.
+    """
 
     outcome: AuthOutcome
     window_key: str = ""
+    portal_id: int | None = None
+    app_id: str | None = None
+    is_app: bool = False
 
 
 class SimState:
@@ -111,7 +126,17 @@ class SimState:
         #: (deliveries run on their own threads); reset() empties them. Every delivery is journalled.
         self.journal = Journal(clock)
         self.apps = WebhookApps(clock)
-        self.webhooks = WebhookSender(clock=clock, on_sent=self.journal.write)
+        self.journal_subscriptions = JournalSubscriptions(clock)
+        self.webhooks = WebhookSender(clock=clock, on_sent=lambda events: self.notifier.delivered(events))
+        #: Turns changes (records created, merged, deleted; associations written) into pushes and journal
+        #: entries; it is called after the lock is released, and drives parts that hold their own locks.
+        self.notifier = Notifier(
+            apps=self.apps,
+            journal=self.journal,
+            subscriptions=self.journal_subscriptions,
+            sender=self.webhooks,
+            config=lambda: self._config,
+        )
         self.reset()
 
     def reset(self) -> None:
@@ -119,6 +144,8 @@ class SimState:
         self.webhooks.clear()
         self.journal.clear()
         self.apps.clear()
+        self.journal_subscriptions.clear()
+        self.notifier.clear()
         with self._lock:
             self._config = self._start
             self._windows = _windows(self._start.rate_limit)
@@ -133,6 +160,9 @@ class SimState:
             self._records: dict[tuple[str, str], Record] = {}
             self._invalid = InvalidIds()
             self._oauth = OAuthRegistry()
+            self._lifecycle = RecordLifecycle()
+            self._limits = AssociationLimits(self._start.association_limits)
+            self._token_throttled_until = 0.0
             self._seed(self._start_records)
 
     def now(self) -> float:
@@ -151,6 +181,10 @@ class SimState:
                 self._search_windows = _windows(new.search_rate_limit)
             if new.daily() != self._config.daily():
                 self._daily = _daily(new)
+            if new.association_limits != self._config.association_limits:
+                self._limits = AssociationLimits(new.association_limits)
+            if isinstance(body, dict) and "token_429_s" in body:
+                self._token_throttled_until = self._clock() + new.token_429_s if new.token_429_s else 0.0
             self._config = new
             return new.as_dict()
 
@@ -202,10 +236,24 @@ class SimState:
                 expires_at, portal = issued
                 if expires_at <= self._clock():
                     return Caller(AuthOutcome.EXPIRED)
-                return Caller(AuthOutcome.OK, f"portal:{portal}")
+                client = self._oauth.client_of(token)
+                app = self._oauth.app_of_client(client) if client is not None else None
+                app_id = app.app_id if app is not None else None
+                return Caller(AuthOutcome.OK, f"portal:{portal}", portal, app_id)
+            app_token = self._oauth.app_token(token)
+            if app_token is not None:
+                if app_token[0] <= self._clock():
+                    return Caller(AuthOutcome.EXPIRED)
+                return Caller(AuthOutcome.OK, f"app:{app_token[1]}", None, app_token[1], is_app=True)
+            if token.startswith((ISSUED_PREFIX, APP_TOKEN_PREFIX)):
+                return Caller(AuthOutcome.UNKNOWN)  # revoked at an uninstall, or never issued
             if self._config.tokens and token not in self._config.tokens:
                 return Caller(AuthOutcome.UNKNOWN)
-            return Caller(AuthOutcome.OK, f"token:{token}")
+            portal = self._config.portal_id
+            if self._oauth.is_uninstalled(portal):
+                return Caller(AuthOutcome.UNKNOWN)
+            apps = self._oauth.apps()
+            return Caller(AuthOutcome.OK, f"token:{token}", portal, apps[0].app_id if apps else None)
 
     def take(self, window_key: str, *, search: bool = False) -> tuple[bool, dict[str, str]]:
         """Count one request against ``window_key``'s rolling window: (accepted, rate-limit headers).
@@ -267,16 +315,30 @@ class SimState:
 
     # --- records ---
 
-    def seed_records(self, records: Sequence[SeedRecord]) -> int:
-        """Add or replace records (a replaced record keeps its createdAt); returns how many."""
-        with self._lock:
-            return self._seed(records)
+    def seed_records(self, records: Sequence[SeedRecord], portal_id: int | None = None) -> int:
+        """Add or replace records (a replaced record keeps its createdAt); returns how many.
 
-    def _seed(self, records: Sequence[SeedRecord]) -> int:
+        Each new record fires a ``creation`` change of ``portal_id`` (default: the config's ``portal_id``).
+        """
+        with self._lock:
+            created = self._seed(records)
+            portal = portal_id if portal_id is not None else self._config.portal_id
+            now = self._clock()
+            changes = [Change("creation", t, i, portal, now) for t, i in created] if self._listening() else []
+            apps, gone = self._oauth.apps(), self._oauth.uninstalled()
+        self.notifier.notify(changes, apps, gone)
+        return len(records)
+
+    def _seed(self, records: Sequence[SeedRecord]) -> list[Side]:
+        """Store ``records``; returns the ones that did not exist before."""
         now = self._clock()
+        new: list[Side] = []
         for seed in records:
             key = (seed.object_type, seed.object_id)
             old = self._records.get(key)
+            if old is None:
+                new.append(key)
+            self._lifecycle.restore(key)
             created = old.created_at if old is not None else now
             visible_at = now + seed.visible_after_ms / 1000
             self._records[key] = Record(seed.object_id, dict(seed.properties), created, now, visible_at)
@@ -286,7 +348,11 @@ class SimState:
                 self._hidden.discard(key)
             if is_custom(seed.object_type):
                 self._custom_types.add(seed.object_type)
-        return len(records)
+        return new
+
+    def _listening(self) -> bool:
+        """True when some app or journal subscription may want changes (else none are made: the hot path)."""
+        return bool(self._oauth.apps()) or self.journal_subscriptions.has_any()
 
     def declare_object_types(self, object_types: Iterable[str]) -> None:
         """``POST /_sim/object-types``: custom types (``2-<n>``) that then have default associations."""
@@ -312,7 +378,7 @@ class SimState:
         """
         with self._lock:
             strict = self._config.records == "strict"
-            if not (self._invalid or self._hidden or strict):  # the benchmarks' hot path
+            if not (self._invalid or self._hidden or strict or self._lifecycle):  # the benchmarks' hot path
                 return {}
             unique = list(dict.fromkeys(sides))
             marked = self._invalid.screen((object_id for _, object_id in unique), self._clock())
@@ -321,9 +387,20 @@ class SimState:
             for side in unique:
                 if side[1] in marked:
                     bad[side] = marked[side[1]]
-                elif not self._exists(side, now, strict=strict):
+                elif self._lifecycle.is_archived(side) or self._lifecycle.is_merged(side):
+                    # What HubSpot answers for a deleted record (docs/reference/hubspot.md §9.3); a merged id
+                    # gets here only under merged_ids "invalid" (with "alias", resolve() replaced it).
+                    bad[side] = 400
+                elif not self._exists(self._lifecycle.resolve(side), now, strict=strict):
                     bad[side] = 404
             return bad
+
+    def resolve_ids(self, object_type: str, ids: Sequence[str]) -> list[str]:
+        """``ids`` with merged-away ones replaced by the id they point to, when ``merged_ids`` is ``alias``."""
+        with self._lock:
+            if not self._lifecycle or self._config.merged_ids != "alias":
+                return list(ids)
+            return [self._lifecycle.resolve((object_type, i))[1] for i in ids]
 
     def _exists(self, side: Side, now: float, *, strict: bool) -> bool:
         record = self._records.get(side)
@@ -339,6 +416,9 @@ class SimState:
     def read_record(self, object_type: str, object_id: str, wanted: Sequence[str]) -> dict[str, Any] | None:
         """A record's ``SimplePublicObject`` JSON (only the ``wanted`` properties, if any), or None."""
         with self._lock:
+            if self._lifecycle.is_archived((object_type, object_id)):
+                return None
+            object_type, object_id = self._lifecycle.resolve((object_type, object_id))  # old ids read the new one
             record = self._records.get((object_type, object_id))
             if record is None:
                 synthetic = self._synthetic.get(object_type)
@@ -440,6 +520,30 @@ class SimState:
         with self._lock:
             self._associations.add(spelled, types, pairs, forward, backward, self._clock())
 
+    def write(
+        self,
+        spelled: tuple[str, str],
+        types: tuple[str, str],
+        inputs: Sequence[WriteInput],
+        caller: Caller | None = None,
+    ) -> list[dict[str, Any] | None]:
+        """Associate each input as HubSpot does (``association_writes.py``): per input None or its refusal.
+
+        Changes fired (association changes of ``caller``'s portal and app) are pushed and journalled.
+        """
+        with self._lock:
+            now = self._clock()
+            writer = None
+            if self._listening():
+                portal = caller.portal_id if caller is not None else None
+                app_id = caller.app_id if caller is not None else None
+                writer = Writer(portal if portal is not None else self._config.portal_id, app_id)
+            association_writer = AssociationWriter(self._associations, self._labels, self._custom_types, self._limits)
+            outcomes, changes = association_writer.write(spelled, types, inputs, now, writer)
+            apps, gone = self._oauth.apps(), self._oauth.uninstalled()
+        self.notifier.notify(changes, apps, gone)
+        return outcomes
+
     def unlink(self, from_type: str, to_type: str, pairs: Iterable[tuple[str, str]]) -> int:
         """Remove the associations of ``pairs`` entirely (both ways); returns how many there were."""
         with self._lock:
@@ -484,7 +588,7 @@ class SimState:
             return sorted(str(d["label"]) for d in described if "label" in d)
 
     def label_definitions(self, from_type: str, to_type: str) -> list[dict[str, Any]]:
-        """``GET /crm/v4/associations/{from}/{to}/labels``: every type of the pair, HubSpot's first."""
+        """``GET .../associations/{from}/{to}/labels`` (v4, 2026-03): every type of the pair, HubSpot's first."""
         with self._lock:
             return [d.as_dict() for d in self._labels.definitions(from_type, to_type, self._custom_types)]
 
@@ -548,6 +652,126 @@ class SimState:
         with self._lock:
             now, ttl_s = self._clock(), self._config.oauth_token_ttl_s
             return self._oauth.refresh(client_id, client_secret, refresh_token, now=now, ttl_s=ttl_s)
+
+    def grant_app_token(self, client_id: str, client_secret: str) -> dict[str, Any]:
+        """The ``client_credentials`` grant: an app token for the journal. Raises RefreshRefusedError."""
+        with self._lock:
+            now, ttl_s = self._clock(), self._config.oauth_token_ttl_s
+            return self._oauth.client_credentials(client_id, client_secret, now=now, ttl_s=ttl_s)
+
+    def token_retry_after(self) -> int:
+        """Seconds the token endpoint still answers 429 (``token_429_s``), 0 when it is not throttled."""
+        with self._lock:
+            left = self._token_throttled_until - self._clock()
+            return max(1, math.ceil(left)) if left > 0 else 0
+
+    def register_app(self, app: App) -> None:
+        """``POST /_sim/apps``: an app whose secret signs its pushes and whose credentials get app tokens."""
+        with self._lock:
+            self._oauth.register_app(app)
+
+    def apps_json(self) -> dict[str, Any]:
+        """``GET /_sim/apps``: the apps (secrets never shown) and the uninstalled portals."""
+        with self._lock:
+            listed = [{"appId": a.app_id, "clientId": a.client_id} for a in self._oauth.apps()]
+            return {"apps": listed, "uninstalledPortals": sorted(self._oauth.uninstalled())}
+
+    def uninstall(self, portal_id: int) -> dict[str, Any]:
+        """``POST /_sim/uninstall``: the portal's tokens 401, its refresh token refused, its journal
+        subscriptions removed, nothing pushed for it; an app-lifecycle event journalled (§9.6)."""
+        with self._lock:
+            revoked = self._oauth.uninstall(portal_id)
+            app_ids = [a.app_id for a in self._oauth.apps()]
+            now = self._clock()
+        removed = self.journal_subscriptions.delete_portal(portal_id)
+        journalled = self.notifier.lifecycle(portal_id, APP_UNINSTALL_EVENT_TYPE, app_ids, now)
+        return {"revokedTokens": revoked, "journalSubscriptionsRemoved": removed, "lifecycleEvents": journalled}
+
+    def install(self, portal_id: int) -> dict[str, Any]:
+        """``POST /_sim/install``: the portal's refresh tokens (and static tokens) work again; journalled."""
+        with self._lock:
+            self._oauth.install(portal_id)
+            app_ids = [a.app_id for a in self._oauth.apps()]
+            now = self._clock()
+        return {"lifecycleEvents": self.notifier.lifecycle(portal_id, APP_INSTALL_EVENT_TYPE, app_ids, now)}
+
+    def merge(self, object_type: str, primary_id: str, merged_ids: Sequence[str], portal_id: int | None) -> str:
+        """``POST /_sim/merge``: a new record from the primary and merged ones; returns its id.
+
+        Raises ValueError naming an id that is archived, already merged, repeated, or (``records: strict``)
+        unknown.
+        """
+        with self._lock:
+            now = self._clock()
+            old_ids = [primary_id, *merged_ids]
+            if len(set(old_ids)) != len(old_ids):
+                raise ValueError("mergedObjectIds: the primary and merged ids must all differ")
+            strict = self._config.records == "strict"
+            for old_id in old_ids:
+                side = (object_type, old_id)
+                if self._lifecycle.is_archived(side) or self._lifecycle.is_merged(side):
+                    raise ValueError(f"{object_type} {old_id} is deleted or already merged")
+                if not self._exists(side, now, strict=strict):
+                    raise ValueError(f"{object_type} {old_id} does not exist (records: strict)")
+            new_id = self._lifecycle.mint(object_type, self._records)
+            properties: dict[str, str | None] = {}
+            for old_id in reversed(old_ids):  # the primary's values win
+                old = self._records.pop((object_type, old_id), None)
+                if old is not None:
+                    properties.update(old.properties)
+            self._records[(object_type, new_id)] = Record(new_id, properties, now, now)
+            self._lifecycle.merge(
+                object_type, old_ids, new_id, self._associations, self._labels, self._custom_types, now
+            )
+            portal = portal_id if portal_id is not None else self._config.portal_id
+            changes = []
+            if self._listening():
+                fields = {
+                    "primaryObjectId": int(primary_id),
+                    "mergedObjectIds": [int(i) for i in merged_ids],
+                    "newObjectId": int(new_id),
+                    "numberOfPropertiesMoved": len(properties),
+                }
+                changes.append(Change("merge", object_type, new_id, portal, now, "CRM", None, fields))
+                changes.extend(Change("deletion", object_type, i, portal, now) for i in merged_ids)
+            apps, gone = self._oauth.apps(), self._oauth.uninstalled()
+        self.notifier.notify(changes, apps, gone)
+        return new_id
+
+    def delete(self, object_type: str, ids: Sequence[str], *, privacy: bool, portal_id: int | None) -> int:
+        """``POST /_sim/records/delete``: archive records, drop their associations; returns how many.
+
+        Fires ``deletion`` (and with ``privacy``, contacts only, ``privacyDeletion``) changes. Raises
+        ValueError for ``privacy`` on another type, or (``records: strict``) an unknown id.
+        """
+        if privacy and object_type != "contacts":
+            raise ValueError(f"privacy: only contacts have privacy deletions, got objectType {object_type!r}")
+        with self._lock:
+            now = self._clock()
+            strict = self._config.records == "strict"
+            fresh = [i for i in dict.fromkeys(ids) if not self._lifecycle.is_archived((object_type, i))]
+            for object_id in fresh:
+                side = (object_type, object_id)
+                if self._lifecycle.is_merged(side) or not self._exists(side, now, strict=strict):
+                    raise ValueError(f"{object_type} {object_id} does not exist or was merged")
+            for object_id in fresh:
+                self._records.pop((object_type, object_id), None)
+                self._lifecycle.archive((object_type, object_id), self._associations)
+            portal = portal_id if portal_id is not None else self._config.portal_id
+            changes = []
+            if self._listening():
+                for object_id in fresh:
+                    changes.append(Change("deletion", object_type, object_id, portal, now))
+                    if privacy:
+                        changes.append(Change("privacyDeletion", object_type, object_id, portal, now))
+            apps, gone = self._oauth.apps(), self._oauth.uninstalled()
+        self.notifier.notify(changes, apps, gone)
+        return len(fresh)
+
+    def lifecycle_json(self) -> dict[str, Any]:
+        """``GET /_sim/lifecycle``: merged ids with the id they point to, archived ids."""
+        with self._lock:
+            return self._lifecycle.as_json()
 
 
 def _windows(limit: RateLimit | None) -> RollingWindows | None:

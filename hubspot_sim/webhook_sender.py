@@ -192,13 +192,16 @@ class WebhookSender:
         self._ids = itertools.count(1)
         self._generation = 0
 
-    def deliver(self, request: DeliveryRequest) -> str:
-        """Start delivering; returns the delivery id at once."""
+    def deliver(self, request: DeliveryRequest, *, journal: bool = True) -> str:
+        """Start delivering; returns the delivery id at once.
+
+        ``journal`` False: ``on_sent`` does not see the events (the caller journals them by its own rule).
+        """
         with self._lock:
             delivery = Delivery(f"d{next(self._ids)}", request)
             self._deliveries[delivery.delivery_id] = delivery
             generation = self._generation
-        if self._on_sent is not None:
+        if journal and self._on_sent is not None:
             self._on_sent(request.events)
         self._spawn(lambda: self._run(delivery, generation))
         return delivery.delivery_id

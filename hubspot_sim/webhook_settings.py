@@ -137,6 +137,13 @@ class WebhookApps:
             if app_id in self._apps:
                 self._apps[app_id].settings = None
 
+    def target(self, app_id: str) -> tuple[str | None, list[Subscription]]:
+        """The app's target URL (None without settings) and its active subscriptions."""
+        with self._lock:
+            app = self._apps.get(app_id, _App())
+            url = app.settings.target_url if app.settings is not None else None
+            return url, [s for s in app.subscriptions.values() if s.active]
+
     # --- subscriptions ---
 
     def subscriptions(self, app_id: str) -> dict[str, Any]:
