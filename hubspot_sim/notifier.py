@@ -6,10 +6,10 @@ gets one event per covering subscription, in batches of at most 100, through the
 signatures and retry schedule, the schedule multiplied by ``webhook_retry_scale``). Portals where the app
 was uninstalled get nothing.
 
-The journal (§9.1): with ``journal_auth: app`` (HubSpot's) a change is written only where a journal
-subscription of its portal covers it; with ``any``, every change is written. Manual deliveries
-(``POST /_sim/webhooks/deliver``) are journalled under the same rule, matched by their
-``subscriptionType``. Thread-safe: the parts it drives hold their own locks, and its counter its own.
+The journal (§9.1): a change is written only where a journal subscription of its portal covers it (an
+app-lifecycle event: where the app subscribed to it, or always under ``journal_auth: any``). Manual
+deliveries (``POST /_sim/webhooks/deliver``) are all journalled under ``journal_auth: any`` (as before
+journal subscriptions existed), and only the covered ones, matched by ``subscriptionType``, under ``app``. Thread-safe: the parts it drives hold their own locks, and its counter its own.
 """
 
 from __future__ import annotations
@@ -85,20 +85,16 @@ class Notifier:
                     url, app.client_secret, tuple(events[start : start + MAX_EVENTS]), config.webhook_retry_scale
                 )
                 delivery_ids.append(self._sender.deliver(request, journal=False))
-        self._write_journal(changes, config)
+        self._write_journal(changes)
         return delivery_ids
 
-    def _write_journal(self, changes: Sequence[Change], config: Config) -> list[JournalEntry]:
+    def _write_journal(self, changes: Sequence[Change]) -> list[JournalEntry]:
         events = []
         for change in changes:
-            subscription_id = None
-            if config.journal_auth == "app":
-                to_type_id = change.fields.get("toObjectTypeId") if change.kind == "associationChange" else None
-                covering = self._subscriptions.covering(change.portal_id, change.type_id, change.action, to_type_id)
-                if not covering:
-                    continue
-                subscription_id = covering[0].subscription_id
-            events.append((change, subscription_id))
+            to_type_id = change.fields.get("toObjectTypeId") if change.kind == "associationChange" else None
+            covering = self._subscriptions.covering(change.portal_id, change.type_id, change.action, to_type_id)
+            if covering:
+                events.append((change, covering[0].subscription_id))
         if not events:
             return []
         ids = self._next_ids(len(events))

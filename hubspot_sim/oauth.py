@@ -23,7 +23,7 @@ APP_SCOPES = (
     "developer.webhooks_journal.subscriptions.write",
 )
 ISSUED_PREFIX = "sim-oauth-"
-APP_TOKEN_PREFIX = "sim-app-"
+APP_TOKEN_PREFIX = "sim-app-"  # noqa: S105 (a prefix that marks issued tokens, not a secret)
 
 
 class RefreshRefusedError(Exception):

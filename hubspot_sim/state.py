@@ -101,10 +101,13 @@ class SimState:
         daily_limit: int | None = None,
         timezone: str = DEFAULT_TIMEZONE,
         synthetic: Mapping[str, int] | None = None,
+        webhook_io: Mapping[str, Any] | None = None,
     ) -> None:
         """The start-up configuration and seed, which ``reset()`` returns to.
 
-        Raises ValueError for a malformed rate limit, an unknown mode or time zone, or a daily limit below 1.
+        ``webhook_io`` (``post``, ``wait``, ``spawn``) goes to the webhook sender, so that unit tests push
+        without sockets, threads or waiting. Raises ValueError for a malformed rate limit, an unknown mode or
+        time zone, or a daily limit below 1.
         """
         self._lock = threading.Lock()
         self._clock = clock
@@ -127,7 +130,9 @@ class SimState:
         self.journal = Journal(clock)
         self.apps = WebhookApps(clock)
         self.journal_subscriptions = JournalSubscriptions(clock)
-        self.webhooks = WebhookSender(clock=clock, on_sent=lambda events: self.notifier.delivered(events))
+        self.webhooks = WebhookSender(
+            clock=clock, on_sent=lambda events: self.notifier.delivered(events), **(webhook_io or {})
+        )
         #: Turns changes (records created, merged, deleted; associations written) into pushes and journal
         #: entries; it is called after the lock is released, and drives parts that hold their own locks.
         self.notifier = Notifier(
