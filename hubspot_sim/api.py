@@ -309,7 +309,7 @@ class HubSpotApi:
         problems: list[JsonObject] = []
         linked = pairs
         if bad and self.state.config.batch_errors == "whole":
-            # HubSpot refuses the whole batch, naming every invalid id (hubspot-api.md §8).
+            # HubSpot refuses the whole batch, naming every invalid id (docs/reference/hubspot.md §8).
             named = [(label(side[0]), side[1]) for side in bad]
             return Answer(400, errors.invalid_batch_body(named)), len(pairs)
         if bad:
@@ -386,7 +386,7 @@ def _no_route(request: Request) -> JsonObject:
 
 
 def _duplicate(pairs: list[tuple[str, str]], from_type: str, to_type: str) -> JsonObject | None:
-    """HubSpot's 400 for a batch naming the same pair more than once (hubspot-api.md §8), or None."""
+    """HubSpot's 400 for a batch naming the same pair more than once (docs/reference/hubspot.md §8), or None."""
     seen: dict[tuple[str, str], int] = {}
     for i, pair in enumerate(pairs):
         first = seen.setdefault(pair, i)

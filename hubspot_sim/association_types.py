@@ -2,7 +2,7 @@
 
 Source: HubSpot's association type id tables in the v4 associations guide ("Association type id values",
 https://developers.hubspot.com/docs/api-reference/legacy/crm/associations/associate-records/guide, modified
-30 Mar 2026) and the Python SDK's ``hubspot.crm.AssociationType``; see also hubspot-api.md §1.2 and §8.
+30 Mar 2026) and the Python SDK's ``hubspot.crm.AssociationType``; see also docs/reference/hubspot.md §1.2 and §8.
 Every pair below is one HubSpot lists with an unlabelled (default) type id: the standard objects (contacts,
 companies, deals, tickets) with each other, deals with line items, and the engagements (calls, emails,
 meetings, notes, tasks) with each of the four standard objects. Any other pair of standard types has no

@@ -13,9 +13,10 @@ from hubspot_sim.association_limits import parse_limits
 from hubspot_sim.daily_limits import DEFAULT_TIMEZONE, DailyLimit, parse_timezone
 from hubspot_sim.rate_limits import RateLimit, parse_rate_limit
 
-DEFAULT_OAUTH_TOKEN_TTL_S = 1800.0  # HubSpot's access tokens live 30 minutes (hubspot-api.md §6.1)
+DEFAULT_OAUTH_TOKEN_TTL_S = 1800.0  # HubSpot's access tokens live 30 minutes (docs/reference/hubspot.md §6.1)
 #: ``whole``: a default batch naming an invalid id fails as a whole (400), as integrators report HubSpot's
-#: doing (hubspot-api.md §8); ``per-input``: the valid inputs succeed and each invalid one gets an ``errors[]``.
+#: doing (docs/reference/hubspot.md §8); ``per-input``: the valid inputs succeed and each invalid one gets
+#: an ``errors[]``.
 BATCH_ERRORS = ("whole", "per-input")
 #: ``any``: every well-formed id exists; ``strict``: only seeded (or synthetic) records exist.
 RECORDS_MODES = ("any", "strict")

@@ -24,7 +24,7 @@ from typing import Any
 
 from hubspot_sim.messages import iso_utc
 
-RETENTION_S = 3 * 24 * 3600  # HubSpot keeps journal entries three days (hubspot-api.md §8)
+RETENTION_S = 3 * 24 * 3600  # HubSpot keeps journal entries three days (docs/reference/hubspot.md §8)
 URL_LIFETIME_S = 300  # how long an entry's download URL is said to stay valid ([I]: HubSpot states none)
 UNKNOWN_PORTAL = 0
 

@@ -9,7 +9,8 @@ was uninstalled get nothing.
 The journal (§9.1): a change is written only where a journal subscription of its portal covers it (an
 app-lifecycle event: where the app subscribed to it, or always under ``journal_auth: any``). Manual
 deliveries (``POST /_sim/webhooks/deliver``) are all journalled under ``journal_auth: any`` (as before
-journal subscriptions existed), and only the covered ones, matched by ``subscriptionType``, under ``app``. Thread-safe: the parts it drives hold their own locks, and its counter its own.
+journal subscriptions existed), and only the covered ones, matched by ``subscriptionType``, under ``app``.
+Thread-safe: the parts it drives hold their own locks, and its counter its own.
 """
 
 from __future__ import annotations

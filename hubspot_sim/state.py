@@ -102,9 +102,11 @@ class SimState:
         timezone: str = DEFAULT_TIMEZONE,
         synthetic: Mapping[str, int] | None = None,
         webhook_io: Mapping[str, Any] | None = None,
+        config: Mapping[str, Any] | None = None,
     ) -> None:
         """The start-up configuration and seed, which ``reset()`` returns to.
 
+        ``config`` is a ``PUT /_sim/config`` body applied to the start-up values (``--config``).
         ``webhook_io`` (``post``, ``wait``, ``spawn``) goes to the webhook sender, so that unit tests push
         without sockets, threads or waiting. Raises ValueError for a malformed rate limit, an unknown mode or
         time zone, or a daily limit below 1.
@@ -122,6 +124,8 @@ class SimState:
             daily_limit=daily_limit,
             timezone=timezone,
         )
+        if config:
+            self._start = self._start.updated(dict(config))
         self._start_records = list(records)
         created = clock()
         self._synthetic = {t: SyntheticRecords(t, n, created) for t, n in (synthetic or {}).items()}

@@ -187,7 +187,7 @@ class TestEventsFromChanges:
         ]
 
     def test_an_api_association_fires_both_sides_as_the_app(self, sim: Sim) -> None:
-        """A default PUT fires deal.associationChange and contact.associationChange, changeSource API, sourceId the app."""
+        """A default PUT fires deal.associationChange and contact.associationChange, as the app, from the API."""
         sim.app("deal.associationChange", "contact.associationChange")
         assert sim.call("PUT", SINGLE.format("deals", "1", "contacts", "2")).status == 200
         events = sim.receiver.events()
