@@ -651,3 +651,76 @@ class TestLabelsAndStatuses:
         """Each new setting is validated, naming itself."""
         answer = sim.control("PUT", "/_sim/config", {key: value})
         assert answer.status == 400 and key in answer.body["message"]
+
+
+class TestControlRoutes:
+    """Start-up settings, app registration, and the control routes' refusals."""
+
+    def test_start_up_settings_apply_and_survive_a_reset(self) -> None:
+        """SimState(config=...) (the --config flag) sets the start-up values that reset returns to."""
+        state = SimState(config={"journal_auth": "app", "batch_create_status": 201})
+        state.configure({"journal_auth": "any"})
+        state.reset()
+        assert (state.config.journal_auth, state.config.batch_create_status) == ("app", 201)
+        with pytest.raises(ValueError, match="unknown config keys"):
+            SimState(config={"nope": 1})
+
+    @pytest.mark.parametrize(
+        ("path", "body", "field"),
+        [
+            ("/_sim/apps", {"appId": "x", "clientId": "c", "clientSecret": "s"}, "appId"),
+            ("/_sim/apps", {"appId": "1", "clientId": "", "clientSecret": "s"}, "clientId"),
+            ("/_sim/uninstall", {}, "portalId"),
+            ("/_sim/install", {"portalId": "abc"}, "portalId"),
+            ("/_sim/records/delete", {"objectType": "deals", "ids": []}, "ids"),
+            ("/_sim/records/delete", {"objectType": "deals", "ids": ["1"], "privacy": "yes"}, "privacy"),
+            ("/_sim/journal/events", {"raw": 5, "portalId": 1}, "raw"),
+        ],
+    )
+    def test_bad_control_bodies_are_refused_naming_the_field(
+        self, sim: Sim, path: str, body: dict[str, Any], field: str
+    ) -> None:
+        """400 naming the field; nothing changes."""
+        answer = sim.control("POST", path, body)
+        assert answer.status == 400 and field in answer.body["message"]
+        assert sim.state.apps_json() == {"apps": [], "uninstalledPortals": []}
+
+    def test_apps_and_lifecycle_are_listed(self, sim: Sim) -> None:
+        """GET /_sim/apps shows ids, never secrets; GET /_sim/lifecycle the aliases and archived ids."""
+        sim.app()
+        sim.control("POST", "/_sim/merge", {"objectType": "deals", "primaryObjectId": "1", "mergedObjectIds": ["2"]})
+        sim.control("POST", "/_sim/records/delete", {"objectType": "deals", "ids": ["3"]})
+        assert sim.control("GET", "/_sim/apps").body == {
+            "apps": [{"appId": APP_ID, "clientId": CLIENT_ID}],
+            "uninstalledPortals": [],
+        }
+        lifecycle = sim.control("GET", "/_sim/lifecycle").body
+        assert [(a["id"], a["newId"]) for a in lifecycle["aliases"]] == [("1", "100000000001"), ("2", "100000000001")]
+        assert lifecycle["archived"] == [{"objectType": "deals", "id": "3"}]
+
+    def test_manual_deliveries_are_journalled_by_the_same_rule(self, sim: Sim) -> None:
+        """journal_auth any: every delivered event; app: only those a journal subscription covers."""
+        sim.app()
+        body = {"subscriptionType": "OBJECT", "portalId": 5, "objectTypeId": "0-3", "actions": ["CREATE"]}
+        sim.call("POST", JOURNAL_SUBSCRIPTIONS, body, token=sim.app_token())
+        events = [
+            {"portalId": 5, "subscriptionType": "deal.creation", "objectId": 1},
+            {"portalId": 5, "subscriptionType": "contact.creation", "objectId": 2},
+        ]
+        deliver = {"url": TARGET, "clientSecret": SECRET, "events": events}
+        sim.control("POST", "/_sim/webhooks/deliver", deliver)
+        assert len(sim.state.journal.entries_json()["entries"][0]["events"]) == 2
+        sim.state.journal.clear()
+        sim.control("PUT", "/_sim/config", {"journal_auth": "app"})
+        sim.control("POST", "/_sim/webhooks/deliver", deliver)
+        (entry,) = sim.state.journal.entries_json()["entries"]
+        assert [e["objectId"] for e in entry["events"]] == [1]
+
+    def test_company_to_company_labels_include_parent_and_child(self, sim: Sim) -> None:
+        """The v4 labels of companies -> companies: unlabelled 450, then 13 and 14."""
+        labels = sim.call("GET", "/crm/v4/associations/companies/companies/labels").body["results"]
+        assert [(d["typeId"], d.get("label")) for d in labels] == [
+            (450, None),
+            (13, "Child Company"),
+            (14, "Parent Company"),
+        ]
