@@ -222,6 +222,16 @@ class LabelRegistry:
                 return definition
         return None
 
+    def reverse_held(self, from_type: str, to_type: str, spec: Spec, custom_types: frozenset[str] | set[str]) -> Spec:
+        """The reverse of a type an association holds: as ``reverse``, and a made-up type's made-up reverse.
+
+        Associations recorded through ``SimState.associate`` for a pair without a default hold made-up ids.
+        """
+        try:
+            return self.reverse(from_type, to_type, spec, custom_types)
+        except ValueError:
+            return (spec[0], made_up_type_id(to_type, from_type))
+
     def reverse(self, from_type: str, to_type: str, spec: Spec, custom_types: frozenset[str] | set[str]) -> Spec:
         """The same association seen from the other side (e.g. deal→contact 3 is contact→deal 4).
 

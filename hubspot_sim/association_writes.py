@@ -7,7 +7,7 @@ For each input (a pair and its types, both directions), in order:
    one moves it from the record that held it (that record stays associated, unlabelled);
 3. the types are added; each type new to the pair fires an ``associationChange`` for both sides, with
    ``changeSource`` ``API`` and the writing app's id as ``sourceId`` (§9.5); a displaced type fires its
-   removal.
+   removal (``changed`` also serves the removals of ``SimState.unlink``).
 Not thread-safe: ``SimState`` calls it under its lock.
 """
 
@@ -44,6 +44,32 @@ def is_single_valued(from_type: str, to_type: str, spec: Spec) -> bool:
 def _is_primary(from_type: str, to_type: str, spec: Spec) -> bool:
     primary = PRIMARY_TYPE_IDS.get((from_type, to_type))
     return spec[0] == "HUBSPOT_DEFINED" and primary is not None and primary[0] == spec[1]
+
+
+def changed(
+    direction: Direction, forward: Spec, backward: Spec, now: float, writer: Writer, *, removed: bool
+) -> list[Change]:
+    """An association type added or removed through the API, seen from both sides (two changes)."""
+    from_type, from_id, to_type, to_id = direction
+    reverse = (to_type, to_id, from_type, from_id)
+    found = []
+    for one_way, spec in ((direction, forward), (reverse, backward)):
+        primary = _is_primary(one_way[0], one_way[2], spec)
+        fields = association_fields(one_way, spec, removed=removed, primary=primary)
+        found.append(
+            Change(
+                "associationChange",
+                one_way[0],
+                one_way[1],
+                writer.portal_id,
+                now,
+                "API",
+                writer.app_id,
+                fields,
+                one_way[2],
+            )
+        )
+    return found
 
 
 class AssociationWriter:
@@ -100,33 +126,8 @@ class AssociationWriter:
                 self._displace(direction, forward, backward, now, writer, changes)
                 self._store.add(spelled, types, [(from_id, to_id)], forward, backward, now)
                 if writer is not None and forward not in held:
-                    changes.extend(self._changed(direction, forward, backward, now, writer, removed=False))
+                    changes.extend(changed(direction, forward, backward, now, writer, removed=False))
         return outcomes, changes
-
-    def _changed(
-        self, direction: Direction, forward: Spec, backward: Spec, now: float, writer: Writer, *, removed: bool
-    ) -> list[Change]:
-        """An association type added or removed, seen from both sides."""
-        from_type, from_id, to_type, to_id = direction
-        reverse = (to_type, to_id, from_type, from_id)
-        found = []
-        for one_way, spec in ((direction, forward), (reverse, backward)):
-            primary = _is_primary(one_way[0], one_way[2], spec)
-            fields = association_fields(one_way, spec, removed=removed, primary=primary)
-            found.append(
-                Change(
-                    "associationChange",
-                    one_way[0],
-                    one_way[1],
-                    writer.portal_id,
-                    now,
-                    "API",
-                    writer.app_id,
-                    fields,
-                    one_way[2],
-                )
-            )
-        return found
 
     def _displace(
         self, direction: Direction, forward: Spec, backward: Spec, now: float, writer: Writer | None, out: list[Change]
@@ -144,7 +145,7 @@ class AssociationWriter:
                     moved_from = (one_type, one_id, other_type, other_id)
                     self._store.remove_types(moved_from, [spec], [back])
                     if writer is not None:
-                        out.extend(self._changed(moved_from, spec, back, now, writer, removed=True))
+                        out.extend(changed(moved_from, spec, back, now, writer, removed=True))
 
     def _over_limit(self, direction: Direction, specs: Sequence[tuple[Spec, Spec]]) -> dict[str, Any] | None:
         """The refusal body if this input takes either record past a limit, else None."""

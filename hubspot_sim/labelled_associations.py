@@ -129,7 +129,7 @@ class LabelledAssociations:
         from_raw, from_id, to_raw, to_id = (unquote(g) for g in groups)
         from_type, to_type = pair_types(from_raw, to_raw)
         pair = (record_id(from_id, "objectId"), record_id(to_id, "toObjectId"))
-        self.state.unlink(from_type, to_type, [pair])
+        self.state.unlink(from_type, to_type, [pair], request.caller)
         return Answer(204, raw=b""), 1
 
     def _read(self, request: Request, groups: tuple[str, ...]) -> tuple[Answer, int]:
@@ -205,7 +205,7 @@ class LabelledAssociations:
                 to_id = record_id(target.get("id") if isinstance(target, dict) else None, f"inputs[{i}].to[{j}].id")
                 pairs.append((from_id, to_id))
         started = self.state.now()
-        self.state.unlink(from_type, to_type, pairs)
+        self.state.unlink(from_type, to_type, pairs, request.caller)
         return Answer(200, {"status": "COMPLETE", "results": [], **self._times(started)}), len(pairs)
 
     def _batch_labels_archive(self, request: Request, groups: tuple[str, ...]) -> tuple[Answer, int]:
@@ -215,7 +215,7 @@ class LabelledAssociations:
             self._reverses(from_type, to_type, specs)  # every type must be the pair's before anything changes
         started = self.state.now()
         for from_id, to_id, specs in inputs:
-            self.state.unlink_types(from_type, to_type, [(from_id, to_id)], specs)
+            self.state.unlink_types(from_type, to_type, [(from_id, to_id)], specs, request.caller)
         return Answer(200, {"status": "COMPLETE", "results": [], **self._times(started)}), len(inputs)
 
     def _batch_read(self, request: Request, groups: tuple[str, ...]) -> tuple[Answer, int]:

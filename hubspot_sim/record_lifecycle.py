@@ -86,7 +86,7 @@ class RecordLifecycle:
                         spec in held for _, held in store.associated(object_type, new_id, to_type)
                     ):
                         continue
-                    back = labels.reverse(object_type, to_type, spec, custom_types)
+                    back = labels.reverse_held(object_type, to_type, spec, custom_types)
                     pair = [(new_id, to_id)]
                     store.add((object_type, to_type), (object_type, to_type), pair, spec, back, now)
         for old_id in old_ids:

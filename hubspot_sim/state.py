@@ -25,7 +25,7 @@ from hubspot_sim.association_types import (
     is_custom,
     made_up_type_id,
 )
-from hubspot_sim.association_writes import AssociationWriter, WriteInput, Writer
+from hubspot_sim.association_writes import AssociationWriter, WriteInput, Writer, changed
 from hubspot_sim.changes import Change
 from hubspot_sim.config import Config
 from hubspot_sim.daily_limits import DEFAULT_TIMEZONE, DailyCounters
@@ -553,26 +553,69 @@ class SimState:
         self.notifier.notify(changes, apps, gone)
         return outcomes
 
-    def unlink(self, from_type: str, to_type: str, pairs: Iterable[tuple[str, str]]) -> int:
-        """Remove the associations of ``pairs`` entirely (both ways); returns how many there were."""
+    def unlink(
+        self, from_type: str, to_type: str, pairs: Iterable[tuple[str, str]], caller: Caller | None = None
+    ) -> int:
+        """Remove the associations of ``pairs`` entirely (both ways); returns how many there were.
+
+        Each type removed fires its ``associationChange`` (removed) as ``caller``'s, as a write does.
+        """
         with self._lock:
-            return sum(self._associations.remove((from_type, f, to_type, t)) for f, t in pairs)
+            before = self._held(from_type, to_type, pairs)
+            removed = sum(self._associations.remove((from_type, f, to_type, t)) for f, t in pairs)
+            changes = self._removals(before, caller)
+            apps, gone = self._oauth.apps(), self._oauth.uninstalled()
+        self.notifier.notify(changes, apps, gone)
+        return removed
 
     def unlink_types(
-        self, from_type: str, to_type: str, pairs: Iterable[tuple[str, str]], specs: Sequence[Spec]
+        self,
+        from_type: str,
+        to_type: str,
+        pairs: Iterable[tuple[str, str]],
+        specs: Sequence[Spec],
+        caller: Caller | None = None,
     ) -> None:
         """Remove the types ``specs`` from ``pairs`` (their reverses too). Raises ValueError for an unknown type.
 
-        Removing the unlabelled type removes the association, labels and all, as it does in HubSpot.
+        Removing the unlabelled type removes the association, labels and all, as it does in HubSpot. Each type
+        removed fires its ``associationChange`` as ``caller``'s.
         """
         with self._lock:
             backward = [self._labels.reverse(from_type, to_type, spec, self._custom_types) for spec in specs]
             default = default_type_id(from_type, to_type, self._custom_types)
+            pairs = list(pairs)
+            before = self._held(from_type, to_type, pairs)
             for from_id, to_id in pairs:
                 if ("HUBSPOT_DEFINED", default) in specs:
                     self._associations.remove((from_type, from_id, to_type, to_id))
                     continue
                 self._associations.remove_types((from_type, from_id, to_type, to_id), specs, backward)
+            changes = self._removals(before, caller)
+            apps, gone = self._oauth.apps(), self._oauth.uninstalled()
+        self.notifier.notify(changes, apps, gone)
+
+    def _held(
+        self, from_type: str, to_type: str, pairs: Iterable[tuple[str, str]]
+    ) -> dict[tuple[str, str, str, str], set[Spec]]:
+        """The types each pair holds now, when someone listens for changes (else nothing: the hot path)."""
+        if not self._listening():
+            return {}
+        return {(from_type, f, to_type, t): self._associations.types((from_type, f, to_type, t)) for f, t in pairs}
+
+    def _removals(self, before: dict[tuple[str, str, str, str], set[Spec]], caller: Caller | None) -> list[Change]:
+        """The changes of the types held ``before`` and gone now."""
+        if not before:
+            return []
+        portal = caller.portal_id if caller is not None and caller.portal_id is not None else self._config.portal_id
+        writer = Writer(portal, caller.app_id if caller is not None else None)
+        now = self._clock()
+        changes = []
+        for direction, held in before.items():
+            for spec in sorted(held - self._associations.types(direction)):
+                back = self._labels.reverse_held(direction[0], direction[2], spec, self._custom_types)
+                changes.extend(changed(direction, spec, back, now, writer, removed=True))
+        return changes
 
     def reverse_spec(self, from_type: str, to_type: str, spec: Spec) -> Spec:
         """The type of the other direction. Raises ValueError when ``spec`` is not a type of the pair."""

@@ -205,6 +205,35 @@ class TestEventsFromChanges:
         sim.call("PUT", SINGLE.format("deals", "1", "contacts", "2"))
         assert len(sim.receiver.events()) == 1
 
+    def test_removals_through_the_api_fire_their_changes(self, sim: Sim) -> None:
+        """DELETE fires each type's removal both ways; batch/labels/archive of Primary fires Primary's only."""
+        sim.app("deal.associationChange")
+        labelled(sim, "1", "10", 5)
+        sim.call(
+            "POST",
+            "/crm/associations/2026-03/deals/companies/batch/labels/archive",
+            {
+                "inputs": [
+                    {
+                        "from": {"id": "1"},
+                        "to": {"id": "10"},
+                        "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 5}],
+                    }
+                ]
+            },
+        )
+        assert sim.call("DELETE", LABELLED.format("deals", "1", "companies", "10")).status == 204
+        removed = [e for e in sim.receiver.events() if e["associationRemoved"]]
+        assert [e["associationTypeId"] for e in removed] == [5, 341]
+        assert {(e["changeSource"], e["sourceId"]) for e in removed} == {("API", APP_ID)}
+
+    def test_associations_recorded_for_tests_can_be_removed_and_merged(self, sim: Sim) -> None:
+        """A pair without a default (made-up type) still unlinks and merges while someone listens."""
+        sim.app("deal.associationChange")
+        sim.state.associate([("deals", "1", "products", "2")])
+        sim.control("POST", "/_sim/merge", {"objectType": "deals", "primaryObjectId": "1", "mergedObjectIds": ["3"]})
+        assert sim.state.unlink("deals", "products", [("100000000001", "2")]) == 1
+
     def test_a_refused_push_is_retried_on_hubspots_schedule(self) -> None:
         """A receiver answering 500 gets the batch again after each delay of the schedule, scaled."""
         sim = Sim(Receiver(500))
