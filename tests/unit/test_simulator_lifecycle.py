@@ -619,6 +619,18 @@ class TestJournalAsHubSpotServesIt:
         events = [e for entry in sim.state.journal.entries_json()["entries"] for e in entry["events"]]
         assert [(e["action"], e["fromObjectId"], e["toObjectId"]) for e in events] == [("ASSOCIATION_ADDED", 1, 2)]
 
+    def test_a_privacy_deletion_is_journalled_by_a_gdpr_subscription(self, sim: Sim) -> None:
+        """GDPR_PRIVACY_DELETION on contacts journals the GDPR_DELETE only (no OBJECT subscription for DELETE)."""
+        sim.app()
+        body = {"subscriptionType": "GDPR_PRIVACY_DELETION", "portalId": PORTAL, "objectTypeId": "0-1"}
+        answer = sim.call("POST", JOURNAL_SUBSCRIPTIONS, {**body, "actions": ["GDPR_DELETE"]}, token=sim.app_token())
+        assert answer.status == 200, answer.body
+        sim.control("POST", "/_sim/records/delete", {"objectType": "contacts", "ids": ["9"], "privacy": True})
+        (entry,) = sim.state.journal.entries_json()["entries"]
+        assert [(e["subscriptionType"], e["action"], e["objectId"]) for e in entry["events"]] == [
+            ("contact.privacyDeletion", "GDPR_DELETE", 9)
+        ]
+
     @pytest.mark.parametrize("journal_format", ["array", "wrapper"])
     def test_entry_files_come_as_an_array_or_in_the_wrapper(self, sim: Sim, journal_format: str) -> None:
         """journal_format array: the events; wrapper: {offset, journalEvents, publishedAt}."""
