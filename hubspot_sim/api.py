@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote
 
 from hubspot_sim import errors
+from hubspot_sim.accounts import AuthOutcome, Caller
 from hubspot_sim.faults import ScriptedAnswer
 from hubspot_sim.inputs import batch_pairs, invalid_answer, object_type_of, pair_types
 from hubspot_sim.labelled_associations import LabelledAssociations
@@ -30,7 +31,7 @@ from hubspot_sim.messages import Answer, Request, iso_utc
 from hubspot_sim.oauth import RefreshRefusedError
 from hubspot_sim.object_types import is_object_id, label
 from hubspot_sim.records import SearchQuery
-from hubspot_sim.state import AuthOutcome, Caller, SimState
+from hubspot_sim.state import SimState
 from hubspot_sim.webhook_endpoints import APP_ENDPOINTS, JOURNAL_ENDPOINTS, WebhookEndpoints
 
 JsonObject = dict[str, Any]

@@ -1,4 +1,7 @@
-"""The simulator's memory: configuration, associations, the request log, faults, records, invalid ids, OAuth.
+"""The simulator's memory: configuration, associations, the request log, faults, records, lifecycle, accounts.
+
+Tokens, apps and installs are ``accounts.py``'s part of it (``SimState`` inherits ``Accounts``); merges and
+deletions are kept by ``record_lifecycle.py``, association writes applied by ``association_writes.py``.
 
 One lock guards all of it, so the threaded server's handlers always see consistent state; every public
 method takes it once and does O(its input) work under it. The clock and the random source are injectable,
@@ -7,8 +10,6 @@ so rate windows, token expiry and fault rates can be tested without waiting and 
 
 from __future__ import annotations
 
-import enum
-import math
 import random
 import threading
 import time
@@ -16,6 +17,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from hubspot_sim.accounts import Accounts, Caller
 from hubspot_sim.association_limits import AssociationLimits
 from hubspot_sim.association_store import AssociationKey, AssociationStore
 from hubspot_sim.association_types import (
@@ -33,9 +35,9 @@ from hubspot_sim.faults import Decision, Faults
 from hubspot_sim.inputs import Side
 from hubspot_sim.invalid_ids import InvalidIds
 from hubspot_sim.journal import Journal
-from hubspot_sim.journal_subscriptions import APP_INSTALL_EVENT_TYPE, APP_UNINSTALL_EVENT_TYPE, JournalSubscriptions
+from hubspot_sim.journal_subscriptions import JournalSubscriptions
 from hubspot_sim.notifier import Notifier
-from hubspot_sim.oauth import APP_TOKEN_PREFIX, ISSUED_PREFIX, App, OAuthApp, OAuthRegistry
+from hubspot_sim.oauth import OAuthRegistry
 from hubspot_sim.object_types import canonical_type
 from hubspot_sim.rate_limits import RateLimit, RollingWindows, parse_rate_limit
 from hubspot_sim.record_lifecycle import RecordLifecycle
@@ -58,32 +60,7 @@ class Admission:
     policy: str | None = None
 
 
-class AuthOutcome(enum.Enum):
-    """How a bearer token fared."""
-
-    OK = "ok"
-    MISSING = "missing"
-    UNKNOWN = "unknown"
-    EXPIRED = "expired"
-
-
-@dataclass(frozen=True, slots=True)
-class Caller:
-    """An authenticated (or refused) caller, the key its rate window is kept under, and who it is.
-
-    ``portal_id`` is the account a portal token acts for; ``app_id`` the app it writes as (the ``sourceId``
-    of the changes it fires), if known; ``is_app`` marks an app token (client_credentials), which reads
-    the journal and acts for no portal.
-    """
-
-    outcome: AuthOutcome
-    window_key: str = ""
-    portal_id: int | None = None
-    app_id: str | None = None
-    is_app: bool = False
-
-
-class SimState:
+class SimState(Accounts):
     """All simulator state behind one lock (see the module docstring)."""
 
     def __init__(
@@ -230,39 +207,6 @@ class SimState:
             return self._faults.decide(endpoint, self._config.latency_ms, self._rng)
 
     # --- auth and rate limits ---
-
-    def authenticate(self, token: str | None) -> Caller:
-        """Check a bearer token: a live OAuth token, a configured one, or any token when none is configured.
-
-        OAuth tokens share one rate window per portal (HubSpot limits per installing account), so that a
-        refresh does not grant a fresh window; other tokens each have their own.
-        """
-        if not token:
-            return Caller(AuthOutcome.MISSING)
-        with self._lock:
-            issued = self._oauth.lookup(token)
-            if issued is not None:
-                expires_at, portal = issued
-                if expires_at <= self._clock():
-                    return Caller(AuthOutcome.EXPIRED)
-                client = self._oauth.client_of(token)
-                app = self._oauth.app_of_client(client) if client is not None else None
-                app_id = app.app_id if app is not None else None
-                return Caller(AuthOutcome.OK, f"portal:{portal}", portal, app_id)
-            app_token = self._oauth.app_token(token)
-            if app_token is not None:
-                if app_token[0] <= self._clock():
-                    return Caller(AuthOutcome.EXPIRED)
-                return Caller(AuthOutcome.OK, f"app:{app_token[1]}", None, app_token[1], is_app=True)
-            if token.startswith((ISSUED_PREFIX, APP_TOKEN_PREFIX)):
-                return Caller(AuthOutcome.UNKNOWN)  # revoked at an uninstall, or never issued
-            if self._config.tokens and token not in self._config.tokens:
-                return Caller(AuthOutcome.UNKNOWN)
-            portal = self._config.portal_id
-            if self._oauth.is_uninstalled(portal):
-                return Caller(AuthOutcome.UNKNOWN)
-            apps = self._oauth.apps()
-            return Caller(AuthOutcome.OK, f"token:{token}", portal, apps[0].app_id if apps else None)
 
     def take(self, window_key: str, *, search: bool = False) -> tuple[bool, dict[str, str]]:
         """Count one request against ``window_key``'s rolling window: (accepted, rate-limit headers).
@@ -682,70 +626,6 @@ class SimState:
         """``GET /_sim/requests``."""
         with self._lock:
             return self._log.as_dict()
-
-    # --- OAuth ---
-
-    def register_oauth_app(
-        self,
-        client_id: str,
-        client_secret: str,
-        refresh_token: str,
-        portal_id: int,
-    ) -> None:
-        """``POST /_sim/oauth-apps``: refreshes with these credentials issue tokens for ``portal_id``."""
-        with self._lock:
-            self._oauth.register(client_id, OAuthApp(client_secret, refresh_token, portal_id))
-
-    def refresh(self, client_id: str, client_secret: str, refresh_token: str) -> dict[str, Any]:
-        """Issue an access token living the configured ``oauth_token_ttl_s`` (see ``OAuthRegistry.refresh``).
-
-        Raises RefreshRefusedError when the client, secret or refresh token is wrong.
-        """
-        with self._lock:
-            now, ttl_s = self._clock(), self._config.oauth_token_ttl_s
-            return self._oauth.refresh(client_id, client_secret, refresh_token, now=now, ttl_s=ttl_s)
-
-    def grant_app_token(self, client_id: str, client_secret: str) -> dict[str, Any]:
-        """The ``client_credentials`` grant: an app token for the journal. Raises RefreshRefusedError."""
-        with self._lock:
-            now, ttl_s = self._clock(), self._config.oauth_token_ttl_s
-            return self._oauth.client_credentials(client_id, client_secret, now=now, ttl_s=ttl_s)
-
-    def token_retry_after(self) -> int:
-        """Seconds the token endpoint still answers 429 (``token_429_s``), 0 when it is not throttled."""
-        with self._lock:
-            left = self._token_throttled_until - self._clock()
-            return max(1, math.ceil(left)) if left > 0 else 0
-
-    def register_app(self, app: App) -> None:
-        """``POST /_sim/apps``: an app whose secret signs its pushes and whose credentials get app tokens."""
-        with self._lock:
-            self._oauth.register_app(app)
-
-    def apps_json(self) -> dict[str, Any]:
-        """``GET /_sim/apps``: the apps (secrets never shown) and the uninstalled portals."""
-        with self._lock:
-            listed = [{"appId": a.app_id, "clientId": a.client_id} for a in self._oauth.apps()]
-            return {"apps": listed, "uninstalledPortals": sorted(self._oauth.uninstalled())}
-
-    def uninstall(self, portal_id: int) -> dict[str, Any]:
-        """``POST /_sim/uninstall``: the portal's tokens 401, its refresh token refused, its journal
-        subscriptions removed, nothing pushed for it; an app-lifecycle event journalled (§9.6)."""
-        with self._lock:
-            revoked = self._oauth.uninstall(portal_id)
-            app_ids = [a.app_id for a in self._oauth.apps()]
-            now = self._clock()
-        removed = self.journal_subscriptions.delete_portal(portal_id)
-        journalled = self.notifier.lifecycle(portal_id, APP_UNINSTALL_EVENT_TYPE, app_ids, now)
-        return {"revokedTokens": revoked, "journalSubscriptionsRemoved": removed, "lifecycleEvents": journalled}
-
-    def install(self, portal_id: int) -> dict[str, Any]:
-        """``POST /_sim/install``: the portal's refresh tokens (and static tokens) work again; journalled."""
-        with self._lock:
-            self._oauth.install(portal_id)
-            app_ids = [a.app_id for a in self._oauth.apps()]
-            now = self._clock()
-        return {"lifecycleEvents": self.notifier.lifecycle(portal_id, APP_INSTALL_EVENT_TYPE, app_ids, now)}
 
     def merge(self, object_type: str, primary_id: str, merged_ids: Sequence[str], portal_id: int | None) -> str:
         """``POST /_sim/merge``: a new record from the primary and merged ones; returns its id.
