@@ -50,6 +50,10 @@ TRANSIENT_STATUSES = frozenset({423, 477, 500, 502, 503, 504, 521, 522, 523, 524
 EDGE_PERMANENT_STATUSES = frozenset({525, 526})
 #: HubSpot asks to wait at least 2 s after a 423 (records locked by a high-volume sync).
 LOCKED_MIN_WAIT_S = 2.0
+#: Label definitions asked for per page (the 2026-03 path's limit goes to 500; 100 is its default).
+LABEL_PAGE_SIZE = 500
+#: The most pages of label definitions read for one pair of object types.
+MAX_LABEL_PAGES = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,22 +248,37 @@ class HubSpotClient:
         return self._parse_batch(body, pairs, rate, correlation)
 
     def association_labels(
-        self, token: str, from_type: str, to_type: str, *, base_url: str | None = None
+        self,
+        token: str,
+        from_type: str,
+        to_type: str,
+        *,
+        base_url: str | None = None,
+        page_size: int = LABEL_PAGE_SIZE,
     ) -> list[tuple[str, int, str | None]]:
-        """``GET /crm/v4/associations/{from}/{to}/labels``: (category, typeId, label or None) of each definition.
+        """``GET /crm/associations/2026-03/{from}/{to}/labels``, every page: (category, typeId, label or None) each.
 
-        The unlabelled type comes with no label. Raises DeliveryError.
+        The 2026-03 path pages (``limit``, ``after``, ``paging.next.after``); the v4 one stops being served on
+        2027-03-30 (docs/reference/hubspot.md §9.7). The unlabelled type comes with no label. At most
+        ``MAX_LABEL_PAGES`` pages are read (a cursor that never ends is HubSpot's fault, not a reason to loop).
+        Raises DeliveryError.
         """
-        path = f"/crm/v4/associations/{_seg(from_type)}/{_seg(to_type)}/labels"
-        body, _, _ = self._send("GET", path, token, None, base_url=base_url)
-        results = body.get("results") if isinstance(body, dict) else None
+        path = f"/crm/associations/{API_VERSION}/{_seg(from_type)}/{_seg(to_type)}/labels"
         found: list[tuple[str, int, str | None]] = []
-        for entry in results if isinstance(results, list) else ():
-            if not isinstance(entry, dict):
-                continue
-            category, type_id, label = entry.get("category"), entry.get("typeId"), entry.get("label")
-            if isinstance(category, str) and isinstance(type_id, int) and not isinstance(type_id, bool):
-                found.append((category, type_id, label if isinstance(label, str) and label else None))
+        after: str | None = None
+        for _ in range(MAX_LABEL_PAGES):
+            params = {"limit": str(page_size)} | ({"after": after} if after else {})
+            body, _, _ = self._send("GET", path, token, None, params=params, base_url=base_url)
+            results = body.get("results") if isinstance(body, dict) else None
+            for entry in results if isinstance(results, list) else ():
+                if not isinstance(entry, dict):
+                    continue
+                category, type_id, label = entry.get("category"), entry.get("typeId"), entry.get("label")
+                if isinstance(category, str) and isinstance(type_id, int) and not isinstance(type_id, bool):
+                    found.append((category, type_id, label if isinstance(label, str) and label else None))
+            after = _next_after(body)
+            if after is None:
+                break
         return found
 
     def associate_labelled(
@@ -299,9 +318,11 @@ class HubSpotClient:
         *,
         base_url: str | None = None,
     ) -> CallResult:
-        """``POST /crm/associations/2026-03/{from}/{to}/batch/create``: labelled links, 201 or 207 multi-status.
+        """``POST /crm/associations/2026-03/{from}/{to}/batch/create``: labelled links, 200, 201 or 207 multi-status.
 
-        Each input is ((from id, to id), types); per-input outcomes are mapped back to each pair.
+        HubSpot answers 200 (201 before 2025-08, as the spec still declares: docs/reference/hubspot.md §9.7);
+        any 2xx is read the same way. Each input is ((from id, to id), types); per-input outcomes are mapped
+        back to each pair.
         """
         path = f"/crm/associations/{API_VERSION}/{_seg(from_type)}/{_seg(to_type)}/batch/create"
         payload = {"inputs": [{"from": {"id": f}, "to": {"id": t}, "types": types_wire(ty)} for (f, t), ty in inputs]}
@@ -603,6 +624,14 @@ class HubSpotClient:
                     )
                 )
         return CallResult(frozenset(linked), failed, rate, correlation)
+
+
+def _next_after(body: Any) -> str | None:
+    """``paging.next.after`` of a paged answer, or None on the last page."""
+    paging = body.get("paging") if isinstance(body, dict) else None
+    following = paging.get("next") if isinstance(paging, dict) else None
+    after = following.get("after") if isinstance(following, dict) else None
+    return str(after) if isinstance(after, str | int) and not isinstance(after, bool) and str(after) else None
 
 
 def _seg(value: str) -> str:

@@ -2,7 +2,8 @@
 
 A label is named by people ("Decision maker", "Primary") but sent to HubSpot as an association type
 (``associationCategory`` + ``associationTypeId``), and user-defined labels differ from account to account.
-The catalog reads ``GET /crm/v4/associations/{from}/{to}/labels`` once per portal and pair of types and
+The catalog reads ``GET /crm/associations/2026-03/{from}/{to}/labels`` (every page) once per portal and pair of
+types and
 keeps the answer in Redis for ``HUBLINK_LABEL_CACHE_TTL_S``, so that the web (answering 422 for an unknown
 name), the worker at start-up (checking the rules' labels) and the drain (sending labelled work) agree
 without asking HubSpot each time. Names match without regard to case or surrounding spaces.

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.integration
 def _needs_labels(sim: Sim) -> None:
     """Skip unless the simulator speaks HubSpot's label definitions."""
     response = requests.get(
-        f"{sim.url}/crm/v4/associations/deals/companies/labels",
+        f"{sim.url}/crm/associations/2026-03/deals/companies/labels",
         headers={"Authorization": f"Bearer {HUBSPOT_TOKEN}"},
         timeout=5,
     )

@@ -11,13 +11,13 @@ from typing import Any
 import pytest
 import responses
 
-from hublink.delivery.hubspot import HubSpotClient
+from hublink.delivery.hubspot import MAX_LABEL_PAGES, HubSpotClient
 from hublink.domain.errors import NotFoundError, ValidationRejectedError
 
 BASE = "https://api.hubapi.test"
 ASSOC = f"{BASE}/crm/associations/2026-03/deals/companies"
 PUT = f"{BASE}/crm/objects/2026-03/deals/1/associations/companies/2"
-LABELS = f"{BASE}/crm/v4/associations/deals/companies/labels"
+LABELS = f"{BASE}/crm/associations/2026-03/deals/companies/labels"
 PRIMARY = ("HUBSPOT_DEFINED", 5)
 #: HubSpot naming company 666 as not found in a batch answer.
 MISSING_666 = {
@@ -130,7 +130,7 @@ class TestRemovals:
 
 
 class TestLabelDefinitions:
-    """The v4 labels listing, read defensively."""
+    """The 2026-03 labels listing, every page, read defensively."""
 
     @responses.activate
     def test_definitions_are_listed_with_the_unlabelled_type_unnamed(self) -> None:
@@ -148,3 +148,40 @@ class TestLabelDefinitions:
             ("HUBSPOT_DEFINED", 341, None),
             ("HUBSPOT_DEFINED", 5, "Primary"),
         ]
+
+    @responses.activate
+    def test_every_page_is_read_on_the_2026_03_path(self) -> None:
+        """Definitions are read page after page while ``paging.next.after`` names one, never on the v4 path."""
+        first = {"results": [{"category": "HUBSPOT_DEFINED", "typeId": 341}], "paging": {"next": {"after": "1"}}}
+        second = {"results": [{"category": "USER_DEFINED", "typeId": 1000, "label": "Decision maker"}]}
+        responses.get(LABELS, json=first, match=[responses.matchers.query_param_matcher({"limit": "500"})])
+        responses.get(
+            LABELS, json=second, match=[responses.matchers.query_param_matcher({"limit": "500", "after": "1"})]
+        )
+        assert client().association_labels("t", "deals", "companies") == [
+            ("HUBSPOT_DEFINED", 341, None),
+            ("USER_DEFINED", 1000, "Decision maker"),
+        ]
+        assert len(responses.calls) == 2
+
+    @responses.activate
+    def test_a_cursor_that_never_ends_stops_at_the_page_cap(self) -> None:
+        """A HubSpot answer that always names a next page is read at most MAX_LABEL_PAGES times."""
+        body = {"results": [], "paging": {"next": {"after": "1"}}}
+        responses.get(LABELS, json=body)
+        assert client().association_labels("t", "deals", "companies") == []
+        assert len(responses.calls) == MAX_LABEL_PAGES
+
+
+class TestBatchCreateStatus:
+    """batch/create answers 200 since 2025-08 and 201 before: both are success."""
+
+    @pytest.mark.parametrize("status", [200, 201])
+    @responses.activate
+    def test_batch_create_accepts_200_and_201(self, status: int) -> None:
+        """Every pair HubSpot lists is linked, whichever of the two success statuses it answered."""
+        responses.post(
+            f"{ASSOC}/batch/create", json={"status": "COMPLETE", "results": labels_between([("1", "2")])}, status=status
+        )
+        result = client().create_labelled_batch("t", "deals", "companies", [(("1", "2"), [PRIMARY])])
+        assert result.linked == frozenset({("1", "2")}) and not result.failed
