@@ -302,6 +302,7 @@ def build(settings: Settings, rules_file: RulesFile | None = None, *, consumer: 
             history=EventHistory(
                 redis, keys, days=settings.history_days, max_mb=settings.history_max_mb, scripts=scripts
             ),
+            own_app_id=settings.hubspot_app_id,
         ),
         consumer=name,
     )

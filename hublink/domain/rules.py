@@ -9,6 +9,8 @@
           subscriptionType: deal.creation   # any key but condition: exact match of that top-level payload
                                             # field (a list: any of; 5 does not match "5", nor true 1)
           condition: "properties.amount > `0`"   # JMESPath over the payload, truthy as JMESPath has it
+          # changeSource: API              # naming changeSource opts in to the association changes HubLink's
+                                           # own writes cause (dropped as ``self`` otherwise: is_self_triggered)
         associations:                  # required, 1 to 20
           - from: {objectType: deals, id: "objectId"}   # id: JMESPath over the payload giving a record id
             action: link               # optional: link (default) or unlink (removes the association)
@@ -136,6 +138,33 @@ class Evaluation:
     planned: tuple[PlannedAssociation, ...]
     matched_rules: tuple[str, ...]
     problems: tuple[str, ...]
+    #: The event is an association change HubLink's own write caused: only rules naming changeSource saw it.
+    self_triggered: bool = False
+
+
+#: The event field that says what made a change (``API``, ``CRM_UI``, ``IMPORT``...).
+CHANGE_SOURCE = "changeSource"
+
+
+def is_self_triggered(event: CrmEvent, app_id: str | None) -> bool:
+    """True for a HubSpot ``*.associationChange`` that app ``app_id``'s own API write caused.
+
+    HubSpot fires an association change for every association added or removed through the API, HubLink's
+    own writes included, with ``changeSource`` ``API`` and the writing app's id as ``sourceId``
+    (docs/reference/hubspot.md §9.5; the id may come bare, as a number, or as ``app:<id>``/``appId:<id>``).
+    Without an app id (HUBSPOT_APP_ID unset) nothing is taken for HubLink's own.
+    """
+    if not app_id or event.source != "hubspot" or not (event.subscription_type or "").endswith(".associationChange"):
+        return False
+    payload = event.payload
+    if payload.get(CHANGE_SOURCE) != "API":
+        return False
+    source_id = payload.get("sourceId")
+    if isinstance(source_id, bool) or not isinstance(source_id, str | int):
+        return False
+    text = str(source_id).strip()
+    prefix, _, tail = text.rpartition(":")
+    return text == app_id or (tail == app_id and prefix.casefold() in {"app", "appid"})
 
 
 class RulesError(ConfigError):
@@ -212,6 +241,11 @@ class Rule:
     def options_of(self, index: int) -> Options:
         """The options of association ``index``."""
         return self.options[index] if index < len(self.options) else _DEFAULT_OPTIONS
+
+    @property
+    def names_change_source(self) -> bool:
+        """True when ``when`` names ``changeSource``: the rule opts in to the changes HubLink's own writes cause."""
+        return any(key == CHANGE_SOURCE for key, _ in self.equals)
 
     def applies_to(self, source: str) -> bool:
         """True when the rule listens to ``source`` (``forms:*`` listens to every form)."""
@@ -566,12 +600,20 @@ class RuleSet:
                 self._by_source[source] = found
         return found
 
-    def evaluate(self, event: CrmEvent) -> Evaluation:
-        """Run every rule listening to the event's source; never raises, whatever the payload holds."""
+    def evaluate(self, event: CrmEvent, *, own_app_id: str | None = None) -> Evaluation:
+        """Run every rule listening to the event's source; never raises, whatever the payload holds.
+
+        An association change HubLink's own write caused (:func:`is_self_triggered` with ``own_app_id``) is
+        seen only by rules whose ``when`` names ``changeSource``: a rule on association changes would
+        otherwise trigger itself. Without ``own_app_id`` every rule sees every event.
+        """
         planned: list[PlannedAssociation] = []
         matched: list[str] = []
         problems: list[str] = []
+        own = is_self_triggered(event, own_app_id)
         for rule in self.rules_for(event.source):
+            if own and not rule.names_change_source:
+                continue
             try:
                 if not rule.matches(event.payload):
                     continue
@@ -593,7 +635,7 @@ class RuleSet:
                     )
                 else:
                     problems.extend(f"rule '{rule.name}': {s}" for s in (from_side, to_side) if isinstance(s, str))
-        return Evaluation(tuple(planned), tuple(matched), tuple(problems))
+        return Evaluation(tuple(planned), tuple(matched), tuple(problems), self_triggered=own)
 
     def describe(self) -> list[dict[str, Any]]:
         """A summary of each rule for the CLI: name, source, line, when and one line per association."""

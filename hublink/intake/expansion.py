@@ -19,7 +19,7 @@ from hublink.domain.associations import MAX_EVENT_ID_CHARS, AssociationRequest, 
 from hublink.domain.errors import InvalidInputError
 from hublink.domain.events import CrmEvent
 from hublink.domain.lookups import LookupRequest, Work
-from hublink.domain.rules import Fixed, PlannedAssociation, RuleSet
+from hublink.domain.rules import Fixed, PlannedAssociation, RuleSet, is_self_triggered
 from hublink.intake.history import EventHistory, EventOutcome
 from hublink.intake.inbox import KIND_ASSOCIATIONS, MAX_DELIVERIES, Inbox, InboxEntry
 from hublink.lanes import EventGroup, LaneStore, PendingItem
@@ -69,9 +69,11 @@ def plan(event: CrmEvent, rules: RuleSet, received_at: float) -> tuple[list[Work
     return work, problems, bool(matched)
 
 
-def plan_named(event: CrmEvent, rules: RuleSet, received_at: float) -> tuple[list[Work], list[str], tuple[str, ...]]:
-    """Like :func:`plan`, with the names of the rules that matched."""
-    evaluation = rules.evaluate(event)
+def plan_named(
+    event: CrmEvent, rules: RuleSet, received_at: float, *, own_app_id: str | None = None
+) -> tuple[list[Work], list[str], tuple[str, ...]]:
+    """Like :func:`plan`, with the names of the rules that matched (``own_app_id``: see ``RuleSet.evaluate``)."""
+    evaluation = rules.evaluate(event, own_app_id=own_app_id)
     problems = list(evaluation.problems)
     source = source_slug(event.source)
     work: list[Work] = []
@@ -143,8 +145,12 @@ def accept(
     aside: Sequence[str | int] | None = None,
     counters: Sequence[Op] = (),
     unusable: int = 0,
+    own_app_id: str | None = None,
 ) -> IntakeReport:
     """Plan every event and store all of it, with its dedup marks and counts, in one round-trip.
+
+    With ``own_app_id`` (HUBSPOT_APP_ID), an association change HubLink's own write caused that no rule
+    opted in to (``when: {changeSource: ...}``) ends as ``self``: counted and kept in the history, no work.
 
     ``ack`` (``Inbox.ack_target``) is the inbox entry the events came from: it is acknowledged in the same
     step, even when the events ask for nothing; ``aside`` (``Inbox.aside_target``) keeps the entry's unusable
@@ -172,15 +178,18 @@ def accept(
         return cache[key]
 
     planned: list[tuple[tuple[str, ...], tuple[str, ...]]] = []
+    own: list[bool] = []
     for event in events:
-        work, event_problems, matched = plan_named(event, rules, received_at)
+        work, event_problems, matched = plan_named(event, rules, received_at, own_app_id=own_app_id)
         planned.append((matched, tuple(event_problems)))
+        is_own = not matched and is_self_triggered(event, own_app_id)
+        own.append(is_own)
         if event_problems:
             problems.extend(event_problems)
             ops.extend(
                 metrics.op("rule_problems", rule=p.split("'")[1] if p.count("'") >= 2 else "?") for p in event_problems
             )
-        unmatched += not matched
+        unmatched += not matched and not is_own
         n_lookup = 0
         for w in work:
             n_lookup += w.__class__ is LookupRequest
@@ -188,7 +197,12 @@ def accept(
             EventGroup(
                 work,
                 dedup_key=event.dedup_key,
-                on_new=counts(event.source, "accepted" if matched else "unmatched", len(work) - n_lookup, n_lookup),
+                on_new=counts(
+                    event.source,
+                    "accepted" if matched else "self" if is_own else "unmatched",
+                    len(work) - n_lookup,
+                    n_lookup,
+                ),
                 on_dup=counts(event.source, "duplicate", 0, 0),
             )
         )
@@ -205,6 +219,8 @@ def accept(
         ids = result.ids[index] if result else ()
         if ids is None:
             outcome = "duplicate"
+        elif own[index]:
+            outcome = "self"
         elif not matched:
             outcome = "unmatched"
         elif noted and not group.requests:
@@ -241,8 +257,11 @@ class Expansion:
         *,
         rules_tag: str = "",
         history: EventHistory | None = None,
+        own_app_id: str | None = None,
     ) -> None:
         self._history = history
+        #: HUBSPOT_APP_ID: association changes this app's own writes caused end as ``self``.
+        self._own_app_id = own_app_id
         self._inbox = inbox
         self._rules = rules
         self._queueing = lanes
@@ -292,6 +311,7 @@ class Expansion:
             aside=aside,
             counters=counters,
             unusable=len(batch.unusable),
+            own_app_id=self._own_app_id,
         )
         if report.already_expanded:
             log.info("inbox entry was already expanded by another worker", extra={"entry": entry.entry_id})
