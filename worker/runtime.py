@@ -32,7 +32,7 @@ from hublink.config.portals import load_portals
 from hublink.config.rules_file import RulesFile
 from hublink.config.settings import Settings
 from hublink.delivery.circuit import Breaker, CircuitSettings, RedisCircuitStore
-from hublink.delivery.credentials import CredentialProvider, PortalCredentials, StaticCredentials
+from hublink.delivery.credentials import CredentialProvider, PortalCredentials, StaticCredentials, journal_tokens
 from hublink.delivery.drain import DrainSettings, LaneDrainer
 from hublink.delivery.hubspot import HubSpotClient
 from hublink.delivery.labels import LabelCatalog, LabelDefinitions, check_rule_labels
@@ -328,10 +328,11 @@ def build(settings: Settings, rules_file: RulesFile | None = None, *, consumer: 
     )
     journal = None
     if isinstance(credentials, PortalCredentials) and credentials.journal_portal_ids:
+        # The journal takes the app's token (client_credentials), never a portal's.
+        app_tokens = journal_tokens(settings.hubspot_client_id, settings.hubspot_client_secret, redis, keys, client)
 
         def access(portal_id: str) -> tuple[str, str | None]:
-            credential = credentials.for_portal(portal_id)
-            return credential.token, credential.base_url
+            return app_tokens.token(), credentials.base_url_of(portal_id)
 
         # The journal accepts entries as the web does: under this worker's rules, with the same replication.
         journal_inbox = Inbox(
@@ -350,6 +351,7 @@ def build(settings: Settings, rules_file: RulesFile | None = None, *, consumer: 
             JournalOffsets(redis, keys, scripts),
             owner=name,
             poll_s=settings.journal_poll_s,
+            refused=app_tokens.invalidate,
         )
         journal = JournalLoop(poller, credentials.journal_portal_ids, poll_s=settings.journal_poll_s)
     return Runtime(

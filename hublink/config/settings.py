@@ -108,6 +108,9 @@ class Settings:
     log_level: str = "INFO"  # HUBLINK_LOG_LEVEL
     secret_key: str | None = field(default=None, repr=False)  # HUBLINK_SECRET_KEY: signs admin sessions
     cookie_secure: bool = False  # HUBLINK_COOKIE_SECURE: Secure admin cookie (always when public_url is https)
+    # HUBSPOT_CLIENT_ID: the app's client id; with HUBSPOT_CLIENT_SECRET it gets the app token the Webhooks
+    # Journal and its subscriptions take (client_credentials; a portal's token is refused there)
+    hubspot_client_id: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -320,6 +323,7 @@ _VARIABLES: tuple[tuple[str, str, Callable[[str], object]], ...] = (
     ("HUBLINK_LOG_LEVEL", "log_level", _level),
     ("HUBLINK_SECRET_KEY", "secret_key", str),
     ("HUBLINK_COOKIE_SECURE", "cookie_secure", _bool),
+    ("HUBSPOT_CLIENT_ID", "hubspot_client_id", str),
 )
 
 #: Every environment variable Settings reads (the README's configuration table lists the same).

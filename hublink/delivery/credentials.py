@@ -16,7 +16,12 @@ portal ids to a private-app token or to an OAuth app (client id, client secret, 
 OAuth access tokens live 30 minutes; they are cached in Redis (``token:<portal>``) for every worker, and
 refreshed a few minutes before they expire, under a short Redis lock so that one worker refreshes while
 the others keep using the old token. Tokens are held in objects whose ``repr`` hides them; buckets are
-named by digests and ids, never by a token. Rate-limit buckets follow HubSpot's accounting: a private app
+named by digests and ids, never by a token.
+
+The Webhooks Journal takes neither: it takes the *app's* token, got with ``HUBSPOT_CLIENT_ID`` and
+``HUBSPOT_CLIENT_SECRET`` by the ``client_credentials`` grant (docs/reference/hubspot.md §9.1).
+:class:`AppTokens` keeps it in Redis (``apptoken:<client>``) for every worker and fetches a new one before
+it expires, under the same kind of lock. Rate-limit buckets follow HubSpot's accounting: a private app
 per app (its token), an OAuth app per app and installing portal.
 """
 
@@ -33,6 +38,7 @@ from redis import Redis
 from hublink.config.portals import OAuthApp, PortalEntry
 from hublink.delivery.hubspot import HubSpotClient
 from hublink.domain.errors import (
+    ConfigError,
     DeliveryError,
     HubSpotErrorDetail,
     PermanentError,
@@ -49,6 +55,15 @@ log = logging.getLogger("hublink.credentials")
 REFRESH_MARGIN_S = 300
 #: How long one worker may hold the refresh lock.
 REFRESH_LOCK_MS = 15_000
+#: The scope the journal's reads need (docs/reference/hubspot.md §9.1).
+JOURNAL_READ_SCOPES = ("developer.webhooks_journal.read",)
+#: The scopes managing journal subscriptions needs besides (names as the simulator grants them: HubSpot's
+#: spec calls them webhooks-journal-subscription-read/-management; one place to correct).
+JOURNAL_SUBSCRIPTION_SCOPES = (
+    "developer.webhooks_journal.read",
+    "developer.webhooks_journal.subscriptions.read",
+    "developer.webhooks_journal.subscriptions.write",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +136,11 @@ class PortalCredentials:
     def journal_portal_ids(self) -> tuple[str, ...]:
         """The portals whose Webhooks Journal is read (``journal: true``)."""
         return tuple(p for p, entry in self._portals.items() if entry.journal)
+
+    def base_url_of(self, portal_id: str) -> str | None:
+        """The host serving the portal's account (None: HUBSPOT_BASE_URL), without touching its token."""
+        entry = self._portals.get(portal_id)
+        return entry.base_url if entry is not None else None
 
     def for_portal(self, portal_id: str | None) -> Credential:
         """The portal's credential; unknown portals raise UnknownPortalError (dead-lettered with that reason)."""
@@ -196,3 +216,88 @@ class PortalCredentials:
         finally:
             with store_errors():
                 self._redis.delete(lock)
+
+
+class AppTokens:
+    """The app's ``client_credentials`` token for the Webhooks Journal, cached in Redis and renewed before expiry.
+
+    Keys owned: ``apptoken:<client>`` and its ``:lock``. Fails closed: raises StoreUnavailableError without
+    Redis, DeliveryError when HubSpot does not issue a token (a 429 from the token endpoint included: the
+    journal poll is tried again at the next interval).
+    """
+
+    def __init__(
+        self,
+        redis: Redis,
+        keys: Keys,
+        client: HubSpotClient,
+        client_id: str,
+        client_secret: str,
+        *,
+        scopes: tuple[str, ...] = JOURNAL_READ_SCOPES,
+        base_url: str | None = None,
+        clock: Any = time.time,
+    ) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._client = client
+        self._client_id = client_id
+        self._client_secret = client_secret
+        self._scopes = scopes
+        self._base_url = base_url
+        self._clock = clock
+
+    def __repr__(self) -> str:
+        return f"AppTokens(client={digest(self._client_id)[:8]})"
+
+    def token(self) -> str:
+        """The app token; a new one is fetched when the cached one is within its margin of expiry."""
+        key = self._keys.app_token(self._client_id)
+        with store_errors():
+            cached = {text(k): text(v) for k, v in self._redis.hgetall(key).items()}
+        now = self._clock()
+        if cached.get("access_token") and float(cached.get("renew_at", 0)) > now:
+            return cached["access_token"]
+        lock = self._keys.app_token_lock(self._client_id)
+        with store_errors():
+            got_lock = self._redis.set(lock, "1", nx=True, px=REFRESH_LOCK_MS)
+        if not got_lock:
+            # Another worker is fetching: the old token serves while it is still valid.
+            if cached.get("access_token") and float(cached.get("expires_at", 0)) > now + 5:
+                return cached["access_token"]
+            raise TokenRefreshError(HubSpotErrorDetail(message="app token: another worker is fetching it"))
+        try:
+            answer = self._client.app_token(self._client_id, self._client_secret, self._scopes, base_url=self._base_url)
+            access = answer.get("access_token")
+            if not isinstance(access, str) or not access:
+                raise TokenRefreshError(HubSpotErrorDetail(message="app token: no access_token in answer"))
+            expires_in = float(answer.get("expires_in") or 1800)
+            # Renewed REFRESH_MARGIN_S early, or half way for a token that lives less than twice that.
+            renew_at = now + expires_in - min(REFRESH_MARGIN_S, expires_in / 2)
+            with store_errors():
+                pipe = self._redis.pipeline(transaction=True)
+                pipe.hset(key, mapping={"access_token": access, "expires_at": now + expires_in, "renew_at": renew_at})
+                pipe.expire(key, max(int(expires_in), 1))
+                pipe.execute()
+            log.info("app token fetched", extra={"expires_in": expires_in})
+            return access
+        finally:
+            with store_errors():
+                self._redis.delete(lock)
+
+    def invalidate(self) -> None:
+        """Forget the cached token (HubSpot refused it): the next call fetches another."""
+        with store_errors():
+            self._redis.delete(self._keys.app_token(self._client_id))
+
+
+def journal_tokens(
+    settings_client_id: str | None, settings_client_secret: str | None, redis: Redis, keys: Keys, client: HubSpotClient
+) -> AppTokens:
+    """The app tokens journal portals are read with; ConfigError naming the variable when one is missing."""
+    for name, value in (("HUBSPOT_CLIENT_ID", settings_client_id), ("HUBSPOT_CLIENT_SECRET", settings_client_secret)):
+        if not value:
+            raise ConfigError(
+                f"{name} is required when a portal has journal: true (the Webhooks Journal takes the app's token)"
+            )
+    return AppTokens(redis, keys, client, settings_client_id or "", settings_client_secret or "")

@@ -488,6 +488,20 @@ class HubSpotClient:
             body, _, _ = self._send("POST", LEGACY_OAUTH_TOKEN_PATH, None, None, form=form, base_url=base_url)
         return body if isinstance(body, dict) else {}
 
+    def app_token(
+        self, client_id: str, client_secret: str, scopes: Sequence[str], *, base_url: str | None = None
+    ) -> dict[str, Any]:
+        """``POST /oauth/2026-03/token`` (grant_type=client_credentials): the app's own token, no refresh token.
+
+        The Webhooks Journal and its subscriptions take this app token, not a portal's
+        (docs/reference/hubspot.md §9.1). Raises DeliveryError (RateLimitedError for the token endpoint's 429).
+        """
+        form = {"grant_type": "client_credentials", "client_id": client_id, "client_secret": client_secret}
+        if scopes:
+            form["scope"] = " ".join(scopes)
+        body, _, _ = self._send("POST", OAUTH_TOKEN_PATH, None, None, form=form, base_url=base_url)
+        return body if isinstance(body, dict) else {}
+
     def journal_fetch(
         self, token: str, after: str | None, *, portal_id: str, base_url: str | None = None
     ) -> dict[str, Any] | None:

@@ -18,10 +18,11 @@ Keys owned here (see ``hublink.store.keys``): ``inbox``, ``inbox:failed`` and ``
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -30,7 +31,15 @@ from redis.exceptions import ResponseError
 
 from hublink.domain.associations import AssociationRequest
 from hublink.domain.errors import InvalidInputError, NotReplicatedError
-from hublink.domain.events import CrmEvent, HubSpotBatch, parse_form, parse_workflow, read_hubspot_batch
+from hublink.domain.events import (
+    MAX_EVENTS,
+    CrmEvent,
+    HubSpotBatch,
+    parse_form,
+    parse_workflow,
+    read_hubspot_batch,
+)
+from hublink.intake.journal import JOURNAL_SOURCE, entry_events
 from hublink.store.commit_group import CommitGroup
 from hublink.store.connections import store_errors, text
 from hublink.store.counters import Op
@@ -123,6 +132,8 @@ class InboxEntry:
         data = self._data()
         if self.kind == KIND_HUBSPOT:
             return read_hubspot_batch(data)
+        if self.kind == KIND_DELIVERY and isinstance(data, dict) and data.get("source") == JOURNAL_SOURCE:
+            return _journal_batch(data.get("body"))
         if self.kind == KIND_DELIVERY:
             return HubSpotBatch([_delivery_event(data, self.received_at)], [])
         if self.kind != KIND_EVENTS:
@@ -133,6 +144,26 @@ class InboxEntry:
             return HubSpotBatch([CrmEvent.from_record(record) for record in data], [])
         except TypeError as exc:
             raise InvalidInputError(f"inbox entry holds a malformed event: {exc}") from None
+
+
+def _journal_batch(body: Any) -> HubSpotBatch:
+    """A journal entry kept unreadable (``hublink.intake.journal``), read again; raises InvalidInputError."""
+    if isinstance(body, dict) and isinstance(body.get("base64"), str):
+        try:
+            raw = base64.b64decode(body["base64"], validate=True)
+        except ValueError:
+            raise InvalidInputError("a journal entry kept as base64 does not decode") from None
+    elif isinstance(body, str):
+        raw = body.encode()
+    else:
+        raise InvalidInputError("a journal delivery entry must hold the entry's file as text")
+    events = entry_events(raw)
+    batch = HubSpotBatch([], [])
+    for start in range(0, len(events), MAX_EVENTS):
+        part = read_hubspot_batch(events[start : start + MAX_EVENTS])
+        batch.events.extend(part.events)
+        batch.unusable.extend(replace(u, index=u.index + start) for u in part.unusable)
+    return batch
 
 
 def _delivery_event(data: Any, received_at: float) -> CrmEvent:

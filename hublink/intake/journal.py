@@ -7,15 +7,26 @@ most 100 events; a bigger entry becomes several inbox entries). The expanders th
 the same dedup key (``hubspot:portal:subscription:event:object:occurredAt``) to both sources, so an event
 that came by push and by the journal is processed once, and one HubSpot failed to push is recovered.
 
-**Order of writes.** The offset is advanced only after the entry's events are in the inbox. A crash in
-between makes the next poll read that entry again: its events are then duplicates, dropped by dedup. The
-offset moves by compare-and-set (``journal_advance.lua``) from the offset the poller read from, and one
-worker at a time holds a portal's poll lock (``journal:<portal>:lock``, a few poll intervals long, taken
+**The app's token.** The journal is read with the app's own token (``client_credentials``: HUBSPOT_CLIENT_ID
+and HUBSPOT_CLIENT_SECRET, ``hublink.delivery.credentials.AppTokens``), never a portal's, and it holds only
+the events of journal subscriptions (``hublink hubspot subscriptions apply`` creates them;
+docs/reference/hubspot.md §9.1). A token HubSpot refuses (401, 403) is forgotten, and the next poll fetches
+another.
+
+**Entry files.** An entry's file is read as HubSpot's wrapper ``{"offset", "journalEvents": [...],
+"publishedAt"}`` or as a bare JSON array of events (:func:`entry_events`). An entry that cannot be read is
+set aside with its raw body (``inbox:failed``, kind ``delivery``, source ``journal``) *before* the offset
+moves past it: nothing is lost to a log line, and an operator replays it once HubLink reads it.
+
+**Order of writes.** The offset is advanced only after the entry's events are in the inbox (or set aside). A
+crash in between makes the next poll read that entry again: its events are then duplicates, dropped by
+dedup. The offset moves by compare-and-set (``journal_advance.lua``) from the offset the poller read from, and
+one worker at a time holds a portal's poll lock (``journal:<portal>:lock``, a few poll intervals long, taken
 over when its holder stops renewing it), so two workers never both advance a portal's offset.
 
 **Why in intake, with a Protocol.** The poller only ever stores into the inbox, which is intake's job, and
 the import-linter layers forbid intake to import ``hublink.delivery``. The two HubSpot calls it needs are
-named by :class:`JournalSource` (``HubSpotClient`` implements it) and the portal's token and host come from
+named by :class:`JournalSource` (``HubSpotClient`` implements it) and the token and host come from
 a callable; ``worker.runtime`` wires both in. Fails closed: without Redis a poll raises
 StoreUnavailableError and nothing is read.
 
@@ -24,6 +35,7 @@ Keys owned: ``journal:<portal>:offset``, ``journal:<portal>:lock``.
 
 from __future__ import annotations
 
+import base64
 import logging
 import time
 from collections.abc import Callable
@@ -33,7 +45,7 @@ from typing import Any, Protocol
 import orjson
 from redis import Redis
 
-from hublink.domain.errors import InvalidInputError, NotFoundError
+from hublink.domain.errors import AuthError, ForbiddenError, InvalidInputError, NotFoundError
 from hublink.domain.events import MAX_EVENTS, read_hubspot_batch
 from hublink.store.connections import store_errors, text
 from hublink.store.counters import CounterOps
@@ -63,8 +75,10 @@ class JournalSource(Protocol):
         ...
 
 
-#: A portal's bearer token and HubSpot host (None: the default host).
+#: The bearer token to read a portal's journal with (the app's) and its HubSpot host (None: the default host).
 PortalAccess = Callable[[str], tuple[str, str | None]]
+#: The source named on a journal entry set aside (``inbox:failed``, kind ``delivery``).
+JOURNAL_SOURCE = "journal"
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,23 +101,52 @@ class JournalFetch:
         return cls(offset, url)
 
 
-def inbox_bodies(raw: bytes) -> tuple[list[bytes], int]:
-    """A journal entry's body as inbox bodies (JSON arrays of at most 100 events) and its event count.
+def entry_events(raw: bytes) -> list[Any]:
+    """The events of a journal entry's file: HubSpot's wrapper ``{"offset", "journalEvents": [...]}`` or an array.
 
-    A body of at most 100 events is kept as sent; a bigger one is cut into arrays of 100. Raises
-    InvalidInputError when the body is not a JSON array (events HubLink cannot use are kept: the expanders
-    set them aside with their reason, as they do for a push).
+    The wrapper is what HubSpot is reported to serve, the bare array what earlier readings assumed
+    (docs/reference/hubspot.md §9.1, low-medium confidence): both are read. Raises InvalidInputError when
+    the file is neither.
     """
     try:
-        events = orjson.loads(raw)
+        body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise InvalidInputError(f"journal entry: not JSON: {exc}") from None
-    if not isinstance(events, list):
-        raise InvalidInputError(f"journal entry: expected a JSON array of events, got {type(events).__name__}")
-    if len(events) <= MAX_EVENTS:
-        return ([raw] if events else []), len(events)
+    if isinstance(body, dict):
+        events = body.get("journalEvents")
+        if not isinstance(events, list):
+            found = "nothing" if "journalEvents" not in body else type(events).__name__
+            raise InvalidInputError(f"journal entry: journalEvents: expected an array of events, got {found}")
+        return events
+    if not isinstance(body, list):
+        raise InvalidInputError(
+            f"journal entry: expected an array of events or an object with journalEvents, got {type(body).__name__}"
+        )
+    return body
+
+
+def inbox_bodies(raw: bytes) -> tuple[list[bytes], int]:
+    """A journal entry's file as inbox bodies (JSON arrays of at most 100 events) and its event count.
+
+    A bare array of at most 100 events is kept as sent; anything else is re-serialized, cut into arrays of
+    100. Raises InvalidInputError when the file cannot be read (:func:`entry_events`); events HubLink cannot
+    use are kept: the expanders set them aside with their reason, as they do for a push.
+    """
+    events = entry_events(raw)
+    if not events:
+        return [], 0
+    if len(events) <= MAX_EVENTS and raw.lstrip()[:1] == b"[":
+        return [raw], len(events)
     chunks = [events[i : i + MAX_EVENTS] for i in range(0, len(events), MAX_EVENTS)]
     return [orjson.dumps(chunk) for chunk in chunks], len(events)
+
+
+def kept_body(raw: bytes) -> Any:
+    """An unreadable entry's file as it is kept: its text, or ``{"base64"}`` when it is not UTF-8."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return {"base64": base64.b64encode(raw).decode("ascii")}
 
 
 class OffsetStore(Protocol):
@@ -123,10 +166,14 @@ class OffsetStore(Protocol):
 
 
 class HubSpotInbox(Protocol):
-    """Where a journal entry's events go: ``hublink.intake.inbox.Inbox``."""
+    """Where a journal entry's events go, and an unreadable entry: ``hublink.intake.inbox.Inbox``."""
 
     def add_hubspot(self, raw: bytes, *, received_at: float) -> str:
         """Store a HubSpot batch as sent; return the entry id."""
+        ...
+
+    def set_aside_delivery(self, source: str, body: Any, delivery_id: str, reason: str, *, received_at: float) -> str:
+        """Keep a delivery HubLink cannot read in ``inbox:failed`` with ``reason``; return its id there."""
         ...
 
 
@@ -215,8 +262,11 @@ class JournalPoller:
         owner: str,
         poll_s: float,
         clock: Callable[[], float] = time.time,
+        refused: Callable[[], None] = lambda: None,
     ) -> None:
         self._source = source
+        #: Called when HubSpot refuses the token (401, 403): the app token is forgotten and fetched again.
+        self._refused = refused
         self._access = access
         self._inbox = inbox
         self._offsets = offsets
@@ -230,6 +280,14 @@ class JournalPoller:
         Returns 0 at once while another worker holds the portal. Raises DeliveryError when HubSpot does
         not answer as it should (the offset stays where it was) and StoreUnavailableError without Redis.
         """
+        try:
+            return self._poll(portal_id)
+        except (AuthError, ForbiddenError):
+            self._refused()
+            raise
+
+    def _poll(self, portal_id: str) -> int:
+        """:meth:`poll` without the token's forgetting."""
         if not self._offsets.hold(portal_id, self._owner, self._lock_s):
             return 0
         token, base_url = self._access(portal_id)
@@ -256,20 +314,28 @@ class JournalPoller:
         return stored
 
     def _store(self, portal_id: str, fetch: JournalFetch) -> int:
-        """Store one entry's events in the inbox; return how many. An unreadable entry is logged and skipped."""
+        """Store one entry's events in the inbox; return how many. An unreadable entry is set aside as it came."""
         raw = self._source.journal_download(fetch.url)
+        received_at = self._clock()
         try:
             bodies, events = inbox_bodies(raw)
             for body in bodies:
                 read_hubspot_batch(orjson.loads(body))  # the same check a push passes at the web
         except InvalidInputError as exc:
-            # Reading it again would not change it; stopping here would stop the portal's journal for good.
+            # Reading it again would not change it, and stopping here would stop the portal's journal for good:
+            # it is kept with its raw body before the offset moves past it, for an operator to see and replay.
+            failed_id = self._inbox.set_aside_delivery(
+                JOURNAL_SOURCE,
+                kept_body(raw),
+                f"journal:{portal_id}:{fetch.offset}",
+                f"journal entry {fetch.offset} of portal {portal_id} cannot be read: {exc.message}",
+                received_at=received_at,
+            )
             log.error(
-                "journal entry skipped: unreadable",
-                extra={"portal": portal_id, "offset": fetch.offset, "error": str(exc)},
+                "journal entry set aside: unreadable",
+                extra={"portal": portal_id, "offset": fetch.offset, "failed": failed_id, "error": str(exc)},
             )
             return 0
-        received_at = self._clock()
         for body in bodies:
             self._inbox.add_hubspot(body, received_at=received_at)
         return events

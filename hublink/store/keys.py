@@ -35,6 +35,9 @@ key                             type    holds                                   
 ``token:<portal>``              hash    an OAuth portal's access_token, expires_at (epoch s)    token expiry + 30 d
                                         and the rotated refresh_token
 ``token:<portal>:lock``         string  "one worker is refreshing this portal's token"          15 s
+``apptoken:<client>``            hash    the app's client_credentials token (the Webhooks        token expiry
+                                        Journal's): access_token, expires_at (epoch s)
+``apptoken:<client>:lock``       string  "one worker is fetching the app's token"                15 s
 ``m:<name>``                    hash    a metric's counters, field = label values               permanent
 ``ts:<minute>``                 hash    per-minute counters for the dashboard's charts          two hours
 ``alert:<kind>``                string  an alert of this kind was sent (rate-limits alerts)     alert interval
@@ -210,6 +213,14 @@ class Keys:
     def oauth_token_lock(self, portal_id: str) -> str:
         """Held by the one worker refreshing a portal's OAuth token."""
         return f"{self.prefix}token:{portal_id}:lock"
+
+    def app_token(self, client_id: str) -> str:
+        """The app's cached client_credentials token (hash: access_token, expires_at), named by a digest."""
+        return f"{self.prefix}apptoken:{digest(client_id)[:16]}"
+
+    def app_token_lock(self, client_id: str) -> str:
+        """Held by the one worker fetching the app's client_credentials token."""
+        return f"{self.prefix}apptoken:{digest(client_id)[:16]}:lock"
 
     def metric(self, name: str) -> str:
         """Counters of one metric."""

@@ -76,6 +76,7 @@ DOCUMENTED_DEFAULTS: dict[str, object] = {
     "journal_poll_s": 5.0,
     "log_level": "INFO",
     "cookie_secure": False,
+    "hubspot_client_id": None,
 }
 
 #: Every secret variable, with a distinct value that must never show in repr(settings).
@@ -253,6 +254,7 @@ class TestFromEnv:
             "REDIS_SENTINEL_PASSWORD": "g",
             "HUBLINK_REDIS_MIN_REPLICAS": "1",
             "HUBLINK_REDIS_WAIT_MS": "100",
+            "HUBSPOT_CLIENT_ID": "client-1",
         }
         # Set together or not at all: each is read when its partner is there.
         pair = {"REDIS_SENTINELS": "10.0.0.1:26379,[::1]:26380", "REDIS_SENTINEL_MASTER": "hublink"}
