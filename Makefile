@@ -57,7 +57,7 @@ docs-gen: venv ## Rewrite the generated tables (docs/_generated/) and .env.examp
 	$(PY) scripts/gen_docs.py
 
 docs: venv ## Build the docs site into site/ with --strict (a broken link or include fails)
-	$(VENV)/bin/mkdocs build --strict --quiet --site-dir site
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet --site-dir site
 
 fmt: venv ## Format and fix what ruff can
 	$(VENV)/bin/ruff format .
