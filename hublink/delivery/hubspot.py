@@ -41,10 +41,10 @@ from hublink.domain.errors import (
 
 USER_AGENT = f"HubLink/{__version__} (+https://github.com/hublink/hublink) python-requests/{requests.__version__}"
 API_VERSION = "2026-03"
-#: OAuth token endpoints: the 2026-03 one, and v1, deprecated from 2027-02-16 (hubspot-api.md §8).
+#: OAuth token endpoints: the 2026-03 one, and v1, deprecated from 2027-02-16 (docs/reference/hubspot.md §8).
 OAUTH_TOKEN_PATH = f"/oauth/{API_VERSION}/token"
 LEGACY_OAUTH_TOKEN_PATH = "/oauth/v1/token"  # noqa: S105 - a path, not a secret
-#: Statuses HubSpot documents as worth a retry (hubspot-api.md §3.2): locks, migrations, 5xx and 52x.
+#: Statuses HubSpot documents as worth a retry (docs/reference/hubspot.md §3.2): locks, migrations, 5xx and 52x.
 TRANSIENT_STATUSES = frozenset({423, 477, 500, 502, 503, 504, 521, 522, 523, 524})
 #: SSL failures at HubSpot's edge: retrying will not fix them, an operator must look.
 EDGE_PERMANENT_STATUSES = frozenset({525, 526})
@@ -132,7 +132,7 @@ def _detail(status: int | None, body: Any, *, rate: RateHeaders | None = None, t
 
 
 def error_for_status(status: int, body: Any, headers: Mapping[str, str], now: float, text: str = "") -> DeliveryError:
-    """Map one non-2xx answer to its error class (the table in the README's reliability chapter)."""
+    """Map one non-2xx answer to its error class (the table in docs/concepts/delivery.md, "Error classes")."""
     rate = parse_rate_headers(headers)
     detail = _detail(status, body, rate=rate, text=text)
     retry_after = parse_retry_after(headers.get("Retry-After"), now)

@@ -12,7 +12,7 @@ from hublink.config.settings import ENVIRONMENT_VARIABLES, Settings
 from hublink.domain.errors import ConfigError
 from hublink.domain.limits import RateLimit
 
-#: The README's configuration table: each variable's documented default, as the field it sets.
+#: Each variable's documented default (docs/reference/configuration.md, generated from Settings), as the field it sets.
 DOCUMENTED_DEFAULTS: dict[str, object] = {
     "redis_url": "redis://127.0.0.1:6379/0",
     "redis_prefix": "hl:",
@@ -97,7 +97,7 @@ class TestFromEnv:
     """Reading the environment once."""
 
     def test_nothing_set_gives_the_documented_defaults(self) -> None:
-        """With no variable set, every setting has the default the README documents."""
+        """With no variable set, every setting has the default the configuration reference documents."""
         settings = Settings.from_env({})
         assert {name: getattr(settings, name) for name in DOCUMENTED_DEFAULTS} == DOCUMENTED_DEFAULTS
 
