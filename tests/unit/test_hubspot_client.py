@@ -207,7 +207,7 @@ class TestHttpErrors:
 
     @responses.activate
     def test_a_daily_429_names_its_policy(self, client: HubSpotClient) -> None:
-        """A 429 with policyName DAILY (the body of docs/reference/hubspot.md §2.3) raises RateLimitedError, policy DAILY."""
+        """A 429 with policyName DAILY (docs/reference/hubspot.md §2.3) raises RateLimitedError, policy DAILY."""
         body = {
             "status": "error",
             "message": "You have reached your daily limit.",
