@@ -6,7 +6,7 @@
     ├── ConfigError                  start-up refused: names the environment variable or file
     │   └── RulesError               the rules file is invalid: every problem, with its line
     ├── InvalidInputError            refused at intake: a 4xx for the sender, names the field
-    │   └── InvalidSignatureError    reason: missing | unknown-version | stale | future | mismatch
+    │   └── InvalidSignatureError    reason: missing | unknown-version | stale | future | mismatch | malformed
     ├── StoreUnavailableError        Redis did not answer or refused writes: 503, a worker stops taking work
     │   ├── StoreFullError           Redis is at maxmemory (OOM under noeviction): 503 store_full
     │   └── NotReplicatedError       stored, but too few replicas confirmed it in time: 503 not_replicated
