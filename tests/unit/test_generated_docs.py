@@ -54,3 +54,15 @@ class TestDeadLetterCategories:
             found |= set(re.findall(r'^[A-Z_]+_CATEGORY = "([A-Z_]+)"', text, flags=re.M))
         assert found
         assert found <= set(HUBLINK_CATEGORIES)
+
+
+class TestEnvExample:
+    """.env.example is a working environment file."""
+
+    def test_copied_as_is_it_gives_the_defaults(self) -> None:
+        """Every value .env.example sets is the default: copied to .env unchanged, it changes nothing."""
+        from hublink.config.settings import ENVIRONMENT_VARIABLES, Settings
+
+        pairs = re.findall(r"^([A-Z][A-Z0-9_]+)=(\S*)", (REPO / ".env.example").read_text(), flags=re.M)
+        environ = {name: value for name, value in pairs if name in ENVIRONMENT_VARIABLES}
+        assert Settings.from_env(environ) == Settings.from_env({})
