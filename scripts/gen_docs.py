@@ -88,11 +88,16 @@ def env_example() -> str:
             out += ["", f"# --- {heading} ---"]
         value = "" if default == "random per process" else default
         plain = doc.replace("`", "")
-        out.append(f"{name}={value}".ljust(43) + f"# {'(secret) ' if secret else ''}{plain}")
+        out.append(_env_line(f"{name}={value}", f"{'(secret) ' if secret else ''}{plain}"))
     out += ["", "# --- read by the process model, not by Settings ---"]
     for name, default, doc in PROCESS_VARIABLES:
-        out.append(f"{name}={default}".ljust(43) + f"# {doc.replace('`', '')}")
+        out.append(_env_line(f"{name}={default}", doc.replace("`", "")))
     return "\n".join(out) + "\n"
+
+
+def _env_line(assignment: str, comment: str) -> str:
+    """``NAME=value``, then the comment in a column, always two spaces clear of the value (``#`` must not touch it)."""
+    return f"{assignment.ljust(41)}  # {comment}"
 
 
 def redis_key_table() -> str:
