@@ -103,9 +103,10 @@ def variable(
 
 
 def variable_of(item: Field[Any]) -> Variable:
-    """The declaration of a Settings field (every field has one)."""
-    spec = item.metadata["variable"]
-    assert isinstance(spec, Variable)
+    """The declaration of a Settings field; TypeError naming the field if it was not declared with variable()."""
+    spec = item.metadata.get("variable")
+    if not isinstance(spec, Variable):
+        raise TypeError(f"Settings.{item.name}: declare it with variable(NAME, default, sentence, coercer)")
     return spec
 
 
