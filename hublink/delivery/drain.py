@@ -673,20 +673,24 @@ class LaneDrainer:
                 self._trip = self._circuit.failed(
                     portal_name(portal), exc, refreshable=credential.refreshable, refreshed=credential.refreshed
                 )
-            if isinstance(exc, AuthError) and credential.refreshable:
-                # HubSpot refused an OAuth token: refresh once and retry, rather than give up on the pair.
-                self._credentials.invalidate(portal)
-                exc = TransientError(exc.detail)
-            self._learn(credential, exc.detail.rate, exc)
+            # One line that says why and where (the host: a worker may be calling another HubSpot than meant).
             log.info(
                 "hubspot call failed",
                 extra={
                     "lane_size": len(pairs),
+                    "error": type(exc).__name__,
+                    "reason": exc.detail.message[:200],
+                    "host": exc.host,
                     "status": exc.status,
                     "category": exc.category,
                     "correlation_id": exc.correlation_id,
                 },
             )
+            if isinstance(exc, AuthError) and credential.refreshable:
+                # HubSpot refused an OAuth token: refresh once and retry, rather than give up on the pair.
+                self._credentials.invalidate(portal)
+                exc = TransientError(exc.detail)
+            self._learn(credential, exc.detail.rate, exc)
             return exc
         self._learn(credential, result.rate, None)
         ops += outcomes.request_ops(self._metrics, endpoint, 200, None, self._clock())
