@@ -363,7 +363,7 @@ def main() -> int:
         wait(lambda: answers("127.0.0.1", sim_port), "the HubSpot simulator")
         print(f"simulator: {env['HUBSPOT_BASE_URL']} (control API: {env['HUBSPOT_BASE_URL']}/_sim/associations)")
 
-    # honcho reads .env itself and lets it win over the environment it is given: it is handed none, since
+    # honcho reads .env itself and lets it win over the environment it is given: it is handed none, because
     # this runner has already layered .env under its own values.
     honcho = [sys.executable, "-m", "honcho", "start", "-f", "Procfile", "-e", os.devnull]
     children.append(subprocess.Popen(honcho, cwd=REPO, env=env))

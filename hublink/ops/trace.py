@@ -31,6 +31,8 @@ from hublink.store.keys import Keys
 
 #: Most history entries a trace reads (a record named by more events is cut, and says so).
 MAX_ENTRIES = 500
+#: Most lookups whose resolution a trace reads one by one (those its record's index did not bring).
+MAX_LOOKUP_READS = 50
 
 
 def _attempts(hist: Any) -> list[dict[str, Any]]:
@@ -122,7 +124,7 @@ def trace(redis: Redis, keys: Keys, history: EventHistory, object_type: str, obj
             elif record in item[1:3]:
                 pairs[item[0]] = {"from": item[1], "to": item[2], "portal": portal}
     # A lookup of this record's events whose resolution the index did not bring (the trace was cut short).
-    for lookup_id in [i for i, pair in pairs.items() if "lookup" in pair and i not in found][:MAX_ENTRIES]:
+    for lookup_id in [i for i, pair in pairs.items() if "lookup" in pair and i not in found][:MAX_LOOKUP_READS]:
         kept = history.entry(resolution_entry(lookup_id))
         if kept is not None:
             found |= _resolution(kept)
@@ -141,7 +143,7 @@ def trace(redis: Redis, keys: Keys, history: EventHistory, object_type: str, obj
             "resolved_at": resolved["at"],
         }
     ids = list(pairs)
-    days = _days_since(min((e["received_at"] for e in events), default=None))
+    days = _days_since(min([e["received_at"] for e in events] + [r["at"] for r in found.values()], default=None))
     with store_errors():
         pipe = redis.pipeline(transaction=False)
         for association_id in ids:
@@ -219,7 +221,7 @@ def _show_waits(redis: Redis, keys: Keys, associations: list[dict[str, Any]]) ->
         association.update(
             {
                 "state": "paused",
-                "was": association["state"],
+                "queued_as": association["state"],
                 "reason": reason,
                 "waiting": {"scope": pause.scope, "name": pause.name, "since": since, "until": ends},
             }

@@ -153,7 +153,7 @@ def test_work_held_by_an_open_circuit_shows_why_it_waits(stack: Stack, sim: Sim,
     wait_for(lambda: redis.hexists(f"{settings.redis_prefix}paused", "circuit:62515"), timeout=30, what="the circuit")
     found = trace(redis, Keys(settings.redis_prefix), EventHistory(redis, Keys(settings.redis_prefix)), "deals", "5201")
     [association] = found["associations"]
-    assert association["state"] == "paused" and association["was"] == "pending"
+    assert association["state"] == "paused" and association["queued_as"] == "pending"
     assert "circuit is open (missing_scopes)" in association["reason"] and "403" in association["reason"]
     assert association["waiting"]["scope"] == "circuit" and "scopes" in association["waiting"]["until"]
     assert any(r["what"] == "paused" and "circuit" in r["detail"] for r in found["timeline"])
