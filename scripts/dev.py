@@ -294,7 +294,7 @@ def main() -> int:
     bin_dir = Path(sys.executable).parent
     env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
 
-    def stop(*_: object) -> None:
+    def stop(*_: object, code: int = 0) -> None:
         DEV_ENV.unlink(missing_ok=True)
         # Newest first, each gone before the next is asked: web and worker end before the simulator and
         # Redis they talk to.
@@ -306,7 +306,7 @@ def main() -> int:
             except subprocess.TimeoutExpired:
                 child.kill()
                 child.wait()
-        raise SystemExit(0)
+        raise SystemExit(code)
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
@@ -380,7 +380,7 @@ def main() -> int:
         for child in children:
             if child.poll() is not None:
                 print(f"make run: a process exited (code {child.returncode}); stopping", file=sys.stderr)
-                stop()
+                stop(code=1)
         time.sleep(0.5)
 
 

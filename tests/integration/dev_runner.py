@@ -57,6 +57,11 @@ def repo_copy(dest: Path) -> Path:
     return dest
 
 
+def _default_sigint() -> None:
+    """In the child before exec: SIGINT does what it does in a terminal."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @dataclass
 class DevRun:
     """One `make run` (or any command starting it) in a repository copy, with its own ports."""
@@ -97,6 +102,8 @@ class DevRun:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                # Ctrl-C's default, whatever this test inherited (SIGINT is ignored under nohup and some CI).
+                preexec_fn=_default_sigint,
             )
 
         def up() -> bool:
