@@ -47,7 +47,7 @@ def repo_copy(dest: Path) -> Path:
     ).stdout.split(b"\0")
     for name in filter(None, (n.decode() for n in listed)):
         source = REPO / name
-        if not source.is_file() or name.startswith(".venv"):
+        if not source.is_file() or name.startswith(".venv") or name == ".env":  # a fresh clone has no .env
             continue
         target = dest / name
         target.parent.mkdir(parents=True, exist_ok=True)
