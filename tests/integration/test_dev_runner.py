@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import shlex
 import signal
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.integration.dev_runner import DevRun, repo_copy
 from tests.support.processes import wait_for
+from tests.unit.test_dev_runner import dev
 
 pytestmark = pytest.mark.integration
 
@@ -66,3 +69,15 @@ def test_make_run_keeps_its_own_values_over_dotenv_and_says_where_everything_is(
         assert "api.hubapi.com" not in run.output()
     finally:
         run.stop(signal.SIGTERM)
+
+
+def test_the_export_line_gives_a_shell_the_values_quoted(tmp_path: Path) -> None:
+    """Sourcing the export line in bash sets each value exactly, and puts the venv's bin first on PATH."""
+    env = {"HUBLINK_API_TOKEN": "a b'c", "HUBLINK_URL": "http://127.0.0.1:8000", "OTHER": "not exported"}
+    line = dev().export_line(env, {"HUBLINK_API_TOKEN", "HUBLINK_URL"}, tmp_path / "bin")
+    script = f'{line}\nprintf "%s\\n" "$HUBLINK_API_TOKEN" "$HUBLINK_URL" "${{OTHER-unset}}" "${{PATH%%:*}}"'
+    out = subprocess.run(
+        ["bash", "-c", script], capture_output=True, text=True, check=True, env={"PATH": "/usr/bin:/bin"}
+    ).stdout
+    assert out.splitlines() == ["a b'c", "http://127.0.0.1:8000", "unset", str(tmp_path / "bin")]
+    assert shlex.split(line)[0] == "export"
