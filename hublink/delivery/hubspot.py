@@ -12,11 +12,12 @@ from __future__ import annotations
 import email.utils
 import json
 import math
+import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import orjson
 import requests
@@ -518,19 +519,17 @@ class HubSpotClient:
             # orjson: a 2,000-input batch body and its answer cost the stdlib json ~35 ms a call, orjson ~5.
             data = orjson.dumps(payload)
             headers["Content-Type"] = "application/json"
+        url = (base_url.rstrip("/") if base_url else self._base) + path
         try:
             response = self._session.request(
-                method,
-                (base_url.rstrip("/") if base_url else self._base) + path,
-                data=data,
-                params=params,
-                headers=headers,
-                timeout=self._timeout,
+                method, url, data=data, params=params, headers=headers, timeout=self._timeout
             )
         except requests.Timeout as exc:
-            raise HubSpotTimeoutError(HubSpotErrorDetail(message=f"{method} {path}: {type(exc).__name__}")) from None
+            message = f"{method} {path}: {type(exc).__name__}"
+            raise _sent_to(HubSpotTimeoutError(HubSpotErrorDetail(message=message)), url) from None
         except requests.RequestException as exc:
-            raise ConnectionFailedError(HubSpotErrorDetail(message=f"{method} {path}: {type(exc).__name__}")) from None
+            message = f"{method} {path}: {type(exc).__name__} ({_cause(exc)})"
+            raise _sent_to(ConnectionFailedError(HubSpotErrorDetail(message=message)), url) from None
         content = response.content
         try:
             body: Any = orjson.loads(content) if content else {}
@@ -538,9 +537,11 @@ class HubSpotClient:
             body = None
         if not 200 <= response.status_code < 300:
             text = content.decode("utf-8", "replace")
-            raise error_for_status(response.status_code, body, response.headers, time.time(), text=text)
+            raise _sent_to(error_for_status(response.status_code, body, response.headers, time.time(), text=text), url)
         if body is None:
-            raise ServerError(HubSpotErrorDetail(status=response.status_code, message="answer was not JSON"))
+            raise _sent_to(
+                ServerError(HubSpotErrorDetail(status=response.status_code, message="answer was not JSON")), url
+            )
         correlation = response.headers.get("X-HubSpot-Correlation-Id")
         return body, parse_rate_headers(response.headers), correlation
 
@@ -603,6 +604,25 @@ class HubSpotClient:
                     )
                 )
         return CallResult(frozenset(linked), failed, rate, correlation)
+
+
+def _sent_to(error: DeliveryError, url: str) -> DeliveryError:
+    """``error``, naming the host it came from (for the failure's log line; never the URL's credentials)."""
+    parts = urlsplit(url)
+    error.host = parts.hostname + (f":{parts.port}" if parts.port else "") if parts.hostname else None
+    return error
+
+
+#: urllib3's "<...HTTPSConnection object at 0x7f...>: " prefix, which says nothing to an operator.
+_OBJECT_PREFIX = re.compile(r"^<[^>]*>:\s*")
+
+
+def _cause(exc: BaseException) -> str:
+    """The innermost reason a connection failed ("Failed to resolve 'api.hubapi.com'"), briefly."""
+    reason: object = exc.args[0] if exc.args else exc
+    while (inner := getattr(reason, "reason", None)) is not None:
+        reason = inner
+    return _OBJECT_PREFIX.sub("", str(reason))[:160] or type(reason).__name__
 
 
 def _seg(value: str) -> str:

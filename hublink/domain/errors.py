@@ -148,6 +148,9 @@ class HubSpotErrorDetail:
 class DeliveryError(HubLinkError):
     """A HubSpot call did not succeed; the subclass says whether and when to try again."""
 
+    #: The host the failed call went to (``api.hubapi.com``), set by the client; None when unknown.
+    host: str | None = None
+
     def __init__(self, detail: HubSpotErrorDetail) -> None:
         super().__init__(detail.message or type(self).__name__)
         self.detail = detail
