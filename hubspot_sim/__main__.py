@@ -23,7 +23,7 @@ from hubspot_sim.state import SimState
 from hubspot_sim.synthetic_records import parse_synthetic
 
 DEFAULT_PORT = 8090
-DEFAULT_SEARCH_RATE_LIMIT = "5/1s"  # HubSpot's CRM search limit per account (hubspot-api.md §2.1)
+DEFAULT_SEARCH_RATE_LIMIT = "5/1s"  # HubSpot's CRM search limit per account (docs/reference/hubspot.md §2.1)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -73,6 +73,13 @@ def parser() -> argparse.ArgumentParser:
         metavar="TYPE:COUNT",
         help="ids 1 to COUNT of TYPE exist, generated on demand (e.g. deals:1000000); repeatable",
     )
+    p.add_argument(
+        "--config",
+        type=json.loads,
+        default=None,
+        metavar="JSON",
+        help='start-up settings as PUT /_sim/config takes them, e.g. \'{"journal_auth": "app"}\' (reset keeps them)',
+    )
     return p
 
 
@@ -107,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
             daily_limit=args.daily_limit,
             timezone=args.timezone,
             synthetic=dict(parse_synthetic(text, canonical_type) for text in args.synthetic_records),
+            config=args.config,
         )
     except (OSError, ValueError) as exc:
         flags.error(str(exc))

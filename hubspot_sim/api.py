@@ -2,7 +2,9 @@
 
 The order of checks for one request, and why:
 1. route (unknown path 404, wrong method 405);
-2. bearer token (401), so that scripted faults are never spent on unauthenticated calls;
+2. bearer token (401), so that scripted faults are never spent on unauthenticated calls, and its kind
+   (403 for an app token on an account's API, or for an account's token on the journal under
+   ``journal_auth: app``); the token endpoint instead answers 429 while ``token_429_s`` lasts;
 3. the fault layer: added latency, then a hang (answers 504 and closes, recording nothing) or a scripted
    or random error answer, which pre-empts everything after it and is not counted in the rate window;
 4. the rolling rate limit (429), which counts only the requests it accepts;
@@ -21,6 +23,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote
 
 from hubspot_sim import errors
+from hubspot_sim.accounts import AuthOutcome, Caller
 from hubspot_sim.faults import ScriptedAnswer
 from hubspot_sim.inputs import batch_pairs, invalid_answer, object_type_of, pair_types
 from hubspot_sim.labelled_associations import LabelledAssociations
@@ -28,8 +31,8 @@ from hubspot_sim.messages import Answer, Request, iso_utc
 from hubspot_sim.oauth import RefreshRefusedError
 from hubspot_sim.object_types import is_object_id, label
 from hubspot_sim.records import SearchQuery
-from hubspot_sim.state import AuthOutcome, Caller, SimState
-from hubspot_sim.webhook_endpoints import JOURNAL_ENDPOINTS, WebhookEndpoints
+from hubspot_sim.state import SimState
+from hubspot_sim.webhook_endpoints import APP_ENDPOINTS, JOURNAL_ENDPOINTS, WebhookEndpoints
 
 JsonObject = dict[str, Any]
 # The start of one PublicDefaultAssociation as JSON text. Association answers are written from it rather
@@ -65,6 +68,7 @@ ROUTES = (
     Route({"POST": "batch_labels_archive"}, re.compile(_PAIRS + "/batch/labels/archive")),
     Route({"POST": "batch_read"}, re.compile(_PAIRS + "/batch/read")),
     Route({"GET": "association_labels"}, re.compile(r"/crm/v4/associations/([^/]+)/([^/]+)/labels")),
+    Route({"GET": "association_labels_paged"}, re.compile(r"/crm/associations/2026-03/([^/]+)/([^/]+)/labels")),
     Route(
         {"PUT": "associate_labels", "DELETE": "delete_association"},
         re.compile(_OBJECTS + r"/([^/]+)/([^/]+)/associations/([^/]+)/([^/]+)"),
@@ -72,7 +76,7 @@ ROUTES = (
     Route({"GET": "read_associations"}, re.compile(_OBJECTS + r"/([^/]+)/([^/]+)/associations/([^/]+)")),
     Route({"POST": "search"}, re.compile(r"/crm/(?:objects/2026-03|v3/objects)/([^/]+)/search")),
     Route({"GET": "read_object"}, re.compile(r"/crm/(?:objects/2026-03|v3/objects)/([^/]+)/([^/]+)")),
-    Route({"POST": "oauth_token"}, re.compile(r"/oauth/(?:v1|2026-03)/token")),
+    Route({"POST": "oauth_token"}, re.compile(r"/oauth/(v1|2026-03)/token")),
     Route({"GET": "journal_earliest"}, re.compile(_JOURNAL + "/earliest")),
     Route({"GET": "journal_latest"}, re.compile(_JOURNAL + "/latest")),
     Route({"GET": "journal_next"}, re.compile(_JOURNAL + "/offset/([^/]+)/next")),
@@ -80,6 +84,18 @@ ROUTES = (
     Route({"GET": "journal_batch_latest"}, re.compile(_JOURNAL + "/batch/latest/([^/]+)")),
     Route({"POST": "journal_batch_read"}, re.compile(_JOURNAL + "/batch/read")),
     Route({"GET": "journal_batch_next"}, re.compile(_JOURNAL + "/batch/([^/]+)/next/([^/]+)")),
+    Route(
+        {"GET": "list_journal_subscriptions", "POST": "upsert_journal_subscription"},
+        re.compile(r"/webhooks-journal/subscriptions/2026-03"),
+    ),
+    Route(
+        {"DELETE": "delete_portal_journal_subscriptions"},
+        re.compile(r"/webhooks-journal/subscriptions/2026-03/portals/([^/]+)"),
+    ),
+    Route(
+        {"GET": "read_journal_subscription", "DELETE": "delete_journal_subscription"},
+        re.compile(r"/webhooks-journal/subscriptions/2026-03/([^/]+)"),
+    ),
     Route(
         {"GET": "read_webhook_settings", "PUT": "put_webhook_settings", "DELETE": "delete_webhook_settings"},
         re.compile(r"/webhooks/2026-03/([^/]+)/settings"),
@@ -140,6 +156,13 @@ class HubSpotApi:
                 return self._logged(request, endpoint, token, Answer(401, errors.expired_token_body()))
             if caller.outcome is not AuthOutcome.OK:
                 return self._logged(request, endpoint, token, Answer(401, errors.error_body(401)))
+            refused = self._wrong_kind(endpoint, caller)
+            if refused is not None:
+                return self._logged(request, endpoint, token, refused)
+        elif self.state.token_retry_after():
+            # The token endpoint's own limit (docs/reference/hubspot.md §9.6), ahead of faults and grants.
+            headers = {"Retry-After": str(self.state.token_retry_after())}
+            return self._logged(request, endpoint, token, Answer(429, errors.token_rate_limit_body(), headers))
         decision = self.state.decide(endpoint)
         if decision.latency_ms:
             self._pause(decision.latency_ms / 1000)
@@ -153,14 +176,14 @@ class HubSpotApi:
         rate_headers: dict[str, str] = {}
         # The token endpoint and the journal (exempt from the daily and ten-secondly limits in the spec)
         # count against no limit.
-        if endpoint != "oauth_token" and endpoint not in JOURNAL_ENDPOINTS:
+        if endpoint != "oauth_token" and endpoint not in JOURNAL_ENDPOINTS and endpoint not in APP_ENDPOINTS:
             admission = self.state.admit(caller.window_key, search=endpoint == "search")
             rate_headers = admission.headers
             if not admission.accepted:
                 body = errors.rate_limit_body(admission.policy or "TEN_SECONDLY_ROLLING")
                 return self._logged(request, endpoint, token, Answer(429, body, rate_headers))
         try:
-            answer, inputs = self._endpoints[endpoint](request, groups)
+            answer, inputs = self._endpoints[endpoint](replace(request, caller=caller), groups)
         except ValueError as exc:
             answer, inputs = Answer(400, errors.error_body(400, message=str(exc))), 0
         if rate_headers:
@@ -168,6 +191,20 @@ class HubSpotApi:
         return self._logged(request, endpoint, token, answer, inputs)
 
     # --- plumbing ---
+
+    def _wrong_kind(self, endpoint: str, caller: Caller) -> Answer | None:
+        """403 for an app token on a portal's API, or (``journal_auth: app``) a portal token on the journal."""
+        journal = endpoint in JOURNAL_ENDPOINTS or endpoint in APP_ENDPOINTS
+        if (
+            caller.is_app
+            and not journal
+            and not endpoint.endswith(("webhook_settings", "subscriptions", "subscription"))
+        ):
+            return Answer(403, errors.app_token_body("An app token (client_credentials) cannot act for an account"))
+        if journal and not caller.is_app and self.state.config.journal_auth == "app":
+            message = "The webhooks journal takes an app token from the client_credentials grant, not an account's"
+            return Answer(403, errors.app_token_body(message))
+        return None
 
     def _logged(
         self,
@@ -239,14 +276,18 @@ class HubSpotApi:
                 raise ValueError(f"{name}: expected 1-20 decimal digits, got {value!r}")
         self._default_type_ids(from_type, to_type)
         started = self.state.now()
+        (from_id,), (to_id,) = self.state.resolve_ids(from_type, [from_id]), self.state.resolve_ids(to_type, [to_id])
         sides = ((from_type, from_id), (to_type, to_id))
         bad = self.state.check_sides(sides)
         if bad:
             status, body = invalid_answer(bad, sides)
             return Answer(status, body), 1
         forward, backward = self._default_type_ids(from_type, to_type)
-        spec, reverse = ("HUBSPOT_DEFINED", forward), ("HUBSPOT_DEFINED", backward)
-        self.state.link((from_raw, to_raw), (from_type, to_type), [(from_id, to_id)], spec, reverse)
+        specs = [(("HUBSPOT_DEFINED", forward), ("HUBSPOT_DEFINED", backward))]
+        inputs = [(from_id, to_id, specs)]
+        (refusal,) = self.state.write((from_raw, to_raw), (from_type, to_type), inputs, request.caller)
+        if refusal is not None:
+            return Answer(400, refusal), 1
         return Answer(200, raw=self._completed(started, [(forward, from_id, to_id)], [])), 1
 
     def _batch_associate_default(self, request: Request, groups: tuple[str, ...]) -> tuple[Answer, int]:
@@ -258,11 +299,18 @@ class HubSpotApi:
         if duplicate is not None:
             return Answer(400, duplicate), len(pairs)
         started = self.state.now()
+        pairs = list(
+            zip(
+                self.state.resolve_ids(from_type, [f for f, _ in pairs]),
+                self.state.resolve_ids(to_type, [t for _, t in pairs]),
+                strict=True,
+            )
+        )
         bad = self.state.check_sides(side for f, t in pairs for side in ((from_type, f), (to_type, t)))
         problems: list[JsonObject] = []
         linked = pairs
         if bad and self.state.config.batch_errors == "whole":
-            # HubSpot refuses the whole batch, naming every invalid id (hubspot-api.md §8).
+            # HubSpot refuses the whole batch, naming every invalid id (docs/reference/hubspot.md §8).
             named = [(label(side[0]), side[1]) for side in bad]
             return Answer(400, errors.invalid_batch_body(named)), len(pairs)
         if bad:
@@ -274,9 +322,15 @@ class HubSpotApi:
                     problems.append(errors.batch_error(status, body))
                 else:
                     linked.append((from_id, to_id))
-        spec, reverse = ("HUBSPOT_DEFINED", forward), ("HUBSPOT_DEFINED", backward)
-        self.state.link((from_raw, to_raw), (from_type, to_type), linked, spec, reverse)
-        # HubSpot's batch answers list both directions of each pair (hubspot-api.md §8).
+        specs = [(("HUBSPOT_DEFINED", forward), ("HUBSPOT_DEFINED", backward))]
+        refusals = self.state.write(
+            (from_raw, to_raw), (from_type, to_type), [(f, t, specs) for f, t in linked], request.caller
+        )
+        if any(refusals):
+            # A limit refuses its inputs one by one, whatever batch_errors says (docs/reference/hubspot.md §9.4).
+            problems.extend(errors.batch_error(400, r) for r in refusals if r is not None)
+            linked = [pair for pair, refusal in zip(linked, refusals, strict=True) if refusal is None]
+        # HubSpot's batch answers list both directions of each pair (docs/reference/hubspot.md §8).
         results = [r for f, t in linked for r in ((forward, f, t), (backward, t, f))]
         return Answer(200, raw=self._completed(started, results, problems)), len(pairs)
 
@@ -302,6 +356,13 @@ class HubSpotApi:
     def _oauth_token(self, request: Request, groups: tuple[str, ...]) -> tuple[Answer, int]:
         form = {k: v[0] for k, v in parse_qs(request.body.decode("utf-8", "replace")).items()}
         grant = form.get("grant_type", "")
+        if grant == "client_credentials" and groups[0] == "2026-03":
+            # An app token for the journal: the 2026-03 endpoint's grant (docs/reference/hubspot.md §9.1).
+            try:
+                issued = self.state.grant_app_token(form.get("client_id", ""), form.get("client_secret", ""))
+            except RefreshRefusedError as exc:
+                return Answer(400, errors.oauth_error_body(exc.status_name, exc.message)), 0
+            return Answer(200, issued), 0
         if grant != "refresh_token":
             body = errors.oauth_error_body("BAD_GRANT_TYPE", f"unsupported grant_type {grant!r}")
             return Answer(400, body), 0
@@ -326,7 +387,7 @@ def _no_route(request: Request) -> JsonObject:
 
 
 def _duplicate(pairs: list[tuple[str, str]], from_type: str, to_type: str) -> JsonObject | None:
-    """HubSpot's 400 for a batch naming the same pair more than once (hubspot-api.md §8), or None."""
+    """HubSpot's 400 for a batch naming the same pair more than once (docs/reference/hubspot.md §8), or None."""
     seen: dict[tuple[str, str], int] = {}
     for i, pair in enumerate(pairs):
         first = seen.setdefault(pair, i)

@@ -104,6 +104,28 @@ class AssociationStore:
         if not self._types.get(direction) or not self._types.get(reverse):
             self.remove(direction)
 
+    def count(self, object_type: str, object_id: str, to_type: str) -> int:
+        """How many records of ``to_type`` one record is associated with."""
+        return len(self._index.get((object_type, object_id, to_type), ()))
+
+    def of_record(self, object_type: str, object_id: str) -> list[tuple[Direction, set[Spec]]]:
+        """Every direction from one record with its types (a scan of the index: for merges and deletions)."""
+        found: list[tuple[Direction, set[Spec]]] = []
+        for (from_type, from_id, to_type), others in self._index.items():
+            if (from_type, from_id) == (object_type, object_id):
+                found.extend(
+                    ((from_type, from_id, to_type, to_id), set(self._types[(from_type, from_id, to_type, to_id)]))
+                    for to_id in others
+                )
+        return found
+
+    def drop_record(self, object_type: str, object_id: str) -> list[tuple[Direction, set[Spec]]]:
+        """Remove every association of one record (both ways); returns what it held, from its side."""
+        held = self.of_record(object_type, object_id)
+        for direction, _ in held:
+            self.remove(direction)
+        return held
+
     def associated(self, object_type: str, object_id: str, to_type: str) -> list[tuple[str, set[Spec]]]:
         """The records of ``to_type`` associated with one record, in first-associated order, with their types."""
         others = self._index.get((object_type, object_id, to_type), {})

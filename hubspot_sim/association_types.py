@@ -2,7 +2,7 @@
 
 Source: HubSpot's association type id tables in the v4 associations guide ("Association type id values",
 https://developers.hubspot.com/docs/api-reference/legacy/crm/associations/associate-records/guide, modified
-30 Mar 2026) and the Python SDK's ``hubspot.crm.AssociationType``; see also hubspot-api.md §1.2 and §8.
+30 Mar 2026) and the Python SDK's ``hubspot.crm.AssociationType``; see also docs/reference/hubspot.md §1.2 and §8.
 Every pair below is one HubSpot lists with an unlabelled (default) type id: the standard objects (contacts,
 companies, deals, tickets) with each other, deals with line items, and the engagements (calls, emails,
 meetings, notes, tasks) with each of the four standard objects. Any other pair of standard types has no
@@ -93,6 +93,21 @@ PRIMARY_TYPE_IDS: dict[tuple[str, str], tuple[int, str]] = {
     ("tickets", "companies"): (26, "Primary"),
 }
 
+#: A company's parent and children (HubSpot's type ids 13 and 14, docs/reference/hubspot.md §9.4): 14 from a
+#: child to its parent, 13 from a parent to a child. The label names are [I]: HubSpot's table names the
+#: directions only.
+COMPANY_HIERARCHY: dict[int, str] = {13: "Child Company", 14: "Parent Company"}
+#: Single-valued types, (from, to, type id): a record holds each with one record at most, and writing it
+#: with another record moves it there (one Primary company, one parent company; §9.4).
+SINGLE_VALUED: frozenset[tuple[str, str, int]] = frozenset(
+    {
+        ("contacts", "companies", 1),
+        ("deals", "companies", 5),
+        ("tickets", "companies", 26),
+        ("companies", "companies", 14),
+    }
+)
+
 # Made-up ids for custom pairs sit far above HubSpot's documented ones, so they cannot be mistaken for them.
 _MADE_UP_BASE = 100_000
 _MADE_UP_SPAN = 900_000
@@ -149,6 +164,8 @@ def hubspot_labels(from_type: str, to_type: str, custom_types: frozenset[str] | 
     primary = PRIMARY_TYPE_IDS.get((from_type, to_type))
     if primary is not None:
         found.append(LabelDefinition("HUBSPOT_DEFINED", primary[0], primary[1]))
+    if (from_type, to_type) == ("companies", "companies"):
+        found.extend(LabelDefinition("HUBSPOT_DEFINED", i, name) for i, name in sorted(COMPANY_HIERARCHY.items()))
     return found
 
 
@@ -205,6 +222,16 @@ class LabelRegistry:
                 return definition
         return None
 
+    def reverse_held(self, from_type: str, to_type: str, spec: Spec, custom_types: frozenset[str] | set[str]) -> Spec:
+        """The reverse of a type an association holds: as ``reverse``, and a made-up type's made-up reverse.
+
+        Associations recorded through ``SimState.associate`` for a pair without a default hold made-up ids.
+        """
+        try:
+            return self.reverse(from_type, to_type, spec, custom_types)
+        except ValueError:
+            return (spec[0], made_up_type_id(to_type, from_type))
+
     def reverse(self, from_type: str, to_type: str, spec: Spec, custom_types: frozenset[str] | set[str]) -> Spec:
         """The same association seen from the other side (e.g. deal→contact 3 is contact→deal 4).
 
@@ -223,4 +250,6 @@ class LabelRegistry:
             primary = PRIMARY_TYPE_IDS.get((from_type, to_type))
             if primary is not None and primary[0] == type_id:
                 return (category, PRIMARY_TYPE_IDS[(to_type, from_type)][0])
+            if (from_type, to_type) == ("companies", "companies") and type_id in COMPANY_HIERARCHY:
+                return (category, 27 - type_id)  # 13 <-> 14
         raise ValueError(f"associationTypeId: {category} {type_id} is not a type from {from_type} to {to_type}")

@@ -13,6 +13,7 @@ from typing import Any
 from hubspot_sim import errors
 from hubspot_sim.association_types import is_custom
 from hubspot_sim.messages import Answer, Request
+from hubspot_sim.oauth import App
 from hubspot_sim.object_types import canonical_type, is_object_id
 from hubspot_sim.records import parse_seed
 from hubspot_sim.state import SimState
@@ -43,6 +44,12 @@ class ControlApi:
                 "PUT": lambda r: state.configure(r.json() or {}),
             },
             "/_sim/records": {"GET": lambda _: state.records_json(), "POST": self._seed},
+            "/_sim/records/delete": {"POST": self._delete_records},
+            "/_sim/merge": {"POST": self._merge},
+            "/_sim/lifecycle": {"GET": lambda _: state.lifecycle_json()},
+            "/_sim/apps": {"GET": lambda _: state.apps_json(), "POST": self._register_app},
+            "/_sim/uninstall": {"POST": lambda r: state.uninstall(_portal_of(r.json(), required=True) or 0)},
+            "/_sim/install": {"POST": lambda r: state.install(_portal_of(r.json(), required=True) or 0)},
             "/_sim/invalid-ids": {
                 "GET": lambda _: state.invalid_json(),
                 "POST": self._mark_invalid,
@@ -90,7 +97,49 @@ class ControlApi:
         return OK
 
     def _seed(self, request: Request) -> Any:
-        return {"seeded": self.state.seed_records(parse_seed(request.json(), canonical_type, is_object_id))}
+        body = request.json()
+        records = parse_seed(body, canonical_type, is_object_id)
+        return {"seeded": self.state.seed_records(records, _portal_of(body))}
+
+    def _merge(self, request: Request) -> Any:
+        body = request.json()
+        if not isinstance(body, dict):
+            raise ValueError('expected {"objectType", "primaryObjectId", "mergedObjectIds": [...]}')
+        object_type = _object_type(body)
+        primary = body.get("primaryObjectId")
+        if not _is_id(primary):
+            raise ValueError(f"primaryObjectId: expected a record id, got {primary!r}")
+        merged = body.get("mergedObjectIds")
+        if not isinstance(merged, list) or not merged or not all(_is_id(i) for i in merged):
+            raise ValueError(f"mergedObjectIds: expected a non-empty list of record ids, got {merged!r}")
+        new_id = self.state.merge(object_type, str(primary), [str(i) for i in merged], _portal_of(body))
+        return {"newObjectId": new_id}
+
+    def _delete_records(self, request: Request) -> Any:
+        body = request.json()
+        if not isinstance(body, dict):
+            raise ValueError('expected {"objectType", "ids": [...], "privacy": false}')
+        object_type = _object_type(body)
+        ids = body.get("ids")
+        if not isinstance(ids, list) or not ids or not all(_is_id(i) for i in ids):
+            raise ValueError(f"ids: expected a non-empty list of record ids, got {ids!r}")
+        privacy = body.get("privacy", False)
+        if not isinstance(privacy, bool):
+            raise ValueError(f"privacy: expected true or false, got {privacy!r}")
+        deleted = self.state.delete(object_type, [str(i) for i in ids], privacy=privacy, portal_id=_portal_of(body))
+        return {"deleted": deleted}
+
+    def _register_app(self, request: Request) -> Any:
+        body = request.json()
+        if not isinstance(body, dict):
+            raise ValueError('expected {"appId", "clientId", "clientSecret"}')
+        if not _is_id(body.get("appId")):
+            raise ValueError(f"appId: expected a HubSpot app id (digits), got {body.get('appId')!r}")
+        for key in ("clientId", "clientSecret"):
+            if not isinstance(body.get(key), str) or not body[key]:
+                raise ValueError(f"{key}: expected a non-empty string")
+        self.state.register_app(App(str(body["appId"]), body["clientId"], body["clientSecret"]))
+        return OK
 
     def _mark_invalid(self, request: Request) -> Any:
         body = request.json()
@@ -161,6 +210,12 @@ class ControlApi:
 
     def _journal_events(self, request: Request) -> Any:
         body = request.json()
+        if isinstance(body, dict) and "raw" in body:
+            raw = body["raw"]
+            if not isinstance(raw, str):
+                raise ValueError(f"raw: expected the entry file's text, got {raw!r}")
+            entry = self.state.journal.write_raw(_portal_of(body, required=True) or 0, raw.encode())
+            return {"entries": [{"offset": entry.offset, "portalId": entry.portal_id}]}
         events = body.get("events") if isinstance(body, dict) else None
         if not isinstance(events, list) or not events or not all(isinstance(e, dict) for e in events):
             raise ValueError('events: expected {"events": [{...}, ...]}, a non-empty list of objects')
@@ -171,11 +226,28 @@ class ControlApi:
         entry = self.state.journal.find(offset)
         if entry is None:
             return Answer(404, errors.error_body(404, message=f"No journal entry {offset} (unknown or expired)"))
-        return Answer(200, list(entry.events))
+        return Answer(200, raw=entry.file_body(self.state.config.journal_format))
 
     def _deliver(self, request: Request) -> Any:
         delivery_id = self.state.webhooks.deliver(DeliveryRequest.parse(request.json()))
         return Answer(202, {"id": delivery_id, "state": "pending"})
+
+
+def _object_type(body: dict[str, Any]) -> str:
+    found = canonical_type(str(body.get("objectType", "")))
+    if found is None:
+        raise ValueError(f"objectType: expected a HubSpot object type, got {body.get('objectType')!r}")
+    return found
+
+
+def _portal_of(body: Any, *, required: bool = False) -> int | None:
+    """The ``portalId`` of a control body (digits), or None when absent and not ``required``."""
+    portal = body.get("portalId") if isinstance(body, dict) else None
+    if portal is None and not required:
+        return None
+    if not _is_id(portal):
+        raise ValueError(f"portalId: expected a HubSpot account id (digits), got {portal!r}")
+    return int(str(portal))
 
 
 def _is_id(value: Any) -> bool:

@@ -1,4 +1,4 @@
-"""The daily request allowance of an account, reset at midnight in the account's time zone (hubspot-api.md §2.1).
+"""An account's daily request allowance, reset at midnight in its time zone (docs/reference/hubspot.md §2.1).
 
 HubSpot counts every app's calls against one allowance per account and resets it at the next midnight in the
 account's time-zone setting; answers carry ``X-HubSpot-RateLimit-Daily`` and ``-Daily-Remaining`` (§2.2), and

@@ -1,4 +1,4 @@
-"""HubSpot's error bodies as the simulator sends them (hubspot-api.md §2.3 and §3.1).
+"""HubSpot's error bodies as the simulator sends them (docs/reference/hubspot.md §2.3 and §3.1).
 
 Every body carries a fresh ``correlationId`` (a uuid4), as HubSpot's do. Ordinary errors follow the spec's
 ``Error`` schema (``category``, ``correlationId``, ``message`` required); 429s use HubSpot's own shape
@@ -16,7 +16,7 @@ SCOPES_DOC_URL = "https://developers.hubspot.com/scopes"
 DEFAULT_MISSING_SCOPES = ("crm.objects.deals.write",)
 RATE_LIMIT_POLICIES = ("TEN_SECONDLY_ROLLING", "SECONDLY", "DAILY")
 
-# (category, message) per status: HubSpot's wording where known (hubspot-api.md §3), plain words elsewhere.
+# (category, message) per status: HubSpot's wording where known (docs/reference/hubspot.md §3), plain words elsewhere.
 _DEFAULTS: dict[int, tuple[str, str]] = {
     400: ("VALIDATION_ERROR", "Invalid input"),
     401: (
@@ -49,7 +49,7 @@ _DEFAULTS: dict[int, tuple[str, str]] = {
 }
 _RATE_LIMIT_MESSAGES = {
     "TEN_SECONDLY_ROLLING": "You have reached your ten_secondly_rolling limit.",
-    # The exact text HubSpot's SDKs look for to recognise the search limit (hubspot-api.md §2.3).
+    # The exact text HubSpot's SDKs look for to recognise the search limit (docs/reference/hubspot.md §2.3).
     "SECONDLY": "You have reached your secondly limit.",
     "DAILY": "You have reached your daily limit.",
 }
@@ -93,7 +93,7 @@ def rate_limit_body(policy: str = "TEN_SECONDLY_ROLLING") -> dict[str, Any]:
         "status": "error",
         "message": _RATE_LIMIT_MESSAGES.get(policy, f"You have reached your {policy.lower()} limit."),
         "errorType": "RATE_LIMIT",
-        # Not in HubSpot's documented 429 body, but integrators report it (hubspot-api.md §2.3), and it lets
+        # Not in HubSpot's documented 429 body, but integrators report it (docs/reference/hubspot.md §2.3), and it lets
         # the body satisfy the spec's Error schema, which requires a category.
         "category": "RATE_LIMITS",
         "correlationId": correlation_id(),
@@ -123,7 +123,7 @@ def invalid_ids_context(bad: Sequence[tuple[str, str]]) -> dict[str, list[str]]:
 
 
 def invalid_ids_body(bad: Sequence[tuple[str, str]]) -> dict[str, Any]:
-    """The 400 for an association naming ids that do not exist (hubspot-api.md §3.1, the reported body)."""
+    """The 400 for an association naming ids that do not exist (docs/reference/hubspot.md §3.1, the reported body)."""
     return error_body(
         400,
         message="One or more associations are invalid",
@@ -134,13 +134,13 @@ def invalid_ids_body(bad: Sequence[tuple[str, str]]) -> dict[str, Any]:
 
 
 def invalid_batch_body(bad: Sequence[tuple[str, str]]) -> dict[str, Any]:
-    """The 400 refusing a whole default batch that names ids that are not valid (hubspot-api.md §8)."""
+    """The 400 refusing a whole default batch that names ids that are not valid (docs/reference/hubspot.md §8)."""
     context = {"INVALID_OBJECT_IDS": [f"{lbl}={object_id} is not valid" for lbl, object_id in bad]}
     return error_body(400, message="One or more associations are invalid", context=context)
 
 
 def duplicate_inputs_body(named: str, first: int, again: int) -> dict[str, Any]:
-    """The 400 refusing a batch that names the same association twice (hubspot-api.md §8)."""
+    """The 400 refusing a batch that names the same association twice (docs/reference/hubspot.md §8)."""
     message = f"Duplicate association in the batch: {named} (inputs[{first}] and inputs[{again}])"
     return error_body(400, message=message, context={"DUPLICATE_ASSOCIATIONS": [named]})
 
@@ -200,3 +200,38 @@ def body_for_status(
     if message:
         body["message"] = message
     return body
+
+
+#: The subCategory of a refusal past an association limit. HubSpot has not published the body of this
+#: refusal (docs/reference/hubspot.md §9.4: "an error informing you of the error details"), so this function
+#: is the simulator's assumption, kept here alone: one captured real answer corrects it.
+ASSOCIATION_LIMIT_SUB_CATEGORY = "ASSOCIATION_LIMIT_EXCEEDED"
+
+
+def association_limit_body(from_label: str, to_label: str, label: str | None, limit: int) -> dict[str, Any]:
+    """The 400 for an input that would take a record past an association limit.
+
+    Its ``context`` names the object types, the label and the limit, never a record id, as the brief for the
+    field's answer asks (the ids are the request's own).
+    """
+    what = f"{to_label} records labelled {label!r}" if label else f"{to_label} records"
+    context = {"fromObjectType": [from_label], "toObjectType": [to_label], "limit": [str(limit)]}
+    if label:
+        context["label"] = [label]
+    return error_body(
+        400,
+        message=f"Association limit reached: a {from_label} can be associated with at most {limit} {what}",
+        category="VALIDATION_ERROR",
+        sub_category=ASSOCIATION_LIMIT_SUB_CATEGORY,
+        context=context,
+    )
+
+
+def token_rate_limit_body() -> dict[str, Any]:
+    """The OAuth token endpoint's 429, as reported in the field (docs/reference/hubspot.md §9.6)."""
+    return {**rate_limit_body("TEN_SECONDLY_ROLLING"), "message": "You have reached your rate limit."}
+
+
+def app_token_body(message: str) -> dict[str, Any]:
+    """The 403 for a token of the wrong kind: a portal token on the journal, an app token on the CRM."""
+    return error_body(403, message=message, category="MISSING_SCOPES")

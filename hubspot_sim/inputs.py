@@ -14,7 +14,7 @@ from hubspot_sim.object_types import are_object_ids, canonical_type, is_object_i
 JsonObject = dict[str, Any]
 #: (canonical object type, record id): one side of an association.
 Side = tuple[str, str]
-MAX_BATCH_INPUTS = 2000  # HubSpot's cap on batch association create (hubspot-api.md §1.1)
+MAX_BATCH_INPUTS = 2000  # HubSpot's cap on batch association create (docs/reference/hubspot.md §1.1)
 MAX_BATCH_READ_INPUTS = 1000  # HubSpot's cap on batch association read since Feb 2025 (§1.1)
 CATEGORIES = ("HUBSPOT_DEFINED", "INTEGRATOR_DEFINED", "USER_DEFINED", "WORK")
 

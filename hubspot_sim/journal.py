@@ -8,18 +8,23 @@ itself, ``GET /_sim/journal/files/{offset}``, answering the entry's events as a 
 An entry is one batch of one portal's events: each delivery of the webhook sender writes one (split by
 ``portalId``), and ``POST /_sim/journal/events`` writes one without pushing anything, as when HubSpot's
 push to a receiver failed but the journal still has the events. Entries older than ``RETENTION_S`` are
-dropped. Thread-safe (its own lock), with the simulator's injectable clock.
+dropped. An entry's file is served as a bare JSON array of its events or in HubSpot's reported wrapper
+(``journal_format``), or as raw bytes written through ``write_raw`` (a corrupt entry, for clients' tests).
+Thread-safe (its own lock), with the simulator's injectable clock.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-RETENTION_S = 3 * 24 * 3600  # HubSpot keeps journal entries three days (hubspot-api.md §8)
+from hubspot_sim.messages import iso_utc
+
+RETENTION_S = 3 * 24 * 3600  # HubSpot keeps journal entries three days (docs/reference/hubspot.md §8)
 URL_LIFETIME_S = 300  # how long an entry's download URL is said to stay valid ([I]: HubSpot states none)
 UNKNOWN_PORTAL = 0
 
@@ -32,6 +37,22 @@ class JournalEntry:
     portal_id: int
     written_at: float
     events: tuple[Mapping[str, Any], ...]
+    raw: bytes | None = None  # a file body written as is (an entry a client cannot read), instead of the events
+
+    def file_body(self, journal_format: str) -> bytes:
+        """The entry's file: ``raw`` as written, else its events as a bare array or in HubSpot's wrapper.
+
+        The wrapper ``{"offset", "journalEvents", "publishedAt"}`` is the reported one (docs/reference/hubspot.md
+        §9.1); ``publishedAt`` is when the entry was written.
+        """
+        if self.raw is not None:
+            return self.raw
+        events = list(self.events)
+        if journal_format == "wrapper":
+            body: Any = {"offset": self.offset, "journalEvents": events, "publishedAt": iso_utc(self.written_at)}
+        else:
+            body = events
+        return json.dumps(body, separators=(",", ":")).encode()
 
 
 class Journal:
@@ -54,6 +75,13 @@ class Journal:
             written = [JournalEntry(str(uuid.uuid4()), p, now, tuple(batch)) for p, batch in by_portal.items()]
             self._entries.extend(written)
             return written
+
+    def write_raw(self, portal_id: int, body: bytes) -> JournalEntry:
+        """Write one entry whose file is ``body`` as given (for a corrupt entry)."""
+        with self._lock:
+            entry = JournalEntry(str(uuid.uuid4()), portal_id, self._clock(), (), body)
+            self._entries.append(entry)
+            return entry
 
     def clear(self) -> None:
         """Forget every entry."""
@@ -94,7 +122,13 @@ class Journal:
         with self._lock:
             return {
                 "entries": [
-                    {"offset": e.offset, "portalId": e.portal_id, "writtenAt": e.written_at, "events": list(e.events)}
+                    {
+                        "offset": e.offset,
+                        "portalId": e.portal_id,
+                        "writtenAt": e.written_at,
+                        "events": list(e.events),
+                        **({"raw": e.raw.decode("utf-8", "replace")} if e.raw is not None else {}),
+                    }
                     for e in self._live(None)
                 ]
             }

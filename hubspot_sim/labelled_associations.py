@@ -5,11 +5,14 @@ Endpoints, each answering (Answer, association inputs received) for ``HubSpotApi
   ``[{"associationCategory", "associationTypeId"}]``: 201 ``LabelsBetweenObjectPair``;
 - ``delete_association``: ``DELETE`` on the same path: 204, every type between the two records gone;
 - ``read_associations``: ``GET /crm/objects/2026-03/{type}/{id}/associations/{toType}?limit&after``;
-- ``batch_create`` (201, or 207 with per-input errors), ``batch_archive``, ``batch_labels_archive`` (200
+- ``batch_create`` (200 as HubSpot answers since 2025-08, or 201 by ``batch_create_status``; 207 with
+  per-input errors: invalid ids, association limits), ``batch_archive``, ``batch_labels_archive`` (200
   ``BatchResponse``) and ``batch_read`` (up to 1,000 inputs; 200, or 207 naming ids without associations)
   under ``/crm/associations/2026-03/{from}/{to}/batch/``;
 - ``association_labels``: v4 ``GET /crm/v4/associations/{from}/{to}/labels``, HubSpot's types then the
-  user-defined ones (``POST /_sim/labels``).
+  user-defined ones (``POST /_sim/labels``); ``association_labels_paged``: the same on the 2026-03 path
+  ``GET /crm/associations/2026-03/{from}/{to}/labels?limit&after``, in pages.
+Writes go through ``SimState.write``: merged ids resolved (``merged_ids``), limits, single-valued types.
 A type id must be one of the pair's (HubSpot's or user-defined), else 400 ``VALIDATION_ERROR``.
 """
 
@@ -36,6 +39,18 @@ from hubspot_sim.state import SimState
 Endpoint = Callable[[Request, tuple[str, ...]], tuple[Answer, int]]
 DEFAULT_READ_LIMIT = 500  # HubSpot's page size for an object's associations
 MAX_READ_LIMIT = 500
+DEFAULT_LABELS_LIMIT = 100  # [I]: the 2026-03 labels page size is not stated
+
+
+def _paging(request: Request, default_limit: int, max_limit: int) -> tuple[int, int]:
+    """``limit`` (1 to ``max_limit``) and ``after`` (an offset cursor) of a paged read. Raises ValueError."""
+    limit_text = (request.query_values("limit") or [str(default_limit)])[0]
+    if not limit_text.isdigit() or not 1 <= int(limit_text) <= max_limit:
+        raise ValueError(f"limit: expected an integer from 1 to {max_limit}, got {limit_text!r}")
+    after_text = (request.query_values("after") or ["0"])[0]
+    if not after_text.isdigit():
+        raise ValueError(f"after: expected a paging cursor from an earlier answer, got {after_text!r}")
+    return int(limit_text), int(after_text)
 
 
 def type_id_of(object_type: str) -> str:
@@ -60,6 +75,7 @@ class LabelledAssociations:
             "batch_labels_archive": self._batch_labels_archive,
             "batch_read": self._batch_read,
             "association_labels": self._labels,
+            "association_labels_paged": self._labels_paged,
         }
 
     # --- helpers ---
@@ -94,6 +110,7 @@ class LabelledAssociations:
         from_raw, from_id, to_raw, to_id = (unquote(g) for g in groups)
         from_type, to_type = pair_types(from_raw, to_raw)
         from_id, to_id = record_id(from_id, "objectId"), record_id(to_id, "toObjectId")
+        (from_id,), (to_id,) = self.state.resolve_ids(from_type, [from_id]), self.state.resolve_ids(to_type, [to_id])
         specs = self._with_default(from_type, to_type, specs_of(request.json(), "body"))
         backwards = self._reverses(from_type, to_type, specs)
         sides: tuple[Side, ...] = ((from_type, from_id), (to_type, to_id))
@@ -101,28 +118,25 @@ class LabelledAssociations:
         if bad:
             status, body = invalid_answer(bad, sides)
             return Answer(status, body), 1
-        for spec, backward in zip(specs, backwards, strict=True):
-            self.state.link((from_raw, to_raw), (from_type, to_type), [(from_id, to_id)], spec, backward)
+        both = list(zip(specs, backwards, strict=True))
+        inputs = [(from_id, to_id, both)]
+        (refusal,) = self.state.write((from_raw, to_raw), (from_type, to_type), inputs, request.caller)
+        if refusal is not None:
+            return Answer(400, refusal), 1
         return Answer(201, self._pair(from_type, from_id, to_type, to_id)), 1
 
     def _delete(self, request: Request, groups: tuple[str, ...]) -> tuple[Answer, int]:
         from_raw, from_id, to_raw, to_id = (unquote(g) for g in groups)
         from_type, to_type = pair_types(from_raw, to_raw)
         pair = (record_id(from_id, "objectId"), record_id(to_id, "toObjectId"))
-        self.state.unlink(from_type, to_type, [pair])
+        self.state.unlink(from_type, to_type, [pair], request.caller)
         return Answer(204, raw=b""), 1
 
     def _read(self, request: Request, groups: tuple[str, ...]) -> tuple[Answer, int]:
         from_raw, from_id, to_raw = (unquote(g) for g in groups)
         from_type, to_type = pair_types(from_raw, to_raw)
         from_id = record_id(from_id, "objectId")
-        limit_text = (request.query_values("limit") or [str(DEFAULT_READ_LIMIT)])[0]
-        if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_READ_LIMIT:
-            raise ValueError(f"limit: expected an integer from 1 to {MAX_READ_LIMIT}, got {limit_text!r}")
-        after_text = (request.query_values("after") or ["0"])[0]
-        if not after_text.isdigit():
-            raise ValueError(f"after: expected a paging cursor from an earlier answer, got {after_text!r}")
-        limit, after = int(limit_text), int(after_text)
+        limit, after = _paging(request, DEFAULT_READ_LIMIT, MAX_READ_LIMIT)
         found = self.state.associated(from_type, from_id, to_type)
         body: JsonObject = {"results": found[after : after + limit]}
         if after + limit < len(found):
@@ -144,7 +158,13 @@ class LabelledAssociations:
     def _batch_create(self, request: Request, groups: tuple[str, ...]) -> tuple[Answer, int]:
         from_raw, to_raw = (unquote(g) for g in groups)
         from_type, to_type = pair_types(from_raw, to_raw)
-        inputs = [(f, t, self._with_default(from_type, to_type, specs)) for f, t, specs in self._multi_post(request)]
+        parsed = self._multi_post(request)
+        from_ids = self.state.resolve_ids(from_type, [f for f, _, _ in parsed])
+        to_ids = self.state.resolve_ids(to_type, [t for _, t, _ in parsed])
+        inputs = [
+            (f, t, self._with_default(from_type, to_type, specs))
+            for f, t, (_, _, specs) in zip(from_ids, to_ids, parsed, strict=True)
+        ]
         started = self.state.now()
         backwards = [self._reverses(from_type, to_type, specs) for _, _, specs in inputs]
         bad = self.state.check_sides(s for f, t, _ in inputs for s in ((from_type, f), (to_type, t)))
@@ -155,16 +175,22 @@ class LabelledAssociations:
             if any(side in bad for side in sides):
                 problems.append(errors.batch_error(*invalid_answer(bad, sides)))
                 continue
-            for spec, backward in zip(specs, reverses, strict=True):
-                self.state.link((from_raw, to_raw), (from_type, to_type), [(from_id, to_id)], spec, backward)
-            # Both directions, as HubSpot's batch answers list them (hubspot-api.md §8).
+            both = list(zip(specs, reverses, strict=True))
+            (refusal,) = self.state.write(
+                (from_raw, to_raw), (from_type, to_type), [(from_id, to_id, both)], request.caller
+            )
+            if refusal is not None:
+                problems.append(errors.batch_error(400, refusal))
+                continue
+            # Both directions, as HubSpot's batch answers list them (docs/reference/hubspot.md §8).
             results.append(self._pair(from_type, from_id, to_type, to_id))
             results.append(self._pair(to_type, to_id, from_type, from_id))
         body: JsonObject = {"status": "COMPLETE", "results": results, **self._times(started)}
         if problems:
             body |= {"errors": problems, "numErrors": len(problems)}
             return Answer(207, body), len(inputs)
-        return Answer(201, body), len(inputs)
+        # 200 since 2025-08, 201 before (docs/reference/hubspot.md §9.7): batch_create_status chooses.
+        return Answer(self.state.config.batch_create_status, body), len(inputs)
 
     def _batch_archive(self, request: Request, groups: tuple[str, ...]) -> tuple[Answer, int]:
         from_type, to_type = pair_types(*(unquote(g) for g in groups))
@@ -179,7 +205,7 @@ class LabelledAssociations:
                 to_id = record_id(target.get("id") if isinstance(target, dict) else None, f"inputs[{i}].to[{j}].id")
                 pairs.append((from_id, to_id))
         started = self.state.now()
-        self.state.unlink(from_type, to_type, pairs)
+        self.state.unlink(from_type, to_type, pairs, request.caller)
         return Answer(200, {"status": "COMPLETE", "results": [], **self._times(started)}), len(pairs)
 
     def _batch_labels_archive(self, request: Request, groups: tuple[str, ...]) -> tuple[Answer, int]:
@@ -189,7 +215,7 @@ class LabelledAssociations:
             self._reverses(from_type, to_type, specs)  # every type must be the pair's before anything changes
         started = self.state.now()
         for from_id, to_id, specs in inputs:
-            self.state.unlink_types(from_type, to_type, [(from_id, to_id)], specs)
+            self.state.unlink_types(from_type, to_type, [(from_id, to_id)], specs, request.caller)
         return Answer(200, {"status": "COMPLETE", "results": [], **self._times(started)}), len(inputs)
 
     def _batch_read(self, request: Request, groups: tuple[str, ...]) -> tuple[Answer, int]:
@@ -217,3 +243,13 @@ class LabelledAssociations:
     def _labels(self, request: Request, groups: tuple[str, ...]) -> tuple[Answer, int]:
         from_type, to_type = pair_types(*(unquote(g) for g in groups))
         return Answer(200, {"results": self.state.label_definitions(from_type, to_type)}), 0
+
+    def _labels_paged(self, request: Request, groups: tuple[str, ...]) -> tuple[Answer, int]:
+        """The 2026-03 label definitions (docs/reference/hubspot.md §9.7): the v4 list, in pages."""
+        from_type, to_type = pair_types(*(unquote(g) for g in groups))
+        limit, after = _paging(request, DEFAULT_LABELS_LIMIT, MAX_READ_LIMIT)
+        found = self.state.label_definitions(from_type, to_type)
+        body: JsonObject = {"results": found[after : after + limit]}
+        if after + limit < len(found):
+            body["paging"] = {"next": {"after": str(after + limit)}}
+        return Answer(200, body), 0

@@ -25,6 +25,8 @@ class Request:
     body: bytes = b""
     authorization: str | None = None
     host: str | None = None
+    #: Who the API authenticated (a ``state.Caller``), set by ``HubSpotApi`` before an endpoint runs.
+    caller: Any = None
 
     def query_values(self, name: str) -> list[str]:
         """Every value of query parameter ``name``, comma-separated lists split (HubSpot's convention)."""

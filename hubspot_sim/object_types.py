@@ -1,6 +1,6 @@
 """HubSpot's CRM object types and ids as the simulator knows them: names, type ids and labels.
 
-Types arrive in paths by name (singular or plural) or by type id (hubspot-api.md §1.3). They are
+Types arrive in paths by name (singular or plural) or by type id (docs/reference/hubspot.md §1.3). They are
 normalised to one canonical name for lookups (association types, records), while associations are recorded
 exactly as the path spelled them, so that tests see what the client sent.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-#: Standard object names and their type ids (hubspot-api.md §1.3).
+#: Standard object names and their type ids (docs/reference/hubspot.md §1.3).
 NAME_TO_TYPE_ID = {
     "contacts": "0-1",
     "companies": "0-2",

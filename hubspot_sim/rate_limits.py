@@ -50,7 +50,7 @@ class RateLimit:
         return f"{self.max_requests}/{window}"
 
     def headers(self, remaining: int) -> dict[str, str]:
-        """HubSpot's rate-limit headers, ``remaining`` requests being left (hubspot-api.md §2.2)."""
+        """HubSpot's rate-limit headers, ``remaining`` requests being left (docs/reference/hubspot.md §2.2)."""
         return {
             "X-HubSpot-RateLimit-Max": str(self.max_requests),
             "X-HubSpot-RateLimit-Remaining": str(max(remaining, 0)),

@@ -1,6 +1,6 @@
 """Seeded CRM records and the search over them: record values, seed parsing, and HubSpot's search filters.
 
-Search follows HubSpot's semantics (hubspot-api.md §2.1, crm-objects spec ``PublicObjectSearchRequest``):
+Search follows HubSpot's semantics (docs/reference/hubspot.md §2.1, crm-objects spec ``PublicObjectSearchRequest``):
 filter groups are OR-ed and the filters inside a group AND-ed, text compares without regard to case (as
 HubSpot's does for emails and domains), a page holds at most 200 results, and ``after`` is an offset
 cursor.
@@ -17,7 +17,7 @@ from hubspot_sim.messages import iso_utc
 
 MAX_SEARCH_LIMIT = 200
 DEFAULT_SEARCH_LIMIT = 10
-#: HubSpot returns at most 10,000 results per query; paging past them is refused (hubspot-api.md §2.1, §8).
+#: HubSpot returns at most 10,000 results per query; paging past them is refused (docs/reference/hubspot.md §2.1, §8).
 MAX_SEARCH_RESULTS = 10_000
 # The operators HubSpot offers (crm-objects spec, Filter.operator), grouped by how they take their value.
 _ONE_VALUE = frozenset({"EQ", "NEQ", "GT", "GTE", "LT", "LTE", "CONTAINS_TOKEN", "NOT_CONTAINS_TOKEN"})

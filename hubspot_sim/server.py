@@ -27,7 +27,7 @@ from hubspot_sim.state import SimState
 
 MAX_BODY_BYTES = 16 * 1024 * 1024  # a 2,000-input batch is ~100 KB; anything near this is a client bug
 CONTENT_TYPE = "application/json;charset=utf-8"
-# Reason phrases for HubSpot's non-standard statuses (hubspot-api.md §3.2), which http.server lacks.
+# Reason phrases for HubSpot's non-standard statuses (docs/reference/hubspot.md §3.2), which http.server lacks.
 _REASONS = {
     477: "Migration In Progress",
     521: "Web Server Is Down",

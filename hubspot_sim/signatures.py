@@ -1,4 +1,4 @@
-"""HubSpot's webhook request signatures, as HubSpot computes them when it sends (hubspot-api.md §4.5).
+"""HubSpot's webhook request signatures, as HubSpot computes them when it sends (docs/reference/hubspot.md §4.5).
 
 Pure functions: v1 (SHA-256 of secret + body), v2 (SHA-256 of secret + method + URI + body) and v3
 (base64 HMAC-SHA256 keyed with the client secret over method + URI + body + timestamp in milliseconds).

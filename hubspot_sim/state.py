@@ -1,4 +1,7 @@
-"""The simulator's memory: configuration, associations, the request log, faults, records, invalid ids, OAuth.
+"""The simulator's memory: configuration, associations, the request log, faults, records, lifecycle, accounts.
+
+Tokens, apps and installs are ``accounts.py``'s part of it (``SimState`` inherits ``Accounts``); merges and
+deletions are kept by ``record_lifecycle.py``, association writes applied by ``association_writes.py``.
 
 One lock guards all of it, so the threaded server's handlers always see consistent state; every public
 method takes it once and does O(its input) work under it. The clock and the random source are injectable,
@@ -7,7 +10,6 @@ so rate windows, token expiry and fault rates can be tested without waiting and 
 
 from __future__ import annotations
 
-import enum
 import random
 import threading
 import time
@@ -15,6 +17,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from hubspot_sim.accounts import Accounts, Caller
+from hubspot_sim.association_limits import AssociationLimits
 from hubspot_sim.association_store import AssociationKey, AssociationStore
 from hubspot_sim.association_types import (
     LabelRegistry,
@@ -23,15 +27,20 @@ from hubspot_sim.association_types import (
     is_custom,
     made_up_type_id,
 )
+from hubspot_sim.association_writes import AssociationWriter, WriteInput, Writer, changed
+from hubspot_sim.changes import Change
 from hubspot_sim.config import Config
 from hubspot_sim.daily_limits import DEFAULT_TIMEZONE, DailyCounters
 from hubspot_sim.faults import Decision, Faults
 from hubspot_sim.inputs import Side
 from hubspot_sim.invalid_ids import InvalidIds
 from hubspot_sim.journal import Journal
-from hubspot_sim.oauth import OAuthApp, OAuthRegistry
+from hubspot_sim.journal_subscriptions import JournalSubscriptions
+from hubspot_sim.notifier import Notifier
+from hubspot_sim.oauth import OAuthRegistry
 from hubspot_sim.object_types import canonical_type
 from hubspot_sim.rate_limits import RateLimit, RollingWindows, parse_rate_limit
+from hubspot_sim.record_lifecycle import RecordLifecycle
 from hubspot_sim.records import Record, SearchQuery, SeedRecord
 from hubspot_sim.request_log import RequestLog
 from hubspot_sim.synthetic_records import SyntheticRecords
@@ -51,24 +60,7 @@ class Admission:
     policy: str | None = None
 
 
-class AuthOutcome(enum.Enum):
-    """How a bearer token fared."""
-
-    OK = "ok"
-    MISSING = "missing"
-    UNKNOWN = "unknown"
-    EXPIRED = "expired"
-
-
-@dataclass(frozen=True, slots=True)
-class Caller:
-    """An authenticated (or refused) caller, and the key its rate window is kept under."""
-
-    outcome: AuthOutcome
-    window_key: str = ""
-
-
-class SimState:
+class SimState(Accounts):
     """All simulator state behind one lock (see the module docstring)."""
 
     def __init__(
@@ -86,10 +78,15 @@ class SimState:
         daily_limit: int | None = None,
         timezone: str = DEFAULT_TIMEZONE,
         synthetic: Mapping[str, int] | None = None,
+        webhook_io: Mapping[str, Any] | None = None,
+        config: Mapping[str, Any] | None = None,
     ) -> None:
         """The start-up configuration and seed, which ``reset()`` returns to.
 
-        Raises ValueError for a malformed rate limit, an unknown mode or time zone, or a daily limit below 1.
+        ``config`` is a ``PUT /_sim/config`` body applied to the start-up values (``--config``).
+        ``webhook_io`` (``post``, ``wait``, ``spawn``) goes to the webhook sender, so that unit tests push
+        without sockets, threads or waiting. Raises ValueError for a malformed rate limit, an unknown mode or
+        time zone, or a daily limit below 1.
         """
         self._lock = threading.Lock()
         self._clock = clock
@@ -104,6 +101,8 @@ class SimState:
             daily_limit=daily_limit,
             timezone=timezone,
         )
+        if config:
+            self._start = self._start.updated(dict(config))
         self._start_records = list(records)
         created = clock()
         self._synthetic = {t: SyntheticRecords(t, n, created) for t, n in (synthetic or {}).items()}
@@ -111,7 +110,19 @@ class SimState:
         #: (deliveries run on their own threads); reset() empties them. Every delivery is journalled.
         self.journal = Journal(clock)
         self.apps = WebhookApps(clock)
-        self.webhooks = WebhookSender(clock=clock, on_sent=self.journal.write)
+        self.journal_subscriptions = JournalSubscriptions(clock)
+        self.webhooks = WebhookSender(
+            clock=clock, on_sent=lambda events: self.notifier.delivered(events), **(webhook_io or {})
+        )
+        #: Turns changes (records created, merged, deleted; associations written) into pushes and journal
+        #: entries; it is called after the lock is released, and drives parts that hold their own locks.
+        self.notifier = Notifier(
+            apps=self.apps,
+            journal=self.journal,
+            subscriptions=self.journal_subscriptions,
+            sender=self.webhooks,
+            config=lambda: self._config,
+        )
         self.reset()
 
     def reset(self) -> None:
@@ -119,6 +130,8 @@ class SimState:
         self.webhooks.clear()
         self.journal.clear()
         self.apps.clear()
+        self.journal_subscriptions.clear()
+        self.notifier.clear()
         with self._lock:
             self._config = self._start
             self._windows = _windows(self._start.rate_limit)
@@ -133,6 +146,9 @@ class SimState:
             self._records: dict[tuple[str, str], Record] = {}
             self._invalid = InvalidIds()
             self._oauth = OAuthRegistry()
+            self._lifecycle = RecordLifecycle()
+            self._limits = AssociationLimits(self._start.association_limits)
+            self._token_throttled_until = 0.0
             self._seed(self._start_records)
 
     def now(self) -> float:
@@ -151,6 +167,10 @@ class SimState:
                 self._search_windows = _windows(new.search_rate_limit)
             if new.daily() != self._config.daily():
                 self._daily = _daily(new)
+            if new.association_limits != self._config.association_limits:
+                self._limits = AssociationLimits(new.association_limits)
+            if isinstance(body, dict) and "token_429_s" in body:
+                self._token_throttled_until = self._clock() + new.token_429_s if new.token_429_s else 0.0
             self._config = new
             return new.as_dict()
 
@@ -187,25 +207,6 @@ class SimState:
             return self._faults.decide(endpoint, self._config.latency_ms, self._rng)
 
     # --- auth and rate limits ---
-
-    def authenticate(self, token: str | None) -> Caller:
-        """Check a bearer token: a live OAuth token, a configured one, or any token when none is configured.
-
-        OAuth tokens share one rate window per portal (HubSpot limits per installing account), so that a
-        refresh does not grant a fresh window; other tokens each have their own.
-        """
-        if not token:
-            return Caller(AuthOutcome.MISSING)
-        with self._lock:
-            issued = self._oauth.lookup(token)
-            if issued is not None:
-                expires_at, portal = issued
-                if expires_at <= self._clock():
-                    return Caller(AuthOutcome.EXPIRED)
-                return Caller(AuthOutcome.OK, f"portal:{portal}")
-            if self._config.tokens and token not in self._config.tokens:
-                return Caller(AuthOutcome.UNKNOWN)
-            return Caller(AuthOutcome.OK, f"token:{token}")
 
     def take(self, window_key: str, *, search: bool = False) -> tuple[bool, dict[str, str]]:
         """Count one request against ``window_key``'s rolling window: (accepted, rate-limit headers).
@@ -267,16 +268,30 @@ class SimState:
 
     # --- records ---
 
-    def seed_records(self, records: Sequence[SeedRecord]) -> int:
-        """Add or replace records (a replaced record keeps its createdAt); returns how many."""
-        with self._lock:
-            return self._seed(records)
+    def seed_records(self, records: Sequence[SeedRecord], portal_id: int | None = None) -> int:
+        """Add or replace records (a replaced record keeps its createdAt); returns how many.
 
-    def _seed(self, records: Sequence[SeedRecord]) -> int:
+        Each new record fires a ``creation`` change of ``portal_id`` (default: the config's ``portal_id``).
+        """
+        with self._lock:
+            created = self._seed(records)
+            portal = portal_id if portal_id is not None else self._config.portal_id
+            now = self._clock()
+            changes = [Change("creation", t, i, portal, now) for t, i in created] if self._listening() else []
+            apps, gone = self._oauth.apps(), self._oauth.uninstalled()
+        self.notifier.notify(changes, apps, gone)
+        return len(records)
+
+    def _seed(self, records: Sequence[SeedRecord]) -> list[Side]:
+        """Store ``records``; returns the ones that did not exist before."""
         now = self._clock()
+        new: list[Side] = []
         for seed in records:
             key = (seed.object_type, seed.object_id)
             old = self._records.get(key)
+            if old is None:
+                new.append(key)
+            self._lifecycle.restore(key)
             created = old.created_at if old is not None else now
             visible_at = now + seed.visible_after_ms / 1000
             self._records[key] = Record(seed.object_id, dict(seed.properties), created, now, visible_at)
@@ -286,7 +301,11 @@ class SimState:
                 self._hidden.discard(key)
             if is_custom(seed.object_type):
                 self._custom_types.add(seed.object_type)
-        return len(records)
+        return new
+
+    def _listening(self) -> bool:
+        """True when some app or journal subscription may want changes (else none are made: the hot path)."""
+        return bool(self._oauth.apps()) or self.journal_subscriptions.has_any()
 
     def declare_object_types(self, object_types: Iterable[str]) -> None:
         """``POST /_sim/object-types``: custom types (``2-<n>``) that then have default associations."""
@@ -312,7 +331,7 @@ class SimState:
         """
         with self._lock:
             strict = self._config.records == "strict"
-            if not (self._invalid or self._hidden or strict):  # the benchmarks' hot path
+            if not (self._invalid or self._hidden or strict or self._lifecycle):  # the benchmarks' hot path
                 return {}
             unique = list(dict.fromkeys(sides))
             marked = self._invalid.screen((object_id for _, object_id in unique), self._clock())
@@ -321,9 +340,20 @@ class SimState:
             for side in unique:
                 if side[1] in marked:
                     bad[side] = marked[side[1]]
-                elif not self._exists(side, now, strict=strict):
+                elif self._lifecycle.is_archived(side) or self._lifecycle.is_merged(side):
+                    # What HubSpot answers for a deleted record (docs/reference/hubspot.md §9.3); a merged id
+                    # gets here only under merged_ids "invalid" (with "alias", resolve() replaced it).
+                    bad[side] = 400
+                elif not self._exists(self._lifecycle.resolve(side), now, strict=strict):
                     bad[side] = 404
             return bad
+
+    def resolve_ids(self, object_type: str, ids: Sequence[str]) -> list[str]:
+        """``ids`` with merged-away ones replaced by the id they point to, when ``merged_ids`` is ``alias``."""
+        with self._lock:
+            if not self._lifecycle or self._config.merged_ids != "alias":
+                return list(ids)
+            return [self._lifecycle.resolve((object_type, i))[1] for i in ids]
 
     def _exists(self, side: Side, now: float, *, strict: bool) -> bool:
         record = self._records.get(side)
@@ -339,6 +369,9 @@ class SimState:
     def read_record(self, object_type: str, object_id: str, wanted: Sequence[str]) -> dict[str, Any] | None:
         """A record's ``SimplePublicObject`` JSON (only the ``wanted`` properties, if any), or None."""
         with self._lock:
+            if self._lifecycle.is_archived((object_type, object_id)):
+                return None
+            object_type, object_id = self._lifecycle.resolve((object_type, object_id))  # old ids read the new one
             record = self._records.get((object_type, object_id))
             if record is None:
                 synthetic = self._synthetic.get(object_type)
@@ -440,26 +473,93 @@ class SimState:
         with self._lock:
             self._associations.add(spelled, types, pairs, forward, backward, self._clock())
 
-    def unlink(self, from_type: str, to_type: str, pairs: Iterable[tuple[str, str]]) -> int:
-        """Remove the associations of ``pairs`` entirely (both ways); returns how many there were."""
+    def write(
+        self,
+        spelled: tuple[str, str],
+        types: tuple[str, str],
+        inputs: Sequence[WriteInput],
+        caller: Caller | None = None,
+    ) -> list[dict[str, Any] | None]:
+        """Associate each input as HubSpot does (``association_writes.py``): per input None or its refusal.
+
+        Changes fired (association changes of ``caller``'s portal and app) are pushed and journalled.
+        """
         with self._lock:
-            return sum(self._associations.remove((from_type, f, to_type, t)) for f, t in pairs)
+            now = self._clock()
+            writer = None
+            if self._listening():
+                portal = caller.portal_id if caller is not None else None
+                app_id = caller.app_id if caller is not None else None
+                writer = Writer(portal if portal is not None else self._config.portal_id, app_id)
+            association_writer = AssociationWriter(self._associations, self._labels, self._custom_types, self._limits)
+            outcomes, changes = association_writer.write(spelled, types, inputs, now, writer)
+            apps, gone = self._oauth.apps(), self._oauth.uninstalled()
+        self.notifier.notify(changes, apps, gone)
+        return outcomes
+
+    def unlink(
+        self, from_type: str, to_type: str, pairs: Iterable[tuple[str, str]], caller: Caller | None = None
+    ) -> int:
+        """Remove the associations of ``pairs`` entirely (both ways); returns how many there were.
+
+        Each type removed fires its ``associationChange`` (removed) as ``caller``'s, as a write does.
+        """
+        with self._lock:
+            before = self._held(from_type, to_type, pairs)
+            removed = sum(self._associations.remove((from_type, f, to_type, t)) for f, t in pairs)
+            changes = self._removals(before, caller)
+            apps, gone = self._oauth.apps(), self._oauth.uninstalled()
+        self.notifier.notify(changes, apps, gone)
+        return removed
 
     def unlink_types(
-        self, from_type: str, to_type: str, pairs: Iterable[tuple[str, str]], specs: Sequence[Spec]
+        self,
+        from_type: str,
+        to_type: str,
+        pairs: Iterable[tuple[str, str]],
+        specs: Sequence[Spec],
+        caller: Caller | None = None,
     ) -> None:
         """Remove the types ``specs`` from ``pairs`` (their reverses too). Raises ValueError for an unknown type.
 
-        Removing the unlabelled type removes the association, labels and all, as it does in HubSpot.
+        Removing the unlabelled type removes the association, labels and all, as it does in HubSpot. Each type
+        removed fires its ``associationChange`` as ``caller``'s.
         """
         with self._lock:
             backward = [self._labels.reverse(from_type, to_type, spec, self._custom_types) for spec in specs]
             default = default_type_id(from_type, to_type, self._custom_types)
+            pairs = list(pairs)
+            before = self._held(from_type, to_type, pairs)
             for from_id, to_id in pairs:
                 if ("HUBSPOT_DEFINED", default) in specs:
                     self._associations.remove((from_type, from_id, to_type, to_id))
                     continue
                 self._associations.remove_types((from_type, from_id, to_type, to_id), specs, backward)
+            changes = self._removals(before, caller)
+            apps, gone = self._oauth.apps(), self._oauth.uninstalled()
+        self.notifier.notify(changes, apps, gone)
+
+    def _held(
+        self, from_type: str, to_type: str, pairs: Iterable[tuple[str, str]]
+    ) -> dict[tuple[str, str, str, str], set[Spec]]:
+        """The types each pair holds now, when someone listens for changes (else nothing: the hot path)."""
+        if not self._listening():
+            return {}
+        return {(from_type, f, to_type, t): self._associations.types((from_type, f, to_type, t)) for f, t in pairs}
+
+    def _removals(self, before: dict[tuple[str, str, str, str], set[Spec]], caller: Caller | None) -> list[Change]:
+        """The changes of the types held ``before`` and gone now."""
+        if not before:
+            return []
+        portal = caller.portal_id if caller is not None and caller.portal_id is not None else self._config.portal_id
+        writer = Writer(portal, caller.app_id if caller is not None else None)
+        now = self._clock()
+        changes = []
+        for direction, held in before.items():
+            for spec in sorted(held - self._associations.types(direction)):
+                back = self._labels.reverse_held(direction[0], direction[2], spec, self._custom_types)
+                changes.extend(changed(direction, spec, back, now, writer, removed=True))
+        return changes
 
     def reverse_spec(self, from_type: str, to_type: str, spec: Spec) -> Spec:
         """The type of the other direction. Raises ValueError when ``spec`` is not a type of the pair."""
@@ -484,7 +584,7 @@ class SimState:
             return sorted(str(d["label"]) for d in described if "label" in d)
 
     def label_definitions(self, from_type: str, to_type: str) -> list[dict[str, Any]]:
-        """``GET /crm/v4/associations/{from}/{to}/labels``: every type of the pair, HubSpot's first."""
+        """``GET .../associations/{from}/{to}/labels`` (v4, 2026-03): every type of the pair, HubSpot's first."""
         with self._lock:
             return [d.as_dict() for d in self._labels.definitions(from_type, to_type, self._custom_types)]
 
@@ -527,27 +627,83 @@ class SimState:
         with self._lock:
             return self._log.as_dict()
 
-    # --- OAuth ---
+    def merge(self, object_type: str, primary_id: str, merged_ids: Sequence[str], portal_id: int | None) -> str:
+        """``POST /_sim/merge``: a new record from the primary and merged ones; returns its id.
 
-    def register_oauth_app(
-        self,
-        client_id: str,
-        client_secret: str,
-        refresh_token: str,
-        portal_id: int,
-    ) -> None:
-        """``POST /_sim/oauth-apps``: refreshes with these credentials issue tokens for ``portal_id``."""
-        with self._lock:
-            self._oauth.register(client_id, OAuthApp(client_secret, refresh_token, portal_id))
-
-    def refresh(self, client_id: str, client_secret: str, refresh_token: str) -> dict[str, Any]:
-        """Issue an access token living the configured ``oauth_token_ttl_s`` (see ``OAuthRegistry.refresh``).
-
-        Raises RefreshRefusedError when the client, secret or refresh token is wrong.
+        Raises ValueError naming an id that is archived, already merged, repeated, or (``records: strict``)
+        unknown.
         """
         with self._lock:
-            now, ttl_s = self._clock(), self._config.oauth_token_ttl_s
-            return self._oauth.refresh(client_id, client_secret, refresh_token, now=now, ttl_s=ttl_s)
+            now = self._clock()
+            old_ids = [primary_id, *merged_ids]
+            if len(set(old_ids)) != len(old_ids):
+                raise ValueError("mergedObjectIds: the primary and merged ids must all differ")
+            strict = self._config.records == "strict"
+            for old_id in old_ids:
+                side = (object_type, old_id)
+                if self._lifecycle.is_archived(side) or self._lifecycle.is_merged(side):
+                    raise ValueError(f"{object_type} {old_id} is deleted or already merged")
+                if not self._exists(side, now, strict=strict):
+                    raise ValueError(f"{object_type} {old_id} does not exist (records: strict)")
+            new_id = self._lifecycle.mint(object_type, self._records)
+            properties: dict[str, str | None] = {}
+            for old_id in reversed(old_ids):  # the primary's values win
+                old = self._records.pop((object_type, old_id), None)
+                if old is not None:
+                    properties.update(old.properties)
+            self._records[(object_type, new_id)] = Record(new_id, properties, now, now)
+            self._lifecycle.merge(
+                object_type, old_ids, new_id, self._associations, self._labels, self._custom_types, now
+            )
+            portal = portal_id if portal_id is not None else self._config.portal_id
+            changes = []
+            if self._listening():
+                fields = {
+                    "primaryObjectId": int(primary_id),
+                    "mergedObjectIds": [int(i) for i in merged_ids],
+                    "newObjectId": int(new_id),
+                    "numberOfPropertiesMoved": len(properties),
+                }
+                changes.append(Change("merge", object_type, new_id, portal, now, "CRM", None, fields))
+                changes.extend(Change("deletion", object_type, i, portal, now) for i in merged_ids)
+            apps, gone = self._oauth.apps(), self._oauth.uninstalled()
+        self.notifier.notify(changes, apps, gone)
+        return new_id
+
+    def delete(self, object_type: str, ids: Sequence[str], *, privacy: bool, portal_id: int | None) -> int:
+        """``POST /_sim/records/delete``: archive records, drop their associations; returns how many.
+
+        Fires ``deletion`` (and with ``privacy``, contacts only, ``privacyDeletion``) changes. Raises
+        ValueError for ``privacy`` on another type, or (``records: strict``) an unknown id.
+        """
+        if privacy and object_type != "contacts":
+            raise ValueError(f"privacy: only contacts have privacy deletions, got objectType {object_type!r}")
+        with self._lock:
+            now = self._clock()
+            strict = self._config.records == "strict"
+            fresh = [i for i in dict.fromkeys(ids) if not self._lifecycle.is_archived((object_type, i))]
+            for object_id in fresh:
+                side = (object_type, object_id)
+                if self._lifecycle.is_merged(side) or not self._exists(side, now, strict=strict):
+                    raise ValueError(f"{object_type} {object_id} does not exist or was merged")
+            for object_id in fresh:
+                self._records.pop((object_type, object_id), None)
+                self._lifecycle.archive((object_type, object_id), self._associations)
+            portal = portal_id if portal_id is not None else self._config.portal_id
+            changes = []
+            if self._listening():
+                for object_id in fresh:
+                    changes.append(Change("deletion", object_type, object_id, portal, now))
+                    if privacy:
+                        changes.append(Change("privacyDeletion", object_type, object_id, portal, now))
+            apps, gone = self._oauth.apps(), self._oauth.uninstalled()
+        self.notifier.notify(changes, apps, gone)
+        return len(fresh)
+
+    def lifecycle_json(self) -> dict[str, Any]:
+        """``GET /_sim/lifecycle``: merged ids with the id they point to, archived ids."""
+        with self._lock:
+            return self._lifecycle.as_json()
 
 
 def _windows(limit: RateLimit | None) -> RollingWindows | None:

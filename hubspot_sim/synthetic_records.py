@@ -2,7 +2,7 @@
 
 Nothing is held per record: a record's properties are a function of its id, so a million deals cost nothing
 until read. Search over them follows what a client paging a large type does with HubSpot's CRM search
-(hubspot-api.md §8): filters on ``hs_object_id`` (``EQ``, ``GT``, ``GTE``, ``LT``, ``LTE``, ``BETWEEN``,
+(docs/reference/hubspot.md §8): filters on ``hs_object_id`` (``EQ``, ``GT``, ``GTE``, ``LT``, ``LTE``, ``BETWEEN``,
 AND-ed within one filter group), sorted by ``hs_object_id`` (ascending unless a sort says descending), at
 most 200 a page, ``after`` paging, and HubSpot's 10,000-results-per-query cap. Any other filter is refused.
 A seeded record with the same type and id shadows its synthetic twin (reads and search show the seeded

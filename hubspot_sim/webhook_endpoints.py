@@ -11,6 +11,9 @@ filtered by ``?installPortalId=``:
 The journal endpoints carry ``x-hubspot-rate-limit-exemptions: ["daily", "ten-secondly"]`` in the spec, so
 ``HubSpotApi`` counts them against no limit.
 
+Journal subscriptions (``/webhooks-journal/subscriptions/2026-03``: list, upsert, read, delete, delete a
+portal's): see ``journal_subscriptions.py``; they act for the app of the calling app token.
+
 Settings and subscriptions (``/webhooks/2026-03/{appId}/...``): see ``webhook_settings.py``.
 """
 
@@ -27,6 +30,14 @@ from hubspot_sim.state import SimState
 
 Endpoint = Callable[[Request, tuple[str, ...]], tuple[Answer, int]]
 MAX_JOURNAL_BATCH = 1000  # [I]: the spec states only a minimum of 1
+#: The journal-subscription endpoints: called with an app token, exempt from the limits as the journal is.
+APP_ENDPOINTS = (
+    "list_journal_subscriptions",
+    "upsert_journal_subscription",
+    "read_journal_subscription",
+    "delete_journal_subscription",
+    "delete_portal_journal_subscriptions",
+)
 JOURNAL_ENDPOINTS = (
     "journal_earliest",
     "journal_latest",
@@ -62,6 +73,21 @@ class WebhookEndpoints:
             "read_subscription": _found(lambda r, g: Answer(200, self.state.apps.subscription(_app(g), g[1]))),
             "patch_subscription": _found(lambda r, g: Answer(200, self.state.apps.patch(_app(g), g[1], r.json()))),
             "delete_subscription": _found(self._delete_subscription),
+            "list_journal_subscriptions": lambda r, g: (
+                Answer(200, self.state.journal_subscriptions.listing(_app_of(r))),
+                0,
+            ),
+            "upsert_journal_subscription": lambda r, g: (
+                Answer(200, self.state.journal_subscriptions.upsert(_app_of(r), r.json())),
+                0,
+            ),
+            "read_journal_subscription": _found(
+                lambda r, g: Answer(
+                    200, self.state.journal_subscriptions.one(_app_of(r), _number(g[0], "subscriptionId"))
+                )
+            ),
+            "delete_journal_subscription": _found(self._delete_journal_subscription),
+            "delete_portal_journal_subscriptions": self._delete_portal_subscriptions,
         }
 
     # --- journal ---
@@ -135,9 +161,30 @@ class WebhookEndpoints:
         self.state.apps.delete_settings(_app(groups))
         return Answer(204, raw=b""), 0
 
+    def _delete_journal_subscription(self, request: Request, groups: tuple[str, ...]) -> Answer:
+        self.state.journal_subscriptions.delete(_app_of(request), _number(groups[0], "subscriptionId"))
+        return Answer(204, raw=b"")
+
+    def _delete_portal_subscriptions(self, request: Request, groups: tuple[str, ...]) -> tuple[Answer, int]:
+        self.state.journal_subscriptions.delete_portal(_number(groups[0], "portalId"), _app_of(request))
+        return Answer(204, raw=b""), 0
+
     def _delete_subscription(self, request: Request, groups: tuple[str, ...]) -> Answer:
         self.state.apps.delete(_app(groups), groups[1])
         return Answer(204, raw=b"")
+
+
+def _app_of(request: Request) -> int:
+    """The app a journal-subscription call acts for: its app token's app (0 for an app not registered)."""
+    app_id = getattr(request.caller, "app_id", None)
+    return int(app_id) if isinstance(app_id, str) and app_id.isdigit() else 0
+
+
+def _number(text: str, name: str) -> int:
+    value = unquote(text)
+    if not value.isdigit():
+        raise ValueError(f"{name}: expected an integer, got {value!r}")
+    return int(value)
 
 
 def _found(handler: Callable[[Request, tuple[str, ...]], Answer]) -> Endpoint:

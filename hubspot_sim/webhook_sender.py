@@ -3,7 +3,7 @@
 ``POST /_sim/webhooks/deliver`` hands it ``{"url", "clientSecret", "events", "retryScale"?}``; each delivery
 runs on its own daemon thread and is listed by ``GET /_sim/webhooks/deliveries`` with its attempts.
 
-HubSpot's rules (hubspot-api.md §4.2, §4.4, §4.5): at most 100 events a POST; a delivery fails when the
+HubSpot's rules (docs/reference/hubspot.md §4.2, §4.4, §4.5): at most 100 events a POST; a delivery fails when the
 connection fails, the receiver takes longer than 5 seconds, or it answers anything but 2xx; a failed
 delivery is retried up to 10 times over the next 24 hours. HubSpot does not publish the exact spacing
 ("varying delays"); ``RETRY_DELAYS_S`` is ours, growing and ending 24 hours after the first attempt, without
@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 
 from hubspot_sim.signatures import signed_headers
 
-MAX_EVENTS = 100  # HubSpot sends at most 100 events per request (hubspot-api.md §4.2)
+MAX_EVENTS = 100  # HubSpot sends at most 100 events per request (docs/reference/hubspot.md §4.2)
 TIMEOUT_S = 5.0  # past this HubSpot counts the attempt as failed (§4.4)
 #: Seconds to wait after each failed attempt before the next: 10 retries, the last 24 h after the first try.
 RETRY_DELAYS_S = (60, 300, 900, 1800, 3600, 5400, 7200, 14400, 21600, 31140)
@@ -192,13 +192,16 @@ class WebhookSender:
         self._ids = itertools.count(1)
         self._generation = 0
 
-    def deliver(self, request: DeliveryRequest) -> str:
-        """Start delivering; returns the delivery id at once."""
+    def deliver(self, request: DeliveryRequest, *, journal: bool = True) -> str:
+        """Start delivering; returns the delivery id at once.
+
+        ``journal`` False: ``on_sent`` does not see the events (the caller journals them by its own rule).
+        """
         with self._lock:
             delivery = Delivery(f"d{next(self._ids)}", request)
             self._deliveries[delivery.delivery_id] = delivery
             generation = self._generation
-        if self._on_sent is not None:
+        if journal and self._on_sent is not None:
             self._on_sent(request.events)
         self._spawn(lambda: self._run(delivery, generation))
         return delivery.delivery_id

@@ -2,7 +2,7 @@
 
 Settings are ``{targetUrl, throttling: {maxConcurrentRequests}}`` with their times; subscriptions are
 ``{id, eventType, active, propertyName?, objectTypeId?}`` with theirs, at most 1,000 per app
-(hubspot-api.md §4.1). Validation raises ValueError naming the field (400 ``VALIDATION_ERROR``); a missing
+(docs/reference/hubspot.md §4.1). Validation raises ValueError naming the field (400 ``VALIDATION_ERROR``); a missing
 app setting or subscription raises KeyError (404). Thread-safe (its own lock).
 """
 
@@ -17,8 +17,8 @@ from urllib.parse import urlsplit
 
 from hubspot_sim.messages import iso_utc
 
-MAX_SUBSCRIPTIONS = 1000  # per app (hubspot-api.md §4.1)
-MIN_CONCURRENT_REQUESTS = 6  # the v3 docs ask for more than 5 (hubspot-api.md §4.3)
+MAX_SUBSCRIPTIONS = 1000  # per app (docs/reference/hubspot.md §4.1)
+MIN_CONCURRENT_REQUESTS = 6  # the v3 docs ask for more than 5 (docs/reference/hubspot.md §4.3)
 #: The spec's SubscriptionCreateRequest.eventType enum.
 EVENT_TYPES = frozenset(
     [f"{o}.{a}" for o in ("company", "contact", "deal", "ticket", "line_item") for a in ("associationChange",)]
@@ -136,6 +136,13 @@ class WebhookApps:
         with self._lock:
             if app_id in self._apps:
                 self._apps[app_id].settings = None
+
+    def target(self, app_id: str) -> tuple[str | None, list[Subscription]]:
+        """The app's target URL (None without settings) and its active subscriptions."""
+        with self._lock:
+            app = self._apps.get(app_id, _App())
+            url = app.settings.target_url if app.settings is not None else None
+            return url, [s for s in app.subscriptions.values() if s.active]
 
     # --- subscriptions ---
 

@@ -51,7 +51,7 @@ rules:
         mode: replace
 """
 #: ``/metrics`` after two removals by hubspot rules.
-REMOVED_TWO = 'hublink_reconcile_removed_total{source="hubspot"} 2.0'
+REMOVED_ONE = 'hublink_reconcile_removed_total{source="hubspot"} 1.0'
 #: The simulator's endpoints that change associations (``/_sim/requests`` names).
 WRITES = {
     "associate_default",
@@ -176,9 +176,12 @@ class TestReconcileEndToEnd:
     def test_the_primary_company_moves_to_the_one_the_deal_names(
         self, stack: Stack, sim: Sim, redis_client: redis_lib.Redis
     ) -> None:
-        """A and B lose Primary (they stay associated, unlabelled), X gains it once, the removal is recorded."""
+        """B loses Primary (it stays associated, unlabelled), X gains it once, the removal is recorded.
+
+        A deal holds one Primary company (docs/reference/hubspot.md §9.4): writing B's moved it off A.
+        """
         associate(sim, "101", "301", primary=True)  # A
-        associate(sim, "101", "302", primary=True)  # B
+        associate(sim, "101", "302", primary=True)  # B, which takes Primary from A
         associate(sim, "101", "304", primary=False)  # a company that was never primary: left alone
         associate(sim, "102", "301", primary=True)  # another deal's primary: not this reconcile's business
         # The deal now names X (the lookup reads it); the webhook says it changed.
@@ -196,17 +199,17 @@ class TestReconcileEndToEnd:
         assert primaries(sim, "101") == {"303"}
         assert companies(sim, "101") == {"301": {341}, "302": {341}, "303": {341, 5}, "304": {341}}
         assert primaries(sim, "102") == {"301"}
-        # Only the label comes off A and B (one call), then X is created: alone, through the labelled PUT.
+        # Only the label comes off B (one call), then X is created: alone, through the labelled PUT.
         writes = [(r["endpoint"], r["inputs"], r["status"]) for r in calls if r["endpoint"] in WRITES]
-        assert writes == [("batch_labels_archive", 2, 200), ("associate_labels", 1, 201)], calls
+        assert writes == [("batch_labels_archive", 1, 200), ("associate_labels", 1, 201)], calls
         assert [r["path"] for r in calls if r["endpoint"] == "associate_labels"] == [
             "/crm/objects/2026-03/deals/101/associations/companies/303"
         ]
         assert metric(redis_client, "associations_dead_lettered") == 0
-        assert metric(redis_client, "reconcile_removed") == 2
-        assert exported(url, "hublink_reconcile_removed_total") == REMOVED_TWO
+        assert metric(redis_client, "reconcile_removed") == 1
+        assert exported(url, "hublink_reconcile_removed_total") == REMOVED_ONE
         logged = wait_for(lambda: removal_logs(worker), timeout=5, what="the removal's log line")
-        assert logged == [("deals/101", "companies", ["301", "302"])]
+        assert logged == [("deals/101", "companies", ["302"])]
 
     def test_a_deal_already_exact_is_only_read(self, stack: Stack, sim: Sim, redis_client: redis_lib.Redis) -> None:
         """X is already the only primary: the worker reads, removes nothing, creates nothing, records nothing."""

@@ -171,7 +171,7 @@ class TestSingleAssociation:
         ],
     )
     def test_documented_type_ids(self, sim: Client, from_type: str, to_type: str, type_id: int) -> None:
-        """Each documented pair answers its HubSpot-defined default type id (hubspot-api.md §1.2)."""
+        """Each documented pair answers its HubSpot-defined default type id (docs/reference/hubspot.md §1.2)."""
         path = f"/crm/objects/2026-03/{from_type}/1/associations/default/{to_type}/2"
         assert sim.api("PUT", path).json()["results"][0]["associationSpec"]["associationTypeId"] == type_id
 

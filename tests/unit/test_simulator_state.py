@@ -10,13 +10,14 @@ from typing import Any
 
 import pytest
 
+from hubspot_sim.accounts import AuthOutcome
 from hubspot_sim.api import HubSpotApi
 from hubspot_sim.messages import Request
 from hubspot_sim.oauth import RefreshRefusedError
 from hubspot_sim.rate_limits import RateLimit
 from hubspot_sim.records import SearchQuery, SeedRecord
 from hubspot_sim.request_log import token_hint
-from hubspot_sim.state import AuthOutcome, SimState
+from hubspot_sim.state import SimState
 
 TOKEN = "pat-na1-unit-test-token-0001"
 PUT_PATH = "/crm/objects/2026-03/deals/1/associations/default/contacts/2"

@@ -63,7 +63,7 @@ def request(**overrides: Any) -> DeliveryRequest:
 
 
 class TestSignatures:
-    """HubSpot's documented test vectors (hubspot-api.md §4.5)."""
+    """HubSpot's documented test vectors (docs/reference/hubspot.md §4.5)."""
 
     def test_v3_vector(self) -> None:
         """The official SDK's v3 vector."""
@@ -190,7 +190,7 @@ class TestDelivery:
         assert sent.deliveries_json()["deliveries"][0]["state"] == "delivered"
 
     def test_4xx_is_retried_too(self) -> None:
-        """HubSpot retries any 4xx (hubspot-api.md §4.4)."""
+        """HubSpot retries any 4xx (docs/reference/hubspot.md §4.4)."""
         receiver = Receiver(400, 200)
         sender(receiver, []).deliver(request())
         assert len(receiver.calls) == 2
