@@ -50,7 +50,14 @@ test-integration: venv browser ## Integration tier: real Redis, simulator, gunic
 test-faults: venv ## The slow fault tests `make test` leaves out: Redis killed with 2,000 in flight, the Sentinel failover (minutes)
 	nice $(PY) -m pytest tests/integration -m faults -p no:cacheprovider -q $(PYTEST_FLAGS)
 
-test: lint typecheck test-unit test-integration ## Everything CI runs (the README's test command)
+test: lint typecheck docs test-unit test-integration ## Everything CI runs (the README's test command)
+
+.PHONY: docs docs-gen
+docs-gen: venv ## Rewrite the generated tables (docs/_generated/) and .env.example from the code
+	$(PY) scripts/gen_docs.py
+
+docs: venv ## Build the docs site into site/ with --strict (a broken link or include fails)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet --site-dir site
 
 fmt: venv ## Format and fix what ruff can
 	$(VENV)/bin/ruff format .

@@ -32,12 +32,12 @@ from tests.support.processes import python, wait_for
 if TYPE_CHECKING:
     from bench.__main__ import Bench
 
-#: HubSpot's default burst limit for association calls (hubspot-api.md §1.4 and §2.1: Free/Starter).
+#: HubSpot's default burst limit for association calls (docs/reference/hubspot.md §1.4 and §2.1: Free/Starter).
 LIMIT_CALLS = 100
 LIMIT_WINDOW_S = 10.0
-#: HubSpot's cap on inputs per batch create (hubspot-api.md §1), HUBSPOT_BATCH_SIZE's default.
+#: HubSpot's cap on inputs per batch create (docs/reference/hubspot.md §1), HUBSPOT_BATCH_SIZE's default.
 BATCH_SIZE = 2000
-#: HubSpot's CRM search limit (hubspot-api.md §2.1) and its largest page.
+#: HubSpot's CRM search limit (docs/reference/hubspot.md §2.1) and its largest page.
 SEARCH_PER_S = 5
 SEARCH_PAGE = 200
 

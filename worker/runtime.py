@@ -36,7 +36,7 @@ from hublink.delivery.credentials import CredentialProvider, PortalCredentials, 
 from hublink.delivery.drain import DrainSettings, LaneDrainer
 from hublink.delivery.hubspot import HubSpotClient
 from hublink.delivery.labels import LabelCatalog, LabelDefinitions, check_rule_labels
-from hublink.delivery.lookups import LookupResolver
+from hublink.delivery.lookups import LookupResolver, ResolutionHistory
 from hublink.delivery.pauses import PauseStore
 from hublink.delivery.rate_limit import RedisRateLimiter
 from hublink.domain.errors import ConfigError
@@ -255,8 +255,10 @@ def build(settings: Settings, rules_file: RulesFile | None = None, *, consumer: 
             errors=settings.circuit_errors, window_s=settings.circuit_window_s, probe_s=settings.circuit_probe_s
         ),
     )
+    history = EventHistory(redis, keys, days=settings.history_days, max_mb=settings.history_max_mb, scripts=scripts)
     drainer = LaneDrainer(
         lanes=lanes,
+        resolutions=ResolutionHistory(history),
         circuit=breaker,
         limiter=RedisRateLimiter(redis, keys, margin=settings.rate_limit_margin, scripts=scripts),
         client=client,
@@ -299,9 +301,7 @@ def build(settings: Settings, rules_file: RulesFile | None = None, *, consumer: 
             lanes,
             metrics,
             rules_tag=rules_file.tag,
-            history=EventHistory(
-                redis, keys, days=settings.history_days, max_mb=settings.history_max_mb, scripts=scripts
-            ),
+            history=history,
             own_app_id=settings.hubspot_app_id,
         ),
         consumer=name,

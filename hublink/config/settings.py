@@ -1,15 +1,18 @@
 """Settings: the one frozen configuration object, read from the environment once at start-up.
 
-Every variable HubLink reads is parsed here, with its coercer and its default documented where it is
-defined. A bad value stops start-up with one line naming the variable. Secrets are kept out of ``repr``.
-Nothing else in HubLink reads ``os.environ``.
+Every variable HubLink reads is a field of :class:`Settings` declared with :func:`variable`: its name,
+its coercer, its default and one sentence on what it does live together there. ``Settings.from_env``
+reads the variables from those declarations, and ``scripts/gen_docs.py`` writes the configuration page
+and ``.env.example`` from them, so the code, the docs and the example cannot disagree. A bad value stops
+start-up with one line naming the variable. Secrets are kept out of ``repr``. Nothing else in HubLink
+reads ``os.environ``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
-from typing import Literal, TypeVar
+from dataclasses import Field, dataclass, field, fields
+from typing import Any, Literal, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from hublink.domain.errors import ConfigError
@@ -21,113 +24,413 @@ T = TypeVar("T")
 Role = Literal["web", "worker"]
 
 
+def _bool(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(f"expected true or false, got {text!r}")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError(f"expected a non-negative integer, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if value < 0 or value != value:
+        raise ValueError(f"expected a non-negative number, got {text!r}")
+    return value
+
+
+def _sentinels(text: str) -> tuple[tuple[str, int], ...]:
+    found = []
+    for item in text.split(","):
+        host, sep, port = item.strip().rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"expected comma-separated host:port, got {item.strip()!r}")
+        found.append((host.strip("[]"), int(port)))
+    return tuple(found)
+
+
+def _app_id(text: str) -> str:
+    if not (text.isascii() and text.isdigit() and len(text) <= 20):
+        raise ValueError(f"expected an app id of 1 to 20 digits, got {text!r}")
+    return text
+
+
+def _url(text: str) -> str:
+    return text.rstrip("/")
+
+
+def _level(text: str) -> str:
+    upper = text.upper()
+    if upper not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+        raise ValueError(f"expected DEBUG, INFO, WARNING or ERROR, got {text!r}")
+    return upper
+
+
+@dataclass(frozen=True, slots=True)
+class Variable:
+    """One environment variable: its name, how its text becomes a value, and what it is for.
+
+    ``shown`` is the default as people write it (``100/10s``, ``false``) where the value's ``str`` is not.
+    """
+
+    name: str
+    doc: str
+    coerce: Callable[[str], object] = str
+    secret: bool = False
+    shown: str | None = None
+
+
+def variable(
+    name: str,
+    default: T,
+    doc: str,
+    coerce: Callable[[str], object] = str,
+    *,
+    secret: bool = False,
+    shown: str | None = None,
+) -> T:
+    """Declare a Settings field read from ``name``; typed as its default, so mypy sees the field's type."""
+    spec = Variable(name, doc, coerce, secret, shown)
+    return field(default=default, repr=not secret, metadata={"variable": spec})
+
+
+def variable_of(item: Field[Any]) -> Variable:
+    """The declaration of a Settings field; TypeError naming the field if it was not declared with variable()."""
+    spec = item.metadata.get("variable")
+    if not isinstance(spec, Variable):
+        raise TypeError(f"Settings.{item.name}: declare it with variable(NAME, default, sentence, coercer)")
+    return spec
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Settings:
-    """HubLink's configuration. Field names mirror the environment variables (see ``.env.example``)."""
+    """HubLink's configuration: one field per environment variable, declared with :func:`variable`."""
 
-    # --- Redis and queueing ---
-    redis_url: str = field(default="redis://127.0.0.1:6379/0", repr=False)  # REDIS_URL (may hold a password)
-    redis_prefix: str = "hl:"  # HUBLINK_REDIS_PREFIX: prefix of every HubLink key (RQ keeps rq:)
-    queue_name: str = "hublink"  # HUBLINK_QUEUE: the RQ queue drain jobs go to
-    redis_timeout_s: float = 2.0  # HUBLINK_REDIS_TIMEOUT_S: intake must answer well inside HubSpot's 5 s
-    # REDIS_SENTINELS: "host:port,host:port"; with REDIS_SENTINEL_MASTER, every client finds the primary
-    # through Sentinel and follows a failover (REDIS_URL then gives only the database, user and password).
-    redis_sentinels: tuple[tuple[str, int], ...] = ()
-    redis_sentinel_master: str | None = None  # REDIS_SENTINEL_MASTER: the service name the sentinels monitor
-    redis_sentinel_password: str | None = field(default=None, repr=False)  # REDIS_SENTINEL_PASSWORD
-    redis_min_replicas: int = 0  # HUBLINK_REDIS_MIN_REPLICAS: intake's 2xx waits for this many replicas (WAIT)
-    redis_wait_ms: int = 500  # HUBLINK_REDIS_WAIT_MS: how long intake's WAIT may take; past it, 503
+    redis_url: str = variable(
+        "REDIS_URL",
+        "redis://127.0.0.1:6379/0",
+        "HubLink's Redis; give HubLink its own Redis or an ACL user (see Security). It may hold a password.",
+        secret=True,
+    )
+    redis_prefix: str = variable("HUBLINK_REDIS_PREFIX", "hl:", "Prefix of HubLink's own keys (RQ keeps `rq:`).")
+    queue_name: str = variable("HUBLINK_QUEUE", "hublink", "The RQ queue drain jobs go to.")
+    redis_timeout_s: float = variable(
+        "HUBLINK_REDIS_TIMEOUT_S",
+        2.0,
+        "Redis socket timeout; intake answers 503 past it, well inside HubSpot's 5 s.",
+        _positive_float,
+    )
+    redis_sentinels: tuple[tuple[str, int], ...] = variable(
+        "REDIS_SENTINELS",
+        (),
+        "`host:port,host:port`: find the primary through these sentinels and follow failovers "
+        "(with `REDIS_SENTINEL_MASTER`; `REDIS_URL` then gives only the database, user, password and TLS).",
+        _sentinels,
+    )
+    redis_sentinel_master: str | None = variable(
+        "REDIS_SENTINEL_MASTER", None, "The service name the sentinels monitor (e.g. `hublink`)."
+    )
+    redis_sentinel_password: str | None = variable(
+        "REDIS_SENTINEL_PASSWORD",
+        None,
+        "The sentinels' own password; the primary's is in `REDIS_URL`.",
+        secret=True,
+    )
+    redis_min_replicas: int = variable(
+        "HUBLINK_REDIS_MIN_REPLICAS",
+        0,
+        "Intake answers 2xx only once this many replicas hold the request (`WAIT`).",
+        _positive_int,
+    )
+    redis_wait_ms: int = variable(
+        "HUBLINK_REDIS_WAIT_MS",
+        500,
+        "How long intake waits for those replicas; past it, 503 `not_replicated`.",
+        _positive_int,
+    )
 
-    # --- intake ---
-    api_token: str | None = field(default=None, repr=False)  # HUBLINK_API_TOKEN (required by web)
-    admin_token: str | None = field(default=None, repr=False)  # HUBLINK_ADMIN_TOKEN
-    max_body_bytes: int = 1_048_576  # HUBLINK_MAX_BODY_BYTES
-    body_timeout_s: float = 10.0  # HUBLINK_BODY_TIMEOUT_S: a body not received by then gets 408
-    max_items: int = 100  # HUBLINK_MAX_ITEMS: items per direct API request
+    api_token: str | None = variable(
+        "HUBLINK_API_TOKEN", None, "Bearer token of `POST /api/associations`; the web needs it.", secret=True
+    )
+    admin_token: str | None = variable(
+        "HUBLINK_ADMIN_TOKEN",
+        None,
+        "Bearer token of the admin API (dead letters, events, pauses) and the `/admin` login.",
+        secret=True,
+    )
+    max_body_bytes: int = variable(
+        "HUBLINK_MAX_BODY_BYTES",
+        1_048_576,
+        "Larger request bodies get 413, chunked ones too; they are never processed.",
+        _positive_int,
+    )
+    body_timeout_s: float = variable(
+        "HUBLINK_BODY_TIMEOUT_S",
+        10.0,
+        "A request body not received within this many seconds gets 408 `request_timeout`.",
+        _positive_float,
+    )
+    max_items: int = variable("HUBLINK_MAX_ITEMS", 100, "Items per direct API request (1..1000).", _positive_int)
+    secret_key: str | None = variable(
+        "HUBLINK_SECRET_KEY",
+        None,
+        "Signs `/admin` sessions' token mark; set it when several web processes serve the dashboard.",
+        secret=True,
+        shown="random per process",
+    )
+    cookie_secure: bool = variable(
+        "HUBLINK_COOKIE_SECURE",
+        False,
+        "Send the `/admin` cookie only over HTTPS; always on when `HUBLINK_PUBLIC_URL` is `https://`.",
+        _bool,
+    )
 
-    # --- HubSpot ---
-    hubspot_base_url: str = "https://api.hubapi.com"  # HUBSPOT_BASE_URL
-    hubspot_access_token: str | None = field(default=None, repr=False)  # HUBSPOT_ACCESS_TOKEN
-    hubspot_connect_timeout_s: float = 3.05  # HUBSPOT_CONNECT_TIMEOUT_S
-    hubspot_read_timeout_s: float = 10.0  # HUBSPOT_READ_TIMEOUT_S
-    hubspot_rate_limit: RateLimit = RateLimit(100, 10.0)  # HUBSPOT_RATE_LIMIT
-    hubspot_search_rate_limit: RateLimit = RateLimit(5, 1.0)  # HUBSPOT_SEARCH_RATE_LIMIT
-    rate_limit_margin: float = 0.05  # HUBLINK_RATE_LIMIT_MARGIN: share of the limit left unused
-    # HUBSPOT_BATCH_SIZE: 1..2000 associations claimed for one batch call. HubSpot's own cap for association
-    # creates (default and labelled) and removals: a bad input no longer sinks its batch (the drain isolates
-    # it), so the default fills each call. Reads (reconcile's batch/read) go in chunks of 1,000 whatever this is.
-    batch_size: int = 2000
-    batch_window_ms: int = 0  # HUBLINK_BATCH_WINDOW_MS: wait this long for a batch to fill; 0 = never
+    hubspot_base_url: str = variable(
+        "HUBSPOT_BASE_URL", "https://api.hubapi.com", "HubSpot's API, or the simulator's address.", _url
+    )
+    hubspot_access_token: str | None = variable(
+        "HUBSPOT_ACCESS_TOKEN",
+        None,
+        "Private-app token for single-portal mode; workers need it when there is no portals file.",
+        secret=True,
+    )
+    hubspot_connect_timeout_s: float = variable(
+        "HUBSPOT_CONNECT_TIMEOUT_S", 3.05, "Connect timeout of every HubSpot call.", _positive_float
+    )
+    hubspot_read_timeout_s: float = variable(
+        "HUBSPOT_READ_TIMEOUT_S", 10.0, "Read timeout of every HubSpot call.", _positive_float
+    )
+    hubspot_rate_limit: RateLimit = variable(
+        "HUBSPOT_RATE_LIMIT", RateLimit(100, 10.0), "The app's burst limit, e.g. `190/10s`.", RateLimit.parse
+    )
+    hubspot_search_rate_limit: RateLimit = variable(
+        "HUBSPOT_SEARCH_RATE_LIMIT",
+        RateLimit(5, 1.0),
+        "HubSpot's CRM search limit, used by rule lookups and backfills.",
+        RateLimit.parse,
+    )
+    rate_limit_margin: float = variable(
+        "HUBLINK_RATE_LIMIT_MARGIN",
+        0.05,
+        "Share of the limit HubLink leaves unused, kept as time: the window is stretched by it.",
+        _positive_float,
+    )
+    # HubSpot caps association creates and removals at 2,000 inputs a call; a bad input does not sink its
+    # batch (the drain isolates it), so the default fills each call.
+    batch_size: int = variable(
+        "HUBSPOT_BATCH_SIZE",
+        2000,
+        "Associations claimed for one batch call, 1..2000 (reconcile's reads go in chunks of 1,000).",
+        _positive_int,
+    )
+    batch_window_ms: int = variable(
+        "HUBLINK_BATCH_WINDOW_MS", 0, "Wait up to this long for a batch to fill; 0 never waits.", _positive_int
+    )
 
-    # --- retries and dead letters ---
-    max_attempts: int = 10  # HUBLINK_MAX_ATTEMPTS
-    retry_base_s: float = 2.0  # HUBLINK_RETRY_BASE_S
-    retry_cap_s: float = 600.0  # HUBLINK_RETRY_CAP_S
-    fresh_record_grace_s: float = 120.0  # HUBLINK_FRESH_RECORD_GRACE_S
-    daily_limit_defer_s: float = 3600.0  # HUBLINK_DAILY_LIMIT_DEFER_S: a DAILY 429's wait when no zone is known
-    max_retry_after_s: float = 3600.0  # HUBLINK_MAX_RETRY_AFTER_S: caps HubSpot's Retry-After hints
-    account_timezone: str = "UTC"  # HUBLINK_ACCOUNT_TIMEZONE: where HubSpot's daily limit resets at midnight
-    daily_reserve: float = 0.05  # HUBLINK_DAILY_RESERVE: share of the daily budget left to other apps
-    dead_letter_ttl_days: float = 30.0  # HUBLINK_DEAD_LETTER_TTL_DAYS
-    dead_letter_max: int = 1_000_000  # HUBLINK_DEAD_LETTER_MAX: oldest dropped (and counted) beyond
-    lease_s: float = 30.0  # HUBLINK_LEASE_S: claimed work returns to its lane if not settled by then
-    max_limiter_wait_ms: int = 500  # HUBLINK_MAX_LIMITER_WAIT_MS: longer waits give the worker back
+    max_attempts: int = variable(
+        "HUBLINK_MAX_ATTEMPTS", 10, "Attempts before an association is dead-lettered.", _positive_int
+    )
+    retry_base_s: float = variable("HUBLINK_RETRY_BASE_S", 2.0, "Backoff base in seconds.", _positive_float)
+    retry_cap_s: float = variable("HUBLINK_RETRY_CAP_S", 600.0, "Backoff cap in seconds.", _positive_float)
+    fresh_record_grace_s: float = variable(
+        "HUBLINK_FRESH_RECORD_GRACE_S",
+        120.0,
+        "A 404 or `INVALID_OBJECT_IDS` this soon after the event is retried: the record may not be visible yet.",
+        _positive_float,
+    )
+    daily_limit_defer_s: float = variable(
+        "HUBLINK_DAILY_LIMIT_DEFER_S",
+        3600.0,
+        "A `DAILY` 429's wait when no time zone applies (with the default `UTC` zone it waits for midnight).",
+        _positive_float,
+    )
+    max_retry_after_s: float = variable(
+        "HUBLINK_MAX_RETRY_AFTER_S",
+        3600.0,
+        "The longest a HubSpot `Retry-After` (429 or 5xx) may defer work or block a bucket.",
+        _positive_float,
+    )
+    account_timezone: str = variable(
+        "HUBLINK_ACCOUNT_TIMEZONE",
+        "UTC",
+        "The account's IANA time zone, where its daily limit resets; a portal's `timeZone` overrides it.",
+        check_time_zone,
+    )
+    daily_reserve: float = variable(
+        "HUBLINK_DAILY_RESERVE",
+        0.05,
+        "Share of the account's daily budget left to its other apps; below it, a bucket waits for the reset.",
+        _positive_float,
+    )
+    dead_letter_ttl_days: float = variable(
+        "HUBLINK_DEAD_LETTER_TTL_DAYS", 30.0, "How long dead letters are kept.", _positive_float
+    )
+    dead_letter_max: int = variable(
+        "HUBLINK_DEAD_LETTER_MAX",
+        1_000_000,
+        "Size cap of the dead-letter store; beyond it the oldest are dropped and counted.",
+        _positive_int,
+    )
+    lease_s: float = variable(
+        "HUBLINK_LEASE_S",
+        30.0,
+        "Claimed work returns to its lane if not settled by then; a dead worker's inbox entry is taken over.",
+        _positive_float,
+    )
+    max_limiter_wait_ms: int = variable(
+        "HUBLINK_MAX_LIMITER_WAIT_MS",
+        500,
+        "A longer rate-limit wait parks the lane and gives the worker back.",
+        _positive_int,
+    )
 
-    # --- sources and rules ---
-    hubspot_client_secret: str | None = field(default=None, repr=False)  # HUBSPOT_CLIENT_SECRET
-    accept_legacy_signatures: bool = False  # HUBSPOT_ACCEPT_LEGACY_SIGNATURES
-    public_url: str | None = None  # HUBLINK_PUBLIC_URL: the base URL HubSpot calls
-    trust_proxy: bool = False  # HUBLINK_TRUST_PROXY: rebuild the public URL from X-Forwarded-*
-    dedup_window_s: int = 86_400  # HUBLINK_DEDUP_WINDOW_S
-    rules_file: str | None = None  # HUBLINK_RULES_FILE
-    portals_file: str | None = None  # HUBLINK_PORTALS_FILE
-    lookup_cache_ttl_s: int = 300  # HUBLINK_LOOKUP_CACHE_TTL_S
-    label_cache_ttl_s: int = 3600  # HUBLINK_LABEL_CACHE_TTL_S: how long HubSpot's label definitions are kept
+    hubspot_client_secret: str | None = variable(
+        "HUBSPOT_CLIENT_SECRET", None, "The app's client secret: verifies HubSpot's signatures.", secret=True
+    )
+    accept_legacy_signatures: bool = variable(
+        "HUBSPOT_ACCEPT_LEGACY_SIGNATURES", False, "Also accept v1 and v2 signatures on `/webhooks/hubspot`.", _bool
+    )
+    public_url: str | None = variable(
+        "HUBLINK_PUBLIC_URL",
+        None,
+        "The base URL HubSpot calls, e.g. `https://hooks.example.com` (v3 signatures behind proxies).",
+        _url,
+    )
+    trust_proxy: bool = variable(
+        "HUBLINK_TRUST_PROXY",
+        False,
+        "Take scheme, host and prefix from one proxy's `X-Forwarded-*` headers.",
+        _bool,
+    )
+    dedup_window_s: int = variable(
+        "HUBLINK_DEDUP_WINDOW_S",
+        86_400,
+        "A redelivered event inside this window is acknowledged, not processed.",
+        _positive_int,
+    )
+    rules_file: str | None = variable(
+        "HUBLINK_RULES_FILE", None, "YAML rules and sources; give web and workers the same file."
+    )
+    lookup_cache_ttl_s: int = variable(
+        "HUBLINK_LOOKUP_CACHE_TTL_S", 300, "How long rule lookup results are cached.", _positive_int
+    )
+    label_cache_ttl_s: int = variable(
+        "HUBLINK_LABEL_CACHE_TTL_S",
+        3600,
+        "How long HubSpot's association label definitions (names to type ids) are cached.",
+        _positive_int,
+    )
+    hubspot_app_id: str | None = variable(
+        "HUBSPOT_APP_ID",
+        None,
+        "The public app whose webhook settings and subscriptions `hublink hubspot subscriptions` manages.",
+        _app_id,
+    )
+    hubspot_developer_token: str | None = variable(
+        "HUBSPOT_DEVELOPER_TOKEN",
+        None,
+        "Bearer token with the `developers-read` and `developers-write` scopes of the webhooks API.",
+        secret=True,
+    )
+    webhook_max_concurrency: int = variable(
+        "HUBLINK_WEBHOOK_MAX_CONCURRENCY",
+        10,
+        "The app's `throttling.maxConcurrentRequests`: HubSpot's default is 10, its floor 6.",
+        _positive_int,
+    )
+    portals_file: str | None = variable(
+        "HUBLINK_PORTALS_FILE", None, "YAML map of portal id to a private-app token or an OAuth app."
+    )
 
-    # --- the app's webhook settings and subscriptions (flask --app web hubspot subscriptions) ---
-    hubspot_app_id: str | None = None  # HUBSPOT_APP_ID: the public app whose webhooks HubLink sets up
-    # HUBSPOT_DEVELOPER_TOKEN: Bearer token with developers-read/-write (the 2026-03 webhooks API's OAuth scopes)
-    hubspot_developer_token: str | None = field(default=None, repr=False)
-    # HUBLINK_WEBHOOK_MAX_CONCURRENCY: the app's throttling.maxConcurrentRequests; HubSpot's default is 10, its floor 6
-    webhook_max_concurrency: int = 10
-
-    # --- operations ---
-    metrics_token: str | None = field(default=None, repr=False)  # HUBLINK_METRICS_TOKEN
-    alert_webhook_url: str | None = field(default=None, repr=False)  # HUBLINK_ALERT_WEBHOOK_URL
-    alert_interval_s: float = 300.0  # HUBLINK_ALERT_INTERVAL_S
-    alert_error_rate: float = 0.2  # HUBLINK_ALERT_ERROR_RATE
-    # HUBLINK_ALERT_PAGERDUTY_KEY: an Events v2 integration (routing) key: circuits trigger and resolve incidents
-    alert_pagerduty_key: str | None = field(default=None, repr=False)
-    alert_pagerduty_url: str = "https://events.pagerduty.com/v2/enqueue"  # HUBLINK_ALERT_PAGERDUTY_URL
-    history_days: float = 7.0  # HUBLINK_HISTORY_DAYS: accepted requests and their events' outcomes kept this long
-    history_max_mb: float = 256.0  # HUBLINK_HISTORY_MAX_MB: ... within this much Redis (oldest dropped first)
-    circuit_errors: int = 20  # HUBLINK_CIRCUIT_ERRORS: this many 5xx/timeouts of one portal in the window open it
-    circuit_window_s: float = 60.0  # HUBLINK_CIRCUIT_WINDOW_S: the window they are counted in
-    circuit_probe_s: float = 30.0  # HUBLINK_CIRCUIT_PROBE_S: an open circuit tries one call this often
-    journal_poll_s: float = 5.0  # HUBLINK_JOURNAL_POLL_S: journal portals have their Webhooks Journal read this often
-    log_level: str = "INFO"  # HUBLINK_LOG_LEVEL
-    secret_key: str | None = field(default=None, repr=False)  # HUBLINK_SECRET_KEY: signs admin sessions
-    cookie_secure: bool = False  # HUBLINK_COOKIE_SECURE: Secure admin cookie (always when public_url is https)
-    # HUBSPOT_CLIENT_ID: the app's client id; with HUBSPOT_CLIENT_SECRET it gets the app token the Webhooks
-    # Journal and its subscriptions take (client_credentials; a portal's token is refused there)
-    hubspot_client_id: str | None = None
+    metrics_token: str | None = variable(
+        "HUBLINK_METRICS_TOKEN", None, "If set, `/metrics` requires this Bearer token.", secret=True
+    )
+    alert_webhook_url: str | None = variable(
+        "HUBLINK_ALERT_WEBHOOK_URL", None, "Slack-compatible webhook that alerts are posted to.", secret=True
+    )
+    alert_interval_s: float = variable(
+        "HUBLINK_ALERT_INTERVAL_S", 300.0, "At most one alert of a kind per this many seconds.", _positive_float
+    )
+    alert_error_rate: float = variable(
+        "HUBLINK_ALERT_ERROR_RATE",
+        0.2,
+        "Alert when this share of the last five minutes' HubSpot attempts failed.",
+        _positive_float,
+    )
+    alert_pagerduty_key: str | None = variable(
+        "HUBLINK_ALERT_PAGERDUTY_KEY",
+        None,
+        "A PagerDuty Events v2 integration key: a circuit opening triggers an incident, closing resolves it.",
+        secret=True,
+    )
+    alert_pagerduty_url: str = variable(
+        "HUBLINK_ALERT_PAGERDUTY_URL",
+        "https://events.pagerduty.com/v2/enqueue",
+        "Where PagerDuty events are sent.",
+        _url,
+    )
+    history_days: float = variable(
+        "HUBLINK_HISTORY_DAYS",
+        7.0,
+        "The event history keeps each accepted request and its events' outcomes this long.",
+        _positive_float,
+    )
+    history_max_mb: float = variable(
+        "HUBLINK_HISTORY_MAX_MB",
+        256.0,
+        "The event history's size cap in Redis; past it the oldest records are dropped and counted.",
+        _positive_float,
+    )
+    circuit_errors: int = variable(
+        "HUBLINK_CIRCUIT_ERRORS",
+        20,
+        "This many 5xx answers or timeouts of one portal within the window open its circuit.",
+        _positive_int,
+    )
+    circuit_window_s: float = variable(
+        "HUBLINK_CIRCUIT_WINDOW_S", 60.0, "The window those errors are counted in.", _positive_float
+    )
+    circuit_probe_s: float = variable(
+        "HUBLINK_CIRCUIT_PROBE_S",
+        30.0,
+        "An open circuit sends one real association this often; an answer from HubSpot closes it.",
+        _positive_float,
+    )
+    journal_poll_s: float = variable(
+        "HUBLINK_JOURNAL_POLL_S",
+        5.0,
+        "Portals with `journal: true` have their Webhooks Journal read this often.",
+        _positive_float,
+    )
+    log_level: str = variable("HUBLINK_LOG_LEVEL", "INFO", "`DEBUG`, `INFO`, `WARNING` or `ERROR`.", _level)
+    hubspot_client_id: str | None = variable(
+        "HUBSPOT_CLIENT_ID",
+        None,
+        "The app's client id: with `HUBSPOT_CLIENT_SECRET` it gets the app token (`client_credentials`) that "
+        "the Webhooks Journal and journal subscriptions take; required when a portal has `journal: true`.",
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
-        """Read every variable once; raise ConfigError naming the first bad one."""
+        """Read every declared variable once; raise ConfigError naming the first bad one."""
         values: dict[str, object] = {}
-
-        def get(name: str, attr: str, coerce: Callable[[str], T]) -> None:
-            raw = environ.get(name)
+        for item in fields(cls):
+            spec = variable_of(item)
+            raw = environ.get(spec.name)
             if raw is None or raw.strip() == "":
-                return
+                continue
             try:
-                values[attr] = coerce(raw.strip())
+                values[item.name] = spec.coerce(raw.strip())
             except ValueError as exc:
-                raise ConfigError(f"{name}: {exc}") from None
-
-        for name, attr, coerce in _VARIABLES:
-            get(name, attr, coerce)
+                raise ConfigError(f"{spec.name}: {exc}") from None
         settings = cls(**values)  # type: ignore[arg-type]
         settings.validate()
         return settings
@@ -210,122 +513,23 @@ class Settings:
         return tuple(found)
 
 
-def _bool(text: str) -> bool:
-    lowered = text.lower()
-    if lowered in {"1", "true", "yes", "on"}:
-        return True
-    if lowered in {"0", "false", "no", "off"}:
-        return False
-    raise ValueError(f"expected true or false, got {text!r}")
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise ValueError(f"expected a non-negative integer, got {text!r}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if value < 0 or value != value:
-        raise ValueError(f"expected a non-negative number, got {text!r}")
-    return value
-
-
-def _sentinels(text: str) -> tuple[tuple[str, int], ...]:
-    found = []
-    for item in text.split(","):
-        host, sep, port = item.strip().rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(f"expected comma-separated host:port, got {item.strip()!r}")
-        found.append((host.strip("[]"), int(port)))
-    return tuple(found)
-
-
-def _app_id(text: str) -> str:
-    if not (text.isascii() and text.isdigit() and len(text) <= 20):
-        raise ValueError(f"expected an app id of 1 to 20 digits, got {text!r}")
-    return text
-
-
-def _url(text: str) -> str:
-    return text.rstrip("/")
-
-
-def _level(text: str) -> str:
-    upper = text.upper()
-    if upper not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
-        raise ValueError(f"expected DEBUG, INFO, WARNING or ERROR, got {text!r}")
-    return upper
-
-
-_VARIABLES: tuple[tuple[str, str, Callable[[str], object]], ...] = (
-    ("REDIS_URL", "redis_url", str),
-    ("HUBLINK_REDIS_PREFIX", "redis_prefix", str),
-    ("HUBLINK_QUEUE", "queue_name", str),
-    ("HUBLINK_REDIS_TIMEOUT_S", "redis_timeout_s", _positive_float),
-    ("REDIS_SENTINELS", "redis_sentinels", _sentinels),
-    ("REDIS_SENTINEL_MASTER", "redis_sentinel_master", str),
-    ("REDIS_SENTINEL_PASSWORD", "redis_sentinel_password", str),
-    ("HUBLINK_REDIS_MIN_REPLICAS", "redis_min_replicas", _positive_int),
-    ("HUBLINK_REDIS_WAIT_MS", "redis_wait_ms", _positive_int),
-    ("HUBLINK_API_TOKEN", "api_token", str),
-    ("HUBLINK_ADMIN_TOKEN", "admin_token", str),
-    ("HUBLINK_MAX_BODY_BYTES", "max_body_bytes", _positive_int),
-    ("HUBLINK_BODY_TIMEOUT_S", "body_timeout_s", _positive_float),
-    ("HUBLINK_MAX_ITEMS", "max_items", _positive_int),
-    ("HUBSPOT_BASE_URL", "hubspot_base_url", _url),
-    ("HUBSPOT_ACCESS_TOKEN", "hubspot_access_token", str),
-    ("HUBSPOT_CONNECT_TIMEOUT_S", "hubspot_connect_timeout_s", _positive_float),
-    ("HUBSPOT_READ_TIMEOUT_S", "hubspot_read_timeout_s", _positive_float),
-    ("HUBSPOT_RATE_LIMIT", "hubspot_rate_limit", RateLimit.parse),
-    ("HUBSPOT_SEARCH_RATE_LIMIT", "hubspot_search_rate_limit", RateLimit.parse),
-    ("HUBLINK_RATE_LIMIT_MARGIN", "rate_limit_margin", _positive_float),
-    ("HUBSPOT_BATCH_SIZE", "batch_size", _positive_int),
-    ("HUBLINK_BATCH_WINDOW_MS", "batch_window_ms", _positive_int),
-    ("HUBLINK_MAX_ATTEMPTS", "max_attempts", _positive_int),
-    ("HUBLINK_RETRY_BASE_S", "retry_base_s", _positive_float),
-    ("HUBLINK_RETRY_CAP_S", "retry_cap_s", _positive_float),
-    ("HUBLINK_FRESH_RECORD_GRACE_S", "fresh_record_grace_s", _positive_float),
-    ("HUBLINK_DAILY_LIMIT_DEFER_S", "daily_limit_defer_s", _positive_float),
-    ("HUBLINK_MAX_RETRY_AFTER_S", "max_retry_after_s", _positive_float),
-    ("HUBLINK_ACCOUNT_TIMEZONE", "account_timezone", check_time_zone),
-    ("HUBLINK_DAILY_RESERVE", "daily_reserve", _positive_float),
-    ("HUBLINK_DEAD_LETTER_TTL_DAYS", "dead_letter_ttl_days", _positive_float),
-    ("HUBLINK_DEAD_LETTER_MAX", "dead_letter_max", _positive_int),
-    ("HUBLINK_LEASE_S", "lease_s", _positive_float),
-    ("HUBLINK_MAX_LIMITER_WAIT_MS", "max_limiter_wait_ms", _positive_int),
-    ("HUBSPOT_CLIENT_SECRET", "hubspot_client_secret", str),
-    ("HUBSPOT_ACCEPT_LEGACY_SIGNATURES", "accept_legacy_signatures", _bool),
-    ("HUBLINK_PUBLIC_URL", "public_url", _url),
-    ("HUBLINK_TRUST_PROXY", "trust_proxy", _bool),
-    ("HUBLINK_DEDUP_WINDOW_S", "dedup_window_s", _positive_int),
-    ("HUBLINK_RULES_FILE", "rules_file", str),
-    ("HUBLINK_PORTALS_FILE", "portals_file", str),
-    ("HUBLINK_LOOKUP_CACHE_TTL_S", "lookup_cache_ttl_s", _positive_int),
-    ("HUBLINK_LABEL_CACHE_TTL_S", "label_cache_ttl_s", _positive_int),
-    ("HUBSPOT_APP_ID", "hubspot_app_id", _app_id),
-    ("HUBSPOT_DEVELOPER_TOKEN", "hubspot_developer_token", str),
-    ("HUBLINK_WEBHOOK_MAX_CONCURRENCY", "webhook_max_concurrency", _positive_int),
-    ("HUBLINK_METRICS_TOKEN", "metrics_token", str),
-    ("HUBLINK_ALERT_WEBHOOK_URL", "alert_webhook_url", str),
-    ("HUBLINK_ALERT_INTERVAL_S", "alert_interval_s", _positive_float),
-    ("HUBLINK_ALERT_ERROR_RATE", "alert_error_rate", _positive_float),
-    ("HUBLINK_ALERT_PAGERDUTY_KEY", "alert_pagerduty_key", str),
-    ("HUBLINK_ALERT_PAGERDUTY_URL", "alert_pagerduty_url", _url),
-    ("HUBLINK_HISTORY_DAYS", "history_days", _positive_float),
-    ("HUBLINK_HISTORY_MAX_MB", "history_max_mb", _positive_float),
-    ("HUBLINK_CIRCUIT_ERRORS", "circuit_errors", _positive_int),
-    ("HUBLINK_CIRCUIT_WINDOW_S", "circuit_window_s", _positive_float),
-    ("HUBLINK_CIRCUIT_PROBE_S", "circuit_probe_s", _positive_float),
-    ("HUBLINK_JOURNAL_POLL_S", "journal_poll_s", _positive_float),
-    ("HUBLINK_LOG_LEVEL", "log_level", _level),
-    ("HUBLINK_SECRET_KEY", "secret_key", str),
-    ("HUBLINK_COOKIE_SECURE", "cookie_secure", _bool),
-    ("HUBSPOT_CLIENT_ID", "hubspot_client_id", str),
+#: Headings of ``.env.example`` and the configuration page: each starts at the named field.
+GROUPS: tuple[tuple[str, str], ...] = (
+    ("Redis and queueing", "redis_url"),
+    ("Intake", "api_token"),
+    ("HubSpot", "hubspot_base_url"),
+    ("Retries and dead letters", "max_attempts"),
+    ("Sources and rules", "hubspot_client_secret"),
+    ("The app's webhooks and portals", "hubspot_app_id"),
+    ("Operations", "metrics_token"),
 )
 
-#: Every environment variable Settings reads (the README's configuration table lists the same).
-ENVIRONMENT_VARIABLES = tuple(name for name, _, _ in _VARIABLES)
-assert {a for _, a, _ in _VARIABLES} <= {f.name for f in fields(Settings)}
+#: Read by the process model (gunicorn, ``make run``), not by Settings: (name, default, one sentence).
+PROCESS_VARIABLES: tuple[tuple[str, str, str], ...] = (
+    ("PORT", "8000", "gunicorn's port (`Procfile`)."),
+    ("WEB_CONCURRENCY", "", "gunicorn gevent workers (`gunicorn.conf.py`); empty: one per core, at least 2."),
+    ("HUBSPOT_SIM_PORT", "8090", "`make run` only: the simulator's port."),
+)
+
+#: Every environment variable Settings reads, in declaration order.
+ENVIRONMENT_VARIABLES = tuple(variable_of(item).name for item in fields(Settings))

@@ -23,7 +23,7 @@ from hublink.delivery.circuit import Breaker, Trip, is_circuit_error
 from hublink.delivery.credentials import Credential, CredentialProvider
 from hublink.delivery.hubspot import CallResult
 from hublink.delivery.labels import LabelResolver, resolve_types
-from hublink.delivery.lookups import Resolution
+from hublink.delivery.lookups import Resolution, ResolutionHistory
 from hublink.delivery.outcomes import Result
 from hublink.delivery.pauses import PAUSE_PARK_S
 from hublink.delivery.rate_limit import Limiter
@@ -171,8 +171,11 @@ class LaneDrainer:
         metrics: CounterOps | None = None,
         labels: LabelResolver | None = None,
         circuit: Breaker | None = None,
+        resolutions: ResolutionHistory | None = None,
     ) -> None:
         self._lanes = lanes
+        #: Where resolved lookups are kept for traces (None: not kept).
+        self._resolutions = resolutions
         self._labels = labels
         self._limiter = limiter
         self._client = client
@@ -366,7 +369,7 @@ class LaneDrainer:
     def _resolve(self, lane: str, report: DrainReport, credential: Credential, items: Sequence[Claimed]) -> int:
         """Resolve claimed lookups; enqueue what resolved, then settle. Returns a park time, or 0."""
         results: list[Result] = []
-        resolved: list[AssociationRequest] = []
+        resolved: list[tuple[Claimed, AssociationRequest]] = []
         park_until = 0
         bucket = credential.bucket
 
@@ -392,16 +395,21 @@ class LaneDrainer:
                 continue
             report.calls += 1
             if resolution.association is not None:
-                resolved.append(resolution.association)
+                resolved.append((item, resolution.association))
             else:
                 log.info(
                     "lookup skipped", extra={"association_id": item.association_id, "reason": resolution.skipped_reason}
                 )
             results.append(Result(item, None))
         # Enqueue before settling: a crash in between repeats a lookup (harmless), never loses one.
+        ids: Sequence[str] = ()
         if resolved:
-            self._lanes.enqueue([EventGroup(resolved)])
+            ids = self._lanes.enqueue([EventGroup([a for _, a in resolved])]).ids[0] or ()
         self._settle(lane, report, results, (), credential)
+        if self._resolutions is not None:
+            for (item, association), association_id in zip(resolved, ids, strict=True):
+                assert isinstance(item.request, LookupRequest)
+                self._resolutions.record(item.association_id, item.request.rule, association_id, association)
         return park_until
 
     def _early(self, wait_ms: int) -> int:
@@ -673,20 +681,24 @@ class LaneDrainer:
                 self._trip = self._circuit.failed(
                     portal_name(portal), exc, refreshable=credential.refreshable, refreshed=credential.refreshed
                 )
-            if isinstance(exc, AuthError) and credential.refreshable:
-                # HubSpot refused an OAuth token: refresh once and retry, rather than give up on the pair.
-                self._credentials.invalidate(portal)
-                exc = TransientError(exc.detail)
-            self._learn(credential, exc.detail.rate, exc)
+            # One line that says why and where (the host: a worker may be calling another HubSpot than meant).
             log.info(
                 "hubspot call failed",
                 extra={
                     "lane_size": len(pairs),
+                    "error": type(exc).__name__,
+                    "reason": exc.detail.message[:200],
+                    "host": exc.host,
                     "status": exc.status,
                     "category": exc.category,
                     "correlation_id": exc.correlation_id,
                 },
             )
+            if isinstance(exc, AuthError) and credential.refreshable:
+                # HubSpot refused an OAuth token: refresh once and retry, rather than give up on the pair.
+                self._credentials.invalidate(portal)
+                exc = TransientError(exc.detail)
+            self._learn(credential, exc.detail.rate, exc)
             return exc
         self._learn(credential, result.rate, None)
         ops += outcomes.request_ops(self._metrics, endpoint, 200, None, self._clock())

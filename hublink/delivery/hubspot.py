@@ -12,11 +12,12 @@ from __future__ import annotations
 import email.utils
 import json
 import math
+import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import orjson
 import requests
@@ -41,10 +42,10 @@ from hublink.domain.errors import (
 
 USER_AGENT = f"HubLink/{__version__} (+https://github.com/hublink/hublink) python-requests/{requests.__version__}"
 API_VERSION = "2026-03"
-#: OAuth token endpoints: the 2026-03 one, and v1, deprecated from 2027-02-16 (hubspot-api.md §8).
+#: OAuth token endpoints: the 2026-03 one, and v1, deprecated from 2027-02-16 (docs/reference/hubspot.md §8).
 OAUTH_TOKEN_PATH = f"/oauth/{API_VERSION}/token"
 LEGACY_OAUTH_TOKEN_PATH = "/oauth/v1/token"  # noqa: S105 - a path, not a secret
-#: Statuses HubSpot documents as worth a retry (hubspot-api.md §3.2): locks, migrations, 5xx and 52x.
+#: Statuses HubSpot documents as worth a retry (docs/reference/hubspot.md §3.2): locks, migrations, 5xx and 52x.
 TRANSIENT_STATUSES = frozenset({423, 477, 500, 502, 503, 504, 521, 522, 523, 524})
 #: SSL failures at HubSpot's edge: retrying will not fix them, an operator must look.
 EDGE_PERMANENT_STATUSES = frozenset({525, 526})
@@ -136,7 +137,7 @@ def _detail(status: int | None, body: Any, *, rate: RateHeaders | None = None, t
 
 
 def error_for_status(status: int, body: Any, headers: Mapping[str, str], now: float, text: str = "") -> DeliveryError:
-    """Map one non-2xx answer to its error class (the table in the README's reliability chapter)."""
+    """Map one non-2xx answer to its error class (the table in docs/concepts/delivery.md, "Error classes")."""
     rate = parse_rate_headers(headers)
     detail = _detail(status, body, rate=rate, text=text)
     retry_after = parse_retry_after(headers.get("Retry-After"), now)
@@ -553,19 +554,17 @@ class HubSpotClient:
             # orjson: a 2,000-input batch body and its answer cost the stdlib json ~35 ms a call, orjson ~5.
             data = orjson.dumps(payload)
             headers["Content-Type"] = "application/json"
+        url = (base_url.rstrip("/") if base_url else self._base) + path
         try:
             response = self._session.request(
-                method,
-                (base_url.rstrip("/") if base_url else self._base) + path,
-                data=data,
-                params=params,
-                headers=headers,
-                timeout=self._timeout,
+                method, url, data=data, params=params, headers=headers, timeout=self._timeout
             )
         except requests.Timeout as exc:
-            raise HubSpotTimeoutError(HubSpotErrorDetail(message=f"{method} {path}: {type(exc).__name__}")) from None
+            message = f"{method} {path}: {type(exc).__name__}"
+            raise _sent_to(HubSpotTimeoutError(HubSpotErrorDetail(message=message)), url) from None
         except requests.RequestException as exc:
-            raise ConnectionFailedError(HubSpotErrorDetail(message=f"{method} {path}: {type(exc).__name__}")) from None
+            message = f"{method} {path}: {type(exc).__name__} ({_cause(exc)})"
+            raise _sent_to(ConnectionFailedError(HubSpotErrorDetail(message=message)), url) from None
         content = response.content
         try:
             body: Any = orjson.loads(content) if content else {}
@@ -573,9 +572,11 @@ class HubSpotClient:
             body = None
         if not 200 <= response.status_code < 300:
             text = content.decode("utf-8", "replace")
-            raise error_for_status(response.status_code, body, response.headers, time.time(), text=text)
+            raise _sent_to(error_for_status(response.status_code, body, response.headers, time.time(), text=text), url)
         if body is None:
-            raise ServerError(HubSpotErrorDetail(status=response.status_code, message="answer was not JSON"))
+            raise _sent_to(
+                ServerError(HubSpotErrorDetail(status=response.status_code, message="answer was not JSON")), url
+            )
         correlation = response.headers.get("X-HubSpot-Correlation-Id")
         return body, parse_rate_headers(response.headers), correlation
 
@@ -646,6 +647,25 @@ def _next_after(body: Any) -> str | None:
     following = paging.get("next") if isinstance(paging, dict) else None
     after = following.get("after") if isinstance(following, dict) else None
     return str(after) if isinstance(after, str | int) and not isinstance(after, bool) and str(after) else None
+
+
+def _sent_to(error: DeliveryError, url: str) -> DeliveryError:
+    """``error``, naming the host it came from (for the failure's log line; never the URL's credentials)."""
+    parts = urlsplit(url)
+    error.host = parts.hostname + (f":{parts.port}" if parts.port else "") if parts.hostname else None
+    return error
+
+
+#: urllib3's "<...HTTPSConnection object at 0x7f...>: " prefix, which says nothing to an operator.
+_OBJECT_PREFIX = re.compile(r"^<[^>]*>:\s*")
+
+
+def _cause(exc: BaseException) -> str:
+    """The innermost reason a connection failed ("Failed to resolve 'api.hubapi.com'"), briefly."""
+    reason: object = exc.args[0] if exc.args else exc
+    while (inner := getattr(reason, "reason", None)) is not None:
+        reason = inner
+    return _OBJECT_PREFIX.sub("", str(reason))[:160] or type(reason).__name__
 
 
 def _seg(value: str) -> str:

@@ -5,12 +5,17 @@ Property reads spend the app's ordinary rate-limit bucket; searches spend the se
 ``HUBLINK_LOOKUP_CACHE_TTL_S``; misses are not cached, because a record created a moment ago may simply
 not be searchable yet.
 
+Each resolved lookup is kept in the event history (:class:`ResolutionHistory`, entry ``lookup-<lookup id>``)
+with the association it became and both its records, so a record's trace names what a lookup found and
+finds the association from either end.
+
 Keys owned: ``lookup:<digest>``. Fails closed: raises StoreUnavailableError without Redis.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -29,6 +34,7 @@ from hublink.domain.errors import (
 from hublink.domain.limits import RateLimit
 from hublink.domain.lookups import LookupRequest, describe
 from hublink.domain.rules import Fixed, PropertyLookup, SearchLookup, Side
+from hublink.intake.history import EventHistory, EventOutcome
 from hublink.store.connections import store_errors
 from hublink.store.keys import Keys
 
@@ -39,6 +45,28 @@ class Resolution:
 
     association: AssociationRequest | None
     skipped_reason: str | None = None
+
+
+#: The event history's ``kind`` of a lookup's resolution (``hublink.ops.trace`` reads it).
+RESOLUTION_KIND = "lookup"
+
+
+def resolution_entry(lookup_id: str) -> str:
+    """The event history's entry id of the resolution of the lookup ``lookup_id``."""
+    return f"lookup-{lookup_id}"
+
+
+class ResolutionHistory:
+    """Keeps resolved lookups in the event history, each as an entry naming the association it became."""
+
+    def __init__(self, history: EventHistory, *, clock: Callable[[], float] = time.time) -> None:
+        self._history = history
+        self._clock = clock
+
+    def record(self, lookup_id: str, rule: str, association_id: str, association: AssociationRequest) -> None:
+        """Keep one resolution (written after the association is stored; a repeat changes nothing)."""
+        outcome = EventOutcome(0, "accepted", rules=(rule,), produced=((association_id, association),))
+        self._history.record(resolution_entry(lookup_id), self._clock(), RESOLUTION_KIND, [outcome])
 
 
 class LookupResolver:

@@ -62,8 +62,8 @@ class RedisRateLimiter:
         """The sliding log's window: HubSpot's, stretched so that the margin is kept free on average.
 
         The margin is time, not a count: 100 per 10 s becomes 100 per 10.53 s, and 5 per second 5 per
-        1.053 s (4.75/s). Rounding the count down instead (int(5 x 0.95) = 4) kept 20 % of a small limit
-        unused, a backfill's search walk among them. No 10 s window sent into ever holds more than the limit.
+        1.053 s (4.75/s). Rounding the count down instead (int(5 x 0.95) = 4) would leave 20 % of a small
+        limit unused, a backfill's search walk among them. No 10 s window sent into ever holds more than the limit.
         """
         return int(limit.window_s * 1000 / (1 - self._margin))
 

@@ -21,6 +21,18 @@ WIRE_VERSION = 2
 
 Kind = Literal["association", "lookup"]
 
+#: The categories HubLink itself gives a dead letter, with what each means. Every other category is
+#: HubSpot's own (``VALIDATION_ERROR``, ``OBJECT_NOT_FOUND``, ...), copied from its error body.
+#: The errors reference page is generated from this table; a unit test finds every category the code sets.
+HUBLINK_CATEGORIES: dict[str, str] = {
+    "LOOKUP_NO_MATCH": "a rule's search found no record, after retries inside the fresh-record grace",
+    "LOOKUP_NO_VALUE": "the property a rule's lookup reads is empty on the record",
+    "LOOKUP_AMBIGUOUS": "a rule's search found several records and the rule says `onMultiple: dead-letter`",
+    "UNKNOWN_LABEL": "the label a rule or request names is not defined at HubSpot for that pair of object types",
+    "UNKNOWN_PORTAL": "the association names a portal HubLink has no credentials for",
+    "UNREADABLE": "queued work this version cannot read; kept whole so that nothing is silently dropped",
+}
+
 
 def _camel(name: str) -> str:
     head, *rest = name.split("_")

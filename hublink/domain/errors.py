@@ -6,7 +6,7 @@
     ├── ConfigError                  start-up refused: names the environment variable or file
     │   └── RulesError               the rules file is invalid: every problem, with its line
     ├── InvalidInputError            refused at intake: a 4xx for the sender, names the field
-    │   └── InvalidSignatureError    reason: missing | unknown-version | stale | future | mismatch
+    │   └── InvalidSignatureError    reason: missing | unknown-version | stale | future | mismatch | malformed
     ├── StoreUnavailableError        Redis did not answer or refused writes: 503, a worker stops taking work
     │   ├── StoreFullError           Redis is at maxmemory (OOM under noeviction): 503 store_full
     │   └── NotReplicatedError       stored, but too few replicas confirmed it in time: 503 not_replicated
@@ -147,6 +147,9 @@ class HubSpotErrorDetail:
 
 class DeliveryError(HubLinkError):
     """A HubSpot call did not succeed; the subclass says whether and when to try again."""
+
+    #: The host the failed call went to (``api.hubapi.com``), set by the client; None when unknown.
+    host: str | None = None
 
     def __init__(self, detail: HubSpotErrorDetail) -> None:
         super().__init__(detail.message or type(self).__name__)

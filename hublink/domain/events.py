@@ -18,7 +18,7 @@ from typing import Any
 
 from hublink.domain.errors import FieldProblem, InvalidInputError
 
-#: HubSpot sends at most 100 events per request (hubspot-api.md §4.2).
+#: HubSpot sends at most 100 events per request (docs/reference/hubspot.md §4.2).
 MAX_EVENTS = 100
 #: Longest sender-chosen id (event id, dedup header, form id) kept as is; longer ones are replaced by a digest.
 MAX_ID_CHARS = 200
@@ -38,7 +38,7 @@ PREFIX_TYPE_IDS: Mapping[str, str] = {
 # eventId and occurredAt may be 0; the others name a portal, subscription or record, which start at 1.
 _INT_FIELDS = (("portalId", 1), ("eventId", 0), ("occurredAt", 0))
 #: Fields some event shapes lack: association-change events carry neither ``objectId`` nor, in a captured
-#: real delivery, ``subscriptionId`` (hubspot-api.md §8); they name the pair with these instead.
+#: real delivery, ``subscriptionId`` (docs/reference/hubspot.md §8); they name the pair with these instead.
 _ASSOCIATION_FIELDS = (("fromObjectId", 1), ("toObjectId", 1))
 #: Optional association-change fields and the JSON types they must have when present.
 _ASSOCIATION_EXTRAS: tuple[tuple[str, type | tuple[type, ...]], ...] = (

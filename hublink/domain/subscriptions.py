@@ -22,7 +22,8 @@ from hublink.domain.rules import Rule
 
 #: The path HubLink receives HubSpot's app webhooks on (web/webhooks.py), appended to HUBLINK_PUBLIC_URL.
 WEBHOOK_PATH = "/webhooks/hubspot"
-#: HubSpot's floor for ``throttling.maxConcurrentRequests``: the v3 docs ask for more than 5 (hubspot-api.md §4.3).
+#: HubSpot's floor for ``throttling.maxConcurrentRequests``: its v3 docs ask for more than 5
+#: (docs/reference/hubspot.md §4.3).
 MIN_CONCURRENT_REQUESTS = 6
 #: The 2026-03 spec's ``SubscriptionCreateRequest.eventType`` enum (webhooks-2026-03.json).
 EVENT_TYPES = frozenset(

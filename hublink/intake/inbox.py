@@ -333,7 +333,7 @@ class Inbox:
                 # The stream or its group was deleted (a flushed Redis): make them again, nothing was lost.
                 self.ensure_group()
                 return []
-        streams: list[Any] = list(answer or [])  # RESP2: [[stream, [(id, fields), ...]]]
+        streams: list[Any] = list(answer or [])  # in RESP2, [[stream, [(id, fields), ...]]]
         found = [(entry_id, fields) for _, messages in streams for entry_id, fields in messages if fields]
         if not own_pending:
             return [_entry(entry_id, fields) for entry_id, fields in found]

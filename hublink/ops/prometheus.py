@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -22,6 +23,52 @@ from hublink.store.connections import text
 from hublink.store.keys import Keys
 
 PREFIX = "hublink_"
+LATENCY_HELP = "Seconds from intake's 202 to HubSpot confirming the association"
+
+
+@dataclass(frozen=True, slots=True)
+class Gauge:
+    """A gauge read from Redis at scrape time: its name (without ``hublink_``), help text and label names."""
+
+    name: str
+    help: str
+    labels: tuple[str, ...] = ()
+
+
+#: Every gauge the collector yields; the metrics reference page is generated from these and ``COUNTERS``.
+GAUGES: tuple[Gauge, ...] = (
+    Gauge("queue_depth", "Associations waiting in lanes", ("lane",)),
+    Gauge("paused", "Paused deliveries (scope portal, lane, or circuit: open)", ("scope", "name")),
+    Gauge("oldest_pending_age_seconds", "Age of the oldest due-or-waiting association"),
+    Gauge("in_flight", "Associations leased to a worker right now"),
+    Gauge("dead_letters", "Associations in the dead-letter store"),
+    Gauge("dead_letters_dropped", "Dead letters dropped by the size cap, ever"),
+    Gauge("drain_jobs_queued", "RQ drain jobs waiting for a worker"),
+    Gauge("inbox_depth", "Accepted requests whose events the rules have not run on yet"),
+    Gauge("inbox_failed", "Inbox entries set aside because they could not be expanded"),
+    Gauge("circuit_open", "1 while a portal's circuit is open (calls stopped)", ("portal", "reason")),
+    Gauge("history_requests", "Accepted requests kept in the event history"),
+    Gauge("history_bytes", "Bytes the history records hold"),
+    Gauge("history_dropped", "Event history records dropped by its size cap, ever"),
+)
+_GAUGES = {gauge.name: gauge for gauge in GAUGES}
+
+
+def _gauge(name: str, value: float | None = None) -> GaugeMetricFamily:
+    """An empty family of the declared gauge ``name``, or one holding ``value``."""
+    gauge = _GAUGES[name]
+    if gauge.labels:
+        return GaugeMetricFamily(PREFIX + name, gauge.help, labels=list(gauge.labels))
+    return GaugeMetricFamily(PREFIX + name, gauge.help, value=value)
+
+
+def describe_metrics() -> Iterator[Metric]:
+    """Every metric family HubLink exports, without samples: what ``/metrics`` serves, read without Redis."""
+    for counter in COUNTERS:
+        yield CounterMetricFamily(PREFIX + counter.name, counter.help, labels=list(counter.labels))
+    yield HistogramMetricFamily(PREFIX + LATENCY, LATENCY_HELP)
+    for gauge in GAUGES:
+        yield GaugeMetricFamily(PREFIX + gauge.name, gauge.help, labels=list(gauge.labels))
 
 
 def _labels(field: str) -> dict[str, str]:
@@ -59,9 +106,7 @@ class HubLinkCollector(Collector):
             buckets.append((str(bound), cumulative))
         cumulative += raw.get("le=+Inf", 0)
         buckets.append(("+Inf", cumulative))
-        family = HistogramMetricFamily(
-            PREFIX + LATENCY, "Seconds from intake's 202 to HubSpot confirming the association"
-        )
+        family = HistogramMetricFamily(PREFIX + LATENCY, LATENCY_HELP)
         family.add_metric([], buckets, sum_value=raw.get("sum_ms", 0) / 1000)
         return family
 
@@ -78,7 +123,7 @@ class HubLinkCollector(Collector):
         pipe.xlen(self._keys.inbox_failed)
         pipe.hkeys(self._keys.paused)
         results = pipe.execute()
-        depth = GaugeMetricFamily(PREFIX + "queue_depth", "Associations waiting in lanes", labels=["lane"])
+        depth = _gauge("queue_depth")
         oldest = 0.0
         for lane in depths:
             depth.add_metric([lane.lane], lane.waiting)
@@ -87,21 +132,13 @@ class HubLinkCollector(Collector):
         yield depth
         inflight, dead, dropped, rq_depth, inbox, inbox_failed, paused = results
         yield self._paused(paused)
-        yield GaugeMetricFamily(
-            PREFIX + "oldest_pending_age_seconds", "Age of the oldest due-or-waiting association", value=oldest
-        )
-        yield GaugeMetricFamily(PREFIX + "in_flight", "Associations leased to a worker right now", value=inflight)
-        yield GaugeMetricFamily(PREFIX + "dead_letters", "Associations in the dead-letter store", value=dead)
-        yield GaugeMetricFamily(
-            PREFIX + "dead_letters_dropped", "Dead letters dropped by the size cap, ever", value=int(dropped or 0)
-        )
-        yield GaugeMetricFamily(PREFIX + "drain_jobs_queued", "RQ drain jobs waiting for a worker", value=rq_depth)
-        yield GaugeMetricFamily(
-            PREFIX + "inbox_depth", "Accepted requests whose events the rules have not run on yet", value=inbox
-        )
-        yield GaugeMetricFamily(
-            PREFIX + "inbox_failed", "Inbox entries set aside because they could not be expanded", value=inbox_failed
-        )
+        yield _gauge("oldest_pending_age_seconds", oldest)
+        yield _gauge("in_flight", inflight)
+        yield _gauge("dead_letters", dead)
+        yield _gauge("dead_letters_dropped", int(dropped or 0))
+        yield _gauge("drain_jobs_queued", rq_depth)
+        yield _gauge("inbox_depth", inbox)
+        yield _gauge("inbox_failed", inbox_failed)
 
     def _history(self) -> Iterator[Metric]:
         """The event history's size, and what its size cap dropped."""
@@ -110,17 +147,13 @@ class HubLinkCollector(Collector):
         pipe.get(self._keys.history_bytes)
         pipe.get(self._keys.history_dropped)
         count, size, dropped = pipe.execute()
-        yield GaugeMetricFamily(PREFIX + "history_requests", "Accepted requests kept in the event history", value=count)
-        yield GaugeMetricFamily(PREFIX + "history_bytes", "Bytes the history records hold", value=int(size or 0))
-        yield GaugeMetricFamily(
-            PREFIX + "history_dropped", "Event history records dropped by its size cap, ever", value=int(dropped or 0)
-        )
+        yield _gauge("history_requests", count)
+        yield _gauge("history_bytes", int(size or 0))
+        yield _gauge("history_dropped", int(dropped or 0))
 
     def _circuits(self) -> Metric:
         """1 for each portal whose circuit is open, 0 for one that opened and closed since."""
-        family = GaugeMetricFamily(
-            PREFIX + "circuit_open", "1 while a portal's circuit is open (calls stopped)", labels=["portal", "reason"]
-        )
+        family = _gauge("circuit_open")
         for circuit in read_circuits(self._redis, self._keys):
             family.add_metric([circuit.portal, circuit.reason], 1 if circuit.is_open else 0)
         return family
@@ -128,9 +161,7 @@ class HubLinkCollector(Collector):
     @staticmethod
     def _paused(fields: list[bytes]) -> Metric:
         """1 for each pause: a portal or lane an operator paused, or a portal whose circuit is open."""
-        family = GaugeMetricFamily(
-            PREFIX + "paused", "Paused deliveries (scope portal, lane, or circuit: open)", labels=["scope", "name"]
-        )
+        family = _gauge("paused")
         for field in sorted(text(f) for f in fields):
             scope, _, name = field.partition(":")
             family.add_metric([scope, name], 1)

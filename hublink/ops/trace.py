@@ -4,8 +4,11 @@ Answers "why was deal 123 not linked?". The events come from the event history's
 (``hublink.intake.history``); each association they produced is looked up where it is now: retrying
 (``a:<id>``), leased to a worker (``inflight``), linked (``done:<day>``, kept for the history window), dead
 (``dl:<id>``), or else waiting for its first attempt, with its attempts, HubSpot's status and
-correlationId for each. Reads only; owns no keys. Associations a rule's lookup resolved later carry ids
-of their own and show as the lookup. Fails closed: raises StoreUnavailableError without Redis.
+correlationId for each. A rule's lookup shows what it found (the resolution the workers keep in the history,
+``hublink.delivery.lookups.ResolutionHistory``) and the association it became, which either of its records'
+traces finds. Work that a pause or an open circuit holds in its lane shows as ``paused``, with the reason
+and what ends the wait, instead of ``pending``. Reads only; owns no keys. Fails closed: raises
+StoreUnavailableError without Redis.
 """
 
 from __future__ import annotations
@@ -16,13 +19,20 @@ from typing import Any
 
 from redis import Redis
 
+from hublink.delivery.circuit import read_circuits
+from hublink.delivery.lookups import RESOLUTION_KIND, resolution_entry
+from hublink.delivery.pauses import PauseStore
+from hublink.domain.lookups import LOOKUP_LANE_KIND
 from hublink.domain.times import iso
 from hublink.intake.history import EventFilter, EventHistory, expand_event, record_name, records_named
+from hublink.lanes import pause_fields
 from hublink.store.connections import store_errors, text
 from hublink.store.keys import Keys
 
 #: Most history entries a trace reads (a record named by more events is cut, and says so).
 MAX_ENTRIES = 500
+#: Most lookups whose resolution a trace reads one by one (those its record's index did not bring).
+MAX_LOOKUP_READS = 50
 
 
 def _attempts(hist: Any) -> list[dict[str, Any]]:
@@ -95,20 +105,45 @@ def trace(redis: Redis, keys: Keys, history: EventHistory, object_type: str, obj
     record = record_name(str(flt.object_type), object_id)
     events: list[dict[str, Any]] = []
     pairs: dict[str, dict[str, str]] = {}
+    #: lookup id -> what it resolved to (the history's ``lookup-<id>`` entries).
+    found: dict[str, dict[str, str]] = {}
     entries = 0
     for entry, event in history.matching(flt):
         entries += 1
         if entries > MAX_ENTRIES:
             break
+        if entry.get("k") == RESOLUTION_KIND:
+            found |= _resolution(entry)
+            continue
         events.append(expand_event(entry, event))
+        portal = str(event.get("p") or "_")
         for item in event.get("a", []):
             if item[1] == "lookup":
                 if record in records_named([{k: v for k, v in event.items() if k != "a"}]):
-                    pairs[item[0]] = {"lookup": item[2]}
+                    pairs[item[0]] = {"lookup": item[2], "portal": portal}
             elif record in item[1:3]:
-                pairs[item[0]] = {"from": item[1], "to": item[2]}
+                pairs[item[0]] = {"from": item[1], "to": item[2], "portal": portal}
+    # A lookup of this record's events whose resolution the index did not bring (the trace was cut short).
+    for lookup_id in [i for i, pair in pairs.items() if "lookup" in pair and i not in found][:MAX_LOOKUP_READS]:
+        kept = history.entry(resolution_entry(lookup_id))
+        if kept is not None:
+            found |= _resolution(kept)
+    for lookup_id, resolved in found.items():
+        # A lookup whose event names no record of its own (a workflow's) is found by its resolution alone.
+        lookup = pairs.setdefault(lookup_id, {"lookup": resolved["rule"], "portal": "_"})
+        lookup["resolved"] = f"{resolved['from']} -> {resolved['to']}"
+        lookup["resolved_id"] = resolved["id"]
+        portal = lookup["portal"]
+        pairs[resolved["id"]] = {
+            "from": resolved["from"],
+            "to": resolved["to"],
+            "portal": portal,
+            "lookup_id": lookup_id,
+            "rule": resolved["rule"],
+            "resolved_at": resolved["at"],
+        }
     ids = list(pairs)
-    days = _days_since(min((e["received_at"] for e in events), default=None))
+    days = _days_since(min([e["received_at"] for e in events] + [r["at"] for r in found.values()], default=None))
     with store_errors():
         pipe = redis.pipeline(transaction=False)
         for association_id in ids:
@@ -125,6 +160,7 @@ def trace(redis: Redis, keys: Keys, history: EventHistory, object_type: str, obj
         fields, leased, dead, done, *by_day = raw[width * n : width * n + width]
         done = done or next((record for record in by_day if record), None)
         associations.append(_state(association_id, pairs[association_id], [fields, leased, dead, done]))
+    _show_waits(redis, keys, associations)
     return {
         "record": record,
         "events": list(reversed(events)),
@@ -132,6 +168,64 @@ def trace(redis: Redis, keys: Keys, history: EventHistory, object_type: str, obj
         "timeline": timeline(events, associations),
         "truncated": entries > MAX_ENTRIES,
     }
+
+
+def _resolution(entry: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """A ``lookup-<id>`` history entry as {lookup id: the association it became, its pair, rule and time}."""
+    lookup_id = str(entry["id"]).removeprefix(resolution_entry(""))
+    for event in entry.get("e", []):
+        for item in event.get("a", []):
+            if item[1] != "lookup":
+                rule = (event.get("r") or [""])[0]
+                return {
+                    lookup_id: {"id": item[0], "from": item[1], "to": item[2], "rule": rule, "at": iso(entry["at"])}
+                }
+    return {}
+
+
+#: The states in which work waits in its lane, where a pause or an open circuit holds it.
+WAITING_STATES = ("pending", "retrying")
+
+
+def _lane(association: dict[str, Any]) -> str:
+    """The lane an association (or a lookup) of the trace waits in."""
+    portal = association.get("portal") or "_"
+    if "from" not in association:
+        return f"{portal}|{LOOKUP_LANE_KIND}|{association.get('lookup')}"
+    return f"{portal}|{association['from'].rsplit('/', 1)[0]}|{association['to'].rsplit('/', 1)[0]}"
+
+
+def _show_waits(redis: Redis, keys: Keys, associations: list[dict[str, Any]]) -> None:
+    """Mark work held by a pause or an open circuit as ``paused``, with why and how it ends."""
+    waiting = [a for a in associations if a["state"] in WAITING_STATES]
+    if not waiting:
+        return
+    pauses = {p.field: p for p in PauseStore(redis, keys).list()}
+    if not pauses:
+        return
+    circuits = {c.portal: c for c in read_circuits(redis, keys)}
+    for association in waiting:
+        lane = _lane(association)
+        pause = next((pauses[f] for f in pause_fields(lane) if f in pauses), None)
+        if pause is None:
+            continue
+        since = iso(pause.since_ms) if pause.since_ms else None
+        if pause.scope == "circuit":
+            circuit = circuits.get(pause.name)
+            said = f": {circuit.message}" if circuit and circuit.message else ""
+            reason = f"the portal's circuit is open ({pause.reason or 'reason not recorded'}){said}"
+            ends = circuit.advice if circuit else "It closes by itself at the next successful probe."
+        else:
+            reason = f"{pause.scope} {pause.name} is paused" + (f": {pause.reason}" if pause.reason else "")
+            ends = f"Resume it: hublink resume --{pause.scope} '{pause.name}'."
+        association.update(
+            {
+                "state": "paused",
+                "queued_as": association["state"],
+                "reason": reason,
+                "waiting": {"scope": pause.scope, "name": pause.name, "since": since, "until": ends},
+            }
+        )
 
 
 def _days_since(first: str | None) -> list[str]:
@@ -172,6 +266,12 @@ def timeline(events: list[dict[str, Any]], associations: list[dict[str, Any]]) -
             rows.append(
                 {"at": attempt.get("at"), "what": attempt.get("outcome", "attempt"), "id": a["id"], "detail": detail}
             )
+        if a.get("lookup_id"):
+            detail = f"lookup {a['rule']} ({a['lookup_id'][:8]}) found {_pair(a)}"
+            rows.append({"at": a.get("resolved_at"), "what": "resolved", "id": a["id"], "detail": detail})
+        if a["state"] == "paused":
+            wait = a["waiting"]
+            rows.append({"at": wait["since"], "what": "paused", "id": a["id"], "detail": f"waits: {a['reason']}"})
         if a["state"] in ("done", "dead") and a.get("at"):
             detail = "linked (HubSpot 200)" if a["state"] == "done" else f"dead-lettered: {a.get('reason')}"
             rows.append({"at": a["at"], "what": a["state"], "id": a["id"], "detail": detail})
@@ -179,6 +279,7 @@ def timeline(events: list[dict[str, Any]], associations: list[dict[str, Any]]) -
 
 
 def _pair(association: dict[str, Any]) -> str:
-    if "lookup" in association:
-        return f"lookup {association['lookup']}"
+    if "from" not in association:
+        found = f": found {association['resolved']}" if association.get("resolved") else ""
+        return f"lookup {association['lookup']}{found}"
     return f"{association.get('from')} -> {association.get('to')}"

@@ -2,7 +2,7 @@
 reads the deal's associations (``batch/read``), removes the others, creates the missing one, and records what
 it removed (a log line and ``hublink_reconcile_removed_total``).
 
-The first rule is the README's primary-company example, word for word; the second is the same without a
+The first rule is the primary-company example of docs/how-to/rules.md, word for word; the second is the same without a
 label. Associations are seeded through the simulator's own HubSpot API (the PUTs): its control API has no
 route to write them.
 """

@@ -1,4 +1,4 @@
-"""A record's trace on real processes: an unmatched event, a retry and a success, in one timeline."""
+"""A record's trace on real processes: events, retries, lookups and what holds waiting work, in one timeline."""
 
 from __future__ import annotations
 
@@ -6,12 +6,16 @@ import json
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis as redis_lib
 
 from hublink.config.rules_file import RulesFile
+from hublink.delivery.pauses import PauseStore
+from hublink.intake.history import EventHistory
 from hublink.intake.inbox import Inbox
+from hublink.ops.trace import trace
 from hublink.store.connections import connect
 from hublink.store.keys import Keys
 from tests.conftest import ADMIN_TOKEN
@@ -19,6 +23,7 @@ from tests.integration.conftest import Sim, Stack
 from tests.integration.helpers import wait_settled
 from tests.integration.test_admin import login
 from tests.integration.test_webhooks import RULES, hubspot_event
+from tests.support.processes import wait_for
 from web import create_app
 
 pytestmark = pytest.mark.integration
@@ -77,3 +82,100 @@ def test_bad_records_are_refused(stack: Stack) -> None:
     assert bad_type.status_code == 400 and "object_type" in bad_type.get_json()["error"]["message"]
     assert client.get("/api/trace/deals/12a", headers=AUTH).status_code == 400
     assert client.get("/api/trace/deals/1").status_code == 401
+
+
+LOOKUP_RULES = """\
+rules:
+  - name: deal-contact-by-property
+    source: hubspot
+    when: {subscriptionType: deal.creation}
+    associations:
+      - from: {objectType: deals, id: "objectId"}
+        to: {objectType: contacts, lookup: {property: {objectType: deals, id: "objectId", name: buyer_id}}}
+"""
+
+
+def test_a_lookup_names_what_it_found_and_either_record_finds_the_association(
+    stack: Stack, sim: Sim, tmp_path: Path
+) -> None:
+    """deals/5101's lookup found contacts/7101: the deal's trace names the contact, the contact's finds the link."""
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(LOOKUP_RULES)
+    stack.settings = replace(stack.settings, rules_file=str(rules))
+    settings = stack.settings
+    keys = Keys(settings.redis_prefix)
+    sim.post("/_sim/records", {"records": [{"objectType": "deals", "id": "5101", "properties": {"buyer_id": "7101"}}]})
+    inbox = Inbox(
+        connect(settings.redis_url, timeout_s=5), keys, claim_idle_s=30, rules_tag=RulesFile.read(str(rules)).tag
+    )
+    stack.worker()
+    inbox.add_hubspot(json.dumps([hubspot_event(1, 5101)]).encode(), received_at=time.time())
+    redis = redis_lib.Redis.from_url(settings.redis_url)
+    history = EventHistory(redis, keys)
+    wait_for(lambda: ("deals", "5101", "contacts", "7101") in sim.pairs(), timeout=30, what="the association")
+    wait_settled(redis, timeout=30)
+
+    def resolved(found: dict[str, Any]) -> list[dict[str, Any]]:
+        """The associations of a trace that a lookup became."""
+        return [a for a in found["associations"] if a.get("lookup_id")]
+
+    wait_for(lambda: resolved(trace(redis, keys, history, "deals", "5101")), timeout=10, what="the resolution")
+    deal = trace(redis, keys, history, "deals", "5101")
+    [lookup] = [a for a in deal["associations"] if "lookup" in a]
+    assert lookup["state"] == "done" and lookup["resolved"] == "deals/5101 -> contacts/7101"
+    [made] = resolved(deal)
+    assert (made["from"], made["to"], made["state"]) == ("deals/5101", "contacts/7101", "done")
+    assert made["lookup_id"] == lookup["id"] and made["rule"] == "deal-contact-by-property"
+    assert any(r["what"] == "resolved" and "contacts/7101" in r["detail"] for r in deal["timeline"])
+    assert len(deal["events"]) == 1
+
+    contact = trace(redis, keys, history, "contacts", "7101")
+    assert [(a["id"], a["from"], a["state"]) for a in resolved(contact)] == [(made["id"], "deals/5101", "done")]
+    assert [a["resolved"] for a in contact["associations"] if "lookup" in a] == ["deals/5101 -> contacts/7101"]
+
+
+def test_work_held_by_an_open_circuit_shows_why_it_waits(stack: Stack, sim: Sim, tmp_path: Path) -> None:
+    """A 403 opens the portal's circuit: the trace shows the association paused by it, not just pending."""
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES)
+    stack.settings = replace(stack.settings, rules_file=str(rules))
+    settings = stack.settings
+    inbox = Inbox(
+        connect(settings.redis_url, timeout_s=5),
+        Keys(settings.redis_prefix),
+        claim_idle_s=30,
+        rules_tag=RulesFile.read(str(rules)).tag,
+    )
+    sim.faults(script=[{"status": 403}] * 5)
+    stack.worker(HUBLINK_CIRCUIT_PROBE_S="300")
+    inbox.add_hubspot(json.dumps([hubspot_event(1, 5201)]).encode(), received_at=time.time())
+    redis = redis_lib.Redis.from_url(settings.redis_url)
+    wait_for(lambda: redis.hexists(f"{settings.redis_prefix}paused", "circuit:62515"), timeout=30, what="the circuit")
+    found = trace(redis, Keys(settings.redis_prefix), EventHistory(redis, Keys(settings.redis_prefix)), "deals", "5201")
+    [association] = found["associations"]
+    assert association["state"] == "paused" and association["queued_as"] == "pending"
+    assert "circuit is open (missing_scopes)" in association["reason"] and "403" in association["reason"]
+    assert association["waiting"]["scope"] == "circuit" and "scopes" in association["waiting"]["until"]
+    assert any(r["what"] == "paused" and "circuit" in r["detail"] for r in found["timeline"])
+
+
+def test_work_in_a_paused_lane_shows_the_pause_and_how_to_resume(stack: Stack, tmp_path: Path) -> None:
+    """An operator paused the lane: the trace names the pause, its reason and the resume command."""
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES)
+    stack.settings = replace(stack.settings, rules_file=str(rules))
+    settings = stack.settings
+    redis = redis_lib.Redis.from_url(settings.redis_url)
+    keys = Keys(settings.redis_prefix)
+    PauseStore(redis, keys).pause("lane", "62515|deals|contacts", "maintenance")
+    inbox = Inbox(
+        connect(settings.redis_url, timeout_s=5), keys, claim_idle_s=30, rules_tag=RulesFile.read(str(rules)).tag
+    )
+    stack.worker()
+    inbox.add_hubspot(json.dumps([hubspot_event(1, 5301)]).encode(), received_at=time.time())
+    history = EventHistory(redis, keys)
+    wait_for(lambda: trace(redis, keys, history, "deals", "5301")["associations"], timeout=30, what="the event")
+    [association] = trace(redis, keys, history, "deals", "5301")["associations"]
+    assert association["state"] == "paused"
+    assert association["reason"] == "lane 62515|deals|contacts is paused: maintenance"
+    assert "hublink resume --lane '62515|deals|contacts'" in association["waiting"]["until"]

@@ -143,7 +143,7 @@ association_answer_bodies = st.one_of(
 #: JSON objects of any shape (a workflow body, form fields, an event payload).
 json_objects = st.dictionaries(st.text(max_size=12), json_values, max_size=6)
 
-#: Valid HubSpot app webhook events (hubspot-api.md §4.2), ids as JSON numbers or digit strings.
+#: Valid HubSpot app webhook events (docs/reference/hubspot.md §4.2), ids as JSON numbers or digit strings.
 hubspot_events = st.fixed_dictionaries(
     {
         "portalId": st.integers(1, 10**12) | st.integers(1, 10**12).map(str),

@@ -79,7 +79,7 @@ class TestObjectTypes:
         assert canonical_object_type(type_id) == type_id
 
     def test_the_documented_custom_example_is_kept(self) -> None:
-        """2-143967026 (hubspot-api.md §1.3's example) stays 2-143967026."""
+        """2-143967026 (docs/reference/hubspot.md §1.3's example) stays 2-143967026."""
         assert build(to_object_type="2-143967026").to_object_type == "2-143967026"
 
     @given(type_forms, type_forms)

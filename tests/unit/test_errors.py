@@ -17,10 +17,11 @@ from hublink.delivery.hubspot import HubSpotClient, error_for_status
 from hublink.domain import errors as e
 from tests.unit.strategies import json_values
 
-#: hubspot-api.md §3.2's status column, plus 477 (migration in progress), in the order of the table.
+#: docs/reference/hubspot.md §3.2's status column, plus 477 (migration in progress), in the order of the table.
 DOCUMENTED_STATUSES = (400, 401, 403, 404, 409, 414, 423, 429, 477, 500, 502, 503, 504, 521, 522, 523, 524, 525, 526)
 
-#: The class each documented status must map to (README "Error classes" and hubspot-api.md §3.2).
+#: The class each documented status must map to (docs/concepts/delivery.md "Error classes";
+#: docs/reference/hubspot.md §3.2).
 STATUS_CLASS: dict[int, type[e.DeliveryError]] = {
     400: e.ValidationRejectedError,
     401: e.AuthError,
@@ -46,7 +47,7 @@ STATUS_CLASS: dict[int, type[e.DeliveryError]] = {
 #: The three things a DeliveryError can make happen next; every class is exactly one of them.
 KINDS = (e.TransientError, e.RateLimitedError, e.PermanentError)
 
-#: The suggested kind of each documented status (hubspot-api.md §3.2, last column).
+#: The suggested kind of each documented status (docs/reference/hubspot.md §3.2, last column).
 STATUS_KIND: dict[int, type[e.DeliveryError]] = {
     **dict.fromkeys((400, 401, 403, 404, 409, 414, 525, 526), e.PermanentError),
     **dict.fromkeys((423, 477, 500, 502, 503, 504, 521, 522, 523, 524), e.TransientError),
@@ -173,14 +174,14 @@ class TestStatusTable:
 
     @pytest.mark.parametrize("status", DOCUMENTED_STATUSES)
     def test_each_documented_status_maps_to_its_class(self, status: int) -> None:
-        """Each status of HubSpot's table maps to exactly the class the README's error table names."""
+        """Each status of HubSpot's table maps to exactly the class docs/concepts/delivery.md's error table names."""
         error = error_for_status(status, {"message": "x", "correlationId": "c-1"}, {}, 0.0)
         assert type(error) is STATUS_CLASS[status]
         assert error.status == status
 
     @pytest.mark.parametrize("status", DOCUMENTED_STATUSES)
     def test_each_documented_status_has_its_suggested_kind(self, status: int) -> None:
-        """Each status is transient, rate-limited or permanent as hubspot-api.md §3.2 suggests."""
+        """Each status is transient, rate-limited or permanent as docs/reference/hubspot.md §3.2 suggests."""
         assert isinstance(error_for_status(status, {}, {}, 0.0), STATUS_KIND[status])
 
     def test_every_error_status_has_a_class(self) -> None:

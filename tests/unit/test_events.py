@@ -14,7 +14,7 @@ from hublink.domain.errors import FieldProblem, InvalidInputError
 from hublink.domain.events import MAX_EVENTS, parse_form, parse_hubspot_batch, parse_workflow, read_hubspot_batch
 from tests.unit.strategies import hubspot_events, json_objects, json_values
 
-# The v1 signature test vector's body (hubspot-api.md §4.5), byte for byte.
+# The v1 signature test vector's body (docs/reference/hubspot.md §4.5), byte for byte.
 V1_BODY = (
     b'[{"eventId":1,"subscriptionId":12345,"portalId":62515,"occurredAt":1564113600000,'
     b'"subscriptionType":"contact.creation","attemptNumber":0,"objectId":123,"changeSource":"CRM",'
@@ -373,7 +373,7 @@ class TestStoredForm:
         assert type(event).from_record(record) == event
 
 
-#: A real-shaped legacy association-change delivery: neither objectId nor subscriptionId (hubspot-api.md §8).
+#: A real-shaped legacy association-change delivery: neither objectId nor subscriptionId (docs/reference/hubspot.md §8).
 ASSOCIATION_CHANGE: dict[str, Any] = {
     "eventId": 3781247215,
     "portalId": 62515,

@@ -44,7 +44,7 @@ RATE_HEADERS = {
     "X-HubSpot-RateLimit-Remaining": "42",
     "X-HubSpot-RateLimit-Interval-Milliseconds": "10000",
 }
-#: HubSpot's invalid-id entry (hubspot-api.md §3.1), naming deal 666.
+#: HubSpot's invalid-id entry (docs/reference/hubspot.md §3.1), naming deal 666.
 INVALID_DEAL_666 = {
     "status": "error",
     "category": "VALIDATION_ERROR",
@@ -54,7 +54,7 @@ INVALID_DEAL_666 = {
 
 
 def answer(pairs: list[tuple[Any, Any]], errors: list[Any] | None = None) -> dict[str, Any]:
-    """A BatchResponsePublicDefaultAssociation body (hubspot-api.md §1.2) linking ``pairs``."""
+    """A BatchResponsePublicDefaultAssociation body (docs/reference/hubspot.md §1.2) linking ``pairs``."""
     body: dict[str, Any] = {
         "status": "COMPLETE",
         "startedAt": "2026-04-01T00:00:00Z",
@@ -207,7 +207,7 @@ class TestHttpErrors:
 
     @responses.activate
     def test_a_daily_429_names_its_policy(self, client: HubSpotClient) -> None:
-        """A 429 with policyName DAILY (hubspot-api.md §2.3's body) raises RateLimitedError with policy DAILY."""
+        """A 429 with policyName DAILY (docs/reference/hubspot.md §2.3) raises RateLimitedError, policy DAILY."""
         body = {
             "status": "error",
             "message": "You have reached your daily limit.",
@@ -344,7 +344,7 @@ class TestBatch:
 
     @responses.activate
     def test_a_207_is_read_like_a_200(self, client: HubSpotClient) -> None:
-        """A 207 multi-status answer is parsed per pair, like a 200 (hubspot-api.md §1.2)."""
+        """A 207 multi-status answer is parsed per pair, like a 200 (docs/reference/hubspot.md §1.2)."""
         responses.post(BATCH, status=207, json=answer([("1", "2")], [INVALID_DEAL_666]))
         result = client.associate_default_batch(TOKEN, "deals", "contacts", [("1", "2"), ("666", "2")])
         assert result.linked == {("1", "2")}

@@ -60,7 +60,8 @@ def counted(settlement: outcomes.Settlement, metric: str) -> dict[str, int]:
     return found
 
 
-#: The README's error-class table, one row per HubSpot answer: (status, body, age, expected kind, attempt spent).
+#: The error-class table of docs/concepts/delivery.md, one row per HubSpot answer:
+#: (status, body, age, expected kind, attempt spent).
 TABLE = [
     ("2xx, pair in results", None, None, 3600, "done", False),
     ("429 TEN_SECONDLY_ROLLING", 429, {"policyName": "TEN_SECONDLY_ROLLING"}, 3600, "retry", False),
@@ -94,7 +95,7 @@ TABLE = [
 
 
 class TestErrorTable:
-    """Each row of the README's error-class table settles as the table says."""
+    """Each row of the error-class table (docs/concepts/delivery.md) settles as the table says."""
 
     @pytest.mark.parametrize(("row", "status", "body", "age_s", "kind", "spent"), TABLE, ids=[r[0] for r in TABLE])
     def test_row(

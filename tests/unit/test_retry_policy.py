@@ -27,11 +27,11 @@ from hublink.domain.errors import (
 )
 from tests.unit.strategies import attempt_numbers, backoff_knobs, seeds
 
-#: The documented defaults (README "Configuration"), spelled out so a changed default fails here.
+#: The documented defaults (docs/reference/configuration.md), spelled out so a changed default fails here.
 POLICY = rp.RetryPolicy(
     base_s=2.0, cap_s=600.0, max_attempts=10, fresh_record_grace_s=120.0, daily_limit_defer_s=3600.0, rate_window_s=10.0
 )
-#: HubSpot's invalid-id answer (hubspot-api.md §3.1), as the body of a 400.
+#: HubSpot's invalid-id answer (docs/reference/hubspot.md §3.1), as the body of a 400.
 INVALID_IDS_BODY = {
     "status": "error",
     "message": "One or more associations are invalid",

@@ -8,11 +8,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hublink.config.settings import ENVIRONMENT_VARIABLES, Settings
+from hublink.config.settings import ENVIRONMENT_VARIABLES, GROUPS, Settings, variable_of
 from hublink.domain.errors import ConfigError
 from hublink.domain.limits import RateLimit
 
-#: The README's configuration table: each variable's documented default, as the field it sets.
+#: Each variable's documented default (docs/reference/configuration.md, generated from Settings), as the field it sets.
 DOCUMENTED_DEFAULTS: dict[str, object] = {
     "redis_url": "redis://127.0.0.1:6379/0",
     "redis_prefix": "hl:",
@@ -98,7 +98,7 @@ class TestFromEnv:
     """Reading the environment once."""
 
     def test_nothing_set_gives_the_documented_defaults(self) -> None:
-        """With no variable set, every setting has the default the README documents."""
+        """With no variable set, every setting has the default the configuration reference documents."""
         settings = Settings.from_env({})
         assert {name: getattr(settings, name) for name in DOCUMENTED_DEFAULTS} == DOCUMENTED_DEFAULTS
 
@@ -398,3 +398,26 @@ class TestCookieSecure:
     def test_secure_behind_https_or_when_told(self, env: dict[str, str], expected: bool) -> None:
         """The cookie is Secure when HUBLINK_PUBLIC_URL is https or HUBLINK_COOKIE_SECURE is true."""
         assert Settings.from_env(env).is_cookie_secure is expected
+
+
+class TestDeclarations:
+    """Each field declares its variable, its default and one sentence: the source of the docs and .env.example."""
+
+    def test_every_field_declares_one_variable_with_a_sentence(self) -> None:
+        """Each field names a distinct variable and says what it does in one sentence ending with a full stop."""
+        specs = [variable_of(item) for item in dataclasses.fields(Settings)]
+        assert len({spec.name for spec in specs}) == len(specs)
+        assert all(spec.doc.strip().endswith(".") for spec in specs)
+
+    def test_secrets_stay_out_of_repr(self) -> None:
+        """A field declared secret never shows its value in repr, so logs of the settings hold no secret."""
+        values = {item.name: "s3cr3t-value" for item in dataclasses.fields(Settings) if variable_of(item).secret}
+        values["redis_url"] = "redis://:s3cr3t-value@127.0.0.1:6379/0"
+        assert "s3cr3t-value" not in repr(Settings(**values))  # type: ignore[arg-type]
+
+    def test_the_groups_start_at_fields_in_order(self) -> None:
+        """Each heading of the configuration page starts at a field, in the fields' order."""
+        names = [item.name for item in dataclasses.fields(Settings)]
+        starts = [names.index(field_name) for _, field_name in GROUPS]
+        assert starts == sorted(starts)
+        assert starts[0] == 0
