@@ -9,6 +9,7 @@ activates, never deletes: a subscription no rule needs is reported and left as i
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 
 import click
@@ -16,7 +17,7 @@ from flask.cli import AppGroup
 
 from hublink.config.rules_file import RulesFile
 from hublink.config.settings import Settings
-from hublink.delivery.webhooks_api import WebhookApp, WebhooksClient
+from hublink.delivery.webhooks_api import WebhookApp, WebhooksClient, journal_access
 from hublink.domain.errors import ConfigError, DeliveryError
 from hublink.domain.subscriptions import Needs, Plan, WebhookSettings, needed_subscriptions
 from web.container import parts
@@ -45,7 +46,11 @@ def _app(settings: Settings) -> WebhookApp:
         connect_timeout_s=settings.hubspot_connect_timeout_s,
         read_timeout_s=settings.hubspot_read_timeout_s,
     )
-    return WebhookApp(client, settings.hubspot_developer_token or "", settings.hubspot_app_id or "")
+    try:  # journal portals' journal subscriptions, made with the app's token (HUBSPOT_CLIENT_ID)
+        journal = journal_access(settings, os.environ, client)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    return WebhookApp(client, settings.hubspot_developer_token or "", settings.hubspot_app_id or "", journal)
 
 
 def _needs(settings: Settings) -> Needs:

@@ -39,8 +39,9 @@ EVENT_TYPES = frozenset(
 
 SettingsAction = Literal["create", "change", "keep"]
 #: create: missing, POST it; activate: there but paused, PATCH it active; keep: there and active;
-#: extra: there, and no rule needs it (left as it is: HubLink does not delete what it did not ask for).
-SubscriptionAction = Literal["create", "activate", "keep", "extra"]
+#: extra: there, and no rule needs it (left as it is: HubLink does not delete what it did not ask for);
+#: change: a journal subscription that lacks actions the rules need (upserted with them added).
+SubscriptionAction = Literal["create", "activate", "change", "keep", "extra"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,11 +220,142 @@ class SettingsStep:
 
 
 @dataclass(frozen=True, slots=True)
+class JournalKey:
+    """One journal subscription (docs/reference/hubspot.md §9.1): a portal's kind of events of one object type.
+
+    HubSpot upserts journal subscriptions by app, portal, kind and object type, so this is what makes two the
+    same; ``actions`` are what it holds (CREATE, DELETE, ASSOCIATION_ADDED...).
+    """
+
+    portal_id: str
+    kind: JournalKind
+    object_type_id: str
+    actions: frozenset[str] = frozenset()
+
+    def __str__(self) -> str:
+        return f"journal {self.kind} {self.object_type_id} {'+'.join(sorted(self.actions))} (portal {self.portal_id})"
+
+    @property
+    def same(self) -> tuple[str, str, str]:
+        """What HubSpot upserts by (besides the app)."""
+        return self.portal_id, self.kind, self.object_type_id
+
+    def upsert_request(self) -> dict[str, Any]:
+        """The spec's ``SubscriptionUpsertRequest`` for this key: every object, every property."""
+        body: dict[str, Any] = {
+            "subscriptionType": self.kind,
+            "portalId": int(self.portal_id),
+            "objectTypeId": self.object_type_id,
+            "actions": sorted(self.actions),
+        }
+        if self.kind == "OBJECT":
+            body |= {"objectIds": [], "properties": []}
+        elif self.kind == "ASSOCIATION":
+            body |= {"objectIds": [], "associatedObjectTypeIds": []}
+        return body
+
+    @classmethod
+    def parse(cls, raw: Any) -> JournalKey | None:
+        """Read a ``SubscriptionResponse_1``; None for kinds HubLink does not ask for (app lifecycle, lists).
+
+        Raises ValueError naming the field that is missing or wrong.
+        """
+        if not isinstance(raw, Mapping):
+            raise ValueError(f"journal subscription: expected an object, got {type(raw).__name__}")
+        kind = raw.get("subscriptionType")
+        if kind not in JOURNAL_KINDS:
+            return None
+        portal, type_id, actions = raw.get("portalId"), raw.get("objectTypeId"), raw.get("actions")
+        if isinstance(portal, bool) or not isinstance(portal, int | str) or not str(portal).isdigit():
+            raise ValueError(f"journal subscription portalId: expected an integer, got {portal!r}")
+        if not isinstance(type_id, str) or not type_id:
+            raise ValueError(f"journal subscription objectTypeId: expected a string, got {type_id!r}")
+        if not isinstance(actions, list) or not all(isinstance(a, str) for a in actions):
+            raise ValueError(f"journal subscription actions: expected a list of strings, got {actions!r}")
+        return cls(str(portal), kind, type_id, frozenset(actions))
+
+
+JournalKind = Literal["OBJECT", "ASSOCIATION", "GDPR_PRIVACY_DELETION"]
+JOURNAL_KINDS: tuple[JournalKind, ...] = ("OBJECT", "ASSOCIATION", "GDPR_PRIVACY_DELETION")
+#: The journal's kind and action for each push event kind (webhooks-2026-03.json; docs/reference/hubspot.md §9.1).
+JOURNAL_ACTIONS: Mapping[str, tuple[JournalKind, tuple[str, ...]]] = {
+    "creation": ("OBJECT", ("CREATE",)),
+    "deletion": ("OBJECT", ("DELETE",)),
+    "merge": ("OBJECT", ("MERGE",)),
+    "restore": ("OBJECT", ("RESTORE",)),
+    "propertyChange": ("OBJECT", ("UPDATE",)),
+    "associationChange": ("ASSOCIATION", ("ASSOCIATION_ADDED", "ASSOCIATION_REMOVED")),
+    "privacyDeletion": ("GDPR_PRIVACY_DELETION", ("GDPR_DELETE",)),
+}
+#: Object type ids of the legacy event prefixes (``deal.creation``: ``0-3``).
+PREFIX_TYPE_IDS: Mapping[str, str] = {
+    "contact": "0-1",
+    "company": "0-2",
+    "deal": "0-3",
+    "ticket": "0-5",
+    "product": "0-7",
+    "line_item": "0-8",
+}
+
+
+def journal_keys(
+    wanted: Mapping[SubscriptionKey, tuple[str, ...]], portal_ids: Sequence[str]
+) -> dict[JournalKey, tuple[str, ...]]:
+    """The journal subscriptions the push subscriptions ``wanted`` stand for, in each journal portal.
+
+    One per portal, kind and object type, with every action the rules need; each with the rules needing it.
+    Event types the journal does not carry (``conversation.*``, ``event.completed``) have none.
+    """
+    merged: dict[tuple[str, JournalKind, str], tuple[set[str], list[str]]] = {}
+    for key, rules in wanted.items():
+        prefix, _, kind = key.event_type.partition(".")
+        found = JOURNAL_ACTIONS.get(kind)
+        type_id = key.object_type_id if prefix == "object" else PREFIX_TYPE_IDS.get(prefix)
+        if found is None or type_id is None:
+            continue
+        journal_kind, actions = found
+        for portal in portal_ids:
+            held_actions, names = merged.setdefault((portal, journal_kind, type_id), (set(), []))
+            held_actions.update(actions)
+            names.extend(r for r in rules if r not in names)
+    return {
+        JournalKey(portal, kind, type_id, frozenset(actions)): tuple(names)
+        for (portal, kind, type_id), (actions, names) in sorted(merged.items())
+    }
+
+
+def journal_plan(
+    current: Sequence[tuple[str, JournalKey]], wanted: Mapping[JournalKey, tuple[str, ...]]
+) -> list[SubscriptionStep]:
+    """Compare the app's journal subscriptions (HubSpot's id, key) with those the rules need.
+
+    A wanted one HubSpot holds with every action is kept; held without some, changed (upserted with the held
+    actions and the missing ones: never fewer); not held, created. Those no rule needs are not listed: the
+    push subscriptions' extras already say what HubLink leaves alone.
+    """
+    held = {key.same: (sub_id, key) for sub_id, key in current}
+    steps: list[SubscriptionStep] = []
+    for key, rules in wanted.items():
+        found = held.get(key.same)
+        if found is None:
+            steps.append(SubscriptionStep("create", key, None, rules))
+        elif key.actions <= found[1].actions:
+            steps.append(SubscriptionStep("keep", found[1], found[0], rules))
+        else:
+            widened = JournalKey(key.portal_id, key.kind, key.object_type_id, key.actions | found[1].actions)
+            steps.append(SubscriptionStep("change", widened, found[0], rules))
+    return steps
+
+
+@dataclass(frozen=True, slots=True)
 class SubscriptionStep:
-    """What to do with one subscription; ``id`` is HubSpot's when it exists, ``rules`` those that need it."""
+    """What to do with one subscription; ``id`` is HubSpot's when it exists, ``rules`` those that need it.
+
+    ``key`` is a push subscription's, or a journal subscription's for portals read by the journal.
+    """
 
     action: SubscriptionAction
-    key: SubscriptionKey
+    key: SubscriptionKey | JournalKey
     id: str | None = None
     rules: tuple[str, ...] = ()
 
@@ -240,7 +372,7 @@ class Plan:
     def changes(self) -> int:
         """How many calls applying it makes (0: nothing to do)."""
         return int(self.settings.action != "keep") + sum(
-            1 for s in self.subscriptions if s.action in ("create", "activate")
+            1 for s in self.subscriptions if s.action in ("create", "activate", "change")
         )
 
 
@@ -277,3 +409,8 @@ def plan(
     matched = {by_key[k].id for k in needs.wanted if k in by_key}
     steps += [SubscriptionStep("extra", s.key, s.id) for s in current if s.id not in matched]
     return Plan(settings, tuple(steps), needs.skipped)
+
+
+def with_journal(todo: Plan, steps: Sequence[SubscriptionStep]) -> Plan:
+    """``todo`` with the journal subscriptions' steps after the push subscriptions'."""
+    return Plan(todo.settings, (*todo.subscriptions, *steps), todo.skipped)

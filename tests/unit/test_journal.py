@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -11,7 +12,14 @@ import responses
 
 from hublink.config.portals import load_portals
 from hublink.delivery.hubspot import HubSpotClient
-from hublink.domain.errors import ConfigError, HubSpotErrorDetail, InvalidInputError, NotFoundError, ServerError
+from hublink.domain.errors import (
+    ConfigError,
+    ForbiddenError,
+    HubSpotErrorDetail,
+    InvalidInputError,
+    NotFoundError,
+    ServerError,
+)
 from hublink.intake.journal import (
     LOCK_INTERVALS,
     MAX_ENTRIES_PER_POLL,
@@ -19,6 +27,7 @@ from hublink.intake.journal import (
     JournalFetch,
     JournalPoller,
     MemoryOffsets,
+    entry_events,
     inbox_bodies,
 )
 
@@ -74,9 +83,18 @@ class FakeJournal:
 class ListInbox:
     """An inbox that keeps what it is given; ``fail`` makes the next add raise."""
 
-    def __init__(self) -> None:
+    def __init__(self, offsets: MemoryOffsets | None = None) -> None:
         self.bodies: list[bytes] = []
         self.fail = False
+        #: (source, body, delivery id, reason, the portal's offset when it was set aside)
+        self.aside: list[tuple[str, Any, str, str, str | None]] = []
+        self._offsets = offsets
+
+    def set_aside_delivery(self, source: str, body: Any, delivery_id: str, reason: str, *, received_at: float) -> str:
+        """Keep what was set aside, with the offset the portal had then."""
+        offset = self._offsets.offset(PORTAL) if self._offsets is not None else None
+        self.aside.append((source, body, delivery_id, reason, offset))
+        return f"{len(self.aside)}-1"
 
     def add_hubspot(self, raw: bytes, *, received_at: float) -> str:
         """Keep ``raw`` (or fail as Redis would)."""
@@ -135,11 +153,23 @@ class TestParsing:
         """An empty array gives no inbox body."""
         assert inbox_bodies(b"[]") == ([], 0)
 
-    @pytest.mark.parametrize("raw", [b"not json", b'{"events": []}'])
-    def test_a_body_that_is_not_an_array_is_refused(self, raw: bytes) -> None:
-        """Anything but a JSON array raises InvalidInputError."""
+    @pytest.mark.parametrize("raw", [b"not json", b'{"events": []}', b'{"journalEvents": {}}', b"42", b"\xff\xfe"])
+    def test_a_body_that_is_neither_format_is_refused(self, raw: bytes) -> None:
+        """Anything but a JSON array or the wrapper with a journalEvents array raises InvalidInputError."""
         with pytest.raises(InvalidInputError, match="journal entry"):
             inbox_bodies(raw)
+
+    def test_the_wrapper_format_gives_its_journal_events(self) -> None:
+        """HubSpot's ``{"offset", "journalEvents", "publishedAt"}`` is read as its events, as an array would be."""
+        wrapper = {"offset": "o1", "journalEvents": [event(1), event(2)], "publishedAt": "2026-12-07T00:00:00.000Z"}
+        bodies, count = inbox_bodies(orjson.dumps(wrapper))
+        assert count == 2 and [orjson.loads(b) for b in bodies] == [[event(1), event(2)]]
+        assert entry_events(orjson.dumps(wrapper)) == entry_events(body(1, 2))
+
+    def test_a_big_wrapper_is_cut_into_arrays_of_100(self) -> None:
+        """A wrapper of 150 events becomes inbox bodies of 100 and 50."""
+        bodies, count = inbox_bodies(orjson.dumps({"offset": "o", "journalEvents": [event(n) for n in range(150)]}))
+        assert count == 150 and [len(orjson.loads(b)) for b in bodies] == [100, 50]
 
 
 class TestOffsets:
@@ -224,11 +254,55 @@ class TestPoller:
         assert poller(journal, inbox, offsets).poll(PORTAL) == 1
         assert offsets.offset(PORTAL) == "off-0"
 
-    def test_an_unreadable_entry_is_skipped_and_the_offset_moves_past_it(self) -> None:
-        """A body that is not an array is logged and skipped: it cannot stop the portal's journal."""
-        journal, inbox, offsets = FakeJournal(b"{}", body(2)), ListInbox(), MemoryOffsets()
+    def test_an_unreadable_entry_is_set_aside_raw_before_the_offset_moves_past_it(self) -> None:
+        """A file that cannot be read is kept as it came (before the offset moves), and the journal reads on."""
+        offsets = MemoryOffsets()
+        journal, inbox = FakeJournal(b"{corrupt", body(2)), ListInbox(offsets)
         assert poller(journal, inbox, offsets).poll(PORTAL) == 2
         assert inbox.bodies == [body(2)] and offsets.offset(PORTAL) == "off-1"
+        [(source, kept, delivery_id, reason, offset_then)] = inbox.aside
+        assert (source, kept, delivery_id) == ("journal", "{corrupt", f"journal:{PORTAL}:off-0")
+        assert offset_then is None and "cannot be read" in reason and "off-0" in reason
+
+    def test_an_entry_that_is_not_utf8_is_kept_as_base64(self) -> None:
+        """Bytes that are not text are kept whole, base64-encoded."""
+        offsets = MemoryOffsets()
+        journal, inbox = FakeJournal(b"\xff\x00"), ListInbox(offsets)
+        poller(journal, inbox, offsets).poll(PORTAL)
+        assert inbox.aside[0][1] == {"base64": base64.b64encode(b"\xff\x00").decode()}
+
+    def test_an_entry_that_cannot_be_set_aside_is_read_again(self) -> None:
+        """When keeping it fails (Redis down), the offset stays: the next poll reads the entry again."""
+
+        class Down(ListInbox):
+            def set_aside_delivery(self, *args: Any, **kwargs: Any) -> str:
+                raise ConnectionError("inbox down")
+
+        journal, inbox, offsets = FakeJournal(b"{corrupt"), Down(), MemoryOffsets()
+        with pytest.raises(ConnectionError):
+            poller(journal, inbox, offsets).poll(PORTAL)
+        assert offsets.offset(PORTAL) is None
+
+    def test_a_refused_token_is_forgotten(self) -> None:
+        """A 401 or 403 from the journal calls ``refused`` (the app token is fetched again) and is raised."""
+        refused: list[bool] = []
+
+        class Refusing(FakeJournal):
+            def journal_fetch(self, token: str, after: str | None, **_: Any) -> dict[str, Any] | None:
+                raise ForbiddenError(HubSpotErrorDetail(status=403, message="app token required"))
+
+        p = JournalPoller(
+            Refusing(),
+            lambda _: (TOKEN, None),
+            ListInbox(),
+            MemoryOffsets(),
+            owner="w1",
+            poll_s=5.0,
+            refused=lambda: refused.append(True),
+        )
+        with pytest.raises(ForbiddenError):
+            p.poll(PORTAL)
+        assert refused == [True]
 
     def test_a_big_entry_becomes_several_inbox_entries(self) -> None:
         """150 events are stored as 100 and 50, and the offset moves once."""
