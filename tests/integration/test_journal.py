@@ -26,6 +26,7 @@ pytestmark = pytest.mark.integration
 
 PORTAL = 62515
 SECRET = "client-secret-for-journal"
+CLIENT_ID = "client-id-for-journal"
 RULES = """\
 rules:
   - name: deal-created
@@ -57,11 +58,18 @@ def journal_stack(stack: Stack, tmp_path: Path) -> dict[str, str]:
     portals = tmp_path / "portals.yaml"
     portals.write_text(f'portals:\n  "{PORTAL}":\n    token_env: PORTAL_TOKEN\n    journal: true\n')
     stack.settings = replace(stack.settings, hubspot_client_secret=SECRET, rules_file=str(rules))
+    # The journal is read with the app's token (client_credentials), so the simulator knows the app.
+    requests.post(
+        f"{stack.settings.hubspot_base_url}/_sim/apps",
+        json={"appId": "4242", "clientId": CLIENT_ID, "clientSecret": SECRET},
+        timeout=5,
+    ).raise_for_status()
     return {
         "HUBLINK_PORTALS_FILE": str(portals),
         "PORTAL_TOKEN": HUBSPOT_TOKEN,
         "HUBLINK_JOURNAL_POLL_S": "0.2",
         "HUBSPOT_CLIENT_SECRET": SECRET,
+        "HUBSPOT_CLIENT_ID": CLIENT_ID,
     }
 
 
