@@ -88,6 +88,14 @@ def replay(event_id: str | None, everything: bool, dry_run: bool, **filters: Any
     flt = event_filter(filters)
     if event_id is None and flt == EventFilter() and not everything:
         raise click.UsageError("give an EVENT_ID or a filter, or --all to replay every event in the history")
+    rules_file = parts().settings.rules_file
+    if not parts().rules.rules:
+        where = f"{rules_file} holds no rule" if rules_file else "HUBLINK_RULES_FILE is not set"
+        click.echo(
+            f"warning: no rules are loaded ({where}), so today's rules produce nothing for any event; "
+            "set HUBLINK_RULES_FILE to your rules file",
+            err=True,
+        )
     selected = list(parts().replayer.select(event_id, None if event_id else flt))
     if not selected:
         raise click.ClickException("no event in the history matches")

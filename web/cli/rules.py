@@ -30,7 +30,9 @@ def _load(path: str) -> Any:
     try:
         return load_rules(path, os.environ)[0].rules
     except ConfigError as exc:
-        problems = getattr(exc, "problems", None) or (str(exc),)
+        # The file was named on the command line, not by the variable: say so by its path alone.
+        unreadable = str(exc).removeprefix("HUBLINK_RULES_FILE: ") + "; check the path"
+        problems = getattr(exc, "problems", None) or (unreadable,)
         for problem in problems:
             click.echo(f"Error: {problem}", err=True)
         raise SystemExit(1) from None
