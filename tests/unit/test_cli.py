@@ -16,7 +16,8 @@ import hublink.domain.rules
 from hublink.config.settings import Settings
 from web import create_app
 from web.cli import COMMANDS
-from web.cli.main import cli, one_line
+from web.cli.errors import one_line
+from web.cli.main import cli
 
 REPO = Path(__file__).resolve().parents[2]
 RULES = REPO / "examples" / "deal-workflow" / "rules.yaml"
