@@ -30,7 +30,7 @@ from web.cli import COMMANDS
 from web.cli.errors import told_in_one_line
 
 #: Passed through untouched to the program a process command runs (gunicorn's or the worker's options).
-PASS_THROUGH = {"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": ["-h", "--help"]}
+PASS_THROUGH = {"ignore_unknown_options": True, "help_option_names": ["-h", "--help"]}
 
 
 def project_root() -> Path:
@@ -67,30 +67,30 @@ def cli() -> None:
 
 
 @cli.command("web", context_settings=PASS_THROUGH)
-@click.pass_context
-def web(ctx: click.Context) -> None:
+@click.argument("gunicorn_args", nargs=-1, type=click.UNPROCESSED)
+def web(gunicorn_args: tuple[str, ...]) -> None:
     """Serve the web process: gunicorn with gunicorn.conf.py (extra options go to gunicorn)."""
     config = project_root() / "gunicorn.conf.py"
     if not config.is_file():
         raise click.ClickException(f"{config}: not found; run `hublink web` from HubLink's directory")
-    _replace_with([sys.executable, "-m", "gunicorn", "-c", str(config), *ctx.args, "web:create_app()"])
+    _replace_with([sys.executable, "-m", "gunicorn", "-c", str(config), *gunicorn_args, "web:create_app()"])
 
 
 @cli.command("worker", context_settings=PASS_THROUGH)
-@click.pass_context
-def worker(ctx: click.Context) -> None:
+@click.argument("worker_args", nargs=-1, type=click.UNPROCESSED)
+def worker(worker_args: tuple[str, ...]) -> None:
     """Run one worker: python -m worker (extra options go to it: --burst, --name, --check)."""
-    _replace_with([sys.executable, "-m", "worker", *ctx.args])
+    _replace_with([sys.executable, "-m", "worker", *worker_args])
 
 
 @cli.command("run", context_settings=PASS_THROUGH)
-@click.pass_context
-def run(ctx: click.Context) -> None:
+@click.argument("dev_args", nargs=-1, type=click.UNPROCESSED)
+def run(dev_args: tuple[str, ...]) -> None:
     """Start the development stack (Redis, the simulator, the web, a worker): scripts/dev.py."""
     script = project_root() / "scripts" / "dev.py"
     if not script.is_file():
         raise click.ClickException(f"{script}: not found; run `hublink run` from HubLink's directory")
-    _replace_with([sys.executable, str(script), *ctx.args])
+    _replace_with([sys.executable, str(script), *dev_args])
 
 
 for _command in COMMANDS:
