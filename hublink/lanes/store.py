@@ -266,7 +266,7 @@ class LaneStore:
         """Apply outcomes atomically; return how many still existed to be applied.
 
         Done outcomes travel as flat arguments (member, done record), the others as JSON: a 2,000-input call
-        is nearly all done, and decoding them as JSON objects in Lua cost more than applying them.
+        is nearly all done, and decoding them as JSON objects in Lua costs more than applying them.
         """
         now = now_ms()
         payload = self._payload(lane, now, counters)
@@ -339,7 +339,7 @@ class LaneStore:
 class _Arguments:
     """enqueue.lua's arguments, built group by group: flat, with lanes and count sets named by number.
 
-    Flat because a 100-event request sent as one JSON document cost Redis more to decode than to store.
+    Flat because a 100-event request sent as one JSON document costs Redis more to decode than to store.
     """
 
     def __init__(self, keys: Keys) -> None:

@@ -14,8 +14,8 @@
 -- leased and returned all the same, with '!<error>' as its state, never dropped: the caller dead-letters
 -- what it cannot read, and a bad key cannot make this script fail for the whole lane.
 -- Cost: a 2,000-association claim is a handful of variadic commands when nothing claimed has state (one
--- EXISTS over all the state keys says so), not three per association: Lua's per-call overhead was most of
--- the drain's Redis time.
+-- EXISTS over all the state keys says so), not three per association, whose per-call overhead would be
+-- most of the drain's Redis time.
 -- Returns: {"paused", field} when the lane, its portal or the portal's circuit is paused (nothing is
 -- claimed: no attempt spent), {"wait", ms} when the batch window asks to wait, else a flat list of
 -- member, state for each claimed association: state '' (no a:<id>), '!<error>' (a:<id> unreadable), or
