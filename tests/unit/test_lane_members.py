@@ -82,9 +82,7 @@ class TestMembersReadBackWhole:
         request = AssociationRequest(
             from_object_type="deals", from_object_id="1", to_object_type="contacts", to_object_id="2", received_at=1.0
         )
-        claimed = claimed_from(
-            [member_of(ID, request, 5).encode(), b"2", b'[{"status": 500}]', b"1"], request.lane
-        )
+        claimed = claimed_from([member_of(ID, request, 5).encode(), b"2", b'[{"status": 500}]', b"1"], request.lane)
         assert (claimed.attempts, claimed.history, claimed.replays) == (2, [{"status": 500}], 1)
 
 
@@ -116,9 +114,7 @@ class TestCorruptMembersAreRefused:
         with pytest.raises(UnreadableRecordError, match="member: expected"):
             read(ID, "_|deals|contacts")
 
-    @pytest.mark.parametrize(
-        ("state", "why"), [([b"!WRONGTYPE", None, None], "state"), ([b"x", None, None], "int")]
-    )
+    @pytest.mark.parametrize(("state", "why"), [([b"!WRONGTYPE", None, None], "state"), ([b"x", None, None], "int")])
     def test_unreadable_state(self, state: list[object], why: str) -> None:
         """A state key that is not a hash, or attempts that are not a number."""
         request = AssociationRequest(
