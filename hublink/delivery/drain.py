@@ -142,13 +142,13 @@ class LaneDrainer:
             sleep=sleep,
             metrics=metrics,
         )
-        breaker = CircuitGate(circuit, clock=clock) if circuit is not None else None
+        circuit_gate = CircuitGate(circuit, clock=clock) if circuit is not None else None
         #: The gates in the order they see a batch before the call (``after_call`` runs in reverse).
         self._gates: list[Gate] = [
             PauseGate(lanes, circuit, clock=clock),
             BatchWindowGate(clock=clock),
             CredentialsGate(credentials, circuit, clock=clock),
-            *([breaker] if breaker is not None else []),
+            *([circuit_gate] if circuit_gate is not None else []),
             LookupsGate(resolver, lanes, self._limiter, clock=clock),
             RecentlyLinkedGate(clock=clock),
             self._limiter,
@@ -157,7 +157,7 @@ class LaneDrainer:
             client=client,
             credentials=credentials,
             limiter=self._limiter,
-            on_failure=breaker.failed_call if breaker is not None else lambda batch, error: None,
+            on_failure=circuit_gate.failed_call if circuit_gate is not None else lambda batch, error: None,
             labels=labels,
             metrics=metrics,
             clock=clock,
