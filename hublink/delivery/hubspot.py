@@ -59,12 +59,34 @@ MAX_LABEL_PAGES = 100
 
 @dataclass(frozen=True, slots=True)
 class CallResult:
-    """The answer to one association call: which pairs HubSpot linked and which it refused."""
+    """The answer to one association call: which pairs HubSpot linked and which it refused.
+
+    The client returns it for a 2xx and raises for anything else; the drain keeps a whole call's refusal
+    in ``error`` (:meth:`refused`), so that one shape carries every answer to the settle step.
+    """
 
     linked: frozenset[tuple[str, str]]
     failed: Mapping[tuple[str, str], DeliveryError] = field(default_factory=dict)
     rate: RateHeaders | None = None
     correlation_id: str | None = None
+    #: The error of the whole call (nothing in it was linked), or None for a 2xx.
+    error: DeliveryError | None = None
+
+    @classmethod
+    def refused(cls, error: DeliveryError) -> CallResult:
+        """A whole call HubSpot refused (or that never got an answer)."""
+        return cls(linked=frozenset(), rate=error.detail.rate, correlation_id=error.correlation_id, error=error)
+
+    def outcome(self, pair: tuple[str, str]) -> DeliveryError | None:
+        """What this call said of ``pair``: None (linked), its error, the whole call's, or "no outcome".
+
+        Some integrators saw a 2xx whose results left a pair out (a silent no-op): that is not a success.
+        """
+        if self.error is not None:
+            return self.error
+        if pair in self.linked:
+            return None
+        return self.failed.get(pair) or DeliveryError(HubSpotErrorDetail(message="no outcome for pair"))
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:

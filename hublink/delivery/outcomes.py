@@ -20,7 +20,6 @@ from hublink.domain.associations import AssociationRequest, canonical_object_typ
 from hublink.domain.dead_letter import DeadLetter, DeadPair
 from hublink.domain.errors import (
     DeliveryError,
-    HubSpotErrorDetail,
     LookupAmbiguousError,
     LookupNoMatchError,
     LookupNoValueError,
@@ -72,18 +71,8 @@ class Settlement:
 
 
 def pair_outcome(item: Claimed, result: CallResult) -> DeliveryError | None:
-    """What a 2xx call said of this item's pair (see :func:`pair_outcome_of`)."""
-    return pair_outcome_of(association_of(item).pair, result)
-
-
-def pair_outcome_of(pair: tuple[str, str], result: CallResult) -> DeliveryError | None:
-    """What a 2xx call said of ``pair``: None (linked), its error, or "no outcome" if left out.
-
-    Some integrators saw a 2xx whose results left a pair out (a silent no-op): that is not a success.
-    """
-    if pair in result.linked:
-        return None
-    return result.failed.get(pair) or DeliveryError(HubSpotErrorDetail(message="no outcome for pair"))
+    """What a call said of this item's pair (``CallResult.outcome``)."""
+    return result.outcome(association_of(item).pair)
 
 
 def association_of(item: Claimed) -> AssociationRequest:

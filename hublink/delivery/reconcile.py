@@ -23,13 +23,13 @@ from hublink.domain.associations import AssociationRequest, AssociationType, Cal
 from hublink.domain.errors import DeliveryError, HubSpotErrorDetail
 
 Pair = tuple[str, str]
-#: HubSpot's cap on ``batch/read`` inputs (since 10 Feb 2025).
+#: HubSpot's cap on ``batch/read`` inputs.
 MAX_READ_INPUTS = 1000
 #: HubSpot's cap on association batch creates and removals.
 MAX_WRITE_INPUTS = 2000
 Existing = dict[str, list[tuple[str, tuple[AssociationType, ...]]]]
-#: One call of a kind for distinct pairs (with each pair's types): its answer or the error of the whole call.
-Call = Callable[[CallKind, Sequence[Pair], Mapping[Pair, Sequence[AssociationType]]], CallResult | DeliveryError]
+#: One call of a kind for distinct pairs (with each pair's types): its answer (``error`` set for the whole call).
+Call = Callable[[CallKind, Sequence[Pair], Mapping[Pair, Sequence[AssociationType]]], CallResult]
 #: ``batch/read`` of the from ids: each one's associated records with their types, or the call's error.
 Read = Callable[[Sequence[str]], Existing | DeliveryError]
 
@@ -108,7 +108,7 @@ def reconcile(
             chunk = pairs[start : start + MAX_WRITE_INPUTS]
             answer = call(kind, chunk, dict.fromkeys(chunk, wanted))
             for pair in chunk:
-                error = answer if isinstance(answer, DeliveryError) else answer.failed.get(pair)
+                error = answer.error or answer.failed.get(pair)
                 if error is not None:
                     failed_groups[owners[pair]] = error
                 else:
@@ -120,8 +120,8 @@ def reconcile(
         kind = "create" if wanted else "default"
         answer = call(kind, pairs, dict.fromkeys(pairs, wanted))
         for pair in pairs:
-            if isinstance(answer, DeliveryError):
-                created[pair] = answer
+            if answer.error is not None:
+                created[pair] = answer.error
             elif pair in answer.linked:
                 created[pair] = None
             else:

@@ -4,7 +4,7 @@ Built in one place (``hublink.delivery.outcomes``), written by settle.lua as the
 :meth:`DeadLetter.to_wire`, read back with :meth:`DeadLetter.from_wire` by the store, the HTTP API, the CLI
 and the dashboard. The wire format is camelCase throughout, as the HTTP API answers; the queued-work
 record it carries (``record``) is camelCase on the wire too and turned back into the work's own record
-on read. Dead letters written by earlier versions (a snake_case ``record``) still read.
+on read.
 """
 
 from __future__ import annotations
@@ -136,7 +136,7 @@ class DeadLetter:
 
     @classmethod
     def from_wire(cls, wire: Mapping[str, Any]) -> DeadLetter:
-        """Read a stored dead letter (this version's or an earlier one's); raise ValueError if it is not one."""
+        """Read a stored dead letter; raise ValueError if it is not one."""
         try:
             a = wire["association"]
             record = wire.get("record") or {}
@@ -166,8 +166,7 @@ class DeadLetter:
                 replays=int(wire.get("replays") or 0),
                 first_seen_ms=int(wire.get("firstSeenMs") or 0),
                 dead_at_ms=int(wire.get("deadAtMs") or 0),
-                # Version 1 stored the work record as it is queued (snake_case); version 2 in camelCase.
-                record=_convert(record, _snake) if int(wire.get("v") or 1) >= 2 else dict(record),
+                record=_convert(record, _snake),
                 stored={str(k): str(v) for k, v in (wire.get("stored") or {}).items()},
             )
         except (KeyError, TypeError, AttributeError, ValueError) as exc:

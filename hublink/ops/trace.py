@@ -150,15 +150,14 @@ def trace(redis: Redis, keys: Keys, history: EventHistory, object_type: str, obj
             pipe.hgetall(keys.association(association_id))
             pipe.zscore(keys.inflight, association_id)
             pipe.get(keys.dead_letter(association_id))
-            pipe.get(keys.done(association_id))
             for day in days:
                 pipe.hget(keys.done_day(day), association_id)
         raw = pipe.execute()
-    width = 4 + len(days)
+    width = 3 + len(days)
     associations = []
     for n, association_id in enumerate(ids):
-        fields, leased, dead, done, *by_day = raw[width * n : width * n + width]
-        done = done or next((record for record in by_day if record), None)
+        fields, leased, dead, *by_day = raw[width * n : width * n + width]
+        done = next((record for record in by_day if record), None)
         associations.append(_state(association_id, pairs[association_id], [fields, leased, dead, done]))
     _show_waits(redis, keys, associations)
     return {

@@ -8,11 +8,11 @@ key                             type    holds                                   
 ==============================  ======  ======================================================  ==================
 ``q:<lane>``                    list    fresh work of a lane in the order accepted, each item   while non-empty
                                         the association itself (``hublink.lanes`` member form)
-``lane:<lane>``                 zset    a lane's retried or reclaimed work (member form, or a   while non-empty
-                                        bare id written before 2026-12), scored by due (ms)
+``lane:<lane>``                 zset    a lane's retried or reclaimed work (``hublink.lanes``   while non-empty
+                                        member form), scored by due (ms)
 ``a:<id>``                      hash    an association's state once it has any: attempts, hist  until settled
-                                        (JSON list), replays, reclaims (and req, lane, first_
-                                        seen in the bare-id form); a first attempt has none
+                                        (JSON list), replays, reclaims; a first attempt has
+                                        none
 ``lanes``                       zset    lanes with work, scored by the earliest time worth a    permanent
                                         drain
 ``lanejob:<lane>``              string  "a drain for this lane is queued, running or parked"    lease / park
@@ -325,10 +325,6 @@ class Keys:
     def history_index(self, record: str) -> str:
         """Zset of history entry ids whose events or associations name ``record`` (``deals/123``)."""
         return f"{self.prefix}evr:{record}"
-
-    def done(self, association_id: str) -> str:
-        """A linked association's compact record, as written before 2026-12 (still read by traces)."""
-        return f"{self.prefix}done:{association_id}"
 
     def done_day(self, day: str) -> str:
         """Hash of the associations linked on ``day`` (``YYYYMMDD``, UTC): id -> compact record."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections.abc import Callable
@@ -21,7 +20,7 @@ from hublink.domain.dead_letter import DeadLetter
 from hublink.domain.errors import RateHeaders
 from hublink.domain.limits import RateLimit
 from hublink.domain.times import iso
-from hublink.lanes import Claimed, LaneStore, Outcome
+from hublink.lanes import Claimed, LaneStore, Outcome, PendingItem
 from hublink.ops.metrics import Metrics
 from hublink.store.connections import text
 from hublink.store.keys import Keys
@@ -51,7 +50,7 @@ def seed(
     """
     client = redis_lib.Redis.from_url(redis_url)
     dead_ms = int((dead_at_s or time.time()) * 1000)
-    outcomes, ids = [], []
+    outcomes, ids, pending = [], [], []
     for i in range(start, start + n):
         request = AssociationRequest.create(
             from_object_type="deals",
@@ -62,7 +61,7 @@ def seed(
             received_at=time.time(),
         )
         association_id = f"{i:032x}"
-        client.hset(f"hl:a:{association_id}", mapping={"req": json.dumps(request.as_record()), "lane": LANE})
+        pending.append(PendingItem(request, association_id=association_id))
         attempts = [
             {"at": iso(dead_ms - 1000), "outcome": "retry", "error": "ServerError", "status": 502, "delayS": 0.5},
             {
@@ -108,7 +107,10 @@ def seed(
         item = Claimed(association_id, request, 2, attempts, dead_ms - 2000, 0)
         outcomes.append(Outcome(item=item, kind="dead", dead_letter=DeadLetter.from_wire(letter)))
         ids.append(association_id)
-    LaneStore(client, Keys(), lease_s=30, dead_letter_ttl_s=86400, dead_letter_max=1_000_000).settle(LANE, outcomes)
+    lanes = LaneStore(client, Keys(), lease_s=30, dead_letter_ttl_s=86400, dead_letter_max=1_000_000)
+    lanes.enqueue_items([(None, pending)])
+    lanes.claim(LANE, len(pending))  # leased, as a drain holds what it settles
+    lanes.settle(LANE, outcomes)
     # settle.lua scores letters by the time it ran; put them where ``dead_at_s`` says for the time filters.
     client.zadd("hl:dlq", {i: dead_ms for i in ids})
     client.close()

@@ -16,7 +16,7 @@ from flask.testing import FlaskClient
 from hublink.config.settings import Settings
 from hublink.domain.associations import AssociationRequest
 from hublink.domain.dead_letter import DeadLetter
-from hublink.lanes import Claimed, LaneStore, Outcome
+from hublink.lanes import Claimed, LaneStore, Outcome, PendingItem
 from hublink.store.keys import Keys
 from tests.conftest import ADMIN_TOKEN
 from tests.integration.conftest import Sim, Stack
@@ -41,6 +41,7 @@ def seed(
     lanes = LaneStore(client, Keys(), lease_s=30, dead_letter_ttl_s=86400, dead_letter_max=1_000_000)
     ids = []
     outcomes = []
+    pending = []
     for i in range(start, start + n):
         request = AssociationRequest.create(
             from_object_type="deals",
@@ -51,7 +52,7 @@ def seed(
             received_at=time.time(),
         )
         association_id = f"{i:032x}"
-        client.hset(f"hl:a:{association_id}", mapping={"req": json.dumps(request.as_record()), "lane": request.lane})
+        pending.append(PendingItem(request, association_id=association_id))
         item = Claimed(association_id, request, 1, [], int(time.time() * 1000), 0)
         letter = {
             "id": association_id,
@@ -74,6 +75,8 @@ def seed(
         }
         outcomes.append(Outcome(item=item, kind="dead", dead_letter=DeadLetter.from_wire(letter)))
         ids.append(association_id)
+    lanes.enqueue_items([(None, pending)])
+    lanes.claim("_|deals|contacts", len(pending))  # leased, as a drain holds what it settles
     for chunk in range(0, len(outcomes), 500):
         lanes.settle("_|deals|contacts", outcomes[chunk : chunk + 500])
     client.close()

@@ -262,8 +262,7 @@ class TestPoisonWork:
             ("member", "{id}\x1f{seen}\x1fa\x1ftoo\x1ffew"),
             ("member", "{id}\x1f{seen}\x1fz\x1f{{}}"),
             ("member", '{id}\x1f{seen}\x1fj\x1f{{"from_object_type": 5, "from_object_id": "1"}}'),
-            ("bare id, req", "{{not json"),
-            ("bare id, req", '{{"from_object_type": 5, "from_object_id": "1", "to_object_type": "deals"}}'),
+            ("member", "{id}"),
             ("hist", "5"),
             ("attempts", "many"),
         ],
@@ -278,11 +277,6 @@ class TestPoisonWork:
         corrupt = value.format(id=poison, seen=int(time.time() * 1000))
         if where == "member":
             redis_client.lset(queue, 2, corrupt)
-        elif where == "bare id, req":
-            # The form written before 2026-12: a bare id in the lane's zset, its record in a:<id>.
-            redis_client.lrem(queue, 1, redis_client.lindex(queue, 2) or b"")
-            redis_client.zadd("hl:lane:_|deals|contacts", {poison: 0})
-            redis_client.hset(f"hl:a:{poison}", mapping={"req": corrupt, "lane": "_|deals|contacts"})
         else:
             redis_client.hset(f"hl:a:{poison}", where, corrupt)
         stack.worker()

@@ -307,7 +307,7 @@ class TestDrainLoop:
 
 
 def invalid_ids_400(*entries: str) -> ValidationRejectedError:
-    """HubSpot's whole-batch refusal naming invalid ids (hubspot-api.md §8)."""
+    """HubSpot's whole-batch refusal naming invalid ids (docs/reference/hubspot.md §8)."""
     body = {
         "status": "error",
         "message": "One or more associations are invalid",

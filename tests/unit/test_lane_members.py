@@ -13,7 +13,7 @@ from hublink.lanes import US, UnreadableRecordError, claimed_from, member_of
 from tests.unit.strategies import object_ids
 
 ID = "0123456789abcdef0123456789abcdef"
-NO_STATE = [None, None, None, None, None]
+NO_STATE = [None, None, None]
 
 
 def read(member: str, lane: str, state: list[object] | None = None) -> tuple[str, object, int]:
@@ -82,9 +82,7 @@ class TestMembersReadBackWhole:
         request = AssociationRequest(
             from_object_type="deals", from_object_id="1", to_object_type="contacts", to_object_id="2", received_at=1.0
         )
-        claimed = claimed_from(
-            [member_of(ID, request, 5).encode(), None, b"2", b'[{"status": 500}]', None, b"1"], request.lane
-        )
+        claimed = claimed_from([member_of(ID, request, 5).encode(), b"2", b'[{"status": 500}]', b"1"], request.lane)
         assert (claimed.attempts, claimed.history, claimed.replays) == (2, [{"status": 500}], 1)
 
 
@@ -111,14 +109,12 @@ class TestCorruptMembersAreRefused:
         with pytest.raises(UnreadableRecordError):
             read(member, "_|deals|contacts")
 
-    def test_a_bare_id_without_its_record(self) -> None:
-        """The form written before 2026-12 needs its record in a:<id>."""
-        with pytest.raises(UnreadableRecordError, match="req: missing"):
+    def test_a_bare_id_is_not_a_member(self) -> None:
+        """An id alone carries no association: it is refused, naming the member form it lacks."""
+        with pytest.raises(UnreadableRecordError, match="member: expected"):
             read(ID, "_|deals|contacts")
 
-    @pytest.mark.parametrize(
-        ("state", "why"), [([None, b"!WRONGTYPE", None, None, None], "state"), ([None, b"x", None, None, None], "int")]
-    )
+    @pytest.mark.parametrize(("state", "why"), [([b"!WRONGTYPE", None, None], "state"), ([b"x", None, None], "int")])
     def test_unreadable_state(self, state: list[object], why: str) -> None:
         """A state key that is not a hash, or attempts that are not a number."""
         request = AssociationRequest(

@@ -115,6 +115,24 @@ class TestErrorTable:
             assert settlement.dead_letters == [outcome.dead_letter]
 
 
+class TestCallResult:
+    """One shape for every answer to a call: a 2xx's per-pair results, or a whole call refused."""
+
+    def test_a_refused_call_answers_every_pair_with_its_error(self) -> None:
+        """``refused`` keeps the call's error, rate headers and correlation id; each pair's outcome is that error."""
+        error = error_for_status(503, {"correlationId": "c-7"}, {}, NOW)
+        result = CallResult.refused(error)
+        assert result.outcome(("1", "2")) is error and result.correlation_id == "c-7" and not result.linked
+
+    def test_a_2xx_answers_each_pair_by_its_own_entry(self) -> None:
+        """Linked is None, a failed entry its error, and a pair left out is "no outcome for pair"."""
+        refused = error_for_entry({"status": "error", "category": "VALIDATION_ERROR", "message": "no"}, None)
+        result = CallResult(linked=frozenset({("1", "2")}), failed={("3", "4"): refused})
+        assert result.outcome(("1", "2")) is None and result.outcome(("3", "4")) is refused
+        missing = result.outcome(("5", "6"))
+        assert missing is not None and missing.detail.message == "no outcome for pair"
+
+
 class TestOutcomes:
     """Mixed batches, deferrals, exhaustion and lookups."""
 

@@ -49,11 +49,11 @@ class Calls:
         kind: CallKind,
         pairs: Sequence[tuple[str, str]],
         types: Mapping[tuple[str, str], Sequence[AssociationType]],
-    ) -> CallResult | DeliveryError:
+    ) -> CallResult:
         """Any other call."""
         self.made.append((kind, list(pairs), {p: list(t) for p, t in types.items() if t}))
         if kind == self.fail:
-            return ServerError(HubSpotErrorDetail(status=503))
+            return CallResult.refused(ServerError(HubSpotErrorDetail(status=503)))
         return CallResult(linked=frozenset(pairs))
 
 

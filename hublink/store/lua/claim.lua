@@ -6,20 +6,20 @@
 -- ARGV[6]  the lane's name
 -- ARGV[7]  paused hash ('' = do not check)            ARGV[8..]  its fields that stop this lane
 --          (lane:<lane>, portal:<p>, and circuit:<p> unless this claim is a circuit's probe)
--- A member is the association itself: "<id> US <first seen ms> US ...", or a bare id (the form written
--- before 2026-12, whose record is in a:<id>). Due retries go first, then fresh work in the order accepted.
+-- A member is the association itself: "<id> US <first seen ms> US ..." (``hublink.lanes.codec``). Due
+-- retries go first, then fresh work in the order accepted.
 -- Guarantee: atomic. A claimed id is in the inflight zset with a deadline, and its member in the leased
 -- hash, before it leaves the lane, so a worker that dies holding it only delays it until the lease runs
 -- out (sweep.lua hands it back). An association whose state cannot be read here (a:<id> not a hash) is
 -- leased and returned all the same, with '!<error>' as its state, never dropped: the caller dead-letters
 -- what it cannot read, and a bad key cannot make this script fail for the whole lane.
 -- Cost: a 2,000-association claim is a handful of variadic commands when nothing claimed has state (one
--- EXISTS over all the state keys says so), not three per association: Lua's per-call overhead was most of
--- the drain's Redis time.
+-- EXISTS over all the state keys says so), not three per association, whose per-call overhead would be
+-- most of the drain's Redis time.
 -- Returns: {"paused", field} when the lane, its portal or the portal's circuit is paused (nothing is
 -- claimed: no attempt spent), {"wait", ms} when the batch window asks to wait, else a flat list of
 -- member, state for each claimed association: state '' (no a:<id>), '!<error>' (a:<id> unreadable), or
--- the JSON array of its req, attempts, hist, first_seen, replays fields (false where absent).
+-- the JSON array of its attempts, hist, replays fields (false where absent).
 local now = tonumber(ARGV[1])
 local limit = tonumber(ARGV[2])
 local lease = tonumber(ARGV[3])
@@ -68,22 +68,17 @@ for j = 1, #akeys, 1000 do
 end
 local out, inflight, leased = {}, {}, {}
 for i, m in ipairs(members) do
-  local state, keep = '', true
+  local state = ''
   if with_state > 0 and redis.call('EXISTS', akeys[i]) == 1 then
-    local fields = redis.pcall('HMGET', akeys[i], 'req', 'attempts', 'hist', 'first_seen', 'replays')
+    local fields = redis.pcall('HMGET', akeys[i], 'attempts', 'hist', 'replays')
     if fields.err then state = '!' .. fields.err else state = cjson.encode(fields) end
-  elseif ids[i] == m then
-    -- A bare id whose hash is gone was settled already (a stale member): there is nothing to send.
-    keep = false
   end
-  if keep then
-    inflight[#inflight + 1] = now + lease
-    inflight[#inflight + 1] = ids[i]
-    leased[#leased + 1] = ids[i]
-    leased[#leased + 1] = lane .. '\30' .. m
-    out[#out + 1] = m
-    out[#out + 1] = state
-  end
+  inflight[#inflight + 1] = now + lease
+  inflight[#inflight + 1] = ids[i]
+  leased[#leased + 1] = ids[i]
+  leased[#leased + 1] = lane .. '\30' .. m
+  out[#out + 1] = m
+  out[#out + 1] = state
 end
 for j = 1, #inflight, 1000 do redis.call('ZADD', KEYS[2], unpack(inflight, j, math.min(j + 999, #inflight))) end
 for j = 1, #leased, 1000 do redis.call('HSET', KEYS[5], unpack(leased, j, math.min(j + 999, #leased))) end

@@ -1,7 +1,7 @@
 -- enqueue.lua: store one HTTP request's associations, mark its events seen, and wake idle lanes.
 -- KEYS[1]  lanes zset            KEYS[2]  wake list
 -- ARGV is flat, so that the bulk of a request (a 100-event batch is ~900 arguments) is read as it comes,
--- never JSON-decoded here: decoding it cost more than storing it.
+-- never JSON-decoded here: decoding it costs more than storing it.
 --   [1] now (ms)   [2] lease (ms)   [3] dedup TTL (s)   [4] dead-letter zset
 --   [5] association key prefix   [6] lane queue key prefix   [7] lane marker key prefix
 --   [8] JSON header, small whatever the request's size:

@@ -24,8 +24,7 @@ local function chunked(command, key, list)
   end
 end
 
--- Which of these ids are still held: leased, else swept back to the lane, else (a bare id leased before
--- 2026-12) still has its hash.
+-- Which of these ids are still held: leased, else swept back to the lane and not claimed again.
 local function holding(ids, members)
   local held = {}
   for j = 1, #ids, 1000 do
@@ -36,7 +35,6 @@ local function holding(ids, members)
   chunked('ZREM', KEYS[1], ids)
   for i = 1, #ids do
     if not held[i] then held[i] = redis.call('ZREM', p.lkey, members[i]) == 1 end
-    if not held[i] and ids[i] == members[i] then held[i] = redis.call('EXISTS', p.akey_prefix .. ids[i]) == 1 end
   end
   return held
 end

@@ -18,11 +18,6 @@ for _, id in ipairs(expired) do
   if held then
     redis.call('HDEL', KEYS[4], id)
     lane, member = string.match(held, '^([^\30]*)\30(.*)$')
-  else
-    -- Leased before 2026-12: the bare id's hash names its lane. pcall: a key that is not a hash (written
-    -- by hand) must not stop every sweep; it has no lane to go to.
-    local named = redis.pcall('HGET', akey, 'lane')
-    if type(named) == 'string' then lane, member = named, id end
   end
   if lane then
     -- pcall: the state key may be corrupt; the association goes back all the same (its claim buries it).
