@@ -72,6 +72,7 @@ def test_the_association_change_of_hublinks_own_write_is_dropped_as_self(
     wait_for(lambda: self_count(redis_client) >= 1, timeout=30, what="the association change dropped as self")
 
     def delivered() -> bool:
+        """Both pushes (the creation, the association change) answered 2xx."""
         deliveries = sim.get("/_sim/webhooks/deliveries")["deliveries"]
         return len(deliveries) >= 2 and all(d["state"] == "delivered" for d in deliveries)
 

@@ -275,7 +275,10 @@ class TestPoller:
         """When keeping it fails (Redis down), the offset stays: the next poll reads the entry again."""
 
         class Down(ListInbox):
+            """An inbox whose Redis is gone."""
+
             def set_aside_delivery(self, *args: Any, **kwargs: Any) -> str:
+                """Fail as Redis would."""
                 raise ConnectionError("inbox down")
 
         journal, inbox, offsets = FakeJournal(b"{corrupt"), Down(), MemoryOffsets()
@@ -288,7 +291,10 @@ class TestPoller:
         refused: list[bool] = []
 
         class Refusing(FakeJournal):
+            """A journal that refuses the token."""
+
             def journal_fetch(self, token: str, after: str | None, **_: Any) -> dict[str, Any] | None:
+                """Answer 403."""
                 raise ForbiddenError(HubSpotErrorDetail(status=403, message="app token required"))
 
         p = JournalPoller(
