@@ -11,6 +11,7 @@ import pytest
 import responses
 
 from hublink.config.portals import load_portals
+from hublink.delivery.credentials import journal_tokens
 from hublink.delivery.hubspot import HubSpotClient
 from hublink.domain.errors import (
     ConfigError,
@@ -30,6 +31,7 @@ from hublink.intake.journal import (
     entry_events,
     inbox_bodies,
 )
+from hublink.store.keys import Keys
 
 BASE = "https://api.hubapi.test"
 TOKEN = "pat-na1-journal"
@@ -376,3 +378,30 @@ class TestPortalsFile:
         """``journal: yes-please`` names the file, the portal and the field."""
         with pytest.raises(ConfigError, match=r"p.yaml: portals.1: journal: "):
             load_portals("portals:\n  1:\n    token: a\n    journal: yes-please\n", {}, "p.yaml")
+
+
+class TestAppCredentials:
+    """The journal's app credentials are required where a portal reads the journal."""
+
+    @pytest.mark.parametrize(
+        ("client_id", "secret", "missing"),
+        [(None, "s", "HUBSPOT_CLIENT_ID"), ("c", None, "HUBSPOT_CLIENT_SECRET"), ("", "", "HUBSPOT_CLIENT_ID")],
+    )
+    def test_a_missing_credential_is_named(self, client_id: str | None, secret: str | None, missing: str) -> None:
+        """Without the app's client id or secret a worker with journal portals refuses to start, naming it."""
+        client = HubSpotClient(BASE, connect_timeout_s=1, read_timeout_s=2)
+        with pytest.raises(ConfigError, match=f"{missing} is required when a portal has journal: true"):
+            journal_tokens(client_id, secret, None, Keys("hl:"), client)  # type: ignore[arg-type]
+
+    @responses.activate
+    def test_the_app_token_is_a_client_credentials_grant(self) -> None:
+        """POST /oauth/2026-03/token with grant_type client_credentials, the app's id, secret and scope."""
+        responses.post(f"{BASE}/oauth/2026-03/token", json={"access_token": "app-t", "expires_in": 1800})
+        client = HubSpotClient(BASE, connect_timeout_s=1, read_timeout_s=2)
+        assert client.app_token("cid", "sec", ("developer.webhooks_journal.read",))["access_token"] == "app-t"
+        sent = responses.calls[0].request.body
+        assert isinstance(sent, str)
+        assert sent == (
+            "grant_type=client_credentials&client_id=cid&client_secret=sec&scope=developer.webhooks_journal.read"
+        )
+        assert "Authorization" not in responses.calls[0].request.headers
