@@ -21,6 +21,7 @@ from hublink.domain.errors import (
     NotFoundError,
     ServerError,
 )
+from hublink.intake.inbox import KIND_DELIVERY, InboxEntry
 from hublink.intake.journal import (
     LOCK_INTERVALS,
     MAX_ENTRIES_PER_POLL,
@@ -405,3 +406,32 @@ class TestAppCredentials:
             "grant_type=client_credentials&client_id=cid&client_secret=sec&scope=developer.webhooks_journal.read"
         )
         assert "Authorization" not in responses.calls[0].request.headers
+
+
+class TestReplayOfAnEntrySetAside:
+    """A journal entry kept in inbox:failed is read again when it is replayed."""
+
+    @staticmethod
+    def kept(body: Any) -> InboxEntry:
+        """The inbox entry a replay of a set-aside journal entry makes."""
+        payload = json.dumps({"source": "journal", "body": body, "id": f"journal:{PORTAL}:off-0"}).encode()
+        return InboxEntry(entry_id="1-0", kind=KIND_DELIVERY, body=payload, received_at=1.0)
+
+    def test_a_readable_file_gives_its_events(self) -> None:
+        """Its text, in either shape, gives the events as a push would."""
+        wrapper = orjson.dumps({"offset": "o", "journalEvents": [event(1), event(2)]}).decode()
+        assert [e.event_id for e in self.kept(wrapper).events().events] == ["1", "2"]
+        assert [e.event_id for e in self.kept(body(3).decode()).events().events] == ["3"]
+
+    def test_a_big_file_keeps_its_unusable_events_numbered_in_it(self) -> None:
+        """150 events, the 120th unusable: 149 events and one unusable, numbered 120."""
+        events: list[Any] = [event(n) for n in range(150)]
+        events[120] = {"nope": True}
+        batch = self.kept(json.dumps(events)).events()
+        assert len(batch.events) == 149 and [u.index for u in batch.unusable] == [120]
+
+    @pytest.mark.parametrize("kept_as", ["{corrupt", {"base64": base64.b64encode(b"\xff").decode()}, {"x": 1}, 7])
+    def test_a_file_still_unreadable_is_refused(self, kept_as: Any) -> None:
+        """A file HubLink still cannot read raises InvalidInputError: the expander sets it aside again."""
+        with pytest.raises(InvalidInputError):
+            self.kept(kept_as).events()
