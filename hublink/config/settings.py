@@ -331,7 +331,8 @@ class Settings:
     hubspot_app_id: str | None = variable(
         "HUBSPOT_APP_ID",
         None,
-        "The public app whose webhook settings and subscriptions `hublink hubspot subscriptions` manages.",
+        "The public app whose webhook settings and subscriptions `hublink hubspot subscriptions` manages; "
+        "association changes its own API writes cause (`sourceId`) are dropped as `self`.",
         _app_id,
     )
     hubspot_developer_token: str | None = variable(
