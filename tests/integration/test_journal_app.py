@@ -127,6 +127,21 @@ def test_a_journal_only_portal_links_each_event_once_and_sets_a_corrupt_entry_as
     assert redis_client.get(f"hl:journal:{PORTAL}:offset") == entries[-1]["offset"].encode()
 
 
+def test_apply_widens_a_journal_subscription_and_never_narrows_it(hubspot: Sim, stack: Stack, tmp_path: Path) -> None:
+    """A rule needing deal.merge too: the dry run says it would change the subscription to CREATE+MERGE."""
+    settings = configure(stack.settings, tmp_path)
+    runner = create_app(settings).test_cli_runner()
+    assert runner.invoke(args=["hubspot", "subscriptions", "apply"]).exit_code == 0
+    Path(settings.rules_file or "").write_text(RULES.replace("deal.creation", "[deal.creation, deal.merge]"))
+    dry = runner.invoke(args=["hubspot", "subscriptions", "apply", "--dry-run"])
+    assert f"would change    journal OBJECT 0-3 CREATE+MERGE (portal {PORTAL})" in dry.output, dry.output
+    changed = runner.invoke(args=["hubspot", "subscriptions", "apply"])
+    assert f"changed journal OBJECT 0-3 CREATE+MERGE (portal {PORTAL})" in changed.output, changed.output
+    Path(settings.rules_file or "").write_text(RULES)  # fewer actions needed: the held ones stay
+    kept = runner.invoke(args=["hubspot", "subscriptions", "apply", "--dry-run"])
+    assert f"keep            journal OBJECT 0-3 CREATE+MERGE (portal {PORTAL})" in kept.output, kept.output
+
+
 def test_the_journal_refuses_the_portal_token_the_app_token_reads_it(hubspot: Sim) -> None:
     """Under journal_auth app a portal's token is refused (403), which is why HubLink reads with the app's."""
     path = f"{hubspot.url}/webhooks-journal/journal/2026-03/earliest?installPortalId={PORTAL}"

@@ -87,7 +87,7 @@ def describe(todo: Plan, *, dry_run: bool) -> Iterator[str]:
     if not todo.subscriptions:
         yield "  (none needed, none held)"
     for step in todo.subscriptions:
-        verb = f"would {step.action}" if dry_run and step.action in ("create", "activate") else step.action
+        verb = f"would {step.action}" if dry_run and step.action in ("create", "activate", "change") else step.action
         held = f" (id {step.id})" if step.id else ""
         why = f"  needed by {', '.join(step.rules)}" if step.rules else "  no rule needs it: left as it is"
         yield f"  {verb:<15} {step.key}{held}{why}"
