@@ -110,6 +110,51 @@ def worker_name(process: Process) -> str:
     return argv[argv.index("--name") + 1]
 
 
+def restart_after_kill(stack: Stack, sim: Sim, server: RedisServer, *, workers: int, n: int) -> None:
+    """Kill -9 ``workers`` named workers mid-delivery and start each again under its name at once.
+
+    Each is registered with RQ within 10 s, and the ``n`` associations all arrive exactly once.
+    """
+    stack.settings = replace(stack.settings, redis_url=server.url, batch_size=5)
+    redis = redis_lib.Redis.from_url(server.url)
+    ids = enqueue(server.url, n)
+    sim.faults(latency_ms=200)
+    first = [stack.worker(f"phoenix{k}") for k in range(workers)]
+    names = [worker_name(w) for w in first]
+    wait_for(lambda: sim.get("/_sim/requests")["total"] >= 2, timeout=30, what="deliveries under way")
+    for worker in first:
+        worker.kill_group()
+    started = time.monotonic()
+    second = []
+    for name in names:
+        process = Process(
+            f"worker-{name}-again",
+            [python(), "-m", "worker", "--name", name],
+            env=env_for(stack.settings),
+            log_dir=stack.log_dir,
+        )
+        stack.processes.append(process)
+        second.append(process)
+    for name, process in zip(names, second, strict=True):
+        wait_for(
+            lambda n=name, p=process: (
+                redis.sismember("rq:workers", f"rq:worker:{n}") and "started with PID" in p.output()
+            ),
+            timeout=max(10 - (time.monotonic() - started), 0.1),
+            what=f"{name}, restarted, to register with RQ",
+        )
+    assert time.monotonic() - started < 10
+    sim.faults(latency_ms=0)
+    wait_settled(redis, timeout=120)
+    for process in second:
+        assert process.alive(), process.output()[-3000:]
+    pair = {i: ("deals", str(1_000_000 + k), "contacts", "456") for k, i in enumerate(ids)}
+    assert_exact_end_state(sim, redis, pair)
+    assert not dead_letter_ids(redis)
+    for name in names:
+        assert check(stack, name).returncode == 0
+
+
 class TestRestartUnderTheSameName:
     """A worker killed with ``-9`` and started again under its ``--name`` takes over at once."""
 
@@ -117,36 +162,14 @@ class TestRestartUnderTheSameName:
         self, stack: Stack, sim: Sim, private_redis: RedisServer
     ) -> None:
         """kill -9 mid-delivery, the same --name started at once: registered within 10 s, all work delivered."""
-        stack.settings = replace(stack.settings, redis_url=private_redis.url, batch_size=5)
-        redis = redis_lib.Redis.from_url(private_redis.url)
-        ids = enqueue(private_redis.url, 100)
-        sim.faults(latency_ms=200)
-        first = stack.worker("phoenix")
-        name = worker_name(first)
-        wait_for(lambda: sim.get("/_sim/requests")["total"] >= 2, timeout=30, what="deliveries under way")
-        first.kill_group()
-        started = time.monotonic()
-        second = Process(
-            f"worker-{name}-again",
-            [python(), "-m", "worker", "--name", name],
-            env=env_for(stack.settings),
-            log_dir=stack.log_dir,
-        )
-        stack.processes.append(second)
-        wait_for(
-            lambda: redis.sismember("rq:workers", f"rq:worker:{name}") and "started with PID" in second.output(),
-            timeout=10,
-            what="the restarted worker to register with RQ",
-        )
-        assert time.monotonic() - started < 10
-        assert second.alive(), second.output()[-3000:]
-        sim.faults(latency_ms=0)
-        wait_settled(redis, timeout=60)
-        assert second.alive(), second.output()[-3000:]
-        pair = {i: ("deals", str(1_000_000 + k), "contacts", "456") for k, i in enumerate(ids)}
-        assert_exact_end_state(sim, redis, pair)
-        assert not dead_letter_ids(redis)
-        assert check(stack, name).returncode == 0
+        restart_after_kill(stack, sim, private_redis, workers=1, n=100)
+
+    @pytest.mark.faults
+    def test_both_named_workers_restarted_after_kill_9_take_over_500_associations(
+        self, stack: Stack, sim: Sim, private_redis: RedisServer
+    ) -> None:
+        """Both named workers killed with -9 and restarted under their names: both back in 10 s, 500 delivered."""
+        restart_after_kill(stack, sim, private_redis, workers=2, n=500)
 
 
 class TestReadiness:
