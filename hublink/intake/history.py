@@ -88,12 +88,15 @@ class EventOutcome:
     replay_of: str | None = None
 
     def compact(self) -> dict[str, Any]:
-        """The stored form: short keys, empty fields left out; webhook events keep their payload (for replays)."""
+        """The stored form: short keys, empty fields left out; webhook events keep their payload (for replays).
+
+        A replay keeps only the id of the event it replayed (``rp``), never a second copy of its payload.
+        """
         out: dict[str, Any] = {"i": self.index, "o": self.outcome}
         event = self.event
         if event is not None:
             out["src"] = event.source
-            if event.source != "api":
+            if event.source != "api" and not self.replay_of:
                 out["pl"] = event.payload
                 if event.object_type_id:
                     out["oti"] = event.object_type_id
