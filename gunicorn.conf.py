@@ -53,6 +53,15 @@ accesslog = None
 errorlog = "-"
 # Build the app once in the master (fail fast on bad configuration: one line naming the variable).
 preload_app = True
+# gunicorn's control socket (``gunicornc``) is off: its default path is one per user
+# ($XDG_RUNTIME_DIR/gunicorn.ctl or ~/.gunicorn/gunicorn.ctl), so every instance a user runs would bind the
+# same file and the last one started would take it from the others. GUNICORN_CONTROL_SOCKET turns it on
+# at a path of this instance's own.
+control_socket_path = os.environ.get("GUNICORN_CONTROL_SOCKET", "")
+if control_socket_path:
+    control_socket = control_socket_path
+else:
+    control_socket_disable = True
 
 # Gunicorn's own loggers hand their records to the root logger, which create_app() (run in the master,
 # preload_app) gives HubLink's JSON formatter, secret redaction and HUBLINK_LOG_LEVEL: one log format and
