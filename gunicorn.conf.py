@@ -5,7 +5,7 @@ few kilobytes, not a worker. Sync workers (one request at a time per process) we
 such clients; gthread with 64 threads per worker still failed a third of the probes under 200 (``make
 bench-slow``, figures in bench/README.md), while gevent answered /healthz and signed webhooks with a p99
 of about 10-20 ms through it. Bodies are read under HUBLINK_BODY_TIMEOUT_S (a 408 past it, see
-``web.requests_in.read_body``). Beyond a few thousand slow connections per worker, put a buffering proxy
+``web.request_parsing.read_body``). Beyond a few thousand slow connections per worker, put a buffering proxy
 in front (README, Operations).
 
 The standard library is patched here, before the app is imported (``preload_app``): redis-py and

@@ -1,6 +1,15 @@
 """The web process: ``create_app(settings=None)`` is its only composition root.
 
-Gunicorn serves ``web:create_app()``; ``flask --app web`` finds the same factory for the CLI.
+Gunicorn serves ``web:create_app()``; ``flask --app web`` and the ``hublink`` command (:mod:`web.cli`)
+find the same factory for the operators' commands. The package is laid out by what it serves:
+
+- :mod:`web.api`: the direct API and the admin API (dead letters, events, trace, pauses);
+- :mod:`web.webhooks`: the signed intake (HubSpot app webhooks, workflow actions, forms);
+- :mod:`web.admin`: the dashboard (pages, login and its sessions, the overview's queries);
+- :mod:`web.cli`: the operators' commands;
+- shared nouns beside them: :mod:`web.parts` (what views reach), :mod:`web.errors`,
+  :mod:`web.responses`, :mod:`web.request_parsing`, :mod:`web.throttle`, :mod:`web.health`,
+  :mod:`web.metrics`.
 """
 
 from __future__ import annotations
@@ -9,54 +18,27 @@ import os
 from collections.abc import Mapping
 
 import structlog
-import yaml
 from flask import Flask, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from hublink import log as hublink_log
-from hublink.config.rules_file import RulesFile
 from hublink.config.settings import Settings
+from hublink.delivery.labels import LabelCache
 from hublink.delivery.pauses import PauseStore
-from hublink.domain.sources import Sources
 from hublink.intake.history import EventHistory
 from hublink.intake.inbox import Inbox
 from hublink.lanes import LaneStore
 from hublink.ops.dead_letters import DeadLetterStore
 from hublink.ops.event_replay import EventReplayer
 from hublink.ops.metrics import Metrics
-from hublink.ops.sessions import SessionStore
-from hublink.ops.throttle import FailureThrottle
 from hublink.store.connections import connect
 from hublink.store.keys import Keys
 from hublink.store.scripts import Scripts
-from web import (
-    admin,
-    api,
-    backfill_cli,
-    cli,
-    cli_controls,
-    cli_events,
-    cli_subscriptions,
-    controls,
-    errors,
-    events,
-    health,
-    metrics_view,
-    responses,
-    webhooks,
-)
-from web import admin_controls as _admin_controls  # noqa: F401 - adds the pause buttons' routes to admin.bp
-from web.container import Parts
+from web import admin, api, cli, errors, health, metrics, responses, webhooks
 from web.errors import ApiError
-from web.labels import build_label_check
-
-
-def load_rules(path: str | None, environ: Mapping[str, str]) -> tuple[RulesFile, Sources]:
-    """HUBLINK_RULES_FILE and its sources (none when unset); raises ConfigError naming the file and line."""
-    rules_file = RulesFile.read(path)
-    if not path:
-        return rules_file, Sources.empty()
-    return rules_file, Sources.load(yaml.safe_load(rules_file.text), environ, path)
+from web.parts import Parts
+from web.rules import load_rules
+from web.throttle import FailureThrottle
 
 
 def create_app(
@@ -95,19 +77,21 @@ def create_app(
     # one that reaches it (at exactly the limit Werkzeug would cut it silently, and it would be processed).
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes + 1
     app.config["SECRET_KEY"] = settings.secret_key or os.urandom(32)
-    responses.install(app, dashboard_prefix=admin.bp.url_prefix or "/admin")
+    responses.install(app)
     keys = Keys(settings.redis_prefix)
     # Through the sentinels when configured; the socket also waits out intake's WAIT for replicas, if any.
     wait_s = settings.redis_wait_ms / 1000 if settings.redis_min_replicas else 0.0
     redis = connect(settings, timeout_s=settings.redis_timeout_s, blocking_s=wait_s)
     scripts = Scripts(redis)
-    # Replays from the dead-letter store go back into the lanes.
+    # Replays from the dead-letter store and of past events go back into the lanes.
     lanes = LaneStore(redis, keys, lease_s=settings.lease_s, dedup_window_s=settings.dedup_window_s, scripts=scripts)
+    history = EventHistory(redis, keys, days=settings.history_days, max_mb=settings.history_max_mb, scripts=scripts)
     app.extensions["hublink"] = Parts(
-        settings,
-        redis,
-        keys,
-        Inbox(
+        settings=settings,
+        redis=redis,
+        keys=keys,
+        scripts=scripts,
+        inbox=Inbox(
             redis,
             keys,
             claim_idle_s=settings.lease_s,
@@ -116,13 +100,17 @@ def create_app(
             min_replicas=settings.redis_min_replicas,
             wait_ms=settings.redis_wait_ms,
         ),
-        DeadLetterStore(redis, keys, lanes),
-        Metrics(redis, keys),
-        sources,
-        SessionStore(redis, keys),
-        FailureThrottle(redis, keys, kind="login", scripts=scripts),
-        FailureThrottle(redis, keys, kind="admin_api", scripts=scripts),
-        build_label_check(settings, redis, keys, scripts, environ),
+        lanes=lanes,
+        dead_letters=DeadLetterStore(redis, keys, lanes),
+        metrics=Metrics(redis, keys),
+        sources=sources,
+        rules=rules_file.rules,
+        pauses=PauseStore(redis, keys, lease_s=settings.lease_s, scripts=scripts),
+        history=history,
+        replayer=EventReplayer(history, rules_file.rules, lanes, Metrics(redis, keys)),
+        labels=LabelCache(redis, keys),
+        login_throttle=FailureThrottle(redis, keys, kind="login", scripts=scripts),
+        api_throttle=FailureThrottle(redis, keys, kind="admin_api", scripts=scripts),
     )
 
     @app.before_request
@@ -142,24 +130,10 @@ def create_app(
                 raise ApiError(400, "invalid_parameter", f"query parameter {repeated[0][:40]!r} given more than once")
 
     errors.register(app)
-    app.register_blueprint(api.bp)
-    controls.install(app, PauseStore(redis, keys, lease_s=settings.lease_s, scripts=scripts))
-    history = EventHistory(redis, keys, days=settings.history_days, max_mb=settings.history_max_mb, scripts=scripts)
-    events.install(app, history, EventReplayer(history, rules_file.rules, lanes, Metrics(redis, keys)))
-    app.register_blueprint(health.bp)
-    app.register_blueprint(webhooks.bp)
-    app.register_blueprint(metrics_view.bp)
+    api.register(app)
+    webhooks.register(app)
     admin.register(app)
-    app.cli.add_command(cli.dead_letters)
-    app.cli.add_command(cli.inbox)
-    app.cli.add_command(cli.rules)
-    app.cli.add_command(cli.admin)
-    for command in (backfill_cli.backfill, backfill_cli.backfill_cancel, backfill_cli.backfill_list):
-        app.cli.add_command(command)
-    app.cli.add_command(cli_controls.pause)
-    app.cli.add_command(cli_controls.resume)
-    app.cli.add_command(cli_controls.list_pauses)
-    app.cli.add_command(cli_events.events)
-    app.cli.add_command(cli_events.trace)
-    app.cli.add_command(cli_subscriptions.hubspot)
+    app.register_blueprint(health.bp)
+    app.register_blueprint(metrics.bp)
+    cli.register(app)
     return app

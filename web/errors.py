@@ -20,6 +20,7 @@ from hublink.domain.errors import (
     StoreUnavailableError,
 )
 from hublink.store.connections import store_error
+from web.parts import parts
 
 #: Codes of the answers given because Redis failed: counting them would need the Redis that just failed.
 STORE_CODES = frozenset({"store_unavailable", "store_full", "not_replicated"})
@@ -66,8 +67,6 @@ def error_response(
 def _count_refusal(code: str) -> None:
     """Count one refusal per reason; best effort: a refusal (a 400, a 401) must not become a 5xx because
     Redis is down, full or read-only when the counter is written."""
-    from web.container import parts
-
     try:
         p = parts()
         p.metrics.apply([p.metrics.op("requests_refused", endpoint=request.endpoint or "none", reason=code)])

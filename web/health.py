@@ -9,7 +9,7 @@ from flask import Blueprint, Response, jsonify, send_file
 
 from hublink.store.connections import store_error
 from hublink.store.keys import READY_PROBE_TTL_S
-from web.container import parts
+from web.parts import parts
 
 bp = Blueprint("health", __name__)
 OPENAPI_PATH = Path(__file__).resolve().parents[1] / "openapi.yaml"

@@ -1,7 +1,8 @@
-"""How the web process writes JSON: Flask's JSON provider with orjson, and sessions only where used.
+"""How the web process writes JSON: Flask's JSON provider with orjson.
 
-Both exist for the intake's speed (issue 5, P1): the stdlib encoder and a session opened for every request
-were a fifth of a single-association request's Python time, and neither changes what a client sees.
+For the intake's speed: the standard library's encoder was a large share of a single-association
+request's Python time, and orjson writes the same document. (Sessions are opened only under the
+dashboard's prefix for the same reason: see :mod:`web.admin.sessions`.)
 """
 
 from __future__ import annotations
@@ -11,8 +12,6 @@ from typing import Any
 import orjson
 from flask import Flask, Response
 from flask.json.provider import DefaultJSONProvider
-
-from web.sessions import DashboardSessions
 
 # Flask's provider sorts keys; dates and dataclasses go to its ``default`` so they read as they did.
 _OPTIONS = (
@@ -35,7 +34,6 @@ class OrjsonProvider(DefaultJSONProvider):
         return Response(orjson.dumps(obj, default=self.default, option=_OPTIONS), mimetype=self.mimetype)
 
 
-def install(app: Flask, *, dashboard_prefix: str) -> None:
-    """Give ``app`` the JSON provider and the session interface."""
+def install(app: Flask) -> None:
+    """Give ``app`` the JSON provider."""
     app.json = OrjsonProvider(app)
-    app.session_interface = DashboardSessions(dashboard_prefix)

@@ -119,15 +119,9 @@ class LabelCatalog:
         A 404 means none are defined. Raises DeliveryError when HubSpot does not answer, StoreUnavailableError
         without Redis.
         """
-        key = self._keys.labels(f"{portal or '_'}|{from_type}|{to_type}")
-        with store_errors():
-            raw = self._redis.get(key)
-        if raw is not None:
-            try:
-                cached = json.loads(raw)
-                return LabelDefinitions.of([(str(c), int(t), lb) for c, t, lb in cached])
-            except (ValueError, TypeError):
-                pass  # an unreadable cache entry is read again from HubSpot
+        cached = LabelCache(self._redis, self._keys).definitions(portal, from_type, to_type)
+        if cached is not None:
+            return cached
         take_token()
         try:
             entries = self._client.association_labels(
@@ -138,7 +132,7 @@ class LabelCatalog:
             # unknown. Not cached: a 404 from a host that is being moved should not last an hour.
             return LabelDefinitions()
         with store_errors():
-            self._redis.set(key, json.dumps(entries), ex=self._ttl_s)
+            self._redis.set(LabelCache.key(self._keys, portal, from_type, to_type), json.dumps(entries), ex=self._ttl_s)
         return LabelDefinitions.of(entries)
 
     def types_for(
@@ -156,6 +150,35 @@ class LabelCatalog:
         if types is None:
             raise unknown_label_error(name, from_type, to_type, found.known)
         return types
+
+
+class LabelCache:
+    """The catalog's Redis cache alone, read only: what the web checks labels against (it never calls HubSpot).
+
+    The workers fill the cache (:class:`LabelCatalog`); a pair no worker has read yet, or whose entry
+    expired, is a miss (None), never a call.
+    """
+
+    def __init__(self, redis: Redis, keys: Keys) -> None:
+        self._redis = redis
+        self._keys = keys
+
+    @staticmethod
+    def key(keys: Keys, portal: str | None, from_type: str, to_type: str) -> str:
+        """The cache key of one portal's pair of object types."""
+        return keys.labels(f"{portal or '_'}|{from_type}|{to_type}")
+
+    def definitions(self, portal: str | None, from_type: str, to_type: str) -> LabelDefinitions | None:
+        """The pair's cached definitions, None on a miss or an unreadable entry; StoreUnavailableError without Redis."""
+        with store_errors():
+            raw = self._redis.get(self.key(self._keys, portal, from_type, to_type))
+        if raw is None:
+            return None
+        try:
+            cached = json.loads(raw)
+            return LabelDefinitions.of([(str(c), int(t), lb) for c, t, lb in cached])
+        except (ValueError, TypeError):
+            return None  # an unreadable entry is a miss: the catalog reads it again from HubSpot
 
 
 class LabelReader(Protocol):

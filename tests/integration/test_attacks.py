@@ -24,12 +24,12 @@ from flask.testing import FlaskClient
 
 from hublink.config.settings import Settings
 from hublink.domain import signatures
-from hublink.ops.throttle import PER_ADDRESS_LIMIT, TOTAL_LIMIT, WINDOW_S
 from tests.conftest import ADMIN_TOKEN, API_TOKEN
 from tests.integration.conftest import Stack, env_for
 from tests.integration.helpers import assoc
 from tests.support.processes import REPO, RedisServer, python, wait_for
 from web import create_app
+from web.throttle import PER_ADDRESS_LIMIT, TOTAL_LIMIT, WINDOW_S
 
 pytestmark = pytest.mark.integration
 

@@ -13,13 +13,13 @@ import redis as redis_lib
 
 from hublink.config.settings import Settings
 from hublink.domain.limits import RateLimit
-from hublink.ops import dashboard
 from hublink.ops.backfill import RedisBackfills
 from hublink.store.keys import Keys
 from tests.integration.conftest import Sim, Stack, env_for
 from tests.support.processes import Process, python, wait_for
 from web import create_app
-from web.container import parts
+from web.admin import dashboard
+from web.parts import parts
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.conftest import API_TOKEN, HUBSPOT_TOKEN
+from tests.conftest import ADMIN_TOKEN, API_TOKEN, HUBSPOT_TOKEN
 from tests.integration.conftest import Sim, Stack
 from tests.support.processes import wait_for
 
@@ -65,7 +65,7 @@ class TestLabelsEndToEnd:
     """A labelled link, an unlink, and an unknown label, through every real part."""
 
     def test_a_labelled_link_reaches_the_simulator_with_its_label(self, stack: Stack, sim: Sim) -> None:
-        """'Primary' is resolved by the web and created through the labelled endpoints."""
+        """'Primary' is resolved (by the worker, the cache being cold) and created through the labelled endpoints."""
         stack.worker()
         url = stack.gunicorn()
         response = post(url, [item("11", "21", label="Primary")])
@@ -82,8 +82,28 @@ class TestLabelsEndToEnd:
         assert labels_of(sim, "12", "22") is None
 
     def test_an_unknown_label_is_422_listing_the_known_ones(self, stack: Stack, sim: Sim) -> None:
-        """The web refuses it before storing anything."""
+        """Once a worker has read the pair's labels (the cache the web checks), the web refuses an unknown one."""
+        stack.worker()
         url = stack.gunicorn()
-        response = post(url, [item("14", "24", label="No such label")])
+        assert post(url, [item("14", "24", label="Primary")]).status_code == 202
+        wait_for(lambda: "Primary" in (labels_of(sim, "14", "24") or ""), timeout=15, what="the labelled association")
+        response = post(url, [item("15", "25", label="No such label")])
         assert response.status_code == 422
         assert "known labels" in response.json()["error"]["details"][0]["message"]
+
+    def test_with_a_cold_cache_an_unknown_label_is_a_dead_letter_naming_the_known_ones(
+        self, stack: Stack, sim: Sim
+    ) -> None:
+        """No worker has read the pair yet: the web accepts, the worker resolves and dead-letters the name."""
+        url = stack.gunicorn()
+        assert post(url, [item("16", "26", label="No such label")]).status_code == 202
+        stack.worker()
+        admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+        def letters() -> list[dict[str, Any]]:
+            """The dead letters of deal 16."""
+            found = requests.get(f"{url}/api/dead-letters", headers=admin, timeout=5).json()["items"]
+            return [letter for letter in found if letter["association"]["fromObjectId"] == "16"]
+
+        wait_for(lambda: bool(letters()), timeout=15, what="the dead letter")
+        assert letters()[0]["category"] == "UNKNOWN_LABEL"

@@ -18,7 +18,7 @@ from hublink.domain.errors import InvalidSignatureError, StoreFullError, StoreUn
 from hublink.domain.sources import ApiKeyAuth, FormSource, HmacAuth, Sources, TokenAuth, verify_form
 from hublink.intake.inbox import HeldAnswer
 from hublink.store.connections import store_error, store_errors
-from web.admin import is_clean_local_path
+from web.admin.login import is_clean_local_path
 
 NOW = 1_764_331_200.0
 

@@ -6,18 +6,14 @@ from typing import Any
 
 import pytest
 
-from hublink.delivery.credentials import StaticCredentials
-from hublink.delivery.labels import LabelDefinitions, MemoryLabelCatalog, check_rule_labels
-from hublink.delivery.rate_limit import MemoryLimiter
+from hublink.delivery.labels import LabelDefinitions, check_rule_labels
 from hublink.domain.associations import AssociationRequest, parse_api_items
 from hublink.domain.errors import DeliveryError, HubSpotErrorDetail, InvalidInputError, TransientError
 from hublink.domain.events import parse_hubspot_batch
-from hublink.domain.limits import RateLimit
 from hublink.domain.lookups import work_from_record
 from hublink.domain.rules import RulesError, RuleSet
 from hublink.intake.expansion import plan
-from web.errors import ApiError
-from web.labels import LabelCheck, resolve_labels
+from web.api.labels import resolve_labels
 
 ITEM = {"fromObjectType": "deals", "fromObjectId": "1", "toObjectType": "companies", "toObjectId": "2"}
 PRIMARY = {"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 5}
@@ -208,38 +204,42 @@ class TestLabelCheckAtStart:
         assert issubclass(TransientError, DeliveryError)
 
 
-class TestDirectApiLabels:
-    """The direct API resolves each item's label before accepting it (web.labels)."""
+class FixedLabelCache:
+    """The workers' label cache, in memory: definitions per (portal, from, to); a pair not given is a miss."""
 
-    def check(self, credentials: bool = True) -> LabelCheck:
-        """A label check over a fixed catalog defining 'Primary' for deals -> companies."""
-        catalog = MemoryLabelCatalog({(None, "deals", "companies"): [("HUBSPOT_DEFINED", 5, "Primary")]})
-        return LabelCheck(
-            catalog,
-            StaticCredentials("pat-x") if credentials else None,
-            MemoryLimiter(),
-            RateLimit(100, 10.0),
-        )
+    def __init__(self, cached: dict[tuple[str | None, str, str], list[tuple[str, int, str | None]]]) -> None:
+        self._cached = {k: LabelDefinitions.of(v) for k, v in cached.items()}
+
+    def definitions(self, portal: str | None, from_type: str, to_type: str) -> LabelDefinitions | None:
+        """The pair's cached definitions, or None."""
+        return self._cached.get((portal, from_type, to_type))
+
+
+class TestDirectApiLabels:
+    """The direct API resolves each item's label from the workers' cache before accepting it (web.api.labels)."""
+
+    def cache(self, *, cold: bool = False) -> FixedLabelCache:
+        """A cache holding 'Primary' for deals -> companies (nothing when ``cold``)."""
+        return FixedLabelCache({} if cold else {(None, "deals", "companies"): [("HUBSPOT_DEFINED", 5, "Primary")]})
 
     def test_a_known_label_is_accepted_with_its_types(self) -> None:
         """The item carries the resolved types, so the worker need not resolve them again."""
-        (request,) = resolve_labels(self.check(), [parse(label="primary")])
+        (request,) = resolve_labels(self.cache(), [parse(label="primary")])
         assert request.types == (("HUBSPOT_DEFINED", 5),) and request.label == "primary"
 
     def test_an_unknown_label_is_a_422_listing_the_known_ones(self) -> None:
         """The problem is on /associations/0/label and names the labels that exist."""
         with pytest.raises(InvalidInputError) as info:
-            resolve_labels(self.check(), [parse(label="Primery")])
+            resolve_labels(self.cache(), [parse(label="Primery")])
         (problem,) = info.value.problems
         assert problem.where == "/associations/0/label" and "known labels: 'Primary'" in problem.message
 
-    def test_without_a_hubspot_credential_labels_are_a_503(self) -> None:
-        """A web that cannot read HubSpot's labels says so rather than accept a name it cannot check."""
-        with pytest.raises(ApiError) as info:
-            resolve_labels(self.check(credentials=False), [parse(label="Primary")])
-        assert (info.value.status, info.value.code) == (503, "labels_unavailable")
+    def test_a_pair_the_cache_does_not_hold_is_left_to_the_worker(self) -> None:
+        """A cold cache accepts the label unresolved: the worker resolves it (and dead-letters an unknown one)."""
+        (request,) = resolve_labels(self.cache(cold=True), [parse(label="Primery")])
+        assert request.label == "Primery" and request.types == ()
 
-    def test_items_without_labels_need_no_catalog(self) -> None:
-        """Default links and explicit types pass untouched, even with no check configured."""
+    def test_items_without_labels_need_no_lookup(self) -> None:
+        """Default links and explicit types pass untouched, even with a cold cache."""
         requests = [parse(), parse(types=[PRIMARY])]
-        assert resolve_labels(None, requests) == requests
+        assert resolve_labels(self.cache(cold=True), requests) == requests

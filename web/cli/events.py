@@ -1,4 +1,4 @@
-"""The operators' history commands: ``flask --app web events list|show|replay`` and ``trace TYPE ID``."""
+"""``hublink events list|show|replay``: the event history, and past events run through today's rules."""
 
 from __future__ import annotations
 
@@ -7,12 +7,10 @@ from collections.abc import Callable
 from typing import Any
 
 import click
-from flask.cli import AppGroup, with_appcontext
+from flask.cli import AppGroup
 
 from hublink.intake.history import OUTCOMES, EventFilter, strip_internal
-from hublink.ops.trace import trace as trace_of
-from web.container import parts
-from web.events import history, replayer
+from web.parts import parts
 
 
 def _filters(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -52,7 +50,7 @@ def events() -> None:
 @click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
 def list_(limit: int, cursor: str | None, as_json: bool, **filters: Any) -> None:
     """List events, newest first."""
-    items, next_cursor = history().page(event_filter(filters), limit=limit, cursor=cursor)
+    items, next_cursor = parts().history.page(event_filter(filters), limit=limit, cursor=cursor)
     strip_internal(items)
     if as_json:
         click.echo(json.dumps({"items": items, "next_cursor": next_cursor}, indent=2))
@@ -74,7 +72,7 @@ def list_(limit: int, cursor: str | None, as_json: bool, **filters: Any) -> None
 @click.argument("event_id")
 def show(event_id: str) -> None:
     """One request (ENTRY) with all its events, or one event (ENTRY.INDEX), as JSON."""
-    found = history().get(event_id)
+    found = parts().history.get(event_id)
     if found is None:
         raise click.ClickException(f"no event {event_id!r} in the history")
     click.echo(json.dumps(found, indent=2))
@@ -90,14 +88,14 @@ def replay(event_id: str | None, everything: bool, dry_run: bool, **filters: Any
     flt = event_filter(filters)
     if event_id is None and flt == EventFilter() and not everything:
         raise click.UsageError("give an EVENT_ID or a filter, or --all to replay every event in the history")
-    selected = list(replayer().select(event_id, None if event_id else flt))
+    selected = list(parts().replayer.select(event_id, None if event_id else flt))
     if not selected:
         raise click.ClickException("no event in the history matches")
     if len(selected) > 1:
         with click.progressbar(length=len(selected), label="replaying" if not dry_run else "trying") as bar:
-            report = replayer().replay(selected, dry_run=dry_run, progress=bar.update)
+            report = parts().replayer.replay(selected, dry_run=dry_run, progress=bar.update)
     else:
-        report = replayer().replay(selected, dry_run=dry_run)
+        report = parts().replayer.replay(selected, dry_run=dry_run)
     if dry_run:
         for item in report.items:
             click.echo(f"{item['id']}")
@@ -110,28 +108,3 @@ def replay(event_id: str | None, everything: bool, dry_run: bool, **filters: Any
         f"{report.associations} association(s) and lookup(s) {verb}"
         + ("" if dry_run else f", through the lanes and the rate limit ({report.replayed} event(s) replayed)")
     )
-
-
-@click.command("trace")
-@click.argument("object_type")
-@click.argument("object_id")
-@click.option("--json", "as_json", is_flag=True, help="print JSON instead of the timeline")
-@with_appcontext
-def trace(object_type: str, object_id: str, as_json: bool) -> None:
-    """Every event that named a record and every association involving it (e.g. ``trace deals 123``)."""
-    p = parts()
-    try:
-        found = trace_of(p.redis, p.keys, history(), object_type, object_id)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
-    if as_json:
-        click.echo(json.dumps(found, indent=2))
-        return
-    click.echo(f"{found['record']}: {len(found['events'])} event(s), {len(found['associations'])} association(s)")
-    for a in found["associations"]:
-        pair = f"lookup {a['lookup']}" if "lookup" in a else f"{a['from']} -> {a['to']}"
-        status = f" status {a['status']}" if a.get("status") else ""
-        click.echo(f"  {a['id']}  {pair}  {a['state']}{status}  attempts {a.get('attempt_count', 0)}")
-    click.echo("timeline (UTC):")
-    for row in found["timeline"]:
-        click.echo(f"  {row['at']}  {row['what']:8}  {row['id'][:20]:20}  {row['detail']}")

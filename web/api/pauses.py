@@ -1,4 +1,4 @@
-"""Blueprint: pause and resume a portal or a lane (``/api/portals/<portal>/pause|resume``,
+"""Pause and resume a portal or a lane (``/api/portals/<portal>/pause|resume``,
 ``/api/lanes/<lane>/pause|resume``, ``GET /api/pauses``), behind the admin token.
 
 Intake goes on while something is paused; its work waits in the lanes and no attempt is spent
@@ -8,38 +8,23 @@ answer's ``changed`` says whether anything changed.
 
 from __future__ import annotations
 
-from flask import Blueprint, Flask, Response, current_app, jsonify
+from flask import Response, jsonify
 
-from hublink.delivery.pauses import MAX_REASON, PauseStore
-from web.api import _admin, _bulk_args
+from hublink.delivery.pauses import MAX_REASON
+from web.api.blueprint import bp, bulk_args, require_admin
 from web.errors import ApiError
-
-bp = Blueprint("controls", __name__, url_prefix="/api")
-
-_EXTENSION = "hublink.pauses"
-
-
-def install(app: Flask, pauses: PauseStore) -> None:
-    """Register the blueprint and the pause store it uses."""
-    app.extensions[_EXTENSION] = pauses
-    app.register_blueprint(bp)
-
-
-def pauses() -> PauseStore:
-    """The current app's pause store."""
-    found: PauseStore = current_app.extensions[_EXTENSION]
-    return found
+from web.parts import parts
 
 
 def _act(scope: str, name: str, action: str) -> Response:
-    _admin()
+    require_admin()
     reason = ""
     if action == "pause":
-        given = _bulk_args().get("reason", "")
+        given = bulk_args().get("reason", "")
         if not isinstance(given, str) or len(given) > MAX_REASON:
             raise ApiError(400, "invalid_parameter", f"reason: expected a string of at most {MAX_REASON} characters")
         reason = given
-    store = pauses()
+    store = parts().pauses
     try:
         changed = store.pause(scope, name, reason) if action == "pause" else store.resume(scope, name)
     except ValueError as exc:
@@ -72,5 +57,5 @@ def lane(lane: str, action: str) -> Response:
 @bp.get("/pauses")
 def list_pauses() -> Response:
     """Everything paused now: by operators (portal, lane) and by open circuits (circuit)."""
-    _admin()
-    return jsonify({"items": [p.as_json() for p in pauses().list()]})
+    require_admin()
+    return jsonify({"items": [p.as_json() for p in parts().pauses.list()]})

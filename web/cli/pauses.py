@@ -1,4 +1,4 @@
-"""The operators' pause commands: ``flask --app web pause|resume --portal P | --lane L`` and ``pauses``."""
+"""``hublink pause|resume --portal P | --lane L`` and ``hublink pauses``: hold and release deliveries."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import time
 import click
 from flask.cli import with_appcontext
 
-from web.controls import pauses
+from web.parts import parts
 
 
 def _target(portal: str | None, lane: str | None) -> tuple[str, str]:
@@ -26,7 +26,7 @@ def pause(portal: str | None, lane: str | None, reason: str) -> None:
     """Pause deliveries for a portal or a lane; intake goes on and the work waits."""
     scope, name = _target(portal, lane)
     try:
-        changed = pauses().pause(scope, name, reason)
+        changed = parts().pauses.pause(scope, name, reason)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
     click.echo(f"paused {scope} {name}" if changed else f"{scope} {name} was already paused")
@@ -40,7 +40,7 @@ def resume(portal: str | None, lane: str | None) -> None:
     """Resume a paused portal or lane: its waiting work goes out at once."""
     scope, name = _target(portal, lane)
     try:
-        changed = pauses().resume(scope, name)
+        changed = parts().pauses.resume(scope, name)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
     click.echo(f"resumed {scope} {name}" if changed else f"{scope} {name} was not paused")
@@ -51,7 +51,7 @@ def resume(portal: str | None, lane: str | None) -> None:
 @with_appcontext
 def list_pauses(as_json: bool) -> None:
     """List what is paused (portals, lanes, and portals whose circuit is open)."""
-    items = pauses().list()
+    items = parts().pauses.list()
     if as_json:
         click.echo(json.dumps([p.as_json() for p in items], indent=2))
         return

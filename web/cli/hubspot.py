@@ -1,4 +1,4 @@
-"""The app's webhooks from HubLink: ``flask --app web hubspot subscriptions show [--json]`` and ``apply [--dry-run]``.
+"""The app's webhooks from HubLink: ``hublink hubspot subscriptions show [--json]`` and ``apply [--dry-run]``.
 
 ``apply`` sets the app's target URL (HUBLINK_PUBLIC_URL + ``/webhooks/hubspot``), its throttling
 (HUBLINK_WEBHOOK_MAX_CONCURRENCY) and the subscriptions the rules file needs (see
@@ -19,7 +19,7 @@ from hublink.config.settings import Settings
 from hublink.delivery.webhooks_api import WebhookApp, WebhooksClient
 from hublink.domain.errors import ConfigError, DeliveryError
 from hublink.domain.subscriptions import Needs, Plan, WebhookSettings, needed_subscriptions
-from web.container import parts
+from web.parts import parts
 
 
 @click.group("hubspot", cls=AppGroup)

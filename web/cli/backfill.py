@@ -16,7 +16,11 @@ from dataclasses import replace
 import click
 from flask.cli import with_appcontext
 
+from hublink.config.portals import load_portals
 from hublink.config.rules_file import RulesFile
+from hublink.config.settings import Settings
+from hublink.delivery.credentials import CredentialProvider, PortalCredentials, StaticCredentials
+from hublink.delivery.hubspot import HubSpotClient
 from hublink.delivery.rate_limit import RedisRateLimiter
 from hublink.domain.backfill import BackfillPlan, parse_date
 from hublink.domain.errors import ConfigError, DeliveryError
@@ -24,11 +28,32 @@ from hublink.domain.events import CrmEvent
 from hublink.domain.rules import RuleSet
 from hublink.domain.times import iso
 from hublink.intake.expansion import accept, plan
-from hublink.lanes import LaneStore
 from hublink.ops.backfill import Backfill, BackfillRunner, RedisBackfills, new_backfill_id, progress_line
-from hublink.store.scripts import Scripts
-from web.container import parts
-from web.labels import hubspot_access
+from web.parts import Parts, parts
+
+
+def hubspot_access(p: Parts) -> tuple[HubSpotClient, CredentialProvider | None]:
+    """A HubSpot client and the credentials a worker would use (None without a token or portals file).
+
+    The backfill reads records itself (CRM search), so this command, unlike the web, calls HubSpot.
+    """
+    settings: Settings = p.settings
+    client = HubSpotClient(
+        settings.hubspot_base_url,
+        connect_timeout_s=settings.hubspot_connect_timeout_s,
+        read_timeout_s=settings.hubspot_read_timeout_s,
+    )
+    static = StaticCredentials(settings.hubspot_access_token) if settings.hubspot_access_token else None
+    credentials: CredentialProvider | None = static
+    if settings.portals_file:
+        try:
+            with open(settings.portals_file, encoding="utf-8") as handle:
+                text = handle.read()
+        except OSError as exc:
+            raise ConfigError(f"HUBLINK_PORTALS_FILE: cannot read {settings.portals_file}: {exc.strerror}") from None
+        portals = load_portals(text, os.environ, settings.portals_file)
+        credentials = PortalCredentials(portals, p.redis, p.keys, client, fallback=static)
+    return client, credentials
 
 
 def _date(value: str | None, name: str) -> int | None:
@@ -123,17 +148,14 @@ def backfill(
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     record = replace(record, object_type=walk.object_type)
-    client, credentials = hubspot_access(settings, p.redis, p.keys, os.environ)
+    client, credentials = hubspot_access(p)
     if credentials is None:
         raise click.ClickException("a backfill needs HUBSPOT_ACCESS_TOKEN or HUBLINK_PORTALS_FILE")
     try:
         credential = credentials.for_portal(record.portal_id)
     except DeliveryError as exc:
         raise click.ClickException(str(exc)) from None
-    scripts = Scripts(p.redis)
-    lanes = LaneStore(
-        p.redis, p.keys, lease_s=settings.lease_s, dedup_window_s=settings.dedup_window_s, scripts=scripts
-    )
+    lanes = p.lanes
 
     def enqueue(events: Sequence[CrmEvent], ruleset: RuleSet, now: float) -> int:
         report = accept(events, ruleset, lanes, p.metrics, now)
@@ -145,7 +167,7 @@ def backfill(
     runner = BackfillRunner(
         store=store,
         search=client,
-        limiter=RedisRateLimiter(p.redis, p.keys, margin=settings.rate_limit_margin, scripts=scripts),
+        limiter=RedisRateLimiter(p.redis, p.keys, margin=settings.rate_limit_margin, scripts=p.scripts),
         search_limit=settings.hubspot_search_rate_limit,
         enqueue=enqueue,
         count=count,

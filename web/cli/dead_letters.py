@@ -1,10 +1,8 @@
-"""The operators' commands: ``flask --app web dead-letters list|show|replay|purge``, ``inbox failed|replay``,
-``rules check|try`` and ``admin sessions revoke --all``."""
+"""``hublink dead-letters list|show|replay|purge``: inspect, replay and purge dead letters."""
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -12,7 +10,7 @@ import click
 from flask.cli import AppGroup
 
 from hublink.ops.dead_letters import DeadLetterFilter
-from web.container import parts
+from web.parts import parts
 
 
 def _filters(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -163,131 +161,3 @@ def purge(
 ) -> None:
     """Delete one dead letter, or every one matching the filters."""
     _bulk("purge", letter_id, _flt(source, status, category, since, until), dry_run, everything)
-
-
-@click.group("inbox", cls=AppGroup)
-def inbox() -> None:
-    """Inspect the inbox and put entries that were set aside back into it."""
-
-
-@inbox.command("failed")
-@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 10000))
-@click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
-def failed(limit: int, as_json: bool) -> None:
-    """List entries set aside (could not be expanded), newest first, with the reason."""
-    p = parts()
-    rows = p.inbox.failed_entries(limit)
-    if as_json:
-        click.echo(json.dumps({"depth": p.inbox.depth(), "failed": rows}, indent=2))
-        return
-    for row in rows:
-        click.echo(f"{row['id']}  {row['kind']:<12}  entry {row['entry']}  {row['reason']}")
-    click.echo(f"{len(rows)} shown; {p.inbox.depth()} entries waiting in the inbox")
-
-
-@inbox.command("replay")
-@click.argument("failed_ids", nargs=-1)
-@click.option("--all", "everything", is_flag=True, help="every entry set aside")
-def replay_failed(failed_ids: tuple[str, ...], everything: bool) -> None:
-    """Put entries set aside back into the inbox (after fixing what made them fail)."""
-    p = parts()
-    if everything == bool(failed_ids):
-        raise click.UsageError("name the entries to replay, or give --all")
-    ids = [row["id"] for row in p.inbox.failed_entries(10000)] if everything else list(failed_ids)
-    click.echo(f"{p.inbox.replay_failed(ids)} entries back in the inbox")
-
-
-@click.group("rules", cls=AppGroup)
-def rules() -> None:
-    """Check rules files and try them on sample events."""
-
-
-def _load_rules_or_exit(path: str) -> Any:
-    from hublink.domain.errors import ConfigError
-    from web import load_rules
-
-    try:
-        return load_rules(path, dict(os.environ))[0].rules
-    except ConfigError as exc:
-        problems = getattr(exc, "problems", None) or (str(exc),)
-        for problem in problems:
-            click.echo(problem, err=True)
-        raise SystemExit(1) from None
-
-
-@rules.command("check")
-@click.argument("path", required=False)
-def check(path: str | None) -> None:
-    """Validate a rules file (default: HUBLINK_RULES_FILE): schema and JMESPath, naming rule and line."""
-    path = path or parts().settings.rules_file
-    if not path:
-        raise click.UsageError("give a FILE or set HUBLINK_RULES_FILE")
-    ruleset = _load_rules_or_exit(path)
-    click.echo(f"{path}: {len(ruleset.rules)} rule(s) OK")
-
-
-@rules.command("try")
-@click.argument("path")
-@click.option("--source", required=True, help="hubspot, workflow or forms:<name>")
-@click.option(
-    "--event",
-    "event_path",
-    required=True,
-    type=click.Path(exists=True, dir_okay=False),
-    help="a JSON file: a HubSpot batch (array), a workflow body or form fields",
-)
-def try_(path: str, source: str, event_path: str) -> None:
-    """Print the associations and lookups an event would produce; enqueue nothing."""
-    import time
-
-    from hublink.domain.events import parse_form, parse_hubspot_batch, parse_workflow
-    from hublink.domain.lookups import LookupRequest, describe
-    from hublink.intake.expansion import plan
-
-    ruleset = _load_rules_or_exit(path)
-    with open(event_path, "rb") as handle:
-        raw = handle.read()
-    body = json.loads(raw)
-    if source == "hubspot":
-        events = parse_hubspot_batch(body)
-    elif source == "workflow":
-        events = [parse_workflow(body, received_at=time.time())]
-    elif source.startswith("forms:"):
-        events = [parse_form(source.split(":", 1)[1], body, id_field=None, id_value=None, raw_body=raw)]
-    else:
-        raise click.BadParameter("expected hubspot, workflow or forms:<name>", param_hint="--source")
-    for event in events:
-        work, problems, matched = plan(event, ruleset, time.time())
-        click.echo(
-            f"event {event.event_id or '-'} ({event.subscription_type or source}):"
-            + ("" if matched else " no rule matched")
-        )
-        for item in work:
-            if isinstance(item, LookupRequest):
-                click.echo(f"  lookup  [{item.rule}] {describe(item.from_side)} -> {describe(item.to_side)}")
-            else:
-                click.echo(
-                    f"  link    {item.from_object_type}/{item.from_object_id} -> "
-                    f"{item.to_object_type}/{item.to_object_id}"
-                )
-        for problem in problems:
-            click.echo(f"  problem {problem}")
-
-
-@click.group("admin", cls=AppGroup)
-def admin() -> None:
-    """Manage the dashboard."""
-
-
-@admin.group("sessions", cls=AppGroup)
-def sessions() -> None:
-    """Dashboard sessions (kept in Redis)."""
-
-
-@sessions.command("revoke")
-@click.option("--all", "everything", is_flag=True, help="end every dashboard session")
-def revoke(everything: bool) -> None:
-    """End dashboard sessions: every logged-in operator (and every login form) must start again."""
-    if not everything:
-        raise click.UsageError("give --all (sessions are revoked all at once)")
-    click.echo(f"revoked {parts().sessions.revoke_all()} session(s)")

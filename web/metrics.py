@@ -7,8 +7,8 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from hublink.ops.prometheus import render
 from hublink.store.connections import store_errors
-from web.container import parts
-from web.requests_in import require_bearer
+from web.parts import parts
+from web.request_parsing import require_bearer
 
 bp = Blueprint("metrics", __name__)
 

@@ -1,8 +1,7 @@
-"""The dashboard's pause and resume buttons and a record's trace: routes added to the admin blueprint (its
-login and CSRF guard).
+"""The dashboard's pause and resume buttons for a portal or a lane.
 
 Each action passes through a confirmation page that says what it will do, like the dead-letter actions;
-the confirmed POST pauses or resumes through the same store as the API (``web.controls.pauses``).
+the confirmed POST pauses or resumes through the same store as the API (``Parts.pauses``).
 """
 
 from __future__ import annotations
@@ -13,11 +12,8 @@ from flask import flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
 from hublink.delivery.pauses import OPERATOR_SCOPES, Pause
-from hublink.ops.trace import trace as trace_of
-from web.admin import bp
-from web.container import parts
-from web.controls import pauses
-from web.events import history
+from web.admin.blueprint import bp
+from web.parts import parts
 
 log = logging.getLogger("hublink.web")
 
@@ -43,7 +39,7 @@ def pause_or_resume(action: str) -> Response | str:
             reason=reason,
             url=url_for("admin.pause_or_resume", action=action),
         )
-    store = pauses()
+    store = parts().pauses
     changed = (
         store.pause(scope, name, reason or "paused from the dashboard")
         if action == "pause"
@@ -53,20 +49,3 @@ def pause_or_resume(action: str) -> Response | str:
     done = "Paused" if action == "pause" else "Resumed"
     flash(f"{done} {scope} {name}." if changed else f"Nothing to do: {scope} {name} was already {action}d.")
     return redirect(url_for("admin.index"))
-
-
-@bp.get("/trace")
-def trace() -> str:
-    """The search box's answer: a record's events and associations, in one timeline."""
-    object_type = request.args.get("type", "").strip()[:40]
-    object_id = request.args.get("id", "").strip()[:20]
-    found = None
-    if object_type or object_id:
-        try:
-            if not object_id.isdigit():
-                raise ValueError(f"id: expected decimal digits, got {object_id!r}")
-            p = parts()
-            found = trace_of(p.redis, p.keys, history(), object_type, object_id)
-        except ValueError as exc:
-            flash(f"Nothing to show: {exc}")
-    return render_template("admin/trace.html", found=found, object_type=object_type, object_id=object_id)

@@ -16,8 +16,8 @@ from typing import Any
 import orjson
 from flask import request
 
-from hublink.ops.throttle import FailureThrottle
 from web.errors import ApiError
+from web.throttle import FailureThrottle
 
 log = logging.getLogger("hublink.web")
 

@@ -1,4 +1,4 @@
-"""Dashboard: what the operator's pages show, read from Redis in a few round-trips.
+"""The dashboard's overview: what the operator's pages show, read from Redis in a few round-trips.
 
 Queue depths per lane, work in flight, dead letters, the last hour per minute (throughput, failures, HubSpot
 requests and 429s), each rate-limit bucket's headroom as HubSpot last reported it, recent failures, and

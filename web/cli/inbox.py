@@ -1,0 +1,42 @@
+"""``hublink inbox failed|replay``: list the inbox entries set aside, and put them back once fixed."""
+
+from __future__ import annotations
+
+import json
+
+import click
+from flask.cli import AppGroup
+
+from web.parts import parts
+
+
+@click.group("inbox", cls=AppGroup)
+def inbox() -> None:
+    """Inspect the inbox and put entries that were set aside back into it."""
+
+
+@inbox.command("failed")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 10000))
+@click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
+def failed(limit: int, as_json: bool) -> None:
+    """List entries set aside (could not be expanded), newest first, with the reason."""
+    p = parts()
+    rows = p.inbox.failed_entries(limit)
+    if as_json:
+        click.echo(json.dumps({"depth": p.inbox.depth(), "failed": rows}, indent=2))
+        return
+    for row in rows:
+        click.echo(f"{row['id']}  {row['kind']:<12}  entry {row['entry']}  {row['reason']}")
+    click.echo(f"{len(rows)} shown; {p.inbox.depth()} entries waiting in the inbox")
+
+
+@inbox.command("replay")
+@click.argument("failed_ids", nargs=-1)
+@click.option("--all", "everything", is_flag=True, help="every entry set aside")
+def replay_failed(failed_ids: tuple[str, ...], everything: bool) -> None:
+    """Put entries set aside back into the inbox (after fixing what made them fail)."""
+    p = parts()
+    if everything == bool(failed_ids):
+        raise click.UsageError("name the entries to replay, or give --all")
+    ids = [row["id"] for row in p.inbox.failed_entries(10000)] if everything else list(failed_ids)
+    click.echo(f"{p.inbox.replay_failed(ids)} entries back in the inbox")

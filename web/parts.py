@@ -1,0 +1,62 @@
+"""The web process's parts, built once by ``create_app`` and reached by views and commands through :func:`parts`.
+
+Only ``hublink`` types live here, so every module of ``web`` can import this one and none of them
+imports another subpackage to reach a store.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import current_app
+from redis import Redis
+
+from hublink.config.settings import Settings
+from hublink.delivery.labels import LabelCache
+from hublink.delivery.pauses import PauseStore
+from hublink.domain.rules import RuleSet
+from hublink.domain.sources import Sources
+from hublink.intake.history import EventHistory
+from hublink.intake.inbox import Inbox
+from hublink.lanes import LaneStore
+from hublink.ops.dead_letters import DeadLetterStore
+from hublink.ops.event_replay import EventReplayer
+from hublink.ops.metrics import Metrics
+from hublink.store.keys import Keys
+from hublink.store.scripts import Scripts
+from web.throttle import FailureThrottle
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Parts:
+    """What views and commands need: settings, the rules, and the Redis-backed stores."""
+
+    settings: Settings
+    redis: Redis
+    keys: Keys
+    scripts: Scripts
+    inbox: Inbox
+    lanes: LaneStore
+    dead_letters: DeadLetterStore
+    metrics: Metrics
+    sources: Sources
+    #: The rules file's rules (empty without HUBLINK_RULES_FILE).
+    rules: RuleSet
+    #: Portals and lanes paused by operators, and portals whose circuit is open.
+    pauses: PauseStore
+    #: Every accepted request and event, with what became of it.
+    history: EventHistory
+    #: Runs past events through today's rules.
+    replayer: EventReplayer
+    #: The label definitions the workers cached (the web never asks HubSpot).
+    labels: LabelCache
+    #: Failed dashboard logins, per address and in total.
+    login_throttle: FailureThrottle
+    #: Failed admin API bearer tokens, per address and in total.
+    api_throttle: FailureThrottle
+
+
+def parts() -> Parts:
+    """The current app's parts."""
+    found: Parts = current_app.extensions["hublink"]
+    return found
