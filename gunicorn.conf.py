@@ -25,6 +25,8 @@ monkey.patch_all()
 
 import os  # noqa: E402 - after patching, like everything this process imports
 
+from hublink.store.connections import WEB_CONCURRENCY_PER_PROCESS  # noqa: E402
+
 
 def _cores() -> int:
     """Cores this process may run on (a container's CPU set, not the host's count)."""
@@ -38,7 +40,8 @@ bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY") or max(2, _cores()))
 worker_class = "gevent"
 #: Connections one worker holds at once (slow ones included); past it, it stops accepting until one ends.
-worker_connections = 1000
+#: The same number sizes the worker's Redis pool (one connection per request it can hold).
+worker_connections = WEB_CONCURRENCY_PER_PROCESS
 # Each worker listens on its own SO_REUSEPORT socket, so the kernel spreads connections over the workers.
 # With one shared socket, kept-alive connections stick to whichever worker accepted them first: measured,
 # 15 of wrk's 16 connections on one of four workers, and a third of the throughput lost.
