@@ -36,8 +36,10 @@ def require_bearer(expected: str | None, *, realm: str, throttle: FailureThrottl
     if scheme.lower() != "bearer" or not presented:
         raise ApiError(401, "unauthorized", "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
     address = request.remote_addr or "unknown"
+    verdict = None
     if throttle is not None:
-        verdict = throttle.check(address)
+        # Counted before the comparison, in the same step as the check: see web.throttle.
+        verdict = throttle.take(address)
         if not verdict.allowed:
             log.warning(
                 "admin token throttled",
@@ -50,13 +52,15 @@ def require_bearer(expected: str | None, *, realm: str, throttle: FailureThrottl
                 headers={"Retry-After": str(verdict.retry_after_s)},
             )
     if not hmac.compare_digest(presented.strip().encode(), expected.encode()):
-        if throttle is not None:
-            by_address, in_total = throttle.fail(address)
+        if verdict is not None:
+            by_address, in_total = verdict.counts
             log.info(
                 "admin token refused",
                 extra={"path": request.path, "client": address, "failures": by_address, "failures_total": in_total},
             )
         raise ApiError(401, "unauthorized", "wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
+    if throttle is not None:
+        throttle.refund(address)
 
 
 class BodyTimeoutError(Exception):

@@ -44,7 +44,8 @@ key                             type    holds                                   
                                         (JSON)
 ``session:<id>``                string  one dashboard login (JSON: since, token mark, CSRF      8 hours
                                         token)
-``throttle:<scope>``            string  failed admin logins/tokens in the window (counter)      one window
+``throttle:<scope>``            string  admin login/token attempts in the window (counter; a     one window
+                                        right token gives its attempt back)
 ``backfill:<id>``               hash    one backfill: rule, plan, cursor (last hs_object_id     30 days after its
                                         read), counts, state, cancel flag (JSON fields)         last change
 ``backfills``                   zset    backfill ids by start time (ms), for the dashboard      newest 100 kept
