@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 from flask import request
 
+from hublink.domain.json_nesting import MAX_DEPTH, is_too_deep
 from web.errors import ApiError
 from web.throttle import FailureThrottle
 
@@ -149,6 +150,9 @@ def parse_json(raw: bytes) -> Any:
     orjson, because a 100-event HubSpot batch is parsed on every delivery: it is several times faster than
     the standard library and as strict (it refuses NaN, Infinity and invalid UTF-8 by itself).
     """
+    if is_too_deep(raw):
+        # Refused before parsing: code that walks a parsed document recurses once per level.
+        raise ApiError(400, "too_deep", f"body nests objects and arrays more than {MAX_DEPTH} levels deep")
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
