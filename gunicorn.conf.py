@@ -23,9 +23,38 @@ from gevent import monkey
 
 monkey.patch_all()
 
-import os  # noqa: E402 - after patching, like everything this process imports
+import json  # noqa: E402 - after patching, like everything this process imports
+import os  # noqa: E402
+
+from gunicorn import util as gunicorn_util  # noqa: E402
 
 from hublink.store.connections import WEB_CONCURRENCY_PER_PROCESS  # noqa: E402
+
+#: The longest message a gunicorn refusal carries (it may quote the refused request line).
+REFUSAL_MESSAGE_CHARS = 200
+
+
+def json_refusal(sock: object, status_int: int, reason: str, mesg: str) -> None:
+    """gunicorn's own refusals (a request line or headers it cannot read) in HubLink's JSON error shape.
+
+    gunicorn answers these itself, before the app sees a request (400 for a control byte in a header or a
+    malformed request line, 414 for a request line over 4094 bytes, 431 for too many or too large headers,
+    501 for an unknown transfer coding, 500 when the app failed before answering); its answer is an HTML
+    page, written by ``gunicorn.util.write_error``, which this replaces. The code is the status's reason in
+    snake case (``bad_request``, ``uri_too_long``, ``request_header_fields_too_large``).
+    """
+    code = reason.lower().replace(" ", "_").replace("-", "_")
+    message = (mesg or reason)[:REFUSAL_MESSAGE_CHARS]
+    body = json.dumps({"error": {"code": code, "message": message, "details": None}}).encode()
+    head = (
+        f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    gunicorn_util.write_nonblock(sock, head.encode("latin-1") + body)
+
+
+# gunicorn has no setting for the body of its own refusals: its workers call this function by module path.
+gunicorn_util.write_error = json_refusal
 
 
 def _cores() -> int:

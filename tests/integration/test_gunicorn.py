@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -149,3 +151,39 @@ def send(job: tuple[str, int]) -> tuple[int, str]:
     except requests.RequestException as exc:
         return 0, type(exc).__name__
     return response.status_code, response.text[:200]
+
+
+def raw_request(url: str, request: bytes) -> tuple[bytes, bytes]:
+    """Send ``request`` as is on a fresh connection; the answer's head and body."""
+    host, port = url.rsplit("/", 1)[1].split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(request)
+        chunks = []
+        with contextlib.suppress(OSError):
+            while chunk := conn.recv(65536):
+                chunks.append(chunk)
+    head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
+    return head, body
+
+
+class TestGunicornRefusals:
+    """What gunicorn refuses before the app sees it is answered in HubLink's JSON error shape."""
+
+    @pytest.mark.parametrize(
+        ("request_bytes", "status", "code"),
+        [
+            (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", b"414", "uri_too_long"),
+            (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Bad: a\x01b\r\n\r\n", b"400", "bad_request"),
+            (b"GET /healthz HTTP/1.1\r\nHost: x\r\nBad Name: a\r\n\r\n", b"400", "bad_request"),
+            (b"NOT A REQUEST LINE\r\n\r\n", b"400", "bad_request"),
+        ],
+        ids=["long request line", "control byte in a header", "space in a header name", "no request line"],
+    )
+    def test_a_refusal_by_gunicorn_is_json(self, stack: Stack, request_bytes: bytes, status: bytes, code: str) -> None:
+        """The status gunicorn chose, Content-Type application/json, and {"error": {"code", "message", ...}}."""
+        url = stack.gunicorn()
+        head, body = raw_request(url, request_bytes)
+        assert head.split(b" ", 2)[1] == status, head
+        assert b"content-type: application/json" in head.lower(), head
+        error = json.loads(body)["error"]
+        assert error["code"] == code and error["message"], error
