@@ -15,8 +15,9 @@ process makes no other outbound calls (HubSpot is called by the workers only).
 One worker per core (at least two, so that a worker being replaced leaves one serving; WEB_CONCURRENCY
 overrides): a gevent worker never blocks on Redis, other greenlets run meanwhile, and the requests of one
 worker that write at the same moment share a round trip (``hublink.store.commit_group``), so fewer
-workers make larger groups. Measured on 2 cores (P1 of ``make bench``, five runs or more each): 0.67-0.71 of the
-bare endpoint with 2 workers, 0.63-0.66 with 4, the bare endpoint as fast with either.
+workers make larger groups. Measured on 2 cores (the intake throughput of ``make bench``, five runs or
+more each): 0.67-0.71 of the bare endpoint with 2 workers, 0.63-0.66 with 4, the bare endpoint as fast
+with either.
 """
 
 from gevent import monkey
@@ -98,7 +99,7 @@ else:
 # Gunicorn's own loggers hand their records to the root logger, which create_app() (run in the master,
 # preload_app) gives HubLink's JSON formatter, secret redaction and HUBLINK_LOG_LEVEL: one log format and
 # one level for the whole process. NOTSET, so that the root's level decides: access lines (one a request,
-# with its request_id) at INFO, none at WARNING. A fixed INFO here printed them whatever the level said.
+# with its request_id) at INFO, none at WARNING. A fixed INFO here would print them whatever the level says.
 logconfig_dict = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -30,6 +30,7 @@ def at_once(attempt: Callable[[requests.Session], int], prepare: Callable[[reque
     start = threading.Barrier(CLIENTS)
 
     def run(session: requests.Session) -> int:
+        """Wait for every other client, then attempt."""
         start.wait(timeout=60)
         return attempt(session)
 
@@ -60,12 +61,14 @@ class TestWrongTokensAtOnce:
         tokens: dict[int, str] = {}
 
         def prepare(session: requests.Session) -> None:
+            """Open the login form (its token comes in the session's cookie); keep the token."""
             page = session.get(f"{url}/admin/login", timeout=30).text
             found = re.search(r'name="csrf_token" value="([^"]+)"', page)
             assert found
             tokens[id(session)] = found.group(1)
 
         def attempt(session: requests.Session) -> int:
+            """Post a wrong token; 401 stands for "compared and refused" (the form says "Wrong token.")."""
             answer = session.post(
                 f"{url}/admin/login", data={"token": "wrong", "csrf_token": tokens[id(session)]}, timeout=60
             )
