@@ -83,6 +83,7 @@ print(json.dumps(counts))
 class TestRedisPool:
     """Probes open to anyone cannot take intake's Redis connections, and a refusal for lack of one says so."""
 
+    @pytest.mark.faults
     def test_300_clients_on_readyz_leave_every_signed_webhook_its_connection(
         self, stack: Stack, tmp_path: Path
     ) -> None:
