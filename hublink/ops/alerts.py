@@ -111,7 +111,7 @@ class Alerter:
             new = total - seen
             text = (
                 f":warning: HubLink: {new} association(s) were dead-lettered since the last alert. "
-                f"Inspect them at {self.dashboard_url}/dead-letters or with `flask --app web dead-letters list`."
+                f"Inspect them at {self.dashboard_url}/dead-letters or with `hublink dead-letters list`."
             )
             if self._send("dead_letters", text, {"dead_letters": new}):
                 with store_errors():

@@ -1,12 +1,12 @@
 """Backfills: apply one rule to the records that existed before HubLink, resumable, cancellable, visible.
 
-A backfill (``flask --app web backfill RULE``) walks the records of the rule's object type through
+A backfill (``hublink backfill RULE``) walks the records of the rule's object type through
 HubSpot's CRM search (``hublink.domain.backfill`` plans the pages and the events), within the search
 rate limit shared with the workers' lookups (bucket ``<bucket>-search``), and hands each page's events to
 the same intake path as live events (``hublink.intake.expansion.accept``: same rules, dedup and lanes).
 After each page its cursor (the last ``hs_object_id`` read) and counts are checkpointed in Redis, so that
 ``--resume ID`` continues after a crash or Ctrl-C: a page read twice queues nothing twice, because each
-record's event has a dedup key of its own. Cancelling (``backfill-cancel ID`` or the dashboard) is a
+record's event has a dedup key of its own. Cancelling (``hublink backfill cancel ID`` or the dashboard) is a
 flag the walk checks before each page.
 
 Keys owned: ``backfill:<id>`` (hash: the plan, cursor, counts, state; kept 30 days after its last
@@ -184,7 +184,7 @@ class RedisBackfills:
         return True
 
     def recent(self, limit: int = 20) -> list[Backfill]:
-        """The newest backfills, newest first (for the dashboard and ``backfill-list``)."""
+        """The newest backfills, newest first (for the dashboard and ``hublink backfill list``)."""
         with store_errors():
             ids = [text(i) for i in self._redis.zrevrange(self._keys.backfills, 0, limit - 1)]
         found = [self.get(i) for i in ids]

@@ -107,7 +107,7 @@ class TestBackfillEndToEnd:
     def test_the_dashboard_lists_a_backfill_with_its_progress_and_a_cancel_flags_it(
         self, settings: Settings, sim: Sim, redis_client: redis_lib.Redis
     ) -> None:
-        """The overview shows the newest backfills; backfill-cancel sets the flag a running walk checks."""
+        """The overview shows the newest backfills; backfill cancel sets the flag a running walk checks."""
         seed(sim)
         app = create_app(settings)
         app.test_cli_runner().invoke(args=["backfill", "deal-company", "--dry-run", "--limit", "5"])
@@ -118,5 +118,5 @@ class TestBackfillEndToEnd:
                 p.redis, p.keys, queue_name=settings.queue_name, dead_letters=p.dead_letters, metrics=p.metrics
             ).backfills
         assert shown[0]["id"] == listed.id and "5/5 records" in shown[0]["progress"]
-        result = app.test_cli_runner().invoke(args=["backfill-cancel", listed.id])
+        result = app.test_cli_runner().invoke(args=["backfill", "cancel", listed.id])
         assert result.exit_code == 0 and RedisBackfills(redis_client, Keys("hl:")).get(listed.id).cancel_requested  # type: ignore[union-attr]

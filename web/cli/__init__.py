@@ -1,5 +1,12 @@
-"""The operators' commands, one group per noun: registered on the app (``flask --app web …``) and on the
-``hublink`` command (:mod:`web.cli.main`).
+"""The operators' commands: registered on the app (``flask --app web …``) and on the ``hublink`` command
+(:mod:`web.cli.main`).
+
+One naming scheme: ``hublink NOUN VERB [ARGS]``, the noun plural where it names a collection
+(``dead-letters list|show|replay|purge``, ``events list|show|replay``, ``pauses list``, ``backfill
+start|cancel|list``, ``inbox list|replay``, ``rules check|try``, ``hubspot subscriptions show|apply``,
+``admin sessions revoke``). The three actions on one named target are verbs on their own: ``trace TYPE
+ID``, ``pause`` and ``resume`` (``--portal P`` or ``--lane L``). Listing commands take ``--json``; bulk
+ones take ``--dry-run``.
 """
 
 from __future__ import annotations
@@ -16,10 +23,8 @@ COMMANDS: tuple[click.Command, ...] = (
     trace.trace,
     pauses.pause,
     pauses.resume,
-    pauses.list_pauses,
+    pauses.pauses,
     backfill.backfill,
-    backfill.backfill_cancel,
-    backfill.backfill_list,
     inbox.inbox,
     rules.rules,
     hubspot.hubspot,

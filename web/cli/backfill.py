@@ -1,6 +1,6 @@
-"""The backfill commands: ``flask --app web backfill RULE``, ``backfill-cancel ID`` and ``backfill-list``.
+"""``hublink backfill start RULE`` (or ``backfill RULE``), ``backfill cancel ID`` and ``backfill list``.
 
-``backfill`` walks the records of the rule's object type (``hublink.ops.backfill``) and shows a progress
+``start`` walks the records of the rule's object type (``hublink.ops.backfill``) and shows a progress
 line on stderr (records read, associations queued, rate, time left). Ctrl-C stops it after saving its
 cursor; ``--resume ID`` continues from there.
 """
@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 import click
-from flask.cli import with_appcontext
 
 from hublink.config.portals import load_portals
 from hublink.config.rules_file import RulesFile
@@ -29,6 +28,7 @@ from hublink.domain.rules import RuleSet
 from hublink.domain.times import iso
 from hublink.intake.expansion import accept, plan
 from hublink.ops.backfill import Backfill, BackfillRunner, RedisBackfills, new_backfill_id, progress_line
+from web.cli.errors import OperatorGroup
 from web.parts import Parts, parts
 
 
@@ -75,8 +75,22 @@ def _mapping(pairs: Sequence[str]) -> dict[str, str]:
     return found
 
 
-@click.command("backfill")
-@with_appcontext
+class BackfillGroup(OperatorGroup):
+    """The backfill group, where ``backfill RULE …`` means ``backfill start RULE …``."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """Insert ``start`` before a first word that names no subcommand (and is not an option)."""
+        if args and not args[0].startswith("-") and args[0] not in self.commands:
+            args = ["start", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group("backfill", cls=BackfillGroup)
+def backfill() -> None:
+    """Apply a rule to the records that already exist: start (the default), cancel, list."""
+
+
+@backfill.command("start")
 @click.argument("rule_name", metavar="RULE")
 @click.option("--since", help="only records created at or after (2026-01-31, ISO-8601 or epoch seconds)")
 @click.option("--until", help="only records created at or before")
@@ -87,7 +101,7 @@ def _mapping(pairs: Sequence[str]) -> dict[str, str]:
 @click.option("--object-type", help="the records' type, when the rule's sides do not say")
 @click.option("--map", "maps", multiple=True, help="FIELD=PROPERTY: the event field a record property fills")
 @click.option("--date-property", help="the property --since/--until compare (default: the creation date)")
-def backfill(
+def start(
     rule_name: str,
     since: str | None,
     until: str | None,
@@ -190,7 +204,7 @@ def backfill(
     try:
         ended = runner.run(record, walk, credential, on_page=show)
     except KeyboardInterrupt:
-        click.echo(f"\ninterrupted; resume with: flask --app web backfill {rule_name} --resume {record.id}", err=True)
+        click.echo(f"\ninterrupted; resume with: hublink backfill start {rule_name} --resume {record.id}", err=True)
         raise SystemExit(130) from None
     if interactive:
         click.echo("", err=True)
@@ -202,20 +216,18 @@ def backfill(
         raise click.ClickException(f"{ended.error}; resume with --resume {ended.id}")
 
 
-@click.command("backfill-cancel")
-@with_appcontext
+@backfill.command("cancel")
 @click.argument("backfill_id")
-def backfill_cancel(backfill_id: str) -> None:
+def cancel(backfill_id: str) -> None:
     """Ask a running backfill to stop before its next page (it can be resumed later)."""
     if not RedisBackfills(parts().redis, parts().keys).request_cancel(backfill_id):
         raise click.ClickException(f"no backfill {backfill_id!r}")
     click.echo(f"backfill {backfill_id}: cancel requested")
 
 
-@click.command("backfill-list")
-@with_appcontext
+@backfill.command("list")
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 100))
-def backfill_list(limit: int) -> None:
+def list_(limit: int) -> None:
     """The newest backfills with their progress."""
     now = int(time.time() * 1000)
     for b in RedisBackfills(parts().redis, parts().keys).recent(limit):

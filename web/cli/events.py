@@ -7,9 +7,9 @@ from collections.abc import Callable
 from typing import Any
 
 import click
-from flask.cli import AppGroup
 
 from hublink.intake.history import OUTCOMES, EventFilter, strip_internal
+from web.cli.errors import OperatorGroup
 from web.parts import parts
 
 
@@ -38,7 +38,7 @@ def event_filter(values: dict[str, Any]) -> EventFilter:
         raise click.BadParameter(str(exc)) from None
 
 
-@click.group("events", cls=AppGroup)
+@click.group("events", cls=OperatorGroup)
 def events() -> None:
     """The event history: every accepted request and event, with its outcome."""
 
@@ -88,6 +88,14 @@ def replay(event_id: str | None, everything: bool, dry_run: bool, **filters: Any
     flt = event_filter(filters)
     if event_id is None and flt == EventFilter() and not everything:
         raise click.UsageError("give an EVENT_ID or a filter, or --all to replay every event in the history")
+    rules_file = parts().settings.rules_file
+    if not parts().rules.rules:
+        where = f"{rules_file} holds no rule" if rules_file else "HUBLINK_RULES_FILE is not set"
+        click.echo(
+            f"warning: no rules are loaded ({where}), so today's rules produce nothing for any event; "
+            "set HUBLINK_RULES_FILE to your rules file",
+            err=True,
+        )
     selected = list(parts().replayer.select(event_id, None if event_id else flt))
     if not selected:
         raise click.ClickException("no event in the history matches")

@@ -17,10 +17,11 @@ from hublink.domain.errors import ConfigError, InvalidInputError
 from hublink.domain.events import parse_form, parse_hubspot_batch, parse_workflow
 from hublink.domain.lookups import LookupRequest, describe
 from hublink.intake.expansion import plan
+from web.cli.errors import OfflineGroup
 from web.rules import load_rules
 
 
-@click.group("rules")
+@click.group("rules", cls=OfflineGroup)
 def rules() -> None:
     """Check rules files and try them on sample events (offline: no Redis, no token)."""
 
@@ -30,7 +31,9 @@ def _load(path: str) -> Any:
     try:
         return load_rules(path, os.environ)[0].rules
     except ConfigError as exc:
-        problems = getattr(exc, "problems", None) or (str(exc),)
+        # The file was named on the command line, not by the variable: say so by its path alone.
+        unreadable = str(exc).removeprefix("HUBLINK_RULES_FILE: ") + "; check the path"
+        problems = getattr(exc, "problems", None) or (unreadable,)
         for problem in problems:
             click.echo(f"Error: {problem}", err=True)
         raise SystemExit(1) from None
