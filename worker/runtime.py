@@ -7,8 +7,12 @@ the dispatcher threads. Nothing here connects at import time; redis-py opens con
 Redis trouble never ends the process. RQ's ``Worker.work()`` quits on any error it meets outside a job
 (a ConnectionError in its heartbeat or after a drain that lost Redis, a TimeoutError, an OOM answer), and
 its teardown then raises again on the dead connection: :func:`work` waits for Redis with backoff, lets
-the old incarnation register its death, and enters ``work()`` again under the same name. What the worker
-held is leased, so it comes back to its lane when the lease runs out; nothing else is repeated.
+the old incarnation register its death, and enters ``work()`` again under the same name. A full Redis
+refuses that record of death (a write), and RQ refuses a name whose registration looks alive; since the
+process holds its name (:func:`hold_name`, ``hublink.ops.heartbeats.WorkerPresence``), the registration
+it finds is its own leftover, or a dead process's, and :meth:`HubLinkWorker.register_birth` clears it.
+What the worker held is leased, so it comes back to its lane when the lease runs out; nothing else is
+repeated.
 """
 
 from __future__ import annotations
