@@ -33,12 +33,12 @@ def readyz() -> tuple[Response, int]:
     problems = []
     p = parts()
     try:
-        p.redis.set(p.keys.ready_probe, b"1", ex=READY_PROBE_TTL_S)
+        p.probe_redis.set(p.keys.ready_probe, b"1", ex=READY_PROBE_TTL_S)
     except redis.RedisError as exc:
         typed = store_error(exc)
         if typed is None:
             raise
-        problems.append(f"redis: {type(typed).__name__} ({type(exc).__name__})")
+        problems.append(f"redis: {type(typed).__name__} ({type(exc).__name__}): {typed}")
     if problems:
         return jsonify({"status": "unavailable", "problems": problems}), 503
     return jsonify({"status": "ready"}), 200

@@ -9,6 +9,7 @@
     │   └── InvalidSignatureError    reason: missing | unknown-version | stale | future | mismatch | malformed
     ├── StoreUnavailableError        Redis did not answer or refused writes: 503, a worker stops taking work
     │   ├── StoreFullError           Redis is at maxmemory (OOM under noeviction): 503 store_full
+    │   ├── StoreBusyError           no connection of the process's pool came free in time: 503 store_busy
     │   └── NotReplicatedError       stored, but too few replicas confirmed it in time: 503 not_replicated
     ├── TokenWaitTooLongError        the shared limiter asks for a longer wait than a worker may hold: park
     └── DeliveryError                carries status, category, sub_category, message, correlation_id
@@ -92,6 +93,14 @@ class StoreUnavailableError(HubLinkError):
 
 class StoreFullError(StoreUnavailableError):
     """Redis refused a write because it is at ``maxmemory`` (OOM with the ``noeviction`` policy)."""
+
+
+class StoreBusyError(StoreUnavailableError):
+    """Every connection of this process's Redis pool stayed in use for the pool's whole wait.
+
+    Redis itself may be fine: the process had more Redis calls under way at once than its pool holds
+    (``hublink.store.connections`` documents the sizes). Nothing was sent to Redis.
+    """
 
 
 class NotReplicatedError(StoreUnavailableError):

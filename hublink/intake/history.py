@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 
 from redis import Redis
 
-from hublink.domain.associations import AssociationRequest, canonical_object_type
+from hublink.domain.associations import AssociationRequest, canonical_object_type, check_object_id
 from hublink.domain.events import CrmEvent
 from hublink.domain.lookups import LookupRequest, Work
 from hublink.domain.times import iso, parse_time
@@ -88,12 +88,15 @@ class EventOutcome:
     replay_of: str | None = None
 
     def compact(self) -> dict[str, Any]:
-        """The stored form: short keys, empty fields left out; webhook events keep their payload (for replays)."""
+        """The stored form: short keys, empty fields left out; webhook events keep their payload (for replays).
+
+        A replay keeps only the id of the event it replayed (``rp``), never a second copy of its payload.
+        """
         out: dict[str, Any] = {"i": self.index, "o": self.outcome}
         event = self.event
         if event is not None:
             out["src"] = event.source
-            if event.source != "api":
+            if event.source != "api" and not self.replay_of:
                 out["pl"] = event.payload
                 if event.object_type_id:
                     out["oti"] = event.object_type_id
@@ -214,6 +217,13 @@ class EventFilter:
             raise ValueError(f"outcome: expected one of {', '.join(OUTCOMES)}, got {given['outcome'][:40]!r}")
         if "object_id" in given and "object_type" not in given:
             raise ValueError("object_id: give object_type too")
+        for name in ("object_id", "portal"):
+            # ``_`` is the portal of single-portal mode.
+            if name in given and not (name == "portal" and given[name] == "_"):
+                try:
+                    check_object_id(given[name])
+                except ValueError as exc:
+                    raise ValueError(f"{name}: {exc}") from None
         if "object_type" in given:
             try:
                 given["object_type"] = canonical_object_type(given["object_type"])

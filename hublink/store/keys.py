@@ -47,12 +47,15 @@ key                             type    holds                                   
                                         (JSON)
 ``session:<id>``                string  one dashboard login (JSON: since, token mark, CSRF      8 hours
                                         token)
-``throttle:<scope>``            string  failed admin logins/tokens in the window (counter)      one window
+``throttle:<scope>``            string  admin login/token attempts in the window (counter; a     one window
+                                        right token gives its attempt back)
 ``backfill:<id>``               hash    one backfill: rule, plan, cursor (last hs_object_id     30 days after its
                                         read), counts, state, cancel flag (JSON fields)         last change
 ``backfills``                   zset    backfill ids by start time (ms), for the dashboard      newest 100 kept
 ``hb:<worker>``                string  a worker's last heartbeat (epoch ms), from its          one minute
                                         dispatcher
+``alive:<worker>``              channel (pub/sub, not a key) subscribed by the one live         the process's
+                                        process holding a worker name; PUBSUB NUMSUB asks       connection
 ``inbox:excused:<entry>``       string  deliveries of an inbox entry caused by Redis trouble    one day
 ``paused``                      hash    what is paused: field portal:<p>, lane:<lane> or        until resumed
                                         circuit:<p> (an open circuit), value JSON (since, why)
@@ -342,6 +345,10 @@ class Keys:
     def worker_heartbeat_prefix(self) -> str:
         """Prefix of worker heartbeats (``python -m worker --check`` scans it when given no name)."""
         return f"{self.prefix}hb:"
+
+    def worker_presence(self, worker: str) -> str:
+        """The pub/sub channel a live worker process subscribes to for its name's life (no key is stored)."""
+        return f"{self.prefix}alive:{worker}"
 
     def inbox_excused(self, entry_id: str) -> str:
         """How many deliveries of an inbox entry a Redis outage caused (they do not count towards setting it aside)."""

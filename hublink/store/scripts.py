@@ -24,7 +24,8 @@ SCRIPT_NAMES = (
     "rate_block",
     "set_aside",
     "idempotent_add",
-    "throttle_fail",
+    "throttle_take",
+    "throttle_refund",
     "resume",
     "history_add",
     "journal_advance",
@@ -48,7 +49,8 @@ class Scripts:
     rate_block: Script
     set_aside: Script
     idempotent_add: Script
-    throttle_fail: Script
+    throttle_take: Script
+    throttle_refund: Script
     resume: Script
     history_add: Script
     journal_advance: Script
