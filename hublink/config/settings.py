@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, fields
 from typing import Literal, TypeVar
 from urllib.parse import unquote, urlsplit
 
+from hublink.config.secret_files import with_secret_files
 from hublink.domain.errors import ConfigError
 from hublink.domain.limits import RateLimit
 from hublink.domain.subscriptions import MIN_CONCURRENT_REQUESTS
@@ -112,6 +113,7 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
         """Read every variable once; raise ConfigError naming the first bad one."""
+        environ = with_secret_files(environ)  # NAME_FILE gives a secret variable from a file
         values: dict[str, object] = {}
 
         def get(name: str, attr: str, coerce: Callable[[str], T]) -> None:
