@@ -208,10 +208,15 @@ def deployment(engine: Engine, image: str, tmp_path_factory: pytest.TempPathFact
     )  # fmt: skip
     web_url = f"http://127.0.0.1:{web_port}"
     started = time.monotonic()
-    engine.start(f"hublink-test-web-{run_id}", image, "web", env=env, opts=opts)
+    web = engine.start(f"hublink-test-web-{run_id}", image, "web", env=env, opts=opts)
 
     def ready() -> bool:
-        return requests.get(web_url + "/readyz", timeout=2).status_code == 200
+        if not engine.state(web)["Running"]:
+            pytest.fail(f"the web container exited:\n{engine.logs(web)[-3000:]}")
+        try:
+            return requests.get(web_url + "/readyz", timeout=2).status_code == 200
+        except requests.ConnectionError:
+            return False
 
     wait_for(ready, timeout=120, interval=0.1, what="the web container's /readyz")
     FIGURES["web start-up to ready (s)"] = round(time.monotonic() - started, 1)
