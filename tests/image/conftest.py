@@ -173,8 +173,9 @@ def deployment(engine: Engine, image: str, tmp_path_factory: pytest.TempPathFact
     # The API token and HubSpot's token reach the containers as files (NAME_FILE), as Kubernetes gives them.
     (secrets / "api_token").write_text(API_TOKEN + "\n")
     (secrets / "hubspot_token").write_text(HUBSPOT_TOKEN + "\n")
-    for path in secrets.iterdir():
-        path.chmod(0o644)
+    # Readable by the image's user (uid 10001), as a Secret volume's files are.
+    for path in [secrets, *secrets.iterdir()]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
     redis_port, sim_port, web_port = free_port(), free_port(), free_port()
     engine.start(
         f"hublink-test-redis-{run_id}", REDIS_IMAGE,
