@@ -25,7 +25,7 @@ import requests
 
 from tests.support.processes import REPO, free_port, port_open, wait_for
 
-REDIS_IMAGE = "localhost/hublink-test-redis:bookworm"
+REDIS_IMAGE = "localhost/hublink-redis:bookworm"
 HUBSPOT_TOKEN = "pat-na1-image-tier-token-0123456789"
 API_TOKEN = "image-tier-api-token-0123456789"
 CLIENT_SECRET = "image-tier-client-secret-0123"
@@ -179,8 +179,8 @@ def deployment(engine: Engine, image: str, tmp_path_factory: pytest.TempPathFact
     redis_port, sim_port, web_port = free_port(), free_port(), free_port()
     engine.start(
         f"hublink-test-redis-{run_id}", REDIS_IMAGE,
-        "--port", str(redis_port), "--bind", "127.0.0.1", "--appendonly", "yes",
-        "--dir", "/var/lib/redis", "--save", "",
+        "redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--appendonly", "yes",
+        "--save", "",
     )  # fmt: skip
     wait_for(lambda: port_open(redis_port), timeout=30, what="Redis in its container")
     engine.start(
@@ -196,6 +196,9 @@ def deployment(engine: Engine, image: str, tmp_path_factory: pytest.TempPathFact
         "HUBSPOT_BASE_URL": f"http://127.0.0.1:{sim_port}",
         "HUBLINK_RULES_FILE": "/etc/hublink/rules.yaml",
         "HUBLINK_MAX_ITEMS": "1000",
+        # Batches of 100 with a slowed simulator make one lane's drain outlast a drain job's 10 s budget, so
+        # that a worker stopped mid-drain leaves work for the other one.
+        "HUBSPOT_BATCH_SIZE": "100",
         "HUBLINK_RETRY_BASE_S": "0.05",
         "HUBLINK_RETRY_CAP_S": "0.5",
         "HUBLINK_LEASE_S": "10",
@@ -221,7 +224,12 @@ def deployment(engine: Engine, image: str, tmp_path_factory: pytest.TempPathFact
 
     wait_for(ready, timeout=120, interval=0.1, what="the web container's /readyz")
     FIGURES["web start-up to ready (s)"] = round(time.monotonic() - started, 1)
-    workers = [engine.start(f"hublink-test-worker{n}-{run_id}", image, "worker", env=env, opts=opts) for n in (1, 2)]
+    # On the host's network every container would share the host's name, and two workers would both be named
+    # host:1 (the default name is host:pid); a host name of their own each, as compose and Kubernetes give.
+    workers = [
+        engine.start(name, image, "worker", env=env, opts=(*opts, "--hostname", name))
+        for name in (f"hublink-test-worker{n}-{run_id}" for n in (1, 2))
+    ]
     deployment = Deployment(engine, image, env["REDIS_URL"], env["HUBSPOT_BASE_URL"], web_url, workers, env, opts)
     try:
         yield deployment

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 import requests
@@ -96,8 +97,9 @@ class TestDeployment:
     def test_sigterm_to_a_worker_mid_drain_loses_nothing(self, deployment: Deployment) -> None:
         """2,000 associations, a worker stopped with SIGTERM while they drain: every one ends in the simulator."""
         engine = deployment.engine
-        # Slow HubSpot down so that the drain is surely under way when the signal arrives.
-        deployment.sim_put("/_sim/config", {"latency_ms": 150})
+        # 20 batches of 100 at 600 ms each: longer than one drain job (10 s), so the stopped worker finishes
+        # its job and the other one takes the rest of the lane.
+        deployment.sim_put("/_sim/config", {"latency_ms": 600})
         before = len(deployment.pairs())
         items = [item(700_000 + n, 800_000 + n) for n in range(DRAIN_SIZE)]
         expected = {("deals", i["fromObjectId"], "contacts", i["toObjectId"]) for i in items}
@@ -121,3 +123,56 @@ class TestDeployment:
         )
         assert state["ExitCode"] == 0, engine.logs(victim)[-2000:]
         assert stop_s < 60
+
+    def test_sigterm_to_the_web_under_load_answers_no_5xx_and_loses_no_accepted_item(
+        self, deployment: Deployment
+    ) -> None:
+        """While requests keep coming, SIGTERM stops the web: no answer is a 5xx, and every 202's items are linked.
+
+        Runs last: the session's web is gone afterwards.
+        """
+        engine = deployment.engine
+        web = next(name for name in engine.started if "-web-" in name)
+        statuses: list[int] = []
+        refused = 0
+        accepted: set[tuple[str, str, str, str]] = set()
+        stop = threading.Event()
+
+        def load() -> None:
+            nonlocal refused
+            n = 0
+            while not stop.is_set():
+                batch = [item(600_000 + n + k, 610_000 + n + k) for k in range(10)]
+                n += 10
+                try:
+                    response = requests.post(
+                        f"{deployment.web_url}/api/associations",
+                        json={"associations": batch},
+                        headers={"Authorization": f"Bearer {API_TOKEN}"},
+                        timeout=10,
+                    )
+                except requests.ConnectionError:
+                    refused += 1
+                    continue
+                statuses.append(response.status_code)
+                if response.status_code == 202:
+                    accepted.update(("deals", i["fromObjectId"], "contacts", i["toObjectId"]) for i in batch)
+
+        sender = threading.Thread(target=load, daemon=True)
+        sender.start()
+        wait_for(lambda: len(statuses) >= 20, timeout=30, what="requests answered before the stop")
+        signalled = time.monotonic()
+        engine.run("stop", "--time", "30", web, timeout=60)
+        stop_s = time.monotonic() - signalled
+        wait_for(lambda: refused > 0, timeout=30, what="the stopped web to refuse connections")
+        stop.set()
+        sender.join(timeout=30)
+        state = engine.state(web)
+        wait_for(lambda: accepted <= deployment.pairs(), timeout=120, interval=0.5, what="every accepted item linked")
+        FIGURES["SIGTERM to the web under load"] = (
+            f"stopped in {stop_s:.1f} s with exit code {state['ExitCode']}; {len(statuses)} answers, "
+            f"{sum(s >= 500 for s in statuses)} of them 5xx; {len(accepted)} items accepted, all linked"
+        )
+        assert not [s for s in statuses if s >= 500]
+        assert set(statuses) == {202}
+        assert state["ExitCode"] == 0, engine.logs(web)[-2000:]
