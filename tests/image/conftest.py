@@ -215,6 +215,7 @@ def deployment(engine: Engine, image: str, tmp_path_factory: pytest.TempPathFact
     web = engine.start(f"hublink-test-web-{run_id}", image, "web", env=env, opts=opts)
 
     def ready() -> bool:
+        """True once /readyz answers 200; fails at once if the web container has exited."""
         if not engine.state(web)["Running"]:
             pytest.fail(f"the web container exited:\n{engine.logs(web)[-3000:]}")
         try:

@@ -64,6 +64,7 @@ class TestDeployment:
         for name in [web, *deployment.workers]:
 
             def healthy(container: str = name) -> bool:
+                """True when the container's HEALTHCHECK passes."""
                 return engine.run("healthcheck", "run", container, check=False).returncode == 0
 
             wait_for(healthy, timeout=60, interval=0.5, what=f"{name}'s healthcheck")
@@ -106,6 +107,7 @@ class TestDeployment:
         post_items(deployment.web_url, items)
 
         def under_way() -> bool:
+            """True once the first of the 2,000 is linked."""
             return len(deployment.pairs()) > before
 
         wait_for(under_way, timeout=60, interval=0.05, what="the drain to start")
@@ -139,6 +141,7 @@ class TestDeployment:
         stop = threading.Event()
 
         def load() -> None:
+            """Post 10 items a request until told to stop, counting answers and refusals."""
             nonlocal refused
             n = 0
             while not stop.is_set():
