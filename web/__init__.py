@@ -7,9 +7,11 @@ find the same factory for the operators' commands. The package is laid out by wh
 - :mod:`web.webhooks`: the signed intake (HubSpot app webhooks, workflow actions, forms);
 - :mod:`web.admin`: the dashboard (pages, login and its sessions, the overview's queries);
 - :mod:`web.cli`: the operators' commands;
-- shared nouns beside them: :mod:`web.parts` (what views reach), :mod:`web.errors`,
-  :mod:`web.responses`, :mod:`web.request_parsing`, :mod:`web.throttle`, :mod:`web.health`,
-  :mod:`web.metrics`.
+- shared nouns beside them: :mod:`web.parts` (what views and commands reach), :mod:`web.errors`,
+  :mod:`web.responses`, :mod:`web.request_parsing`, :mod:`web.rules`, :mod:`web.throttle`,
+  :mod:`web.health`, :mod:`web.metrics`.
+
+The API, the webhooks and the dashboard import none of each other (an import-linter contract).
 """
 
 from __future__ import annotations

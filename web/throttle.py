@@ -1,9 +1,10 @@
-"""Throttle: failed admin authentications (dashboard logins, admin API tokens), per address and in total.
+"""The failure throttle: failed admin authentications (dashboard logins, admin API tokens), per address and
+in total. Shared by :mod:`web.admin` (logins) and :mod:`web.api` (the admin API's bearer tokens).
 
 Counters live in Redis (``throttle:<scope>``, fixed windows), so every web process shares them: ten
 gunicorn workers do not give an attacker ten times the attempts. A small counter, not Flask-Limiter:
 only failures count (an operator's successful requests are never limited), the check and the count are
-two round-trips on the failure path only, and ``hublink`` stays free of Flask.
+two round-trips on the failure path only, and it needs nothing of Flask.
 
 Fails closed: without Redis the check raises StoreUnavailableError and the request is a 503, so a Redis
 outage never turns into unlimited guessing.

@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from hublink.domain.rules import Rule
 
-#: The path HubLink receives HubSpot's app webhooks on (web/webhooks.py), appended to HUBLINK_PUBLIC_URL.
+#: The path HubLink receives HubSpot's app webhooks on (web/webhooks/hubspot.py), appended to HUBLINK_PUBLIC_URL.
 WEBHOOK_PATH = "/webhooks/hubspot"
 #: HubSpot's floor for ``throttling.maxConcurrentRequests``: the v3 docs ask for more than 5 (hubspot-api.md §4.3).
 MIN_CONCURRENT_REQUESTS = 6

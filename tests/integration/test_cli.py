@@ -114,6 +114,14 @@ class TestErrorsAgainstRedis:
         (line,) = [line for line in result.output.splitlines() if line.strip()]
         assert line.startswith("Error: Redis does not answer at REDIS_URL (127.0.0.1:") and "hublink run" in line
 
+    def test_flask_app_web_tells_it_in_one_line_too(self, make_settings: object) -> None:
+        """The same command through ``flask --app web`` (the app's CLI) gives the same one line."""
+        settings = make_settings(redis_url=f"redis://127.0.0.1:{free_port()}/0", redis_timeout_s=0.5)  # type: ignore[operator]
+        result = create_app(settings).test_cli_runner().invoke(args=["dead-letters", "list"])
+        assert result.exit_code == 1
+        (line,) = [line for line in result.output.splitlines() if line.strip()]
+        assert line.startswith("Error: Redis does not answer")
+
 
 class TestReplayWithoutRules:
     """A dry run with no rules file says that no rules are loaded."""
@@ -154,6 +162,7 @@ class TestResumeAndCircuits:
         result = run(settings, "resume", "--portal", "_", "--circuit")
         assert result.exit_code == 0 and "closed portal _'s circuit" in result.output, result.output
         assert "nothing is paused" in run(settings, "pauses", "list").output
+        assert "nothing is paused" in run(settings, "pauses").output
 
     def test_resume_of_a_lane_names_its_paused_portal(self, settings: Settings) -> None:
         """A lane whose portal is paused is told to resume the portal."""

@@ -16,7 +16,8 @@ import hublink.domain.rules
 from hublink.config.settings import Settings
 from web import create_app
 from web.cli import COMMANDS
-from web.cli.main import cli, one_line
+from web.cli.errors import one_line
+from web.cli.main import cli
 
 REPO = Path(__file__).resolve().parents[2]
 RULES = REPO / "examples" / "deal-workflow" / "rules.yaml"
@@ -149,3 +150,38 @@ class TestOneLineErrors:
         assert (
             one_line(error) == "invalid rules: r.yaml:3: rule 'a': x (and 1 more: `hublink rules check` lists them all)"
         )
+
+
+class TestProcesses:
+    """web, worker and run replace the CLI with their program, passing options through."""
+
+    @pytest.fixture
+    def started(self, monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+        """The argument lists the process commands would run, instead of running them."""
+        seen: list[list[str]] = []
+        monkeypatch.setattr("web.cli.main._replace_with", seen.append)
+        return seen
+
+    def test_web_runs_gunicorn_with_the_projects_config(self, started: list[list[str]]) -> None:
+        """``hublink web --workers 3`` is gunicorn -c gunicorn.conf.py --workers 3 web:create_app()."""
+        assert run("web", "--workers", "3").exit_code == 0
+        (argv,) = started
+        assert argv[1:] == [
+            "-m",
+            "gunicorn",
+            "-c",
+            str(REPO / "gunicorn.conf.py"),
+            "--workers",
+            "3",
+            "web:create_app()",
+        ]
+
+    def test_worker_runs_python_m_worker(self, started: list[list[str]]) -> None:
+        """``hublink worker --burst`` is python -m worker --burst (web never imports worker)."""
+        assert run("worker", "--burst").exit_code == 0
+        assert started[0][1:] == ["-m", "worker", "--burst"]
+
+    def test_run_runs_the_dev_script(self, started: list[list[str]]) -> None:
+        """``hublink run`` is scripts/dev.py, the same as ``make run``."""
+        assert run("run").exit_code == 0
+        assert started[0][1:] == [str(REPO / "scripts" / "dev.py")]

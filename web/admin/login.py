@@ -21,7 +21,7 @@ def login() -> Response | str | tuple[str, int, dict[str, str]]:
     """The login form; the correct admin token starts a session and goes on to ``next`` (an admin page).
 
     An address that failed too often, or everyone once all addresses together did, gets a 429 whatever
-    token it sends, until the window ends (``hublink.ops.throttle``).
+    token it sends, until the window ends (:mod:`web.throttle`).
     """
     p = parts()
     expected = p.settings.admin_token

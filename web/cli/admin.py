@@ -6,10 +6,11 @@ import click
 from flask.cli import AppGroup
 
 from web.admin.sessions import SessionStore
+from web.cli.errors import OperatorGroup
 from web.parts import parts
 
 
-@click.group("admin", cls=AppGroup)
+@click.group("admin", cls=OperatorGroup)
 def admin() -> None:
     """Manage the dashboard."""
 

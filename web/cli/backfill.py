@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 import click
-from flask.cli import AppGroup
 
 from hublink.config.portals import load_portals
 from hublink.config.rules_file import RulesFile
@@ -29,6 +28,7 @@ from hublink.domain.rules import RuleSet
 from hublink.domain.times import iso
 from hublink.intake.expansion import accept, plan
 from hublink.ops.backfill import Backfill, BackfillRunner, RedisBackfills, new_backfill_id, progress_line
+from web.cli.errors import OperatorGroup
 from web.parts import Parts, parts
 
 
@@ -75,7 +75,7 @@ def _mapping(pairs: Sequence[str]) -> dict[str, str]:
     return found
 
 
-class BackfillGroup(AppGroup):
+class BackfillGroup(OperatorGroup):
     """The backfill group, where ``backfill RULE …`` means ``backfill start RULE …``."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:

@@ -7,9 +7,9 @@ from collections.abc import Callable
 from typing import Any
 
 import click
-from flask.cli import AppGroup
 
 from hublink.ops.dead_letters import DeadLetterFilter
+from web.cli.errors import OperatorGroup
 from web.parts import parts
 
 
@@ -37,7 +37,7 @@ def _flt(
         raise click.BadParameter(str(exc)) from None
 
 
-@click.group("dead-letters", cls=AppGroup)
+@click.group("dead-letters", cls=OperatorGroup)
 def dead_letters() -> None:
     """Inspect, replay and purge dead letters."""
 

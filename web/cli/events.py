@@ -7,9 +7,9 @@ from collections.abc import Callable
 from typing import Any
 
 import click
-from flask.cli import AppGroup
 
 from hublink.intake.history import OUTCOMES, EventFilter, strip_internal
+from web.cli.errors import OperatorGroup
 from web.parts import parts
 
 
@@ -38,7 +38,7 @@ def event_filter(values: dict[str, Any]) -> EventFilter:
         raise click.BadParameter(str(exc)) from None
 
 
-@click.group("events", cls=AppGroup)
+@click.group("events", cls=OperatorGroup)
 def events() -> None:
     """The event history: every accepted request and event, with its outcome."""
 

@@ -19,10 +19,11 @@ from hublink.config.settings import Settings
 from hublink.delivery.webhooks_api import WebhookApp, WebhooksClient
 from hublink.domain.errors import ConfigError, DeliveryError
 from hublink.domain.subscriptions import Needs, Plan, WebhookSettings, needed_subscriptions
+from web.cli.errors import OperatorGroup
 from web.parts import parts
 
 
-@click.group("hubspot", cls=AppGroup)
+@click.group("hubspot", cls=OperatorGroup)
 def hubspot() -> None:
     """HubSpot's side of HubLink: the app's webhook settings and subscriptions."""
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 
 import click
-from flask.cli import AppGroup
 
+from web.cli.errors import OperatorGroup
 from web.parts import parts
 
 
-@click.group("inbox", cls=AppGroup)
+@click.group("inbox", cls=OperatorGroup)
 def inbox() -> None:
     """Inspect the inbox and put entries that were set aside back into it."""
 

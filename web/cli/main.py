@@ -20,19 +20,17 @@ import os
 import sys
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import click
-import redis
 from flask.cli import ScriptInfo
 
 import hublink
-from hublink.domain.errors import ConfigError, DeliveryError, HubLinkError, StoreUnavailableError
 from web import create_app
 from web.cli import COMMANDS
+from web.cli.errors import told_in_one_line
 
 #: Passed through untouched to the program a process command runs (gunicorn's or the worker's options).
-PASS_THROUGH = {"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": ["-h", "--help"]}
+PASS_THROUGH = {"ignore_unknown_options": True, "help_option_names": ["-h", "--help"]}
 
 
 def project_root() -> Path:
@@ -42,60 +40,17 @@ def project_root() -> Path:
     return here if (here / "gunicorn.conf.py").is_file() else Path.cwd()
 
 
-def redis_location(environ: dict[str, str] | os._Environ[str]) -> str:
-    """Where the commands look for Redis, for messages: REDIS_URL's host and port (never its password)."""
-    url = environ.get("REDIS_URL", "")
-    if environ.get("REDIS_SENTINELS"):
-        return f"the sentinels in REDIS_SENTINELS ({environ['REDIS_SENTINELS']})"
-    if not url:
-        return "REDIS_URL (not set)"
-    parts = urlsplit(url)
-    return f"REDIS_URL ({parts.hostname or '?'}:{parts.port or 6379})"
-
-
-def one_line(exc: BaseException) -> str | None:
-    """The one line an error is told in, or None for an error that is not the operator's to fix."""
-    if isinstance(exc, ConfigError):
-        problems = getattr(exc, "problems", ())
-        if problems:
-            more = f" (and {len(problems) - 1} more: `hublink rules check` lists them all)" if len(problems) > 1 else ""
-            return f"invalid rules: {problems[0]}{more}"
-        message = " ".join(str(exc).split())
-        if "required but not set" in message:
-            message += " (export it in this shell, or see .env.example for every variable)"
-        return message
-    if isinstance(exc, StoreUnavailableError | redis.ConnectionError | redis.TimeoutError):
-        return (
-            f"Redis does not answer at {redis_location(os.environ)}: start it (`hublink run` starts one) "
-            f"or set REDIS_URL to where it runs"
-        )
-    if isinstance(exc, redis.RedisError):
-        return f"Redis refused the command at {redis_location(os.environ)}: {exc}"
-    if isinstance(exc, DeliveryError):
-        return f"HubSpot refused or did not answer: {exc}"
-    if isinstance(exc, OSError) and exc.filename:
-        return f"{exc.filename}: {exc.strerror or exc}; check the path and its permissions"
-    if isinstance(exc, HubLinkError):
-        return str(exc)
-    return None
-
-
 class HubLinkGroup(click.Group):
-    """The root group: tells every operator-fixable error in one line (see :func:`one_line`)."""
+    """The root group: lists its commands in the order they were added, tells errors in one line."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         """The processes first, then the operator commands, in the order they were added (not sorted)."""
         return list(self.commands)
 
     def invoke(self, ctx: click.Context) -> Any:
-        """Run the command; turn a known error into a ClickException (``Error: …``, exit status 1)."""
-        try:
+        """Run the command; a known error becomes one line (:func:`web.cli.errors.told_in_one_line`)."""
+        with told_in_one_line():
             return super().invoke(ctx)
-        except (HubLinkError, redis.RedisError, OSError) as exc:
-            line = one_line(exc)
-            if line is None:
-                raise
-            raise click.ClickException(line) from None
 
 
 def _replace_with(argv: list[str]) -> None:
@@ -112,30 +67,30 @@ def cli() -> None:
 
 
 @cli.command("web", context_settings=PASS_THROUGH)
-@click.pass_context
-def web(ctx: click.Context) -> None:
+@click.argument("gunicorn_args", nargs=-1, type=click.UNPROCESSED)
+def web(gunicorn_args: tuple[str, ...]) -> None:
     """Serve the web process: gunicorn with gunicorn.conf.py (extra options go to gunicorn)."""
     config = project_root() / "gunicorn.conf.py"
     if not config.is_file():
         raise click.ClickException(f"{config}: not found; run `hublink web` from HubLink's directory")
-    _replace_with([sys.executable, "-m", "gunicorn", "-c", str(config), *ctx.args, "web:create_app()"])
+    _replace_with([sys.executable, "-m", "gunicorn", "-c", str(config), *gunicorn_args, "web:create_app()"])
 
 
 @cli.command("worker", context_settings=PASS_THROUGH)
-@click.pass_context
-def worker(ctx: click.Context) -> None:
+@click.argument("worker_args", nargs=-1, type=click.UNPROCESSED)
+def worker(worker_args: tuple[str, ...]) -> None:
     """Run one worker: python -m worker (extra options go to it: --burst, --name, --check)."""
-    _replace_with([sys.executable, "-m", "worker", *ctx.args])
+    _replace_with([sys.executable, "-m", "worker", *worker_args])
 
 
 @cli.command("run", context_settings=PASS_THROUGH)
-@click.pass_context
-def run(ctx: click.Context) -> None:
+@click.argument("dev_args", nargs=-1, type=click.UNPROCESSED)
+def run(dev_args: tuple[str, ...]) -> None:
     """Start the development stack (Redis, the simulator, the web, a worker): scripts/dev.py."""
     script = project_root() / "scripts" / "dev.py"
     if not script.is_file():
         raise click.ClickException(f"{script}: not found; run `hublink run` from HubLink's directory")
-    _replace_with([sys.executable, str(script), *ctx.args])
+    _replace_with([sys.executable, str(script), *dev_args])
 
 
 for _command in COMMANDS:

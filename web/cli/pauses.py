@@ -13,10 +13,11 @@ import json
 import time
 
 import click
-from flask.cli import AppGroup, with_appcontext
+from flask.cli import with_appcontext
 
 from hublink.delivery.circuit import Circuit, RedisCircuitStore, read_circuits
 from hublink.delivery.pauses import Pause
+from web.cli.errors import OperatorCommand, OperatorGroup
 from web.parts import parts
 
 
@@ -30,7 +31,7 @@ def _since(epoch_ms: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch_ms / 1000))
 
 
-@click.command("pause")
+@click.command("pause", cls=OperatorCommand)
 @click.option("--portal", help="a portal id ('_' in single-portal mode): every lane of it")
 @click.option("--lane", help="one lane, <portal>|<fromType>|<toType>")
 @click.option("--reason", default="paused from the command line", show_default=True, help="why (shown to operators)")
@@ -68,7 +69,7 @@ def _why_still_waiting(scope: str, name: str) -> list[str]:
     return lines
 
 
-@click.command("resume")
+@click.command("resume", cls=OperatorCommand)
 @click.option("--portal", help="a portal id ('_' in single-portal mode)")
 @click.option("--lane", help="one lane, <portal>|<fromType>|<toType>")
 @click.option("--circuit", "close_circuit", is_flag=True, help="close the portal's open circuit now (with --portal)")
@@ -99,7 +100,7 @@ def resume(portal: str | None, lane: str | None, close_circuit: bool) -> None:
         click.echo(line)
 
 
-@click.group("pauses", cls=AppGroup, invoke_without_command=True)
+@click.group("pauses", cls=OperatorGroup, invoke_without_command=True)
 @click.pass_context
 def pauses(ctx: click.Context) -> None:
     """What is paused: portals and lanes paused by operators, and portals whose circuit is open."""

@@ -17,10 +17,11 @@ from hublink.domain.errors import ConfigError, InvalidInputError
 from hublink.domain.events import parse_form, parse_hubspot_batch, parse_workflow
 from hublink.domain.lookups import LookupRequest, describe
 from hublink.intake.expansion import plan
+from web.cli.errors import OfflineGroup
 from web.rules import load_rules
 
 
-@click.group("rules")
+@click.group("rules", cls=OfflineGroup)
 def rules() -> None:
     """Check rules files and try them on sample events (offline: no Redis, no token)."""
 

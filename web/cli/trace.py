@@ -8,10 +8,11 @@ import click
 from flask.cli import with_appcontext
 
 from hublink.ops.trace import trace as trace_of
+from web.cli.errors import OperatorCommand
 from web.parts import parts
 
 
-@click.command("trace")
+@click.command("trace", cls=OperatorCommand)
 @click.argument("object_type")
 @click.argument("object_id")
 @click.option("--json", "as_json", is_flag=True, help="print JSON instead of the timeline")
