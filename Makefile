@@ -9,7 +9,7 @@ REQ_HASH := $(shell cat requirements.txt requirements-dev.txt pyproject.toml | s
 STAMP := $(VENV)/.installed-$(REQ_HASH)
 PYTEST_FLAGS ?=
 
-.PHONY: help venv browser run test test-unit test-integration test-faults bench-redis lint typecheck fmt bench bench-quick bench-soak bench-slow clean
+.PHONY: help venv browser run test test-unit test-integration test-faults bench-redis lint typecheck fmt bench bench-quick bench-soak bench-slow clean image image-base test-image
 
 help: ## List the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -60,6 +60,18 @@ docs-gen: venv ## Rewrite the generated tables (docs/_generated/) and .env.examp
 
 docs: venv ## Build the docs site into site/ with --strict (a broken link or include fails)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet --site-dir site
+
+BASE ?= python:3.11-slim-bookworm
+image: ## Build the container image localhost/hublink:VERSION (BASE=... picks the base image)
+	python3 scripts/image.py build --base $(BASE)
+
+image-base: ## Build localhost/hublink-base:bookworm with debootstrap, for machines without a registry
+	python3 scripts/image.py engine
+	python3 scripts/image.py base
+
+test-image: venv ## Image tier: real containers (podman, installed if missing), a SIGTERM mid-drain (minutes)
+	@$(PY) scripts/image.py engine
+	$(PY) -m pytest tests/image -m image -p no:cacheprovider -q $(PYTEST_FLAGS)
 
 fmt: venv ## Format and fix what ruff can
 	$(VENV)/bin/ruff format .

@@ -7,6 +7,7 @@ from pathlib import Path
 import redis
 from flask import Blueprint, Response, jsonify, send_file
 
+from hublink import __version__
 from hublink.store.connections import store_error
 from hublink.store.keys import READY_PROBE_TTL_S
 from web.parts import parts
@@ -17,8 +18,8 @@ OPENAPI_PATH = Path(__file__).resolve().parents[1] / "openapi.yaml"
 
 @bp.get("/healthz")
 def healthz() -> Response:
-    """Alive: answers without touching Redis."""
-    return jsonify({"status": "ok"})
+    """Alive: answers without touching Redis, with the version running (the image's label says the same)."""
+    return jsonify({"status": "ok", "version": __version__})
 
 
 @bp.get("/openapi.yaml")

@@ -15,6 +15,7 @@ from dataclasses import Field, dataclass, field, fields
 from typing import Any, Literal, TypeVar
 from urllib.parse import unquote, urlsplit
 
+from hublink.config.secret_files import with_secret_files
 from hublink.domain.errors import ConfigError
 from hublink.domain.limits import RateLimit
 from hublink.domain.subscriptions import MIN_CONCURRENT_REQUESTS
@@ -422,6 +423,7 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
         """Read every declared variable once; raise ConfigError naming the first bad one."""
+        environ = with_secret_files(environ)  # NAME_FILE gives a secret variable from a file
         values: dict[str, object] = {}
         for item in fields(cls):
             spec = variable_of(item)
