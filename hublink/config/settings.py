@@ -459,7 +459,9 @@ class Settings:
         if self.journal_poll_s < 0.1:
             raise ConfigError(f"HUBLINK_JOURNAL_POLL_S: expected at least 0.1, got {self.journal_poll_s}")
         if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
-            raise ConfigError(f"REDIS_URL: expected redis://, rediss:// or unix://, got {self.redis_url!r}")
+            # Only the scheme is named: the rest of the URL may hold the password.
+            scheme = self.redis_url.split("://", 1)[0] if "://" in self.redis_url else "no scheme"
+            raise ConfigError(f"REDIS_URL: expected redis://, rediss:// or unix://, got {scheme!r}")
         if bool(self.redis_sentinels) != bool(self.redis_sentinel_master):
             given, missing = ("REDIS_SENTINELS", "REDIS_SENTINEL_MASTER")[:: 1 if self.redis_sentinels else -1]
             raise ConfigError(f"{given}: set without {missing} (Sentinel needs both, or neither)")
