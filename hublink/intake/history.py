@@ -5,13 +5,22 @@ its work: the request (entry id, kind, when accepted) and per event its source, 
 object, event id, and outcome: ``accepted`` (with the rules that matched and the association ids they
 produced, each with its pair), ``duplicate``, ``unmatched``, ``unusable`` (with the reason) or ``problem``
 (a rule matched but could not be applied). Direct-API requests are kept as one ``api`` event with their ids.
-Records are compact JSON (short keys) kept ``HUBLINK_HISTORY_DAYS`` within ``HUBLINK_HISTORY_MAX_MB``: past
-the cap the oldest go first and are counted (``evs:dropped``). Each record is indexed under every record it
-names (``evr:<type>/<id>``), so a record's events are found without a scan.
+Records are compact JSON (short keys), zlib-compressed, kept ``HUBLINK_HISTORY_DAYS`` within
+``HUBLINK_HISTORY_MAX_MB``: past the cap the oldest go first and are counted (``evs:dropped``).
+
+Each record is indexed under every record it names, so a record's events are found without a scan. The
+index is one member per named record and request, ``tag + entry``: a 4-byte digest of the record's name
+and the request's stream id packed in 6 bytes, in small sorted sets (``evr:<n>``) read by lex range. The
+buckets split by linear hashing as the window fills (``evr:meta``), so each stays under Redis's listpack
+limit (128 members) and costs about 16 bytes a member, where a sorted set per record cost about 150 bytes
+a record (its own key). A tag shared by two records only makes the trace read a request it then filters
+out. The byte cap counts the index, and each record carries its own index members, so a record dropped
+by age or by the cap takes them along (history_add.lua).
 
 The history is an observation, written after the work is stored: a worker that dies in between leaves that
 one request out of the history, never out of the lanes. Keys owned: ``ev:<entry>``, ``evs``, ``evs:bytes``,
-``evs:dropped``, ``evr:<record>`` (history_add.lua). Fails closed: raises StoreUnavailableError without Redis.
+``evs:dropped``, ``evr:<n>``, ``evr:meta`` (history_add.lua, history_find.lua); ``evr:<record>`` (an older
+HubLink's index) is read only. Fails closed: raises StoreUnavailableError without Redis.
 """
 
 from __future__ import annotations
@@ -19,7 +28,10 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import hashlib
 import json
+import struct
+import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -43,6 +55,20 @@ DEFAULT_MAX_MB = 256.0
 MAX_PAGE = 1000
 SCAN_CHUNK = 200
 MAX_SCANNED = 20_000
+#: The record index's linear hashing: buckets at level 0, and index members per bucket on average before the
+#: next one splits. Unsplit buckets hold up to twice the average just before their turn: 48 keeps them
+#: under Redis's ``zset-max-listpack-entries`` (128), where a member costs about 14 bytes.
+INDEX_BUCKETS = 16
+INDEX_LOAD = 48
+#: What the byte cap counts beside a record's stored value, measured on Redis 7 (``python -m bench.history_index``):
+#: its key, expiry and place in ``evs``; and each index member with its share of its bucket.
+RECORD_OVERHEAD_BYTES = 170
+INDEX_MEMBER_BYTES = 16
+#: Keys outlive the window by this much: records leave with the first write after their window (taking their
+#: index members along); the TTL only clears a history that no longer receives writes.
+KEY_SLACK_S = 86_400
+#: The stored record's first byte (then its index, then the zlib-compressed JSON); plain JSON opens with ``{``.
+RECORD_FORM = 2
 
 
 def record_name(object_type: str, object_id: str) -> str:
@@ -50,6 +76,54 @@ def record_name(object_type: str, object_id: str) -> str:
     with contextlib.suppress(ValueError):
         object_type = canonical_object_type(object_type)
     return f"{object_type}/{object_id}"
+
+
+def record_tag(record: str) -> bytes:
+    """The 4-byte digest a record is indexed under (``deals/123``)."""
+    return hashlib.blake2b(record.encode(), digest_size=4).digest()
+
+
+def entry_ref(entry_id: str) -> bytes:
+    """A history entry id, packed: a stream id (``<ms>-<seq>``) in 6 bytes plus its sequence; others as text."""
+    ms, separator, seq = entry_id.partition("-")
+    if separator and ms.isdigit() and seq.isdigit() and ms == str(int(ms)) and seq == str(int(seq)):
+        millis, sequence = int(ms), int(seq)
+        if millis < 0xFF << 40:
+            return millis.to_bytes(6, "big") + (sequence.to_bytes((sequence.bit_length() + 7) // 8, "big"))
+    return b"\xff" + entry_id.encode()
+
+
+def entry_of_ref(ref: bytes) -> str:
+    """The entry id :func:`entry_ref` packed."""
+    if ref[:1] == b"\xff":
+        return ref[1:].decode(errors="replace")
+    return f"{int.from_bytes(ref[:6], 'big')}-{int.from_bytes(ref[6:], 'big') if len(ref) > 6 else 0}"
+
+
+def encode_record(entry_id: str, body: bytes, records: Sequence[str]) -> bytes:
+    """The stored form: the record's index (entry ref, the tags of the records it names), then the body compressed.
+
+    Raises ValueError for an entry id longer than 200 bytes.
+    """
+    ref = entry_ref(entry_id)
+    if len(ref) > 200:
+        raise ValueError(f"entry id: expected at most 200 bytes, got {len(ref)}")
+    tags = sorted({record_tag(name) for name in records})[:0xFFFF]
+    return struct.pack(">BHB", RECORD_FORM, len(tags), len(ref)) + ref + b"".join(tags) + zlib.compress(body)
+
+
+def decode_record(raw: bytes) -> dict[str, Any]:
+    """The record a stored value holds (the compressed form, or plain JSON as an older HubLink stored it)."""
+    if raw[:1] != bytes((RECORD_FORM,)):
+        return dict(json.loads(raw))
+    count, ref_len = struct.unpack(">HB", raw[1:4])
+    return dict(json.loads(zlib.decompress(raw[4 + ref_len + 4 * count :])))
+
+
+def _next_tag(tag: bytes) -> bytes | None:
+    """The tag after ``tag`` in byte order (the end of its lex range), None after the last."""
+    number = int.from_bytes(tag, "big") + 1
+    return number.to_bytes(4, "big") if number < 1 << 32 else None
 
 
 def type_of_subscription(subscription_type: str | None) -> str | None:
@@ -297,22 +371,31 @@ class EventHistory:
         """Keep one request with its events' outcomes; the number of old records the cap dropped."""
         events = [o.compact() for o in outcomes]
         at_ms = int(received_at * 1000)
-        body = json.dumps({"id": entry_id, "at": at_ms, "k": kind, "e": events}, separators=(",", ":"))
-        indexes = [self._keys.history_index(name) for name in sorted(records_named(events))]
+        body = json.dumps({"id": entry_id, "at": at_ms, "k": kind, "e": events}, separators=(",", ":")).encode()
+        value = encode_record(entry_id, body, sorted(records_named(events)))
         cutoff_ms = at_ms - self._ttl_s * 1000
         with store_errors():
             return int(
                 self._scripts.history_add(
-                    keys=[self._keys.history, self._keys.history_bytes, self._keys.history_dropped],
+                    keys=[
+                        self._keys.history,
+                        self._keys.history_bytes,
+                        self._keys.history_dropped,
+                        self._keys.history_index_meta,
+                    ],
                     args=[
                         entry_id,
                         at_ms,
-                        body,
-                        self._ttl_s,
+                        value,
+                        self._ttl_s + KEY_SLACK_S,
                         self._max_bytes,
                         cutoff_ms,
                         self._keys.history_prefix,
-                        *indexes,
+                        self._keys.history_index_bucket_prefix,
+                        INDEX_BUCKETS,
+                        INDEX_LOAD,
+                        RECORD_OVERHEAD_BYTES,
+                        INDEX_MEMBER_BYTES,
                     ],
                 )
             )
@@ -321,7 +404,31 @@ class EventHistory:
         """One request's stored record, or None."""
         with store_errors():
             raw = self._redis.get(self._keys.history_record(entry_id))
-        return json.loads(raw) if raw else None
+        return decode_record(raw) if raw else None  # type: ignore[arg-type]
+
+    def entries_naming(self, record: str) -> list[tuple[int, str]]:
+        """(accepted at ms, entry id) of every kept request naming ``record`` (``deals/123``), newest first.
+
+        One script reads the index's bucket for the record's tag (and an older HubLink's index of it), one
+        ZMSCORE dates the candidates: entries already dropped have none and are left out. A candidate may
+        name another record of the same tag; callers filter the events they read (``EventFilter.matches``).
+        """
+        tag = record_tag(record)
+        after = _next_tag(tag)
+        with store_errors():
+            found, legacy = self._scripts.history_find(
+                keys=[self._keys.history_index_meta, self._keys.history_index(record)],
+                args=[
+                    self._keys.history_index_bucket_prefix,
+                    INDEX_BUCKETS,
+                    tag,
+                    b"(" + after if after is not None else b"+",
+                ],
+            )
+            ids = list(dict.fromkeys([entry_of_ref(bytes(m)[4:]) for m in found] + [text(m) for m in legacy]))
+            scores = self._redis.zmscore(self._keys.history, ids) if ids else []
+        dated = [(int(score), entry_id) for entry_id, score in zip(ids, scores, strict=True) if score is not None]
+        return sorted(dated, reverse=True)
 
     def get(self, event_id: str) -> dict[str, Any] | None:
         """A request (``<entry>``: with all its events) or one event (``<entry>.<index>``), as the API shows it."""
@@ -336,7 +443,9 @@ class EventHistory:
 
     def _entries(self, flt: EventFilter, start: tuple[int, str] | None) -> Iterator[dict[str, Any]]:
         """Stored records newest first (from the record's index when the filter names one), from ``start``."""
-        key = self._keys.history_index(flt.record) if flt.record else self._keys.history
+        if flt.record:
+            yield from self._indexed_entries(flt, start)
+            return
         top: str | int = "+inf" if flt.until_ms is None else flt.until_ms
         if start is not None:
             top = start[0]
@@ -346,16 +455,35 @@ class EventHistory:
         while scanned < MAX_SCANNED:
             with store_errors():
                 rows: list[tuple[bytes, float]] = self._redis.zrevrangebyscore(  # type: ignore[assignment]
-                    key, top, bottom, start=offset, num=SCAN_CHUNK, withscores=True
+                    self._keys.history, top, bottom, start=offset, num=SCAN_CHUNK, withscores=True
                 )
                 bodies = self._redis.mget([self._keys.history_record(text(m)) for m, _ in rows]) if rows else []
             if not rows:
                 return
             for raw in bodies:
                 if raw:
-                    yield json.loads(raw)
+                    yield decode_record(raw)
             scanned += len(rows)
             offset += len(rows)
+
+    def _indexed_entries(self, flt: EventFilter, start: tuple[int, str] | None) -> Iterator[dict[str, Any]]:
+        """The records naming the filter's record, newest first, from ``start`` and within since/until."""
+        assert flt.record is not None
+        top = flt.until_ms if flt.until_ms is not None else None
+        if start is not None:
+            top = start[0]
+        dated = [
+            entry_id
+            for at, entry_id in self.entries_naming(flt.record)
+            if (top is None or at <= top) and (flt.since_ms is None or at >= flt.since_ms)
+        ][:MAX_SCANNED]
+        for first in range(0, len(dated), SCAN_CHUNK):
+            chunk = dated[first : first + SCAN_CHUNK]
+            with store_errors():
+                bodies = self._redis.mget([self._keys.history_record(entry_id) for entry_id in chunk])
+            for raw in bodies:
+                if raw:
+                    yield decode_record(raw)
 
     def matching(self, flt: EventFilter) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
         """Every stored (request, event) pair matching ``flt``, newest first (at most MAX_SCANNED requests)."""

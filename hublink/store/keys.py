@@ -61,7 +61,12 @@ key                             type    holds                                   
 ``evs``                         zset    history entry ids scored by when accepted (ms)          entries trimmed
 ``evs:bytes``                   string  bytes the history's records hold (counter)              permanent
 ``evs:dropped``                 string  history records dropped by the size cap (counter)       permanent
-``evr:<record>``                zset    history entry ids naming one record (type/id), by time  history window
+``evr:<n>``                     zset    bucket n of the record index: members a record's 4-byte  history window
+                                        tag + its history entry's packed id, score 0 (linear
+                                        hashing on the tag; small buckets stay listpack-encoded)
+``evr:meta``                    hash    the record index's size: members (n), level, split      history window
+``evr:<record>``                zset    history entry ids naming one record, by time (an index  history window
+                                        written by an older HubLink: read, never written)
 ``done:<YYYYMMDD>``             hash    associations linked that day (UTC): id -> JSON (when,    history window
                                         first seen, attempts and hist if any), for traces       + a day
 ``journal:<portal>:offset``     string  the last Webhooks Journal offset whose events are in    permanent
@@ -312,8 +317,18 @@ class Keys:
         return f"{self.prefix}evs:dropped"
 
     def history_index(self, record: str) -> str:
-        """Zset of history entry ids whose events or associations name ``record`` (``deals/123``)."""
+        """Zset of history entry ids naming ``record`` (``deals/123``), as an older HubLink wrote it (read only)."""
         return f"{self.prefix}evr:{record}"
+
+    @property
+    def history_index_bucket_prefix(self) -> str:
+        """Prefix of the record index's buckets (``evr:<n>``; Lua scripts append the bucket number)."""
+        return f"{self.prefix}evr:"
+
+    @property
+    def history_index_meta(self) -> str:
+        """Hash of the record index's size: ``n`` members, linear hashing's ``level`` and ``split``."""
+        return f"{self.prefix}evr:meta"
 
     def done(self, association_id: str) -> str:
         """A linked association's compact record, as written before 2026-12 (still read by traces)."""

@@ -27,6 +27,7 @@ SCRIPT_NAMES = (
     "throttle_fail",
     "resume",
     "history_add",
+    "history_find",
     "journal_advance",
 )
 
@@ -51,6 +52,7 @@ class Scripts:
     throttle_fail: Script
     resume: Script
     history_add: Script
+    history_find: Script
     journal_advance: Script
 
     def __init__(self, redis: Redis) -> None:
