@@ -60,10 +60,11 @@ MAX_SCANNED = 20_000
 #: under Redis's ``zset-max-listpack-entries`` (128), where a member costs about 14 bytes.
 INDEX_BUCKETS = 16
 INDEX_LOAD = 48
-#: What the byte cap counts beside a record's stored value, measured on Redis 7 (``python -m bench.history_index``):
-#: its key, expiry and place in ``evs``; and each index member with its share of its bucket.
-RECORD_OVERHEAD_BYTES = 170
-INDEX_MEMBER_BYTES = 16
+#: What the byte cap counts beside a record's stored value (and an eighth of it: the allocator rounds a value up
+#: to its size class), measured on Redis 7: its key, expiry and place in ``evs``; and each index member with
+#: its share of its bucket (``tests/integration/test_history.py`` fills a cap and weighs every key).
+RECORD_OVERHEAD_BYTES = 190
+INDEX_MEMBER_BYTES = 18
 #: Keys outlive the window by this much: records leave with the first write after their window (taking their
 #: index members along); the TTL only clears a history that no longer receives writes.
 KEY_SLACK_S = 86_400
@@ -88,16 +89,9 @@ def entry_ref(entry_id: str) -> bytes:
     ms, separator, seq = entry_id.partition("-")
     if separator and ms.isdigit() and seq.isdigit() and ms == str(int(ms)) and seq == str(int(seq)):
         millis, sequence = int(ms), int(seq)
-        if millis < 0xFF << 40:
+        if millis < 0xFF << 40 and sequence < 1 << 32:
             return millis.to_bytes(6, "big") + (sequence.to_bytes((sequence.bit_length() + 7) // 8, "big"))
     return b"\xff" + entry_id.encode()
-
-
-def entry_of_ref(ref: bytes) -> str:
-    """The entry id :func:`entry_ref` packed."""
-    if ref[:1] == b"\xff":
-        return ref[1:].decode(errors="replace")
-    return f"{int.from_bytes(ref[:6], 'big')}-{int.from_bytes(ref[6:], 'big') if len(ref) > 6 else 0}"
 
 
 def encode_record(entry_id: str, body: bytes, records: Sequence[str]) -> bytes:
@@ -409,26 +403,35 @@ class EventHistory:
     def entries_naming(self, record: str) -> list[tuple[int, str]]:
         """(accepted at ms, entry id) of every kept request naming ``record`` (``deals/123``), newest first.
 
-        One script reads the index's bucket for the record's tag (and an older HubLink's index of it), one
-        ZMSCORE dates the candidates: entries already dropped have none and are left out. A candidate may
-        name another record of the same tag; callers filter the events they read (``EventFilter.matches``).
+        A request may name another record of the same 4-byte tag instead; callers filter the events they
+        read (``EventFilter.matches``).
+        """
+        return [(at, entry_id) for at, entry_id, _ in self._find(record, with_records=0)]
+
+    def _find(self, record: str, *, with_records: int) -> list[tuple[int, str, bytes | None]]:
+        """(at ms, entry id, stored record or None) naming ``record``, newest first, in one round trip.
+
+        The records come too when there are at most ``with_records`` requests (a trace's usual case).
         """
         tag = record_tag(record)
         after = _next_tag(tag)
         with store_errors():
-            found, legacy = self._scripts.history_find(
-                keys=[self._keys.history_index_meta, self._keys.history_index(record)],
+            ids, times, records = self._scripts.history_find(
+                keys=[self._keys.history_index_meta, self._keys.history_index(record), self._keys.history],
                 args=[
                     self._keys.history_index_bucket_prefix,
                     INDEX_BUCKETS,
                     tag,
                     b"(" + after if after is not None else b"+",
+                    self._keys.history_prefix,
+                    with_records,
                 ],
             )
-            ids = list(dict.fromkeys([entry_of_ref(bytes(m)[4:]) for m in found] + [text(m) for m in legacy]))
-            scores = self._redis.zmscore(self._keys.history, ids) if ids else []
-        dated = [(int(score), entry_id) for entry_id, score in zip(ids, scores, strict=True) if score is not None]
-        return sorted(dated, reverse=True)
+        found = [
+            (int(float(at)), text(entry_id), (records[n] or None) if records else None)
+            for n, (entry_id, at) in enumerate(zip(ids, times, strict=True))
+        ]
+        return sorted(found, key=lambda row: (row[0], row[1]), reverse=True)
 
     def get(self, event_id: str) -> dict[str, Any] | None:
         """A request (``<entry>``: with all its events) or one event (``<entry>.<index>``), as the API shows it."""
@@ -472,16 +475,21 @@ class EventHistory:
         top = flt.until_ms if flt.until_ms is not None else None
         if start is not None:
             top = start[0]
-        dated = [
-            entry_id
-            for at, entry_id in self.entries_naming(flt.record)
+        found = [
+            (entry_id, raw)
+            for at, entry_id, raw in self._find(flt.record, with_records=SCAN_CHUNK)
             if (top is None or at <= top) and (flt.since_ms is None or at >= flt.since_ms)
         ][:MAX_SCANNED]
-        for first in range(0, len(dated), SCAN_CHUNK):
-            chunk = dated[first : first + SCAN_CHUNK]
-            with store_errors():
-                bodies = self._redis.mget([self._keys.history_record(entry_id) for entry_id in chunk])
-            for raw in bodies:
+        for first in range(0, len(found), SCAN_CHUNK):
+            chunk = found[first : first + SCAN_CHUNK]
+            missing = [entry_id for entry_id, raw in chunk if raw is None]
+            if missing:
+                with store_errors():
+                    fetched = dict(
+                        zip(missing, self._redis.mget([self._keys.history_record(e) for e in missing]), strict=True)
+                    )
+                chunk = [(entry_id, raw if raw is not None else fetched.get(entry_id)) for entry_id, raw in chunk]
+            for _, raw in chunk:
                 if raw:
                     yield decode_record(raw)
 

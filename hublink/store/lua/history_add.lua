@@ -4,7 +4,7 @@
 -- ARGV[1]  entry id   ARGV[2]  accepted at (ms)   ARGV[3]  the stored record (hublink.intake.history's form)
 -- ARGV[4]  TTL of the keys (s)   ARGV[5]  most bytes to keep   ARGV[6]  cut-off (ms): older entries leave
 -- ARGV[7]  record key prefix   ARGV[8]  index bucket key prefix   ARGV[9]  buckets at level 0
--- ARGV[10] index members per bucket before one splits   ARGV[11]  bytes a record costs besides its value
+-- ARGV[10] index members per bucket before one splits   ARGV[11]  bytes a record's keys cost besides its value
 -- ARGV[12] bytes an index member costs
 -- The stored record opens with its index: byte 0x02, member count (2 bytes), entry ref length (1 byte), the
 -- entry ref, then a 4-byte tag per record it names; each index member is tag .. ref, in bucket
@@ -59,9 +59,11 @@ local function index_of(value)
   return ref, tags
 end
 
+-- What a record holds in Redis: its value (rounded up by the allocator: an eighth on average), its keys'
+-- overhead, and its index members.
 local function cost(value)
   local _, tags = index_of(value)
-  return #value + overhead + #tags * member_cost
+  return #value + math.floor(#value / 8) + overhead + #tags * member_cost
 end
 
 local function zadd_all(k, members)
