@@ -167,6 +167,11 @@ def snapshot(client: redis_lib.Redis, *, breakdown: bool = True) -> dict[str, An
         "families": {},
         # Redis's own accounts, beside the keys': buffers of clients and the AOF, the main dictionaries.
         "info": {k: memory.get(k) for k in INFO_FIELDS},
+        "stats": {
+            k.decode() if isinstance(k, bytes) else k: v
+            for k, v in (client.memory_stats() or {}).items()
+            if not isinstance(v, dict)
+        },
     }
     if not breakdown:
         return out

@@ -30,6 +30,7 @@ import binascii
 import contextlib
 import hashlib
 import json
+import re
 import struct
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
@@ -68,6 +69,8 @@ INDEX_MEMBER_BYTES = 18
 #: Keys outlive the window by this much: records leave with the first write after their window (taking their
 #: index members along); the TTL only clears a history that no longer receives writes.
 KEY_SLACK_S = 86_400
+#: An association id as the history packs it (32 lowercase hex characters: 16 bytes).
+_HEX_ID = re.compile(r"[0-9a-f]{32}")
 #: The stored record's first byte (then its index, then the zlib-compressed JSON); plain JSON opens with ``{``.
 RECORD_FORM = 2
 
@@ -94,24 +97,66 @@ def entry_ref(entry_id: str) -> bytes:
     return b"\xff" + entry_id.encode()
 
 
-def encode_record(entry_id: str, body: bytes, records: Sequence[str]) -> bytes:
-    """The stored form: the record's index (entry ref, the tags of the records it names), then the body compressed.
+def encode_record(entry_id: str, record: Mapping[str, Any], records: Sequence[str]) -> bytes:
+    """The stored form of a request's ``record``: its index, its association ids packed, the rest compressed.
 
-    Raises ValueError for an entry id longer than 200 bytes.
+    After byte ``RECORD_FORM`` come the index (member count, entry ref length, the entry ref, a 4-byte tag
+    per record it names: what history_add.lua reads), the association ids as raw bytes (4-byte length
+    first: 16 bytes an id, where its 32 hex characters cost about 17 compressed), then the JSON record
+    without them, zlib-compressed. Raises ValueError for an entry id longer than 200 bytes.
     """
     ref = entry_ref(entry_id)
     if len(ref) > 200:
         raise ValueError(f"entry id: expected at most 200 bytes, got {len(ref)}")
     tags = sorted({record_tag(name) for name in records})[:0xFFFF]
-    return struct.pack(">BHB", RECORD_FORM, len(tags), len(ref)) + ref + b"".join(tags) + zlib.compress(body)
+    events, ids = _pack_ids(record.get("e", []))
+    body = json.dumps({**record, "e": events}, separators=(",", ":")).encode()
+    return (
+        struct.pack(">BHB", RECORD_FORM, len(tags), len(ref))
+        + ref
+        + b"".join(tags)
+        + struct.pack(">I", len(ids))
+        + ids
+        + zlib.compress(body)
+    )
 
 
 def decode_record(raw: bytes) -> dict[str, Any]:
-    """The record a stored value holds (the compressed form, or plain JSON as an older HubLink stored it)."""
+    """The record a stored value holds (the packed form, or plain JSON as an older HubLink stored it)."""
     if raw[:1] != bytes((RECORD_FORM,)):
         return dict(json.loads(raw))
     count, ref_len = struct.unpack(">HB", raw[1:4])
-    return dict(json.loads(zlib.decompress(raw[4 + ref_len + 4 * count :])))
+    at = 4 + ref_len + 4 * count
+    (ids_len,) = struct.unpack(">I", raw[at : at + 4])
+    ids = raw[at + 4 : at + 4 + ids_len]
+    record = dict(json.loads(zlib.decompress(raw[at + 4 + ids_len :])))
+    record["e"] = _unpack_ids(record.get("e", []), ids)
+    return record
+
+
+def _pack_ids(events: Sequence[Mapping[str, Any]]) -> tuple[list[dict[str, Any]], bytes]:
+    """Events whose produced items all have hex ids, with the ids moved to raw bytes (``ax``: where theirs start)."""
+    packed = bytearray()
+    out: list[dict[str, Any]] = []
+    for event in events:
+        items = event.get("a")
+        if items and all(isinstance(item[0], str) and _HEX_ID.fullmatch(item[0]) for item in items):
+            out.append({**event, "a": [item[1:] for item in items], "ax": len(packed) // 16})
+            packed += b"".join(bytes.fromhex(item[0]) for item in items)
+        else:
+            out.append(dict(event))
+    return out, bytes(packed)
+
+
+def _unpack_ids(events: Sequence[dict[str, Any]], ids: bytes) -> list[dict[str, Any]]:
+    """The events :func:`_pack_ids` packed, with their ids back in place."""
+    for event in events:
+        first = event.pop("ax", None)
+        if isinstance(first, int):
+            event["a"] = [
+                [ids[(first + n) * 16 : (first + n + 1) * 16].hex(), *item] for n, item in enumerate(event.get("a", []))
+            ]
+    return list(events)
 
 
 def _next_tag(tag: bytes) -> bytes | None:
@@ -365,8 +410,8 @@ class EventHistory:
         """Keep one request with its events' outcomes; the number of old records the cap dropped."""
         events = [o.compact() for o in outcomes]
         at_ms = int(received_at * 1000)
-        body = json.dumps({"id": entry_id, "at": at_ms, "k": kind, "e": events}, separators=(",", ":")).encode()
-        value = encode_record(entry_id, body, sorted(records_named(events)))
+        stored = {"id": entry_id, "at": at_ms, "k": kind, "e": events}
+        value = encode_record(entry_id, stored, sorted(records_named(events)))
         cutoff_ms = at_ms - self._ttl_s * 1000
         with store_errors():
             return int(
