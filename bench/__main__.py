@@ -27,7 +27,7 @@ from typing import Any
 import redis as redis_lib
 import requests
 
-from bench import capacity, say
+from bench import capacity, footprint, say
 from hublink.domain import signatures
 from tests.support.processes import (
     Process,
@@ -647,6 +647,8 @@ def table(r: dict[str, Any]) -> str:
         )
     for figure in capacity.rows(r):
         row(*figure)
+    for figure in footprint.rows(r):
+        row(*figure)
     if "soak" in r:
         p = r["soak"]
         row(
@@ -777,6 +779,8 @@ def main(argv: list[str] | None = None) -> int:
             if "P8" in only:
                 sizes = [50_000] if quick else [50_000, 1_000_000]
                 steps.append(("P8", lambda: capacity.p8_bytes_per_pending(b, sizes)))
+                # As a user pays it: through the API and signed webhooks, history and traces on.
+                steps.append(("P8 e2e", lambda: footprint.p8_end_to_end(b, sizes, ["api", "webhook"])))
             if "P9" in only:
                 steps.append(
                     ("P9", lambda: capacity.p9_backfill(b, 20_000 if quick else 100_000, 0 if quick else 10_000))

@@ -159,7 +159,12 @@ def family(key: str, prefix: str = "hl:") -> str:
 
 
 def snapshot(client: redis_lib.Redis, *, breakdown: bool = True) -> dict[str, Any]:
-    """``used_memory`` and, per key family, keys and ``MEMORY USAGE`` bytes."""
+    """``used_memory`` and, per key family, keys and ``MEMORY USAGE`` bytes.
+
+    The slow log is emptied first: Redis keeps the arguments of its last 128 slow commands (up to about
+    0.5 MB on a busy machine), which is no association's cost.
+    """
+    client.slowlog_reset()
     memory = client.info("memory")
     used = int(memory["used_memory"])
     out: dict[str, Any] = {
@@ -224,6 +229,11 @@ def difference(before: dict[str, Any], after: dict[str, Any], n: int) -> dict[st
             if per or added
         ],
         "info": {k: (after["info"].get(k) or 0) - (before["info"].get(k) or 0) for k in INFO_FIELDS},
+        "stats": {
+            k: v - before["stats"].get(k, 0)
+            for k, v in after["stats"].items()
+            if isinstance(v, int | float) and isinstance(before["stats"].get(k, 0), int | float)
+        },
         "rq_keys": (
             sum(v["keys"] for k, v in before["families"].items() if k.startswith("rq:")),
             sum(v["keys"] for k, v in after["families"].items() if k.startswith("rq:")),
@@ -262,9 +272,9 @@ def end_to_end(b: Bench, n: int, way: str) -> dict[str, Any]:
     expand_started = time.monotonic()
     wait_for(lambda: expanded(client, keys), timeout=max(600, n / 500), interval=0.5, what="the inbox to empty")
     expand_s = time.monotonic() - expand_started
-    pending = snapshot(client)
     for process in trickle:
         b.stop(process)
+    pending = snapshot(client)
     say(f"P8 {way}: expanded in {expand_s:.0f}s; pending {difference(zero, pending, n)['per_assoc']:,.0f} B/assoc")
     drain_started = time.monotonic()
     drainers = b.workers(2)
