@@ -9,10 +9,10 @@ Records are compact JSON (short keys), zlib-compressed, kept ``HUBLINK_HISTORY_D
 ``HUBLINK_HISTORY_MAX_MB``: past the cap the oldest go first and are counted (``evs:dropped``).
 
 Each record is indexed under every record it names, so a record's events are found without a scan. The
-index is one member per named record and request, ``tag + entry``: a 4-byte digest of the record's name
-and the request's stream id packed in 6 bytes, in small sorted sets (``evr:<n>``) read by lex range. The
+index is one member per named record and request, ``tag + entry``: a 3-byte digest of the record's name
+and the request's stream id packed in 5 bytes, in small sorted sets (``evr:<n>``) read by lex range. The
 buckets split by linear hashing as the window fills (``evr:meta``), so each stays under Redis's listpack
-limit (128 members) and costs about 16 bytes a member, where a sorted set per record cost about 150 bytes
+limit (128 members) and costs about 15 bytes a member, where a sorted set per record cost about 150 bytes
 a record (its own key). A tag shared by two records only makes the trace read a request it then filters
 out. The byte cap counts the index, and each record carries its own index members, so a record dropped
 by age or by the cap takes them along (history_add.lua).
@@ -65,10 +65,13 @@ INDEX_LOAD = 48
 #: to its size class), measured on Redis 7: its key, expiry and place in ``evs``; and each index member with
 #: its share of its bucket (``tests/integration/test_history.py`` fills a cap and weighs every key).
 RECORD_OVERHEAD_BYTES = 190
-INDEX_MEMBER_BYTES = 18
+INDEX_MEMBER_BYTES = 17
 #: Keys outlive the window by this much: records leave with the first write after their window (taking their
 #: index members along); the TTL only clears a history that no longer receives writes.
 KEY_SLACK_S = 86_400
+#: Bytes of a record's tag (the index's hash: 2^24 buckets at most), and the epoch of packed entry ids (2024-01-01).
+TAG_BYTES = 3
+REF_EPOCH_MS = 1_704_067_200_000
 #: An association id as the history packs it (32 lowercase hex characters: 16 bytes).
 _HEX_ID = re.compile(r"[0-9a-f]{32}")
 #: The stored record's first byte (then its index, then the zlib-compressed JSON); plain JSON opens with ``{``.
@@ -83,24 +86,26 @@ def record_name(object_type: str, object_id: str) -> str:
 
 
 def record_tag(record: str) -> bytes:
-    """The 4-byte digest a record is indexed under (``deals/123``)."""
-    return hashlib.blake2b(record.encode(), digest_size=4).digest()
+    """The 3-byte digest a record is indexed under (``deals/123``)."""
+    return hashlib.blake2b(record.encode(), digest_size=TAG_BYTES).digest()
 
 
 def entry_ref(entry_id: str) -> bytes:
-    """A history entry id, packed: a stream id (``<ms>-<seq>``) in 6 bytes plus its sequence; others as text."""
+    """A history entry id, packed: a stream id (``<ms>-<seq>``) as 5 bytes of ms since ``REF_EPOCH_MS`` and its
+    sequence (none when 0); others, and stream ids outside those 5 bytes' 34 years, as 0xFF and the text.
+    """
     ms, separator, seq = entry_id.partition("-")
     if separator and ms.isdigit() and seq.isdigit() and ms == str(int(ms)) and seq == str(int(seq)):
-        millis, sequence = int(ms), int(seq)
-        if millis < 0xFF << 40 and sequence < 1 << 32:
-            return millis.to_bytes(6, "big") + (sequence.to_bytes((sequence.bit_length() + 7) // 8, "big"))
+        since, sequence = int(ms) - REF_EPOCH_MS, int(seq)
+        if 0 <= since < 0xFF << 32 and sequence < 1 << 32:
+            return since.to_bytes(5, "big") + sequence.to_bytes((sequence.bit_length() + 7) // 8, "big")
     return b"\xff" + entry_id.encode()
 
 
 def encode_record(entry_id: str, record: Mapping[str, Any], records: Sequence[str]) -> bytes:
     """The stored form of a request's ``record``: its index, its association ids packed, the rest compressed.
 
-    After byte ``RECORD_FORM`` come the index (member count, entry ref length, the entry ref, a 4-byte tag
+    After byte ``RECORD_FORM`` come the index (member count, entry ref length, the entry ref, a 3-byte tag
     per record it names: what history_add.lua reads), the association ids as raw bytes (4-byte length
     first: 16 bytes an id, where its 32 hex characters cost about 17 compressed), then the JSON record
     without them, zlib-compressed. Raises ValueError for an entry id longer than 200 bytes.
@@ -126,7 +131,7 @@ def decode_record(raw: bytes) -> dict[str, Any]:
     if raw[:1] != bytes((RECORD_FORM,)):
         return dict(json.loads(raw))
     count, ref_len = struct.unpack(">HB", raw[1:4])
-    at = 4 + ref_len + 4 * count
+    at = 4 + ref_len + TAG_BYTES * count
     (ids_len,) = struct.unpack(">I", raw[at : at + 4])
     ids = raw[at + 4 : at + 4 + ids_len]
     record = dict(json.loads(zlib.decompress(raw[at + 4 + ids_len :])))
@@ -162,7 +167,7 @@ def _unpack_ids(events: Sequence[dict[str, Any]], ids: bytes) -> list[dict[str, 
 def _next_tag(tag: bytes) -> bytes | None:
     """The tag after ``tag`` in byte order (the end of its lex range), None after the last."""
     number = int.from_bytes(tag, "big") + 1
-    return number.to_bytes(4, "big") if number < 1 << 32 else None
+    return number.to_bytes(TAG_BYTES, "big") if number < 1 << (8 * TAG_BYTES) else None
 
 
 def type_of_subscription(subscription_type: str | None) -> str | None:
@@ -448,7 +453,7 @@ class EventHistory:
     def entries_naming(self, record: str) -> list[tuple[int, str]]:
         """(accepted at ms, entry id) of every kept request naming ``record`` (``deals/123``), newest first.
 
-        A request may name another record of the same 4-byte tag instead; callers filter the events they
+        A request may name another record of the same tag instead; callers filter the events they
         read (``EventFilter.matches``).
         """
         return [(at, entry_id) for at, entry_id, _ in self._find(record, with_records=0)]
@@ -470,6 +475,7 @@ class EventHistory:
                     b"(" + after if after is not None else b"+",
                     self._keys.history_prefix,
                     with_records,
+                    REF_EPOCH_MS,
                 ],
             )
         found = [

@@ -7,7 +7,7 @@
 -- ARGV[10] index members per bucket before one splits   ARGV[11]  bytes a record's keys cost besides its value
 -- ARGV[12] bytes an index member costs
 -- The stored record opens with its index: byte 0x02, member count (2 bytes), entry ref length (1 byte), the
--- entry ref, then a 4-byte tag per record it names; each index member is tag .. ref, in bucket
+-- entry ref, then a 3-byte tag per record it names; each index member is tag .. ref, in bucket
 -- tag mod (buckets at level 0 x 2^level), or the next level's bucket when that one is already split.
 -- Guarantee: atomic. The record, its place in time and in the index, and the byte count change together; a
 -- record leaves with its index members; past the byte cap (records and index) the oldest records leave
@@ -32,8 +32,8 @@ if redis.call('EXISTS', KEYS[1]) == 0 then
 end
 
 local function tag_number(s)
-  local a, b, c, d = string.byte(s, 1, 4)
-  return ((a * 256 + b) * 256 + c) * 256 + d
+  local a, b, c = string.byte(s, 1, 3)
+  return (a * 256 + b) * 256 + c
 end
 
 local function bucket(tag)
@@ -53,8 +53,8 @@ local function index_of(value)
   local tags = {}
   local at = 5 + ref_len
   for i = 1, count do
-    tags[i] = string.sub(value, at, at + 3)
-    at = at + 4
+    tags[i] = string.sub(value, at, at + 2)
+    at = at + 3
   end
   return ref, tags
 end
