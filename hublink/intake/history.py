@@ -126,8 +126,10 @@ def encode_record(entry_id: str, record: Mapping[str, Any], records: Sequence[st
     )
 
 
-def decode_record(raw: bytes) -> dict[str, Any]:
+def decode_record(raw: bytes | str) -> dict[str, Any]:
     """The record a stored value holds (the packed form, or plain JSON as an older HubLink stored it)."""
+    if isinstance(raw, str):
+        raw = raw.encode()
     if raw[:1] != bytes((RECORD_FORM,)):
         return dict(json.loads(raw))
     count, ref_len = struct.unpack(">HB", raw[1:4])
@@ -448,7 +450,7 @@ class EventHistory:
         """One request's stored record, or None."""
         with store_errors():
             raw = self._redis.get(self._keys.history_record(entry_id))
-        return decode_record(raw) if raw else None  # type: ignore[arg-type]
+        return decode_record(raw) if raw else None
 
     def entries_naming(self, record: str) -> list[tuple[int, str]]:
         """(accepted at ms, entry id) of every kept request naming ``record`` (``deals/123``), newest first.
@@ -532,7 +534,7 @@ class EventHistory:
             if (top is None or at <= top) and (flt.since_ms is None or at >= flt.since_ms)
         ][:MAX_SCANNED]
         for first in range(0, len(found), SCAN_CHUNK):
-            chunk = found[first : first + SCAN_CHUNK]
+            chunk: list[tuple[str, bytes | str | None]] = list(found[first : first + SCAN_CHUNK])
             missing = [entry_id for entry_id, raw in chunk if raw is None]
             if missing:
                 with store_errors():
