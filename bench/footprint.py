@@ -365,11 +365,11 @@ def fill_history(client: redis_lib.Redis, keys: Keys, n: int, now: float | None 
     return time.monotonic() - started
 
 
-def p8_end_to_end(b: Bench, sizes: list[int], ways: list[str]) -> None:
-    """P8 end to end at each size and way in; results under ``P8 e2e``."""
+def p8_end_to_end(b: Bench, sizes: list[int], ways: list[str], webhook_sizes: list[int] | None = None) -> None:
+    """P8 end to end at each size and way in (webhooks at ``webhook_sizes`` when given); under ``P8 e2e``."""
     out: dict[str, Any] = {}
     for way in ways:
-        for n in sizes:
+        for n in webhook_sizes if way == "webhook" and webhook_sizes is not None else sizes:
             out[f"{way} {n}"] = end_to_end(b, n, way)
     b.results["P8 e2e"] = out
     b.reset()
