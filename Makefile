@@ -56,7 +56,7 @@ fmt: venv ## Format and fix what ruff can
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-bench: venv ## Benchmarks P1-P9 (about 10 minutes); writes bench/README.md
+bench: venv ## Benchmarks P1-P9 (about 25 minutes); writes bench/README.md
 	$(PY) -m bench
 
 bench-redis: venv ## Redis cost per association (commands, bytes, CPU) and one primary's ceiling; bench/README.md
@@ -65,7 +65,7 @@ bench-redis: venv ## Redis cost per association (commands, bytes, CPU) and one p
 bench-footprint: venv ## P8 end to end, every row: API and webhooks at 50,000 and 1,000,000 (about 40 minutes)
 	$(PY) -m bench.footprint --sizes 50000,1000000 --ways api,webhook
 
-bench-quick: venv ## The same, shortened (about 3 minutes)
+bench-quick: venv ## The same, shortened (about 8 minutes)
 	$(PY) -m bench --quick
 
 bench-soak: venv ## Memory soak: web and worker RSS over 10 minutes at moderate load

@@ -152,8 +152,6 @@ def family(key: str, prefix: str = "hl:") -> str:
         parts = key.split(":")
         return ":".join(parts[:2]) + (":*" if len(parts) > 2 else "")
     name = key.removeprefix(prefix)
-    if name == "evr:meta":
-        return name
     head, separator, _ = name.partition(":")
     return head + (":*" if separator else "")
 

@@ -11,7 +11,7 @@ Records are compact JSON (short keys), zlib-compressed, kept ``HUBLINK_HISTORY_D
 Each record is indexed under every record it names, so a record's events are found without a scan. The
 index is one member per named record and request, ``tag + entry``: a 3-byte digest of the record's name
 and the request's stream id packed in 5 bytes, in small sorted sets (``evr:<n>``) read by lex range. The
-buckets split by linear hashing as the window fills (``evr:meta``), so each stays under Redis's listpack
+buckets split by linear hashing as the window fills (``evs:index``), so each stays under Redis's listpack
 limit (128 members) and costs about 15 bytes a member, where a sorted set per record cost about 150 bytes
 a record (its own key). A tag shared by two records only makes the trace read a request it then filters
 out. The byte cap counts the index, and each record carries its own index members, so a record dropped
@@ -19,8 +19,8 @@ by age or by the cap takes them along (history_add.lua).
 
 The history is an observation, written after the work is stored: a worker that dies in between leaves that
 one request out of the history, never out of the lanes. Keys owned: ``ev:<entry>``, ``evs``, ``evs:bytes``,
-``evs:dropped``, ``evr:<n>``, ``evr:meta`` (history_add.lua, history_find.lua); ``evr:<record>`` (an older
-HubLink's index) is read only. Fails closed: raises StoreUnavailableError without Redis.
+``evs:dropped``, ``evr:<n>``, ``evs:index`` (history_add.lua, history_find.lua). Fails closed: raises
+StoreUnavailableError without Redis.
 """
 
 from __future__ import annotations
@@ -469,7 +469,7 @@ class EventHistory:
         after = _next_tag(tag)
         with store_errors():
             ids, times, records = self._scripts.history_find(
-                keys=[self._keys.history_index_meta, self._keys.history_index(record), self._keys.history],
+                keys=[self._keys.history_index_meta, self._keys.history],
                 args=[
                     self._keys.history_index_bucket_prefix,
                     INDEX_BUCKETS,

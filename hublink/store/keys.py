@@ -59,14 +59,13 @@ key                             type    holds                                   
 ``circuit:<portal>:probe``      string  "a probe call is due after this" (one worker probes)    probe interval
 ``ev:<entry>``                  string  one accepted request and its events' outcomes (JSON)    history window
 ``evs``                         zset    history entry ids scored by when accepted (ms)          entries trimmed
-``evs:bytes``                   string  bytes the history's records hold (counter)              permanent
+``evs:bytes``                   string  bytes the history holds, records and index (counter:    permanent
+                                        what HUBLINK_HISTORY_MAX_MB caps)
 ``evs:dropped``                 string  history records dropped by the size cap (counter)       permanent
-``evr:<n>``                     zset    bucket n of the record index: members a record's 4-byte  history window
+``evr:<n>``                     zset    bucket n of the record index: members a record's 3-byte  history window
                                         tag + its history entry's packed id, score 0 (linear
                                         hashing on the tag; small buckets stay listpack-encoded)
-``evr:meta``                    hash    the record index's size: members (n), level, split      history window
-``evr:<record>``                zset    history entry ids naming one record, by time (an index  history window
-                                        written by an older HubLink: read, never written)
+``evs:index``                   hash    the record index's size: members (n), level, split      history window
 ``done:<YYYYMMDD>``             hash    associations linked that day (UTC): id -> JSON (when,    history window
                                         first seen, attempts and hist if any), for traces       + a day
 ``journal:<portal>:offset``     string  the last Webhooks Journal offset whose events are in    permanent
@@ -308,17 +307,13 @@ class Keys:
 
     @property
     def history_bytes(self) -> str:
-        """Bytes held by history records."""
+        """Bytes held by the history (records and their index), as its size cap counts them."""
         return f"{self.prefix}evs:bytes"
 
     @property
     def history_dropped(self) -> str:
         """History records dropped by the size cap."""
         return f"{self.prefix}evs:dropped"
-
-    def history_index(self, record: str) -> str:
-        """Zset of history entry ids naming ``record`` (``deals/123``), as an older HubLink wrote it (read only)."""
-        return f"{self.prefix}evr:{record}"
 
     @property
     def history_index_bucket_prefix(self) -> str:
@@ -328,7 +323,7 @@ class Keys:
     @property
     def history_index_meta(self) -> str:
         """Hash of the record index's size: ``n`` members, linear hashing's ``level`` and ``split``."""
-        return f"{self.prefix}evr:meta"
+        return f"{self.prefix}evs:index"
 
     def done(self, association_id: str) -> str:
         """A linked association's compact record, as written before 2026-12 (still read by traces)."""

@@ -244,7 +244,7 @@ def api_request(history: EventHistory, entry_id: str, at: float, first_deal: int
 
 def index_members(redis_client: redis_lib.Redis) -> int:
     """Members in every bucket of the record index."""
-    buckets = [k for k in redis_client.scan_iter(match="hl:evr:*") if k != b"hl:evr:meta"]
+    buckets = [k for k in redis_client.scan_iter(match="hl:evr:*")]
     return sum(int(redis_client.zcard(k)) for k in buckets)
 
 
@@ -259,8 +259,8 @@ class TestTheIndex:
         at = time.time()
         for n in range(300):
             api_request(history, f"{1_800_000_000_000 + n}-0", at, 1_000_000 + n * 100)
-        assert int(redis_client.hget("hl:evr:meta", "n") or 0) == index_members(redis_client) == 60_000
-        buckets = [k for k in redis_client.scan_iter(match="hl:evr:*") if k != b"hl:evr:meta"]
+        assert int(redis_client.hget("hl:evs:index", "n") or 0) == index_members(redis_client) == 60_000
+        buckets = [k for k in redis_client.scan_iter(match="hl:evr:*")]
         assert len(buckets) > 1000
         assert {redis_client.object("encoding", k) for k in buckets} == {b"listpack"}
         for n in range(0, 300, 7):
@@ -299,7 +299,7 @@ class TestTheCapCountsTheIndex:
         held = sum(int(redis_client.memory_usage(k, samples=0) or 0) for k in redis_client.scan_iter(match="hl:ev*"))
         assert held <= cap_mb * 2**20
         # What is left is indexed, and nothing else is: the dropped requests took their members along.
-        assert index_members(redis_client) == int(redis_client.hget("hl:evr:meta", "n") or 0) == count * 200
+        assert index_members(redis_client) == int(redis_client.hget("hl:evs:index", "n") or 0) == count * 200
         newest, oldest = 1_000_000 + 399 * 100, 1_000_000
         assert [e for _, e in history.entries_naming(f"deals/{newest}")] == [f"{1_800_000_000_000 + 399}-0"]
         assert history.entries_naming(f"deals/{oldest}") == []

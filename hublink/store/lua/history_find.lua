@@ -1,6 +1,5 @@
 -- history_find.lua: the kept requests naming one record (by its tag), with their times and, when few, records.
--- KEYS[1]  the record index's meta hash (level, split)   KEYS[2]  the record's zset as an older HubLink wrote it
--- KEYS[3]  history zset (ids by time)
+-- KEYS[1]  the record index's meta hash (level, split)   KEYS[2]  history zset (ids by time)
 -- ARGV[1]  index bucket key prefix   ARGV[2]  buckets at level 0   ARGV[3]  the record's 3-byte tag
 -- ARGV[4]  the lex range's end: '(' .. the next tag, or '+' after the last   ARGV[5]  record key prefix
 -- ARGV[6]  most requests whose records come back too (more: ids and times only)   ARGV[7]  the refs' epoch (ms)
@@ -31,7 +30,7 @@ local ids, times, seen = {}, {}, {}
 local function consider(id)
   if seen[id] then return end
   seen[id] = true
-  local at = redis.call('ZSCORE', KEYS[3], id)
+  local at = redis.call('ZSCORE', KEYS[2], id)
   if at then
     ids[#ids + 1] = id
     times[#times + 1] = at
@@ -40,7 +39,6 @@ end
 for _, member in ipairs(redis.call('ZRANGEBYLEX', ARGV[1] .. string.format('%d', n), '[' .. ARGV[3], ARGV[4])) do
   consider(entry_of(string.sub(member, 4)))
 end
-for _, id in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do consider(id) end
 local records = {}
 if #ids <= tonumber(ARGV[6]) then
   for i, id in ipairs(ids) do records[i] = redis.call('GET', ARGV[5] .. id) or '' end
