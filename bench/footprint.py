@@ -297,7 +297,8 @@ def end_to_end(b: Bench, n: int, way: str) -> dict[str, Any]:
         "history": EventHistory(client, keys).stats(),
     }
     if way == "api":
-        result["trace"] = trace_latency(client, keys, n)
+        result["trace"] = t = trace_latency(client, keys, n)
+        say(f"P8 {way}: trace p50 {t['p50_ms']:.1f} ms, p99 {t['p99_ms']:.1f} ms over {t['records']:,} index members")
     return result
 
 
