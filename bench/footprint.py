@@ -51,7 +51,7 @@ if TYPE_CHECKING:
     from bench.__main__ import Bench
 
 PER_REQUEST = 100
-#: The lane the bench's associations wait in (deals to contacts of no portal, or of the webhook's portal).
+#: Issue 22's target: Redis bytes per pending direct-API association, history and trace on.
 TARGET_BYTES = 200
 #: Requests in flight at once (each of 100 associations).
 SENDERS = 4
