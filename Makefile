@@ -9,7 +9,7 @@ REQ_HASH := $(shell cat requirements.txt requirements-dev.txt pyproject.toml | s
 STAMP := $(VENV)/.installed-$(REQ_HASH)
 PYTEST_FLAGS ?=
 
-.PHONY: help venv browser run test test-unit test-integration test-faults bench-redis lint typecheck fmt bench bench-quick bench-soak bench-slow clean image image-base test-image
+.PHONY: help venv browser run test test-unit test-integration test-faults bench-redis lint typecheck fmt bench bench-footprint bench-quick bench-soak bench-slow clean image image-base test-image
 
 help: ## List the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -77,13 +77,16 @@ fmt: venv ## Format and fix what ruff can
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-bench: venv ## Benchmarks P1-P9 (about 10 minutes); writes bench/README.md
+bench: venv ## Benchmarks P1-P9 (about 25 minutes); writes bench/README.md
 	$(PY) -m bench
 
 bench-redis: venv ## Redis cost per association (commands, bytes, CPU) and one primary's ceiling; bench/README.md
 	nice $(PY) -m bench.redis_cost
 
-bench-quick: venv ## The same, shortened (about 3 minutes)
+bench-footprint: venv ## P8 end to end, every row: API and webhooks at 50,000 and 1,000,000 (about 40 minutes)
+	$(PY) -m bench.footprint --sizes 50000,1000000 --ways api,webhook
+
+bench-quick: venv ## The same, shortened (about 8 minutes)
 	$(PY) -m bench --quick
 
 bench-soak: venv ## Memory soak: web and worker RSS over 10 minutes at moderate load

@@ -65,9 +65,13 @@ key                             type    holds                                   
 ``circuit:<portal>:probe``      string  "a probe call is due after this" (one worker probes)    probe interval
 ``ev:<entry>``                  string  one accepted request and its events' outcomes (JSON)    history window
 ``evs``                         zset    history entry ids scored by when accepted (ms)          entries trimmed
-``evs:bytes``                   string  bytes the history's records hold (counter)              permanent
+``evs:bytes``                   string  bytes the history holds, records and index (counter:    permanent
+                                        what HUBLINK_HISTORY_MAX_MB caps)
 ``evs:dropped``                 string  history records dropped by the size cap (counter)       permanent
-``evr:<record>``                zset    history entry ids naming one record (type/id), by time  history window
+``evr:<n>``                     zset    bucket n of the record index: members a record's 3-byte  history window
+                                        tag + its history entry's packed id, score 0 (linear
+                                        hashing on the tag; small buckets stay listpack-encoded)
+``evs:index``                   hash    the record index's size: members (n), level, split      history window
 ``done:<YYYYMMDD>``             hash    associations linked that day (UTC): id -> JSON (when,    history window
                                         first seen, attempts and hist if any), for traces       + a day
 ``journal:<portal>:offset``     string  the last Webhooks Journal offset whose events are in    permanent
@@ -317,7 +321,7 @@ class Keys:
 
     @property
     def history_bytes(self) -> str:
-        """Bytes held by history records."""
+        """Bytes held by the history (records and their index), as its size cap counts them."""
         return f"{self.prefix}evs:bytes"
 
     @property
@@ -325,9 +329,15 @@ class Keys:
         """History records dropped by the size cap."""
         return f"{self.prefix}evs:dropped"
 
-    def history_index(self, record: str) -> str:
-        """Zset of history entry ids whose events or associations name ``record`` (``deals/123``)."""
-        return f"{self.prefix}evr:{record}"
+    @property
+    def history_index_bucket_prefix(self) -> str:
+        """Prefix of the record index's buckets (``evr:<n>``; Lua scripts append the bucket number)."""
+        return f"{self.prefix}evr:"
+
+    @property
+    def history_index_meta(self) -> str:
+        """Hash of the record index's size: ``n`` members, linear hashing's ``level`` and ``split``."""
+        return f"{self.prefix}evs:index"
 
     def done_day(self, day: str) -> str:
         """Hash of the associations linked on ``day`` (``YYYYMMDD``, UTC): id -> compact record."""

@@ -28,6 +28,7 @@ SCRIPT_NAMES = (
     "throttle_refund",
     "resume",
     "history_add",
+    "history_find",
     "journal_advance",
 )
 
@@ -53,6 +54,7 @@ class Scripts:
     throttle_refund: Script
     resume: Script
     history_add: Script
+    history_find: Script
     journal_advance: Script
 
     def __init__(self, redis: Redis) -> None:

@@ -67,7 +67,37 @@ def test_an_associations_entry_gives_back_ids_and_requests() -> None:
     assert entry(KIND_ASSOCIATIONS, body).associations() == [("a" * 32, request)]
 
 
-@pytest.mark.parametrize("body", [b'{"a": 1}', b"[[1]]", b'[["id", {"from_object_type": "deals"}]]'])
+def test_the_compact_associations_body_gives_back_every_request() -> None:
+    """Shared fields said once, per-item ones kept: each request reads back equal, with its id."""
+    from hublink.domain.associations import AssociationRequest
+    from hublink.intake.inbox import associations_body
+
+    items = [
+        (
+            f"{n:032x}",
+            AssociationRequest.create(
+                from_object_type="deals",
+                from_object_id=str(100 + n),
+                to_object_type="contacts" if n % 2 else "companies",
+                to_object_id=str(200 + n),
+                portal_id="62515",
+                source="api",
+                label="Primary" if n == 3 else None,
+                received_at=3.0,
+            ),
+        )
+        for n in range(5)
+    ]
+    body = associations_body(items)
+    assert entry(KIND_ASSOCIATIONS, body).associations() == items
+    assert len(body) < len(json.dumps([[i, r.as_record()] for i, r in items])) / 2
+    assert entry(KIND_ASSOCIATIONS, associations_body([])).associations() == []
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b'{"a": 1}', b"[[1]]", b'[["id", {"from_object_type": "deals"}]]', b'{"v": 2, "c": {}, "a": [["id"]]}'],
+)
 def test_a_malformed_associations_entry_is_refused_by_name(body: bytes) -> None:
     """Anything but [id, record] pairs raises InvalidInputError."""
     with pytest.raises(InvalidInputError, match=r"associations entry|malformed association"):
