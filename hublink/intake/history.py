@@ -74,7 +74,7 @@ TAG_BYTES = 3
 REF_EPOCH_MS = 1_704_067_200_000
 #: An association id as the history packs it (32 lowercase hex characters: 16 bytes).
 _HEX_ID = re.compile(r"[0-9a-f]{32}")
-#: The stored record's first byte (then its index, then the zlib-compressed JSON); plain JSON opens with ``{``.
+#: The stored record's first byte (then its index, then the zlib-compressed JSON).
 RECORD_FORM = 2
 
 
@@ -127,11 +127,11 @@ def encode_record(entry_id: str, record: Mapping[str, Any], records: Sequence[st
 
 
 def decode_record(raw: bytes | str) -> dict[str, Any]:
-    """The record a stored value holds (the packed form, or plain JSON as an older HubLink stored it)."""
+    """The record a stored value holds; raises ValueError for a value that is not in the packed form."""
     if isinstance(raw, str):
         raw = raw.encode()
     if raw[:1] != bytes((RECORD_FORM,)):
-        return dict(json.loads(raw))
+        raise ValueError("a history record must open with its form byte")
     count, ref_len = struct.unpack(">HB", raw[1:4])
     at = 4 + ref_len + TAG_BYTES * count
     (ids_len,) = struct.unpack(">I", raw[at : at + 4])

@@ -57,7 +57,7 @@ KIND_EVENTS = "events"
 #: ``body`` is the direct API's associations (no rules): ``{"v": 2, "c": {fields every record shares}, "a":
 #: [[association id, from_object_id, to_object_id, {the record's other fields}?], ...]}``, the records of
 #: ``AssociationRequest.as_record()`` with what they share said once (about 65 bytes an association where the
-#: full records took about 270); or, as an older HubLink wrote it, a JSON list of ``[id, as_record()]``.
+#: full records take about 270).
 KIND_ASSOCIATIONS = "associations"
 #: Record fields every association keeps in its own row of a compact associations body.
 _OWN_FIELDS = ("from_object_id", "to_object_id")
@@ -122,10 +122,9 @@ class InboxEntry:
     def associations(self) -> list[tuple[str, AssociationRequest]]:
         """An ``associations`` entry's (id, request) pairs; raises InvalidInputError when they do not parse."""
         data = self._data()
-        if self.kind == KIND_ASSOCIATIONS and isinstance(data, dict) and data.get("v") == 2:
-            data = _full_records(data)
-        if self.kind != KIND_ASSOCIATIONS or not isinstance(data, list):
-            raise InvalidInputError("an associations entry must hold a JSON array of [id, record] pairs")
+        if self.kind != KIND_ASSOCIATIONS or not isinstance(data, dict) or data.get("v") != 2:
+            raise InvalidInputError("an associations entry must hold a compact body (v 2: 'c' and 'a')")
+        data = _full_records(data)
         try:
             return [(str(association_id), AssociationRequest.from_record(record)) for association_id, record in data]
         except (TypeError, ValueError) as exc:

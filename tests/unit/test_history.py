@@ -151,14 +151,10 @@ class TestTheStoredForm:
         assert entry_ref("replay-1-2") == b"\xffreplay-1-2"
         assert entry_ref("01-0") == b"\xff01-0"
 
-    def test_a_plain_json_record_is_still_read(self) -> None:
-        """A record stored as JSON (an older HubLink) reads as it was."""
-        assert decode_record(b'{"id":"1-0","at":1,"k":"hubspot","e":[]}') == {
-            "id": "1-0",
-            "at": 1,
-            "k": "hubspot",
-            "e": [],
-        }
+    def test_a_value_without_the_form_byte_is_refused(self) -> None:
+        """Only the packed form is a history record: plain JSON is refused, not guessed at."""
+        with pytest.raises(ValueError, match="form byte"):
+            decode_record(b'{"id":"1-0","at":1,"k":"hubspot","e":[]}')
 
     def test_tags_are_three_bytes_and_stable(self) -> None:
         """The same record always has the same 3-byte tag (the index's hash)."""

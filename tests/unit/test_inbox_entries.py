@@ -56,15 +56,16 @@ def test_an_entry_this_version_cannot_read_is_refused_by_name(kind: str, body: b
         entry(kind, body).events()
 
 
-def test_an_associations_entry_gives_back_ids_and_requests() -> None:
-    """Direct-API associations travel with the ids their caller was given."""
+def test_an_associations_entry_in_the_full_list_form_is_refused() -> None:
+    """Only the compact body is an associations entry: a list of full records is refused, not guessed at."""
     from hublink.domain.associations import AssociationRequest
 
     request = AssociationRequest.create(
         from_object_type="deals", from_object_id="1", to_object_type="contacts", to_object_id="2", received_at=3.0
     )
     body = json.dumps([["a" * 32, request.as_record()]]).encode()
-    assert entry(KIND_ASSOCIATIONS, body).associations() == [("a" * 32, request)]
+    with pytest.raises(InvalidInputError, match="compact body"):
+        entry(KIND_ASSOCIATIONS, body).associations()
 
 
 def test_the_compact_associations_body_gives_back_every_request() -> None:
