@@ -388,7 +388,8 @@ class Settings:
     history_max_mb: float = variable(
         "HUBLINK_HISTORY_MAX_MB",
         256.0,
-        "The event history's size cap in Redis; past it the oldest records are dropped and counted.",
+        "The event history's size cap in Redis, over every history key (records and their index); past it the"
+        " oldest go first, with their index entries, and are counted.",
         _positive_float,
     )
     circuit_errors: int = variable(
