@@ -1,7 +1,11 @@
-"""Shared fixtures: environment isolation (autouse) and a Settings factory.
+"""Shared fixtures: environment isolation (autouse) and a Settings factory; Hypothesis's profile.
 
 Tests build apps and workers by passing Settings, never by editing os.environ first; the autouse fixture
 removes every HubLink, HubSpot and Redis variable so that nothing leaks in from the shell.
+
+Hypothesis runs without its per-example deadline and its "too slow" health check: both time an example
+against the wall clock, which on a busy machine, under coverage's tracer or beside other pytest-xdist
+workers measures the machine rather than the code. Every other health check still runs.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 
 from hublink.config.settings import Settings
 
@@ -20,6 +26,9 @@ ENV_PREFIXES = ("HUBLINK_", "HUBSPOT_", "REDIS_", "RQ_")
 API_TOKEN = "test-api-token-0123456789"
 ADMIN_TOKEN = "test-admin-token-0123456789"
 HUBSPOT_TOKEN = "pat-na1-test-hubspot-token-0123456789"
+
+hypothesis_settings.register_profile("hublink", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+hypothesis_settings.load_profile("hublink")
 
 
 @pytest.fixture(autouse=True)

@@ -59,6 +59,7 @@ def seed(sim: Sim) -> None:
 class TestBackfillEndToEnd:
     """Interrupted and resumed, every association is queued and created exactly once."""
 
+    @pytest.mark.interrupts
     def test_an_interrupted_backfill_resumes_and_links_each_record_once(
         self, settings: Settings, sim: Sim, stack: Stack, redis_client: redis_lib.Redis, tmp_path: Path
     ) -> None:

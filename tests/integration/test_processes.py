@@ -17,6 +17,7 @@ SHOW_SIGINT = "import signal; print(signal.getsignal(signal.SIGINT) is signal.de
 class TestSignals:
     """Started from a background shell (SIGINT ignored), a test's child still stops on Ctrl-C."""
 
+    @pytest.mark.interrupts
     def test_a_child_started_while_sigint_is_ignored_gets_python_s_ctrl_c_handler(self, tmp_path: Path) -> None:
         """The ignore a background job inherits does not reach the child: Python installs KeyboardInterrupt."""
         with sigint_ignored():
