@@ -8,9 +8,10 @@ PY := $(VENV)/bin/python
 REQ_HASH := $(shell cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-16)
 STAMP := $(VENV)/.installed-$(REQ_HASH)
 PYTEST_FLAGS ?=
-# pytest-xdist workers for the integration tier and `make test`. The tier mostly waits on processes and
-# polls, so more workers than cores pays: measured on 2 cores in docs/contributing.md. JOBS=0 runs in-process.
-JOBS ?= 4
+# pytest-xdist workers for the integration tier and `make test`: one per core ("auto"). On 2 cores, 2 workers
+# beat 3 and 4 (each worker collects the suite and runs its own Redis and simulator): docs/contributing.md.
+# JOBS=0 runs in the pytest process itself.
+JOBS ?= auto
 PYTEST := $(PY) -m pytest -p no:cacheprovider -q
 XDIST := -n $(JOBS) --dist worksteal
 # The static checks `make test` runs beside the tests, each target's output printed when it ends.
@@ -51,7 +52,7 @@ browser: ## Install Debian's chromium for the dashboard's browser test, where it
 	  (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1)) || \
 	  echo "chromium could not be installed: the browser test will be skipped"
 
-test-integration: venv browser ## Integration tier: real Redis, simulator, gunicorn, worker processes, Chromium ($(JOBS) at once)
+test-integration: venv browser ## Integration tier: real Redis, simulator, gunicorn, worker processes, Chromium (JOBS workers, one per core)
 	$(PYTEST) tests/integration examples -m "not faults" $(XDIST) $(PYTEST_FLAGS)
 
 test-faults: venv ## The slow fault tests `make test` leaves out: Redis killed with 2,000 in flight, the Sentinel failover (minutes)
@@ -60,13 +61,13 @@ test-faults: venv ## The slow fault tests `make test` leaves out: Redis killed w
 static: venv ## lint and typecheck side by side
 	@$(MAKE) --no-print-directory -j -O $(STATIC)
 
-test-all: venv browser ## Both tiers in one pytest run ($(JOBS) workers), with line and branch coverage and its floor
+test-all: venv browser ## Both tiers in one pytest run (JOBS workers), with line and branch coverage and its floor
 	$(PYTEST) tests/unit tests/integration examples -m "not faults" $(XDIST) --cov $(PYTEST_FLAGS)
 
 # The static checks run in the background while the tests run (their output follows the tests'); the
 # tests' own output streams as usual. Either failing fails `make test`.
 test: venv browser ## Everything CI runs (the README's test command): `static` beside `test-all`
-	@mkdir -p var; rm -f .coverage .coverage.*
+	@mkdir -p var
 	@$(MAKE) --no-print-directory static >var/static.log 2>&1 & static=$$!; \
 	$(MAKE) --no-print-directory test-all; tests=$$?; \
 	wait $$static; checks=$$?; cat var/static.log; \
