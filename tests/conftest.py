@@ -10,8 +10,9 @@ workers measures the machine rather than the code. Every other health check stil
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -37,6 +38,24 @@ def _clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith(ENV_PREFIXES):
             monkeypatch.delenv(name)
+
+
+@pytest.fixture(autouse=True)
+def _logging_as_deployed() -> Iterator[None]:
+    """Every test logs at INFO, the deployed default, and leaves the logging set-up as it found it.
+
+    A test that configures logging (``hublink.log.configure``) would otherwise leave its level and handlers
+    to whichever tests run after it on the same worker, so that a log call's mistakes (an ``extra`` key that
+    clashes with a LogRecord attribute raises) showed or hid depending on the order.
+    """
+    root = logging.getLogger()
+    saved = root.level, root.handlers[:], {n: logging.getLogger(n).level for n in ("urllib3", "werkzeug")}
+    root.setLevel(logging.INFO)
+    yield
+    root.setLevel(saved[0])
+    root.handlers[:] = saved[1]
+    for name, level in saved[2].items():
+        logging.getLogger(name).setLevel(level)
 
 
 @pytest.fixture
