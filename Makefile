@@ -16,6 +16,8 @@ PYTEST := $(PY) -m pytest -p no:cacheprovider -q
 XDIST := -n $(JOBS) --dist worksteal
 # The static checks `make test` runs beside the tests, each target's output printed when it ends.
 STATIC ?= lint typecheck
+# Coverage for `make test` and `make test-all`; `COV=` leaves it (and its floor) out of a quick local run.
+COV ?= --cov
 
 .PHONY: help venv browser run static test test-all test-sigint test-unit test-integration test-faults bench-redis lint typecheck fmt bench bench-quick bench-soak bench-slow clean
 
@@ -62,7 +64,7 @@ static: venv ## lint and typecheck side by side
 	@$(MAKE) --no-print-directory -j -O $(STATIC)
 
 test-all: venv browser ## Both tiers in one pytest run (JOBS workers), with line and branch coverage and its floor
-	$(PYTEST) tests/unit tests/integration examples -m "not faults" $(XDIST) --cov $(PYTEST_FLAGS)
+	$(PYTEST) tests/unit tests/integration examples -m "not faults" $(XDIST) $(COV) $(PYTEST_FLAGS)
 
 # The static checks run in the background while the tests run (their output follows the tests'); the
 # tests' own output streams as usual. Either failing fails `make test`.
