@@ -8,8 +8,18 @@ PY := $(VENV)/bin/python
 REQ_HASH := $(shell cat requirements.txt requirements-dev.txt pyproject.toml | sha256sum | cut -c1-16)
 STAMP := $(VENV)/.installed-$(REQ_HASH)
 PYTEST_FLAGS ?=
+# pytest-xdist workers for the integration tier and `make test`: one per core ("auto"). On 2 cores, 2 workers
+# beat 3 and 4 (each worker collects the suite and runs its own Redis and simulator): docs/contributing.md.
+# JOBS=0 runs in the pytest process itself.
+JOBS ?= auto
+PYTEST := $(PY) -m pytest -p no:cacheprovider -q
+XDIST := -n $(JOBS) --dist worksteal
+# The static checks `make test` runs beside the tests, each target's output printed when it ends.
+STATIC ?= lint typecheck docs
+# Coverage for `make test` and `make test-all`; `COV=` leaves it (and its floor) out of a quick local run.
+COV ?= --cov
 
-.PHONY: help venv browser run test test-unit test-integration test-faults bench-redis lint typecheck fmt bench bench-footprint bench-quick bench-soak bench-slow clean image image-base test-image
+.PHONY: help venv browser run static test test-all test-sigint test-unit test-integration test-faults bench-redis lint typecheck fmt bench bench-footprint bench-quick bench-soak bench-slow clean image image-base test-image
 
 help: ## List the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -39,20 +49,38 @@ typecheck: venv ## mypy --strict on hublink, web, worker, hubspot_sim
 	$(VENV)/bin/mypy
 
 test-unit: venv ## Unit tier: no sockets, seconds
-	$(PY) -m pytest tests/unit -p no:cacheprovider -q $(PYTEST_FLAGS)
+	$(PYTEST) tests/unit $(PYTEST_FLAGS)
 
 browser: ## Install Debian's chromium for the dashboard's browser test, where it is missing (needs root)
 	@command -v chromium >/dev/null || (apt-get install -y -q chromium >/dev/null 2>&1 || \
 	  (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1)) || \
 	  echo "chromium could not be installed: the browser test will be skipped"
 
-test-integration: venv browser ## Integration tier: real Redis, simulator, gunicorn, worker processes, Chromium
-	$(PY) -m pytest tests/integration examples -m "not faults" -p no:cacheprovider -q $(PYTEST_FLAGS)
+test-integration: venv browser ## Integration tier: real Redis, simulator, gunicorn, worker processes, Chromium (JOBS workers, one per core)
+	$(PYTEST) tests/integration examples -m "not faults" $(XDIST) $(PYTEST_FLAGS)
 
 test-faults: venv ## The slow fault tests `make test` leaves out: Redis killed with 2,000 in flight, the Sentinel failover (minutes)
 	nice $(PY) -m pytest tests/integration -m faults -p no:cacheprovider -q $(PYTEST_FLAGS)
 
-test: lint typecheck docs test-unit test-integration ## Everything CI runs (the README's test command)
+static: venv ## lint and typecheck side by side
+	@$(MAKE) --no-print-directory -j -O $(STATIC)
+
+test-all: venv browser ## Both tiers in one pytest run (JOBS workers), with line and branch coverage and its floor
+	$(PYTEST) tests/unit tests/integration examples -m "not faults" $(XDIST) $(COV) $(PYTEST_FLAGS)
+
+# The static checks run in the background while the tests run (their output follows the tests'); the
+# tests' own output streams as usual. Either failing fails `make test`.
+test: venv browser ## Everything CI runs (the README's test command): `static` beside `test-all`
+	@mkdir -p var
+	@$(MAKE) --no-print-directory static >var/static.log 2>&1 & static=$$!; \
+	$(MAKE) --no-print-directory test-all; tests=$$?; \
+	wait $$static; checks=$$?; cat var/static.log; \
+	[ $$checks -eq 0 ] || echo "make test: the static checks failed (above)"; \
+	[ $$tests -eq 0 ] || echo "make test: the tests failed (see the summary before the static checks)"; \
+	exit $$(( tests || checks ))
+
+test-sigint: venv ## The tests that send Ctrl-C to a child, started as a background job is (SIGINT ignored)
+	trap '' INT; $(PYTEST) tests/integration -m interrupts $(PYTEST_FLAGS)
 
 .PHONY: docs docs-gen
 docs-gen: venv ## Rewrite the generated tables (docs/_generated/) and .env.example from the code
