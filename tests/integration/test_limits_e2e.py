@@ -1,18 +1,23 @@
 """HubSpot's limits end to end against the strict simulator: gunicorn, a worker and the simulator, all real.
 
 An admin's association limit (docs/reference/hubspot.md §9.4): the refused inputs are dead-lettered as
-``association_limit`` at once, with no retry and no split batch.
+``association_limit`` at once, with no retry and no split batch. A throttled OAuth token endpoint (§9.6):
+the portal waits for its Retry-After, no attempt is spent, and the whole backlog is linked after.
 """
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest
+import redis as redis_lib
 import requests
 
 from tests.conftest import ADMIN_TOKEN, API_TOKEN
 from tests.integration.conftest import Sim, Stack
+from tests.integration.helpers import assoc, dead_letter_ids, post_associations
 from tests.support.processes import wait_for
 
 pytestmark = pytest.mark.integration
@@ -65,3 +70,37 @@ class TestAssociationLimit:
         assert {d["association"]["toObjectId"] for d in letters} | {p[3] for p in linked} == {"1", "2", "3"}
         by_endpoint = sim.get("/_sim/requests")["by_endpoint"]
         assert sum(by_endpoint.get(name, 0) for name in ASSOCIATION_ENDPOINTS) <= 2, by_endpoint
+
+
+class TestThrottledTokenEndpoint:
+    """An OAuth portal with 500 pending while its token endpoint answers 429 for 20 s."""
+
+    def test_no_dead_letter_and_all_linked_after(
+        self, stack: Stack, sim: Sim, redis_client: redis_lib.Redis, tmp_path: Path
+    ) -> None:
+        """429s from the token endpoint for 20 s: 0 dead letters, no attempt spent, all 500 linked after."""
+        strict(sim)
+        records = [{"objectType": "deals", "id": str(n)} for n in range(1, 501)]
+        sim.post("/_sim/records", {"records": [*records, {"objectType": "companies", "id": "9000"}]})
+        sim.post(
+            "/_sim/oauth-apps",
+            {"client_id": "cid-1", "client_secret": "oauth-secret-1", "refresh_token": "refresh-1", "portal_id": "777"},
+        )
+        portals = tmp_path / "portals.yaml"
+        portals.write_text(
+            'portals:\n  "777":\n    oauth:\n      client_id: cid-1\n'
+            "      client_secret_env: OAUTH_SECRET\n      refresh_token_env: OAUTH_REFRESH\n"
+        )
+        env = {"HUBLINK_PORTALS_FILE": str(portals), "OAUTH_SECRET": "oauth-secret-1", "OAUTH_REFRESH": "refresh-1"}
+        sim.put("/_sim/config", {"token_429_s": 20})
+        throttled_until = time.time() + 20
+        url = stack.gunicorn(**env)
+        post_associations(url, [{**assoc(n, 9000, to_type="companies"), "portalId": "777"} for n in range(1, 501)])
+        stack.worker(**env)
+        wait_for(lambda: len(sim.pairs()) == 500, timeout=90, interval=0.5, what="all 500 linked")
+        assert time.time() >= throttled_until - 1  # nothing got through while the endpoint refused
+        seen = sim.get("/_sim/requests")
+        assert seen["by_endpoint"]["oauth_token"] >= 2 and seen["by_status"].get("429", 0) >= 1, seen
+        assert not dead_letter_ids(redis_client)
+        # No attempt was spent: not one association was counted as failed.
+        assert not redis_client.hgetall("hl:m:associations_failed")
