@@ -16,7 +16,7 @@ import redis as redis_lib
 import requests
 
 from tests.conftest import ADMIN_TOKEN, API_TOKEN
-from tests.integration.conftest import Sim, Stack
+from tests.integration.conftest import HUBSPOT_TOKEN, Sim, Stack
 from tests.integration.helpers import assoc, dead_letter_ids, post_associations
 from tests.support.processes import wait_for
 
@@ -104,3 +104,43 @@ class TestThrottledTokenEndpoint:
         assert not dead_letter_ids(redis_client)
         # No attempt was spent: not one association was counted as failed.
         assert not redis_client.hgetall("hl:m:associations_failed")
+
+
+class TestDisplacedPrimary:
+    """HubLink's write of a deal's Primary company moves it from the company that held it."""
+
+    def test_the_trace_of_each_record_says_what_the_write_moved(self, stack: Stack, sim: Sim) -> None:
+        """Deal 7's Primary is company 1; HubLink writes Primary with company 2: the three traces say so."""
+        strict(sim)
+        records = [{"objectType": "deals", "id": "7"}] + [{"objectType": "companies", "id": n} for n in ("1", "2")]
+        sim.post("/_sim/records", {"records": records})
+        primary = [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 5}]
+        requests.put(
+            f"{sim.url}/crm/objects/2026-03/deals/7/associations/companies/1",
+            json=primary,
+            headers={"Authorization": f"Bearer {HUBSPOT_TOKEN}"},
+            timeout=5,
+        ).raise_for_status()
+        url = stack.gunicorn()
+        stack.worker()
+        item = {
+            "fromObjectType": "deals",
+            "fromObjectId": "7",
+            "toObjectType": "companies",
+            "toObjectId": "2",
+            "label": "Primary",
+        }
+        post_associations(url, [item])
+        admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+        def displaced(record: str) -> list[str]:
+            """The trace's displacement rows of ``record``."""
+            body = requests.get(f"{url}/api/trace/{record}", headers=admin, timeout=5).json()
+            return [row["detail"] for row in body.get("timeline", []) if row["what"] == "displaced"]
+
+        wait_for(lambda: bool(displaced("deals/7")), timeout=20, what="the displacement in the deal's trace")
+        expected = "Primary of deals/7 moved from companies/1 to companies/2 by HubLink's write"
+        assert displaced("deals/7") == [expected]
+        assert displaced("companies/1") == [expected] and displaced("companies/2") == [expected]
+        by_endpoint = sim.get("/_sim/requests")["by_endpoint"]
+        assert by_endpoint.get("batch_read") == 1, by_endpoint
