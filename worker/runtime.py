@@ -37,6 +37,7 @@ from hublink.config.rules_file import RulesFile
 from hublink.config.settings import Settings
 from hublink.delivery.circuit import Breaker, CircuitSettings, RedisCircuitStore
 from hublink.delivery.credentials import CredentialProvider, PortalCredentials, StaticCredentials, journal_tokens
+from hublink.delivery.displacements import DisplacementHistory
 from hublink.delivery.drain import DrainSettings, LaneDrainer
 from hublink.delivery.hubspot import HubSpotClient
 from hublink.delivery.labels import LabelCatalog, LabelDefinitions, check_rule_labels
@@ -299,6 +300,7 @@ def build(settings: Settings, rules_file: RulesFile | None = None, *, consumer: 
     drainer = LaneDrainer(
         lanes=lanes,
         resolutions=ResolutionHistory(history),
+        displacements=DisplacementHistory(history),
         circuit=breaker,
         limiter=RedisRateLimiter(redis, keys, margin=settings.rate_limit_margin, scripts=scripts),
         client=client,

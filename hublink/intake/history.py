@@ -48,7 +48,7 @@ from hublink.store.keys import Keys
 from hublink.store.scripts import Scripts
 
 #: What can become of an event.
-OUTCOMES = ("accepted", "duplicate", "unmatched", "unusable", "problem", "self")
+OUTCOMES = ("accepted", "duplicate", "unmatched", "unusable", "problem", "self", "displaced")
 #: Defaults (``HUBLINK_HISTORY_DAYS``, ``HUBLINK_HISTORY_MAX_MB``).
 DEFAULT_DAYS = 7.0
 DEFAULT_MAX_MB = 256.0
