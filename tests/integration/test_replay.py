@@ -127,14 +127,18 @@ class TestReplayAll:
         assert (report["matched"], report["replayed"], report["skipped"]) == (1000, 1000, 0)
 
     def test_a_replay_stores_references_not_copies_of_the_payloads(self, settings: Settings, tmp_path: Path) -> None:
-        """The replay's history records name the events they replayed: a tenth of the originals' bytes at most."""
+        """The replay's history records name the events they replayed: a quarter of the originals' bytes at most.
+
+        A copy of each payload would add about as much again as the originals hold (stored records are
+        compressed, so a reference's own few dozen bytes are a larger share of the whole than they look).
+        """
         history = stored_history(settings, 200)
         _, before, _ = history.stats()
         client = app_with(settings, RULES, tmp_path).test_client()
         answer = client.post("/api/events/replay", json={"all": True}, headers=AUTH)
         assert answer.status_code == 202, answer.get_json()
         _, after, _ = history.stats()
-        assert after - before <= before / 10, (before, after)
+        assert after - before <= before / 4, (before, after)
         # A replay of a replay still finds the payload, through the reference.
         replays = [e for e, _ in history.matching(EventFilter()) if e.get("k") == "replay"]
         assert replays
