@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import signal
 import subprocess
 from dataclasses import dataclass, field
@@ -29,8 +30,11 @@ STOP_TIMEOUT_S = 60.0
 
 
 def requirements_installed() -> bool:
-    """True when `make venv`'s stamp for today's requirements exists (the Makefile's own hash)."""
-    digest = hashlib.sha256((REPO / "requirements.txt").read_bytes() + (REPO / "requirements-dev.txt").read_bytes())
+    """True when `make venv`'s stamp for today's requirements exists (the Makefile's own hash, of its own files)."""
+    # The files are read off the Makefile's REQ_HASH line, so the two cannot disagree on what is hashed.
+    hashed = re.search(r"^REQ_HASH := \$\(shell cat (.+?) \|", (REPO / "Makefile").read_text(), re.M)
+    assert hashed, "the Makefile's REQ_HASH line is not where this test reads it"
+    digest = hashlib.sha256(b"".join((REPO / name).read_bytes() for name in hashed.group(1).split()))
     return (REPO / ".venv" / f".installed-{digest.hexdigest()[:16]}").exists()
 
 
