@@ -19,6 +19,7 @@ from hublink.domain.errors import (
     NotFoundError,
     PermanentError,
     RateLimitedError,
+    RecordDeletedError,
     ServerError,
     TransientError,
     ValidationRejectedError,
@@ -116,6 +117,9 @@ def classify(
             return Defer(wait, "rate-limited: DAILY")
         wait = policy.capped(error.retry_after_s) if error.retry_after_s is not None else policy.rate_window_s
         return Defer(wait, f"rate-limited: {error.policy}")
+    if isinstance(error, RecordDeletedError):
+        # Nothing to retry: the record is gone (a restore would make the dead letter worth replaying).
+        return DeadLetter("record_deleted")
     if isinstance(error, PermanentError):
         if is_fresh_record_miss(error) and age_s < policy.fresh_record_grace_s:
             return _retry_or_exhausted(attempts, policy, rng, "fresh record not visible yet", hint=None)
