@@ -22,6 +22,7 @@ from redis import Redis
 from hublink.delivery.circuit import read_circuits
 from hublink.delivery.lookups import RESOLUTION_KIND, resolution_entry
 from hublink.delivery.pauses import PauseStore
+from hublink.delivery.record_fates import MERGED_OUTCOME
 from hublink.domain.lookups import LOOKUP_LANE_KIND
 from hublink.domain.times import iso
 from hublink.intake.history import EventFilter, EventHistory, expand_event, record_name, records_named
@@ -64,14 +65,15 @@ def _state(association_id: str, pair: dict[str, str], raw: list[Any]) -> dict[st
     if done:
         record = json.loads(done)
         attempts = _attempts(record.get("hist"))
+        tried = [entry for entry in attempts if entry.get("outcome") != MERGED_OUTCOME]
         return out | {
             "state": "done",
             "status": 200,
             "at": iso(int(record["at"])),
             "first_seen": iso(int(record["first_seen"])) if record.get("first_seen") else None,
-            "attempt_count": len(attempts) + 1,
+            "attempt_count": len(tried) + 1,
             "attempts": attempts,
-            "retried": bool(attempts),
+            "retried": bool(tried),
         }
     if fields:
         values = {text(k): text(v) for k, v in fields.items()}
@@ -262,6 +264,9 @@ def timeline(events: list[dict[str, Any]], associations: list[dict[str, Any]]) -
             detail = f"attempt: {attempt.get('error')} {status} {attempt.get('category') or ''}".rstrip()
             if attempt.get("correlationId"):
                 detail += f" correlationId {attempt['correlationId']}"
+            if attempt.get("outcome") == MERGED_OUTCOME:
+                # Not an attempt: the work was sent to the record a merge made (``hublink.delivery.record_fates``).
+                detail = str(attempt.get("message") or "re-targeted to a merged record")
             rows.append(
                 {"at": attempt.get("at"), "what": attempt.get("outcome", "attempt"), "id": a["id"], "detail": detail}
             )

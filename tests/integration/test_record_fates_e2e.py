@@ -117,3 +117,39 @@ def test_a_deletion_between_intake_and_drain_ends_the_work_record_deleted_withou
     assert "record_deleted" in json.dumps(trace["timeline"])
     [association] = trace["associations"]
     assert (association["state"], association["reason"]) == ("dead", "record_deleted")
+
+
+@pytest.mark.parametrize("merged_ids", ["alias", "invalid"])
+def test_a_merge_between_intake_and_drain_links_everything_on_the_new_record(
+    sim: Sim, stack: Stack, tmp_path: Path, merged_ids: str
+) -> None:
+    """Deals 1001 and 1002 queued, then merged: resumed, the new deal is linked, nothing dead, either trace says so."""
+    url, redis = start(sim, stack, tmp_path, merged_ids=merged_ids)
+    sim.post(
+        "/_sim/records", {"records": [{"objectType": "deals", "id": "1001"}, {"objectType": "deals", "id": "1002"}]}
+    )
+    queued(redis, 2)
+    new_id = str(
+        sim.post("/_sim/merge", {"objectType": "deals", "primaryObjectId": "1001", "mergedObjectIds": ["1002"]})[
+            "newObjectId"
+        ]
+    )
+    wait_for(lambda: events(url, "record_merged"), timeout=30, what="the merge event taken in")
+    PauseStore(redis, Keys("hl:")).resume("lane", LANE)
+
+    wait_for(lambda: ("deals", new_id, "companies", "42") in sim.pairs(), timeout=30, what="the new deal linked")
+    wait_for(lambda: not pending_ids(redis, Keys("hl:"), LANE), timeout=30, what="the lane emptied")
+    assert not dead_letters(redis)
+    requests_made = sim.get("/_sim/requests")
+    assert "400" not in requests_made["by_status"]
+    assert {(p[1], p[3]) for p in sim.pairs() if p[0] == "deals"} == {(new_id, "42")}
+
+    merge_events = events(url, "record_merged")
+    assert any(e["subscription_type"] == "deal.merge" and e["object_id"] == new_id for e in merge_events)
+    new_trace = requests.get(f"{url}/api/trace/deals/{new_id}", headers=AUTH, timeout=5).json()
+    assert "record_merged" in json.dumps(new_trace["timeline"])
+    old_trace = requests.get(f"{url}/api/trace/deals/1002", headers=AUTH, timeout=5).json()
+    [association] = old_trace["associations"]
+    assert association["state"] == "done"
+    [row] = [r for r in old_trace["timeline"] if r["what"] == "merged"]
+    assert f"deals/{new_id}" in row["detail"]
