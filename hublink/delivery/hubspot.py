@@ -55,6 +55,11 @@ LOCKED_MIN_WAIT_S = 2.0
 LABEL_PAGE_SIZE = 500
 #: The most pages of label definitions read for one pair of object types.
 MAX_LABEL_PAGES = 100
+#: The ``context`` key of a "pair missing" error listing the pairs HubSpot answered that were not asked for
+#: (``docs/reference/hubspot.md`` §9.2: a write naming a merged id may answer with the new id), at most
+#: ``MAX_ECHOED`` of them.
+ECHOED = "echoedPairs"
+MAX_ECHOED = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -632,6 +637,8 @@ class HubSpotClient:
             except (KeyError, TypeError):
                 continue
         wanted = set(pairs)
+        # Results for pairs not asked for (other than the reverse of one): ids HubSpot answered for merged ones.
+        echoed = sorted(p for p in linked - wanted if (p[1], p[0]) not in wanted)[:MAX_ECHOED]
         # HubSpot may answer with both directions; only the pairs that were asked for count.
         linked &= wanted
         failed: dict[tuple[str, str], DeliveryError] = {}
@@ -658,6 +665,8 @@ class HubSpotClient:
                         message=f"pair missing from HubSpot's answer (status {status})",
                         correlation_id=correlation,
                         rate=rate,
+                        # What it answered instead, for ``hublink.delivery.record_fates`` to recognise a merge.
+                        context={ECHOED: [list(p) for p in echoed]} if echoed else {},
                     )
                 )
         return CallResult(frozenset(linked), failed, rate, correlation)

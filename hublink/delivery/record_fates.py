@@ -9,10 +9,12 @@ call, the gate reads the fates of the records a claim names, in one read (none w
 - work naming a **deleted** record ends at once as ``record_deleted`` (a dead letter, kept should the
   record be restored; no call, no attempt spent, not counted as a failure).
 
-After the call, an ``INVALID_OBJECT_IDS`` answer past the fresh-record grace is checked by reading the record
-(``docs/reference/hubspot.md`` §9.2, §9.3): a 404 confirms it archived (its work ends ``record_deleted`` and
-the fate is kept for other work); an answer for another id is a merge (the work goes back, no attempt spent,
-and its next claim re-targets it). Inside the grace a 404 may be a record not visible yet: the usual retry.
+After the call, a pair HubSpot answered on a merged record's new id (instead of the id asked for) is
+linked, and the merge it shows kept. An ``INVALID_OBJECT_IDS`` answer past the fresh-record grace is checked
+by reading the record (``docs/reference/hubspot.md`` §9.2, §9.3): a 404 confirms it archived (its work ends
+``record_deleted`` and the fate is kept for other work); an answer for another id is a merge (the work goes
+back, no attempt spent, and its next claim re-targets it). Inside the grace a 404 may be a record not
+visible yet: the usual retry.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Protocol
 from hublink.delivery.batch import Batch
 from hublink.delivery.credentials import Credential
 from hublink.delivery.gates import GO, Gate, LimiterGate, Verdict
+from hublink.delivery.hubspot import ECHOED
 from hublink.delivery.outcomes import Result, association_of, invalid_ids
 from hublink.domain.associations import AssociationRequest
 from hublink.domain.errors import DeliveryError, NotFoundError, RecordDeletedError, ValidationRejectedError
@@ -134,9 +137,68 @@ class RecordFatesGate(Gate):
         return GO
 
     def after_call(self, batch: Batch) -> None:
-        """Read the records an ``INVALID_OBJECT_IDS`` named: archived ends the work, merged sends it back."""
-        if self._reader is None or self._limiter is None or not batch.called or batch.credential is None:
+        """Recognise answers on merged records; read the records an ``INVALID_OBJECT_IDS`` named."""
+        if batch.is_lookup or not batch.called:
             return
+        self._echoes(batch)
+        if self._reader is None or self._limiter is None or batch.credential is None:
+            return
+        self._confirm(batch)
+
+    def _echoes(self, batch: Batch) -> None:
+        """A pair HubSpot answered on the new id of a merged one is linked (``merged_ids`` as an alias).
+
+        The new id is the one the fates know, or else the one answer that differs from the pair on one side
+        only, which is then kept as the merge it shows.
+        """
+        sent, now = batch.sent, self._clock()
+        missing = [
+            index
+            for index in range(sent.call_from, len(sent.answers))
+            if (error := sent.answers[index].error) is not None and error.detail.context.get(ECHOED)
+        ]
+        if not missing:
+            return
+        requests = {index: association_of(sent.answers[index].item) for index in missing}
+        known = self._fates.look(
+            batch.portal,
+            [
+                side
+                for r in requests.values()
+                for side in ((r.from_object_type, r.from_object_id), (r.to_object_type, r.to_object_id))
+            ],
+        )
+        merged = dict(known.merged or {})
+        learnt: list[RecordFate] = []
+        for index in missing:
+            request, error = requests[index], sent.answers[index].error
+            assert error is not None
+            echoed = {
+                (str(p[0]), str(p[1]))
+                for p in error.detail.context[ECHOED]
+                if isinstance(p, list | tuple) and len(p) == 2
+            }
+            from_side = (request.from_object_type, request.from_object_id)
+            to_side = (request.to_object_type, request.to_object_id)
+            pair = (merged.get(from_side, request.from_object_id), merged.get(to_side, request.to_object_id))
+            if pair == request.pair or pair not in echoed:
+                candidates = [e for e in echoed if (e[0] == request.from_object_id) != (e[1] == request.to_object_id)]
+                if len(candidates) != 1:
+                    continue  # nothing known, nothing certain: the usual retry
+                [(new_from, new_to)] = candidates
+                side, new_id = (to_side, new_to) if new_from == request.from_object_id else (from_side, new_from)
+                merged[side] = new_id
+                learnt.append(RecordFate(batch.portal, side[0], side[1], "merged", new_id))
+            item = sent.answers[index].item
+            retargeted(item, Fates(merged=merged), now)
+            sent.answers[index] = Result(item, None)
+        if learnt:
+            self._fates.record(learnt)
+            log.info("merges learnt from HubSpot's answers", extra={"lane": batch.lane, "records": len(learnt)})
+
+    def _confirm(self, batch: Batch) -> None:
+        """Read the records an ``INVALID_OBJECT_IDS`` named: archived ends the work, merged sends it back."""
+        assert batch.credential is not None
         sent, now = batch.sent, self._clock()
         suspects: dict[tuple[str, str], list[int]] = {}
         for index in range(sent.call_from, len(sent.answers)):

@@ -9,6 +9,7 @@ events HubLink takes in; once they are in, the lane is resumed: work naming a de
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -47,7 +48,9 @@ rules:
 LIFECYCLE = ("deal.deletion", "deal.merge", "company.deletion", "company.merge")
 
 
-def start(sim: Sim, stack: Stack, tmp_path: Path, *, merged_ids: str = "alias") -> tuple[str, redis_lib.Redis]:
+def start(
+    sim: Sim, stack: Stack, tmp_path: Path, *, merged_ids: str = "alias", lifecycle: Sequence[str] = LIFECYCLE
+) -> tuple[str, redis_lib.Redis]:
     """The strict simulator with company 42 and the app subscribed; gunicorn, a worker, and the lane paused."""
     sim.put(
         "/_sim/config",
@@ -64,7 +67,7 @@ def start(sim: Sim, stack: Stack, tmp_path: Path, *, merged_ids: str = "alias") 
     stack.worker()
     app = WebhookApp(WebhooksClient(sim.url, connect_timeout_s=2, read_timeout_s=5), HUBSPOT_TOKEN, APP_ID)
     needs = needed_subscriptions(RulesFile.read(str(rules)).rules.rules)
-    wanted = {**needs.wanted, **{SubscriptionKey(t): ("lifecycle",) for t in LIFECYCLE}}
+    wanted = {**needs.wanted, **{SubscriptionKey(t): ("lifecycle",) for t in lifecycle}}
     app.apply(app.plan(WebhookSettings.for_public_url(url, 10), Needs(wanted, needs.skipped)))
     return url, redis
 
@@ -153,3 +156,25 @@ def test_a_merge_between_intake_and_drain_links_everything_on_the_new_record(
     assert association["state"] == "done"
     [row] = [r for r in old_trace["timeline"] if r["what"] == "merged"]
     assert f"deals/{new_id}" in row["detail"]
+
+
+@pytest.mark.parametrize("merged_ids", ["alias", "invalid"])
+def test_a_merge_hublink_hears_nothing_of_is_learnt_from_hubspots_answers(
+    sim: Sim, stack: Stack, tmp_path: Path, merged_ids: str
+) -> None:
+    """No lifecycle subscription: the answer on the new id (alias), or a read of the old one (invalid), shows it."""
+    stack.settings = replace(stack.settings, fresh_record_grace_s=0.0)
+    url, redis = start(sim, stack, tmp_path, merged_ids=merged_ids, lifecycle=())
+    sim.post(
+        "/_sim/records", {"records": [{"objectType": "deals", "id": "1001"}, {"objectType": "deals", "id": "1002"}]}
+    )
+    queued(redis, 2)
+    answer = sim.post("/_sim/merge", {"objectType": "deals", "primaryObjectId": "1001", "mergedObjectIds": ["1002"]})
+    new_id = str(answer["newObjectId"])
+    PauseStore(redis, Keys("hl:")).resume("lane", LANE)
+
+    wait_for(lambda: ("deals", new_id, "companies", "42") in sim.pairs(), timeout=30, what="the new deal linked")
+    wait_for(lambda: not pending_ids(redis, Keys("hl:"), LANE), timeout=30, what="the lane emptied")
+    assert not dead_letters(redis)
+    assert not events(url, "record_merged")
+    assert redis.get(f"hl:rec:{PORTAL}|deals/1002") == f"merged:{new_id}".encode()

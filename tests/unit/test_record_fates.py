@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 import pytest
 
-from hublink.delivery.hubspot import CallResult
+from hublink.delivery.hubspot import ECHOED, CallResult, HubSpotClient
 from hublink.delivery.record_fates import MERGED_OUTCOME, RecordFatesGate
 from hublink.domain import retry_policy as rp
 from hublink.domain.associations import AssociationRequest
@@ -307,3 +307,74 @@ def test_the_retry_policy_dead_letters_a_deleted_record_at_once() -> None:
         RecordDeletedError("deals/1"), attempts=0, age_s=0.0, policy=rp.RetryPolicy(), rng=random.Random()
     )
     assert decision == rp.DeadLetter("record_deleted")
+
+
+class TestEchoes:
+    """A pair HubSpot answered on a merged record's new id is linked, the merge kept."""
+
+    def test_the_client_keeps_what_hubspot_answered_instead_of_a_pair(self) -> None:
+        """Asked 1→1001, answered 77→1001: the pair is missing, its error lists the answer; a reverse is not listed."""
+        body = {"results": [{"from": {"id": "77"}, "to": {"id": "1001"}}, {"from": {"id": "1002"}, "to": {"id": "2"}}]}
+        result = HubSpotClient._parse_batch(body, [("1", "1001"), ("2", "1002")], None, None)
+        error = result.failed[("1", "1001")]
+        assert error.detail.context[ECHOED] == [["77", "1001"]]
+
+    def test_an_answer_on_the_new_id_is_linked_and_the_merge_learnt(self) -> None:
+        """deals/1 answered as deals/77: linked, no retry, and deals/1 is now known as merged into 77."""
+        clock = Clock()
+        lanes = MemoryLanes(clock=clock)
+        lanes.add(association(1))
+        lanes.add(association(2))
+        hubspot = FakeHubSpot(script=[echoing({("1", "1001"): ("77", "1001")})])
+        book = MemoryRecordFates(clock)
+        report = drainer(lanes, hubspot, clock, fates=book).drain(LANE)
+        assert (report.linked, report.retried, len(hubspot.calls)) == (2, 0, 1)
+        assert book.look(None, [("deals", "1")]).new_id(("deals", "1")) == "77"
+
+    def test_answers_that_could_be_either_are_linked_only_by_known_merges(self) -> None:
+        """1→1001 and 3→1001 answered as 77→1001 and 78→1001: ambiguous, unless the merges are known."""
+        clock = Clock()
+        lanes = MemoryLanes(clock=clock)
+        lanes.add(to_contact(1, 1001))
+        lanes.add(to_contact(3, 1001))
+        answer = echoing({("1", "1001"): ("77", "1001"), ("3", "1001"): ("78", "1001")})
+        report = drainer(lanes, FakeHubSpot(script=[answer]), clock, fates=MemoryRecordFates(clock)).drain(LANE)
+        assert (report.linked, report.retried) == (0, 2)
+
+        clock = Clock()
+        lanes, book = MemoryLanes(clock=clock), MemoryRecordFates(clock)
+        lanes.add(to_contact(1, 1001))
+        lanes.add(to_contact(3, 1001))
+
+        def merged_meanwhile(pairs: Sequence[tuple[str, str]]) -> CallResult:
+            """The merge events come in while the call is out."""
+            book.record(
+                [RecordFate(None, "deals", "1", "merged", "77"), RecordFate(None, "deals", "3", "merged", "78")]
+            )
+            return answer(pairs)
+
+        report = drainer(lanes, FakeHubSpot(script=[merged_meanwhile]), clock, fates=book).drain(LANE)
+        assert (report.linked, report.retried) == (2, 0)
+
+
+def to_contact(n: int, to: int) -> AssociationRequest:
+    """deals/n → contacts/to, naming no portal."""
+    return AssociationRequest.create(
+        from_object_type="deals",
+        from_object_id=str(n),
+        to_object_type="contacts",
+        to_object_id=str(to),
+        source="api",
+        received_at=START,
+    )
+
+
+def echoing(instead: dict[tuple[str, str], tuple[str, str]]) -> Callable[[Sequence[tuple[str, str]]], CallResult]:
+    """A batch answer as HubSpot's body, each pair of ``instead`` answered as its new pair."""
+
+    def answer(pairs: Sequence[tuple[str, str]]) -> CallResult:
+        """Parse the answer the way the client does."""
+        results = [{"from": {"id": f}, "to": {"id": t}} for f, t in (instead.get(p, p) for p in pairs)]
+        return HubSpotClient._parse_batch({"results": results}, pairs, None, None)
+
+    return answer
