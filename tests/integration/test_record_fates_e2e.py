@@ -178,3 +178,25 @@ def test_a_merge_hublink_hears_nothing_of_is_learnt_from_hubspots_answers(
     assert not dead_letters(redis)
     assert not events(url, "record_merged")
     assert redis.get(f"hl:rec:{PORTAL}|deals/1002") == f"merged:{new_id}".encode()
+
+
+def test_dead_letters_replayed_after_a_merge_go_to_the_new_record(sim: Sim, stack: Stack, tmp_path: Path) -> None:
+    """Deals 1001 and 1003's work dead (400s), then the deals merged: their replay links the new deal."""
+    url, redis = start(sim, stack, tmp_path)
+    sim.faults(script=[{"status": 400}] * 3)  # the batch, then each half: both dead-lettered
+    sim.post(
+        "/_sim/records", {"records": [{"objectType": "deals", "id": "1001"}, {"objectType": "deals", "id": "1003"}]}
+    )
+    queued(redis, 2)
+    PauseStore(redis, Keys("hl:")).resume("lane", LANE)
+    wait_for(lambda: len(dead_letters(redis)) == 2, timeout=30, what="two dead letters")
+    answer = sim.post("/_sim/merge", {"objectType": "deals", "primaryObjectId": "1001", "mergedObjectIds": ["1003"]})
+    new_id = str(answer["newObjectId"])
+    wait_for(lambda: events(url, "record_merged"), timeout=30, what="the merge event taken in")
+
+    replayed = requests.post(f"{url}/api/dead-letters/replay", json={}, headers=AUTH, timeout=5)
+    assert replayed.status_code == 202, replayed.text
+    wait_for(lambda: ("deals", new_id, "companies", "42") in sim.pairs(), timeout=30, what="the new deal linked")
+    wait_for(lambda: not pending_ids(redis, Keys("hl:"), LANE), timeout=30, what="the replays settled")
+    assert not dead_letters(redis)
+    assert {(p[1], p[3]) for p in sim.pairs() if p[0] == "deals"} == {(new_id, "42")}
