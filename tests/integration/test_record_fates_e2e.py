@@ -120,6 +120,7 @@ def test_a_deletion_between_intake_and_drain_ends_the_work_record_deleted_withou
     assert "record_deleted" in json.dumps(trace["timeline"])
     [association] = trace["associations"]
     assert (association["state"], association["reason"]) == ("dead", "record_deleted")
+    assert trace["fate"] == {"state": "deleted"}
 
 
 @pytest.mark.parametrize("merged_ids", ["alias", "invalid"])
@@ -156,6 +157,8 @@ def test_a_merge_between_intake_and_drain_links_everything_on_the_new_record(
     assert association["state"] == "done"
     [row] = [r for r in old_trace["timeline"] if r["what"] == "merged"]
     assert f"deals/{new_id}" in row["detail"]
+    assert old_trace["fate"] == {"state": "merged", "into": f"deals/{new_id}"}
+    assert new_trace["fate"] is None
 
 
 @pytest.mark.parametrize("merged_ids", ["alias", "invalid"])
