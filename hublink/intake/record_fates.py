@@ -81,11 +81,12 @@ class _Book:
             return
         merged = {(_name(f.portal), f.object_type, f.object_id) for f in fates if f.fate == "merged"}
         deletions = [f for f in fates if f.fate == "deleted"]
-        for fate in deletions:
-            # HubSpot reports a deletion for each id a merge took away: that deletion is the merge's.
-            [known] = self._get(_name(fate.portal), [(fate.object_type, fate.object_id)])
-            if known is not None and known.startswith(MERGED_PREFIX):
-                merged.add((_name(fate.portal), fate.object_type, fate.object_id))
+        # HubSpot reports a deletion for each id a merge took away: that deletion is the merge's (one read a portal).
+        for portal in dict.fromkeys(_name(f.portal) for f in deletions):
+            records = [(f.object_type, f.object_id) for f in deletions if _name(f.portal) == portal]
+            for record, known in zip(records, self._get(portal, records), strict=True):
+                if known is not None and known.startswith(MERGED_PREFIX):
+                    merged.add((portal, *record))
         writes: list[tuple[str, Record, str | None, int]] = []
         for fate in fates:
             if fate.fate == "deleted" and (_name(fate.portal), fate.object_type, fate.object_id) in merged:
