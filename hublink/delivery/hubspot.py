@@ -433,10 +433,16 @@ class HubSpotClient:
         properties: Iterable[str],
         *,
         base_url: str | None = None,
+        archived: bool = False,
     ) -> dict[str, Any]:
-        """``GET /crm/objects/2026-03/{type}/{id}?properties=...``: the record's properties."""
+        """``GET /crm/objects/2026-03/{type}/{id}?properties=...``: the record's properties.
+
+        ``archived``: read only a deleted (archived) record; HubSpot answers 404 for a live or unknown one.
+        """
         path = f"/crm/objects/{API_VERSION}/{_seg(object_type)}/{_seg(object_id)}"
         params = {"properties": ",".join(properties)}
+        if archived:
+            params["archived"] = "true"
         body, _, _ = self._send("GET", path, token, None, params=params, base_url=base_url)
         props = body.get("properties") if isinstance(body, dict) else None
         return props if isinstance(props, dict) else {}

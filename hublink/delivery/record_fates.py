@@ -11,10 +11,11 @@ call, the gate reads the fates of the records a claim names, in one read (none w
 
 After the call, a pair HubSpot answered on a merged record's new id (instead of the id asked for) is
 linked, and the merge it shows kept. An ``INVALID_OBJECT_IDS`` answer past the fresh-record grace is checked
-by reading the record (``docs/reference/hubspot.md`` §9.2, §9.3): a 404 confirms it archived (its work ends
-``record_deleted`` and the fate is kept for other work); an answer for another id is a merge (the work goes
-back, no attempt spent, and its next claim re-targets it). Inside the grace a 404 may be a record not
-visible yet: the usual retry.
+by reading the record (``docs/reference/hubspot.md`` §9.2, §9.3): a 404, then the record read with
+``archived=true``, confirms it deleted (its work ends ``record_deleted`` and the fate is kept for other work);
+a 404 both ways is an id HubSpot never had (its refusal stands); an answer for another id is a merge (the
+work goes back, no attempt spent, and its next claim re-targets it). Inside the grace a record may not be
+visible yet: the usual retry, and nothing is read.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import replace
-from typing import Protocol
+from typing import Any, Protocol
 
 from hublink.delivery.batch import Batch
 from hublink.delivery.credentials import Credential
@@ -49,9 +50,16 @@ class RecordReader(Protocol):
     """Reads one record (``hublink.delivery.hubspot.HubSpotClient.read_object``)."""
 
     def read_object(
-        self, token: str, object_type: str, object_id: str, properties: Iterable[str], *, base_url: str | None = None
-    ) -> dict[str, object]:
-        """The record's properties; raises NotFoundError when HubSpot has no such record."""
+        self,
+        token: str,
+        object_type: str,
+        object_id: str,
+        properties: Iterable[str],
+        *,
+        base_url: str | None = None,
+        archived: bool = False,
+    ) -> dict[str, Any]:
+        """The record's properties (``archived``: only a deleted one); raises NotFoundError when there is none."""
         ...
 
 
@@ -228,7 +236,7 @@ class RecordFatesGate(Gate):
             if found == "":
                 learnt.append(RecordFate(batch.portal, object_type, object_id, "deleted"))
                 for index in indexes:
-                    ended[index] = RecordDeletedError(f"{object_type}/{object_id}", how="a read answered 404")
+                    ended[index] = RecordDeletedError(f"{object_type}/{object_id}", how="a read found it archived")
             elif found != object_id:
                 learnt.append(RecordFate(batch.portal, object_type, object_id, "merged", found))
                 back.update(indexes)
@@ -245,22 +253,33 @@ class RecordFatesGate(Gate):
         ]
 
     def _read(self, credential: Credential, object_type: str, object_id: str) -> str | None:
-        """The id HubSpot answers for the record ("" when it answers 404), or None when it was not read."""
+        """The id HubSpot answers for the record, "" when it is archived, or None (not read, or not known)."""
         assert self._reader is not None
         assert self._limiter is not None
-        if self._limiter.take_for(credential):
-            return None  # no token near: the usual retry will ask again
-        try:
-            properties = self._reader.read_object(
-                credential.token, object_type, object_id, ["hs_object_id"], base_url=credential.base_url
-            )
-        except NotFoundError:
-            return ""
-        except DeliveryError as exc:
-            log.info("record read failed", extra={"record": f"{object_type}/{object_id}", "error": type(exc).__name__})
-            return None
-        found = properties.get("hs_object_id")
-        return str(found) if found is not None else object_id
+        for archived in (False, True):
+            if self._limiter.take_for(credential):
+                return None  # no token near: the usual retry will ask again
+            try:
+                properties = self._reader.read_object(
+                    credential.token,
+                    object_type,
+                    object_id,
+                    ["hs_object_id"],
+                    base_url=credential.base_url,
+                    archived=archived,
+                )
+            except NotFoundError:
+                # A 404 is a deleted record or one that never was: only the archived read tells them apart.
+                continue
+            except DeliveryError as exc:
+                record = f"{object_type}/{object_id}"
+                log.info("record read failed", extra={"record": record, "error": type(exc).__name__})
+                return None
+            if archived:
+                return ""
+            found = properties.get("hs_object_id")
+            return str(found) if found is not None else object_id
+        return None  # no such record, live or archived: HubSpot's refusal stands
 
 
 def _past_grace(result: Result, now: float, grace_s: float) -> bool:

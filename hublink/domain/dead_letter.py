@@ -33,7 +33,7 @@ HUBLINK_CATEGORIES: dict[str, str] = {
     "UNREADABLE": "queued work this version cannot read; kept whole so that nothing is silently dropped",
     "RECORD_DELETED": (
         "reason `record_deleted`: the association names a record deleted in HubSpot (a deletion event, or a read "
-        "answering 404 past the fresh-record grace); ended without a call, not counted as a failure; replay it "
+        "finding it archived past the fresh-record grace); ended without a call, not counted as a failure; replay it "
         "if the record is restored"
     ),
 }

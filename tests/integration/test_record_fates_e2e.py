@@ -203,3 +203,23 @@ def test_dead_letters_replayed_after_a_merge_go_to_the_new_record(sim: Sim, stac
     wait_for(lambda: not pending_ids(redis, Keys("hl:"), LANE), timeout=30, what="the replays settled")
     assert not dead_letters(redis)
     assert {(p[1], p[3]) for p in sim.pairs() if p[0] == "deals"} == {(new_id, "42")}
+
+
+def test_a_deletion_hublink_hears_nothing_of_is_confirmed_by_reading_the_record(
+    sim: Sim, stack: Stack, tmp_path: Path
+) -> None:
+    """No lifecycle subscription: the 400 for deal 1001 leads to reads (404, then found archived): record_deleted."""
+    stack.settings = replace(stack.settings, fresh_record_grace_s=0.0)
+    _, redis = start(sim, stack, tmp_path, lifecycle=())
+    sim.post(
+        "/_sim/records", {"records": [{"objectType": "deals", "id": "1001"}, {"objectType": "deals", "id": "1002"}]}
+    )
+    queued(redis, 2)
+    sim.post("/_sim/records/delete", {"objectType": "deals", "ids": ["1001"]})
+    PauseStore(redis, Keys("hl:")).resume("lane", LANE)
+
+    wait_for(lambda: ("deals", "1002", "companies", "42") in sim.pairs(), timeout=30, what="deal 1002 linked")
+    [letter] = wait_for(lambda: dead_letters(redis), timeout=30, what="deal 1001's work dead-lettered")
+    assert (letter["reason"], letter["association"]["fromObjectId"]) == ("record_deleted", "1001")
+    assert redis.get(f"hl:rec:{PORTAL}|deals/1001") == b"deleted"
+    assert sim.get("/_sim/requests")["by_endpoint"].get("read_object") == 2  # live 404, then archived

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import pytest
 
@@ -237,18 +238,28 @@ def invalid(object_type: str, object_id: str) -> ValidationRejectedError:
 class Reader(FakeHubSpot):
     """The fake HubSpot, answering record reads: 404 for ``gone``, another id for ``merged``."""
 
-    def __init__(self, gone: Sequence[str] = (), merged: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, gone: Sequence[str] = (), merged: dict[str, str] | None = None, unknown: Sequence[str] = ()
+    ) -> None:
         super().__init__()
         self.gone = set(gone)
         self.merged = merged or {}
+        self.unknown = set(unknown)
         self.reads: list[str] = []
 
     def read_object(
-        self, token: str, object_type: str, object_id: str, properties: Iterable[str], *, base_url: str | None = None
-    ) -> dict[str, object]:
-        """GET the record: 404 for a gone one, the new record's id for a merged one."""
-        self.reads.append(f"{object_type}/{object_id}")
-        if object_id in self.gone:
+        self,
+        token: str,
+        object_type: str,
+        object_id: str,
+        properties: Iterable[str],
+        *,
+        base_url: str | None = None,
+        archived: bool = False,
+    ) -> dict[str, Any]:
+        """GET the record: a gone one only with ``archived``, an unknown one never, a merged one as the new record."""
+        self.reads.append(f"{object_type}/{object_id}" + (" archived" if archived else ""))
+        if object_id in self.unknown or (object_id in self.gone) != archived:
             raise NotFoundError(HubSpotErrorDetail(status=404, message="not found"))
         return {"hs_object_id": self.merged.get(object_id, object_id)}
 
@@ -266,7 +277,7 @@ class TestReadsConfirm:
         return [answer]
 
     def test_a_404_past_the_grace_ends_the_work_record_deleted(self) -> None:
-        """contacts/1001 answered invalid, read 404: dead letter record_deleted, and the fate is kept."""
+        """contacts/1001 answered invalid, read 404, found archived: dead letter record_deleted, the fate kept."""
         clock = Clock()
         lanes = MemoryLanes(clock=clock)
         gone = lanes.add(association(1, at=START - 600))
@@ -274,7 +285,7 @@ class TestReadsConfirm:
         hubspot.script = self.refused("CONTACT", "1001")
         book = MemoryRecordFates(clock)
         drainer(lanes, hubspot, clock, fates=book).drain(LANE)
-        assert hubspot.reads == ["contacts/1001"]
+        assert hubspot.reads == ["contacts/1001", "contacts/1001 archived"]
         assert lanes.dead_letters[gone].reason == "record_deleted"
         assert book.look(None, [("contacts", "1001")]).deleted == {("contacts", "1001")}
 
@@ -289,6 +300,19 @@ class TestReadsConfirm:
         report = drainer(lanes, hubspot, clock, fates=book).drain(LANE)
         assert [pairs for _, pairs in hubspot.calls] == [[("1", "1001")], [("1", "55")]]
         assert report.linked == 1 and not lanes.dead_letters
+
+    def test_an_id_hubspot_never_had_keeps_hubspots_refusal(self) -> None:
+        """404 both ways: the usual dead letter naming the invalid id, counted as a failure; no fate kept."""
+        clock = Clock()
+        lanes = MemoryLanes(clock=clock)
+        dead = lanes.add(association(1, at=START - 600))
+        hubspot = Reader(unknown=["1001"])
+        hubspot.script = self.refused("CONTACT", "1001")
+        book = MemoryRecordFates(clock)
+        drainer(lanes, hubspot, clock, fates=book).drain(LANE)
+        letter = lanes.dead_letters[dead]
+        assert (letter.reason, letter.category) == ("permanent: ValidationRejectedError", "VALIDATION_ERROR")
+        assert not book.look(None, [("contacts", "1001")])
 
     def test_inside_the_grace_nothing_is_read(self) -> None:
         """A fresh record may not be visible yet: the usual retry, no read."""
