@@ -26,6 +26,7 @@ from hublink.lanes import pending_ids
 from hublink.store.keys import Keys
 from tests.conftest import ADMIN_TOKEN
 from tests.integration.conftest import HUBSPOT_TOKEN, Sim, Stack
+from tests.integration.helpers import wait_settled
 from tests.support.processes import wait_for
 
 pytestmark = pytest.mark.integration
@@ -142,7 +143,7 @@ def test_a_merge_between_intake_and_drain_links_everything_on_the_new_record(
     PauseStore(redis, Keys("hl:")).resume("lane", LANE)
 
     wait_for(lambda: ("deals", new_id, "companies", "42") in sim.pairs(), timeout=30, what="the new deal linked")
-    wait_for(lambda: not pending_ids(redis, Keys("hl:"), LANE), timeout=30, what="the lane emptied")
+    wait_settled(redis, timeout=30)
     assert not dead_letters(redis)
     requests_made = sim.get("/_sim/requests")
     assert "400" not in requests_made["by_status"]
@@ -177,10 +178,11 @@ def test_a_merge_hublink_hears_nothing_of_is_learnt_from_hubspots_answers(
     PauseStore(redis, Keys("hl:")).resume("lane", LANE)
 
     wait_for(lambda: ("deals", new_id, "companies", "42") in sim.pairs(), timeout=30, what="the new deal linked")
-    wait_for(lambda: not pending_ids(redis, Keys("hl:"), LANE), timeout=30, what="the lane emptied")
+    wait_settled(redis, timeout=30)
     assert not dead_letters(redis)
     assert not events(url, "record_merged")
-    assert redis.get(f"hl:rec:{PORTAL}|deals/1002") == f"merged:{new_id}".encode()
+    fate = f"merged:{new_id}".encode()
+    wait_for(lambda: redis.get(f"hl:rec:{PORTAL}|deals/1002") == fate, timeout=30, what="the merge kept")
 
 
 def test_dead_letters_replayed_after_a_merge_go_to_the_new_record(sim: Sim, stack: Stack, tmp_path: Path) -> None:
@@ -200,7 +202,7 @@ def test_dead_letters_replayed_after_a_merge_go_to_the_new_record(sim: Sim, stac
     replayed = requests.post(f"{url}/api/dead-letters/replay", json={}, headers=AUTH, timeout=5)
     assert replayed.status_code == 202, replayed.text
     wait_for(lambda: ("deals", new_id, "companies", "42") in sim.pairs(), timeout=30, what="the new deal linked")
-    wait_for(lambda: not pending_ids(redis, Keys("hl:"), LANE), timeout=30, what="the replays settled")
+    wait_settled(redis, timeout=30)
     assert not dead_letters(redis)
     assert {(p[1], p[3]) for p in sim.pairs() if p[0] == "deals"} == {(new_id, "42")}
 
@@ -221,5 +223,5 @@ def test_a_deletion_hublink_hears_nothing_of_is_confirmed_by_reading_the_record(
     wait_for(lambda: ("deals", "1002", "companies", "42") in sim.pairs(), timeout=30, what="deal 1002 linked")
     [letter] = wait_for(lambda: dead_letters(redis), timeout=30, what="deal 1001's work dead-lettered")
     assert (letter["reason"], letter["association"]["fromObjectId"]) == ("record_deleted", "1001")
-    assert redis.get(f"hl:rec:{PORTAL}|deals/1001") == b"deleted"
+    wait_for(lambda: redis.get(f"hl:rec:{PORTAL}|deals/1001") == b"deleted", timeout=30, what="the deletion kept")
     assert sim.get("/_sim/requests")["by_endpoint"].get("read_object") == 2  # live 404, then archived
