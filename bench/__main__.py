@@ -27,7 +27,7 @@ from typing import Any
 import redis as redis_lib
 import requests
 
-from bench import capacity, say
+from bench import capacity, footprint, say
 from hublink.domain import signatures
 from tests.support.processes import (
     Process,
@@ -135,8 +135,16 @@ class Bench:
         return redis_lib.Redis.from_url(self.redis.url)
 
     def reset(self) -> None:
-        """Empty Redis and the simulator between measurements."""
-        self.client().flushall()
+        """Empty Redis and the simulator between measurements (asynchronously: millions of keys take seconds)."""
+        client = self.client()
+        client.flushall(asynchronous=True)
+        # Measured from an empty Redis: wait until the background thread has freed what was flushed.
+        wait_for(
+            lambda: int(client.info("memory").get("lazyfree_pending_objects", 0)) == 0,
+            timeout=120,
+            interval=0.1,
+            what="the flushed keys to be freed",
+        )
         requests.post(f"{self.sim_url}/_sim/reset", timeout=10)
 
     def sim_get(self, path: str) -> Any:
@@ -647,6 +655,8 @@ def table(r: dict[str, Any]) -> str:
         )
     for figure in capacity.rows(r):
         row(*figure)
+    for figure in footprint.rows(r):
+        row(*figure)
     if "soak" in r:
         p = r["soak"]
         row(
@@ -777,6 +787,11 @@ def main(argv: list[str] | None = None) -> int:
             if "P8" in only:
                 sizes = [50_000] if quick else [50_000, 1_000_000]
                 steps.append(("P8", lambda: capacity.p8_bytes_per_pending(b, sizes)))
+                # As a user pays it: through the API and signed webhooks, history and traces on. The webhook
+                # row at 1,000,000 takes about 20 minutes more: `make bench-footprint` runs every row.
+                steps.append(
+                    ("P8 e2e", lambda: footprint.p8_end_to_end(b, sizes, ["api", "webhook"], webhook_sizes=[50_000]))
+                )
             if "P9" in only:
                 steps.append(
                     ("P9", lambda: capacity.p9_backfill(b, 20_000 if quick else 100_000, 0 if quick else 10_000))

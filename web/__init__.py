@@ -33,7 +33,7 @@ from hublink.lanes import LaneStore
 from hublink.ops.dead_letters import DeadLetterStore
 from hublink.ops.event_replay import EventReplayer
 from hublink.ops.metrics import Metrics
-from hublink.store.connections import connect
+from hublink.store.connections import PROBE_POOL_SIZE, PROBE_POOL_WAIT_S, WEB_POOL_SIZE, connect
 from hublink.store.keys import Keys
 from hublink.store.scripts import Scripts
 from web import admin, api, cli, errors, health, metrics, responses, webhooks
@@ -83,7 +83,12 @@ def create_app(
     keys = Keys(settings.redis_prefix)
     # Through the sentinels when configured; the socket also waits out intake's WAIT for replicas, if any.
     wait_s = settings.redis_wait_ms / 1000 if settings.redis_min_replicas else 0.0
-    redis = connect(settings, timeout_s=settings.redis_timeout_s, blocking_s=wait_s)
+    # One connection per request the process can hold (WEB_POOL_SIZE); the probes, which anyone may call,
+    # get a small pool of their own, so that a flood of them waits among itself and never takes intake's.
+    redis = connect(settings, timeout_s=settings.redis_timeout_s, blocking_s=wait_s, pool_size=WEB_POOL_SIZE)
+    probe_redis = connect(
+        settings, timeout_s=settings.redis_timeout_s, pool_size=PROBE_POOL_SIZE, pool_wait_s=PROBE_POOL_WAIT_S
+    )
     scripts = Scripts(redis)
     # Replays from the dead-letter store and of past events go back into the lanes.
     lanes = LaneStore(redis, keys, lease_s=settings.lease_s, dedup_window_s=settings.dedup_window_s, scripts=scripts)
@@ -91,6 +96,7 @@ def create_app(
     app.extensions["hublink"] = Parts(
         settings=settings,
         redis=redis,
+        probe_redis=probe_redis,
         keys=keys,
         scripts=scripts,
         inbox=Inbox(

@@ -16,6 +16,7 @@ from hublink.domain.errors import (
     InvalidInputError,
     InvalidSignatureError,
     NotReplicatedError,
+    StoreBusyError,
     StoreFullError,
     StoreUnavailableError,
 )
@@ -23,10 +24,12 @@ from hublink.store.connections import store_error
 from web.parts import parts
 
 #: Codes of the answers given because Redis failed: counting them would need the Redis that just failed.
-STORE_CODES = frozenset({"store_unavailable", "store_full", "not_replicated"})
+STORE_CODES = frozenset({"store_unavailable", "store_full", "store_busy", "not_replicated"})
 #: Seconds a sender is asked to wait: a lost connection comes back quickly, a full Redis needs an operator.
 RETRY_AFTER_UNAVAILABLE_S = 5
 RETRY_AFTER_FULL_S = 30
+#: A busy pool frees up within moments.
+RETRY_AFTER_BUSY_S = 1
 
 log = logging.getLogger("hublink.web")
 
@@ -89,6 +92,15 @@ def store_refusal(exc: StoreUnavailableError) -> Response:
             "the request was not confirmed by enough Redis replicas in time; retry later",
             {"replicas": exc.replicas, "wanted": exc.wanted},
             headers={"Retry-After": "1"},
+        )
+    if isinstance(exc, StoreBusyError):
+        # Redis may be fine: this process had more Redis calls under way than its pool holds.
+        return error_response(
+            503,
+            "store_busy",
+            "no Redis connection of this process came free in time (its pool is in use); retry later",
+            {"reason": str(exc)},
+            headers={"Retry-After": str(RETRY_AFTER_BUSY_S)},
         )
     if isinstance(exc, StoreFullError):
         return error_response(

@@ -7,6 +7,7 @@ from pathlib import Path
 import redis
 from flask import Blueprint, Response, jsonify, send_file
 
+from hublink import __version__
 from hublink.store.connections import store_error
 from hublink.store.keys import READY_PROBE_TTL_S
 from web.parts import parts
@@ -17,8 +18,8 @@ OPENAPI_PATH = Path(__file__).resolve().parents[1] / "openapi.yaml"
 
 @bp.get("/healthz")
 def healthz() -> Response:
-    """Alive: answers without touching Redis."""
-    return jsonify({"status": "ok"})
+    """Alive: answers without touching Redis, with the version running (the image's label says the same)."""
+    return jsonify({"status": "ok", "version": __version__})
 
 
 @bp.get("/openapi.yaml")
@@ -33,12 +34,12 @@ def readyz() -> tuple[Response, int]:
     problems = []
     p = parts()
     try:
-        p.redis.set(p.keys.ready_probe, b"1", ex=READY_PROBE_TTL_S)
+        p.probe_redis.set(p.keys.ready_probe, b"1", ex=READY_PROBE_TTL_S)
     except redis.RedisError as exc:
         typed = store_error(exc)
         if typed is None:
             raise
-        problems.append(f"redis: {type(typed).__name__} ({type(exc).__name__})")
+        problems.append(f"redis: {type(typed).__name__} ({type(exc).__name__}): {typed}")
     if problems:
         return jsonify({"status": "unavailable", "problems": problems}), 503
     return jsonify({"status": "ready"}), 200

@@ -20,5 +20,5 @@ def metrics() -> Response:
     if p.settings.metrics_token:
         require_bearer(p.settings.metrics_token, realm="metrics")
     with store_errors():
-        body = render(p.redis, p.keys, p.settings.queue_name)
+        body = render(p.probe_redis, p.keys, p.settings.queue_name)
     return Response(body, content_type=CONTENT_TYPE_LATEST)

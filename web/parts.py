@@ -32,7 +32,10 @@ class Parts:
     """What views and commands need: settings, the rules, and the Redis-backed stores."""
 
     settings: Settings
+    #: Requests' Redis client (``hublink.store.connections.WEB_POOL_SIZE`` connections).
     redis: Redis
+    #: The probes' own client (/readyz, /metrics: open to anyone), ``PROBE_POOL_SIZE`` connections.
+    probe_redis: Redis
     keys: Keys
     scripts: Scripts
     inbox: Inbox

@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 from flask import request
 
+from hublink.domain.json_nesting import MAX_DEPTH, is_too_deep
 from web.errors import ApiError
 from web.throttle import FailureThrottle
 
@@ -36,8 +37,10 @@ def require_bearer(expected: str | None, *, realm: str, throttle: FailureThrottl
     if scheme.lower() != "bearer" or not presented:
         raise ApiError(401, "unauthorized", "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
     address = request.remote_addr or "unknown"
+    verdict = None
     if throttle is not None:
-        verdict = throttle.check(address)
+        # Counted before the comparison, in the same step as the check: see web.throttle.
+        verdict = throttle.take(address)
         if not verdict.allowed:
             log.warning(
                 "admin token throttled",
@@ -50,13 +53,15 @@ def require_bearer(expected: str | None, *, realm: str, throttle: FailureThrottl
                 headers={"Retry-After": str(verdict.retry_after_s)},
             )
     if not hmac.compare_digest(presented.strip().encode(), expected.encode()):
-        if throttle is not None:
-            by_address, in_total = throttle.fail(address)
+        if verdict is not None:
+            by_address, in_total = verdict.counts
             log.info(
                 "admin token refused",
                 extra={"path": request.path, "client": address, "failures": by_address, "failures_total": in_total},
             )
         raise ApiError(401, "unauthorized", "wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
+    if throttle is not None:
+        throttle.refund(address)
 
 
 class BodyTimeoutError(Exception):
@@ -145,6 +150,9 @@ def parse_json(raw: bytes) -> Any:
     orjson, because a 100-event HubSpot batch is parsed on every delivery: it is several times faster than
     the standard library and as strict (it refuses NaN, Infinity and invalid UTF-8 by itself).
     """
+    if is_too_deep(raw):
+        # Refused before parsing: code that walks a parsed document recurses once per level.
+        raise ApiError(400, "too_deep", f"body nests objects and arrays more than {MAX_DEPTH} levels deep")
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:

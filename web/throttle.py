@@ -2,9 +2,11 @@
 in total. Shared by :mod:`web.admin` (logins) and :mod:`web.api` (the admin API's bearer tokens).
 
 Counters live in Redis (``throttle:<scope>``, fixed windows), so every web process shares them: ten
-gunicorn workers do not give an attacker ten times the attempts. A small counter, not Flask-Limiter:
-only failures count (an operator's successful requests are never limited), the check and the count are
-two round-trips on the failure path only, and it needs nothing of Flask.
+gunicorn workers do not give an attacker ten times the attempts. Each attempt is checked and counted in
+one atomic step *before* the token is compared (``throttle_take.lua``), so wrong tokens sent all at once
+get at most ``PER_ADDRESS_LIMIT`` comparisons per address per window, however they interleave; a right
+token gives its attempt back (``throttle_refund.lua``), so only failures use the window up and an
+operator's successful requests are never limited. A small counter, not Flask-Limiter.
 
 Fails closed: without Redis the check raises StoreUnavailableError and the request is a 503, so a Redis
 outage never turns into unlimited guessing.
@@ -39,6 +41,8 @@ class Verdict:
     allowed: bool
     retry_after_s: int = 0
     scope: str = ""
+    #: Attempts counted in the window, this one included (address, total), when allowed.
+    counts: tuple[int, int] = (0, 0)
 
 
 class FailureThrottle:
@@ -66,24 +70,21 @@ class FailureThrottle:
     def _scoped(self, address: str) -> list[str]:
         return [self._keys.throttle(f"{self._kind}:{address}"), self._keys.throttle(f"{self._kind}:{TOTAL_SCOPE}")]
 
-    def check(self, address: str) -> Verdict:
-        """May ``address`` try now? No once it, or everyone together, used up the window's failures."""
-        keys = self._scoped(address)
-        with store_errors():
-            pipe = self._redis.pipeline(transaction=False)
-            for key in keys:
-                pipe.get(key)
-                pipe.ttl(key)
-            raw = pipe.execute()
-        for (scope, limit), count, ttl in zip(
-            (("address", self._per_address), (TOTAL_SCOPE, self._total)), raw[0::2], raw[1::2], strict=True
-        ):
-            if count is not None and int(count) >= limit:
-                return Verdict(False, max(int(ttl), 1), scope)
-        return Verdict(True)
+    def take(self, address: str) -> Verdict:
+        """Count an attempt from ``address`` now, before its token is compared; refused once a window is used up.
 
-    def fail(self, address: str) -> tuple[int, int]:
-        """Count one failure from ``address``; return the counts (address, total) in the window."""
+        Call :meth:`refund` when the token was right. Raises StoreUnavailableError without Redis.
+        """
         with store_errors():
-            counts = self._scripts.throttle_fail(keys=self._scoped(address), args=[self._window_s])
-        return int(counts[0]), int(counts[1])
+            answer = self._scripts.throttle_take(
+                keys=self._scoped(address), args=[self._window_s, self._per_address, self._total]
+            )
+        if int(answer[0]) == 1:
+            return Verdict(True, counts=(int(answer[1]), int(answer[2])))
+        scope = ("address", TOTAL_SCOPE)[int(answer[2]) - 1]
+        return Verdict(False, max(int(answer[1]), 1), scope)
+
+    def refund(self, address: str) -> None:
+        """Give back the attempt :meth:`take` counted: the token was right (a success never uses the window)."""
+        with store_errors():
+            self._scripts.throttle_refund(keys=self._scoped(address))

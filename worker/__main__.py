@@ -1,7 +1,9 @@
 """Composition root of the worker process: settings, logging, Redis, the background threads, RQ.
 
 ``python -m worker [--burst] [--name NAME]``; ``python -m worker --check [--name NAME]`` is the readiness
-probe (exit 0 when Redis answers and the worker's heartbeat is fresh, else 1 with one line saying why).
+probe (exit 0 when Redis answers and a live worker with a fresh heartbeat holds the name, else 1 with one
+line saying why). A worker started under a name a live process holds waits for it to stop; one started
+under the name of a process that died (``kill -9``) takes over at once.
 
 The RQ worker is a ``SimpleWorker`` (no fork per job) with the JSON serializer: a drain job makes one HubSpot
 call per batch, so a 15 ms fork per job would cost more than the work, and the pooled HTTPS connections of the
@@ -22,7 +24,7 @@ from hublink import log as hublink_log
 from hublink.config.rules_file import RulesFile
 from hublink.config.settings import Settings
 from hublink.domain.errors import ConfigError, StoreUnavailableError
-from hublink.ops.heartbeats import HEARTBEAT_STALE_S, WorkerHeartbeats
+from hublink.ops.heartbeats import HEARTBEAT_STALE_S, WorkerHeartbeats, WorkerPresence
 from hublink.store.connections import connect
 from hublink.store.keys import Keys
 from worker import runtime
@@ -47,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hublink worker: {exc}", file=sys.stderr)  # noqa: T201 - before logging exists
         return 2
     expander, dispatcher = rt.expander, rt.dispatcher
+    # Nothing runs under the name (inbox reads, heartbeats, RQ) until this process holds it.
+    runtime.hold_name(rt)
     if args.burst:
         # Burst: everything accepted so far becomes lane work before RQ decides the queue is empty.
         try:
@@ -74,9 +78,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def check(name: str | None) -> int:
-    """Readiness: 0 when Redis answers and the worker's heartbeat is fresh, else 1 with one line saying why.
+    """Readiness: 0 when Redis answers and a live worker with a fresh heartbeat holds the name, else 1 and why.
 
-    Without ``name``, any worker of this host that runs under its default name (host:pid) will do.
+    A heartbeat outlives a worker killed with ``-9`` by up to a minute; the name's presence does not
+    (``hublink.ops.heartbeats.WorkerPresence``).
+
+        Without ``name``, any worker of this host that runs under its default name (host:pid) will do.
     """
     try:
         settings = Settings.from_env(os.environ)
@@ -84,13 +91,22 @@ def check(name: str | None) -> int:
         print(f"not ready: {exc}", file=sys.stderr)  # noqa: T201 - a probe's one line
         return 1
     client = connect(settings.redis_url, timeout_s=min(settings.redis_timeout_s, 2.0))
-    heartbeats = WorkerHeartbeats(client, Keys(settings.redis_prefix))
+    keys = Keys(settings.redis_prefix)
+    heartbeats = WorkerHeartbeats(client, keys)
+    presence = WorkerPresence(client, keys, heartbeats)
     try:
         client.ping()
         if name:
             found = None if (age := heartbeats.age_s(name)) is None else (name, age)
+            held = found is not None and presence.holders(name) > 0
         else:
-            found = heartbeats.freshest(f"{os.uname().nodename}:")
+            # The freshest heartbeat of this host whose name a live process holds (a dead one's may be fresher).
+            found, held = None, False
+            for candidate in heartbeats.by_age(f"{os.uname().nodename}:"):
+                found = found or candidate
+                if presence.holders(candidate[0]) > 0:
+                    found, held = candidate, True
+                    break
     except StoreUnavailableError as exc:
         print(f"not ready: {exc}", file=sys.stderr)  # noqa: T201 - a probe's one line
         return 1
@@ -103,6 +119,13 @@ def check(name: str | None) -> int:
         print(f"not ready: no heartbeat from {name or 'a worker of this host'}", file=sys.stderr)  # noqa: T201
         return 1
     worker, age = found
+    if not held:
+        print(  # noqa: T201 - a probe's one line
+            f"not ready: no live worker holds the name {worker} (its heartbeat, {age:.0f} s old, was left by a "
+            "process that has stopped)",
+            file=sys.stderr,
+        )
+        return 1
     if age > HEARTBEAT_STALE_S:
         print(f"not ready: the heartbeat of {worker} is {age:.0f} s old", file=sys.stderr)  # noqa: T201
         return 1

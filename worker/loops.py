@@ -33,7 +33,7 @@ from hublink.intake.inbox import Inbox, InboxEntry
 from hublink.intake.journal import MAX_ENTRIES_PER_POLL, JournalPoller
 from hublink.lanes import LaneStore
 from hublink.ops.alerts import Alerter
-from hublink.ops.heartbeats import WorkerHeartbeats
+from hublink.ops.heartbeats import WorkerHeartbeats, WorkerPresence
 from hublink.store.connections import is_unavailable
 from worker import jobs
 
@@ -235,8 +235,10 @@ class Dispatcher(BackgroundLoop):
         alerter: Alerter | None = None,
         heartbeats: WorkerHeartbeats | None = None,
         worker_name: str = "",
+        presence: WorkerPresence | None = None,
     ) -> None:
         self._lanes = lanes
+        self._presence = presence
         self._alerter = alerter
         self._heartbeats = heartbeats
         self._worker_name = worker_name
@@ -265,8 +267,8 @@ class Dispatcher(BackgroundLoop):
 
     def step(self, wait_s: float) -> float:
         """One turn: sweep, then wait up to ``wait_s`` for wake-ups; return how long the next wait may be."""
-        if self._heartbeats is not None:
-            self._heartbeats.beat(self._worker_name)
+        if self._heartbeats is not None and self._heartbeats.beat(self._worker_name) and self._presence is not None:
+            self._presence.keep()
         report = self._lanes.sweep()
         lanes = self._lanes.pop_wake(min(wait_s, MAX_SWEEP_INTERVAL_S))
         self.enqueue_drains(lanes)

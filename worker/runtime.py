@@ -7,8 +7,12 @@ the dispatcher threads. Nothing here connects at import time; redis-py opens con
 Redis trouble never ends the process. RQ's ``Worker.work()`` quits on any error it meets outside a job
 (a ConnectionError in its heartbeat or after a drain that lost Redis, a TimeoutError, an OOM answer), and
 its teardown then raises again on the dead connection: :func:`work` waits for Redis with backoff, lets
-the old incarnation register its death, and enters ``work()`` again under the same name. What the worker
-held is leased, so it comes back to its lane when the lease runs out; nothing else is repeated.
+the old incarnation register its death, and enters ``work()`` again under the same name. A full Redis
+refuses that record of death (a write), and RQ refuses a name whose registration looks alive; since the
+process holds its name (:func:`hold_name`, ``hublink.ops.heartbeats.WorkerPresence``), the registration
+it finds is its own leftover, or a dead process's, and :meth:`HubLinkWorker.register_birth` clears it.
+What the worker held is leased, so it comes back to its lane when the lease runs out; nothing else is
+repeated.
 """
 
 from __future__ import annotations
@@ -33,13 +37,14 @@ from hublink.config.rules_file import RulesFile
 from hublink.config.settings import Settings
 from hublink.delivery.circuit import Breaker, CircuitSettings, RedisCircuitStore
 from hublink.delivery.credentials import CredentialProvider, PortalCredentials, StaticCredentials, journal_tokens
+from hublink.delivery.displacements import DisplacementHistory
 from hublink.delivery.drain import DrainSettings, LaneDrainer
 from hublink.delivery.hubspot import HubSpotClient
 from hublink.delivery.labels import LabelCatalog, LabelDefinitions, check_rule_labels
 from hublink.delivery.lookups import LookupResolver, ResolutionHistory
 from hublink.delivery.pauses import PauseStore
 from hublink.delivery.rate_limit import RedisRateLimiter
-from hublink.domain.errors import ConfigError
+from hublink.domain.errors import ConfigError, StoreUnavailableError
 from hublink.domain.retry_policy import RetryPolicy
 from hublink.domain.rules import RuleSet
 from hublink.intake.expansion import Expansion
@@ -50,7 +55,7 @@ from hublink.intake.record_fates import RecordFates
 from hublink.lanes import LaneStore
 from hublink.ops.alerts import Alerter
 from hublink.ops.dead_letters import DeadLetterStore
-from hublink.ops.heartbeats import WorkerHeartbeats
+from hublink.ops.heartbeats import WorkerHeartbeats, WorkerPresence
 from hublink.ops.metrics import Metrics
 from hublink.store.connections import UNAVAILABLE, connect, connect_rq, is_unavailable
 from hublink.store.keys import Keys
@@ -92,6 +97,8 @@ class Runtime:
     name: str = ""
     #: Polls the Webhooks Journal of the portals file's ``journal: true`` portals; None when there are none.
     journal: JournalLoop | None = None
+    #: This process's hold on its name (claimed before RQ registers it; see ``hublink.ops.heartbeats``).
+    presence: WorkerPresence | None = None
 
 
 class HubLinkJob(Job):
@@ -123,6 +130,21 @@ class HubLinkWorker(SimpleWorker):
         self.runtime = runtime
         #: A SIGTERM/SIGINT arrived: RQ's loop ended because it was asked to, not on an error.
         self.stop_signalled = False
+
+    def register_birth(self) -> None:
+        """RQ's registration, after clearing a registration this name left without a death.
+
+        The process holds the name's presence (:meth:`WorkerPresence.claim` ran before RQ's loop), so a
+        registration that says "alive" is a leftover: of a process killed with ``-9``, or of this process's
+        previous loop, which could not record its death while Redis refused writes (RQ would refuse the
+        name until the leftover expires, minutes later). DEL is taken even by a full Redis.
+        """
+        presence = self.runtime.presence
+        held = presence is not None and presence.held
+        if held and self.connection.exists(self.key) and not self.connection.hexists(self.key, "death"):
+            log.warning("worker registration: clearing the one this name left", extra={"worker": self.name})
+            self.connection.delete(self.key)
+        super().register_birth()  # type: ignore[no-untyped-call]
 
     def execute_job(self, job: Job, queue: Queue) -> Any:
         """Run ``job`` with this worker's runtime."""
@@ -175,6 +197,25 @@ def work(rt: Runtime, *, name: str | None, burst: bool, logging_level: str) -> N
         with suppress(*UNAVAILABLE, AttributeError):
             worker.unsubscribe()  # type: ignore[no-untyped-call]
         log.warning("worker loop: Redis answers again; resuming work", extra={"worker": worker.name})
+
+
+def hold_name(rt: Runtime) -> None:
+    """Hold the worker's name before anything runs under it: at once, or once the live holder stops.
+
+    Redis trouble meanwhile is waited out with backoff, as :func:`work` does.
+    """
+    if rt.presence is None:
+        return
+    backoff_s = REDIS_BACKOFF_FIRST_S
+    while True:
+        try:
+            rt.presence.claim(rt.name)
+        except StoreUnavailableError as exc:
+            log.warning("worker name: Redis unavailable", extra={"error": str(exc), "retry_in_s": backoff_s})
+            time.sleep(backoff_s)
+            backoff_s = min(backoff_s * 2, REDIS_BACKOFF_MAX_S)
+        else:
+            return
 
 
 def _wait_for_redis(redis: Redis, backoff_s: float, *, stopping: Callable[[], bool]) -> float:
@@ -262,6 +303,7 @@ def build(settings: Settings, rules_file: RulesFile | None = None, *, consumer: 
         lanes=lanes,
         fates=fates,
         resolutions=ResolutionHistory(history),
+        displacements=DisplacementHistory(history),
         circuit=breaker,
         limiter=RedisRateLimiter(redis, keys, margin=settings.rate_limit_margin, scripts=scripts),
         client=client,
@@ -296,6 +338,8 @@ def build(settings: Settings, rules_file: RulesFile | None = None, *, consumer: 
     )
     inbox = Inbox(redis, keys, claim_idle_s=settings.lease_s, scripts=scripts)
     name = consumer or default_name()
+    heartbeats = WorkerHeartbeats(redis, keys)
+    presence = WorkerPresence(redis, keys, heartbeats)
     expander = Expander(
         inbox,
         Expansion(
@@ -327,8 +371,9 @@ def build(settings: Settings, rules_file: RulesFile | None = None, *, consumer: 
         job_timeout_s=JOB_TIMEOUT_S,
         failure_ttl_s=FAILURE_TTL_S,
         alerter=alerter,
-        heartbeats=WorkerHeartbeats(redis, keys),
+        heartbeats=heartbeats,
         worker_name=name,
+        presence=presence,
     )
     journal = None
     if isinstance(credentials, PortalCredentials) and credentials.journal_portal_ids:
@@ -370,6 +415,7 @@ def build(settings: Settings, rules_file: RulesFile | None = None, *, consumer: 
         dispatcher,
         name,
         journal,
+        presence,
     )
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import yaml
 
+from hublink.domain.associations import is_object_id
 from hublink.domain.errors import ConfigError
 from hublink.domain.limits import RateLimit
 from hublink.domain.sources import secret_from
@@ -56,7 +57,7 @@ def load_portals(text: str, environ: Mapping[str, str], filename: str) -> dict[s
     for raw_id, conf in portals.items():
         portal_id = str(raw_id)
         where = f"{filename}: portals.{portal_id}"
-        if not portal_id.isdigit() or not isinstance(conf, dict):
+        if not is_object_id(portal_id) or not isinstance(conf, dict):
             raise ConfigError(f"{where}: expected a numeric portal id mapped to token or oauth settings")
         rate_limit = None
         if conf.get("rate_limit") is not None:

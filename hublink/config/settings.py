@@ -15,6 +15,7 @@ from dataclasses import Field, dataclass, field, fields
 from typing import Any, Literal, TypeVar
 from urllib.parse import unquote, urlsplit
 
+from hublink.config.secret_files import with_secret_files
 from hublink.domain.errors import ConfigError
 from hublink.domain.limits import RateLimit
 from hublink.domain.subscriptions import MIN_CONCURRENT_REQUESTS
@@ -387,7 +388,8 @@ class Settings:
     history_max_mb: float = variable(
         "HUBLINK_HISTORY_MAX_MB",
         256.0,
-        "The event history's size cap in Redis; past it the oldest records are dropped and counted.",
+        "The event history's size cap in Redis, over every history key (records and their index); past it the"
+        " oldest go first, with their index entries, and are counted.",
         _positive_float,
     )
     circuit_errors: int = variable(
@@ -422,6 +424,7 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
         """Read every declared variable once; raise ConfigError naming the first bad one."""
+        environ = with_secret_files(environ)  # NAME_FILE gives a secret variable from a file
         values: dict[str, object] = {}
         for item in fields(cls):
             spec = variable_of(item)
@@ -457,7 +460,9 @@ class Settings:
         if self.journal_poll_s < 0.1:
             raise ConfigError(f"HUBLINK_JOURNAL_POLL_S: expected at least 0.1, got {self.journal_poll_s}")
         if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
-            raise ConfigError(f"REDIS_URL: expected redis://, rediss:// or unix://, got {self.redis_url!r}")
+            # Only the scheme is named: the rest of the URL may hold the password.
+            scheme = self.redis_url.split("://", 1)[0] if "://" in self.redis_url else "no scheme"
+            raise ConfigError(f"REDIS_URL: expected redis://, rediss:// or unix://, got {scheme!r}")
         if bool(self.redis_sentinels) != bool(self.redis_sentinel_master):
             given, missing = ("REDIS_SENTINELS", "REDIS_SENTINEL_MASTER")[:: 1 if self.redis_sentinels else -1]
             raise ConfigError(f"{given}: set without {missing} (Sentinel needs both, or neither)")

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from hublink.delivery.credentials import Credential
+from hublink.delivery.displacements import Displacement
 from hublink.delivery.outcomes import Result
 from hublink.domain.errors import DeliveryError
 from hublink.lanes import Claim, Claimed
@@ -44,6 +45,8 @@ class Sent:
     park_until_ms: int = 0
     #: The pause that stopped the lane (``circuit:<p>`` when this batch's call opened the circuit), or "".
     paused: str = ""
+    #: What this batch's writes of single-valued types moved from other records (kept after the settle).
+    displaced: list[Displacement] = field(default_factory=list)
 
     def answer(self, items: Iterable[Claimed], error: DeliveryError | None) -> None:
         """Record HubSpot's (or a gate's) word on ``items``: None for linked, else the error."""

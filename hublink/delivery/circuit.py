@@ -2,7 +2,8 @@
 
 A revoked or wrong token (a 401 on a private app's token, a 401 on an OAuth token just refreshed, an OAuth
 refresh HubSpot refuses), a token missing scopes (a 403 for a whole call), or a run of 5xx answers and
-timeouts (``HUBLINK_CIRCUIT_ERRORS`` within ``HUBLINK_CIRCUIT_WINDOW_S``) *opens* the portal's circuit.
+timeouts (``HUBLINK_CIRCUIT_ERRORS`` within ``HUBLINK_CIRCUIT_WINDOW_S``; the OAuth token endpoint's 429s
+and 5xx count too) *opens* the portal's circuit.
 While it is open, the portal's lanes are paused (the ``circuit:<portal>`` field of the ``paused`` hash,
 read by claim.lua): the drain that tripped it hands its claimed work back without spending an attempt,
 nothing is dead-lettered for it, and every other drain of the portal claims nothing. Every
@@ -38,6 +39,7 @@ from hublink.domain.errors import (
     HubSpotTimeoutError,
     PermanentError,
     ServerError,
+    TokenEndpointError,
     UnknownPortalError,
 )
 from hublink.store.connections import store_errors, text
@@ -122,8 +124,9 @@ def trip_for_credentials(error: DeliveryError) -> Trip | None:
 
 
 def counts_toward_run(error: DeliveryError) -> bool:
-    """True for the failures a run of which opens the circuit: 5xx (and 423, 477, 52x) and timeouts."""
-    return isinstance(error, ServerError | HubSpotTimeoutError | ConnectionFailedError)
+    """True for the failures a run of which opens the circuit: 5xx (and 423, 477, 52x) and timeouts, and the
+    OAuth token endpoint's 429s and 5xx (a portal without a token cannot be served either)."""
+    return isinstance(error, ServerError | HubSpotTimeoutError | ConnectionFailedError | TokenEndpointError)
 
 
 def run_trip(count: int, threshold: int, window_s: float, error: DeliveryError) -> Trip | None:
@@ -240,8 +243,14 @@ class Breaker:
         return trip
 
     def failed_credentials(self, portal: str, error: DeliveryError) -> Trip | None:
-        """Record a failure to get the portal's token; the trip if it opens the circuit."""
+        """Record a failure to get the portal's token; the trip if it opens (or would have opened) the circuit.
+
+        A refusal for good opens it at once; the token endpoint's 429s and 5xx count toward a run.
+        """
         trip = trip_for_credentials(error)
+        if trip is None and counts_toward_run(error):
+            count = self._store.count_error(portal, int(self._settings.window_s * 1000))
+            trip = run_trip(count, self._settings.errors, self._settings.window_s, error)
         if trip is not None:
             self._open(portal, trip)
         return trip

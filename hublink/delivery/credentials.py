@@ -15,8 +15,10 @@ portal ids to a private-app token or to an OAuth app (client id, client secret, 
 
 OAuth access tokens live 30 minutes; they are cached in Redis (``token:<portal>``) for every worker, and
 refreshed a few minutes before they expire, under a short Redis lock so that one worker refreshes while
-the others keep using the old token. Tokens are held in objects whose ``repr`` hides them; buckets are
-named by digests and ids, never by a token.
+the others keep using the old token. A token endpoint that answers 429 or 5xx (or not at all) raises
+:class:`~hublink.domain.errors.TokenEndpointError` with its ``Retry-After``; this process then asks it
+nothing more for that portal until the wait is over (docs/reference/hubspot.md §9.6). Tokens are held in
+objects whose ``repr`` hides them; buckets are named by digests and ids, never by a token.
 
 The Webhooks Journal takes neither: it takes the *app's* token, got with ``HUBSPOT_CLIENT_ID`` and
 ``HUBSPOT_CLIENT_SECRET`` by the ``client_credentials`` grant (docs/reference/hubspot.md §9.1).
@@ -42,6 +44,9 @@ from hublink.domain.errors import (
     DeliveryError,
     HubSpotErrorDetail,
     PermanentError,
+    RateLimitedError,
+    ServerError,
+    TokenEndpointError,
     TokenRefreshError,
     UnknownPortalError,
 )
@@ -64,6 +69,23 @@ JOURNAL_SUBSCRIPTION_SCOPES = (
     "developer.webhooks_journal.subscriptions.read",
     "developer.webhooks_journal.subscriptions.write",
 )
+
+
+#: The longest a portal waits on its token endpoint's ``Retry-After`` (a throttle that long is unlikely; a
+#: wrong hint must not hold a portal's work for an hour), and the wait when the endpoint gave none.
+TOKEN_ENDPOINT_MAX_WAIT_S = 60.0
+TOKEN_ENDPOINT_DEFAULT_WAIT_S = 10.0
+#: The wait when another worker holds the refresh lock and no valid token is cached: its refresh is quick.
+REFRESH_IN_PROGRESS_WAIT_S = 1.0
+
+
+def token_wait_s(error: TokenRefreshError) -> float:
+    """How long a portal's work waits after ``error``: the endpoint's Retry-After (capped), else a default."""
+    if isinstance(error, TokenEndpointError):
+        if error.retry_after_s is None:
+            return TOKEN_ENDPOINT_DEFAULT_WAIT_S
+        return min(max(error.retry_after_s, 1.0), TOKEN_ENDPOINT_MAX_WAIT_S)
+    return REFRESH_IN_PROGRESS_WAIT_S
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +148,8 @@ class PortalCredentials:
         self._client = client
         self._fallback = fallback
         self._clock = clock
+        #: Portals whose token endpoint refused this process a refresh: until when, and its refusal.
+        self._throttled: dict[str, tuple[float, TokenEndpointError]] = {}
 
     @property
     def portal_ids(self) -> tuple[str, ...]:
@@ -183,6 +207,14 @@ class PortalCredentials:
         now = self._clock()
         if cached.get("access_token") and float(cached.get("expires_at", 0)) - REFRESH_MARGIN_S > now:
             return cached["access_token"], False
+        throttled = self._throttled.get(portal_id)
+        if throttled is not None and throttled[0] > now:
+            # The endpoint asked to wait: asking again before then only costs another 429.
+            if cached.get("access_token") and float(cached.get("expires_at", 0)) > now + 5:
+                return cached["access_token"], False
+            error = throttled[1]
+            raise TokenEndpointError(error.detail, max(throttled[0] - now, 0.0))
+        self._throttled.pop(portal_id, None)
         lock = self._keys.oauth_token_lock(portal_id)
         with store_errors():
             got_lock = self._redis.set(lock, "1", nx=True, px=REFRESH_LOCK_MS)
@@ -198,10 +230,20 @@ class PortalCredentials:
             except DeliveryError as exc:
                 if isinstance(exc, PermanentError):
                     raise
-                raise TokenRefreshError(exc.detail) from None
+                hint = exc.retry_after_s if isinstance(exc, RateLimitedError | ServerError) else None
+                refused = TokenEndpointError(exc.detail, hint)
+                self._throttled[portal_id] = (now + token_wait_s(refused), refused)
+                if cached.get("access_token") and float(cached.get("expires_at", 0)) > now + 5:
+                    # The old token still serves while the endpoint is throttled: the work goes on with it.
+                    return cached["access_token"], False
+                log.warning(
+                    "oauth token endpoint refused a refresh; the portal waits",
+                    extra={"portal_id": portal_id, "status": exc.status, "retry_after_s": hint},
+                )
+                raise refused from None
             access = answer.get("access_token")
             if not isinstance(access, str) or not access:
-                raise TokenRefreshError(HubSpotErrorDetail(message=f"portal {portal_id}: no access_token in answer"))
+                raise TokenEndpointError(HubSpotErrorDetail(message=f"portal {portal_id}: no access_token in answer"))
             expires_in = float(answer.get("expires_in") or 1800)
             fields: dict[Any, Any] = {"access_token": access, "expires_at": str(now + expires_in)}
             if isinstance(answer.get("refresh_token"), str):

@@ -24,6 +24,7 @@ from hublink.delivery import outcomes
 from hublink.delivery.batch import Batch
 from hublink.delivery.circuit import Breaker
 from hublink.delivery.credentials import CredentialProvider
+from hublink.delivery.displacements import DisplacementLog
 from hublink.delivery.gates import (
     GO,
     BatchWindowGate,
@@ -129,8 +130,11 @@ class LaneDrainer:
         circuit: Breaker | None = None,
         resolutions: ResolutionHistory | None = None,
         fates: FateBook | None = None,
+        displacements: DisplacementLog | None = None,
     ) -> None:
         self._lanes = lanes
+        #: Where what a write of a Primary (or parent) company moved is kept (None: logged only).
+        self._displacements = displacements
         self._policy = policy
         self._settings = settings
         self._rng = rng or random.Random()
@@ -235,6 +239,10 @@ class LaneDrainer:
         ops = [*sent.ops, *settlement.ops]
         if settled or ops:
             self._lanes.settle(batch.lane, settled, ops)
+        for moved in sent.displaced:
+            log.info("hubspot moved a single-valued association", extra={"detail": moved.text})
+        if sent.displaced and self._displacements is not None:
+            self._displacements.record(sent.displaced)
         for letter in settlement.dead_letters:
             log.warning(
                 "association dead-lettered",

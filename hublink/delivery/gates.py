@@ -9,7 +9,8 @@ Dramatiq's ``Middleware``. The drain's gates, in order:
 
 - :class:`PauseGate`: a paused lane parks; an open circuit's pause lets one probe through when it is due;
 - :class:`BatchWindowGate`: an empty claim leaves the lane; one the batch window holds parks it;
-- :class:`CredentialsGate`: the portal's token; a refresh HubSpot refused for good opens the circuit;
+- :class:`CredentialsGate`: the portal's token; a refresh HubSpot refused for good opens the circuit, one
+  that may pass (the token endpoint's 429 or 5xx) hands the work back unspent and parks the lane;
 - :class:`CircuitGate`: a call that opens the portal's circuit sends its work back unspent; a probe's
   answer closes it;
 - :class:`LookupsGate`: a lookup lane's work is resolved (and its associations queued) instead of sent;
@@ -28,14 +29,20 @@ from typing import Protocol
 
 from hublink.delivery.batch import Batch
 from hublink.delivery.circuit import Breaker, is_circuit_error
-from hublink.delivery.credentials import Credential, CredentialProvider
+from hublink.delivery.credentials import Credential, CredentialProvider, token_wait_s
 from hublink.delivery.lookups import Resolution, ResolutionHistory
 from hublink.delivery.outcomes import association_of, block_seconds
 from hublink.delivery.pauses import PAUSE_PARK_S
 from hublink.delivery.rate_limit import Limiter
 from hublink.domain import retry_policy
 from hublink.domain.associations import AssociationRequest
-from hublink.domain.errors import DeliveryError, RateHeaders, RateLimitedError, TokenWaitTooLongError
+from hublink.domain.errors import (
+    DeliveryError,
+    RateHeaders,
+    RateLimitedError,
+    TokenRefreshError,
+    TokenWaitTooLongError,
+)
 from hublink.domain.limits import RateLimit
 from hublink.domain.lookups import LookupRequest
 from hublink.domain.times import seconds_until_midnight
@@ -151,10 +158,27 @@ class CredentialsGate(Gate):
         self._clock = clock
 
     def before_call(self, batch: Batch) -> Verdict:
-        """GO with ``batch.credential`` set; STOP when the portal is unknown or its OAuth refresh failed."""
+        """GO with ``batch.credential`` set; STOP when the portal is unknown or its OAuth refresh failed.
+
+        A refresh that may pass (the token endpoint's 429 or 5xx, docs/reference/hubspot.md §9.6; another
+        worker refreshing) is no fault of the work: it goes back without spending an attempt and the lane
+        parks for the endpoint's Retry-After (capped), counted by the portal's circuit.
+        """
         try:
             batch.credential = self._credentials.for_portal(batch.portal)
             return GO
+        except TokenRefreshError as exc:
+            now_ms = _now_ms(self._clock)
+            portal = portal_name(batch.portal)
+            if self._breaker is not None and self._breaker.failed_credentials(portal, exc):
+                hand_back_for_circuit(batch, batch.items, self._breaker, now_ms)
+            else:
+                due = now_ms + int(token_wait_s(exc) * 1000)
+                batch.sent.give_back(batch.items, due)
+                batch.sent.deferred += len(batch.items)
+                batch.sent.park(due)
+            batch.items = []
+            return STOP
         except DeliveryError as exc:  # an unknown portal (dead-lettered), or an OAuth refresh that failed
             if self._breaker is not None and self._breaker.failed_credentials(portal_name(batch.portal), exc):
                 hand_back_for_circuit(batch, batch.items, self._breaker, _now_ms(self._clock))

@@ -15,7 +15,7 @@ import math
 import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -25,6 +25,7 @@ import requests
 from hublink import __version__
 from hublink.domain.associations import AssociationType, types_wire
 from hublink.domain.errors import (
+    AssociationLimitError,
     AuthError,
     ConnectionFailedError,
     DeliveryError,
@@ -51,6 +52,14 @@ TRANSIENT_STATUSES = frozenset({423, 477, 500, 502, 503, 504, 521, 522, 523, 524
 EDGE_PERMANENT_STATUSES = frozenset({525, 526})
 #: HubSpot asks to wait at least 2 s after a 423 (records locked by a high-volume sync).
 LOCKED_MIN_WAIT_S = 2.0
+#: HubSpot has not published its refusal of an input past an association limit (docs/reference/hubspot.md
+#: §9.4). HubLink assumes a 400 with category ``VALIDATION_ERROR`` and this subCategory, or a batch's
+#: ``errors[]`` entry (which carries no subCategory) with that category and a ``context`` naming ``limit``;
+#: the context names ``fromObjectType``, ``toObjectType``, ``limit`` and maybe ``label``, but no record id.
+#: :func:`is_association_limit` is the one place that reads it, to correct from one captured real answer.
+LIMIT_SUBCATEGORY = "ASSOCIATION_LIMIT_EXCEEDED"
+#: The category a dead letter past an association limit carries (HubSpot's subCategory stays beside it).
+ASSOCIATION_LIMIT_CATEGORY = "ASSOCIATION_LIMIT"
 #: Label definitions asked for per page (the 2026-03 path's limit goes to 500; 100 is its default).
 LABEL_PAGE_SIZE = 500
 #: The most pages of label definitions read for one pair of object types.
@@ -163,6 +172,31 @@ def _detail(status: int | None, body: Any, *, rate: RateHeaders | None = None, t
     )
 
 
+def is_association_limit(detail: HubSpotErrorDetail) -> bool:
+    """True for HubSpot's refusal of an input past an association limit (as HubLink assumes it, above)."""
+    if (detail.sub_category or "").upper() == LIMIT_SUBCATEGORY:
+        return True
+    return (detail.category or "").upper() == "VALIDATION_ERROR" and "limit" in detail.context
+
+
+def _rejected(detail: HubSpotErrorDetail) -> ValidationRejectedError:
+    """A validation refusal: an :class:`AssociationLimitError` (which says so first) or the generic one."""
+    if not is_association_limit(detail):
+        return ValidationRejectedError(detail)
+
+    def first(key: str) -> str | None:
+        value = detail.context.get(key)
+        value = value[0] if isinstance(value, list | tuple) and value else value
+        return str(value) if isinstance(value, str | int) and value != "" else None
+
+    pair = f"{first('fromObjectType') or '?'}→{first('toObjectType') or '?'}"
+    label = first("label")
+    said = f"association limit reached ({pair}{f', label {label!r}' if label else ''}, at most {first('limit') or '?'})"
+    return AssociationLimitError(
+        replace(detail, category=ASSOCIATION_LIMIT_CATEGORY, message=f"{said}: {detail.message}")
+    )
+
+
 def error_for_status(status: int, body: Any, headers: Mapping[str, str], now: float, text: str = "") -> DeliveryError:
     """Map one non-2xx answer to its error class (the table in docs/concepts/delivery.md, "Error classes")."""
     rate = parse_rate_headers(headers)
@@ -182,7 +216,7 @@ def error_for_status(status: int, body: Any, headers: Mapping[str, str], now: fl
         return ForbiddenError(detail)
     if status == 404:
         return NotFoundError(detail)
-    return ValidationRejectedError(detail)
+    return _rejected(detail)
 
 
 def error_for_entry(entry: Any, rate: RateHeaders | None) -> DeliveryError:
@@ -191,8 +225,8 @@ def error_for_entry(entry: Any, rate: RateHeaders | None) -> DeliveryError:
     category = (detail.category or "").upper()
     if category in {"OBJECT_NOT_FOUND", "NOT_FOUND"}:
         return NotFoundError(detail)
-    if category in {"VALIDATION_ERROR", "INVALID_PARAMS", "CONFLICT"}:
-        return ValidationRejectedError(detail)
+    if category in {"VALIDATION_ERROR", "INVALID_PARAMS", "CONFLICT"} or is_association_limit(detail):
+        return _rejected(detail)
     if category in {"MISSING_SCOPES", "FORBIDDEN"} or detail.missing_scopes:
         return ForbiddenError(detail)
     if category in {"RATE_LIMIT", "RATE_LIMITS"}:
@@ -649,9 +683,12 @@ class HubSpotClient:
         linked &= wanted
         failed: dict[tuple[str, str], DeliveryError] = {}
         entries = body.get("errors") if isinstance(body, dict) else None
+        unnamed_limits: list[DeliveryError] = []
         for entry in entries if isinstance(entries, list) else ():
             error = error_for_entry(entry, rate)
             named = _entry_ids(entry)
+            if not named and isinstance(error, AssociationLimitError):
+                unnamed_limits.append(error)
             if removal:  # every pair was echoed as done: the ones an error names are not
                 linked -= {pair for pair in pairs if pair[0] in named or pair[1] in named}
                 if not named:  # which inputs failed is unknown: removing again is harmless, so all go again
@@ -663,6 +700,14 @@ class HubSpotClient:
                 for pair in pairs:
                     if pair not in linked and pair not in failed and len(pairs) == 1:
                         failed[pair] = error
+        unanswered = [pair for pair in pairs if pair not in linked and pair not in failed]
+        if unnamed_limits and len(unanswered) <= len(unnamed_limits):
+            # A limit refusal names no record (docs/reference/hubspot.md §9.4): when there are as many as the
+            # inputs left without a result, those are the refused ones. Fewer (some input vanished for
+            # another reason) cannot be matched: they go again as "pair missing" and a single-input call
+            # names its own refusal.
+            for pair, error in zip(unanswered, unnamed_limits, strict=False):
+                failed[pair] = error
         for pair in pairs:
             if pair not in linked and pair not in failed:
                 status = body.get("status") if isinstance(body, dict) else None

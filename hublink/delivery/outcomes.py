@@ -19,6 +19,7 @@ from hublink.domain import retry_policy
 from hublink.domain.associations import AssociationRequest, canonical_object_type
 from hublink.domain.dead_letter import DeadLetter, DeadPair
 from hublink.domain.errors import (
+    AssociationLimitError,
     DeliveryError,
     LookupAmbiguousError,
     LookupNoMatchError,
@@ -287,9 +288,11 @@ def is_isolatable(error: DeliveryError) -> bool:
     """True for a whole-batch refusal that may be the fault of some inputs only (a 400/404/409-style answer).
 
     Not for auth, scopes, rate limits or server trouble: those are the same for every input of the call.
+    Not for an association limit either: HubSpot refuses such inputs one by one, so a whole call refused
+    with one is taken at its word for every input, rather than split into calls that cost the rate limit.
     """
     return isinstance(error, ValidationRejectedError | NotFoundError) and not isinstance(
-        error, LookupNoMatchError | LookupNoValueError | LookupAmbiguousError
+        error, LookupNoMatchError | LookupNoValueError | LookupAmbiguousError | AssociationLimitError
     )
 
 

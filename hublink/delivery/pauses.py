@@ -13,7 +13,6 @@ Redis does not answer.
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from typing import Protocol
 
 from redis import Redis
 
+from hublink.domain.associations import is_object_id
 from hublink.lanes import MemoryLanes
 from hublink.store.clock import now_ms
 from hublink.store.connections import store_errors, text
@@ -31,8 +31,12 @@ from hublink.store.scripts import Scripts
 PAUSE_PARK_S = 60.0
 #: What an operator may pause (``circuit`` is the breaker's own).
 OPERATOR_SCOPES = ("portal", "lane")
-_PORTAL = re.compile(r"\A(_|[0-9]{1,20})\Z")
 MAX_REASON = 200
+
+
+def _is_portal(name: str) -> bool:
+    """A portal id, or ``_`` (single-portal mode)."""
+    return name == "_" or is_object_id(name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,9 +55,9 @@ class Pause:
             raise ValueError(f"scope: expected one of {PAUSE_SCOPES}, got {scope!r}")
         if scope == "lane":
             parts = name.split("|")
-            if len(parts) != 3 or not all(parts) or not _PORTAL.match(parts[0]) or len(name) > 200:
+            if len(parts) != 3 or not all(parts) or not _is_portal(parts[0]) or len(name) > 200:
                 raise ValueError(f"lane: expected <portal>|<fromType>|<toType>, got {name[:80]!r}")
-        elif not _PORTAL.match(name):
+        elif not _is_portal(name):
             raise ValueError(f"portal: expected 1-20 decimal digits or '_' (single-portal mode), got {name[:40]!r}")
         return cls(scope, name)
 

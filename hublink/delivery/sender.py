@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol, cast
 
-from hublink.delivery import kinds, outcomes, reconcile
+from hublink.delivery import displacements, kinds, outcomes, reconcile
 from hublink.delivery.batch import Batch
 from hublink.delivery.credentials import Credential, CredentialProvider
 from hublink.delivery.gates import LimiterGate
@@ -134,9 +134,25 @@ class Sender:
                 for i in ready:  # one input per pair: the labels asked for one pair in one run are sent together
                     known = pair_types.get(requests[i].pair, ())
                     pair_types[requests[i].pair] = known + tuple(t for t in types.get(i, ()) if t not in known)
+                watch = displacements.watched(batch.from_type, batch.to_type, pair_types) if kind == "create" else {}
+                existing = self._read_before(batch, watch) if watch else None
                 stopped = self._isolate(
                     batch, [items[i] for i in ready], kind=kind, types=pair_types, token_taken=token_taken
                 )
+                if existing is not None:
+                    linked = [
+                        (outcomes.association_of(r.item).pair, r.item.association_id)
+                        for r in sent.answers[before:]
+                        if r.error is None
+                    ]
+                    sent.displaced += displacements.moved(
+                        existing,
+                        watch,
+                        linked,
+                        portal_id=batch.portal,
+                        from_type=batch.from_type,
+                        to_type=batch.to_type,
+                    )
             failed |= {outcomes.association_of(r.item).pair for r in sent.answers[before:] if r.error is not None}
             if stopped:
                 sent.back += [items[i] for _, later in cut[number + 1 :] for i in later if i not in unresolved]
@@ -198,6 +214,31 @@ class Sender:
                 extra={"lane_size": len(group), "guilty": len(guilty), "correlation_id": error.correlation_id},
             )
         return False
+
+    def _read_before(
+        self, batch: Batch, watch: Mapping[Pair, tuple[int, ...]]
+    ) -> Mapping[str, Sequence[tuple[str, tuple[AssociationType, ...]]]] | None:
+        """The from records' associations before a write of a single-valued type, or None (nothing recorded).
+
+        Worth one call only for such writes (``hublink.delivery.displacements``); it takes its own token and
+        is skipped when none is near or it fails: knowing what moved never holds up the write.
+        """
+        credential = cast(Credential, batch.credential)
+        if self._limiter.take_for(credential):
+            return None
+        from_ids = sorted({pair[0] for pair in watch})[: reconcile.MAX_READ_INPUTS]
+        batch.sent.calls += 1
+        client = cast(reconcile.AssociationReader, self._client)
+        try:
+            found = client.read_associations_batch(
+                credential.token, batch.from_type, batch.to_type, from_ids, base_url=credential.base_url
+            )
+        except DeliveryError as exc:
+            batch.sent.ops.extend(outcomes.request_ops(self._metrics, "batch_read", exc.status, exc, self._clock()))
+            self._limiter.learn(credential, exc.detail.rate, exc)
+            return None
+        batch.sent.ops.extend(outcomes.request_ops(self._metrics, "batch_read", 200, None, self._clock()))
+        return found
 
     def _reconcile(
         self,

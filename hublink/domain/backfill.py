@@ -227,7 +227,7 @@ def _epoch_ms(value: Any) -> int | None:
         return value
     if not isinstance(value, str) or not value:
         return None
-    if value.isdigit():
+    if value.isascii() and value.isdigit():
         return int(value)
     try:
         return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1000)

@@ -28,6 +28,10 @@ HUBLINK_CATEGORIES: dict[str, str] = {
     "LOOKUP_NO_MATCH": "a rule's search found no record, after retries inside the fresh-record grace",
     "LOOKUP_NO_VALUE": "the property a rule's lookup reads is empty on the record",
     "LOOKUP_AMBIGUOUS": "a rule's search found several records and the rule says `onMultiple: dead-letter`",
+    "ASSOCIATION_LIMIT": (
+        "the association would take a record past a limit an admin set at HubSpot (per pair of object types or "
+        "per label); never retried: raise the limit or remove an association, then replay"
+    ),
     "UNKNOWN_LABEL": "the label a rule or request names is not defined at HubSpot for that pair of object types",
     "UNKNOWN_PORTAL": "the association names a portal HubLink has no credentials for",
     "UNREADABLE": "queued work this version cannot read; kept whole so that nothing is silently dropped",

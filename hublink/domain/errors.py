@@ -9,6 +9,7 @@
     │   └── InvalidSignatureError    reason: missing | unknown-version | stale | future | mismatch | malformed
     ├── StoreUnavailableError        Redis did not answer or refused writes: 503, a worker stops taking work
     │   ├── StoreFullError           Redis is at maxmemory (OOM under noeviction): 503 store_full
+    │   ├── StoreBusyError           no connection of the process's pool came free in time: 503 store_busy
     │   └── NotReplicatedError       stored, but too few replicas confirmed it in time: 503 not_replicated
     ├── TokenWaitTooLongError        the shared limiter asks for a longer wait than a worker may hold: park
     └── DeliveryError                carries status, category, sub_category, message, correlation_id
@@ -16,7 +17,8 @@
         │   ├── HubSpotTimeoutError  connect or read timeout
         │   ├── ConnectionFailedError  refused, reset, DNS
         │   ├── ServerError          5xx, 423, 477, 52x
-        │   └── TokenRefreshError    an OAuth refresh failed for a reason that may pass
+        │   └── TokenRefreshError    an OAuth refresh failed for a reason that may pass: hand back, no attempt
+        │       └── TokenEndpointError  the token endpoint answered 429, 5xx or nothing: park for its Retry-After
         ├── RateLimitedError         retry at retry_after; policy SECONDLY | TEN_SECONDLY_ROLLING | DAILY
         └── PermanentError           not retried as is: dead-letter this association
             ├── AuthError            401
@@ -28,6 +30,7 @@
             ├── UnknownPortalError   an association names a portal HubLink has no credentials for
             ├── RecordDeletedError   the association names a record deleted in HubSpot: ends record_deleted
             └── ValidationRejectedError  400, 409, 414 and other 4xx
+                └── AssociationLimitError  an input past an admin's association limit: dead-lettered at once
 
 Callers branch on these types, never on message text. Exactly one place, ``hublink.delivery.hubspot``, turns
 HTTP outcomes into :class:`DeliveryError` subclasses. No error ever carries a token: the client builds
@@ -93,6 +96,14 @@ class StoreUnavailableError(HubLinkError):
 
 class StoreFullError(StoreUnavailableError):
     """Redis refused a write because it is at ``maxmemory`` (OOM with the ``noeviction`` policy)."""
+
+
+class StoreBusyError(StoreUnavailableError):
+    """Every connection of this process's Redis pool stayed in use for the pool's whole wait.
+
+    Redis itself may be fine: the process had more Redis calls under way at once than its pool holds
+    (``hublink.store.connections`` documents the sizes). Nothing was sent to Redis.
+    """
 
 
 class NotReplicatedError(StoreUnavailableError):
@@ -205,7 +216,22 @@ class ServerError(TransientError):
 
 
 class TokenRefreshError(TransientError):
-    """An OAuth refresh failed for a reason that may pass (HubSpot down, another worker refreshing)."""
+    """An OAuth refresh failed for a reason that may pass (HubSpot down, another worker refreshing).
+
+    Nothing is wrong with the work: the drain hands it back without spending an attempt.
+    """
+
+
+class TokenEndpointError(TokenRefreshError):
+    """The OAuth token endpoint itself answered 429 or 5xx, or did not answer (docs/reference/hubspot.md §9.6).
+
+    ``retry_after_s`` is its ``Retry-After`` (None when it gave none). The portal's work is handed back
+    unspent and its lane parks for that long (capped); the portal's circuit counts it like a 5xx.
+    """
+
+    def __init__(self, detail: HubSpotErrorDetail, retry_after_s: float | None = None) -> None:
+        super().__init__(detail)
+        self.retry_after_s = retry_after_s
 
 
 class RateLimitedError(DeliveryError):
@@ -249,6 +275,36 @@ class ValidationRejectedError(PermanentError):
         """Ids HubSpot named as invalid (``context.objectId`` next to ``INVALID_OBJECT_IDS``)."""
         ids = self.detail.context.get("objectId") or ()
         return tuple(str(i) for i in ids) if isinstance(ids, list | tuple) else ()
+
+
+class AssociationLimitError(ValidationRejectedError):
+    """An input that would take a record past an association limit an admin set (docs/reference/hubspot.md §9.4).
+
+    Permanent for that pair until someone raises the limit or removes an association: never retried, never
+    bisected. ``context`` names the object types, the label and the limit (as HubLink assumes the body is:
+    ``hublink.delivery.hubspot.is_association_limit``), no record ids.
+    """
+
+    def _first(self, key: str) -> str | None:
+        value = self.detail.context.get(key)
+        if isinstance(value, list | tuple):
+            value = value[0] if value else None
+        return str(value) if value not in (None, "") else None
+
+    @property
+    def label(self) -> str | None:
+        """The label whose limit was reached, or None for the pair's own limit."""
+        return self._first("label")
+
+    @property
+    def limit(self) -> str | None:
+        """The limit, as HubSpot wrote it (None when not said)."""
+        return self._first("limit")
+
+    @property
+    def object_types(self) -> tuple[str | None, str | None]:
+        """The (from, to) object types the limit is on, as HubSpot named them."""
+        return self._first("fromObjectType"), self._first("toObjectType")
 
 
 class LookupNoMatchError(NotFoundError):

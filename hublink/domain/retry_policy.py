@@ -15,6 +15,7 @@ import random
 from dataclasses import dataclass
 
 from hublink.domain.errors import (
+    AssociationLimitError,
     DeliveryError,
     NotFoundError,
     PermanentError,
@@ -24,6 +25,10 @@ from hublink.domain.errors import (
     TransientError,
     ValidationRejectedError,
 )
+
+#: The dead-letter reason of an input past an association limit: retrying cannot help until an admin raises
+#: the limit or an association is removed, so it is neither retried nor isolated by splitting its batch.
+ASSOCIATION_LIMIT_REASON = "association_limit"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -120,6 +125,8 @@ def classify(
     if isinstance(error, RecordDeletedError):
         # Nothing to retry: the record is gone (a restore would make the dead letter worth replaying).
         return DeadLetter("record_deleted")
+    if isinstance(error, AssociationLimitError):
+        return DeadLetter(ASSOCIATION_LIMIT_REASON)
     if isinstance(error, PermanentError):
         if is_fresh_record_miss(error) and age_s < policy.fresh_record_grace_s:
             return _retry_or_exhausted(attempts, policy, rng, "fresh record not visible yet", hint=None)

@@ -6,14 +6,23 @@ object, event id, and outcome: ``accepted`` (with the rules that matched and the
 produced, each with its pair), ``duplicate``, ``unmatched``, ``unusable`` (with the reason), ``problem``
 (a rule matched but could not be applied), ``self``, or ``record_deleted`` / ``record_merged`` (a lifecycle
 event no rule matched, kept as the record's fate: ``hublink.intake.record_fates``). Direct-API requests are
-kept as one ``api`` event with their ids. Records are compact JSON (short keys) kept ``HUBLINK_HISTORY_DAYS``
-within ``HUBLINK_HISTORY_MAX_MB``: past the cap the oldest go first and are counted (``evs:dropped``).
-Each record is indexed under every record it names (``evr:<type>/<id>``), so a record's events are found
-without a scan.
+kept as one ``api`` event with their ids. Records are compact JSON (short keys), zlib-compressed, kept
+``HUBLINK_HISTORY_DAYS`` within ``HUBLINK_HISTORY_MAX_MB``: past the cap the oldest go first and are counted
+(``evs:dropped``).
+
+Each record is indexed under every record it names, so a record's events are found without a scan. The
+index is one member per named record and request, ``tag + entry``: a 3-byte digest of the record's name
+and the request's stream id packed in 5 bytes, in small sorted sets (``evr:<n>``) read by lex range. The
+buckets split by linear hashing as the window fills (``evs:index``), so each stays under Redis's listpack
+limit (128 members) and costs about 15 bytes a member, where a sorted set per record cost about 150 bytes
+a record (its own key). A tag shared by two records only makes the trace read a request it then filters
+out. The byte cap counts the index, and each record carries its own index members, so a record dropped
+by age or by the cap takes them along (history_add.lua).
 
 The history is an observation, written after the work is stored: a worker that dies in between leaves that
 one request out of the history, never out of the lanes. Keys owned: ``ev:<entry>``, ``evs``, ``evs:bytes``,
-``evs:dropped``, ``evr:<record>`` (history_add.lua). Fails closed: raises StoreUnavailableError without Redis.
+``evs:dropped``, ``evr:<n>``, ``evs:index`` (history_add.lua, history_find.lua). Fails closed: raises
+StoreUnavailableError without Redis.
 """
 
 from __future__ import annotations
@@ -21,14 +30,18 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import hashlib
 import json
+import re
+import struct
+import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from redis import Redis
 
-from hublink.domain.associations import AssociationRequest, canonical_object_type
+from hublink.domain.associations import AssociationRequest, canonical_object_type, check_object_id
 from hublink.domain.events import CrmEvent
 from hublink.domain.lookups import LookupRequest, Work
 from hublink.domain.times import iso, parse_time
@@ -37,7 +50,17 @@ from hublink.store.keys import Keys
 from hublink.store.scripts import Scripts
 
 #: What can become of an event.
-OUTCOMES = ("accepted", "duplicate", "unmatched", "unusable", "problem", "self", "record_deleted", "record_merged")
+OUTCOMES = (
+    "accepted",
+    "duplicate",
+    "unmatched",
+    "unusable",
+    "problem",
+    "self",
+    "displaced",
+    "record_deleted",
+    "record_merged",
+)
 #: Defaults (``HUBLINK_HISTORY_DAYS``, ``HUBLINK_HISTORY_MAX_MB``).
 DEFAULT_DAYS = 7.0
 DEFAULT_MAX_MB = 256.0
@@ -45,6 +68,26 @@ DEFAULT_MAX_MB = 256.0
 MAX_PAGE = 1000
 SCAN_CHUNK = 200
 MAX_SCANNED = 20_000
+#: The record index's linear hashing: buckets at level 0, and index members per bucket on average before the
+#: next one splits. Unsplit buckets hold up to twice the average just before their turn: 48 keeps them
+#: under Redis's ``zset-max-listpack-entries`` (128), where a member costs about 14 bytes.
+INDEX_BUCKETS = 16
+INDEX_LOAD = 48
+#: What the byte cap counts beside a record's stored value (and an eighth of it: the allocator rounds a value up
+#: to its size class), measured on Redis 7: its key, expiry and place in ``evs``; and each index member with
+#: its share of its bucket (``tests/integration/test_history.py`` fills a cap and weighs every key).
+RECORD_OVERHEAD_BYTES = 190
+INDEX_MEMBER_BYTES = 17
+#: Keys outlive the window by this much: records leave with the first write after their window (taking their
+#: index members along); the TTL only clears a history that no longer receives writes.
+KEY_SLACK_S = 86_400
+#: Bytes of a record's tag (the index's hash: 2^24 buckets at most), and the epoch of packed entry ids (2024-01-01).
+TAG_BYTES = 3
+REF_EPOCH_MS = 1_704_067_200_000
+#: An association id as the history packs it (32 lowercase hex characters: 16 bytes).
+_HEX_ID = re.compile(r"[0-9a-f]{32}")
+#: The stored record's first byte (then its index, then the zlib-compressed JSON).
+RECORD_FORM = 2
 
 
 def record_name(object_type: str, object_id: str) -> str:
@@ -52,6 +95,93 @@ def record_name(object_type: str, object_id: str) -> str:
     with contextlib.suppress(ValueError):
         object_type = canonical_object_type(object_type)
     return f"{object_type}/{object_id}"
+
+
+def record_tag(record: str) -> bytes:
+    """The 3-byte digest a record is indexed under (``deals/123``)."""
+    return hashlib.blake2b(record.encode(), digest_size=TAG_BYTES).digest()
+
+
+def entry_ref(entry_id: str) -> bytes:
+    """A history entry id, packed: a stream id (``<ms>-<seq>``) as 5 bytes of ms since ``REF_EPOCH_MS`` and its
+    sequence (none when 0); others, and stream ids outside those 5 bytes' 34 years, as 0xFF and the text.
+    """
+    ms, separator, seq = entry_id.partition("-")
+    if separator and ms.isdigit() and seq.isdigit() and ms == str(int(ms)) and seq == str(int(seq)):
+        since, sequence = int(ms) - REF_EPOCH_MS, int(seq)
+        if 0 <= since < 0xFF << 32 and sequence < 1 << 32:
+            return since.to_bytes(5, "big") + sequence.to_bytes((sequence.bit_length() + 7) // 8, "big")
+    return b"\xff" + entry_id.encode()
+
+
+def encode_record(entry_id: str, record: Mapping[str, Any], records: Sequence[str]) -> bytes:
+    """The stored form of a request's ``record``: its index, its association ids packed, the rest compressed.
+
+    After byte ``RECORD_FORM`` come the index (member count, entry ref length, the entry ref, a 3-byte tag
+    per record it names: what history_add.lua reads), the association ids as raw bytes (4-byte length
+    first: 16 bytes an id, where its 32 hex characters cost about 17 compressed), then the JSON record
+    without them, zlib-compressed. Raises ValueError for an entry id longer than 200 bytes.
+    """
+    ref = entry_ref(entry_id)
+    if len(ref) > 200:
+        raise ValueError(f"entry id: expected at most 200 bytes, got {len(ref)}")
+    tags = sorted({record_tag(name) for name in records})[:0xFFFF]
+    events, ids = _pack_ids(record.get("e", []))
+    body = json.dumps({**record, "e": events}, separators=(",", ":")).encode()
+    return (
+        struct.pack(">BHB", RECORD_FORM, len(tags), len(ref))
+        + ref
+        + b"".join(tags)
+        + struct.pack(">I", len(ids))
+        + ids
+        + zlib.compress(body)
+    )
+
+
+def decode_record(raw: bytes | str) -> dict[str, Any]:
+    """The record a stored value holds; raises ValueError for a value that is not in the packed form."""
+    if isinstance(raw, str):
+        raw = raw.encode()
+    if raw[:1] != bytes((RECORD_FORM,)):
+        raise ValueError("a history record must open with its form byte")
+    count, ref_len = struct.unpack(">HB", raw[1:4])
+    at = 4 + ref_len + TAG_BYTES * count
+    (ids_len,) = struct.unpack(">I", raw[at : at + 4])
+    ids = raw[at + 4 : at + 4 + ids_len]
+    record = dict(json.loads(zlib.decompress(raw[at + 4 + ids_len :])))
+    record["e"] = _unpack_ids(record.get("e", []), ids)
+    return record
+
+
+def _pack_ids(events: Sequence[Mapping[str, Any]]) -> tuple[list[dict[str, Any]], bytes]:
+    """Events whose produced items all have hex ids, with the ids moved to raw bytes (``ax``: where theirs start)."""
+    packed = bytearray()
+    out: list[dict[str, Any]] = []
+    for event in events:
+        items = event.get("a")
+        if items and all(isinstance(item[0], str) and _HEX_ID.fullmatch(item[0]) for item in items):
+            out.append({**event, "a": [item[1:] for item in items], "ax": len(packed) // 16})
+            packed += b"".join(bytes.fromhex(item[0]) for item in items)
+        else:
+            out.append(dict(event))
+    return out, bytes(packed)
+
+
+def _unpack_ids(events: Sequence[dict[str, Any]], ids: bytes) -> list[dict[str, Any]]:
+    """The events :func:`_pack_ids` packed, with their ids back in place."""
+    for event in events:
+        first = event.pop("ax", None)
+        if isinstance(first, int):
+            event["a"] = [
+                [ids[(first + n) * 16 : (first + n + 1) * 16].hex(), *item] for n, item in enumerate(event.get("a", []))
+            ]
+    return list(events)
+
+
+def _next_tag(tag: bytes) -> bytes | None:
+    """The tag after ``tag`` in byte order (the end of its lex range), None after the last."""
+    number = int.from_bytes(tag, "big") + 1
+    return number.to_bytes(TAG_BYTES, "big") if number < 1 << (8 * TAG_BYTES) else None
 
 
 def type_of_subscription(subscription_type: str | None) -> str | None:
@@ -90,12 +220,15 @@ class EventOutcome:
     replay_of: str | None = None
 
     def compact(self) -> dict[str, Any]:
-        """The stored form: short keys, empty fields left out; webhook events keep their payload (for replays)."""
+        """The stored form: short keys, empty fields left out; webhook events keep their payload (for replays).
+
+        A replay keeps only the id of the event it replayed (``rp``), never a second copy of its payload.
+        """
         out: dict[str, Any] = {"i": self.index, "o": self.outcome}
         event = self.event
         if event is not None:
             out["src"] = event.source
-            if event.source != "api":
+            if event.source != "api" and not self.replay_of:
                 out["pl"] = event.payload
                 if event.object_type_id:
                     out["oti"] = event.object_type_id
@@ -216,6 +349,13 @@ class EventFilter:
             raise ValueError(f"outcome: expected one of {', '.join(OUTCOMES)}, got {given['outcome'][:40]!r}")
         if "object_id" in given and "object_type" not in given:
             raise ValueError("object_id: give object_type too")
+        for name in ("object_id", "portal"):
+            # ``_`` is the portal of single-portal mode.
+            if name in given and not (name == "portal" and given[name] == "_"):
+                try:
+                    check_object_id(given[name])
+                except ValueError as exc:
+                    raise ValueError(f"{name}: {exc}") from None
         if "object_type" in given:
             try:
                 given["object_type"] = canonical_object_type(given["object_type"])
@@ -299,22 +439,31 @@ class EventHistory:
         """Keep one request with its events' outcomes; the number of old records the cap dropped."""
         events = [o.compact() for o in outcomes]
         at_ms = int(received_at * 1000)
-        body = json.dumps({"id": entry_id, "at": at_ms, "k": kind, "e": events}, separators=(",", ":"))
-        indexes = [self._keys.history_index(name) for name in sorted(records_named(events))]
+        stored = {"id": entry_id, "at": at_ms, "k": kind, "e": events}
+        value = encode_record(entry_id, stored, sorted(records_named(events)))
         cutoff_ms = at_ms - self._ttl_s * 1000
         with store_errors():
             return int(
                 self._scripts.history_add(
-                    keys=[self._keys.history, self._keys.history_bytes, self._keys.history_dropped],
+                    keys=[
+                        self._keys.history,
+                        self._keys.history_bytes,
+                        self._keys.history_dropped,
+                        self._keys.history_index_meta,
+                    ],
                     args=[
                         entry_id,
                         at_ms,
-                        body,
-                        self._ttl_s,
+                        value,
+                        self._ttl_s + KEY_SLACK_S,
                         self._max_bytes,
                         cutoff_ms,
                         self._keys.history_prefix,
-                        *indexes,
+                        self._keys.history_index_bucket_prefix,
+                        INDEX_BUCKETS,
+                        INDEX_LOAD,
+                        RECORD_OVERHEAD_BYTES,
+                        INDEX_MEMBER_BYTES,
                     ],
                 )
             )
@@ -323,7 +472,41 @@ class EventHistory:
         """One request's stored record, or None."""
         with store_errors():
             raw = self._redis.get(self._keys.history_record(entry_id))
-        return json.loads(raw) if raw else None
+        return decode_record(raw) if raw else None
+
+    def entries_naming(self, record: str) -> list[tuple[int, str]]:
+        """(accepted at ms, entry id) of every kept request naming ``record`` (``deals/123``), newest first.
+
+        A request may name another record of the same tag instead; callers filter the events they
+        read (``EventFilter.matches``).
+        """
+        return [(at, entry_id) for at, entry_id, _ in self._find(record, with_records=0)]
+
+    def _find(self, record: str, *, with_records: int) -> list[tuple[int, str, bytes | None]]:
+        """(at ms, entry id, stored record or None) naming ``record``, newest first, in one round trip.
+
+        The records come too when there are at most ``with_records`` requests (a trace's usual case).
+        """
+        tag = record_tag(record)
+        after = _next_tag(tag)
+        with store_errors():
+            ids, times, records = self._scripts.history_find(
+                keys=[self._keys.history_index_meta, self._keys.history],
+                args=[
+                    self._keys.history_index_bucket_prefix,
+                    INDEX_BUCKETS,
+                    tag,
+                    b"(" + after if after is not None else b"+",
+                    self._keys.history_prefix,
+                    with_records,
+                    REF_EPOCH_MS,
+                ],
+            )
+        found = [
+            (int(float(at)), text(entry_id), (records[n] or None) if records else None)
+            for n, (entry_id, at) in enumerate(zip(ids, times, strict=True))
+        ]
+        return sorted(found, key=lambda row: (row[0], row[1]), reverse=True)
 
     def get(self, event_id: str) -> dict[str, Any] | None:
         """A request (``<entry>``: with all its events) or one event (``<entry>.<index>``), as the API shows it."""
@@ -338,7 +521,9 @@ class EventHistory:
 
     def _entries(self, flt: EventFilter, start: tuple[int, str] | None) -> Iterator[dict[str, Any]]:
         """Stored records newest first (from the record's index when the filter names one), from ``start``."""
-        key = self._keys.history_index(flt.record) if flt.record else self._keys.history
+        if flt.record:
+            yield from self._indexed_entries(flt, start)
+            return
         top: str | int = "+inf" if flt.until_ms is None else flt.until_ms
         if start is not None:
             top = start[0]
@@ -348,16 +533,40 @@ class EventHistory:
         while scanned < MAX_SCANNED:
             with store_errors():
                 rows: list[tuple[bytes, float]] = self._redis.zrevrangebyscore(  # type: ignore[assignment]
-                    key, top, bottom, start=offset, num=SCAN_CHUNK, withscores=True
+                    self._keys.history, top, bottom, start=offset, num=SCAN_CHUNK, withscores=True
                 )
                 bodies = self._redis.mget([self._keys.history_record(text(m)) for m, _ in rows]) if rows else []
             if not rows:
                 return
             for raw in bodies:
                 if raw:
-                    yield json.loads(raw)
+                    yield decode_record(raw)
             scanned += len(rows)
             offset += len(rows)
+
+    def _indexed_entries(self, flt: EventFilter, start: tuple[int, str] | None) -> Iterator[dict[str, Any]]:
+        """The records naming the filter's record, newest first, from ``start`` and within since/until."""
+        assert flt.record is not None
+        top = flt.until_ms if flt.until_ms is not None else None
+        if start is not None:
+            top = start[0]
+        found = [
+            (entry_id, raw)
+            for at, entry_id, raw in self._find(flt.record, with_records=SCAN_CHUNK)
+            if (top is None or at <= top) and (flt.since_ms is None or at >= flt.since_ms)
+        ][:MAX_SCANNED]
+        for first in range(0, len(found), SCAN_CHUNK):
+            chunk: list[tuple[str, bytes | str | None]] = list(found[first : first + SCAN_CHUNK])
+            missing = [entry_id for entry_id, raw in chunk if raw is None]
+            if missing:
+                with store_errors():
+                    fetched = dict(
+                        zip(missing, self._redis.mget([self._keys.history_record(e) for e in missing]), strict=True)
+                    )
+                chunk = [(entry_id, raw if raw is not None else fetched.get(entry_id)) for entry_id, raw in chunk]
+            for _, raw in chunk:
+                if raw:
+                    yield decode_record(raw)
 
     def matching(self, flt: EventFilter) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
         """Every stored (request, event) pair matching ``flt``, newest first (at most MAX_SCANNED requests)."""

@@ -5,7 +5,13 @@ work it asks for is stored in the lanes like any new work, so it goes out throug
 and the normal retries, but without a dedup mark: the event was seen before, and a replay is asked for on
 purpose. A dry run stores nothing and says, per event, what would be produced now beside what was produced
 then. Requests of the direct API carry no event to run rules on and are skipped; so are unusable events.
-Every replay is kept in the history too (kind ``replay``, each event naming the one it replayed).
+Every replay is kept in the history too (kind ``replay``): each of its events names the event it replayed
+(``rp``) and stores no second copy of its payload; replaying a replay follows that reference.
+
+A bulk replay walks a snapshot: the ids of the matching events are read before anything is replayed, so
+the replay's own history records, live intake and the history's size cap cannot make it see an event twice
+or skip one still stored; and each original event is replayed once, whether it was matched itself or
+through earlier replays of it.
 Fails closed: raises StoreUnavailableError without Redis.
 """
 
@@ -86,16 +92,47 @@ class EventReplayer:
     def select(
         self, event_id: str | None = None, flt: EventFilter | None = None
     ) -> Iterator[tuple[str, dict[str, Any]]]:
-        """The stored events to replay: one (``<entry>.<index>``, or every event of ``<entry>``), or a filter's."""
+        """The stored events to replay: one (``<entry>.<index>``, or every event of ``<entry>``), or a filter's.
+
+        The ids are read now (the snapshot); each event is read from the history when the replay reaches it.
+        """
         if event_id is not None:
             entry_id, _, index = event_id.partition(".")
             entry = self._history.entry(entry_id)
-            for event in (entry or {}).get("e", []):
-                if not index or str(event["i"]) == index:
-                    yield f"{entry_id}.{event['i']}", event
-            return
-        for entry, event in self._history.matching(flt or EventFilter()):
-            yield f"{entry['id']}.{event['i']}", event
+            ids = [(entry_id, int(e["i"])) for e in (entry or {}).get("e", []) if not index or str(e["i"]) == index]
+        else:
+            ids = list(
+                dict.fromkeys((str(e["id"]), int(ev["i"])) for e, ev in self._history.matching(flt or EventFilter()))
+            )
+        return self._events(ids)
+
+    def _events(self, ids: list[tuple[str, int]]) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Each listed event as stored now (an id the history no longer holds is left out), its replays resolved."""
+        cached: tuple[str, dict[str, Any] | None] = ("", None)
+        replayed: set[str] = set()
+        for entry_id, index in ids:
+            if cached[0] != entry_id:
+                cached = (entry_id, self._history.entry(entry_id))
+            stored = next((e for e in (cached[1] or {}).get("e", []) if e.get("i") == index), None)
+            if stored is None:
+                continue
+            stored = self._original(stored)
+            original = str(stored.get("rp") or f"{entry_id}.{index}")
+            if original in replayed:
+                continue
+            replayed.add(original)
+            yield f"{entry_id}.{index}", stored
+
+    def _original(self, stored: dict[str, Any]) -> dict[str, Any]:
+        """A replay's event with the payload of the event it replayed (a reference, see :meth:`select`)."""
+        reference = stored.get("rp")
+        if not isinstance(reference, str) or "pl" in stored:
+            return stored
+        entry_id, _, index = reference.partition(".")
+        for event in (self._history.entry(entry_id) or {}).get("e", []):
+            if str(event.get("i")) == index:
+                return {**event, "rp": reference}
+        return stored
 
     def replay(
         self,
@@ -146,7 +183,8 @@ class EventReplayer:
             report.replayed += 1
             groups.append(EventGroup(work, dedup_key=None, on_new=self._ops(event.source, work, now)))
             outcome = "accepted" if matched and (work or not problems) else ("problem" if matched else "unmatched")
-            outcomes.append(EventOutcome(len(outcomes), outcome, event, matched, (), tuple(problems), original_id))
+            replay_of = str(stored.get("rp") or original_id)
+            outcomes.append(EventOutcome(len(outcomes), outcome, event, matched, (), tuple(problems), replay_of))
         if not dry_run and groups:
             result = self._lanes.enqueue(groups)
             stored_outcomes = [

@@ -21,6 +21,7 @@ from typing import Any
 from redis import Redis
 
 from hublink.delivery.circuit import read_circuits
+from hublink.delivery.displacements import DISPLACED
 from hublink.delivery.lookups import RESOLUTION_KIND, resolution_entry
 from hublink.delivery.pauses import PauseStore
 from hublink.delivery.record_fates import MERGED_OUTCOME
@@ -118,6 +119,10 @@ def trace(redis: Redis, keys: Keys, history: EventHistory, object_type: str, obj
             break
         if entry.get("k") == RESOLUTION_KIND:
             found |= _resolution(entry)
+            continue
+        if entry.get("k") == DISPLACED:
+            # What a write of a Primary (or parent) company moved: shown, its records are not work to look up.
+            events.append(expand_event(entry, event))
             continue
         events.append(expand_event(entry, event))
         portal = str(event.get("p") or "_")
@@ -260,6 +265,9 @@ def timeline(events: list[dict[str, Any]], associations: list[dict[str, Any]]) -
     """Events received, associations created, each attempt, and each end, in time order."""
     rows: list[dict[str, Any]] = []
     for e in events:
+        if e["outcome"] == DISPLACED:
+            rows.append({"at": e["received_at"], "what": DISPLACED, "id": e["id"], "detail": "; ".join(e["problems"])})
+            continue
         made = ", ".join(a.get("id", "")[:8] for a in e["associations"])
         detail = f"{e['source']} {e.get('subscription_type') or ''} {e['outcome']}".replace("  ", " ")
         if e["rules"]:

@@ -12,7 +12,23 @@ failover: a connection that breaks, or a write refused by a primary since demote
 ConnectionError), is retried, and the retry connects to whichever server the sentinels name then. Retries
 last a bounded time (:class:`FailoverRetry`), so a request answers late rather than failing while the
 sentinels elect a new primary, and 503 if they take longer.
-Without them, the client is exactly the plain ``Redis.from_url`` client it always was.
+Without them, the client is a plain client of ``REDIS_URL``.
+
+Every client built here has a bounded pool (:class:`BoundedPool`): at most ``pool_size`` connections,
+and a caller that finds them all in use waits up to ``pool_wait_s`` for one to come back, then gets
+:class:`StoreBusyError` (the web answers 503 ``store_busy``, and the log says the pool was exhausted).
+The sizes, per process:
+
+* a web process: :data:`WEB_POOL_SIZE` connections for requests, one per request it can hold at once
+  (gunicorn's ``worker_connections`` is the same number, so requests never wait for one another's
+  connections), plus :data:`PROBE_POOL_SIZE` of their own for ``/readyz`` and ``/metrics``, which any
+  client may call without a credential: a flood of probes waits among itself and cannot take
+  intake's connections;
+* a worker: :data:`DEFAULT_POOL_SIZE` (its threads make a handful of calls at once), plus RQ's own client;
+* the CLI: :data:`DEFAULT_POOL_SIZE`.
+
+With sentinels the pool is bounded the same way but does not wait (redis-py's Sentinel pool refuses at
+once when it is full): the same :class:`StoreBusyError`.
 """
 
 from __future__ import annotations
@@ -25,12 +41,19 @@ from typing import Any, Protocol, TypeVar
 import redis
 from redis import Redis
 from redis.backoff import ExponentialBackoff
-from redis.connection import SSLConnection, parse_url
-from redis.exceptions import MasterDownError, OutOfMemoryError, ReadOnlyError, ResponseError, TryAgainError
+from redis.connection import BlockingConnectionPool, SSLConnection, parse_url
+from redis.exceptions import (
+    MasterDownError,
+    MaxConnectionsError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    ResponseError,
+    TryAgainError,
+)
 from redis.retry import Retry
 from redis.sentinel import Sentinel, SentinelManagedConnection, SentinelManagedSSLConnection
 
-from hublink.domain.errors import StoreFullError, StoreUnavailableError
+from hublink.domain.errors import StoreBusyError, StoreFullError, StoreUnavailableError
 
 T = TypeVar("T")
 
@@ -60,6 +83,42 @@ _BACKOFF_BASE_S = 0.025
 _BACKOFF_CAP_S = 0.25
 
 
+#: Requests one web process holds at once: gunicorn's ``worker_connections`` (gunicorn.conf.py reads it here).
+WEB_CONCURRENCY_PER_PROCESS = 1000
+#: Connections a web process may open for its requests: one per request it can hold at once.
+WEB_POOL_SIZE = WEB_CONCURRENCY_PER_PROCESS
+#: Connections a web process keeps apart for ``/readyz`` and ``/metrics`` (open to anyone).
+PROBE_POOL_SIZE = 4
+#: Connections of any other client (a worker's HubLink calls, the CLI).
+DEFAULT_POOL_SIZE = 32
+#: How long a caller waits for a free connection before StoreBusyError: well inside HubSpot's 5 s.
+POOL_WAIT_S = 2.0
+#: How long a probe waits for one of its pool's connections (a probe answers quickly or says why).
+PROBE_POOL_WAIT_S = 1.0
+
+
+class BoundedPool(BlockingConnectionPool):
+    """redis-py's blocking pool, whose "no connection came free in time" is typed (MaxConnectionsError).
+
+    redis-py raises a plain ConnectionError for it, indistinguishable from a network failure; this one
+    says how many connections the pool holds and how long the caller waited.
+    """
+
+    def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        """A connection of the pool, waiting up to ``timeout`` s; MaxConnectionsError when none came free."""
+        try:
+            return super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call]
+        except MaxConnectionsError:
+            raise
+        except redis.ConnectionError as exc:
+            # The pool's own timeout (a network failure connecting says something else).
+            if str(exc) != "No connection available.":
+                raise
+            raise MaxConnectionsError(
+                f"no Redis connection came free within {self.timeout} s (pool of {self.max_connections})"
+            ) from None
+
+
 class RedisAddress(Protocol):
     """Where Redis is: a URL, and optionally the sentinels that name the primary (``Settings`` is one)."""
 
@@ -80,13 +139,22 @@ class RedisAddress(Protocol):
         """REDIS_SENTINEL_PASSWORD: the sentinels' own password, if they have one."""
 
 
-def connect(target: str | RedisAddress, *, timeout_s: float, blocking_s: float = 0.0) -> Redis:
+def connect(
+    target: str | RedisAddress,
+    *,
+    timeout_s: float,
+    blocking_s: float = 0.0,
+    pool_size: int = DEFAULT_POOL_SIZE,
+    pool_wait_s: float = POOL_WAIT_S,
+) -> Redis:
     """Return a client for ``target`` that gives up after ``timeout_s`` (plus ``blocking_s`` for blocking calls).
 
     ``target`` is a URL (a plain server) or an address such as ``Settings``: with sentinels, the client
     follows the primary, and keeps retrying for about ``timeout_s`` while a failover is under way (a
     request then answers late rather than failing). Responses stay bytes: RQ does not support
-    ``decode_responses=True``, and one kind of client is simpler than two.
+    ``decode_responses=True``, and one kind of client is simpler than two. The client opens at most
+    ``pool_size`` connections; a call that finds them all in use waits ``pool_wait_s`` for one, then
+    raises MaxConnectionsError (typed :class:`StoreBusyError` by :func:`store_errors`).
     """
     options: dict[str, Any] = {
         "socket_connect_timeout": timeout_s,
@@ -95,8 +163,12 @@ def connect(target: str | RedisAddress, *, timeout_s: float, blocking_s: float =
         "retry_on_timeout": False,
     }
     if isinstance(target, str) or not target.redis_sentinels:
-        return redis.Redis.from_url(target if isinstance(target, str) else target.redis_url, **options)
-    return _primary(target, budget_s=timeout_s, connect_timeout_s=timeout_s, options=options)
+        url = target if isinstance(target, str) else target.redis_url
+        pool = BoundedPool.from_url(url, max_connections=pool_size, timeout=pool_wait_s, **options)
+        return redis.Redis(connection_pool=pool)
+    return _primary(
+        target, budget_s=timeout_s, connect_timeout_s=timeout_s, options={**options, "max_connections": pool_size}
+    )
 
 
 def connect_rq(target: str | RedisAddress, *, connect_timeout_s: float) -> Redis:
@@ -195,10 +267,13 @@ def text(value: Any) -> str:
 def store_error(exc: BaseException) -> StoreUnavailableError | None:
     """The typed error for a Redis failure that means "not now" (None for any other error, e.g. a bug).
 
-    :class:`StoreFullError` for OOM (the server is at ``maxmemory``), :class:`StoreUnavailableError` for
+    :class:`StoreBusyError` when the process's pool had no connection free in time (Redis itself was not
+    asked), :class:`StoreFullError` for OOM (the server is at ``maxmemory``), :class:`StoreUnavailableError` for
     the rest of :data:`UNAVAILABLE` and their codes inside a script's or transaction's ResponseError.
     """
     message = str(exc)
+    if isinstance(exc, MaxConnectionsError):
+        return StoreBusyError(f"no free Redis connection in this process's pool: {message}")
     if isinstance(exc, OutOfMemoryError) or (isinstance(exc, ResponseError) and _has_code(message, _FULL_CODES)):
         return StoreFullError("Redis is full (maxmemory): writes are refused")
     if isinstance(exc, UNAVAILABLE):

@@ -47,12 +47,15 @@ key                             type    holds                                   
                                         (JSON)
 ``session:<id>``                string  one dashboard login (JSON: since, token mark, CSRF      8 hours
                                         token)
-``throttle:<scope>``            string  failed admin logins/tokens in the window (counter)      one window
+``throttle:<scope>``            string  admin login/token attempts in the window (counter; a     one window
+                                        right token gives its attempt back)
 ``backfill:<id>``               hash    one backfill: rule, plan, cursor (last hs_object_id     30 days after its
                                         read), counts, state, cancel flag (JSON fields)         last change
 ``backfills``                   zset    backfill ids by start time (ms), for the dashboard      newest 100 kept
 ``hb:<worker>``                string  a worker's last heartbeat (epoch ms), from its          one minute
                                         dispatcher
+``alive:<worker>``              channel (pub/sub, not a key) subscribed by the one live         the process's
+                                        process holding a worker name; PUBSUB NUMSUB asks       connection
 ``inbox:excused:<entry>``       string  deliveries of an inbox entry caused by Redis trouble    one day
 ``paused``                      hash    what is paused: field portal:<p>, lane:<lane> or        until resumed
                                         circuit:<p> (an open circuit), value JSON (since, why)
@@ -67,9 +70,13 @@ key                             type    holds                                   
 ``circuit:<portal>:probe``      string  "a probe call is due after this" (one worker probes)    probe interval
 ``ev:<entry>``                  string  one accepted request and its events' outcomes (JSON)    history window
 ``evs``                         zset    history entry ids scored by when accepted (ms)          entries trimmed
-``evs:bytes``                   string  bytes the history's records hold (counter)              permanent
+``evs:bytes``                   string  bytes the history holds, records and index (counter:    permanent
+                                        what HUBLINK_HISTORY_MAX_MB caps)
 ``evs:dropped``                 string  history records dropped by the size cap (counter)       permanent
-``evr:<record>``                zset    history entry ids naming one record (type/id), by time  history window
+``evr:<n>``                     zset    bucket n of the record index: members a record's 3-byte  history window
+                                        tag + its history entry's packed id, score 0 (linear
+                                        hashing on the tag; small buckets stay listpack-encoded)
+``evs:index``                   hash    the record index's size: members (n), level, split      history window
 ``done:<YYYYMMDD>``             hash    associations linked that day (UTC): id -> JSON (when,    history window
                                         first seen, attempts and hist if any), for traces       + a day
 ``journal:<portal>:offset``     string  the last Webhooks Journal offset whose events are in    permanent
@@ -319,7 +326,7 @@ class Keys:
 
     @property
     def history_bytes(self) -> str:
-        """Bytes held by history records."""
+        """Bytes held by the history (records and their index), as its size cap counts them."""
         return f"{self.prefix}evs:bytes"
 
     @property
@@ -327,9 +334,15 @@ class Keys:
         """History records dropped by the size cap."""
         return f"{self.prefix}evs:dropped"
 
-    def history_index(self, record: str) -> str:
-        """Zset of history entry ids whose events or associations name ``record`` (``deals/123``)."""
-        return f"{self.prefix}evr:{record}"
+    @property
+    def history_index_bucket_prefix(self) -> str:
+        """Prefix of the record index's buckets (``evr:<n>``; Lua scripts append the bucket number)."""
+        return f"{self.prefix}evr:"
+
+    @property
+    def history_index_meta(self) -> str:
+        """Hash of the record index's size: ``n`` members, linear hashing's ``level`` and ``split``."""
+        return f"{self.prefix}evs:index"
 
     def done_day(self, day: str) -> str:
         """Hash of the associations linked on ``day`` (``YYYYMMDD``, UTC): id -> compact record."""
@@ -347,6 +360,10 @@ class Keys:
     def worker_heartbeat_prefix(self) -> str:
         """Prefix of worker heartbeats (``python -m worker --check`` scans it when given no name)."""
         return f"{self.prefix}hb:"
+
+    def worker_presence(self, worker: str) -> str:
+        """The pub/sub channel a live worker process subscribes to for its name's life (no key is stored)."""
+        return f"{self.prefix}alive:{worker}"
 
     def inbox_excused(self, entry_id: str) -> str:
         """How many deliveries of an inbox entry a Redis outage caused (they do not count towards setting it aside)."""

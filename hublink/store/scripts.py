@@ -24,9 +24,11 @@ SCRIPT_NAMES = (
     "rate_block",
     "set_aside",
     "idempotent_add",
-    "throttle_fail",
+    "throttle_take",
+    "throttle_refund",
     "resume",
     "history_add",
+    "history_find",
     "journal_advance",
 )
 
@@ -48,9 +50,11 @@ class Scripts:
     rate_block: Script
     set_aside: Script
     idempotent_add: Script
-    throttle_fail: Script
+    throttle_take: Script
+    throttle_refund: Script
     resume: Script
     history_add: Script
+    history_find: Script
     journal_advance: Script
 
     def __init__(self, redis: Redis) -> None:

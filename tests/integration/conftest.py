@@ -212,6 +212,12 @@ class Stack:
         assert process.alive(), process.output()
         return f"http://127.0.0.1:{port}"
 
+    def command(self, name: str, argv: list[str], **env: str) -> Process:
+        """Start ``python *argv`` with the stack's environment; it is stopped with the rest, pass or fail."""
+        process = Process(name, [python(), *argv], env={**env_for(self.settings), **env}, log_dir=self.log_dir)
+        self.processes.append(process)
+        return process
+
     def stop(self) -> None:
         """Stop every process (SIGTERM, then SIGKILL after a deadline)."""
         for process in reversed(self.processes):

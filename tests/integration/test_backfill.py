@@ -15,8 +15,8 @@ from hublink.config.settings import Settings
 from hublink.domain.limits import RateLimit
 from hublink.ops.backfill import RedisBackfills
 from hublink.store.keys import Keys
-from tests.integration.conftest import Sim, Stack, env_for
-from tests.support.processes import Process, python, wait_for
+from tests.integration.conftest import Sim, Stack
+from tests.support.processes import sigint_ignored, wait_for
 from web import create_app
 from web.admin import dashboard
 from web.parts import parts
@@ -59,19 +59,26 @@ def seed(sim: Sim) -> None:
 class TestBackfillEndToEnd:
     """Interrupted and resumed, every association is queued and created exactly once."""
 
+    @pytest.mark.interrupts
     def test_an_interrupted_backfill_resumes_and_links_each_record_once(
         self, settings: Settings, sim: Sim, stack: Stack, redis_client: redis_lib.Redis, tmp_path: Path
     ) -> None:
         """Ctrl-C after the first page keeps the cursor; --resume reads the rest; a worker links all 450."""
         seed(sim)
-        # One search a second in the first run, so that Ctrl-C lands between its pages.
-        slow = {**env_for(settings), "HUBSPOT_SEARCH_RATE_LIMIT": "1/2s", "FLASK_APP": "web"}
-        first = Process("backfill", [python(), "-m", "flask", "backfill", "deal-company"], env=slow, log_dir=tmp_path)
+        # One search a second in the first run, so that Ctrl-C lands between its pages. Started as a
+        # background shell starts it (SIGINT ignored, inherited through exec): the stack's processes get
+        # SIGINT back at its default, so the Ctrl-C below works whatever terminal runs the tests.
+        with sigint_ignored():
+            first = stack.command(
+                "backfill",
+                ["-m", "flask", "backfill", "deal-company"],
+                HUBSPOT_SEARCH_RATE_LIMIT="1/2s",
+                FLASK_APP="web",
+            )
         store = RedisBackfills(redis_client, Keys("hl:"))
         started = wait_for(lambda: [b for b in store.recent() if b.read >= 200], timeout=30, what="the first page")
         first.signal(signal.SIGINT)
         assert first.popen.wait(timeout=20) == 130, first.output()
-        first.stop()
         (interrupted,) = started
         saved = store.get(interrupted.id)
         assert saved is not None and saved.state == "interrupted" and saved.read < RECORDS, first.output()

@@ -14,8 +14,9 @@ from flask import Flask
 from hublink.config.rules_file import RulesFile
 from hublink.config.settings import Settings
 from hublink.domain.associations import AssociationRequest
+from hublink.domain.events import CrmEvent
 from hublink.intake.expansion import Expansion
-from hublink.intake.history import EventHistory, EventOutcome
+from hublink.intake.history import RECORD_OVERHEAD_BYTES, EventFilter, EventHistory, EventOutcome
 from hublink.intake.inbox import Inbox
 from hublink.lanes import LaneStore
 from hublink.ops.metrics import Metrics
@@ -215,4 +216,99 @@ class TestTheCaps:
         history = EventHistory(redis_client, Keys("hl:"), days=1)
         history.record("1-0", 1_800_000_000, "hubspot", [EventOutcome(0, "unmatched")])
         history.record("2-0", 1_800_000_000 + 2 * 86400, "hubspot", [EventOutcome(0, "unmatched")])
-        assert history.entry("1-0") is None and history.stats() == (1, len(redis_client.get("hl:ev:2-0") or b""), 0)
+        value = len(redis_client.get("hl:ev:2-0") or b"")
+        kept = value + value // 8 + RECORD_OVERHEAD_BYTES
+        assert history.entry("1-0") is None and history.stats() == (1, kept, 0)
+
+
+def api_request(history: EventHistory, entry_id: str, at: float, first_deal: int, n: int = 100) -> None:
+    """Keep one direct-API request of ``n`` associations, deals/<first_deal + i> to contacts/<7_000_000 + ...>."""
+    produced = tuple(
+        (
+            f"{first_deal + i:032x}",
+            AssociationRequest.create(
+                from_object_type="deals",
+                from_object_id=str(first_deal + i),
+                to_object_type="contacts",
+                to_object_id=str(7_000_000 + first_deal + i),
+                source="api",
+                received_at=at,
+            ),
+        )
+        for i in range(n)
+    )
+    history.record(
+        entry_id, at, "associations", [EventOutcome(0, "accepted", CrmEvent(source="api"), produced=produced)]
+    )
+
+
+def index_members(redis_client: redis_lib.Redis) -> int:
+    """Members in every bucket of the record index."""
+    buckets = [k for k in redis_client.scan_iter(match="hl:evr:*")]
+    return sum(int(redis_client.zcard(k)) for k in buckets)
+
+
+class TestTheIndex:
+    """Every record a kept request names is found, however far the index has split."""
+
+    def test_every_record_is_found_after_many_splits_and_buckets_stay_small(
+        self, redis_client: redis_lib.Redis
+    ) -> None:
+        """300 requests of 100 (60,000 index members): each deal and contact finds its request; no bucket is big."""
+        history = EventHistory(redis_client, Keys("hl:"))
+        at = time.time()
+        for n in range(300):
+            api_request(history, f"{1_800_000_000_000 + n}-0", at, 1_000_000 + n * 100)
+        assert int(redis_client.hget("hl:evs:index", "n") or 0) == index_members(redis_client) == 60_000
+        buckets = [k for k in redis_client.scan_iter(match="hl:evr:*")]
+        assert len(buckets) > 1000
+        assert {redis_client.object("encoding", k) for k in buckets} == {b"listpack"}
+        for n in range(0, 300, 7):
+            deal = 1_000_000 + n * 100 + n % 100
+            entry = f"{1_800_000_000_000 + n}-0"
+            assert [e for _, e in history.entries_naming(f"deals/{deal}")] == [entry]
+            assert entry in [e for _, e in history.entries_naming(f"contacts/{7_000_000 + deal}")]
+        assert history.entries_naming("deals/1") == []
+
+    def test_a_record_named_by_several_requests_lists_them_newest_first(self, redis_client: redis_lib.Redis) -> None:
+        """Three requests naming deals/5: the index gives all three, newest first; the API lists their events."""
+        history = EventHistory(redis_client, Keys("hl:"))
+        for n in range(3):
+            api_request(history, f"{1_800_000_000_000 + n}-{n}", 1_800_000_000 + n, 5, n=1)
+        assert [e for _, e in history.entries_naming("deals/5")] == [
+            "1800000000002-2",
+            "1800000000001-1",
+            "1800000000000-0",
+        ]
+        page, _ = history.page(EventFilter(object_type="deals", object_id="5"), limit=2)
+        assert [e["entry"] for e in page] == ["1800000000002-2", "1800000000001-1"]
+
+
+class TestTheCapCountsTheIndex:
+    """HUBLINK_HISTORY_MAX_MB bounds the records and their index together."""
+
+    def test_filling_the_cap_keeps_every_history_key_within_it(self, redis_client: redis_lib.Redis) -> None:
+        """400 requests of 100 into a 0.5 MB cap: the oldest go with their index members; Redis holds under 0.5 MB."""
+        cap_mb = 0.5
+        history = EventHistory(redis_client, Keys("hl:"), max_mb=cap_mb)
+        at = time.time()
+        for n in range(400):
+            api_request(history, f"{1_800_000_000_000 + n}-0", at + n / 1000, 1_000_000 + n * 100)
+        count, size, dropped = history.stats()
+        assert dropped > 0 and count + dropped == 400 and size <= cap_mb * 2**20
+        held = sum(int(redis_client.memory_usage(k, samples=0) or 0) for k in redis_client.scan_iter(match="hl:ev*"))
+        assert held <= cap_mb * 2**20
+        # What is left is indexed, and nothing else is: the dropped requests took their members along.
+        assert index_members(redis_client) == int(redis_client.hget("hl:evs:index", "n") or 0) == count * 200
+        newest, oldest = 1_000_000 + 399 * 100, 1_000_000
+        assert [e for _, e in history.entries_naming(f"deals/{newest}")] == [f"{1_800_000_000_000 + 399}-0"]
+        assert history.entries_naming(f"deals/{oldest}") == []
+
+    def test_records_past_the_window_leave_with_their_index_members(self, redis_client: redis_lib.Redis) -> None:
+        """A request older than HUBLINK_HISTORY_DAYS leaves at the next write, and so do its 200 index members."""
+        history = EventHistory(redis_client, Keys("hl:"), days=1)
+        api_request(history, "1-0", 1_800_000_000, 1_000)
+        assert index_members(redis_client) == 200
+        api_request(history, "2-0", 1_800_000_000 + 2 * 86400, 5_000)
+        assert index_members(redis_client) == 200 and history.entries_naming("deals/1000") == []
+        assert [e for _, e in history.entries_naming("deals/5000")] == ["2-0"]

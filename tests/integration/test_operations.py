@@ -19,6 +19,7 @@ import redis as redis_lib
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from hublink import __version__
 from hublink.domain.limits import RateLimit
 from tests.conftest import ADMIN_TOKEN, API_TOKEN, HUBSPOT_TOKEN
 from tests.integration.conftest import Sim, Stack
@@ -93,7 +94,7 @@ class TestMetricsAndLogs:
     def test_health_and_readiness(self, stack: Stack) -> None:
         """/healthz answers 200; /readyz answers 200 with Redis and 503 with the reason without it."""
         url = stack.gunicorn()
-        assert requests.get(f"{url}/healthz", timeout=5).json() == {"status": "ok"}
+        assert requests.get(f"{url}/healthz", timeout=5).json() == {"status": "ok", "version": __version__}
         assert requests.get(f"{url}/readyz", timeout=5).status_code == 200
         down = stack.gunicorn(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0", HUBLINK_REDIS_TIMEOUT_S="0.3")
         response = requests.get(f"{down}/readyz", timeout=5)

@@ -13,6 +13,8 @@ from flask import Flask
 
 from hublink.config.rules_file import RulesFile
 from hublink.config.settings import Settings
+from hublink.domain.events import CrmEvent
+from hublink.intake.history import EventFilter, EventHistory, EventOutcome
 from hublink.intake.inbox import Inbox
 from hublink.store.connections import connect
 from hublink.store.keys import Keys
@@ -91,3 +93,54 @@ def test_a_days_events_replayed_after_a_rules_change(stack: Stack, sim: Sim, tmp
     assert ("contacts", "5002", "companies", "8001") in sim.pairs()
     replays = client.get("/api/events?outcome=accepted", headers=AUTH).get_json()["items"]
     assert sum(1 for e in replays if e["replay_of"]) == 3
+
+
+def stored_history(settings: Settings, count: int) -> EventHistory:
+    """``count`` accepted HubSpot events in the history, one request each, with a 2 kB payload apiece."""
+    history = EventHistory(connect(settings.redis_url, timeout_s=5), Keys(settings.redis_prefix))
+    now = time.time() - 60
+    for n in range(count):
+        payload = {**hubspot_event(10_000 + n, 60_000 + n), "padding": "x" * 2000}
+        event = CrmEvent(
+            source="hubspot",
+            payload=payload,
+            portal_id="62515",
+            event_id=str(10_000 + n),
+            subscription_type="deal.creation",
+            object_id=str(60_000 + n),
+            dedup_key=f"hs:{10_000 + n}",
+        )
+        history.record(f"0-{n + 1}", now + n / 1000, "hubspot", [EventOutcome(0, "accepted", event, ("deal",))])
+    return history
+
+
+class TestReplayAll:
+    """``POST /api/events/replay {"all": true}`` over a large history: each event once, and no second copy."""
+
+    def test_each_of_1000_events_is_replayed_once(self, settings: Settings, tmp_path: Path) -> None:
+        """1,000 stored events, replayed while the replay's own records land in the history: matched 1000, once each."""
+        stored_history(settings, 1000)
+        client = app_with(settings, RULES, tmp_path).test_client()
+        answer = client.post("/api/events/replay", json={"all": True}, headers=AUTH)
+        assert answer.status_code == 202, answer.get_json()
+        report = answer.get_json()
+        assert (report["matched"], report["replayed"], report["skipped"]) == (1000, 1000, 0)
+
+    def test_a_replay_stores_references_not_copies_of_the_payloads(self, settings: Settings, tmp_path: Path) -> None:
+        """The replay's history records name the events they replayed: a quarter of the originals' bytes at most.
+
+        A copy of each payload would add about as much again as the originals hold (stored records are
+        compressed, so a reference's own few dozen bytes are a larger share of the whole than they look).
+        """
+        history = stored_history(settings, 200)
+        _, before, _ = history.stats()
+        client = app_with(settings, RULES, tmp_path).test_client()
+        answer = client.post("/api/events/replay", json={"all": True}, headers=AUTH)
+        assert answer.status_code == 202, answer.get_json()
+        _, after, _ = history.stats()
+        assert after - before <= before / 4, (before, after)
+        # A replay of a replay still finds the payload, through the reference.
+        replays = [e for e, _ in history.matching(EventFilter()) if e.get("k") == "replay"]
+        assert replays
+        again = client.post("/api/events/replay", json={"id": f"{replays[0]['id']}.0"}, headers=AUTH)
+        assert (again.get_json()["replayed"], again.get_json()["skipped"]) == (1, 0)

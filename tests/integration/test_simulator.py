@@ -1,14 +1,11 @@
 """The simulator over real HTTP: HubSpot's contract, checked against its OpenAPI specs, and the control API.
 
-The server runs in-process on a free port. The specs live in ``../shared/reference/openapi/`` beside the
-repository (or under ``$HUBLINK_SHARED_DIR``); where they are absent, the schema checks skip with that
-reason.
+The server runs in-process on a free port. The specs' schemas are in ``tests/contracts/``.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import select
 import signal
@@ -35,8 +32,7 @@ pytestmark = pytest.mark.integration
 TOKEN = "pat-na1-simulator-test-token-0001"
 OTHER_TOKEN = "pat-na1-simulator-test-token-0002"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-# The shared folder sits beside the repository (the repository root's parent), unless the environment says.
-SPECS = Path(os.environ.get("HUBLINK_SHARED_DIR") or REPO.parent / "shared") / "reference" / "openapi"
+SPECS = REPO / "tests" / "contracts"  # HubSpot's component schemas (tests/contracts/README.md)
 ISO_MS_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
 SINGLE = "/crm/objects/2026-03/deals/{}/associations/default/contacts/{}"
@@ -62,9 +58,7 @@ def _validator(spec_file: str, schema: str) -> Draft4Validator:
 
 @pytest.fixture
 def schemas() -> Any:
-    """``check(spec_file, schema, body)``: fails listing every violation; skips when the specs are absent."""
-    if not SPECS.is_dir():
-        pytest.skip(f"HubSpot's OpenAPI specs are not at {SPECS} (set HUBLINK_SHARED_DIR)")
+    """``check(spec_file, schema, body)``: fails listing every violation."""
 
     def check(spec_file: str, schema: str, body: Any) -> None:
         """Fail with every schema violation of ``body`` listed."""

@@ -1,19 +1,16 @@
 """The webhooks journal, settings and subscriptions (issue 14) from the simulator process, against the spec.
 
 The session's simulator process (``sim`` from conftest) is used; a webhook receiver runs in the test on a
-free loopback port. The specs live in ``../shared/reference/openapi/`` (or under ``$HUBLINK_SHARED_DIR``);
-where they are absent, these tests skip.
+free loopback port. The specs' schemas are in ``tests/contracts/``.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import threading
 from collections.abc import Iterator
 from functools import cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,12 +25,10 @@ from tests.support.processes import REPO, wait_for
 
 pytestmark = pytest.mark.integration
 
-SPECS = Path(os.environ.get("HUBLINK_SHARED_DIR") or REPO.parent / "shared") / "reference" / "openapi"
+SPECS = REPO / "tests" / "contracts"  # HubSpot's component schemas (tests/contracts/README.md)
 WEBHOOKS = "webhooks-2026-03.json"
 AUTH = {"Authorization": f"Bearer {HUBSPOT_TOKEN}"}
 JOURNAL = "/webhooks-journal/journal/2026-03"
-if not SPECS.is_dir():
-    pytest.skip(f"HubSpot's OpenAPI specs are not at {SPECS} (set HUBLINK_SHARED_DIR)", allow_module_level=True)
 
 
 @cache

@@ -1,14 +1,13 @@
 """HubSpot's lifecycle on a real simulator process: a signed push to a real receiver, and the new answers
 against HubSpot's 2026-03 specs (docs/reference/hubspot.md §9).
 
-The contract checks read the specs from ../shared/reference/openapi/ (or ``$HUBLINK_SHARED_DIR``) and skip
-where they are absent; the push test always runs.
+The contract checks read HubSpot's component schemas from tests/contracts/ (its README says where they come
+from).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -27,11 +26,7 @@ from tests.integration.conftest import Sim
 from tests.support.processes import wait_for
 
 pytestmark = pytest.mark.integration
-SPECS = (
-    Path(os.environ.get("HUBLINK_SHARED_DIR") or Path(__file__).resolve().parents[3] / "shared")
-    / "reference"
-    / "openapi"
-)
+SPECS = Path(__file__).resolve().parents[1] / "contracts"  # HubSpot's component schemas (tests/contracts/README.md)
 AUTH = {"Authorization": f"Bearer {HUBSPOT_TOKEN}"}
 APP = {"appId": "4242", "clientId": "client-1", "clientSecret": "secret-1"}
 
@@ -75,9 +70,7 @@ def receiver() -> Iterator[tuple[str, Received]]:
 
 
 def check(spec_file: str, schema: str, body: Any) -> None:
-    """Fail with every violation of one of the spec's component schemas; skip without the specs."""
-    if not SPECS.is_dir():
-        pytest.skip(f"HubSpot's OpenAPI specs are not at {SPECS} (set HUBLINK_SHARED_DIR)")
+    """Fail with every violation of one of the spec's component schemas."""
     spec = json.loads((SPECS / spec_file).read_text())
     registry = Registry().with_resource("spec", Resource.from_contents(spec, default_specification=DRAFT202012))
     validator = Draft202012Validator({"$ref": f"spec#/components/schemas/{schema}"}, registry=registry)

@@ -7,11 +7,13 @@ import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import redis as redis_lib
 
 from hublink.config.rules_file import RulesFile
+from hublink.config.settings import Settings
 from hublink.delivery.pauses import PauseStore
 from hublink.intake.history import EventHistory
 from hublink.intake.inbox import Inbox
@@ -179,3 +181,35 @@ def test_work_in_a_paused_lane_shows_the_pause_and_how_to_resume(stack: Stack, t
     assert association["state"] == "paused"
     assert association["reason"] == "lane 62515|deals|contacts is paused: maintenance"
     assert "hublink resume --lane '62515|deals|contacts'" in association["waiting"]["until"]
+
+
+#: Ids no record has: a superscript two (str.isdigit() says yes), 23 digits, a leading zero, Arabic-Indic digits.
+NOT_RECORD_IDS = ["\u00b2", "1" * 23, "0123", "\u0661\u0662"]
+
+
+class TestRecordIds:
+    """Record ids are 1-20 ASCII digits everywhere; anything else is refused, never cut or read as another id."""
+
+    @pytest.mark.parametrize("bad", NOT_RECORD_IDS)
+    def test_the_trace_api_refuses_an_id_that_is_not_1_to_20_ascii_digits(self, settings: Settings, bad: str) -> None:
+        """GET /api/trace/deals/<bad> is a 400 naming object_id, not a 200 for a record that cannot exist."""
+        client = create_app(settings).test_client()
+        answer = client.get(f"/api/trace/deals/{quote(bad)}", headers=AUTH)
+        assert answer.status_code == 400, answer.get_json()
+        assert "object_id" in answer.get_json()["error"]["message"]
+
+    @pytest.mark.parametrize("bad", NOT_RECORD_IDS)
+    def test_the_events_filter_refuses_such_an_id_too(self, settings: Settings, bad: str) -> None:
+        """GET /api/events?object_type=deals&object_id=<bad> is a 400 invalid_filter."""
+        client = create_app(settings).test_client()
+        answer = client.get("/api/events", query_string={"object_type": "deals", "object_id": bad}, headers=AUTH)
+        assert answer.status_code == 400, answer.get_json()
+        assert answer.get_json()["error"]["code"] == "invalid_filter"
+
+    def test_the_dashboard_does_not_cut_a_23_digit_id_to_another_record(self, settings: Settings) -> None:
+        """The search box with 23 digits says the id is not one, and traces nothing (not the first 20 digits)."""
+        client = create_app(settings).test_client()
+        login(client)
+        page = client.get("/admin/trace", query_string={"type": "deals", "id": "1" * 23}).get_data(as_text=True)
+        assert "1" * 20 + "<" not in page and "deals/" + "1" * 20 not in page
+        assert "expected 1-20 decimal digits" in page

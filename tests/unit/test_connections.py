@@ -9,8 +9,9 @@ import redis
 from redis.sentinel import SentinelConnectionPool, SentinelManagedConnection, SentinelManagedSSLConnection
 
 from hublink.config.settings import Settings
-from hublink.domain.errors import StoreUnavailableError
+from hublink.domain.errors import StoreBusyError, StoreUnavailableError
 from hublink.store.connections import (
+    BoundedPool,
     connect,
     connect_rq,
     failover_retry,
@@ -21,20 +22,35 @@ SENTINELS = {"redis_sentinels": (("127.0.0.1", 26379), ("127.0.0.1", 26380)), "r
 
 
 class TestPlain:
-    """Without sentinels nothing changes: the client is redis-py's own for the URL."""
+    """Without sentinels the client is redis-py's for the URL, with a bounded pool that waits for a connection."""
 
     def test_a_url_gives_a_plain_client_with_the_timeouts(self) -> None:
         """A URL connects directly, with the connect and socket timeouts asked for."""
         client = connect("redis://127.0.0.1:6379/3", timeout_s=1.5, blocking_s=2.0)
         kwargs = client.connection_pool.connection_kwargs
-        assert type(client.connection_pool) is redis.ConnectionPool
+        assert type(client.connection_pool) is BoundedPool
         assert (kwargs["socket_connect_timeout"], kwargs["socket_timeout"], kwargs["db"]) == (1.5, 3.5, 3)
 
     def test_settings_without_sentinels_are_their_url(self, make_settings: Callable[..., Settings]) -> None:
         """Settings with no sentinels give the same client as their REDIS_URL."""
         client = connect(make_settings(redis_url="redis://127.0.0.1:6390/2"), timeout_s=1.0)
-        assert type(client.connection_pool) is redis.ConnectionPool
+        assert type(client.connection_pool) is BoundedPool
         assert client.connection_pool.connection_kwargs["port"] == 6390
+
+    def test_the_pool_has_the_size_and_wait_asked_for(self) -> None:
+        """``pool_size`` caps the connections, ``pool_wait_s`` is how long a call waits for a free one."""
+        pool = connect("redis://127.0.0.1:6379/0", timeout_s=1.0, pool_size=7, pool_wait_s=0.5).connection_pool
+        assert isinstance(pool, BoundedPool)
+        assert (pool.max_connections, pool.timeout) == (7, 0.5)
+
+    def test_an_exhausted_pool_is_typed_store_busy(self) -> None:
+        """A call that waited the whole pool wait gets StoreBusyError naming the pool, not a network error."""
+        client = connect("redis://127.0.0.1:6379/0", timeout_s=1.0, pool_size=1, pool_wait_s=0.01)
+        pool = client.connection_pool
+        assert isinstance(pool, BoundedPool)
+        pool.pool.get_nowait()  # the one connection's place, taken without a socket (unit tests have none)
+        with pytest.raises(StoreBusyError, match="pool of 1"), store_errors():
+            client.get("x")
 
     def test_rq_gets_no_socket_timeout(self, make_settings: Callable[..., Settings]) -> None:
         """RQ's client blocks on its queue for minutes, so it has no socket timeout."""

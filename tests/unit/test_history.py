@@ -6,7 +6,18 @@ import pytest
 
 from hublink.domain.associations import AssociationRequest
 from hublink.domain.events import CrmEvent
-from hublink.intake.history import EventFilter, EventOutcome, event_of, records_named, type_of_subscription
+from hublink.intake.history import (
+    RECORD_FORM,
+    EventFilter,
+    EventOutcome,
+    decode_record,
+    encode_record,
+    entry_ref,
+    event_of,
+    record_tag,
+    records_named,
+    type_of_subscription,
+)
 
 
 def deal_to_contact() -> AssociationRequest:
@@ -104,3 +115,48 @@ class TestReplayInput:
         """No event, nothing to run rules on."""
         assert event_of(EventOutcome(0, "accepted", CrmEvent(source="api")).compact()) is None
         assert event_of(EventOutcome(1, "unusable", problems=("bad",)).compact()) is None
+
+
+class TestTheStoredForm:
+    """The record as Redis keeps it: its index first, ids packed, the rest compressed; read back equal."""
+
+    @pytest.mark.parametrize("entry_id", ["1733540000000-0", "1733540000000-7", "1-300", "replay-1733540000000-2"])
+    def test_a_record_reads_back_equal_whatever_its_entry_id(self, entry_id: str) -> None:
+        """Hex ids packed and restored, other items left alone, the JSON fields as written."""
+        record = {
+            "id": entry_id,
+            "at": 1_733_540_000_000,
+            "k": "associations",
+            "e": [
+                {
+                    "i": 0,
+                    "o": "accepted",
+                    "src": "api",
+                    "a": [["ab" * 16, "deals/1", "contacts/2"], ["cd" * 16, "deals/3", "contacts/4"]],
+                },
+                {"i": 1, "o": "accepted", "a": [["x", "lookup", "rule"]]},
+                {"i": 2, "o": "unmatched"},
+            ],
+        }
+        raw = encode_record(entry_id, record, ["deals/1", "contacts/2", "deals/3", "contacts/4"])
+        assert raw[0] == RECORD_FORM and decode_record(raw) == record
+        assert int.from_bytes(raw[1:3], "big") == 4  # one tag per record named, for history_add.lua
+
+    def test_a_stream_id_packs_into_six_bytes_and_its_sequence(self) -> None:
+        """Milliseconds since 2024 in 5 bytes, a zero sequence in none; anything else as text after 0xFF."""
+        since = (1_733_540_000_000 - 1_704_067_200_000).to_bytes(5, "big")
+        assert entry_ref("1733540000000-0") == since
+        assert entry_ref("1733540000000-258") == since + b"\x01\x02"
+        assert entry_ref("1000-0") == b"\xff1000-0"
+        assert entry_ref("replay-1-2") == b"\xffreplay-1-2"
+        assert entry_ref("01-0") == b"\xff01-0"
+
+    def test_a_value_without_the_form_byte_is_refused(self) -> None:
+        """Only the packed form is a history record: plain JSON is refused, not guessed at."""
+        with pytest.raises(ValueError, match="form byte"):
+            decode_record(b'{"id":"1-0","at":1,"k":"hubspot","e":[]}')
+
+    def test_tags_are_three_bytes_and_stable(self) -> None:
+        """The same record always has the same 3-byte tag (the index's hash)."""
+        assert len(record_tag("deals/1")) == 3 and record_tag("deals/1") == record_tag("deals/1")
+        assert record_tag("deals/1") != record_tag("deals/2")

@@ -56,18 +56,49 @@ def test_an_entry_this_version_cannot_read_is_refused_by_name(kind: str, body: b
         entry(kind, body).events()
 
 
-def test_an_associations_entry_gives_back_ids_and_requests() -> None:
-    """Direct-API associations travel with the ids their caller was given."""
+def test_an_associations_entry_in_the_full_list_form_is_refused() -> None:
+    """Only the compact body is an associations entry: a list of full records is refused, not guessed at."""
     from hublink.domain.associations import AssociationRequest
 
     request = AssociationRequest.create(
         from_object_type="deals", from_object_id="1", to_object_type="contacts", to_object_id="2", received_at=3.0
     )
     body = json.dumps([["a" * 32, request.as_record()]]).encode()
-    assert entry(KIND_ASSOCIATIONS, body).associations() == [("a" * 32, request)]
+    with pytest.raises(InvalidInputError, match="compact body"):
+        entry(KIND_ASSOCIATIONS, body).associations()
 
 
-@pytest.mark.parametrize("body", [b'{"a": 1}', b"[[1]]", b'[["id", {"from_object_type": "deals"}]]'])
+def test_the_compact_associations_body_gives_back_every_request() -> None:
+    """Shared fields said once, per-item ones kept: each request reads back equal, with its id."""
+    from hublink.domain.associations import AssociationRequest
+    from hublink.intake.inbox import associations_body
+
+    items = [
+        (
+            f"{n:032x}",
+            AssociationRequest.create(
+                from_object_type="deals",
+                from_object_id=str(100 + n),
+                to_object_type="contacts" if n % 2 else "companies",
+                to_object_id=str(200 + n),
+                portal_id="62515",
+                source="api",
+                label="Primary" if n == 3 else None,
+                received_at=3.0,
+            ),
+        )
+        for n in range(5)
+    ]
+    body = associations_body(items)
+    assert entry(KIND_ASSOCIATIONS, body).associations() == items
+    assert len(body) < len(json.dumps([[i, r.as_record()] for i, r in items])) / 2
+    assert entry(KIND_ASSOCIATIONS, associations_body([])).associations() == []
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b'{"a": 1}', b"[[1]]", b'[["id", {"from_object_type": "deals"}]]', b'{"v": 2, "c": {}, "a": [["id"]]}'],
+)
 def test_a_malformed_associations_entry_is_refused_by_name(body: bytes) -> None:
     """Anything but [id, record] pairs raises InvalidInputError."""
     with pytest.raises(InvalidInputError, match=r"associations entry|malformed association"):

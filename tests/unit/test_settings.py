@@ -178,12 +178,18 @@ class TestFromEnv:
 
     @pytest.mark.parametrize(
         ("name", "value"),
-        [("HUBSPOT_BATCH_SIZE", "5000"), ("REDIS_URL", "http://x"), ("HUBSPOT_ACCEPT_LEGACY_SIGNATURES", "maybe")],
+        [("HUBSPOT_BATCH_SIZE", "5000"), ("HUBSPOT_ACCEPT_LEGACY_SIGNATURES", "maybe")],
     )
     def test_the_refusal_shows_the_bad_value(self, name: str, value: str) -> None:
         """The refusal quotes what was given, so the operator sees the typo."""
         with pytest.raises(ConfigError, match=value):
             Settings.from_env({name: value})
+
+    def test_a_redis_url_refusal_names_its_scheme_never_its_password(self) -> None:
+        """A REDIS_URL with the wrong scheme is refused naming the scheme; the password in it is not shown."""
+        with pytest.raises(ConfigError) as info:
+            Settings.from_env({"REDIS_URL": "http://user:s3cret-pw@redis:6379/0"})
+        assert "'http'" in str(info.value) and "s3cret-pw" not in str(info.value)
 
     def test_settings_are_frozen(self) -> None:
         """Settings cannot be changed after start-up."""

@@ -29,11 +29,13 @@ def login() -> Response | str | tuple[str, int, dict[str, str]]:
         flash("HUBLINK_ADMIN_TOKEN is not set, so the dashboard is disabled.")
     elif request.method == "POST":
         address = request.remote_addr or "unknown"
-        verdict = p.login_throttle.check(address)
+        # Counted before the comparison, in the same step as the check (web.throttle); a right token gives it back.
+        verdict = p.login_throttle.take(address)
         if not verdict.allowed:
             return throttled(verdict.retry_after_s, verdict.scope)
         presented = request.form.get("token", "")
         if hmac.compare_digest(presented.encode(), expected.encode()):
+            p.login_throttle.refund(address)
             # A fresh session (new id) and CSRF token at the change of privilege: nothing from before carries over.
             session.clear()
             regenerate = getattr(session, "regenerate", None)
@@ -43,7 +45,7 @@ def login() -> Response | str | tuple[str, int, dict[str, str]]:
             session.permanent = True
             csrf_token()
             return redirect(_safe_next(request.args.get("next", "")))
-        by_address, in_total = p.login_throttle.fail(address)
+        by_address, in_total = verdict.counts
         log.info(
             "admin login refused",
             extra={

@@ -45,7 +45,7 @@ def pause_or_resume(action: str) -> Response | str:
         if action == "pause"
         else store.resume(scope, name)
     )
-    log.info("admin action", extra={"action": action, "scope": scope, "name": name, "count": int(changed)})
+    log.info("admin action", extra={"action": action, "scope": scope, "target": name, "count": int(changed)})
     done = "Paused" if action == "pause" else "Resumed"
     flash(f"{done} {scope} {name}." if changed else f"Nothing to do: {scope} {name} was already {action}d.")
     return redirect(url_for("admin.index"))

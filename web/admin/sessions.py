@@ -2,9 +2,14 @@
 
 So a session can be ended for good: logging out deletes it (a copied cookie then opens nothing, on any
 web process), and ``hublink admin sessions revoke --all`` deletes them all. A logged-in session lives
-``SESSION_TTL_S`` (8 h) from its login, used or not; one that is not logged in (the login page's CSRF
-token and its messages) lives ``ANONYMOUS_TTL_S``. Sessions are opened only under the dashboard's
+``SESSION_TTL_S`` (8 h) from its login, used or not. Sessions are opened only under the dashboard's
 prefix: the APIs never read or set a cookie (and never pay a Redis read for one).
+
+Only a logged-in session is kept in Redis. One that is not (the login form's CSRF token, the messages a
+page shows once) travels in the cookie itself, signed with the app's secret key (Flask's own signed
+cookie format) and good for ``ANONYMOUS_TTL_S``: a client without a session or credential, however many
+requests it sends, stores nothing on the server and cannot fill Redis. The cookie holds either kind: a
+session id (letters, digits, ``-`` and ``_``) or a signed value (which always has dots).
 
 Fails closed: without Redis no session can be read, so no page opens (the dashboard answers 503).
 
@@ -21,7 +26,8 @@ from typing import Any
 
 import orjson
 from flask import Flask, Request, Response
-from flask.sessions import SessionInterface, SessionMixin
+from flask.sessions import SecureCookieSessionInterface, SessionInterface, SessionMixin
+from itsdangerous import BadSignature, URLSafeTimedSerializer
 from redis import Redis
 from werkzeug.datastructures import CallbackDict
 
@@ -34,8 +40,10 @@ log = logging.getLogger("hublink.web")
 #: Where ``web.admin.register`` keeps the app's :class:`SessionStore`.
 EXTENSION = "hublink.sessions"
 
-#: How long a session that is not logged in is kept (the login form's CSRF token and flashed messages).
+#: How long a session that is not logged in is good for (the login form's CSRF token and flashed messages).
 ANONYMOUS_TTL_S = 900
+#: A signed anonymous cookie longer than this is not read (a CSRF token and a few messages are far shorter).
+MAX_COOKIE_CHARS = 3000
 
 
 def new_session_id() -> str:
@@ -108,6 +116,8 @@ class ServerSession(CallbackDict[str, Any], SessionMixin):
         self.unavailable = unavailable
         #: An id this request gave up (login rotates the id: a session fixed before login is worthless).
         self.ended_sid: str | None = None
+        #: The cookie held this session's data (signed), not an id: it is not logged in and not in Redis.
+        self.in_cookie = False
 
     def regenerate(self) -> None:
         """Give the session a fresh id; the old one is deleted when the answer is sent."""
@@ -130,23 +140,41 @@ class DashboardSessions(SessionInterface):
         return store
 
     def open_session(self, app: Flask, request: Request) -> ServerSession | None:
-        """The session the cookie names, or a new empty one; never raises (a Redis failure is flagged)."""
+        """The session the cookie names or holds, or a new empty one; never raises (a Redis failure is flagged)."""
         if not request.path.startswith(self.prefix):
             return None
-        sid = request.cookies.get(self.get_cookie_name(app), "")
-        if not is_session_id(sid):
-            return ServerSession({}, new_session_id(), is_new=True)
+        value = request.cookies.get(self.get_cookie_name(app), "")
+        if not is_session_id(value):
+            session = ServerSession(self._unsigned(app, value), new_session_id(), is_new=True)
+            session.in_cookie = bool(session)
+            return session
         try:
-            data = self._store(app).load(sid)
+            data = self._store(app).load(value)
         except StoreUnavailableError:
             # Raising here would bypass the error handlers (Flask opens sessions before dispatching).
             return ServerSession({}, new_session_id(), is_new=True, unavailable=True)
         if data is None:
             return ServerSession({}, new_session_id(), is_new=True)
-        return ServerSession(data, sid, is_new=False)
+        return ServerSession(data, value, is_new=False)
+
+    @staticmethod
+    def _signer(app: Flask) -> URLSafeTimedSerializer | None:
+        """Flask's signed-cookie serializer under the app's secret key (None without one)."""
+        return SecureCookieSessionInterface().get_signing_serializer(app)
+
+    def _unsigned(self, app: Flask, value: str) -> dict[str, Any]:
+        """The data of a signed anonymous cookie, or nothing (absent, forged, or older than ANONYMOUS_TTL_S)."""
+        signer = self._signer(app)
+        if not value or signer is None or len(value) > MAX_COOKIE_CHARS:
+            return {}
+        try:
+            data = signer.loads(value, max_age=ANONYMOUS_TTL_S)
+        except BadSignature:
+            return {}
+        return dict(data) if isinstance(data, dict) and not data.get("admin") else {}
 
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
-        """Store a changed session (and set its cookie), or delete an emptied one (and its cookie)."""
+        """Store a changed logged-in session (and set its cookie id); sign an anonymous one into the cookie."""
         if not isinstance(session, ServerSession) or session.unavailable:
             return
         store = self._store(app)
@@ -154,18 +182,18 @@ class DashboardSessions(SessionInterface):
         try:
             if session.ended_sid:
                 store.delete(session.ended_sid)
-            if not session:
-                if not session.new:
-                    store.delete(session.sid)
-                    response.delete_cookie(name, domain=domain, path=path)
-                return
-            if not session.modified:
-                return
-            if session.get("admin"):
-                ttl_s = SESSION_TTL_S - (time.time() - float(session.get("since", 0)))
-                expires: float | None = time.time() + ttl_s
-            else:
-                ttl_s, expires = ANONYMOUS_TTL_S, None
+            if not session.get("admin") and not session.new:
+                # Logged in until this request (it expired, or the token changed): nothing stays in Redis.
+                store.delete(session.sid)
+        except StoreUnavailableError as exc:
+            log.warning("session not ended", extra={"reason": str(exc)})
+        if not session.get("admin"):
+            self._save_in_cookie(app, session, response)
+            return
+        if not session.modified:
+            return
+        ttl_s = SESSION_TTL_S - (time.time() - float(session.get("since", 0)))
+        try:
             store.save(session.sid, dict(session), int(ttl_s))
         except StoreUnavailableError as exc:
             # The answer is decided; without a stored session the next page asks to log in again.
@@ -174,7 +202,30 @@ class DashboardSessions(SessionInterface):
         response.set_cookie(
             name,
             session.sid,
-            expires=expires,
+            expires=time.time() + ttl_s,
+            httponly=self.get_cookie_httponly(app),
+            domain=domain,
+            path=path,
+            secure=self.get_cookie_secure(app),
+            samesite=self.get_cookie_samesite(app),
+        )
+        response.vary.add("Cookie")
+
+    def _save_in_cookie(self, app: Flask, session: ServerSession, response: Response) -> None:
+        """An anonymous session's data, signed, as the cookie (or the cookie removed once it is empty)."""
+        name, domain, path = self.get_cookie_name(app), self.get_cookie_domain(app), self.get_cookie_path(app)
+        signer = self._signer(app)
+        if not session or signer is None:
+            if session.in_cookie or not session.new:
+                response.delete_cookie(name, domain=domain, path=path)
+                response.vary.add("Cookie")
+            return
+        if not session.modified and session.in_cookie:
+            return
+        response.set_cookie(
+            name,
+            signer.dumps(dict(session)),
+            max_age=ANONYMOUS_TTL_S,
             httponly=self.get_cookie_httponly(app),
             domain=domain,
             path=path,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Response, jsonify
 
+from hublink.domain.associations import is_object_id
 from hublink.ops.trace import trace
 from web.api.blueprint import bp, require_admin
 from web.errors import ApiError
@@ -14,7 +15,7 @@ from web.parts import parts
 def trace_record(object_type: str, object_id: str) -> Response:
     """Every event that named the record and every association involving it, in one timeline."""
     require_admin()
-    if not object_id.isdigit() or len(object_id) > 20:
+    if not is_object_id(object_id):
         raise ApiError(400, "invalid_parameter", f"object_id: expected 1-20 decimal digits, got {object_id[:30]!r}")
     p = parts()
     try:
