@@ -343,7 +343,10 @@ class HubSpotApi:
             raise ValueError(f"objectId: expected 1-20 decimal digits, got {object_id!r}")
         found = None
         # An id marked invalid is "not visible yet": reading it answers 404, whatever status it was given.
-        if not self.state.screen((object_id,)):
+        if request.query_values("archived") == ["true"]:
+            # Only archived (deleted) records, as HubSpot's ``archived=true`` (docs/reference/hubspot.md §9.3).
+            found = self.state.read_archived(object_type, object_id)
+        elif not self.state.screen((object_id,)):
             found = self.state.read_record(object_type, object_id, request.query_values("properties"))
         if found is None:
             return Answer(404, errors.not_found_body([(label(object_type), object_id)])), 0

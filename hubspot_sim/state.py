@@ -366,6 +366,13 @@ class SimState(Accounts):
             self._hidden.discard(side)
         return True
 
+    def read_archived(self, object_type: str, object_id: str) -> dict[str, Any] | None:
+        """A deleted record as ``?archived=true`` answers it (HubSpot returns only archived records then), or None."""
+        with self._lock:
+            if not self._lifecycle.is_archived((object_type, object_id)):
+                return None
+        return {"id": object_id, "properties": {"hs_object_id": object_id}, "archived": True}
+
     def read_record(self, object_type: str, object_id: str, wanted: Sequence[str]) -> dict[str, Any] | None:
         """A record's ``SimplePublicObject`` JSON (only the ``wanted`` properties, if any), or None."""
         with self._lock:

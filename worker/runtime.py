@@ -51,6 +51,7 @@ from hublink.intake.expansion import Expansion
 from hublink.intake.history import EventHistory
 from hublink.intake.inbox import Inbox
 from hublink.intake.journal import JournalOffsets, JournalPoller
+from hublink.intake.record_fates import RecordFates
 from hublink.lanes import LaneStore
 from hublink.ops.alerts import Alerter
 from hublink.ops.dead_letters import DeadLetterStore
@@ -297,8 +298,10 @@ def build(settings: Settings, rules_file: RulesFile | None = None, *, consumer: 
         ),
     )
     history = EventHistory(redis, keys, days=settings.history_days, max_mb=settings.history_max_mb, scripts=scripts)
+    fates = RecordFates(redis, keys)
     drainer = LaneDrainer(
         lanes=lanes,
+        fates=fates,
         resolutions=ResolutionHistory(history),
         displacements=DisplacementHistory(history),
         circuit=breaker,
@@ -347,6 +350,7 @@ def build(settings: Settings, rules_file: RulesFile | None = None, *, consumer: 
             rules_tag=rules_file.tag,
             history=history,
             own_app_id=settings.hubspot_app_id,
+            fates=fates,
         ),
         consumer=name,
     )

@@ -1,7 +1,8 @@
 """LaneDrainer: empty one lane into HubSpot, within the shared rate limit, one batch call at a time.
 
 One drain is one RQ job. Its loop is claim → gates → call → settle: claim due associations (a lease, not
-a pop); pass the batch through the gates (``hublink.delivery.gates``: pauses, the batch window, the
+a pop); pass the batch through the gates (``hublink.delivery.gates``: pauses, the batch window, the records'
+fates (``hublink.delivery.record_fates``: merged ids re-targeted, deleted records' work ended), the
 portal's credential and circuit, lookups, recently linked pairs, the rate limit), any of which may stop
 it; make the call (``hublink.delivery.sender``); and settle every item in one atomic step, from the one
 record of what became of the batch (``hublink.delivery.batch.Sent``). What each answer means (retry,
@@ -17,7 +18,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from hublink.delivery import outcomes
 from hublink.delivery.batch import Batch
@@ -39,11 +40,13 @@ from hublink.delivery.gates import (
 from hublink.delivery.labels import LabelResolver
 from hublink.delivery.lookups import ResolutionHistory
 from hublink.delivery.rate_limit import Limiter
+from hublink.delivery.record_fates import RecordFatesGate, RecordReader
 from hublink.delivery.sender import AssociationClient, Sender
 from hublink.domain import retry_policy
 from hublink.domain.associations import split_lane
 from hublink.domain.limits import RateLimit
 from hublink.domain.lookups import is_lookup_lane
+from hublink.intake.record_fates import FateBook
 from hublink.lanes import Lanes
 from hublink.store.counters import CounterOps
 
@@ -126,6 +129,7 @@ class LaneDrainer:
         labels: LabelResolver | None = None,
         circuit: Breaker | None = None,
         resolutions: ResolutionHistory | None = None,
+        fates: FateBook | None = None,
         displacements: DisplacementLog | None = None,
     ) -> None:
         self._lanes = lanes
@@ -149,10 +153,22 @@ class LaneDrainer:
             metrics=metrics,
         )
         circuit_gate = CircuitGate(circuit, clock=clock) if circuit is not None else None
+        fates_gate = (
+            RecordFatesGate(
+                fates,
+                reader=cast(RecordReader, client) if hasattr(client, "read_object") else None,
+                limiter=self._limiter,
+                fresh_record_grace_s=policy.fresh_record_grace_s,
+                clock=clock,
+            )
+            if fates is not None
+            else None
+        )
         #: The gates in the order they see a batch before the call (``after_call`` runs in reverse).
         self._gates: list[Gate] = [
             PauseGate(lanes, circuit, clock=clock),
             BatchWindowGate(clock=clock),
+            *([fates_gate] if fates_gate is not None else []),
             CredentialsGate(credentials, circuit, clock=clock),
             *([circuit_gate] if circuit_gate is not None else []),
             LookupsGate(resolver, lanes, self._limiter, clock=clock, resolutions=resolutions),

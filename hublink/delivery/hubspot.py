@@ -64,6 +64,11 @@ ASSOCIATION_LIMIT_CATEGORY = "ASSOCIATION_LIMIT"
 LABEL_PAGE_SIZE = 500
 #: The most pages of label definitions read for one pair of object types.
 MAX_LABEL_PAGES = 100
+#: The ``context`` key of a "pair missing" error listing the pairs HubSpot answered that were not asked for
+#: (``docs/reference/hubspot.md`` §9.2: a write naming a merged id may answer with the new id), at most
+#: ``MAX_ECHOED`` of them.
+ECHOED = "echoedPairs"
+MAX_ECHOED = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -462,10 +467,16 @@ class HubSpotClient:
         properties: Iterable[str],
         *,
         base_url: str | None = None,
+        archived: bool = False,
     ) -> dict[str, Any]:
-        """``GET /crm/objects/2026-03/{type}/{id}?properties=...``: the record's properties."""
+        """``GET /crm/objects/2026-03/{type}/{id}?properties=...``: the record's properties.
+
+        ``archived``: read only a deleted (archived) record; HubSpot answers 404 for a live or unknown one.
+        """
         path = f"/crm/objects/{API_VERSION}/{_seg(object_type)}/{_seg(object_id)}"
         params = {"properties": ",".join(properties)}
+        if archived:
+            params["archived"] = "true"
         body, _, _ = self._send("GET", path, token, None, params=params, base_url=base_url)
         props = body.get("properties") if isinstance(body, dict) else None
         return props if isinstance(props, dict) else {}
@@ -666,6 +677,8 @@ class HubSpotClient:
             except (KeyError, TypeError):
                 continue
         wanted = set(pairs)
+        # Results for pairs not asked for (other than the reverse of one): ids HubSpot answered for merged ones.
+        echoed = sorted(p for p in linked - wanted if (p[1], p[0]) not in wanted)[:MAX_ECHOED]
         # HubSpot may answer with both directions; only the pairs that were asked for count.
         linked &= wanted
         failed: dict[tuple[str, str], DeliveryError] = {}
@@ -703,6 +716,8 @@ class HubSpotClient:
                         message=f"pair missing from HubSpot's answer (status {status})",
                         correlation_id=correlation,
                         rate=rate,
+                        # What it answered instead, for ``hublink.delivery.record_fates`` to recognise a merge.
+                        context={ECHOED: [list(p) for p in echoed]} if echoed else {},
                     )
                 )
         return CallResult(frozenset(linked), failed, rate, correlation)

@@ -26,6 +26,7 @@ from hublink.domain.errors import (
     LookupNoValueError,
     NotFoundError,
     RateLimitedError,
+    RecordDeletedError,
     ValidationRejectedError,
 )
 from hublink.domain.lookups import LookupRequest, describe, target_type
@@ -106,7 +107,8 @@ def settle(
             continue
         request = item.request
         event_time = request.occurred_at or request.received_at or item.first_seen_ms / 1000
-        attempts = item.attempts + (0 if isinstance(error, RateLimitedError) else 1)
+        # A 429 is not the pair's fault, and a deleted record's work ends without a call: no attempt spent.
+        attempts = item.attempts + (0 if isinstance(error, RateLimitedError | RecordDeletedError) else 1)
         decision = retry_policy.classify(
             error, attempts=attempts, age_s=now - event_time, policy=policy, rng=rng, daily_reset_s=daily_reset_s
         )
@@ -238,10 +240,15 @@ def outcome_ops(counters: CounterOps, outcomes: Sequence[Outcome], results: Sequ
     dead: dict[tuple[str, str], int] = {}
     retries: dict[tuple[str, str], int] = {}
     failed: dict[str, int] = {}
+    deleted: dict[str, int] = {}
     latencies: list[float] = []
     for outcome in outcomes:
         request = outcome.item.request
         error = errors.get(outcome.item.association_id)
+        if isinstance(error, RecordDeletedError):
+            # Not a failure: HubSpot no longer has the record. Counted apart, so alerts never see it.
+            deleted[request.source] = deleted.get(request.source, 0) + 1
+            continue
         if outcome.kind == "done":
             if isinstance(request, AssociationRequest):
                 latencies.append(max(now - (request.received_at or now), 0.0))
@@ -267,6 +274,8 @@ def outcome_ops(counters: CounterOps, outcomes: Sequence[Outcome], results: Sequ
         ops.append(counters.op("retries", n, error=name, kind=kind))
     for name, n in failed.items():
         ops += [counters.op("associations_failed", n, error=name), counters.series_op("failed", n, at_s=now)]
+    for source, n in deleted.items():
+        ops.append(counters.op("associations_record_deleted", n, source=source))
     ops.extend(counters.latency_ops(latencies))
     return ops
 

@@ -35,6 +35,11 @@ HUBLINK_CATEGORIES: dict[str, str] = {
     "UNKNOWN_LABEL": "the label a rule or request names is not defined at HubSpot for that pair of object types",
     "UNKNOWN_PORTAL": "the association names a portal HubLink has no credentials for",
     "UNREADABLE": "queued work this version cannot read; kept whole so that nothing is silently dropped",
+    "RECORD_DELETED": (
+        "reason `record_deleted`: the association names a record deleted in HubSpot (a deletion event, or a read "
+        "finding it archived past the fresh-record grace); ended without a call, not counted as a failure; replay it "
+        "if the record is restored"
+    ),
 }
 
 

@@ -28,6 +28,7 @@
             │   └── LookupNoValueError   the property a rule reads is empty
             ├── LookupAmbiguousError  a rule's search found several records and the rule says dead-letter
             ├── UnknownPortalError   an association names a portal HubLink has no credentials for
+            ├── RecordDeletedError   the association names a record deleted in HubSpot: ends record_deleted
             └── ValidationRejectedError  400, 409, 414 and other 4xx
                 └── AssociationLimitError  an input past an admin's association limit: dead-lettered at once
 
@@ -324,6 +325,15 @@ class UnknownPortalError(PermanentError):
     def __init__(self, portal_id: str | None) -> None:
         super().__init__(
             HubSpotErrorDetail(category="UNKNOWN_PORTAL", message=f"no credentials configured for portal {portal_id}")
+        )
+
+
+class RecordDeletedError(PermanentError):
+    """The association names a record that was deleted in HubSpot: it ends at once, without a call."""
+
+    def __init__(self, record: str, *, how: str = "a deletion event") -> None:
+        super().__init__(
+            HubSpotErrorDetail(category="RECORD_DELETED", message=f"{record} was deleted in HubSpot ({how})")
         )
 
 

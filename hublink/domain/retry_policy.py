@@ -20,6 +20,7 @@ from hublink.domain.errors import (
     NotFoundError,
     PermanentError,
     RateLimitedError,
+    RecordDeletedError,
     ServerError,
     TransientError,
     ValidationRejectedError,
@@ -121,6 +122,9 @@ def classify(
             return Defer(wait, "rate-limited: DAILY")
         wait = policy.capped(error.retry_after_s) if error.retry_after_s is not None else policy.rate_window_s
         return Defer(wait, f"rate-limited: {error.policy}")
+    if isinstance(error, RecordDeletedError):
+        # Nothing to retry: the record is gone (a restore would make the dead letter worth replaying).
+        return DeadLetter("record_deleted")
     if isinstance(error, AssociationLimitError):
         return DeadLetter(ASSOCIATION_LIMIT_REASON)
     if isinstance(error, PermanentError):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,9 +19,11 @@ from hublink.domain.associations import MAX_EVENT_ID_CHARS, AssociationRequest, 
 from hublink.domain.errors import InvalidInputError
 from hublink.domain.events import CrmEvent
 from hublink.domain.lookups import LookupRequest, Work
+from hublink.domain.record_fates import batch_fates
 from hublink.domain.rules import Fixed, PlannedAssociation, RuleSet, is_self_triggered
 from hublink.intake.history import EventHistory, EventOutcome
 from hublink.intake.inbox import KIND_ASSOCIATIONS, MAX_DELIVERIES, Inbox, InboxEntry
+from hublink.intake.record_fates import FateBook
 from hublink.lanes import EventGroup, LaneStore, PendingItem
 from hublink.store.counters import Counters, Op
 
@@ -146,11 +148,14 @@ def accept(
     counters: Sequence[Op] = (),
     unusable: int = 0,
     own_app_id: str | None = None,
+    lifecycle: Mapping[int, str] | None = None,
 ) -> IntakeReport:
     """Plan every event and store all of it, with its dedup marks and counts, in one round-trip.
 
     With ``own_app_id`` (HUBSPOT_APP_ID), an association change HubLink's own write caused that no rule
     opted in to (``when: {changeSource: ...}``) ends as ``self``: counted and kept in the history, no work.
+    ``lifecycle``: the outcome (``record_deleted``, ``record_merged``) of each lifecycle event by its index,
+    for the events no rule matched (``hublink.domain.record_fates.batch_fates``).
 
     ``ack`` (``Inbox.ack_target``) is the inbox entry the events came from: it is acknowledged in the same
     step, even when the events ask for nothing; ``aside`` (``Inbox.aside_target``) keeps the entry's unusable
@@ -179,7 +184,8 @@ def accept(
 
     planned: list[tuple[tuple[str, ...], tuple[str, ...]]] = []
     own: list[bool] = []
-    for event in events:
+    lifecycle = lifecycle or {}
+    for index, event in enumerate(events):
         work, event_problems, matched = plan_named(event, rules, received_at, own_app_id=own_app_id)
         planned.append((matched, tuple(event_problems)))
         is_own = not matched and is_self_triggered(event, own_app_id)
@@ -189,7 +195,7 @@ def accept(
             ops.extend(
                 metrics.op("rule_problems", rule=p.split("'")[1] if p.count("'") >= 2 else "?") for p in event_problems
             )
-        unmatched += not matched and not is_own
+        unmatched += not matched and not is_own and index not in lifecycle
         n_lookup = 0
         for w in work:
             n_lookup += w.__class__ is LookupRequest
@@ -199,7 +205,7 @@ def accept(
                 dedup_key=event.dedup_key,
                 on_new=counts(
                     event.source,
-                    "accepted" if matched else "self" if is_own else "unmatched",
+                    "accepted" if matched else "self" if is_own else lifecycle.get(index, "unmatched"),
                     len(work) - n_lookup,
                     n_lookup,
                 ),
@@ -222,7 +228,7 @@ def accept(
         elif own[index]:
             outcome = "self"
         elif not matched:
-            outcome = "unmatched"
+            outcome = lifecycle.get(index, "unmatched")
         elif noted and not group.requests:
             outcome = "problem"
         else:
@@ -258,8 +264,11 @@ class Expansion:
         rules_tag: str = "",
         history: EventHistory | None = None,
         own_app_id: str | None = None,
+        fates: FateBook | None = None,
     ) -> None:
         self._history = history
+        #: Where the records' fates that lifecycle events report are kept (None: not kept).
+        self._fates = fates
         #: HUBSPOT_APP_ID: association changes this app's own writes caused end as ``self``.
         self._own_app_id = own_app_id
         self._inbox = inbox
@@ -301,6 +310,10 @@ class Expansion:
                 "events set aside as unusable",
                 extra={"entry": entry.entry_id, "events": len(batch.unusable), "reason": reason[:300]},
             )
+        fates, lifecycle = batch_fates(batch.events) if self._fates is not None else ([], {})
+        if fates and self._fates is not None:
+            # Kept before the entry is acknowledged: a crash in between expands it again, which keeps them again.
+            self._fates.record(fates)
         report = accept(
             batch.events,
             self._rules,
@@ -312,6 +325,7 @@ class Expansion:
             counters=counters,
             unusable=len(batch.unusable),
             own_app_id=self._own_app_id,
+            lifecycle=lifecycle,
         )
         if report.already_expanded:
             log.info("inbox entry was already expanded by another worker", extra={"entry": entry.entry_id})

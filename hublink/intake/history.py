@@ -3,10 +3,12 @@
 The workers' expansion (``hublink.intake.expansion``) writes one record per inbox entry right after storing
 its work: the request (entry id, kind, when accepted) and per event its source, portal, subscription type,
 object, event id, and outcome: ``accepted`` (with the rules that matched and the association ids they
-produced, each with its pair), ``duplicate``, ``unmatched``, ``unusable`` (with the reason) or ``problem``
-(a rule matched but could not be applied). Direct-API requests are kept as one ``api`` event with their ids.
-Records are compact JSON (short keys), zlib-compressed, kept ``HUBLINK_HISTORY_DAYS`` within
-``HUBLINK_HISTORY_MAX_MB``: past the cap the oldest go first and are counted (``evs:dropped``).
+produced, each with its pair), ``duplicate``, ``unmatched``, ``unusable`` (with the reason), ``problem``
+(a rule matched but could not be applied), ``self``, or ``record_deleted`` / ``record_merged`` (a lifecycle
+event no rule matched, kept as the record's fate: ``hublink.intake.record_fates``). Direct-API requests are
+kept as one ``api`` event with their ids. Records are compact JSON (short keys), zlib-compressed, kept
+``HUBLINK_HISTORY_DAYS`` within ``HUBLINK_HISTORY_MAX_MB``: past the cap the oldest go first and are counted
+(``evs:dropped``).
 
 Each record is indexed under every record it names, so a record's events are found without a scan. The
 index is one member per named record and request, ``tag + entry``: a 3-byte digest of the record's name
@@ -48,7 +50,17 @@ from hublink.store.keys import Keys
 from hublink.store.scripts import Scripts
 
 #: What can become of an event.
-OUTCOMES = ("accepted", "duplicate", "unmatched", "unusable", "problem", "self", "displaced")
+OUTCOMES = (
+    "accepted",
+    "duplicate",
+    "unmatched",
+    "unusable",
+    "problem",
+    "self",
+    "displaced",
+    "record_deleted",
+    "record_merged",
+)
 #: Defaults (``HUBLINK_HISTORY_DAYS``, ``HUBLINK_HISTORY_MAX_MB``).
 DEFAULT_DAYS = 7.0
 DEFAULT_MAX_MB = 256.0

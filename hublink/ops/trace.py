@@ -6,8 +6,9 @@ Answers "why was deal 123 not linked?". The events come from the event history's
 (``dl:<id>``), or else waiting for its first attempt, with its attempts, HubSpot's status and
 correlationId for each. A rule's lookup shows what it found (the resolution the workers keep in the history,
 ``hublink.delivery.lookups.ResolutionHistory``) and the association it became, which either of its records'
-traces finds. Work that a pause or an open circuit holds in its lane shows as ``paused``, with the reason
-and what ends the wait, instead of ``pending``. Reads only; owns no keys. Fails closed: raises
+traces finds. A record HubSpot deleted or merged says so (``fate``, from ``hublink.intake.record_fates``).
+Work that a pause or an open circuit holds in its lane shows as ``paused``, with the reason and what ends
+the wait, instead of ``pending``. Reads only; owns no keys. Fails closed: raises
 StoreUnavailableError without Redis.
 """
 
@@ -23,9 +24,11 @@ from hublink.delivery.circuit import read_circuits
 from hublink.delivery.displacements import DISPLACED
 from hublink.delivery.lookups import RESOLUTION_KIND, resolution_entry
 from hublink.delivery.pauses import PauseStore
+from hublink.delivery.record_fates import MERGED_OUTCOME
 from hublink.domain.lookups import LOOKUP_LANE_KIND
 from hublink.domain.times import iso
 from hublink.intake.history import EventFilter, EventHistory, expand_event, record_name, records_named
+from hublink.intake.record_fates import DELETED, MERGED_PREFIX, RecordFates
 from hublink.lanes import pause_fields
 from hublink.store.connections import store_errors, text
 from hublink.store.keys import Keys
@@ -65,14 +68,15 @@ def _state(association_id: str, pair: dict[str, str], raw: list[Any]) -> dict[st
     if done:
         record = json.loads(done)
         attempts = _attempts(record.get("hist"))
+        tried = [entry for entry in attempts if entry.get("outcome") != MERGED_OUTCOME]
         return out | {
             "state": "done",
             "status": 200,
             "at": iso(int(record["at"])),
             "first_seen": iso(int(record["first_seen"])) if record.get("first_seen") else None,
-            "attempt_count": len(attempts) + 1,
+            "attempt_count": len(tried) + 1,
             "attempts": attempts,
-            "retried": bool(attempts),
+            "retried": bool(tried),
         }
     if fields:
         values = {text(k): text(v) for k, v in fields.items()}
@@ -165,13 +169,24 @@ def trace(redis: Redis, keys: Keys, history: EventHistory, object_type: str, obj
         done = next((record for record in by_day if record), None)
         associations.append(_state(association_id, pairs[association_id], [fields, leased, dead, done]))
     _show_waits(redis, keys, associations)
+    object_type = record.rsplit("/", 1)[0]
     return {
         "record": record,
+        "fate": fate_of(RecordFates(redis, keys).fate(None, object_type, object_id), object_type),
         "events": list(reversed(events)),
         "associations": associations,
         "timeline": timeline(events, associations),
         "truncated": entries > MAX_ENTRIES,
     }
+
+
+def fate_of(stored: str | None, object_type: str) -> dict[str, str] | None:
+    """A record's fate as a trace shows it: ``{"state": "deleted"}``, ``{"state": "merged", "into": "deals/9"}``."""
+    if stored == DELETED:
+        return {"state": "deleted"}
+    if stored is not None and stored.startswith(MERGED_PREFIX):
+        return {"state": "merged", "into": f"{object_type}/{stored.removeprefix(MERGED_PREFIX)}"}
+    return None
 
 
 def _resolution(entry: dict[str, Any]) -> dict[str, dict[str, str]]:
@@ -270,6 +285,9 @@ def timeline(events: list[dict[str, Any]], associations: list[dict[str, Any]]) -
             detail = f"attempt: {attempt.get('error')} {status} {attempt.get('category') or ''}".rstrip()
             if attempt.get("correlationId"):
                 detail += f" correlationId {attempt['correlationId']}"
+            if attempt.get("outcome") == MERGED_OUTCOME:
+                # Not an attempt: the work was sent to the record a merge made (``hublink.delivery.record_fates``).
+                detail = str(attempt.get("message") or "re-targeted to a merged record")
             rows.append(
                 {"at": attempt.get("at"), "what": attempt.get("outcome", "attempt"), "id": a["id"], "detail": detail}
             )

@@ -38,6 +38,11 @@ COUNTERS: tuple[Counter, ...] = (
     Counter("associations_succeeded", "Associations HubSpot confirmed", ("source",)),
     Counter("associations_failed", "Failed association attempts, by error class", ("error",)),
     Counter("associations_dead_lettered", "Associations moved to the dead-letter store", ("source", "category")),
+    Counter(
+        "associations_record_deleted",
+        "Associations that named a record deleted in HubSpot: dead-lettered as record_deleted, not failures",
+        ("source",),
+    ),
     Counter("retries", "Retries and deferrals scheduled, by error class", ("error", "kind")),
     Counter("reconcile_removed", "Associations a mode: replace rule removed (reconcile), by source", ("source",)),
     Counter("hubspot_requests", "HubSpot requests, by endpoint and status", ("endpoint", "status")),

@@ -59,6 +59,11 @@ key                             type    holds                                   
 ``inbox:excused:<entry>``       string  deliveries of an inbox entry caused by Redis trouble    one day
 ``paused``                      hash    what is paused: field portal:<p>, lane:<lane> or        until resumed
                                         circuit:<p> (an open circuit), value JSON (since, why)
+``rec:<record>``                string  a record's fate (``portal|type/id``) from HubSpot's     a week (deleted),
+                                        lifecycle events: ``deleted``, or ``merged:<new id>``   35 days (merged)
+                                        (``hublink.intake.record_fates``)
+``recs:<portal>``               string  "some record of this portal has a fate" (a claim        35 days
+                                        skips reading fates without it)
 ``circuits``                    hash    each portal's circuit: JSON (state, reason, message,    permanent
                                         opened/closed ms, probes)
 ``circuit:<portal>:errors``     string  5xx/timeouts in the current circuit window (counter)    one window
@@ -367,6 +372,14 @@ class Keys:
     def journal_offset(self, portal_id: str) -> str:
         """The offset of the last Webhooks Journal entry of ``portal_id`` stored in the inbox."""
         return f"{self.prefix}journal:{portal_id}:offset"
+
+    def record_fate(self, record: str) -> str:
+        """What became of a record, named ``<portal>|<type>/<id>`` (portal ``_`` for work naming none)."""
+        return f"{self.prefix}rec:{record}"
+
+    def record_fates_seen(self, portal: str) -> str:
+        """Set while any record of ``portal`` has a fate."""
+        return f"{self.prefix}recs:{portal}"
 
     def journal_lock(self, portal_id: str) -> str:
         """Which worker polls ``portal_id``'s Webhooks Journal (one at a time)."""

@@ -26,6 +26,7 @@ from hublink.domain.errors import (
 from hublink.domain.limits import RateLimit
 from hublink.domain.lookups import LookupRequest
 from hublink.domain.rules import Fixed, SearchLookup
+from hublink.intake.record_fates import MemoryRecordFates
 from hublink.lanes import MemoryLanes
 from hublink.store.counters import CounterOps
 from hublink.store.keys import Keys
@@ -130,6 +131,7 @@ def drainer(
     batch_size: int = 100,
     rate_limit: RateLimit = RateLimit(100, 10.0),
     resolver: FakeResolver | None = None,
+    fates: MemoryRecordFates | None = None,
 ) -> LaneDrainer:
     """A drainer on in-memory parts."""
     return LaneDrainer(
@@ -144,6 +146,7 @@ def drainer(
         clock=clock,
         sleep=clock.sleep,
         metrics=CounterOps(Keys("hl:")),
+        fates=fates,
     )
 
 

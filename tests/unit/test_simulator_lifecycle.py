@@ -373,6 +373,17 @@ class TestDeletions:
         assert refused.status == 400 and refused.body["context"]["INVALID_OBJECT_IDS"] == ["DEAL=1 is not valid"]
         assert sim.state.associations_json()["total"] == 0
 
+    def test_a_read_with_archived_true_answers_deleted_records_only(self, sim: Sim) -> None:
+        """``archived=true``: the deleted deal answers (archived), a live one and an unknown id 404."""
+        sim.seed("deals", "1")
+        sim.seed("deals", "2")
+        sim.control("POST", "/_sim/records/delete", {"objectType": "deals", "ids": ["1"]})
+        found = sim.call("GET", "/crm/objects/2026-03/deals/1", query="archived=true")
+        assert found.status == 200 and found.body["archived"] is True and found.body["id"] == "1"
+        assert sim.call("GET", "/crm/objects/2026-03/deals/2", query="archived=true").status == 404
+        assert sim.call("GET", "/crm/objects/2026-03/deals/3", query="archived=true").status == 404
+        assert sim.call("GET", "/crm/objects/2026-03/deals/2").status == 200
+
     def test_a_deletion_pushes_deletion_and_a_privacy_deletion_its_own_event(self, sim: Sim) -> None:
         """privacy: true on contacts fires contact.deletion and contact.privacyDeletion."""
         sim.app("contact.deletion", "contact.privacyDeletion")
