@@ -160,6 +160,7 @@ class LaneDrainer:
                 limiter=self._limiter,
                 fresh_record_grace_s=policy.fresh_record_grace_s,
                 clock=clock,
+                metrics=metrics,
             )
             if fates is not None
             else None

@@ -30,13 +30,14 @@ from hublink.delivery.batch import Batch
 from hublink.delivery.credentials import Credential
 from hublink.delivery.gates import GO, Gate, LimiterGate, Verdict
 from hublink.delivery.hubspot import ECHOED
-from hublink.delivery.outcomes import Result, association_of, invalid_ids
+from hublink.delivery.outcomes import Result, association_of, invalid_ids, request_ops
 from hublink.domain.associations import AssociationRequest
 from hublink.domain.errors import DeliveryError, NotFoundError, RecordDeletedError, ValidationRejectedError
 from hublink.domain.record_fates import RecordFate
 from hublink.domain.times import iso
 from hublink.intake.record_fates import FateBook, Fates
 from hublink.lanes import Claimed
+from hublink.store.counters import CounterOps, Op
 
 log = logging.getLogger("hublink.delivery.drain")
 
@@ -106,10 +107,13 @@ class RecordFatesGate(Gate):
         limiter: LimiterGate | None = None,
         fresh_record_grace_s: float = 120.0,
         clock: Callable[[], float] = time.time,
+        metrics: CounterOps | None = None,
     ) -> None:
         self._fates = fates
         self._reader = reader
         self._limiter = limiter
+        #: Every read is a HubSpot request and is counted as one (``hublink_hubspot_requests_total``).
+        self._metrics = metrics
         self._grace_s = fresh_record_grace_s
         self._clock = clock
 
@@ -230,7 +234,7 @@ class RecordFatesGate(Gate):
         ended: dict[int, DeliveryError] = {}
         back: set[int] = set()
         for (object_type, object_id), indexes in list(suspects.items())[:MAX_CONFIRM_READS]:
-            found = self._read(batch.credential, object_type, object_id)
+            found = self._read(batch.credential, object_type, object_id, sent.ops)
             if found is None:
                 continue
             if found == "":
@@ -252,8 +256,11 @@ class RecordFatesGate(Gate):
             if i in ended or i not in back
         ]
 
-    def _read(self, credential: Credential, object_type: str, object_id: str) -> str | None:
-        """The id HubSpot answers for the record, "" when it is archived, or None (not read, or not known)."""
+    def _read(self, credential: Credential, object_type: str, object_id: str, ops: list[Op]) -> str | None:
+        """The id HubSpot answers for the record, "" when it is archived, or None (not read, or not known).
+
+        Each read made adds its request counters to ``ops`` (settled with the batch).
+        """
         assert self._reader is not None
         assert self._limiter is not None
         for archived in (False, True):
@@ -268,13 +275,16 @@ class RecordFatesGate(Gate):
                     base_url=credential.base_url,
                     archived=archived,
                 )
-            except NotFoundError:
+            except NotFoundError as exc:
                 # A 404 is a deleted record or one that never was: only the archived read tells them apart.
+                ops.extend(request_ops(self._metrics, "read_object", exc.status, exc, self._clock()))
                 continue
             except DeliveryError as exc:
+                ops.extend(request_ops(self._metrics, "read_object", exc.status, exc, self._clock()))
                 record = f"{object_type}/{object_id}"
                 log.info("record read failed", extra={"record": record, "error": type(exc).__name__})
                 return None
+            ops.extend(request_ops(self._metrics, "read_object", 200, None, self._clock()))
             if archived:
                 return ""
             found = properties.get("hs_object_id")
