@@ -252,7 +252,8 @@ class BackfillRunner:
         enqueue: Enqueue,
         count: Count,
         clock: Callable[[], float] = time.time,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], object] = time.sleep,
+        stop: Callable[[], bool] = lambda: False,
     ) -> None:
         self._store = store
         self._search = search
@@ -262,6 +263,10 @@ class BackfillRunner:
         self._count = count
         self._clock = clock
         self._sleep = sleep
+        #: Asked between pages and while waiting for the search limit: True ends the walk as
+        #: ``interrupted``. A flag, not an exception, so that a stop never lands inside a Redis exchange
+        #: (an interrupted pipeline leaves its connection holding replies nobody reads).
+        self._stop = stop
 
     def start(self, backfill: Backfill) -> Backfill:
         """Record a new backfill (state running) before its first page."""
@@ -279,20 +284,27 @@ class BackfillRunner:
     ) -> Backfill:
         """Walk from the backfill's cursor until done, cancelled, or a page fails ``MAX_PAGE_ATTEMPTS`` times.
 
-        Each page is checkpointed after its events are stored. KeyboardInterrupt leaves the state
-        ``interrupted`` (resumable) and is raised again.
+        Each page is checkpointed after its events are stored. A stop asked for (``stop``) ends the walk
+        ``interrupted`` (resumable) after the page in hand; KeyboardInterrupt does the same and is raised
+        again.
         """
         rules = RuleSet([plan.rule])
         backfill = replace(backfill, state="running", error=None)
         self._store.save(backfill)
         try:
             while backfill.limit is None or backfill.read < backfill.limit:
+                if self._stop():
+                    backfill = replace(backfill, state="interrupted")
+                    break
                 stored = self._store.get(backfill.id)
                 if stored is not None and stored.cancel_requested:
                     backfill = replace(backfill, state="cancelled", cancel_requested=True)
                     break
                 size = PAGE_SIZE if backfill.limit is None else min(PAGE_SIZE, backfill.limit - backfill.read)
                 page = self._page(plan, credential, backfill.cursor, size)
+                if page is None:
+                    backfill = replace(backfill, state="interrupted")
+                    break
                 if isinstance(page, DeliveryError):
                     backfill = replace(backfill, state="failed", error=f"{type(page).__name__}: {page}"[:300])
                     break
@@ -326,13 +338,18 @@ class BackfillRunner:
 
     def _page(
         self, plan: BackfillPlan, credential: Credential, cursor: str, size: int
-    ) -> tuple[int, list[tuple[str, dict[str, Any]]]] | DeliveryError:
-        """One search page within the search limit; 429s and transient errors are waited out a few times."""
+    ) -> tuple[int, list[tuple[str, dict[str, Any]]]] | DeliveryError | None:
+        """One search page within the search limit; 429s and transient errors are waited out a few times.
+
+        None when a stop was asked for while waiting.
+        """
         bucket = f"{credential.bucket}-search"
         error: DeliveryError | None = None
         for attempt in range(MAX_PAGE_ATTEMPTS):
             while wait_ms := self._limiter.acquire(bucket, self._search_limit):
                 self._sleep(wait_ms / 1000)  # a command in a terminal: waiting is its job
+                if self._stop():
+                    return None
             try:
                 return self._search.search_records(
                     credential.token,
@@ -350,5 +367,7 @@ class BackfillRunner:
                 self._sleep(min(2.0**attempt, 30.0))
             except DeliveryError as exc:
                 return exc
+            if self._stop():
+                return None
         assert error is not None
         return error

@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import os
 import re
+import shutil
 import signal
 import subprocess
 from dataclasses import dataclass, field
@@ -55,8 +56,9 @@ def repo_copy(dest: Path) -> Path:
             continue
         target = dest / name
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(source.read_bytes())
-        target.chmod(source.stat().st_mode)
+        # copy2 keeps the times: a newer requirements file in the copy would make `make` reinstall into the
+        # shared .venv and point its editable install at this temporary copy.
+        shutil.copy2(source, target)
     (dest / ".venv").symlink_to((REPO / ".venv").resolve())
     return dest
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -140,7 +140,13 @@ class Clock:
         self.now += seconds
 
 
-def runner(store: MemoryBackfills, search: FakeSearch, queued: list[str], clock: Clock) -> BackfillRunner:
+def runner(
+    store: MemoryBackfills,
+    search: FakeSearch,
+    queued: list[str],
+    clock: Clock,
+    stop: Callable[[], bool] = lambda: False,
+) -> BackfillRunner:
     """A runner whose enqueue records the events' object ids."""
 
     def enqueue(events: Sequence[CrmEvent], rules: RuleSet, now: float) -> int:
@@ -157,6 +163,7 @@ def runner(store: MemoryBackfills, search: FakeSearch, queued: list[str], clock:
         count=lambda events, rules, now: len(events),
         clock=clock,
         sleep=clock.sleep,
+        stop=stop,
     )
 
 
@@ -198,6 +205,21 @@ class TestWalk:
         assert saved is not None and (saved.state, saved.cursor, saved.read) == ("interrupted", "200", 200)
         ended = run.run(saved, walk, CREDENTIAL)
         assert ended.state == "done" and ended.read == 300 and queued == [str(i) for i in range(1, 301)]
+
+    def test_a_stop_asked_for_ends_the_walk_interrupted_after_the_page_in_hand(self) -> None:
+        """A stop (Ctrl-C in the CLI) asked during the first page: that page is checkpointed, the walk ends
+        interrupted without an exception, and resuming reads only the records after it."""
+        store, queued, clock = MemoryBackfills(), [], Clock()
+        asked: list[bool] = []
+        run = runner(store, FakeSearch(list(range(1, 301))), queued, clock, stop=lambda: bool(asked))
+        walk = BackfillPlan.make(rule("deal-company"))
+        ended = run.run(start(store, run), walk, CREDENTIAL, on_page=lambda _: asked.append(True))
+        saved = store.get("b1")
+        assert ended.state == "interrupted" and saved is not None
+        assert (saved.state, saved.cursor, saved.read) == ("interrupted", "200", 200)
+        asked.clear()
+        resumed = run.run(saved, walk, CREDENTIAL)
+        assert resumed.state == "done" and resumed.read == 300 and queued == [str(i) for i in range(1, 301)]
 
     def test_a_cancel_stops_the_walk_before_its_next_page(self) -> None:
         """A cancel requested during the first page leaves the walk cancelled with that page counted."""

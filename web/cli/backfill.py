@@ -8,7 +8,9 @@ cursor; ``--resume ID`` continues from there.
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -178,6 +180,9 @@ def start(
     def count(events: Sequence[CrmEvent], ruleset: RuleSet, now: float) -> int:
         return sum(len(plan(event, ruleset, now)[0]) for event in events)
 
+    # Ctrl-C asks the walk to stop after the page in hand (and ends a wait at once) rather than raising
+    # inside whatever Redis or HubSpot exchange is under way.
+    stopping = threading.Event()
     runner = BackfillRunner(
         store=store,
         search=client,
@@ -185,6 +190,8 @@ def start(
         search_limit=settings.hubspot_search_rate_limit,
         enqueue=enqueue,
         count=count,
+        sleep=stopping.wait,  # a wait that a stop ends at once
+        stop=stopping.is_set,
     )
     if resume_id is None:
         record = runner.start(record)
@@ -201,11 +208,14 @@ def start(
         line = progress_line(current, int(time.time() * 1000))
         click.echo(("\r" + line) if interactive else line, nl=not interactive, err=True)
 
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: stopping.set())
     try:
         ended = runner.run(record, walk, credential, on_page=show)
-    except KeyboardInterrupt:
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if ended.state == "interrupted":
         click.echo(f"\ninterrupted; resume with: hublink backfill start {rule_name} --resume {record.id}", err=True)
-        raise SystemExit(130) from None
+        raise SystemExit(130)
     if interactive:
         click.echo("", err=True)
     click.echo(
