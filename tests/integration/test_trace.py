@@ -153,7 +153,15 @@ def test_work_held_by_an_open_circuit_shows_why_it_waits(stack: Stack, sim: Sim,
     inbox.add_hubspot(json.dumps([hubspot_event(1, 5201)]).encode(), received_at=time.time())
     redis = redis_lib.Redis.from_url(settings.redis_url)
     wait_for(lambda: redis.hexists(f"{settings.redis_prefix}paused", "circuit:62515"), timeout=30, what="the circuit")
-    found = trace(redis, Keys(settings.redis_prefix), EventHistory(redis, Keys(settings.redis_prefix)), "deals", "5201")
+    keys = Keys(settings.redis_prefix)
+    history = EventHistory(redis, keys)
+
+    def handed_back() -> dict[str, Any] | None:
+        """The trace once the drain has handed the refused work back (it is in flight until then)."""
+        found = trace(redis, keys, history, "deals", "5201")
+        return found if [a["state"] for a in found["associations"]] == ["paused"] else None
+
+    found = wait_for(handed_back, timeout=30, what="the work handed back behind the open circuit")
     [association] = found["associations"]
     assert association["state"] == "paused" and association["queued_as"] == "pending"
     assert "circuit is open (missing_scopes)" in association["reason"] and "403" in association["reason"]
