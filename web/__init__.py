@@ -30,6 +30,7 @@ from hublink.delivery.pauses import PauseStore
 from hublink.intake.history import EventHistory
 from hublink.intake.inbox import Inbox
 from hublink.lanes import LaneStore
+from hublink.ops.audit import AuditLog
 from hublink.ops.dead_letters import DeadLetterStore
 from hublink.ops.event_replay import EventReplayer
 from hublink.ops.metrics import Metrics
@@ -119,6 +120,7 @@ def create_app(
         labels=LabelCache(redis, keys),
         login_throttle=FailureThrottle(redis, keys, kind="login", scripts=scripts),
         api_throttle=FailureThrottle(redis, keys, kind="admin_api", scripts=scripts),
+        audit=AuditLog(redis, keys, days=settings.audit_days),
     )
 
     @app.before_request

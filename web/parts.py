@@ -19,6 +19,7 @@ from hublink.domain.sources import Sources
 from hublink.intake.history import EventHistory
 from hublink.intake.inbox import Inbox
 from hublink.lanes import LaneStore
+from hublink.ops.audit import AuditLog
 from hublink.ops.dead_letters import DeadLetterStore
 from hublink.ops.event_replay import EventReplayer
 from hublink.ops.metrics import Metrics
@@ -57,6 +58,8 @@ class Parts:
     login_throttle: FailureThrottle
     #: Failed admin API bearer tokens, per address and in total.
     api_throttle: FailureThrottle
+    #: Every admin action: who, what, when, from where, and how it ended (:mod:`web.audit` writes it).
+    audit: AuditLog
 
 
 def parts() -> Parts:

@@ -379,6 +379,12 @@ class Settings:
         "Where PagerDuty events are sent.",
         _url,
     )
+    audit_days: float = variable(
+        "HUBLINK_AUDIT_DAYS",
+        90.0,
+        "The audit log keeps each admin action (who, what, when, from where, outcome) this long.",
+        _positive_float,
+    )
     history_days: float = variable(
         "HUBLINK_HISTORY_DAYS",
         7.0,

@@ -83,6 +83,8 @@ key                             type    holds                                   
                                         the inbox (advanced by journal_advance.lua)
 ``journal:<portal>:lock``       string  "this worker polls the portal's journal" (its name)     a few poll
                                                                                                 intervals
+``audit``                       stream  the audit log: one entry per admin action (at, actor,   HUBLINK_AUDIT_DAYS
+                                        action, target, outcome, address)                       (trimmed on write)
 ==============================  ======  ======================================================  ==================
 
 HubLink also reads two of RQ's own keys (named here so that nothing else spells them): ``rq:queue:<name>``
@@ -380,6 +382,11 @@ class Keys:
     def record_fates_seen(self, portal: str) -> str:
         """Set while any record of ``portal`` has a fate."""
         return f"{self.prefix}recs:{portal}"
+
+    @property
+    def audit(self) -> str:
+        """The audit log's stream (``hublink.ops.audit``)."""
+        return f"{self.prefix}audit"
 
     def journal_lock(self, portal_id: str) -> str:
         """Which worker polls ``portal_id``'s Webhooks Journal (one at a time)."""

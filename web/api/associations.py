@@ -13,9 +13,10 @@ from hublink.intake.inbox import HeldAnswer
 from hublink.lanes import new_association_id
 from web.api.blueprint import bp
 from web.api.labels import resolve_labels
+from web.callers import requires
 from web.errors import ApiError
 from web.parts import parts
-from web.request_parsing import parse_json, read_body, require_bearer, require_json_type
+from web.request_parsing import parse_json, read_body, require_json_type
 
 #: The header that makes a retry of ``POST /api/associations`` safe.
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -51,6 +52,7 @@ def _replay(held: HeldAnswer, body_digest: str) -> tuple[Response, int]:
 
 
 @bp.post("/associations")
+@requires("associations:write")
 def create_associations() -> tuple[Response, int]:
     """Accept 1 to 100 associations, all or nothing; 202 once they are safely in Redis.
 
@@ -58,7 +60,6 @@ def create_associations() -> tuple[Response, int]:
     hours answers the first answer and stores nothing; the same key with another body is a 422.
     """
     p = parts()
-    require_bearer(p.settings.api_token, realm="the direct API")
     idempotency_key = _idempotency_key()
     raw = read_body(p.settings.max_body_bytes, timeout_s=p.settings.body_timeout_s)
     require_json_type()

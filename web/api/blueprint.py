@@ -1,4 +1,4 @@
-"""The API's blueprint and what its admin routes share: the admin token check and the arguments of bulk actions."""
+"""The API's blueprint and what its admin routes share: the arguments of bulk actions (scopes: :mod:`web.callers`)."""
 
 from __future__ import annotations
 
@@ -8,15 +8,9 @@ from flask import Blueprint, request
 
 from web.errors import ApiError
 from web.parts import parts
-from web.request_parsing import parse_json, read_body, require_bearer, require_json_type
+from web.request_parsing import parse_json, read_body, require_json_type
 
 bp = Blueprint("api", __name__, url_prefix="/api")
-
-
-def require_admin() -> None:
-    """Refuse (401, or 429 once wrong tokens used up the window) unless the admin token is presented."""
-    p = parts()
-    require_bearer(p.settings.admin_token, realm="the admin API", throttle=p.api_throttle)
 
 
 def bulk_args() -> Any:

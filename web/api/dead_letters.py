@@ -7,7 +7,8 @@ from typing import Any
 from flask import Response, jsonify, request
 
 from hublink.ops.dead_letters import MAX_LIST_LIMIT, DeadLetterFilter
-from web.api.blueprint import bp, bulk_args, flag, require_admin
+from web.api.blueprint import bp, bulk_args, flag
+from web.callers import requires
 from web.errors import ApiError
 from web.parts import parts
 
@@ -21,9 +22,9 @@ def _filter_from(args: Any) -> DeadLetterFilter:
 
 
 @bp.get("/dead-letters")
+@requires("dead-letters:read")
 def list_dead_letters() -> Response:
     """List dead letters, newest first, filtered and paginated by cursor."""
-    require_admin()
     flt = _filter_from(request.args)
     try:
         limit = int(request.args.get("limit", 100))
@@ -34,9 +35,9 @@ def list_dead_letters() -> Response:
 
 
 @bp.get("/dead-letters/<string(length=32):letter_id>")
+@requires("dead-letters:read")
 def show_dead_letter(letter_id: str) -> Response:
     """One dead letter with its full attempt history."""
-    require_admin()
     letter = parts().dead_letters.get(letter_id)
     if letter is None:
         raise ApiError(404, "not_found", f"no dead letter {letter_id!r}")
@@ -44,9 +45,9 @@ def show_dead_letter(letter_id: str) -> Response:
 
 
 @bp.post("/dead-letters/<string(length=32):letter_id>/replay")
+@requires("dead-letters:write")
 def replay_dead_letter(letter_id: str) -> tuple[Response, int]:
     """Replay one dead letter with a fresh attempt budget."""
-    require_admin()
     try:
         replayed = parts().dead_letters.replay(letter_id)
     except ValueError as exc:
@@ -57,9 +58,9 @@ def replay_dead_letter(letter_id: str) -> tuple[Response, int]:
 
 
 @bp.post("/dead-letters/replay")
+@requires("dead-letters:write")
 def replay_dead_letters() -> tuple[Response, int]:
     """Replay every dead letter matching the filters (or count them with ``dry_run``)."""
-    require_admin()
     args = bulk_args()
     dry_run = flag(args, "dry_run")
     count = parts().dead_letters.replay_matching(_filter_from(args), dry_run=dry_run)
@@ -69,18 +70,18 @@ def replay_dead_letters() -> tuple[Response, int]:
 
 
 @bp.delete("/dead-letters/<string(length=32):letter_id>")
+@requires("dead-letters:write")
 def delete_dead_letter(letter_id: str) -> Response:
     """Delete one dead letter."""
-    require_admin()
     if not parts().dead_letters.delete(letter_id):
         raise ApiError(404, "not_found", f"no dead letter {letter_id!r}")
     return jsonify({"purged": 1, "ids": [letter_id]})
 
 
 @bp.delete("/dead-letters")
+@requires("dead-letters:write")
 def purge_dead_letters() -> Response:
     """Delete every dead letter matching the filters; with no filter, only when ``all=true`` says so."""
-    require_admin()
     args = bulk_args()
     flt = _filter_from(args)
     everything, dry_run = flag(args, "all"), flag(args, "dry_run")

@@ -12,7 +12,8 @@ from flask import Response, jsonify, request
 from werkzeug.routing import BaseConverter
 
 from hublink.intake.history import MAX_PAGE, EventFilter, strip_internal
-from web.api.blueprint import bp, bulk_args, flag, require_admin
+from web.api.blueprint import bp, bulk_args, flag
+from web.callers import requires
 from web.errors import ApiError
 from web.parts import parts
 
@@ -27,9 +28,9 @@ class EventIdConverter(BaseConverter):
 
 
 @bp.get("/events")
+@requires("events:read")
 def list_events() -> Response:
     """Events newest first, filtered, paginated by cursor."""
-    require_admin()
     try:
         flt = EventFilter.parse(request.args)
     except ValueError as exc:
@@ -43,9 +44,9 @@ def list_events() -> Response:
 
 
 @bp.get("/events/<event_id:event_id>")
+@requires("events:read")
 def show_event(event_id: str) -> Response:
     """One request with all its events (``<entry>``), or one event (``<entry>.<index>``)."""
-    require_admin()
     found = parts().history.get(event_id[:80])
     if found is None:
         raise ApiError(404, "not_found", f"no event {event_id[:80]!r} in the history")
@@ -53,13 +54,13 @@ def show_event(event_id: str) -> Response:
 
 
 @bp.post("/events/replay")
+@requires("events:replay")
 def replay_events() -> tuple[Response, int]:
     """Run past events through today's rules: ``id`` (one event or request), or the list's filters.
 
     ``dry_run`` stores nothing and lists, per event, what would be produced now beside what was then.
     Without an id or a filter, ``all=true`` must say that every event in the history is meant.
     """
-    require_admin()
     args = bulk_args()
     dry_run, everything = flag(args, "dry_run"), flag(args, "all")
     event_id = args.get("id")

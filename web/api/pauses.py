@@ -11,13 +11,13 @@ from __future__ import annotations
 from flask import Response, jsonify
 
 from hublink.delivery.pauses import MAX_REASON
-from web.api.blueprint import bp, bulk_args, require_admin
+from web.api.blueprint import bp, bulk_args
+from web.callers import requires
 from web.errors import ApiError
 from web.parts import parts
 
 
 def _act(scope: str, name: str, action: str) -> Response:
-    require_admin()
     reason = ""
     if action == "pause":
         given = bulk_args().get("reason", "")
@@ -43,19 +43,21 @@ def _act(scope: str, name: str, action: str) -> Response:
 
 
 @bp.post("/portals/<portal>/<any(pause, resume):action>")
+@requires("pause:write")
 def portal(portal: str, action: str) -> Response:
     """Pause or resume every lane of a portal (``_``: single-portal mode)."""
     return _act("portal", portal, action)
 
 
 @bp.post("/lanes/<path:lane>/<any(pause, resume):action>")
+@requires("pause:write")
 def lane(lane: str, action: str) -> Response:
     """Pause or resume one lane (``<portal>|<fromType>|<toType>``, URL-encoded)."""
     return _act("lane", lane, action)
 
 
 @bp.get("/pauses")
+@requires("events:read")
 def list_pauses() -> Response:
     """Everything paused now: by operators (portal, lane) and by open circuits (circuit)."""
-    require_admin()
     return jsonify({"items": [p.as_json() for p in parts().pauses.list()]})

@@ -6,15 +6,16 @@ from flask import Response, jsonify
 
 from hublink.domain.associations import is_object_id
 from hublink.ops.trace import trace
-from web.api.blueprint import bp, require_admin
+from web.api.blueprint import bp
+from web.callers import requires
 from web.errors import ApiError
 from web.parts import parts
 
 
 @bp.get("/trace/<object_type>/<object_id>")
+@requires("events:read")
 def trace_record(object_type: str, object_id: str) -> Response:
     """Every event that named the record and every association involving it, in one timeline."""
-    require_admin()
     if not is_object_id(object_id):
         raise ApiError(400, "invalid_parameter", f"object_id: expected 1-20 decimal digits, got {object_id[:30]!r}")
     p = parts()
