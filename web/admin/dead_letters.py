@@ -12,6 +12,7 @@ from werkzeug.wrappers import Response
 
 from hublink.ops.dead_letters import DeadLetterFilter
 from web.admin.blueprint import bp
+from web.audit import audit, done_count, matching
 from web.parts import parts
 
 log = logging.getLogger("hublink.web")
@@ -79,9 +80,11 @@ def act_on_one(letter_id: str, action: str) -> Response | str:
     try:
         done = store.replay(letter_id) if action == "replay" else store.delete(letter_id)
     except ValueError as exc:  # a letter whose work could not be read has nothing to replay
+        audit(action, f"dead-letter {letter_id}", f"refused: {exc}")
         flash(str(exc))
         return redirect(url_for("admin.dead_letters"))
     log.info("admin action", extra={"action": action, "association_id": letter_id, "count": int(done)})
+    audit(action, f"dead-letter {letter_id}", "ok" if done else "refused: not found")
     flash(f"{'Replayed' if action == 'replay' else 'Purged'} {letter_id}." if done else "Nothing to do.")
     return redirect(url_for("admin.dead_letters"))
 
@@ -108,6 +111,7 @@ def act_on_many(action: str) -> Response | str:
         return render_template("admin/confirm.html", action=action, count=count, filters=values, target=target)
     done = run(flt)
     log.info("admin action", extra={"action": f"bulk {action}", "count": done, "filters": values})
+    audit(action, matching("dead-letters", values, FILTERS), done_count(action, done))
     flash(f"{'Replayed' if action == 'replay' else 'Purged'} {done} dead letter(s).")
     query: dict[str, Any] = {name: value for name, value in values.items() if value}
     return redirect(url_for("admin.dead_letters", **query))

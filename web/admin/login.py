@@ -11,6 +11,7 @@ from werkzeug.wrappers import Response
 
 from web.admin.blueprint import bp, csrf_token, throttled, token_mark
 from web.admin.sessions import EXTENSION
+from web.audit import audit
 from web.parts import parts
 
 log = logging.getLogger("hublink.web")
@@ -44,6 +45,7 @@ def login() -> Response | str | tuple[str, int, dict[str, str]]:
             session.update(admin=True, since=time.time(), mark=token_mark(expected))
             session.permanent = True
             csrf_token()
+            audit("login", "dashboard")  # after the new id: the session named is the one that acts next
             return redirect(_safe_next(request.args.get("next", "")))
         by_address, in_total = verdict.counts
         log.info(
@@ -56,6 +58,7 @@ def login() -> Response | str | tuple[str, int, dict[str, str]]:
                 "failures_total": in_total,
             },
         )
+        audit("login", "dashboard", "refused: wrong token")  # never the token presented
         flash("Wrong token.")
     return render_template("admin/login.html")
 
@@ -84,6 +87,7 @@ def _safe_next(target: str) -> str:
 @bp.post("/logout")
 def logout() -> Response:
     """End the session: deleted from Redis first, so a copied cookie opens nothing afterwards (or a 503)."""
+    audit("logout", "dashboard")  # while the session still names its operator
     sid = getattr(session, "sid", None)
     if sid and not getattr(session, "new", True):
         current_app.extensions[EXTENSION].delete(sid)

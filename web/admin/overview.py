@@ -11,6 +11,7 @@ from hublink.delivery.circuit import read_circuits
 from hublink.ops.backfill import RedisBackfills
 from web.admin import dashboard
 from web.admin.blueprint import bp
+from web.audit import audit
 from web.parts import parts
 
 log = logging.getLogger("hublink.web")
@@ -33,5 +34,6 @@ def cancel_backfill(backfill_id: str) -> Response:
     """Ask a running backfill to stop before its next page (it can be resumed from the command line)."""
     done = RedisBackfills(parts().redis, parts().keys).request_cancel(backfill_id)
     log.info("admin action", extra={"action": "cancel backfill", "backfill": backfill_id, "count": int(done)})
+    audit("backfill.cancel", f"backfill {backfill_id}", "ok" if done else "refused: not found")
     flash(f"Backfill {backfill_id}: cancel requested." if done else f"No backfill {backfill_id}.")
     return redirect(url_for("admin.index"))

@@ -13,6 +13,7 @@ from werkzeug.wrappers import Response
 
 from hublink.delivery.pauses import OPERATOR_SCOPES, Pause
 from web.admin.blueprint import bp
+from web.audit import audit
 from web.parts import parts
 
 log = logging.getLogger("hublink.web")
@@ -46,6 +47,7 @@ def pause_or_resume(action: str) -> Response | str:
         else store.resume(scope, name)
     )
     log.info("admin action", extra={"action": action, "scope": scope, "target": name, "count": int(changed)})
+    audit(action, f"{scope} {name}", "ok" if changed else "ok: unchanged")
     done = "Paused" if action == "pause" else "Resumed"
     flash(f"{done} {scope} {name}." if changed else f"Nothing to do: {scope} {name} was already {action}d.")
     return redirect(url_for("admin.index"))

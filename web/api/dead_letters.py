@@ -8,6 +8,7 @@ from flask import Response, jsonify, request
 
 from hublink.ops.dead_letters import MAX_LIST_LIMIT, DeadLetterFilter
 from web.api.blueprint import bp, bulk_args, flag
+from web.audit import audit, done_count, matching
 from web.callers import requires
 from web.errors import ApiError
 from web.parts import parts
@@ -51,7 +52,9 @@ def replay_dead_letter(letter_id: str) -> tuple[Response, int]:
     try:
         replayed = parts().dead_letters.replay(letter_id)
     except ValueError as exc:
+        audit("replay", f"dead-letter {letter_id}", f"refused: {exc}")
         raise ApiError(409, "not_replayable", str(exc)) from None
+    audit("replay", f"dead-letter {letter_id}", "ok" if replayed else "refused: not found")
     if not replayed:
         raise ApiError(404, "not_found", f"no dead letter {letter_id!r}")
     return jsonify({"replayed": 1, "ids": [letter_id]}), 202
@@ -64,6 +67,8 @@ def replay_dead_letters() -> tuple[Response, int]:
     args = bulk_args()
     dry_run = flag(args, "dry_run")
     count = parts().dead_letters.replay_matching(_filter_from(args), dry_run=dry_run)
+    if not dry_run:
+        audit("replay", matching("dead-letters", args, DeadLetterFilter.FIELDS), done_count("replay", count))
     return jsonify({"matched": count, "replayed": 0 if dry_run else count, "dry_run": dry_run}), (
         200 if dry_run else 202
     )
@@ -73,7 +78,9 @@ def replay_dead_letters() -> tuple[Response, int]:
 @requires("dead-letters:write")
 def delete_dead_letter(letter_id: str) -> Response:
     """Delete one dead letter."""
-    if not parts().dead_letters.delete(letter_id):
+    deleted = parts().dead_letters.delete(letter_id)
+    audit("purge", f"dead-letter {letter_id}", "ok" if deleted else "refused: not found")
+    if not deleted:
         raise ApiError(404, "not_found", f"no dead letter {letter_id!r}")
     return jsonify({"purged": 1, "ids": [letter_id]})
 
@@ -88,4 +95,6 @@ def purge_dead_letters() -> Response:
     if flt == DeadLetterFilter() and not everything:
         raise ApiError(400, "filter_required", "give a filter, or all=true to purge every dead letter")
     count = parts().dead_letters.purge_matching(flt, dry_run=dry_run)
+    if not dry_run:
+        audit("purge", matching("dead-letters", args, DeadLetterFilter.FIELDS), done_count("purge", count))
     return jsonify({"matched": count, "purged": 0 if dry_run else count, "dry_run": dry_run})

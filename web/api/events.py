@@ -13,6 +13,7 @@ from werkzeug.routing import BaseConverter
 
 from hublink.intake.history import MAX_PAGE, EventFilter, strip_internal
 from web.api.blueprint import bp, bulk_args, flag
+from web.audit import audit, events_target, replay_outcome
 from web.callers import requires
 from web.errors import ApiError
 from web.parts import parts
@@ -74,6 +75,8 @@ def replay_events() -> tuple[Response, int]:
         raise ApiError(400, "filter_required", "give an id or a filter, or all=true to replay every event")
     selected = parts().replayer.select(event_id, None if event_id else flt)
     report = parts().replayer.replay(selected, dry_run=dry_run)
+    if not dry_run:
+        audit("replay", events_target(event_id, args), replay_outcome(report, event_id))
     if event_id is not None and report.matched == 0:
         raise ApiError(404, "not_found", f"no event {event_id!r} in the history")
     return jsonify(report.as_dict()), 200 if dry_run else 202

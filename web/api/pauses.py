@@ -12,6 +12,7 @@ from flask import Response, jsonify
 
 from hublink.delivery.pauses import MAX_REASON
 from web.api.blueprint import bp, bulk_args
+from web.audit import audit
 from web.callers import requires
 from web.errors import ApiError
 from web.parts import parts
@@ -29,6 +30,7 @@ def _act(scope: str, name: str, action: str) -> Response:
         changed = store.pause(scope, name, reason) if action == "pause" else store.resume(scope, name)
     except ValueError as exc:
         raise ApiError(400, "invalid_parameter", str(exc)) from None
+    audit(action, f"{scope} {name}", "ok" if changed else "ok: unchanged")
     current = store.get(scope, name)
     return jsonify(
         {

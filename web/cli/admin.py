@@ -6,6 +6,7 @@ import click
 from flask.cli import AppGroup
 
 from web.admin.sessions import SessionStore
+from web.audit import audit
 from web.cli.errors import OperatorGroup
 from web.parts import parts
 
@@ -26,4 +27,6 @@ def revoke(everything: bool) -> None:
     """End dashboard sessions: every logged-in operator (and every login form) must start again."""
     if not everything:
         raise click.UsageError("give --all (sessions are revoked all at once)")
-    click.echo(f"revoked {SessionStore(parts().redis, parts().keys).revoke_all()} session(s)")
+    ended = SessionStore(parts().redis, parts().keys).revoke_all()
+    audit("session.revoke", "sessions all", f"ok: {ended} ended")
+    click.echo(f"revoked {ended} session(s)")

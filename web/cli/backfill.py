@@ -30,6 +30,7 @@ from hublink.domain.rules import RuleSet
 from hublink.domain.times import iso
 from hublink.intake.expansion import accept, plan
 from hublink.ops.backfill import Backfill, BackfillRunner, RedisBackfills, new_backfill_id, progress_line
+from web.audit import audit
 from web.cli.errors import OperatorGroup
 from web.parts import Parts, parts
 
@@ -195,6 +196,8 @@ def start(
     )
     if resume_id is None:
         record = runner.start(record)
+    if not record.dry_run:
+        audit("backfill.start", f"backfill {record.id} rule {rule_name}", "ok: resumed" if resume_id else "ok")
     click.echo(
         f"backfill {record.id}: rule {rule_name!r}, {walk.object_type}"
         + (f" in portal {record.portal_id}" if record.portal_id else "")
@@ -230,7 +233,9 @@ def start(
 @click.argument("backfill_id")
 def cancel(backfill_id: str) -> None:
     """Ask a running backfill to stop before its next page (it can be resumed later)."""
-    if not RedisBackfills(parts().redis, parts().keys).request_cancel(backfill_id):
+    found = RedisBackfills(parts().redis, parts().keys).request_cancel(backfill_id)
+    audit("backfill.cancel", f"backfill {backfill_id}", "ok" if found else "refused: not found")
+    if not found:
         raise click.ClickException(f"no backfill {backfill_id!r}")
     click.echo(f"backfill {backfill_id}: cancel requested")
 

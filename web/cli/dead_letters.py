@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from hublink.ops.dead_letters import DeadLetterFilter
+from web.audit import audit, done_count, matching
 from web.cli.errors import OperatorGroup
 from web.parts import parts
 
@@ -110,7 +111,9 @@ def _bulk(action: str, letter_id: str | None, flt: DeadLetterFilter, dry_run: bo
         try:
             ok = store.replay(letter_id) if action == "replay" else store.delete(letter_id)
         except ValueError as exc:  # a letter whose work could not be read has nothing to replay
+            audit(action, f"dead-letter {letter_id}", f"refused: {exc}")
             raise click.ClickException(str(exc)) from None
+        audit(action, f"dead-letter {letter_id}", "ok" if ok else "refused: not found")
         if not ok:
             raise click.ClickException(f"no dead letter {letter_id!r}")
         click.echo(f"{action}ed 1 dead letter" if action == "replay" else "purged 1 dead letter")
@@ -124,6 +127,11 @@ def _bulk(action: str, letter_id: str | None, flt: DeadLetterFilter, dry_run: bo
     run = store.replay_matching if action == "replay" else store.purge_matching
     with click.progressbar(length=total, label=f"{action}ing", show_pos=True) as bar:
         done = run(flt, progress=bar.update)
+    audit(
+        action,
+        matching("dead-letters", click.get_current_context().params, DeadLetterFilter.FIELDS),
+        done_count(action, done),
+    )
     click.echo(f"{action}ed {done} dead letter(s)" if action == "replay" else f"purged {done} dead letter(s)")
 
 

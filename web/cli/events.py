@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from hublink.intake.history import OUTCOMES, EventFilter, strip_internal
+from web.audit import audit, events_target, replay_outcome
 from web.cli.errors import OperatorGroup
 from web.parts import parts
 
@@ -98,12 +99,16 @@ def replay(event_id: str | None, everything: bool, dry_run: bool, **filters: Any
         )
     selected = list(parts().replayer.select(event_id, None if event_id else flt))
     if not selected:
+        if not dry_run:
+            audit("replay", events_target(event_id, filters), "refused: no event matches")
         raise click.ClickException("no event in the history matches")
     if len(selected) > 1:
         with click.progressbar(length=len(selected), label="replaying" if not dry_run else "trying") as bar:
             report = parts().replayer.replay(selected, dry_run=dry_run, progress=bar.update)
     else:
         report = parts().replayer.replay(selected, dry_run=dry_run)
+    if not dry_run:
+        audit("replay", events_target(event_id, filters), replay_outcome(report, event_id))
     if dry_run:
         for item in report.items:
             click.echo(f"{item['id']}")

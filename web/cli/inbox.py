@@ -6,6 +6,7 @@ import json
 
 import click
 
+from web.audit import audit
 from web.cli.errors import OperatorGroup
 from web.parts import parts
 
@@ -43,4 +44,6 @@ def replay_failed(failed_ids: tuple[str, ...], everything: bool) -> None:
     if everything == bool(failed_ids):
         raise click.UsageError("name the entries to replay, or give --all")
     ids = [row["id"] for row in p.inbox.failed_entries(10000)] if everything else list(failed_ids)
-    click.echo(f"{p.inbox.replay_failed(ids)} entries back in the inbox")
+    back = p.inbox.replay_failed(ids)
+    audit("replay", "inbox all" if everything else f"inbox {' '.join(ids)}", f"ok: {back} back in the inbox")
+    click.echo(f"{back} entries back in the inbox")

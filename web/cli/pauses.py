@@ -17,6 +17,7 @@ from flask.cli import with_appcontext
 
 from hublink.delivery.circuit import Circuit, RedisCircuitStore, read_circuits
 from hublink.delivery.pauses import Pause
+from web.audit import audit
 from web.cli.errors import OperatorCommand, OperatorGroup
 from web.parts import parts
 
@@ -43,6 +44,7 @@ def pause(portal: str | None, lane: str | None, reason: str) -> None:
         changed = parts().pauses.pause(scope, name, reason)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
+    audit("pause", f"{scope} {name}", "ok" if changed else "ok: unchanged")
     click.echo(f"paused {scope} {name}" if changed else f"{scope} {name} was already paused")
 
 
@@ -86,12 +88,14 @@ def resume(portal: str | None, lane: str | None, close_circuit: bool) -> None:
         if scope != "portal":
             raise click.UsageError("--circuit closes a portal's circuit: give --portal")
         closed = RedisCircuitStore(p.redis, p.keys, p.pauses).close(name, int(time.time() * 1000))
+        audit("resume", f"circuit {name}", "ok" if closed is not None else "ok: unchanged")
         click.echo(
             f"closed portal {name}'s circuit: its work goes out now (it opens again if HubSpot still refuses)"
             if closed is not None
             else f"portal {name}'s circuit is not open"
         )
     changed = p.pauses.resume(scope, name)
+    audit("resume", f"{scope} {name}", "ok" if changed else "ok: unchanged")
     if changed:
         click.echo(f"resumed {scope} {name}")
     elif not close_circuit:
