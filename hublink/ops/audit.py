@@ -34,7 +34,7 @@ from hublink.store.keys import Keys
 
 #: Longest target or actor kept (longer ones are cut: the log is for people, not for payloads).
 MAX_FIELD_CHARS = 200
-#: The stream's hard bound, whatever the retention: about 110 MB at the measured size of an entry
+#: The stream's hard bound, whatever the retention: about 115 MB at the measured size of an entry
 #: (docs/operations/audit.md). Refused logins (at most ``web.throttle.TOTAL_LIMIT`` per five minutes) would
 #: take a month of sustained guessing to reach it.
 MAX_ENTRIES = 1_000_000
@@ -205,7 +205,7 @@ class AuditLog:
             pipe = self._redis.pipeline(transaction=False)
             # Exact MINID (not ``~``): an approximate trim keeps old entries until a whole node of them
             # expires, and an audit log promises its retention.
-            pipe.xadd(self._key, fields, minid=f"{now_ms - self._keep_ms}-0")  # type: ignore[arg-type]
+            pipe.xadd(self._key, fields, minid=f"{now_ms - self._keep_ms}-0", approximate=False)  # type: ignore[arg-type]
             pipe.xtrim(self._key, maxlen=MAX_ENTRIES, approximate=True)
             added, _ = pipe.execute()
         return text(added)
