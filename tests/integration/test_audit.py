@@ -264,6 +264,7 @@ def world(settings: Settings, redis_client: redis_lib.Redis, redis_url: str, sim
 
 
 def _ok(result: Result) -> None:
+    """The command succeeded (else its output says why)."""
     assert result.exit_code == 0, result.output
 
 
