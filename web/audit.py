@@ -19,6 +19,7 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
+import redis
 from flask import has_request_context, request, session
 
 from hublink.domain.errors import StoreUnavailableError
@@ -86,5 +87,9 @@ def audit(action: str, target: str, outcome: str = "ok") -> None:
     who = actor()
     try:
         parts().audit.record(actor=who, action=action, target=target, outcome=outcome, address=address())
-    except StoreUnavailableError:
-        log.error("audit entry not written", extra={"action": action, "target": target[:80], "actor": who})
+    except (StoreUnavailableError, redis.RedisError) as exc:
+        # Any Redis refusal, not only "not now": a key of the wrong type must not turn a done action into a 500.
+        log.error(
+            "audit entry not written",
+            extra={"action": action, "target": target[:80], "actor": who, "error": type(exc).__name__},
+        )

@@ -329,6 +329,11 @@ CASES: dict[str, Case] = {
         lambda w: w.admin(f"/admin/dead-letters/{w.letter}/replay"),
         ("{session}", "replay", "dead-letter {letter}", "ok"),
     ),
+    "dashboard purge a dead letter gone since its confirmation page": (
+        "dashboard",
+        lambda w: w.admin(f"/admin/dead-letters/{'0' * 32}/purge"),
+        ("{session}", "purge", f"dead-letter {'0' * 32}", "refused: not found"),
+    ),
     "dashboard purge one dead letter": (
         "dashboard",
         lambda w: w.admin(f"/admin/dead-letters/{w.letter}/purge"),
@@ -658,3 +663,18 @@ class TestThePage:
         """Without logging in, the page redirects to the login form."""
         response = filled.test_client().get("/admin/audit")
         assert response.status_code == 302 and "/admin/login" in response.headers["Location"]
+
+
+class TestBestEffort:
+    """An action that happened stands, and is answered, even when its entry cannot be written."""
+
+    def test_a_refused_entry_is_logged_and_the_action_answered(
+        self, world: World, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """With the audit key taken by a string (Redis refuses XADD), a pause is done, answered 200, and logged."""
+        world.redis.set(KEY, "not a stream")
+        answer = world.api("POST", "/api/portals/123/pause")
+        assert answer.status_code == 200 and answer.get_json()["changed"] is True
+        assert PauseStore(world.redis, Keys("hl:")).get("portal", "123") is not None
+        [record] = [r for r in caplog.records if r.getMessage() == "audit entry not written"]
+        assert (record.levelname, record.action, record.error) == ("ERROR", "pause", "ResponseError")  # type: ignore[attr-defined]

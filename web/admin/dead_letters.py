@@ -72,6 +72,8 @@ def act_on_one(letter_id: str, action: str) -> Response | str:
     store = parts().dead_letters
     letter = store.get(letter_id)
     if letter is None:
+        if request.form.get("confirmed") == "yes":  # gone between the confirmation page and its button
+            audit(action, f"dead-letter {letter_id}", "refused: not found")
         flash(f"No dead letter {letter_id}: it was replayed, purged or has expired.")
         return redirect(url_for("admin.dead_letters"))
     if request.form.get("confirmed") != "yes":
