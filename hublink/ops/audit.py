@@ -8,7 +8,8 @@ names what was acted on (``dead-letter <id>``, ``dead-letters status=404``, ``po
 a word, ``ok`` or ``refused``, optionally followed by ``: `` and details (``ok: 12 replayed``).
 
 Retention: every write drops the entries older than ``HUBLINK_AUDIT_DAYS`` (``MINID``, exact: admin actions
-are rare, so the exact trim costs nothing and an entry past its time is really gone), and keeps at most
+are rare, so the exact trim costs nothing and an entry past its time is really gone), pages never show
+them (a log nobody writes to is not trimmed), and the stream keeps at most
 :data:`MAX_ENTRIES` (a last bound: refused logins are written for anyone who tries, throttled but
 unauthenticated).
 
@@ -229,7 +230,9 @@ class AuditLog:
         high = f"({check_cursor(cursor)}" if cursor else "+"
         if flt.until_ms is not None and not cursor:
             high = f"{flt.until_ms}-18446744073709551615"
-        low = f"{flt.since_ms}-0" if flt.since_ms is not None else "-"
+        # Nothing older than the retention is shown, even before the next write trims it.
+        floor_ms = int(time.time() * 1000) - self._keep_ms
+        low = f"{max(flt.since_ms or 0, floor_ms, 0)}-0"
         found: list[AuditEntry] = []
         for scanned, entry in enumerate(self._newest_first(high, low), start=1):
             if flt.matches(entry):

@@ -23,6 +23,7 @@ from werkzeug.test import TestResponse
 
 from hublink.config.settings import Settings
 from hublink.delivery.pauses import PauseStore
+from hublink.domain.times import iso
 from hublink.ops import audit as audit_module
 from hublink.ops.audit import MAX_PAGE, AuditEntry, AuditFilter, AuditLog
 from hublink.ops.backfill import Backfill, RedisBackfills
@@ -38,6 +39,8 @@ from web import create_app
 pytestmark = pytest.mark.integration
 
 KEY = "hl:audit"
+#: A whole second a day ago: the known times entries are written at (well inside the 90 days kept).
+BASE_S = int(time.time()) - 86_400
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 CLI_ACTOR = f"cli:{getpass.getuser()}"
 BACKFILL_ID = "0123456789abcdef"
@@ -143,11 +146,12 @@ class TestTheStore:
     def test_since_and_until_bound_the_time(self, log: AuditLog, redis_client: redis_lib.Redis) -> None:
         """Entries at known times (stream ids): since and until include their ends, with or without a cursor."""
         for second in (100, 200, 300, 400):
-            redis_client.xadd(KEY, {"actor": "a", "action": "pause", "target": f"t{second}"}, id=f"{second * 1000}-0")
-        flt = AuditFilter.parse({"since": "200", "until": "300"})
+            fields = {"actor": "a", "action": "pause", "target": f"t{second}"}
+            redis_client.xadd(KEY, fields, id=f"{(BASE_S + second) * 1000}-0")  # type: ignore[arg-type]
+        flt = AuditFilter.parse({"since": str(BASE_S + 200), "until": str(BASE_S + 300)})
         assert [e.target for e in log.page(flt)[0]] == ["t300", "t200"]
         first, cursor = log.page(flt, limit=1)
-        assert [e.target for e in first] == ["t300"] and cursor == "300000-0"
+        assert [e.target for e in first] == ["t300"] and cursor == f"{(BASE_S + 300) * 1000}-0"
         assert [e.target for e in log.page(flt, limit=1, cursor=cursor)[0]] == ["t200"]
 
     def test_a_rare_filter_answers_a_short_page_with_a_cursor(
@@ -170,6 +174,7 @@ class TestTheStore:
         redis_client.xadd(KEY, {"actor": "a", "action": "pause", "target": "old"}, id=f"{now_ms - 60_000}-0")
         redis_client.xadd(KEY, {"actor": "a", "action": "pause", "target": "recent"}, id=f"{now_ms - 1_000}-0")
         log = AuditLog(redis_client, Keys("hl:"), days=0.0001)
+        assert [e.target for e in log.page(AuditFilter())[0]] == ["recent"]  # kept until a write, never shown
         log.record(actor="admin", action="resume", target="new")
         assert [e.target for e in log.page(AuditFilter())[0]] == ["new", "recent"]
         assert redis_client.xlen(KEY) == 2
@@ -499,7 +504,7 @@ class TestEveryActionIsRecordedOnce:
 
 
 def fill(redis_client: redis_lib.Redis) -> None:
-    """Four entries at known times (100, 200, 300 and 400 s after the epoch): kept until the next write trims them."""
+    """Four entries at known times (100, 200, 300 and 400 s after BASE_S)."""
     rows = [
         ("admin", "replay", "dead-letters status=404", "ok: 3 replayed"),
         ("cli:ops", "purge", "dead-letter abc", "refused: not found"),
@@ -508,7 +513,7 @@ def fill(redis_client: redis_lib.Redis) -> None:
     ]
     for second, (actor, action, target, outcome) in zip((100, 200, 300, 400), rows, strict=True):
         fields = {"actor": actor, "action": action, "target": target, "outcome": outcome, "address": "10.0.0.9"}
-        redis_client.xadd(KEY, fields, id=f"{second * 1000}-0")  # type: ignore[arg-type]
+        redis_client.xadd(KEY, fields, id=f"{(BASE_S + second) * 1000}-0")  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -531,8 +536,8 @@ class TestTheApi:
         body = get(filled, "").get_json()
         assert [item["action"] for item in body["items"]] == ["rules.publish", "pause", "purge", "replay"]
         assert body["items"][-1] == {
-            "id": "100000-0",
-            "at": "1970-01-01T00:01:40.000Z",
+            "id": f"{(BASE_S + 100) * 1000}-0",
+            "at": iso((BASE_S + 100) * 1000),
             "actor": "admin",
             "action": "replay",
             "target": "dead-letters status=404",
@@ -549,9 +554,11 @@ class TestTheApi:
             ("action=rules.*", ["rules.publish"]),
             ("outcome=ok", ["rules.publish", "pause", "replay"]),
             ("target=PORTAL", ["pause"]),
-            ("since=200&until=300", ["pause", "purge"]),
-            ("since=1970-01-01T00:05:00Z", ["rules.publish", "pause"]),
+            (f"since={BASE_S + 200}&until={BASE_S + 300}", ["pause", "purge"]),
+            (f"since={iso((BASE_S + 300) * 1000)}", ["rules.publish", "pause"]),
         ],
+        # Named, not derived from the queries: BASE_S differs between pytest-xdist's workers.
+        ids=["actor", "actor prefix", "action prefix", "outcome", "target", "since and until", "since iso"],
     )
     def test_filters(self, filled: Flask, query: str, expected: list[str]) -> None:
         """Each filter alone and the time bounds together select the entries they name."""
@@ -562,9 +569,11 @@ class TestTheApi:
     def test_the_cursor_pages(self, filled: Flask) -> None:
         """limit=3 then the cursor: three entries, then the last one, then no cursor."""
         first = get(filled, "limit=3").get_json()
-        assert len(first["items"]) == 3 and first["next_cursor"] == "200000-0"
+        assert len(first["items"]) == 3 and first["next_cursor"] == f"{(BASE_S + 200) * 1000}-0"
         second = get(filled, f"limit=3&cursor={first['next_cursor']}").get_json()
-        assert [item["id"] for item in second["items"]] == ["100000-0"] and second["next_cursor"] is None
+        assert [item["id"] for item in second["items"]] == [f"{(BASE_S + 100) * 1000}-0"] and second[
+            "next_cursor"
+        ] is None
 
     @pytest.mark.parametrize(
         ("query", "code", "names"),
