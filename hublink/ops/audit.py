@@ -229,7 +229,7 @@ class AuditLog:
             raise ValueError(f"limit: expected 1 to {MAX_PAGE}, got {limit}")
         high = f"({check_cursor(cursor)}" if cursor else "+"
         if flt.until_ms is not None and not cursor:
-            high = f"{flt.until_ms}-18446744073709551615"
+            high = f"{max(flt.until_ms, 0)}-18446744073709551615"  # a time before 1970 is no stream id
         # Nothing older than the retention is shown, even before the next write trims it.
         floor_ms = int(time.time() * 1000) - self._keep_ms
         low = f"{max(flt.since_ms or 0, floor_ms, 0)}-0"

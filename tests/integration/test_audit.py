@@ -154,6 +154,12 @@ class TestTheStore:
         assert [e.target for e in first] == ["t300"] and cursor == f"{(BASE_S + 300) * 1000}-0"
         assert [e.target for e in log.page(flt, limit=1, cursor=cursor)[0]] == ["t200"]
 
+    def test_times_before_1970_find_nothing_and_fail_nothing(self, log: AuditLog) -> None:
+        """An ISO time in year 1 is read (a negative epoch) and bounds the page like any other."""
+        log.record(actor="admin", action="pause", target="portal 1")
+        assert log.page(AuditFilter.parse({"until": "0001-01-01T00:00:00Z"})) == ([], None)
+        assert len(log.page(AuditFilter.parse({"since": "0001-01-01T00:00:00Z"}))[0]) == 1
+
     def test_a_rare_filter_answers_a_short_page_with_a_cursor(
         self, log: AuditLog, monkeypatch: pytest.MonkeyPatch
     ) -> None:
