@@ -242,7 +242,7 @@ class TestTagPromise:
         self, parts: tuple[LiveRules, Inbox, Expander], versions: RuleVersions
     ) -> None:
         """Accepted under v1, expanded after v2 was published: linked as v1 says; later entries as v2 says."""
-        live, inbox, expander = parts
+        _, inbox, expander = parts
         versions.publish(V1, author="ana", comment="")
         inbox.add_hubspot(json.dumps([creation(1, 1)]).encode(), received_at=time.time())
         versions.publish(V2, author="ana", comment="")
@@ -254,7 +254,7 @@ class TestTagPromise:
         self, parts: tuple[LiveRules, Inbox, Expander], versions: RuleVersions
     ) -> None:
         """Accepted before anything was published (tag ""): unmatched, even once v1 exists."""
-        live, inbox, expander = parts
+        _, inbox, expander = parts
         inbox.add_hubspot(json.dumps([creation(1, 1)]).encode(), received_at=time.time())
         versions.publish(V1, author="ana", comment="")
         reports = self.expand(expander)
