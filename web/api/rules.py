@@ -113,6 +113,9 @@ def published() -> Response:
 @requires("rules:read")
 def versions() -> Response:
     """Every version, newest first, without its text: ``{"items": [{"version", "author", "publishedAt", ...}]}``."""
+    unknown = sorted(set(request.args) - {"limit"})
+    if unknown:
+        raise ApiError(400, "invalid_parameter", f"unknown query parameter {unknown[0][:40]!r} (expected limit)")
     raw = request.args.get("limit", "100")
     if not raw.isdigit() or not 1 <= int(raw) <= MAX_LISTED:
         raise ApiError(400, "invalid_parameter", f"limit: expected 1 to {MAX_LISTED}")
