@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 import redis as redis_lib
+from flask.testing import FlaskClient
 
+from hublink.config.settings import Settings
 from hublink.domain.errors import StoreUnavailableError
 from hublink.domain.events import CrmEvent
 from hublink.domain.rules import RulesError
 from hublink.intake.history import EventHistory, EventOutcome
 from hublink.ops.rules_preview import MAX_LIMIT, preview
 from hublink.store.keys import Keys
+from tests.conftest import ADMIN_TOKEN, API_TOKEN
+from web import create_app
 
 pytestmark = pytest.mark.integration
+AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 PUBLISHED = """\
 rules:
@@ -74,14 +81,12 @@ def redis(redis_url: str) -> redis_lib.Redis:
     return redis_lib.Redis.from_url(redis_url)
 
 
-@pytest.fixture
-def history(redis: redis_lib.Redis) -> EventHistory:
+def record_history(store: EventHistory) -> None:
     """A history of the last minutes: deals created, a contact created, a workflow action, and what to pass over.
 
     Oldest first: deal 1, deal 2 (a duplicate delivery of deal 1 after it), a contact, a workflow action,
     an API request, a replay of deal 1; each request one millisecond after the one before.
     """
-    store = EventHistory(redis, Keys("hl:"))
     start = time.time() - 60
     requests: list[tuple[str, str, list[EventOutcome]]] = [
         ("1-0", "hubspot", [EventOutcome(0, "accepted", hubspot(1, 5001, to_contact=7001), ("deal-contact",))]),
@@ -98,6 +103,13 @@ def history(redis: redis_lib.Redis) -> EventHistory:
     ]
     for n, (entry_id, kind, outcomes) in enumerate(requests):
         store.record(entry_id, start + n / 1000, kind, outcomes)
+
+
+@pytest.fixture
+def history(redis: redis_lib.Redis) -> EventHistory:
+    """The history :func:`record_history` keeps, on the test's database."""
+    store = EventHistory(redis, Keys("hl:"))
+    record_history(store)
     return store
 
 
@@ -214,3 +226,77 @@ class TestRefusals:
         down = EventHistory(redis_lib.Redis(port=1, socket_connect_timeout=0.2), Keys("hl:"))
         with pytest.raises(StoreUnavailableError):
             preview(DRAFT, PUBLISHED, down)
+
+
+@pytest.fixture
+def api(make_settings: Callable[..., Settings], redis_url: str, tmp_path: Path) -> FlaskClient:
+    """The web app with PUBLISHED as its rules file and the history of :func:`record_history`."""
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(PUBLISHED)
+    app = create_app(make_settings(redis_url=redis_url, rules_file=str(rules)))
+    record_history(app.extensions["hublink"].history)
+    return app.test_client()
+
+
+class TestPreviewApi:
+    """``POST /api/rules/preview``: the preview over HTTP, and a precise refusal for each bad request."""
+
+    def test_the_draft_is_previewed_against_the_published_rules_file(self, api: FlaskClient) -> None:
+        """200: the summary and the events, newest first; a rules file has no version number."""
+        response = api.post("/api/rules/preview", json={"text": DRAFT, "limit": 3, "source": "hubspot"}, headers=AUTH)
+        assert response.status_code == 200, response.get_json()
+        body = response.get_json()
+        assert body["publishedVersion"] is None
+        assert body["summary"] == {"wouldLink": 3, "newlyUnmatched": 0, "changed": 1, "events": 3}
+        assert body["events"][0]["draft"]["associations"][0]["to"] == "companies/8001"
+
+    def test_the_subscription_type_filter_is_applied(self, api: FlaskClient) -> None:
+        """Only contact creations: one event, newly linked."""
+        body = {"text": DRAFT, "subscriptionType": "contact.creation"}
+        result = api.post("/api/rules/preview", json=body, headers=AUTH).get_json()
+        assert result["summary"] == {"wouldLink": 1, "newlyUnmatched": 0, "changed": 1, "events": 1}
+
+    def test_a_draft_that_does_not_check_is_a_422_listing_each_problem_with_its_line(self, api: FlaskClient) -> None:
+        """Every problem comes with its line, as ``hublink rules check`` prints them."""
+        draft = DRAFT.replace("source: hubspot", "source: hubsplot", 1).replace('id: "to_company"', 'id: "a[["')
+        response = api.post("/api/rules/preview", json={"text": draft}, headers=AUTH)
+        assert response.status_code == 422
+        error = response.get_json()["error"]
+        assert error["code"] == "invalid_rules"
+        lines = {p["line"] for p in error["details"]["problems"]}
+        assert lines == {3, 13}, error
+
+    @pytest.mark.parametrize(
+        ("body", "code", "fragment"),
+        [
+            ([], "malformed_json", "expected a JSON object"),
+            ({}, "invalid_parameter", "text: expected"),
+            ({"text": 5}, "invalid_parameter", "text: expected"),
+            ({"text": DRAFT, "limit": 0}, "invalid_parameter", "limit: expected an integer from 1 to 1000"),
+            ({"text": DRAFT, "limit": 1001}, "invalid_parameter", "limit: expected an integer from 1 to 1000"),
+            ({"text": DRAFT, "limit": "5"}, "invalid_parameter", "limit: expected"),
+            ({"text": DRAFT, "limit": True}, "invalid_parameter", "limit: expected"),
+            ({"text": DRAFT, "source": ""}, "invalid_parameter", "source: expected a non-empty string"),
+            ({"text": DRAFT, "subscriptionType": 7}, "invalid_parameter", "subscriptionType: expected"),
+            ({"text": DRAFT, "dry_run": True}, "unknown_field", "dry_run: not a field"),
+        ],
+    )
+    def test_each_bad_request_is_a_precise_400(self, api: FlaskClient, body: Any, code: str, fragment: str) -> None:
+        """The code says which kind of fault, the message which field."""
+        response = api.post("/api/rules/preview", json=body, headers=AUTH)
+        assert response.status_code == 400
+        error = response.get_json()["error"]
+        assert error["code"] == code
+        assert fragment in error["message"]
+
+    def test_a_body_not_declared_as_json_is_a_415(self, api: FlaskClient) -> None:
+        """The content type is checked before the body is parsed."""
+        response = api.post("/api/rules/preview", data="text=x", content_type="text/plain", headers=AUTH)
+        assert response.status_code == 415
+
+    @pytest.mark.parametrize("token", [None, API_TOKEN])
+    def test_without_the_admin_token_it_is_a_401(self, api: FlaskClient, token: str | None) -> None:
+        """rules:read is needed: the direct API's token does not hold it."""
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        response = api.post("/api/rules/preview", json={"text": DRAFT}, headers=headers)
+        assert response.status_code == 401
