@@ -1,43 +1,33 @@
-"""What the dashboard's rules page and the preview API share: the published rules and a draft's problems."""
+"""What the dashboard's rules page and the preview API share: where the rules come from, the published ones,
+and a draft's problems (``hublink.config.rule_versions.check``, as ``hublink rules check`` finds them).
+"""
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
-from typing import Any
-
-from hublink.domain.rules import RulesError, RuleSet
+from hublink.config.rule_versions import Problem, check
+from hublink.intake.rule_versions import RuleVersions
 from hublink.ops.rules_preview import Published, published_file
 from web.parts import Parts
 
-_LINED = re.compile(r"\A[^:\n]*:(\d+): (.*)\Z", re.DOTALL)
+
+def rules_source(p: Parts) -> str:
+    """HUBLINK_RULES_SOURCE: ``file`` (the rules file, read-only here) or ``redis`` (versions, published here)."""
+    return str(getattr(p.settings, "rules_source", "file"))
 
 
-@dataclass(frozen=True, slots=True)
-class Problem:
-    """One problem of a draft: its line (None when it has none) and what is wrong."""
-
-    line: int | None
-    message: str
-
-    def to_wire(self) -> dict[str, Any]:
-        """JSON-safe form."""
-        return {"line": self.line, "message": self.message}
+def versions(p: Parts) -> RuleVersions:
+    """The rules document's versions in Redis."""
+    return RuleVersions(p.redis, p.keys, scripts=p.scripts)
 
 
 def draft_problems(text: str) -> list[Problem]:
-    """Every problem of a draft, each with its line, as ``hublink rules check`` finds them (none: it checks)."""
-    try:
-        RuleSet.load(text, "<draft>")
-    except RulesError as exc:
-        found = []
-        for problem in exc.problems:
-            lined = _LINED.match(problem)
-            found.append(Problem(int(lined[1]), lined[2]) if lined else Problem(None, problem))
-        return found
-    return []
+    """Every problem of a draft, each with its line (none: it checks); the sources' secrets are not looked up."""
+    return check(text)
 
 
 def published_rules(p: Parts) -> Published:
-    """The published rules: the rules file as it is now (HUBLINK_RULES_SOURCE=file)."""
+    """The published rules: the newest version in Redis, or the rules file as it is now."""
+    if rules_source(p) == "redis":
+        found = versions(p).published()
+        return Published(found.version, found.text) if found else Published(None, None)
     return published_file(p.settings.rules_file)
