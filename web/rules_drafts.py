@@ -6,18 +6,18 @@ from __future__ import annotations
 
 from hublink.config.rule_versions import Problem, check
 from hublink.intake.rule_versions import RuleVersions
-from hublink.ops.rules_preview import Published, published_file
+from hublink.ops.rules_preview import Published
 from web.parts import Parts
 
 
 def rules_source(p: Parts) -> str:
     """HUBLINK_RULES_SOURCE: ``file`` (the rules file, read-only here) or ``redis`` (versions, published here)."""
-    return str(getattr(p.settings, "rules_source", "file"))
+    return p.settings.rules_source
 
 
 def versions(p: Parts) -> RuleVersions:
     """The rules document's versions in Redis."""
-    return RuleVersions(p.redis, p.keys, scripts=p.scripts)
+    return p.rule_versions
 
 
 def draft_problems(text: str) -> list[Problem]:
@@ -26,8 +26,8 @@ def draft_problems(text: str) -> list[Problem]:
 
 
 def published_rules(p: Parts) -> Published:
-    """The published rules: the newest version in Redis, or the rules file as it is now."""
+    """The published rules: the newest version in Redis, or the rules file this process runs."""
     if rules_source(p) == "redis":
         found = versions(p).published()
         return Published(found.version, found.text) if found else Published(None, None)
-    return published_file(p.settings.rules_file)
+    return Published(None, p.live_rules.current().text or None)

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from hublink.domain.associations import AssociationRequest
-from hublink.domain.errors import ConfigError
 from hublink.domain.events import CrmEvent
 from hublink.domain.lookups import LookupRequest, Work, describe
 from hublink.domain.rules import Fixed, RuleSet
@@ -66,20 +65,6 @@ class Published:
 
     version: int | None
     text: str | None
-
-
-def published_file(path: str | None) -> Published:
-    """The rules file as it is on disk now (HUBLINK_RULES_SOURCE=file); no text without a file.
-
-    Raises ConfigError when the file cannot be read.
-    """
-    if not path:
-        return Published(None, None)
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return Published(None, handle.read())
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"HUBLINK_RULES_FILE: cannot read {path}: {exc}") from None
 
 
 def association_of(work: Work, rule: str | None) -> dict[str, Any]:
