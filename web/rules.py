@@ -37,11 +37,12 @@ def live_rules(
     ``environ`` supplies the secrets the sources of a published version name.
     """
     if settings.rules_source != "redis":
-        return LiveRules(initial)
+        return LiveRules(initial, environ=environ)
     return LiveRules(
         initial,
         versions=versions,
         build=lambda version: build_active(version, environ),
         seed=RulesFile(initial.text, initial.rules),
         on_change=on_change,
+        environ=environ,
     )

@@ -20,9 +20,10 @@ def versions(p: Parts) -> RuleVersions:
     return p.rule_versions
 
 
-def draft_problems(text: str) -> list[Problem]:
-    """Every problem of a draft, each with its line (none: it checks); the sources' secrets are not looked up."""
-    return check(text)
+def draft_problems(p: Parts, text: str) -> list[Problem]:
+    """Every problem of a draft, each with its line (none: it checks), as ``POST /api/rules/check`` finds them:
+    the secrets its ``sources`` name must be set where this process reads them."""
+    return check(text, environ=p.live_rules.environ)
 
 
 def published_rules(p: Parts) -> Published:

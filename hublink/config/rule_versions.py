@@ -25,6 +25,7 @@ import yaml
 from hublink.domain.errors import ConfigError
 from hublink.domain.rules import RulesError, RuleSet
 from hublink.domain.sources import Sources
+from hublink.domain.subscriptions import needed_subscriptions
 
 #: Longest rules document accepted (UTF-8 bytes): every process holds a few versions in memory.
 MAX_TEXT_BYTES = 512 * 1024
@@ -112,6 +113,20 @@ def _key_line(text: str, key: str) -> int | None:
         if line.startswith(f"{key}:"):
             return number
     return None
+
+
+def subscriptions_needed(text: str, before: str | None) -> list[dict[str, Any]]:
+    """The HubSpot webhook subscriptions ``text``'s rules need that the rules ``before`` did not.
+
+    Offline: whether the app holds them takes a HubSpot call (``hublink hubspot subscriptions apply
+    --dry-run``). Each is ``{"subscription", "rules"}`` (the rules that need it); [] for unreadable rules.
+    """
+    try:
+        wanted = needed_subscriptions(RuleSet.load(text, DRAFT).rules).wanted
+        held = needed_subscriptions(RuleSet.load(before, DRAFT).rules).wanted if before else {}
+    except ConfigError:
+        return []
+    return [{"subscription": str(key), "rules": list(rules)} for key, rules in wanted.items() if key not in held]
 
 
 def unified_diff(old: str, new: str, *, old_version: int, new_version: int) -> str:

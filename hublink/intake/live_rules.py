@@ -87,13 +87,16 @@ class LiveRules:
         seed: RulesFile | None = None,
         interval_s: float = CHECK_INTERVAL_S,
         on_change: Callable[[ActiveRules], None] | None = None,
+        environ: Mapping[str, str] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """``versions`` None: ``initial`` for good (the file source). Else ``initial`` until the first check.
 
         ``seed``: the rules file that writes version 1 when Redis holds none. ``on_change`` is called
         with each version taken into use (the web widens its log redaction with the new sources' secrets).
+        ``environ``: where the secrets rules' sources name are read (drafts are checked against it).
         """
+        self.environ = environ
         self._active = initial
         self._versions = versions
         self._build = build or (lambda v: build_active(v, None))

@@ -211,7 +211,7 @@ class TestRedisSource:
         assert f"Published v{published.version}." in html
         assert f'id="version-{published.version}"' in html
         assert "contacts to companies" in html
-        assert 'id="subscriptions"' in html and "contact.creation (rules: contact-company)" in html
+        assert 'id="subscriptions"' in html and "<code>contact.creation</code> (rules: contact-company)" in html
         assert "hublink hubspot subscriptions apply --dry-run" in html
 
     def test_a_draft_with_problems_is_refused_and_the_refusal_audited(

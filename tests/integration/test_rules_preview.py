@@ -263,14 +263,14 @@ class TestPreviewApi:
         assert response.status_code == 422
         error = response.get_json()["error"]
         assert error["code"] == "invalid_rules"
-        lines = {p["line"] for p in error["details"]["problems"]}
+        lines = {p["line"] for p in error["details"]}
         assert lines == {3, 13}, error
 
     def test_a_control_character_is_a_problem_with_its_line_not_a_crash(self, api: FlaskClient) -> None:
         """YAML refuses U+009E: a 422 naming line 2, as for any other problem."""
         response = api.post("/api/rules/preview", json={"text": "rules:\n  - x\u009e"}, headers=AUTH)
         assert response.status_code == 422
-        [problem] = response.get_json()["error"]["details"]["problems"]
+        [problem] = response.get_json()["error"]["details"]
         assert problem == {"line": 2, "message": "not valid YAML: special characters are not allowed (U+009E)"}
 
     @pytest.mark.parametrize(

@@ -13,15 +13,19 @@ With ``HUBLINK_RULES_SOURCE=file`` the page is read-only: check and preview work
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
 from flask import flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
-from hublink.config.rule_versions import MAX_COMMENT_CHARS, Problem, RulesRejected, unified_diff
-from hublink.domain.rules import RulesError, RuleSet
-from hublink.domain.subscriptions import needed_subscriptions
+from hublink.config.rule_versions import (
+    MAX_COMMENT_CHARS,
+    Problem,
+    RulesRejected,
+    subscriptions_needed,
+    unified_diff,
+)
+from hublink.domain.rules import RulesError
 from hublink.ops.rules_preview import DEFAULT_LIMIT, MAX_LIMIT, preview
 from web.admin.blueprint import bp
 from web.audit import actor, audit
@@ -60,16 +64,6 @@ def diff_lines(diff: str) -> list[tuple[str, str]]:
     return shown
 
 
-def new_subscriptions(text: str, before: str | None) -> list[str]:
-    """The webhook subscriptions ``text``'s rules need that the rules ``before`` did not (by name, sorted)."""
-    try:
-        needed = needed_subscriptions(RuleSet.load(text).rules).wanted
-        had = needed_subscriptions(RuleSet.load(before).rules).wanted if before else {}
-    except RulesError:  # a stored version checked when it was written; nothing to advise otherwise
-        return []
-    return [f"{key} (rules: {', '.join(rules)})" for key, rules in needed.items() if key not in had]
-
-
 def _page(
     draft: str | None = None,
     *,
@@ -86,7 +80,7 @@ def _page(
     published = published_rules(p)
     listed = []
     current = None
-    news: list[str] = []
+    news: list[dict[str, Any]] = []
     if source == "redis":
         store = versions(p)
         current = store.published()
@@ -96,7 +90,7 @@ def _page(
         just = request.args.get("published", "")
         if just.isdigit() and (version := store.get(int(just))) is not None:
             before = store.get(version.version - 1)
-            news = new_subscriptions(version.text, before.text if before else None)
+            news = subscriptions_needed(version.text, before.text if before else None)
     return render_template(
         "admin/rules.html",
         source=source,
@@ -126,7 +120,7 @@ def rules() -> tuple[str, int]:
 def check_rules() -> tuple[str, int]:
     """Every problem of the draft, with its line."""
     draft = _draft()
-    return _page(draft, problems=draft_problems(draft), checked=True, comment=_comment())
+    return _page(draft, problems=draft_problems(parts(), draft), checked=True, comment=_comment())
 
 
 @bp.post("/rules/preview")
@@ -134,7 +128,7 @@ def preview_rules() -> tuple[str, int]:
     """The draft beside the published rules over the last N events (default 200), by source and type."""
     draft = _draft()
     filters = {name: request.form.get(name, "").strip() for name in ("limit", "source", "subscriptionType")}
-    problems = draft_problems(draft)
+    problems = draft_problems(parts(), draft)
     if problems:
         flash(f"Nothing previewed: the check finds {len(problems)} problem(s).")
         return _page(draft, problems=problems, checked=True, filters=filters, comment=_comment(), status=422)
@@ -176,7 +170,7 @@ def publish_rules() -> Response | tuple[str, int]:
     if rules_source(p) != "redis":
         return _read_only()
     draft, comment = _draft(), _comment()
-    problems = draft_problems(draft)
+    problems = draft_problems(parts(), draft)
     if problems:
         audit("rules.publish", "draft", outcome="refused")
         flash(f"Not published: the check finds {len(problems)} problem(s). Fix them and check again.")
@@ -202,12 +196,13 @@ def publish_rules() -> Response | tuple[str, int]:
             target=url_for("admin.publish_rules"),
         ), 200
     try:
-        version = versions(p).publish(draft, author=actor(), comment=comment, environ=os.environ)
+        version = versions(p).publish(draft, author=actor(), comment=comment, environ=p.live_rules.environ)
     except RulesRejected as exc:  # a secret the sources section names is not set in this process
         audit("rules.publish", "draft", outcome="refused")
         flash(f"Not published: {len(exc.problems)} problem(s).")
         return _page(draft, problems=list(exc.problems), checked=True, comment=comment, status=422)
     audit("rules.publish", f"v{version.version}")
+    p.live_rules.refresh()  # this process at once; the others within a second
     log.info("admin action", extra={"action": "rules.publish", "version": version.version})
     flash(f"Published v{version.version}. Web and workers take it up within 2 seconds, without a restart.")
     return redirect(url_for("admin.rules", published=version.version))
@@ -241,12 +236,13 @@ def rollback_rules() -> Response | tuple[str, int]:
             target=url_for("admin.rollback_rules"),
         ), 200
     try:
-        version = store.rollback(old.version, author=actor(), comment=comment, environ=os.environ)
+        version = store.rollback(old.version, author=actor(), comment=comment, environ=p.live_rules.environ)
     except RulesRejected as exc:
         audit("rules.rollback", f"v{old.version}", outcome="refused")
         flash(f"Not rolled back: v{old.version} no longer checks: {exc.problems[0]}")
         return redirect(url_for("admin.rules"))
     audit("rules.rollback", f"v{version.version}")
+    p.live_rules.refresh()
     log.info("admin action", extra={"action": "rules.rollback", "version": version.version, "to": old.version})
     flash(f"Rolled back: v{version.version} has the text of v{old.version}.")
     return redirect(url_for("admin.rules", published=version.version))

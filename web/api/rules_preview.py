@@ -69,15 +69,13 @@ def preview_rules() -> Response:
             400, "invalid_parameter", f"limit: expected an integer from 1 to {MAX_LIMIT}, got {str(limit)[:20]}"
         )
     source, subscription_type = _filter(body, "source"), _filter(body, "subscriptionType")
-    problems = draft_problems(text)
-    if problems:
-        raise ApiError(
-            422,
-            "invalid_rules",
-            f"the draft does not check: {len(problems)} problem(s)",
-            details={"problems": [p.to_wire() for p in problems]},
-        )
     p = parts()
+    problems = draft_problems(p, text)
+    if problems:
+        # The shape of POST /api/rules/publish's 422: details lists each problem with its line.
+        count = len(problems)
+        message = f"the rules have {count} problem{'s' if count != 1 else ''}"
+        raise ApiError(422, "invalid_rules", message, [problem.to_wire() for problem in problems])
     published = published_rules(p)
     try:
         result = preview(
