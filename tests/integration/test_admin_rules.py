@@ -193,7 +193,13 @@ class TestRedisSource:
 
         response = redis_client.post(
             "/admin/rules/publish",
-            data={"csrf_token": token, "text": DRAFT, "comment": "contacts to companies", "confirmed": "yes"},
+            data={
+                "csrf_token": token,
+                "text": DRAFT,
+                "comment": "contacts to companies",
+                "confirmed": "yes",
+                "base": str(before),
+            },
         )
         assert response.status_code == 302
         published = store.published()
@@ -213,6 +219,27 @@ class TestRedisSource:
         assert "contacts to companies" in html
         assert 'id="subscriptions"' in html and "<code>contact.creation</code> (rules: contact-company)" in html
         assert "hublink hubspot subscriptions apply --dry-run" in html
+
+    def test_a_confirmation_made_against_an_older_version_shows_the_diff_again(
+        self, redis_client: FlaskClient, store: RuleVersions
+    ) -> None:
+        """Another publish came between the confirmation page and the click: nothing published over it."""
+        token = login(redis_client)
+        before = store.published_version()
+        store.publish(DRAFT + "  # meanwhile\n", author="someone", comment="meanwhile")
+        status, html = post(
+            redis_client,
+            "/admin/rules/publish",
+            token,
+            text=DRAFT,
+            comment="mine",
+            confirmed="yes",
+            base=str(before),
+        )
+        assert status == 200
+        assert f"v{before + 1} was published meanwhile" in html
+        assert f"Confirm: publish the draft as v{before + 2}?" in html
+        assert store.published_version() == before + 1
 
     def test_a_draft_with_problems_is_refused_and_the_refusal_audited(
         self, redis_client: FlaskClient, store: RuleVersions, redis_url: str
@@ -251,7 +278,14 @@ class TestRedisSource:
         assert '<span class="del">-  - name: contact-company</span>' in html
         assert store.published_version() == second.version
 
-        status, _ = post(redis_client, "/admin/rules/rollback", token, version=str(first.version), confirmed="yes")
+        status, _ = post(
+            redis_client,
+            "/admin/rules/rollback",
+            token,
+            version=str(first.version),
+            confirmed="yes",
+            base=str(second.version),
+        )
         assert status == 302
         now = store.published()
         assert now is not None

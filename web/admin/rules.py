@@ -26,7 +26,7 @@ from hublink.config.rule_versions import (
     unified_diff,
 )
 from hublink.domain.rules import RulesError
-from hublink.ops.rules_preview import DEFAULT_LIMIT, MAX_LIMIT, preview
+from hublink.ops.rules_preview import DEFAULT_LIMIT, MAX_LIMIT, Published, preview
 from web.admin.blueprint import bp
 from web.audit import actor, audit
 from web.parts import parts
@@ -157,6 +157,20 @@ def preview_rules() -> tuple[str, int]:
     return _page(draft, result=result, filters=filters, comment=_comment())
 
 
+def _is_confirmed(published: Published) -> bool:
+    """True for the confirmation page's POST, made against the version still published.
+
+    The page showed the diff against one version; when another was published meanwhile, the diff is
+    shown again against it rather than publishing over a change the operator has not seen.
+    """
+    if request.form.get("confirmed") != "yes":
+        return False
+    if request.form.get("base", "") != str(published.version or 0):
+        flash(f"v{published.version} was published meanwhile: here is the diff against it.")
+        return False
+    return True
+
+
 def _read_only() -> Response:
     """Publishing and rolling back need the rules in Redis: say how to get there."""
     flash("The rules come from HUBLINK_RULES_FILE: publish by deploying the file, or set HUBLINK_RULES_SOURCE=redis.")
@@ -182,7 +196,7 @@ def publish_rules() -> Response | tuple[str, int]:
     if draft == (published.text or ""):
         flash("Nothing to publish: the draft is the published version.")
         return _page(draft, comment=comment, status=409)
-    if request.form.get("confirmed") != "yes":
+    if not _is_confirmed(published):
         after = (published.version or 0) + 1
         diff = unified_diff(published.text or "", draft, old_version=published.version or 0, new_version=after)
         return render_template(
@@ -222,7 +236,7 @@ def rollback_rules() -> Response | tuple[str, int]:
         return redirect(url_for("admin.rules"))
     comment = _comment()[:MAX_COMMENT_CHARS] or f"rollback to v{old.version}"
     published = published_rules(p)
-    if request.form.get("confirmed") != "yes":
+    if not _is_confirmed(published):
         after = (published.version or 0) + 1
         diff = unified_diff(published.text or "", old.text, old_version=published.version or 0, new_version=after)
         return render_template(
