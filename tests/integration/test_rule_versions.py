@@ -73,6 +73,7 @@ class TestNumbering:
         barrier = threading.Barrier(len(texts))
 
         def publish(text: str) -> None:
+            """Publish ``text`` on a client of its own, all threads at once."""
             client = redis_lib.Redis.from_url(redis_url)
             barrier.wait()
             got.append(RuleVersions(client, Keys()).publish(text, author="t", comment="").version)
@@ -137,6 +138,7 @@ class TestSeed:
         barrier = threading.Barrier(6)
 
         def seed() -> None:
+            """Seed on a client of its own, all threads at once."""
             client = redis_lib.Redis.from_url(redis_url)
             barrier.wait()
             results.append(RuleVersions(client, Keys()).seed(V1, author="file"))

@@ -61,6 +61,7 @@ class Clock:
         self.now = 1000.0
 
     def __call__(self) -> float:
+        """The time the test set."""
         return self.now
 
 

@@ -78,6 +78,7 @@ class DealMaker:
         self._thread.join(timeout=30)
 
     def _run(self) -> None:
+        """Create ``per_call`` deals every ``every_s`` until stopped."""
         next_id = 10_000
         while not self._stop.is_set():
             ids = [str(next_id + i) for i in range(self._per_call)]
