@@ -262,3 +262,25 @@ class TestRollback:
         """409 rules_source_file."""
         response = file_client.post("/api/rules/rollback", json={"version": 1}, headers=ADMIN)
         assert response.status_code == 409
+
+
+class TestSourcesFollow:
+    """The sources section of a published version is served at once, without a restart."""
+
+    def test_a_published_form_source_takes_submissions_tagged_with_its_version(
+        self, make_settings: Callable[..., Settings], redis_url: str, redis_client: redis_lib.Redis
+    ) -> None:
+        """Before: 404 unknown_source. After publishing v2 with the form: 2xx, the entry tagged v2."""
+        settings = make_settings(redis_url=redis_url, rules_source="redis")
+        client = create_app(settings, environ={"DEMO_TOKEN": "t0ken-of-demo"}).test_client()
+        publish(client, V1)
+        submit = {"json": {"email": "a@example.com"}, "headers": {"X-Form-Token": "t0ken-of-demo"}}
+        assert client.post("/webhooks/forms/demo", **submit).status_code == 404
+        form = "sources:\n  forms:\n    demo:\n      auth: {type: token, header: X-Form-Token, token_env: DEMO_TOKEN}\n"
+        assert publish(client, V1 + form).status_code == 201
+        response = client.post("/webhooks/forms/demo", **submit)
+        assert response.status_code in (200, 202), response.get_data(as_text=True)
+        [(_, fields)] = redis_client.xrange("hl:inbox") or []
+        assert fields[b"rules"] == b"v2"
+        wrong = client.post("/webhooks/forms/demo", json={}, headers={"X-Form-Token": "wrong"})
+        assert wrong.status_code == 401
