@@ -29,6 +29,8 @@ from hublink.delivery.labels import LabelCache
 from hublink.delivery.pauses import PauseStore
 from hublink.intake.history import EventHistory
 from hublink.intake.inbox import Inbox
+from hublink.intake.live_rules import ActiveRules
+from hublink.intake.rule_versions import RuleVersions
 from hublink.lanes import LaneStore
 from hublink.ops.audit import AuditLog
 from hublink.ops.dead_letters import DeadLetterStore
@@ -40,7 +42,7 @@ from hublink.store.scripts import Scripts
 from web import admin, api, cli, errors, health, metrics, responses, webhooks
 from web.errors import ApiError
 from web.parts import Parts
-from web.rules import load_rules
+from web.rules import live_rules, load_rules
 from web.throttle import FailureThrottle
 
 
@@ -65,12 +67,21 @@ def create_app(
         hublink_log.configure(settings.log_level, settings.secrets)
 
     rules_file, sources = load_rules(settings.rules_file, environ)
-    if logging_wanted and (sources.secrets or sources.query_params):
-        # Again, now that the rules file has named its secrets and credential-carrying query parameters:
-        # gunicorn's access lines (its master builds this app) go through the same redactor.
-        hublink_log.configure(
-            settings.log_level, (*settings.secrets, *sources.secrets), query_params=sources.query_params
-        )
+    redacted: tuple[set[str], set[str]] = (set(), set())  # the sources' secrets and query parameters so far
+
+    def _redact_sources(active: ActiveRules) -> None:
+        # Again, once rules name new secrets or credential-carrying query parameters (the file at start, a
+        # published version later): gunicorn's access lines (its master builds this app) use this redactor too.
+        secrets, params = redacted
+        if logging_wanted and not (
+            set(active.sources.secrets) <= secrets and set(active.sources.query_params) <= params
+        ):
+            secrets.update(active.sources.secrets)
+            params.update(active.sources.query_params)
+            hublink_log.configure(settings.log_level, (*settings.secrets, *secrets), query_params=tuple(params))
+
+    from_file = ActiveRules.of_file(rules_file, sources)
+    _redact_sources(from_file)
 
     app = Flask(__name__)
     if settings.trust_proxy:
@@ -94,6 +105,8 @@ def create_app(
     # Replays from the dead-letter store and of past events go back into the lanes.
     lanes = LaneStore(redis, keys, lease_s=settings.lease_s, dedup_window_s=settings.dedup_window_s, scripts=scripts)
     history = EventHistory(redis, keys, days=settings.history_days, max_mb=settings.history_max_mb, scripts=scripts)
+    rule_versions = RuleVersions(redis, keys, scripts=scripts)
+    live = live_rules(settings, from_file, environ, rule_versions, on_change=_redact_sources)
     app.extensions["hublink"] = Parts(
         settings=settings,
         redis=redis,
@@ -104,7 +117,7 @@ def create_app(
             redis,
             keys,
             claim_idle_s=settings.lease_s,
-            rules_tag=rules_file.tag,
+            rules_tag=lambda: live.current().tag,
             scripts=scripts,
             min_replicas=settings.redis_min_replicas,
             wait_ms=settings.redis_wait_ms,
@@ -112,11 +125,11 @@ def create_app(
         lanes=lanes,
         dead_letters=DeadLetterStore(redis, keys, lanes),
         metrics=Metrics(redis, keys),
-        sources=sources,
-        rules=rules_file.rules,
+        live_rules=live,
+        rule_versions=rule_versions,
         pauses=PauseStore(redis, keys, lease_s=settings.lease_s, scripts=scripts),
         history=history,
-        replayer=EventReplayer(history, rules_file.rules, lanes, Metrics(redis, keys)),
+        replayer=EventReplayer(history, lambda: live.current().rules, lanes, Metrics(redis, keys)),
         labels=LabelCache(redis, keys),
         login_throttle=FailureThrottle(redis, keys, kind="login", scripts=scripts),
         api_throttle=FailureThrottle(redis, keys, kind="admin_api", scripts=scripts),

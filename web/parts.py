@@ -18,6 +18,8 @@ from hublink.domain.rules import RuleSet
 from hublink.domain.sources import Sources
 from hublink.intake.history import EventHistory
 from hublink.intake.inbox import Inbox
+from hublink.intake.live_rules import LiveRules
+from hublink.intake.rule_versions import RuleVersions
 from hublink.lanes import LaneStore
 from hublink.ops.audit import AuditLog
 from hublink.ops.dead_letters import DeadLetterStore
@@ -43,9 +45,10 @@ class Parts:
     lanes: LaneStore
     dead_letters: DeadLetterStore
     metrics: Metrics
-    sources: Sources
-    #: The rules file's rules (empty without HUBLINK_RULES_FILE).
-    rules: RuleSet
+    #: The rules in use (the file's, or the published version's: HUBLINK_RULES_SOURCE) and their sources.
+    live_rules: LiveRules
+    #: The rules document's versions in Redis (read and written whatever HUBLINK_RULES_SOURCE says).
+    rule_versions: RuleVersions
     #: Portals and lanes paused by operators, and portals whose circuit is open.
     pauses: PauseStore
     #: Every accepted request and event, with what became of it.
@@ -60,6 +63,16 @@ class Parts:
     api_throttle: FailureThrottle
     #: Every admin action: who, what, when, from where, and how it ended (:mod:`web.audit` writes it).
     audit: AuditLog
+
+    @property
+    def rules(self) -> RuleSet:
+        """The rules in use now (empty without any)."""
+        return self.live_rules.current().rules
+
+    @property
+    def sources(self) -> Sources:
+        """The workflow and form senders of the rules in use now."""
+        return self.live_rules.current().sources
 
 
 def parts() -> Parts:

@@ -47,11 +47,14 @@ from hublink.delivery.rate_limit import RedisRateLimiter
 from hublink.domain.errors import ConfigError, StoreUnavailableError
 from hublink.domain.retry_policy import RetryPolicy
 from hublink.domain.rules import RuleSet
+from hublink.domain.sources import Sources
 from hublink.intake.expansion import Expansion
 from hublink.intake.history import EventHistory
 from hublink.intake.inbox import Inbox
 from hublink.intake.journal import JournalOffsets, JournalPoller
+from hublink.intake.live_rules import ActiveRules, LiveRules, RulesByTag
 from hublink.intake.record_fates import RecordFates
+from hublink.intake.rule_versions import RuleVersions
 from hublink.lanes import LaneStore
 from hublink.ops.alerts import Alerter
 from hublink.ops.dead_letters import DeadLetterStore
@@ -290,7 +293,21 @@ def build(settings: Settings, rules_file: RulesFile | None = None, *, consumer: 
     )
     credentials = credentials_for(settings, redis, keys, client)
     labels = LabelCatalog(redis, keys, client, cache_ttl_s=settings.label_cache_ttl_s)
-    rules = checked_rules(rules_file.rules, labels, credentials, settings)
+    by_tag, live = None, None
+    if settings.rules_source == "redis":
+        # Each entry is expanded under the version its tag names, loaded when first needed; the journal
+        # accepts entries under the published one, as the web does.
+        versions = RuleVersions(redis, keys, scripts=scripts)
+        live = LiveRules(ActiveRules.of_file(rules_file, Sources.empty()), versions=versions, seed=rules_file)
+        by_tag = RulesByTag(
+            versions,
+            live,
+            rules_file=rules_file,
+            prepare=partial(checked_rules, labels=labels, credentials=credentials, settings=settings),
+        )
+        rules = RuleSet.empty()
+    else:
+        rules = checked_rules(rules_file.rules, labels, credentials, settings)
     breaker = Breaker(
         RedisCircuitStore(redis, keys, PauseStore(redis, keys, lease_s=settings.lease_s, scripts=scripts), metrics),
         CircuitSettings(
@@ -351,6 +368,7 @@ def build(settings: Settings, rules_file: RulesFile | None = None, *, consumer: 
             history=history,
             own_app_id=settings.hubspot_app_id,
             fates=fates,
+            by_tag=by_tag,
         ),
         consumer=name,
     )
@@ -388,7 +406,7 @@ def build(settings: Settings, rules_file: RulesFile | None = None, *, consumer: 
             redis,
             keys,
             claim_idle_s=settings.lease_s,
-            rules_tag=rules_file.tag,
+            rules_tag=rules_file.tag if live is None else (lambda: live.current().tag),
             scripts=scripts,
             min_replicas=settings.redis_min_replicas,
             wait_ms=settings.redis_wait_ms,

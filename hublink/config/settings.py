@@ -64,6 +64,12 @@ def _app_id(text: str) -> str:
     return text
 
 
+def _rules_source(text: str) -> str:
+    if text not in {"file", "redis"}:
+        raise ValueError(f"expected file or redis, got {text!r}")
+    return text
+
+
 def _url(text: str) -> str:
     return text.rstrip("/")
 
@@ -319,6 +325,13 @@ class Settings:
     )
     rules_file: str | None = variable(
         "HUBLINK_RULES_FILE", None, "YAML rules and sources; give web and workers the same file."
+    )
+    rules_source: str = variable(
+        "HUBLINK_RULES_SOURCE",
+        "file",
+        "file: the rules file, read at start; redis: the published version in Redis, followed without a restart "
+        "(the file, where given, seeds version 1).",
+        _rules_source,
     )
     lookup_cache_ttl_s: int = variable(
         "HUBLINK_LOOKUP_CACHE_TTL_S", 300, "How long rule lookup results are cached.", _positive_int

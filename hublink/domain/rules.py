@@ -565,7 +565,13 @@ class RuleSet:
     @classmethod
     def load(cls, text: str, filename: str = "<rules>") -> RuleSet:
         """Parse and validate rules YAML; raise RulesError listing every problem with its file and line."""
-        loader = _LineLoader(text)
+        try:
+            # The reader refuses control characters (say, U+009E) as soon as it is built: a problem like any other.
+            loader = _LineLoader(text)
+        except yaml.reader.ReaderError as exc:
+            line = text[: exc.position].count("\n") + 1
+            character = f"U+{exc.character:04X}" if isinstance(exc.character, int) else repr(exc.character)
+            raise RulesError([f"{filename}:{line}: not valid YAML: {exc.reason} ({character})"]) from None
         try:
             doc = loader.get_single_data()
         except yaml.YAMLError as exc:

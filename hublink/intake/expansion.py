@@ -13,7 +13,7 @@ import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from hublink.domain.associations import MAX_EVENT_ID_CHARS, AssociationRequest, is_portal_id, types_wire
 from hublink.domain.errors import InvalidInputError
@@ -251,6 +251,18 @@ class NoRulesError(Exception):
     """An entry this worker must not expand (it has no rules); another worker may, after the claim time."""
 
 
+class UnknownRulesError(Exception):
+    """The rules version an entry was accepted under cannot be loaded: the entry is set aside, not guessed at."""
+
+
+class TaggedRules(Protocol):
+    """The rules each entry's tag names (``hublink.intake.live_rules.RulesByTag``: HUBLINK_RULES_SOURCE=redis)."""
+
+    def rules_for(self, tag: str) -> RuleSet:
+        """The rules of ``tag``; raises UnknownRulesError, or StoreUnavailableError without Redis."""
+        ...
+
+
 class Expansion:
     """Expands one inbox entry at a time: rules → work, stored with the entry's acknowledgement."""
 
@@ -265,8 +277,11 @@ class Expansion:
         history: EventHistory | None = None,
         own_app_id: str | None = None,
         fates: FateBook | None = None,
+        by_tag: TaggedRules | None = None,
     ) -> None:
         self._history = history
+        #: With rules versions: each entry is expanded under exactly the version its tag names.
+        self._by_tag = by_tag
         #: Where the records' fates that lifecycle events report are kept (None: not kept).
         self._fates = fates
         #: HUBSPOT_APP_ID: association changes this app's own writes caused end as ``self``.
@@ -287,7 +302,14 @@ class Expansion:
         if entry.failed_deliveries > MAX_DELIVERIES:
             self._set_aside(entry, f"expansion failed {entry.failed_deliveries - 1} times; see the worker logs")
             return None
-        if entry.kind != KIND_ASSOCIATIONS and not self._rules_match(entry):
+        rules = self._rules
+        if entry.kind != KIND_ASSOCIATIONS and self._by_tag is not None:
+            try:
+                rules = self._by_tag.rules_for(entry.rules_tag)
+            except UnknownRulesError as exc:
+                self._set_aside(entry, str(exc))
+                return None
+        elif entry.kind != KIND_ASSOCIATIONS and not self._rules_match(entry):
             raise NoRulesError(entry.entry_id)
         try:
             if entry.kind == KIND_ASSOCIATIONS:
@@ -316,7 +338,7 @@ class Expansion:
             self._fates.record(fates)
         report = accept(
             batch.events,
-            self._rules,
+            rules,
             self._queueing,
             self._metrics,
             entry.received_at,

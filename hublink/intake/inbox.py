@@ -21,7 +21,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -234,7 +234,7 @@ class Inbox:
         keys: Keys,
         *,
         claim_idle_s: float,
-        rules_tag: str = "",
+        rules_tag: str | Callable[[], str] = "",
         scripts: Scripts | None = None,
         min_replicas: int = 0,
         wait_ms: int = 500,
@@ -244,7 +244,8 @@ class Inbox:
         self._wait_ms = wait_ms
         self._keys = keys
         self._claim_idle_ms = max(int(claim_idle_s * 1000), 1)
-        self._rules_tag = rules_tag
+        # A callable follows the published rules version (``hublink.intake.live_rules``): read per entry.
+        self._rules_tag: Callable[[], str] = rules_tag if callable(rules_tag) else (lambda: rules_tag)
         self._scripts = scripts or Scripts(redis)
         # Where the next XAUTOCLAIM scan starts: each call looks at a bounded stretch of the pending list.
         self._claim_cursor = "0-0"
@@ -304,7 +305,7 @@ class Inbox:
         return None if int(stored) == 1 else HeldAnswer.loads(value)
 
     def _fields(self, kind: str, body: bytes, received_at: float) -> dict[str, Any]:
-        return {"kind": kind, "body": body, "at": repr(received_at), "rules": self._rules_tag}
+        return {"kind": kind, "body": body, "at": repr(received_at), "rules": self._rules_tag()}
 
     def _add(self, kind: str, body: bytes, received_at: float) -> str:
         fields = self._fields(kind, body, received_at)

@@ -76,14 +76,15 @@ class EventReplayer:
     def __init__(
         self,
         history: EventHistory,
-        rules: RuleSet,
+        rules: RuleSet | Callable[[], RuleSet],
         lanes: LaneStore,
         counters: CounterOps | None = None,
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._history = history
-        self._rules = rules
+        # A callable follows the published rules version (HUBLINK_RULES_SOURCE=redis): read per replay.
+        self._rules: Callable[[], RuleSet] = rules if callable(rules) else (lambda: rules)
         self._lanes = lanes
         self._counters = counters
         self._clock = clock
@@ -143,18 +144,23 @@ class EventReplayer:
     ) -> ReplayReport:
         """Replay ``events`` (from :meth:`select`) in chunks; ``progress`` is told how many were done each time."""
         report = ReplayReport(dry_run=dry_run)
+        rules = self._rules()  # one replay runs under one version of the rules, whatever is published meanwhile
         chunk: list[tuple[str, dict[str, Any]]] = []
         for item in events:
             chunk.append(item)
             if len(chunk) == CHUNK:
-                self._chunk(chunk, report, progress)
+                self._chunk(chunk, rules, report, progress)
                 chunk = []
         if chunk:
-            self._chunk(chunk, report, progress)
+            self._chunk(chunk, rules, report, progress)
         return report
 
     def _chunk(
-        self, chunk: list[tuple[str, dict[str, Any]]], report: ReplayReport, progress: Callable[[int], None] | None
+        self,
+        chunk: list[tuple[str, dict[str, Any]]],
+        rules: RuleSet,
+        report: ReplayReport,
+        progress: Callable[[int], None] | None,
     ) -> None:
         now = self._clock()
         dry_run = report.dry_run
@@ -166,7 +172,7 @@ class EventReplayer:
             if event is None:
                 report.skipped += 1
                 continue
-            work, problems, matched = plan_named(event, self._rules, now)
+            work, problems, matched = plan_named(event, rules, now)
             report.associations += len(work)
             if dry_run:
                 if len(report.items) < MAX_ITEMS:

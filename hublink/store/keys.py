@@ -85,6 +85,9 @@ key                             type    holds                                   
                                                                                                 intervals
 ``audit``                       stream  the audit log: one entry per admin action (at, actor,   HUBLINK_AUDIT_DAYS
                                         action, target, outcome, address)                       (trimmed on write)
+``rules:v:<n>``                 hash    version n of the rules document (HUBLINK_RULES_SOURCE=   permanent
+                                        redis): text, author, at (ms), comment, diff
+``rules:published``             string  the published version's number (the newest version)     permanent
 ==============================  ======  ======================================================  ==================
 
 HubLink also reads two of RQ's own keys (named here so that nothing else spells them): ``rq:queue:<name>``
@@ -387,6 +390,20 @@ class Keys:
     def audit(self) -> str:
         """The audit log's stream (``hublink.ops.audit``)."""
         return f"{self.prefix}audit"
+
+    def rule_version(self, version: int) -> str:
+        """Version ``version`` of the rules document (``hublink.intake.rule_versions``)."""
+        return f"{self.prefix}rules:v:{version}"
+
+    @property
+    def rule_version_prefix(self) -> str:
+        """Prefix of rules versions (rules_publish.lua appends the number)."""
+        return f"{self.prefix}rules:v:"
+
+    @property
+    def rules_published(self) -> str:
+        """The published rules version's number: what every process checks, at most once a second."""
+        return f"{self.prefix}rules:published"
 
     def journal_lock(self, portal_id: str) -> str:
         """Which worker polls ``portal_id``'s Webhooks Journal (one at a time)."""

@@ -157,6 +157,8 @@ def env_for(settings: Settings) -> dict[str, str]:
     # Web and workers read the same rules file: the web to validate it, the workers' expanders to run it.
     if settings.rules_file:
         env["HUBLINK_RULES_FILE"] = settings.rules_file
+    if settings.rules_source != "file":
+        env["HUBLINK_RULES_SOURCE"] = settings.rules_source
     if settings.hubspot_client_secret:
         env["HUBSPOT_CLIENT_SECRET"] = settings.hubspot_client_secret
     if settings.redis_sentinels:

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 from flask import Flask
 
-from web.admin import audit, dead_letters, login, overview, pauses, trace
+from web.admin import audit, dead_letters, login, overview, pauses, rules, trace
 from web.admin.blueprint import SESSION_LIFETIME, bp
 from web.admin.sessions import EXTENSION, DashboardSessions, SessionStore
 from web.parts import Parts
 
 #: The modules whose routes :func:`register` installs (imported for that).
-ROUTES = (dead_letters, login, overview, pauses, trace, audit)
+ROUTES = (dead_letters, login, overview, pauses, trace, audit, rules)
 
 
 def register(app: Flask) -> None:

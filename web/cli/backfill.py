@@ -120,7 +120,8 @@ def start(
     p = parts()
     settings = p.settings
     try:
-        rules = RulesFile.read(settings.rules_file).rules
+        # With HUBLINK_RULES_SOURCE=redis, the published version (the file only seeds it).
+        rules = p.rules if settings.rules_source == "redis" else RulesFile.read(settings.rules_file).rules
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     rule = next((r for r in rules.rules if r.name == rule_name), None)

@@ -55,7 +55,9 @@ def _app(settings: Settings) -> WebhookApp:
 
 
 def _needs(settings: Settings) -> Needs:
-    """What the rules file (HUBLINK_RULES_FILE) needs."""
+    """What the rules need: the rules file's, or (HUBLINK_RULES_SOURCE=redis) the published version's."""
+    if settings.rules_source == "redis":
+        return needed_subscriptions(parts().rules.rules)
     try:
         return needed_subscriptions(RulesFile.read(settings.rules_file).rules.rules)
     except ConfigError as exc:
