@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,6 +13,9 @@ from click.testing import Result
 from flask.testing import FlaskCliRunner
 
 from hublink.config.settings import Settings
+from hublink.domain.events import CrmEvent
+from hublink.intake.history import EventHistory, EventOutcome
+from hublink.store.keys import Keys
 from web import create_app
 
 pytestmark = pytest.mark.integration
@@ -141,3 +146,70 @@ class TestPullHistoryRollback:
         """No version 9: exit 1 pointing at the history."""
         result = run(runner, "rollback", "9")
         assert result.exit_code == 1 and "rules history" in result.output
+
+
+def created(event_id: int, subscription_type: str) -> CrmEvent:
+    """A HubSpot event as the history keeps it: a deal or company created, naming contact 7000 + id."""
+    payload = {
+        "eventId": event_id,
+        "objectId": event_id,
+        "subscriptionType": subscription_type,
+        "contactId": 7000 + event_id,
+    }
+    return CrmEvent(
+        source="hubspot",
+        payload=payload,
+        portal_id="62515",
+        event_id=str(event_id),
+        subscription_type=subscription_type,
+        object_id=str(event_id),
+        dedup_key=f"hs:{event_id}",
+    )
+
+
+class TestPreview:
+    """``rules preview FILE``: the file and the published rules over the history's last events."""
+
+    @pytest.fixture
+    def runner_with_history(
+        self, runner: FlaskCliRunner, redis_client: redis_lib.Redis, tmp_path: Path
+    ) -> FlaskCliRunner:
+        """v1 published (deals to contacts); the history holds two deals and a company created."""
+        run(runner, "push", write(tmp_path, V1, "published.yaml"))
+        store = EventHistory(redis_client, Keys())
+        start = time.time() - 60
+        for n, kind in enumerate(("deal.creation", "deal.creation", "company.creation"), start=1):
+            store.record(f"{n}-0", start + n, "hubspot", [EventOutcome(0, "accepted", created(n, kind))])
+        return runner
+
+    def test_preview_prints_each_event_the_draft_acts_on_and_the_summary(
+        self, runner_with_history: FlaskCliRunner, tmp_path: Path, redis_client: redis_lib.Redis
+    ) -> None:
+        """A draft adding company creations: the company's event changes, the deals stay; nothing is stored."""
+        draft = V1 + V1.split("rules:\n", 1)[1].replace("deal-contact", "company-contact").replace(
+            "deal.creation", "company.creation"
+        ).replace("objectType: deals", "objectType: companies")
+        before = {k: redis_client.type(k) for k in redis_client.keys("*")}
+        result = run(runner_with_history, "preview", write(tmp_path, draft, "draft.yaml"))
+        assert result.exit_code == 0, result.output
+        lines = result.output.splitlines()
+        assert lines[-1] == "3 event(s) against v1: would link 3, newly unmatched 0, changed 1"
+        assert "3-0.0 company.creation 3: changed; draft rules company-contact" in lines
+        assert "  link    companies/3 -> contacts/7003" in lines
+        assert {k: redis_client.type(k) for k in redis_client.keys("*")} == before
+
+    def test_preview_filters_by_type_and_speaks_json(self, runner_with_history: FlaskCliRunner, tmp_path: Path) -> None:
+        """--type deal.creation --json: the two deals, unchanged against v1."""
+        result = run(
+            runner_with_history, "preview", write(tmp_path, V1, "same.yaml"), "--type", "deal.creation", "--json"
+        )
+        body = json.loads(result.output)
+        assert body["summary"] == {"wouldLink": 2, "newlyUnmatched": 0, "changed": 0, "events": 2}
+
+    def test_preview_of_a_file_with_problems_is_refused_with_each_line(
+        self, runner_with_history: FlaskCliRunner, tmp_path: Path
+    ) -> None:
+        """Exit 1 with ``FILE:LINE: message``, as push refuses it."""
+        path = write(tmp_path, BROKEN, "broken.yaml")
+        result = run(runner_with_history, "preview", path)
+        assert result.exit_code == 1 and f"Error: {path}:7:" in result.output

@@ -1,11 +1,12 @@
-"""``hublink rules check|try|pull|push|history|rollback``: the rules document, offline and in Redis.
+"""``hublink rules check|try|pull|push|history|rollback|preview``: the rules document, offline and in Redis.
 
 ``check`` and ``try`` need no Redis, HubSpot or token: they read the files they are given (and the
 environment for the secrets a rules file names). ``pull``, ``push``, ``history`` and ``rollback`` work on
 the versions in Redis (``HUBLINK_RULES_SOURCE=redis``; ``docs/operations/rules-versions.md``): ``push``
 of a file is a publish, so the rules can live in git and be published from CI; it is refused, with every
 problem and its line, when the file does not check, and publishes nothing when the file is the published
-text already. ``push`` and ``rollback`` are audited (``rules.publish``, ``rules.rollback``).
+text already. ``push`` and ``rollback`` are audited (``rules.publish``, ``rules.rollback``). ``preview``
+runs a file and the published rules side by side over the last events of the history, storing nothing.
 """
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ from typing import Any
 import click
 from flask.cli import with_appcontext
 
-from hublink.config.rule_versions import RulesRejected, RuleVersion, subscriptions_needed
+from hublink.config.rule_versions import RulesRejected, RuleVersion, check, subscriptions_needed
 from hublink.domain.errors import ConfigError, InvalidInputError
 from hublink.domain.events import parse_form, parse_hubspot_batch, parse_workflow
 from hublink.domain.lookups import LookupRequest, describe
+from hublink.domain.rules import RulesError
 from hublink.domain.times import iso
 from hublink.intake.expansion import plan
+from hublink.ops.rules_preview import DEFAULT_LIMIT, MAX_LIMIT, preview
 from web.audit import actor, audit
 from web.cli.errors import OfflineGroup
 from web.parts import parts
@@ -51,7 +54,7 @@ def _load(path: str) -> Any:
 
 @rules.command("check")
 @click.argument("path", required=False)
-def check(path: str | None) -> None:
+def check_file(path: str | None) -> None:
     """Validate a rules file (default: HUBLINK_RULES_FILE): schema and JMESPath, naming rule and line."""
     path = path or os.environ.get("HUBLINK_RULES_FILE")
     if not path:
@@ -230,3 +233,57 @@ def rollback(number: int, comment: str) -> None:
         return
     audit("rules.rollback", version.tag)
     _say_published(version, "rolled back: published")
+
+
+@rules.command("preview")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--limit", type=click.IntRange(1, MAX_LIMIT), default=DEFAULT_LIMIT, show_default=True)
+@click.option("--source", help="only events of this source: hubspot, workflow or forms:<name>")
+@click.option("--type", "subscription_type", help="only events of this subscriptionType (deal.creation, ...)")
+@click.option("--json", "as_json", is_flag=True, help="print the preview as JSON (POST /api/rules/preview's answer)")
+@with_appcontext
+def preview_file(path: str, limit: int, source: str | None, subscription_type: str | None, as_json: bool) -> None:
+    """Run a rules file and the published rules over the last events of the history; store nothing."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise click.ClickException(f"{path}: not UTF-8 text ({exc.reason})") from None
+    p = parts()
+    problems = check(text, environ=p.live_rules.environ)
+    if problems:
+        _refuse(path, RulesRejected(problems))
+    if p.live_rules.source == "redis":
+        p.live_rules.current()  # seeds version 1 from the file on a fresh Redis
+        found = p.rule_versions.published()
+        published_text, against = (found.text, f"v{found.version}") if found else (None, "nothing published")
+    else:
+        published_text, against = p.live_rules.current().text or None, "the rules file"
+    try:
+        result = preview(
+            text,
+            published_text,
+            p.history,
+            limit=limit,
+            source=source,
+            subscription_type=subscription_type,
+            own_app_id=p.settings.hubspot_app_id,
+        )
+    except RulesError as exc:
+        raise click.ClickException(f"the published rules do not check: {exc.problems[0]}") from None
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    for event in result["events"]:
+        if not (event["changed"] or event["draft"]["rules"]):
+            continue  # matched by neither: not worth a line
+        mark = "changed" if event["changed"] else "same"
+        head = f"{event['id']} {event['subscriptionType'] or event['source']} {event['objectId'] or '-'}"
+        click.echo(f"{head}: {mark}; draft rules {', '.join(event['draft']['rules']) or '(none)'}")
+        for association in event["draft"]["associations"]:
+            lookup = " (lookup)" if association.get("needsLookup") else ""
+            click.echo(f"  {association['action']:<7} {association['from']} -> {association['to']}{lookup}")
+    summary = result["summary"]
+    click.echo(
+        f"{summary['events']} event(s) against {against}: would link {summary['wouldLink']}, "
+        f"newly unmatched {summary['newlyUnmatched']}, changed {summary['changed']}"
+    )
