@@ -293,6 +293,30 @@ class TestRedisSource:
         assert audit_entries(redis_url)[-1]["action"] == "rules.rollback"
         assert audit_entries(redis_url)[-1]["target"] == f"v{now.version}"
 
+    def test_rolling_back_to_a_version_this_process_cannot_load_is_refused_and_audited(
+        self, redis_client: FlaskClient, store: RuleVersions, redis_url: str
+    ) -> None:
+        """v1 names a form secret the web's environment lacks: rolling back to it says so and stores nothing."""
+        sources = "sources:\n  forms:\n    demo:\n      auth: {type: token, header: X-T, token_env: HL_TEST_UNSET}\n"
+        first = store.publish(sources + PUBLISHED, author="test", comment="with a form")  # checked for shape only
+        store.publish(DRAFT, author="test", comment="second")
+        token = login(redis_client)
+        before = store.published_version()
+        response = redis_client.post(
+            "/admin/rules/rollback",
+            data={"csrf_token": token, "version": str(first.version), "confirmed": "yes", "base": str(before)},
+        )
+        assert response.status_code == 302
+        assert store.published_version() == before
+        assert f"Not rolled back: v{first.version} no longer checks" in page(redis_client, "/admin/rules")
+        assert audit_entries(redis_url)[-1] | {"actor": "", "address": ""} == {
+            "actor": "",
+            "address": "",
+            "action": "rules.rollback",
+            "target": f"v{first.version}",
+            "outcome": "refused",
+        }
+
     def test_rolling_back_to_a_version_that_does_not_exist_does_nothing(
         self, redis_client: FlaskClient, store: RuleVersions
     ) -> None:
