@@ -30,6 +30,7 @@ SCRIPT_NAMES = (
     "history_add",
     "history_find",
     "journal_advance",
+    "history_erase",
 )
 
 
@@ -56,6 +57,7 @@ class Scripts:
     history_add: Script
     history_find: Script
     journal_advance: Script
+    history_erase: Script
 
     def __init__(self, redis: Redis) -> None:
         for name in SCRIPT_NAMES:
