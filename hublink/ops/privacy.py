@@ -48,7 +48,7 @@ from typing import Any
 
 from redis import Redis
 
-from hublink.domain.associations import canonical_object_type, split_lane
+from hublink.domain.associations import canonical_object_type, check_object_id, split_lane
 from hublink.intake.history import (
     INDEX_BUCKETS,
     INDEX_MEMBER_BYTES,
@@ -609,3 +609,50 @@ def _row_names(subject: Subject, common: dict[str, Any], row: Any) -> bool:
         if _is_contact_type(fields.get(f"{side}_object_type")) and str(value) in subject.ids:
             return True
     return subject.mentioned_in(row)
+
+
+#: The fields ``POST /api/privacy/erase`` takes.
+REQUEST_FIELDS = ("objectType", "objectId", "email")
+MAX_EMAIL_CHARS = 320
+
+
+def check_email(value: object) -> str:
+    """An email as an erasure names it (trimmed, lowercase); ValueError saying what was expected."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("expected an email address as a non-empty string")
+    email = value.strip().lower()
+    if len(email) > MAX_EMAIL_CHARS or "@" not in email[1:-1] or any(c.isspace() for c in email):
+        raise ValueError(f"expected an email address (local@domain, at most {MAX_EMAIL_CHARS} characters)")
+    return email
+
+
+def parse_request(body: object) -> tuple[list[str], list[str]]:
+    """(contact ids, emails) of an erasure request ``{"objectType": "contacts", "objectId"?, "email"?}``.
+
+    Raises ValueError naming the field at fault: an object is expected, ``objectType`` must be ``contacts``
+    (HubSpot's privacy deletions are for contacts only), and ``objectId``, ``email`` or both must be given.
+    """
+    if not isinstance(body, dict):
+        raise ValueError('body: expected a JSON object {"objectType": "contacts", "objectId"?, "email"?}')
+    unknown = sorted(str(k) for k in body if k not in REQUEST_FIELDS)
+    if unknown:
+        raise ValueError(f"{unknown[0][:40]}: unknown field (expected {', '.join(REQUEST_FIELDS)})")
+    if "objectType" not in body:
+        raise ValueError("objectType: required (contacts)")
+    if not _is_contact_type(body["objectType"]) or not isinstance(body["objectType"], str):
+        raise ValueError(f"objectType: only contacts can be erased, got {str(body['objectType'])[:40]!r}")
+    if body.get("objectId") is None and body.get("email") is None:
+        raise ValueError("objectId: give objectId, email, or both")
+    ids: list[str] = []
+    emails: list[str] = []
+    if body.get("objectId") is not None:
+        try:
+            ids.append(check_object_id(body["objectId"]))
+        except ValueError as exc:
+            raise ValueError(f"objectId: {exc}") from None
+    if body.get("email") is not None:
+        try:
+            emails.append(check_email(body["email"]))
+        except ValueError as exc:
+            raise ValueError(f"email: {exc}") from None
+    return ids, emails

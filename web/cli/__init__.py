@@ -4,7 +4,7 @@
 One naming scheme: ``hublink NOUN VERB [ARGS]``, the noun plural where it names a collection
 (``dead-letters list|show|replay|purge``, ``events list|show|replay``, ``pauses list``, ``backfill
 start|cancel|list``, ``inbox list|replay``, ``rules check|try``, ``hubspot subscriptions show|apply``,
-``admin sessions revoke``). The three actions on one named target are verbs on their own: ``trace TYPE
+``admin sessions revoke``, ``privacy erase``). The three actions on one named target are verbs on their own: ``trace TYPE
 ID``, ``pause`` and ``resume`` (``--portal P`` or ``--lane L``). Listing commands take ``--json``; bulk
 ones take ``--dry-run``.
 """
@@ -14,7 +14,7 @@ from __future__ import annotations
 import click
 from flask import Flask
 
-from web.cli import admin, backfill, dead_letters, events, hubspot, inbox, pauses, rules, trace
+from web.cli import admin, backfill, dead_letters, events, hubspot, inbox, pauses, privacy, rules, trace
 
 #: Every operator command, in the order ``--help`` lists them.
 COMMANDS: tuple[click.Command, ...] = (
@@ -29,6 +29,7 @@ COMMANDS: tuple[click.Command, ...] = (
     rules.rules,
     hubspot.hubspot,
     admin.admin,
+    privacy.privacy,
 )
 
 
