@@ -159,9 +159,11 @@ def emails_in(value: Any) -> set[str]:
     """The emails a payload gives as a contact's: ``email`` fields, and ``{"name": "email", "value": ...}``."""
     found: set[str] = set()
     if isinstance(value, dict):
-        name = value.get("name")
-        if isinstance(name, str) and name.lower() == "email" and _is_email(value.get("value")):
-            found.add(str(value["value"]).strip().lower())
+        # Form fields ({"name", "value"}) and HubSpot's propertyChange events ({"propertyName", "propertyValue"}).
+        for name_key, value_key in (("name", "value"), ("propertyName", "propertyValue")):
+            name = value.get(name_key)
+            if isinstance(name, str) and name.lower() == "email" and _is_email(value.get(value_key)):
+                found.add(str(value[value_key]).strip().lower())
         for k, v in value.items():
             if isinstance(k, str) and k.lower() == "email" and _is_email(v):
                 found.add(str(v).strip().lower())
@@ -190,7 +192,9 @@ def event_names(subject: Subject, event: dict[str, Any]) -> bool:
     """True when a stored history event (compact form) names the contact."""
     if event.get("x"):
         return False
-    if event.get("oid") is not None and str(event["oid"]) in subject.ids and _is_contact_type(event.get("ot")):
+    # A workflow's event says no type: its objectId counts too (erring towards erasing, never towards keeping).
+    named = event.get("oid") is not None and str(event["oid"]) in subject.ids
+    if named and (event.get("ot") is None or _is_contact_type(event.get("ot"))):
         return True
     for item in event.get("a", ()):
         if item[1] != "lookup" and any(side in {f"{CONTACTS}/{i}" for i in subject.ids} for side in item[1:3]):
