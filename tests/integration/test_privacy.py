@@ -111,7 +111,8 @@ class World:
     def form(self, submission: str, email: str) -> None:
         """A form submission carrying only an email."""
         payload = {"submission_id": submission, "email": email, "name": "someone"}
-        event = CrmEvent(source="forms:demo", payload=payload, event_id=submission, dedup_key=f"forms:demo:{submission}")
+        dedup_key = f"forms:demo:{submission}"
+        event = CrmEvent(source="forms:demo", payload=payload, event_id=submission, dedup_key=dedup_key)
         self.inbox.add_events([event], received_at=time.time())
 
     def direct(self, contact: str, key: str) -> str:
