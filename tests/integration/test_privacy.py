@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis as redis_lib
+from click.testing import CliRunner, Result
+from flask.cli import ScriptInfo
+from flask.testing import FlaskClient
 
 from hublink.config.rules_file import RulesFile
+from hublink.config.settings import Settings
 from hublink.domain.associations import AssociationRequest
 from hublink.domain.dead_letter import DeadLetter, DeadPair
 from hublink.domain.events import CrmEvent
@@ -29,7 +34,10 @@ from hublink.lanes import LaneStore, new_association_id, pending_ids
 from hublink.ops.metrics import Metrics
 from hublink.ops.privacy import KINDS, PrivacyEraser
 from hublink.store.keys import Keys
+from tests.conftest import ADMIN_TOKEN, API_TOKEN
 from tests.support.redis_scan import traces_of
+from web import create_app
+from web.cli.main import cli
 from worker.loops import Expander
 
 pytestmark = pytest.mark.integration
@@ -289,3 +297,116 @@ def test_a_contact_hublink_never_saw_erases_nothing(redis_client: redis_lib.Redi
 
     assert set(erasure.as_dict()["erased"].values()) == {0}
     assert sorted(traces_of(redis_client, [BOB, BOB_EMAIL])) == before
+
+
+# --- the API and the command ---
+
+
+@pytest.fixture
+def app_settings(make_settings: Callable[..., Settings], redis_url: str) -> Settings:
+    """The web's settings on the test's Redis."""
+    return make_settings(redis_url=redis_url)
+
+
+@pytest.fixture
+def client(app_settings: Settings) -> Iterator[FlaskClient]:
+    """A test client of the app."""
+    with create_app(app_settings).test_client() as c:
+        yield c
+
+
+def erase(client: FlaskClient, body: Any, token: str = ADMIN_TOKEN) -> Any:
+    """POST /api/privacy/erase."""
+    return client.post("/api/privacy/erase", json=body, headers={"Authorization": f"Bearer {token}"})
+
+
+def audited(redis: redis_lib.Redis) -> list[dict[str, str]]:
+    """The audit log's entries of privacy erasures."""
+    entries = [{k.decode(): v.decode() for k, v in fields.items()} for _, fields in redis.xrange("hl:audit")]
+    return [e for e in entries if e.get("action") == "privacy.erase"]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (["contacts"], "body: expected a JSON object"),
+        ({"objectId": ADA}, "objectType: required"),
+        ({"objectType": "deals", "objectId": ADA}, "objectType: only contacts"),
+        ({"objectType": "contacts"}, "objectId: give objectId, email, or both"),
+        ({"objectType": "contacts", "objectId": "ada"}, "objectId: expected 1-20 decimal digits"),
+        ({"objectType": "contacts", "objectId": int(ADA)}, "objectId: expected 1-20 decimal digits"),
+        ({"objectType": "contacts", "email": "not an email"}, "email: expected an email address"),
+        ({"objectType": "contacts", "email": ADA_EMAIL, "name": "Ada"}, "name: unknown field"),
+    ],
+)
+def test_a_bad_body_is_a_precise_400_and_erases_nothing(
+    client: FlaskClient, redis_client: redis_lib.Redis, tmp_path: Path, body: Any, message: str
+) -> None:
+    """Each mistake is named; nothing is erased and nothing audited."""
+    World(redis_client, tmp_path).feed(ADA, ADA_EMAIL, 1)
+    before = len(traces_of(redis_client, [ADA, ADA_EMAIL]))
+    response = erase(client, body)
+    assert response.status_code == 400
+    assert response.json["error"]["code"] == "invalid_erasure"
+    assert response.json["error"]["message"].startswith(message)
+    assert len(traces_of(redis_client, [ADA, ADA_EMAIL])) == before
+    assert audited(redis_client) == []
+
+
+def test_only_an_admin_erases(client: FlaskClient, redis_client: redis_lib.Redis, tmp_path: Path) -> None:
+    """The direct API's token is refused; so is no token."""
+    World(redis_client, tmp_path).feed(ADA, ADA_EMAIL, 1)
+    assert erase(client, {"objectType": "contacts", "objectId": ADA}, token=API_TOKEN).status_code in (401, 403)
+    assert client.post("/api/privacy/erase", json={"objectType": "contacts", "objectId": ADA}).status_code == 401
+    assert traces_of(redis_client, [ADA])
+
+
+def test_the_api_erases_by_email_answers_counts_and_audits_naming_no_one(
+    client: FlaskClient, redis_client: redis_lib.Redis, tmp_path: Path
+) -> None:
+    """By email: counts by kind, the learned id erased too, and one audit entry that names no one."""
+    world = World(redis_client, tmp_path)
+    world.feed(ADA, ADA_EMAIL, 1)
+    world.feed(BOB, BOB_EMAIL, 2)
+    response = erase(client, {"objectType": "contacts", "email": ADA_EMAIL})
+    assert response.status_code == 200, response.json
+    assert response.json["erased"]["history"] >= 1 and response.json["erased"]["deadLetters"] == 1
+    assert response.json["learned"] == {"ids": 1, "emails": 0}
+    assert traces_of(redis_client, [ADA, ADA_EMAIL]) == []
+    assert traces_of(redis_client, [BOB, BOB_EMAIL])
+    [entry] = audited(redis_client)
+    assert entry["target"] == "contacts" and entry["outcome"] == "ok"
+    # Again: nothing left to erase, and the answer says so.
+    again = erase(client, {"objectType": "contacts", "objectId": ADA, "email": ADA_EMAIL})
+    assert set(again.json["erased"].values()) == {0}
+
+
+def run_cli(settings: Settings, *args: str) -> Result:
+    """``hublink ARGS`` in process."""
+    app = ScriptInfo(create_app=lambda: create_app(settings), set_debug_flag=False)
+    return CliRunner().invoke(cli, list(args), obj=app)
+
+
+def test_the_command_erases_by_id_and_refuses_what_it_cannot(
+    app_settings: Settings, redis_client: redis_lib.Redis, tmp_path: Path
+) -> None:
+    """``hublink privacy erase contacts ID`` prints the counts; a wrong type or no contact is a usage error."""
+    world = World(redis_client, tmp_path)
+    world.feed(ADA, ADA_EMAIL, 1)
+    world.feed(BOB, BOB_EMAIL, 2)
+    refused = run_cli(app_settings, "privacy", "erase", "deals", ADA)
+    assert refused.exit_code == 2 and "only contacts" in refused.output
+    assert run_cli(app_settings, "privacy", "erase", "contacts").exit_code == 2
+    assert traces_of(redis_client, [ADA])
+
+    result = run_cli(app_settings, "privacy", "erase", "contacts", ADA, "--json")
+
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["erased"]["pending"] >= 1
+    assert traces_of(redis_client, [ADA, ADA_EMAIL]) == []
+    assert traces_of(redis_client, [BOB, BOB_EMAIL])
+    [entry] = audited(redis_client)
+    assert entry["actor"].startswith("cli") and entry["target"] == "contacts"
+    by_email = run_cli(app_settings, "privacy", "erase", "contacts", "--email", BOB_EMAIL)
+    assert by_email.exit_code == 0 and by_email.output.startswith("erased: history ")
+    assert traces_of(redis_client, [BOB, BOB_EMAIL]) == []

@@ -33,7 +33,6 @@ def erase_contact() -> Response:
     try:
         ids, emails = parse_request(parse_json(raw))
     except ValueError as exc:
-        audit("privacy.erase", "contacts", outcome="refused")
         raise ApiError(400, "invalid_erasure", str(exc)) from None
     erasure = eraser(p).erase(contact_ids=ids, emails=emails)
     audit("privacy.erase", "contacts")

@@ -34,7 +34,6 @@ def erase(object_type: str, object_id: str | None, email: str | None, as_json: b
     try:
         ids, emails = parse_request({k: v for k, v in body.items() if v is not None})
     except ValueError as exc:
-        audit("privacy.erase", "contacts", outcome="refused")
         raise click.UsageError(str(exc).replace("objectId: give objectId, email", "give the id, --email")) from None
     erasure = eraser(parts()).erase(contact_ids=ids, emails=emails)
     audit("privacy.erase", "contacts")
