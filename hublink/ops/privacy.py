@@ -236,6 +236,20 @@ def _contact_id_fields(value: Any) -> set[str]:
     return found
 
 
+def _contacts_of(event: dict[str, Any]) -> set[str]:
+    """The contacts an event carrying an email gives it to: its own object, or the contacts it was linked as.
+
+    A contact's event (a property change) or a form that named the contact and produced its association.
+    """
+    found: set[str] = set()
+    if event.get("oid") is not None and _is_contact_type(event.get("ot")):
+        found.add(str(event["oid"]))
+    for item in event.get("a", ()):
+        if item[1] != "lookup":
+            found.update(side.split("/", 1)[1] for side in item[1:3] if side.startswith(f"{CONTACTS}/"))
+    return found
+
+
 def redacted(event: dict[str, Any]) -> dict[str, Any]:
     """A history event with nothing left that names anyone: where, when in the request, what became of it."""
     kept: dict[str, Any] = {k: event[k] for k in ("i", "o", "src", "p", "st") if k in event}
@@ -323,10 +337,8 @@ class PrivacyEraser:
                 for event in decode_record(raw).get("e", []):
                     if event_names(subject, event):
                         subject.emails |= emails_in(event.get("pl"))
-                        # A contact's own event carrying the email: that contact is the one with this email.
-                        own = event.get("oid") is not None and _is_contact_type(event.get("ot"))
-                        if own and subject.emails & emails_in(event.get("pl")):
-                            subject.ids.add(str(event["oid"]))
+                        if subject.emails & emails_in(event.get("pl")):
+                            subject.ids |= _contacts_of(event)
             if (len(subject.ids), len(subject.emails)) == before and not (subject.emails and not walked):
                 break
         changes: list[str | bytes] = []
