@@ -41,6 +41,8 @@ import base64
 import binascii
 import json
 import logging
+import struct
+import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -52,7 +54,9 @@ from hublink.domain.associations import canonical_object_type, check_object_id, 
 from hublink.intake.history import (
     INDEX_BUCKETS,
     INDEX_MEMBER_BYTES,
+    RECORD_FORM,
     RECORD_OVERHEAD_BYTES,
+    TAG_BYTES,
     EventHistory,
     decode_record,
     encode_record,
@@ -236,6 +240,29 @@ def _contact_id_fields(value: Any) -> set[str]:
     return found
 
 
+def record_body(raw: bytes | str) -> bytes | None:
+    """A stored history record's JSON (decompressed, association ids left packed), or None if it is not one."""
+    if isinstance(raw, str):
+        raw = raw.encode()
+    try:
+        if raw[:1] != bytes((RECORD_FORM,)):
+            return None
+        count, ref_len = struct.unpack(">HB", raw[1:4])
+        at = 4 + ref_len + TAG_BYTES * count
+        (ids_len,) = struct.unpack(">I", raw[at : at + 4])
+        return zlib.decompress(raw[at + 4 + ids_len :])
+    except (struct.error, zlib.error):
+        return None
+
+
+def may_name(subject: Subject, body: bytes) -> bool:
+    """Whether a record's JSON could name the contact (no false negatives: ids and emails appear as text)."""
+    if not all(e.isascii() for e in subject.emails):
+        return True  # the stored JSON escapes what is not ASCII: only parsing finds it
+    lowered = body.lower()
+    return any(e.encode() in lowered for e in subject.emails) or any(i.encode() in body for i in subject.ids)
+
+
 def _contacts_of(event: dict[str, Any]) -> set[str]:
     """The contacts an event carrying an email gives it to: its own object, or the contacts it was linked as.
 
@@ -396,7 +423,10 @@ class PrivacyEraser:
             for entry_id, raw in zip(ids, self._redis.mget([self._keys.history_record(e) for e in ids]), strict=True):
                 if not raw or entry_id in into:
                     continue
-                # Cheap first: decompressing is needed to look, but most records name no one sought.
+                # Cheap first: most records name no one sought, and a substring test spares parsing them.
+                body = record_body(raw)
+                if body is not None and not may_name(subject, body):
+                    continue
                 try:
                     record = decode_record(raw)
                 except ValueError:

@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import base64
+import json
+import zlib
 
 import pytest
 
 from hublink.domain.events import CrmEvent
 from hublink.domain.record_fates import RecordFate, privacy_deletions
+from hublink.intake.history import encode_record
 from hublink.intake.record_fates import without_erased
-from hublink.ops.privacy import Subject, emails_in, event_names, parse_request, redacted
+from hublink.ops.privacy import (
+    Subject,
+    may_name,
+    record_body,
+    emails_in,
+    event_names,
+    parse_request,
+    redacted,
+)
 
 ADA = "98765432101"
 EMAIL = "ada@analytical.example"
@@ -127,3 +138,14 @@ def test_a_bad_erasure_request_names_its_field(body: object, field: str) -> None
     """Every refusal starts with the field at fault."""
     with pytest.raises(ValueError, match=f"^{field}: "):
         parse_request(body)
+
+
+def test_an_email_that_is_not_ascii_is_found_in_a_stored_record() -> None:
+    """History JSON escapes non-ASCII characters: the quick substring test must not rule such a record out."""
+    email = "jürgen@beispiel.example"
+    raw = encode_record("1-0", {"id": "1-0", "e": [{"i": 0, "o": "accepted", "pl": {"email": email}}]}, [])
+    body = record_body(raw)
+    assert body is not None and json.loads(body)["e"][0]["pl"]["email"] == email
+    assert may_name(Subject(set(), {email}), body)
+    assert not may_name(Subject({ADA}, {"ada@analytical.example"}), body)
+    assert record_body(b"\x02" + zlib.compress(b"no")) is None
