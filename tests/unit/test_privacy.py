@@ -14,11 +14,11 @@ from hublink.intake.history import encode_record
 from hublink.intake.record_fates import without_erased
 from hublink.ops.privacy import (
     Subject,
-    may_name,
-    record_body,
     emails_in,
     event_names,
+    may_name,
     parse_request,
+    record_body,
     redacted,
 )
 
