@@ -5,9 +5,9 @@ A contact is named by its id, its email, or both. HubLink learns what it was not
 emails that events naming the contact's id carry (``email`` fields, form fields ``{"name": "email", "value"}``),
 and the ids of the contacts whose events carry the email. Then, key by key (``hublink.store.keys``):
 
-- **history** ``ev:<entry>``: found by the record index (``evr:<n>``) for an id, without a scan; for an email,
-  by walking the history's ids (``evs``) in chunks of ``CHUNK`` (one round trip each: the history has no
-  index by email). Every event naming the contact (its object, an association it produced, its payload) is
+- **history** ``ev:<entry>``: found by the record index (``evr:<n>``) for an id, without a scan; then by
+  walking the history's ids (``evs``) in chunks of ``CHUNK`` (one round trip each) for what no index finds:
+  emails, and ids in events not indexed under the contact (a workflow's body, another record's payload). Every event naming the contact (its object, an association it produced, its payload) is
   *redacted* in place: it keeps its position, outcome, source, portal and subscription type, and loses its
   payload, object, event id and associations (``"x": 1`` marks it). The request's other events stay as they
   were, so other people's traces are untouched. The record's index members are rewritten with it
@@ -24,11 +24,13 @@ and the ids of the contacts whose events carry the email. Then, key by key (``hu
   contact is deleted whole (it is kept for inspection, not delivery).
 - **idempotency records** ``idem:<digest>``: they hold the direct API's first answer (association ids), and
   the body only as a digest; the answer names no contact, but one whose request named it is erased (found
-  through the association ids). A ``SCAN MATCH idem:*`` (bounded by the keys of a day of retries) reads them.
+  through the association ids).
 - **linked associations** ``done:<day>``: the associations found above are removed from every day kept.
-- **record fates** ``rec:<portal>|contacts/<id>``: deleted for every portal seen and ``_``.
+- **record fates** ``rec:<portal>|contacts/<id>``, under every portal.
 - **lookup cache** ``lookup:<digest>``: values naming the id or the email (a search by email caches the id
-  found) are deleted; ``SCAN MATCH lookup:*``, bounded by the cache.
+  found) are deleted.
+
+Idempotency records, lookup cache entries and fates have no index: one SCAN of the prefix finds all three.
 
 What remains names no one: counters and metrics, dedup marks (``seen:<digest>``: one-way digests), the
 index's 3-byte tags of other records. Work claimed by a drain at this very moment is not in Redis: erase
@@ -263,6 +265,17 @@ def may_name(subject: Subject, body: bytes) -> bool:
     return any(e.encode() in lowered for e in subject.emails) or any(i.encode() in body for i in subject.ids)
 
 
+def _learn(subject: Subject, records: Iterable[Any]) -> None:
+    """Add to ``subject`` the emails its events carry, and the contacts events carrying its emails name."""
+    for raw in records:
+        for event in decode_record(raw).get("e", []):
+            if event_names(subject, event):
+                carried = emails_in(event.get("pl"))
+                subject.emails |= carried
+                if subject.emails & carried:
+                    subject.ids |= _contacts_of(event)
+
+
 def _contacts_of(event: dict[str, Any]) -> set[str]:
     """The contacts an event carrying an email gives it to: its own object, or the contacts it was linked as.
 
@@ -350,24 +363,22 @@ class PrivacyEraser:
         """Find the records naming the contact (index by id, walk by email), learn, then redact them."""
         candidates: dict[str, Any] = {}
         searched_ids: set[str] = set()
-        walked = False
+        walked = Subject()
         for _ in range(3):  # id -> emails -> ids: a fixed point in a few rounds
             for contact_id in sorted(subject.ids - searched_ids):
                 searched_ids.add(contact_id)
                 entries = [entry_id for _, entry_id in self._history.entries_naming(f"{CONTACTS}/{contact_id}")]
                 self._load(entries, candidates)
-            if subject.emails and not walked:
-                walked = True
-                self._walk_history(subject, candidates)
-            before = (len(subject.ids), len(subject.emails))
-            for raw in candidates.values():
-                for event in decode_record(raw).get("e", []):
-                    if event_names(subject, event):
-                        subject.emails |= emails_in(event.get("pl"))
-                        if subject.emails & emails_in(event.get("pl")):
-                            subject.ids |= _contacts_of(event)
-            if (len(subject.ids), len(subject.emails)) == before and not (subject.emails and not walked):
+            _learn(subject, candidates.values())
+            # The walk finds what the index cannot: emails, and ids in events not indexed under the contact (a
+            # workflow's, another record's payload). Only what is new since the last walk is sought again.
+            fresh = Subject(subject.ids - walked.ids, subject.emails - walked.emails)
+            if not fresh.ids and not fresh.emails:
                 break
+            walked.ids |= fresh.ids
+            walked.emails |= fresh.emails
+            self._walk_history(fresh, candidates)
+            _learn(subject, candidates.values())
         changes: list[str | bytes] = []
         for entry_id, raw in candidates.items():
             record = decode_record(raw)
