@@ -7,11 +7,12 @@ and the ids of the contacts whose events carry the email. Then, key by key (``hu
 
 - **history** ``ev:<entry>``: found by the record index (``evr:<n>``) for an id, without a scan; then by
   walking the history's ids (``evs``) in chunks of ``CHUNK`` (one round trip each) for what no index finds:
-  emails, and ids in events not indexed under the contact (a workflow's body, another record's payload).
-  Every event naming the contact (its object, an association it produced, its payload) is *redacted* in place: it keeps its position, outcome, source, portal and subscription type, and loses its
-  payload, object, event id and associations (``"x": 1`` marks it). The request's other events stay as they
-  were, so other people's traces are untouched. The record's index members are rewritten with it
-  (history_erase.lua: the index loses the contact's members, the byte count follows).
+  emails, and ids in events not indexed under the contact (a workflow's body, another record's payload). Every
+  event naming the contact (its object, an association it produced, its payload) is *redacted* in place: it
+  keeps its position, outcome, source, portal and subscription type, and loses its payload, object, event id
+  and associations (``"x": 1`` marks it). The request's other events stay as they were, so other people's
+  traces are untouched. The record's index members are rewritten with it (history_erase.lua: the index loses
+  the contact's members, the byte count follows).
 - **pending work** ``q:<lane>``, ``lane:<lane>``, ``a:<id>``: every lane with work (``lanes``) is read and
   the members naming the contact are removed, with their state: a privacy deletion deletes the record in
   HubSpot, so the work could only end ``record_deleted``. Bounded by the pending work.
