@@ -266,10 +266,18 @@ def may_name(subject: Subject, body: bytes) -> bool:
     return any(e.encode() in lowered for e in subject.emails) or any(i.encode() in body for i in subject.ids)
 
 
+def _decoded(raw: bytes | str) -> dict[str, Any] | None:
+    """A stored history record, or None when it cannot be read (an erasure is not stopped by one bad record)."""
+    try:
+        return decode_record(raw)
+    except (ValueError, TypeError, KeyError, IndexError, struct.error, zlib.error):
+        return None
+
+
 def _learn(subject: Subject, records: Iterable[Any]) -> None:
     """Add to ``subject`` the emails its events carry, and the contacts events carrying its emails name."""
     for raw in records:
-        for event in decode_record(raw).get("e", []):
+        for event in (_decoded(raw) or {}).get("e", []):
             if event_names(subject, event):
                 carried = emails_in(event.get("pl"))
                 subject.emails |= carried
@@ -421,7 +429,7 @@ class PrivacyEraser:
             for entry_id, raw in zip(
                 chunk, self._redis.mget([self._keys.history_record(e) for e in chunk]), strict=True
             ):
-                if raw:
+                if raw and _decoded(raw) is not None:  # a record HubLink cannot read is left to its expiry
                     into[entry_id] = raw
 
     def _walk_history(self, subject: Subject, into: dict[str, Any]) -> None:
@@ -439,9 +447,8 @@ class PrivacyEraser:
                 body = record_body(raw)
                 if body is not None and not may_name(subject, body):
                     continue
-                try:
-                    record = decode_record(raw)
-                except ValueError:
+                record = _decoded(raw)
+                if record is None:
                     continue
                 if any(event_names(subject, event) for event in record.get("e", [])):
                     into[entry_id] = raw
