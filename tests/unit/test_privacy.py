@@ -149,3 +149,11 @@ def test_an_email_that_is_not_ascii_is_found_in_a_stored_record() -> None:
     assert may_name(Subject(set(), {email}), body)
     assert not may_name(Subject({ADA}, {"ada@analytical.example"}), body)
     assert record_body(b"\x02" + zlib.compress(b"no")) is None
+
+
+def test_a_body_that_is_not_json_names_the_contact_by_a_whole_number_or_an_email() -> None:
+    """A set-aside body that did not parse: the id as a whole number counts, a longer number or a time does not."""
+    subject = Subject({ADA}, {"ada@analytical.example"})
+    assert subject.mentioned_in_text(f'[{{"objectId":{ADA},"x":'.encode())
+    assert not subject.mentioned_in_text(f'[{{"objectId":{ADA}5,"at":1{ADA}'.encode())
+    assert subject.mentioned_in_text(b'{"email": "ADA@analytical.example", broken')
