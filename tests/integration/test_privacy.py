@@ -410,3 +410,18 @@ def test_the_command_erases_by_id_and_refuses_what_it_cannot(
     by_email = run_cli(app_settings, "privacy", "erase", "contacts", "--email", BOB_EMAIL)
     assert by_email.exit_code == 0 and by_email.output.startswith("erased: history ")
     assert traces_of(redis_client, [BOB, BOB_EMAIL]) == []
+
+
+def test_work_a_drain_holds_is_counted_not_erased(redis_client: redis_lib.Redis, tmp_path: Path) -> None:
+    """Claimed work is the drain's until it settles: the erasure says how much there was, to be erased again."""
+    world = World(redis_client, tmp_path)
+    world.feed(ADA, ADA_EMAIL, 1)
+    world.feed(BOB, BOB_EMAIL, 2)
+    claim = world.lanes.claim(f"{PORTAL}|contacts|companies", 10)
+    assert len(claim.items) == 2  # Ada's creation and Bob's
+
+    erasure = world.eraser.erase(contact_ids=[ADA])
+
+    assert erasure.in_flight == 1
+    assert erasure.as_dict()["inFlight"] == 1
+    assert [key for key, _ in traces_of(redis_client, [ADA])] == ["hl:leased"]
