@@ -225,6 +225,7 @@ def test_an_erasure_by_id_leaves_nothing_naming_the_contact_and_keeps_everyone_e
     )
     assert traces_of(redis_client, [ADA]) and traces_of(redis_client, [ADA_EMAIL])
     bob_before = len(traces_of(redis_client, [BOB, BOB_EMAIL]))
+    records_before, bytes_before, _ = world.history.stats()
 
     erasure = world.eraser.erase(contact_ids=[ADA])
 
@@ -240,6 +241,9 @@ def test_an_erasure_by_id_leaves_nothing_naming_the_contact_and_keeps_everyone_e
     assert world.history.entries_naming(f"contacts/{BOB}")
     assert world.history.entries_naming(f"contacts/{ADA}") == []
     consistent_index(world)
+    # Redacted in place: as many requests kept, fewer bytes counted against the cap.
+    records_after, bytes_after, _ = world.history.stats()
+    assert records_after == records_before and 0 < bytes_after < bytes_before
     # The rewritten entry still reaches the rules: Bob's event is expanded, Ada's is gone.
     world.expand()
     assert redis_client.xlen(world.keys.inbox) == 0
