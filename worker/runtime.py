@@ -60,6 +60,7 @@ from hublink.ops.alerts import Alerter
 from hublink.ops.dead_letters import DeadLetterStore
 from hublink.ops.heartbeats import WorkerHeartbeats, WorkerPresence
 from hublink.ops.metrics import Metrics
+from hublink.ops.privacy import PrivacyEraser
 from hublink.store.connections import UNAVAILABLE, connect, connect_rq, is_unavailable
 from hublink.store.keys import Keys
 from hublink.store.scripts import Scripts
@@ -369,6 +370,7 @@ def build(settings: Settings, rules_file: RulesFile | None = None, *, consumer: 
             own_app_id=settings.hubspot_app_id,
             fates=fates,
             by_tag=by_tag,
+            eraser=PrivacyEraser(redis, keys, history, history_days=settings.history_days, scripts=scripts),
         ),
         consumer=name,
     )

@@ -106,3 +106,26 @@ def batch_fates(events: Sequence[CrmEvent]) -> tuple[list[RecordFate], dict[int,
         if fate.fate == "deleted":
             outcomes[index] = RECORD_DELETED
     return kept, outcomes
+
+
+#: The lifecycle event by which HubSpot asks integrations to erase a contact's data (§9.3).
+PRIVACY_DELETION = "privacyDeletion"
+
+
+def privacy_deletions(events: Sequence[CrmEvent]) -> dict[int, tuple[str | None, str]]:
+    """The ``contact.privacyDeletion`` events of a batch: (portal, contact id) by the event's index.
+
+    They are not fates: a fate is kept under the record's id, and this event asks that nothing keep it
+    (``hublink.ops.privacy`` erases the contact's data instead).
+    """
+    found: dict[int, tuple[str | None, str]] = {}
+    for index, event in enumerate(events):
+        subscription = event.subscription_type or ""
+        if event.source != "hubspot" or not subscription.endswith(f".{PRIVACY_DELETION}"):
+            continue
+        if _object_type(event) != "contacts":
+            continue
+        object_id = _id(event.payload.get("objectId")) or event.object_id
+        if object_id is not None:
+            found[index] = (event.portal_id, object_id)
+    return found

@@ -19,11 +19,11 @@ from hublink.domain.associations import MAX_EVENT_ID_CHARS, AssociationRequest, 
 from hublink.domain.errors import InvalidInputError
 from hublink.domain.events import CrmEvent
 from hublink.domain.lookups import LookupRequest, Work
-from hublink.domain.record_fates import batch_fates
+from hublink.domain.record_fates import RECORD_DELETED, batch_fates, privacy_deletions
 from hublink.domain.rules import Fixed, PlannedAssociation, RuleSet, is_self_triggered
 from hublink.intake.history import EventHistory, EventOutcome
 from hublink.intake.inbox import KIND_ASSOCIATIONS, MAX_DELIVERIES, Inbox, InboxEntry
-from hublink.intake.record_fates import FateBook
+from hublink.intake.record_fates import ContactEraser, FateBook, without_erased
 from hublink.lanes import EventGroup, LaneStore, PendingItem
 from hublink.store.counters import Counters, Op
 
@@ -278,10 +278,13 @@ class Expansion:
         own_app_id: str | None = None,
         fates: FateBook | None = None,
         by_tag: TaggedRules | None = None,
+        eraser: ContactEraser | None = None,
     ) -> None:
         self._history = history
         #: With rules versions: each entry is expanded under exactly the version its tag names.
         self._by_tag = by_tag
+        #: Erases a contact's data on ``contact.privacyDeletion`` (None: such events are only counted).
+        self._eraser = eraser
         #: Where the records' fates that lifecycle events report are kept (None: not kept).
         self._fates = fates
         #: HUBSPOT_APP_ID: association changes this app's own writes caused end as ``self``.
@@ -333,6 +336,12 @@ class Expansion:
                 extra={"entry": entry.entry_id, "events": len(batch.unusable), "reason": reason[:300]},
             )
         fates, lifecycle = batch_fates(batch.events) if self._fates is not None else ([], {})
+        erasures = privacy_deletions(batch.events) if self._eraser is not None else {}
+        if erasures:
+            # Before the acknowledgement: a crash in between expands the entry again, which erases again.
+            fates = without_erased(fates, erasures.values())
+            lifecycle = {**lifecycle, **dict.fromkeys(erasures, RECORD_DELETED)}
+            self._erase(entry, erasures)
         if fates and self._fates is not None:
             # Kept before the entry is acknowledged: a crash in between expands it again, which keeps them again.
             self._fates.record(fates)
@@ -357,7 +366,17 @@ class Expansion:
             first = len(batch.events)
             unusable = [EventOutcome(first + n, "unusable", problems=(u.reason,)) for n, u in enumerate(batch.unusable)]
             self._remember(entry, [*report.outcomes, *unusable])
+            if erasures:
+                # Again, now that this batch's own events (the privacy deletion's among them) are in the history.
+                self._erase(entry, erasures)
         return report
+
+    def _erase(self, entry: InboxEntry, erasures: Mapping[int, tuple[str | None, str]]) -> None:
+        """Erase the contacts a batch's ``contact.privacyDeletion`` events name (``hublink.ops.privacy``)."""
+        assert self._eraser is not None
+        ids = sorted({contact_id for _, contact_id in erasures.values()})
+        log.info("privacy deletion: erasing the contact's data", extra={"entry": entry.entry_id, "contacts": len(ids)})
+        self._eraser.erase(contact_ids=ids, skip_inbox=[entry.entry_id])
 
     def _remember(self, entry: InboxEntry, outcomes: Sequence[EventOutcome]) -> None:
         """Keep the entry in the event history (after its work is stored: history never holds work back)."""

@@ -21,8 +21,9 @@ by age or by the cap takes them along (history_add.lua).
 
 The history is an observation, written after the work is stored: a worker that dies in between leaves that
 one request out of the history, never out of the lanes. Keys owned: ``ev:<entry>``, ``evs``, ``evs:bytes``,
-``evs:dropped``, ``evr:<n>``, ``evs:index`` (history_add.lua, history_find.lua). Fails closed: raises
-StoreUnavailableError without Redis.
+``evs:dropped``, ``evr:<n>``, ``evs:index`` (history_add.lua, history_find.lua; a privacy erasure,
+``hublink.ops.privacy``, rewrites records and their index members with history_erase.lua). Fails closed:
+raises StoreUnavailableError without Redis.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from redis import Redis
 
@@ -195,3 +195,27 @@ class MemoryRecordFates(_Book):
 def _name(portal: str | None) -> str:
     """A portal as the fate keys name it: its id, or ``_``."""
     return portal or "_"
+
+
+class ContactEraser(Protocol):
+    """Erases a contact's data when HubSpot says ``contact.privacyDeletion`` (``hublink.ops.privacy.PrivacyEraser``).
+
+    A Protocol here because intake may not import ``hublink.ops`` (the import-linter layers); the worker's
+    runtime wires the eraser in.
+    """
+
+    def erase(
+        self, *, contact_ids: Iterable[str] = (), emails: Iterable[str] = (), skip_inbox: Iterable[str] = ()
+    ) -> Any:
+        """Erase the contacts ``contact_ids`` (and ``emails``), leaving the inbox entries ``skip_inbox`` alone."""
+        ...
+
+
+def without_erased(fates: Sequence[RecordFate], erased: Iterable[tuple[str | None, str]]) -> list[RecordFate]:
+    """``fates`` less the deletions of contacts erased in the same batch: their fate would keep the id."""
+    gone = set(erased)
+    return [
+        f
+        for f in fates
+        if not (f.fate == "deleted" and f.object_type == "contacts" and (f.portal, f.object_id) in gone)
+    ]

@@ -31,6 +31,7 @@ SCRIPT_NAMES = (
     "history_find",
     "journal_advance",
     "rules_publish",
+    "history_erase",
 )
 
 
@@ -58,6 +59,7 @@ class Scripts:
     history_find: Script
     journal_advance: Script
     rules_publish: Script
+    history_erase: Script
 
     def __init__(self, redis: Redis) -> None:
         for name in SCRIPT_NAMES:

@@ -56,6 +56,7 @@ class TestCommandList:
             "hubspot",
             "admin",
             "inbox",
+            "privacy",
         ):
             assert f"  {name} " in result.output, name
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from flask import Flask
 
-from web.api import associations, audit, dead_letters, events, pauses, rules, rules_preview, trace
+from web.api import associations, audit, dead_letters, events, pauses, privacy, rules, rules_preview, trace
 from web.api.blueprint import bp
 
 #: The modules whose routes :func:`register` installs (imported for that).
-ROUTES = (associations, dead_letters, events, pauses, trace, audit, rules, rules_preview)
+ROUTES = (associations, dead_letters, events, pauses, trace, audit, rules, rules_preview, privacy)
 
 
 def register(app: Flask) -> None:
