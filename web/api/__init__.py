@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from flask import Flask
 
-from web.api import associations, dead_letters, events, pauses, trace
+from web.api import api_clients, associations, dead_letters, events, pauses, trace
 from web.api.blueprint import bp
 
 #: The modules whose routes :func:`register` installs (imported for that).
-ROUTES = (associations, dead_letters, events, pauses, trace)
+ROUTES = (associations, dead_letters, events, pauses, trace, api_clients)
 
 
 def register(app: Flask) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import click
 from flask import Flask
 
-from web.cli import admin, backfill, dead_letters, events, hubspot, inbox, pauses, rules, trace
+from web.cli import admin, api_clients, backfill, dead_letters, events, hubspot, inbox, pauses, rules, trace
 
 #: Every operator command, in the order ``--help`` lists them.
 COMMANDS: tuple[click.Command, ...] = (
@@ -29,6 +29,7 @@ COMMANDS: tuple[click.Command, ...] = (
     rules.rules,
     hubspot.hubspot,
     admin.admin,
+    api_clients.api_clients_group,
 )
 
 
