@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -35,9 +34,9 @@ def settings(make_settings: Any, redis_url: str) -> Settings:
 
 
 @pytest.fixture
-def app(settings: Settings) -> Iterator[Flask]:
+def app(settings: Settings) -> Flask:
     """The app on the test's Redis."""
-    yield create_app(settings)
+    return create_app(settings)
 
 
 def bearer(token: str) -> dict[str, str]:

@@ -4,7 +4,6 @@ in, fails here (routes added later are checked the same way: nothing here lists 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -50,10 +49,10 @@ def routes(app: Flask) -> list[tuple[str, str, str]]:
 
 
 @pytest.fixture
-def app(make_settings: Any, redis_url: str) -> Iterator[Flask]:
+def app(make_settings: Any, redis_url: str) -> Flask:
     """The app on the test's Redis, with the two built-in tokens."""
     settings: Settings = make_settings(redis_url=redis_url)
-    yield create_app(settings)
+    return create_app(settings)
 
 
 @pytest.fixture
