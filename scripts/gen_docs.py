@@ -238,7 +238,8 @@ def scopes_table() -> str:
 
 def _shown_rule(rule: str) -> str:
     """A Flask rule as people read it: ``<conv:name>`` as ``{name}``, ``<any(a, b):name>`` as ``{a,b}``."""
-    rule = re.sub(r"<any\(([^)]*)\):[^>]+>", lambda m: "{" + ",".join(p.strip() for p in m.group(1).split(",")) + "}", rule)
+    choices = re.compile(r"<any\(([^)]*)\):[^>]+>")
+    rule = choices.sub(lambda m: "{" + ",".join(p.strip() for p in m.group(1).split(",")) + "}", rule)
     return re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"{\1}", rule)
 
 
