@@ -4,9 +4,9 @@
 One naming scheme: ``hublink NOUN VERB [ARGS]``, the noun plural where it names a collection
 (``dead-letters list|show|replay|purge``, ``events list|show|replay``, ``pauses list``, ``backfill
 start|cancel|list``, ``inbox list|replay``, ``rules check|try``, ``hubspot subscriptions show|apply``,
-``admin sessions revoke``). The three actions on one named target are verbs on their own: ``trace TYPE
-ID``, ``pause`` and ``resume`` (``--portal P`` or ``--lane L``). Listing commands take ``--json``; bulk
-ones take ``--dry-run``.
+``admin sessions revoke``, ``api-clients create|list|rotate|revoke``). The three actions on one named
+target are verbs on their own: ``trace TYPE ID``, ``pause`` and ``resume`` (``--portal P`` or ``--lane
+L``). Listing commands take ``--json``; bulk ones take ``--dry-run``.
 """
 
 from __future__ import annotations
