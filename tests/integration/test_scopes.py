@@ -32,7 +32,9 @@ def sample_path(rule: Rule) -> str:
     values: dict[str, str] = {}
     for name, converter in rule._converters.items():
         candidates = [*getattr(converter, "items", ()), *SAMPLES]
-        values[name] = next(c for c in candidates if re.fullmatch(converter.regex, c))
+        found = next((c for c in candidates if re.fullmatch(converter.regex, c)), None)
+        assert found is not None, f"{rule.rule}: no sample fits <{name}> ({converter.regex}); add one to SAMPLES"
+        values[name] = found
     built = rule.build(values, append_unknown=False)
     assert built is not None, rule.rule
     return built[1]
