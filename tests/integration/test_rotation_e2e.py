@@ -62,16 +62,19 @@ class Deals:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
+        """Create deals until stopped."""
         while not self._stop.is_set():
             self.created += 1
             self._sim.post("/_sim/records", {"records": [{"objectType": "deals", "id": str(10_000 + self.created)}]})
             self._stop.wait(0.02)  # pacing of the load, not a wait for a condition
 
     def __enter__(self) -> Deals:
+        """Start creating deals."""
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        """Stop creating deals."""
         self._stop.set()
         self._thread.join(timeout=10)
 
@@ -98,6 +101,7 @@ def roll(stack: Stack, web_port: int, tmp_path: Path) -> Any:
     """Start a gunicorn on the shared port with the given secrets (stopped with the stack)."""
 
     def start(name: str, secret: str, previous: str | None = None) -> Process:
+        """A gunicorn named ``name`` verifying with ``secret`` (and ``previous``), not waited for."""
         env = {**env_for(stack.settings), "HUBSPOT_CLIENT_SECRET": secret, "HUBSPOT_APP_ID": APP_ID}
         env["WEB_CONCURRENCY"] = "1"
         if previous:

@@ -125,6 +125,7 @@ class TestVerifyEither:
         body = b"{}"
 
         def check(signature: str) -> Callable[[str], None]:
+            """A verification of ``signature`` over the body, given a secret."""
             return lambda secret: signatures.verify_hmac(secret, body, signature, encoding="hex")
 
         assert signatures.verify_either(check(signatures.sign_hmac_sha256("a", body, "hex")), "a", "b") == "current"
@@ -140,6 +141,7 @@ class TestVerifyEither:
         tried: list[str] = []
 
         def verify(secret: str) -> None:
+            """Note the secret tried; always a missing signature."""
             tried.append(secret)
             raise InvalidSignatureError("missing", "no header")
 
