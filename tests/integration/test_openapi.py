@@ -47,7 +47,15 @@ def live_url(redis_server: RedisServer, sim_session: Sim, tmp_path_factory: pyte
 @settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 def test_the_api_keeps_its_contract(case: schemathesis.Case, live_url: str) -> None:
     """Whatever schemathesis sends, the answer is documented and never a 5xx (503 only without Redis)."""
-    admin_paths = ("dead-letters", "/api/portals/", "/api/lanes/", "/api/pauses", "/api/events", "/api/trace")
+    admin_paths = (
+        "dead-letters",
+        "/api/portals/",
+        "/api/lanes/",
+        "/api/pauses",
+        "/api/events",
+        "/api/trace",
+        "api-clients",
+    )
     token = ADMIN_TOKEN if any(part in case.path for part in admin_paths) else API_TOKEN
     headers = {"Authorization": f"Bearer {token}"}
     # positive_data_acceptance is left out: a schema cannot say "a record that exists" or "a signature that
