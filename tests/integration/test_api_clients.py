@@ -139,6 +139,9 @@ class TestOverHttp:
         new_token = rotated.get_json()["token"]
         for token in (old_token, new_token):
             assert client.get("/api/events", headers=bearer(token)).status_code == 200
+        for window in (True, "soon", 0, -5, 31 * 86_400):
+            bad = client.post("/api/api-clients/ci/rotate", json={"window_s": window}, headers=ADMIN)
+            assert bad.status_code == 400 and bad.get_json()["error"]["code"] == "invalid_parameter", window
         again = client.post("/api/api-clients/ci/rotate", json={}, headers=ADMIN)
         assert again.status_code == 409  # a third token would cut off a caller still on the first
         ended = client.delete("/api/api-clients/ci?token=old", headers=ADMIN)

@@ -90,6 +90,8 @@ def rotate_client(name: str) -> tuple[Response, int]:
     """A second token for a client: the current one keeps working for ``window_s`` seconds (default a day)."""
     window = bulk_args().get("window_s", DEFAULT_WINDOW_S)
     try:
+        if isinstance(window, bool):
+            raise TypeError("a boolean is not a number of seconds")
         window_s = float(window)
     except (TypeError, ValueError):
         raise ApiError(400, "invalid_parameter", "window_s: expected a number of seconds") from None
