@@ -37,6 +37,8 @@ SENSITIVE_FIELDS = frozenset(
 
 #: Query parameters whose value is a credential whatever the configuration (HubSpot's legacy API key).
 SENSITIVE_QUERY_PARAMS = ("hapikey",)
+#: An API client's token (``hublink.ops.api_clients``): recognisable by its form, so removed wherever it shows.
+API_CLIENT_TOKEN = re.compile(r"hl_[0-9a-f]{16}_[A-Za-z0-9_-]{43}")
 
 
 def query_pattern(names: Iterable[str]) -> re.Pattern[str] | None:
@@ -64,6 +66,8 @@ class Redactor:
                     value = value.replace(secret, REDACTED)
             if self._query is not None and "=" in value:
                 value = self._query.sub(rf"\g<1>{REDACTED}", value)
+            if "hl_" in value:
+                value = API_CLIENT_TOKEN.sub(REDACTED, value)
             return value
         if isinstance(value, dict):
             return {k: REDACTED if str(k).lower() in SENSITIVE_FIELDS else self._clean(v) for k, v in value.items()}

@@ -16,6 +16,7 @@ Usage: ``python scripts/gen_docs.py`` writes every file; ``--check`` only report
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import fields
@@ -186,10 +187,16 @@ def http_api() -> str:
             out += ["", f"### `{method.upper()} {path}`", "", op.get("summary", "") + "."]
             if op.get("description"):
                 out += ["", " ".join(op["description"].split())]
-            security = [name for entry in op.get("security", []) for name in entry]
+            security = [(name, scopes) for entry in op.get("security", []) for name, scopes in entry.items()]
             if security:
                 tokens = {"apiToken": "`HUBLINK_API_TOKEN`", "adminToken": "`HUBLINK_ADMIN_TOKEN`"}
-                out += ["", "Authorization: Bearer " + ", ".join(tokens.get(s, s) for s in security) + "."]
+                shown = [
+                    f"an API client with scope `{scopes[0]}`"
+                    if name == "apiClient" and scopes
+                    else tokens.get(name, name)
+                    for name, scopes in security
+                ]
+                out += ["", "Authorization: Bearer " + ", ".join(shown) + "."]
             params = [_resolve(p, components) for p in op.get("parameters", [])]
             if params:
                 out += ["", "| parameter | in | description |", "|---|---|---|"]
@@ -202,6 +209,38 @@ def http_api() -> str:
                 answer = _resolve(answer, components)
                 out.append(f"| {status} | {_md(' '.join(str(answer.get('description', '')).split()))} |")
     return "\n".join(out) + "\n"
+
+
+def scopes_table() -> str:
+    """The scopes (``web.callers.SCOPES``) and every /api route's scope, read from the app's URL map."""
+    from web import create_app
+    from web.callers import SCOPES
+
+    app = create_app(
+        Settings(api_token="docs", redis_url="redis://127.0.0.1:6379/0"),  # noqa: S106 - never connected
+        configure_logging=False,
+        environ={},
+    )
+    out = [NOTE.format(source="web/callers.py (SCOPES) and the routes' @requires")]
+    out += ["| scope | opens |", "|---|---|"]
+    out += [f"| `{scope}` | {_md(meaning)} |" for scope, meaning in SCOPES.items()]
+    out += ["", "| route | scope |", "|---|---|"]
+    rows = []
+    for rule in app.url_map.iter_rules():
+        if not rule.rule.startswith("/api/"):
+            continue
+        scope = getattr(app.view_functions[rule.endpoint], "required_scope", "none")
+        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
+            rows.append((_shown_rule(rule.rule), method, scope))
+    out += [f"| `{method} {path}` | `{scope}` |" for path, method, scope in sorted(rows)]
+    return "\n".join(out) + "\n"
+
+
+def _shown_rule(rule: str) -> str:
+    """A Flask rule as people read it: ``<conv:name>`` as ``{name}``, ``<any(a, b):name>`` as ``{a,b}``."""
+    choices = re.compile(r"<any\(([^)]*)\):[^>]+>")
+    rule = choices.sub(lambda m: "{" + ",".join(p.strip() for p in m.group(1).split(",")) + "}", rule)
+    return re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"{\1}", rule)
 
 
 def _resolve(node: Mapping[str, Any], components: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -224,6 +263,7 @@ def outputs() -> dict[str, str]:
         f"{GENERATED}/dead-letter-categories.md": dead_letter_categories(),
         f"{GENERATED}/metrics.md": metrics_table(),
         f"{GENERATED}/http-api.md": http_api(),
+        f"{GENERATED}/scopes.md": scopes_table(),
     }
 
 

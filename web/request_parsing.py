@@ -8,10 +8,10 @@ from __future__ import annotations
 import hmac
 import logging
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from functools import cache
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from flask import request
@@ -22,20 +22,37 @@ from web.throttle import FailureThrottle
 
 log = logging.getLogger("hublink.web")
 
+Found = TypeVar("Found")
+
 
 def require_bearer(expected: str | None, *, realm: str, throttle: FailureThrottle | None = None) -> None:
     """Refuse (401) unless ``Authorization: Bearer <expected>``; constant-time comparison.
+
+    With ``throttle``, wrong tokens are counted as :func:`check_bearer` says.
+    """
+    if not expected:
+        raise ApiError(401, "unauthorized", f"{realm} is not enabled: no token is configured")
+    wanted = expected.encode()
+    check_bearer(lambda presented: True if hmac.compare_digest(presented.encode(), wanted) else None, throttle=throttle)
+
+
+def presented_bearer() -> str:
+    """The request's bearer token, stripped; 401 when there is none (a missing token is not a guess)."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, presented = header.partition(" ")
+    if scheme.lower() != "bearer" or not presented.strip():
+        raise ApiError(401, "unauthorized", "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
+    return presented.strip()
+
+
+def check_bearer(match: Callable[[str], Found | None], *, throttle: FailureThrottle | None = None) -> Found:
+    """What ``match`` finds for the request's bearer token; 401 when it finds nothing (or no token is sent).
 
     With ``throttle``, wrong tokens are counted per client address and in total, and once either count
     is used up every token is refused with 429 ``too_many_attempts`` (and Retry-After) until the window
     ends, the right one too: otherwise guessing could go on. A missing token is not a guess, and is not counted.
     """
-    header = request.headers.get("Authorization", "")
-    scheme, _, presented = header.partition(" ")
-    if not expected:
-        raise ApiError(401, "unauthorized", f"{realm} is not enabled: no token is configured")
-    if scheme.lower() != "bearer" or not presented:
-        raise ApiError(401, "unauthorized", "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
+    presented = presented_bearer()
     address = request.remote_addr or "unknown"
     verdict = None
     if throttle is not None:
@@ -52,7 +69,8 @@ def require_bearer(expected: str | None, *, realm: str, throttle: FailureThrottl
                 f"too many wrong tokens; retry in {verdict.retry_after_s} s",
                 headers={"Retry-After": str(verdict.retry_after_s)},
             )
-    if not hmac.compare_digest(presented.strip().encode(), expected.encode()):
+    found = match(presented)
+    if found is None:
         if verdict is not None:
             by_address, in_total = verdict.counts
             log.info(
@@ -62,6 +80,7 @@ def require_bearer(expected: str | None, *, realm: str, throttle: FailureThrottl
         raise ApiError(401, "unauthorized", "wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
     if throttle is not None:
         throttle.refund(address)
+    return found
 
 
 class BodyTimeoutError(Exception):

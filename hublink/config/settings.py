@@ -302,6 +302,12 @@ class Settings:
     hubspot_client_secret: str | None = variable(
         "HUBSPOT_CLIENT_SECRET", None, "The app's client secret: verifies HubSpot's signatures.", secret=True
     )
+    hubspot_client_secret_previous: str | None = variable(
+        "HUBSPOT_CLIENT_SECRET_PREVIOUS",
+        None,
+        "During a rotation, the old client secret: its signatures are accepted too, until you remove it.",
+        secret=True,
+    )
     accept_legacy_signatures: bool = variable(
         "HUBSPOT_ACCEPT_LEGACY_SIGNATURES", False, "Also accept v1 and v2 signatures on `/webhooks/hubspot`.", _bool
     )
@@ -524,6 +530,7 @@ class Settings:
             "admin_token",
             "hubspot_access_token",
             "hubspot_client_secret",
+            "hubspot_client_secret_previous",
             "metrics_token",
             "alert_webhook_url",
             "alert_pagerduty_key",

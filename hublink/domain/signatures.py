@@ -4,6 +4,10 @@ Pure functions over the raw body as received (never re-serialised JSON). Each ``
 :class:`InvalidSignatureError` whose ``reason`` says what failed (missing, unknown-version, stale, future,
 mismatch, malformed), and compares in constant time. Each ``sign_*`` twin serves the tests, the
 simulator-driven examples and the benchmarks.
+
+Rotation: :func:`verify_either` checks a request against the current secret and, only when that one does
+not match, against the previous one (``HUBSPOT_CLIENT_SECRET_PREVIOUS``, a source's ``secret_previous_env``),
+and says which matched, so that a secret can change with no request refused while senders switch over.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import hashlib
 import hmac
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Literal
 
 from hublink.domain.errors import InvalidSignatureError
@@ -21,6 +25,9 @@ from hublink.domain.errors import InvalidSignatureError
 #: HubSpot rejects v3 requests whose timestamp is more than 5 minutes old; the same bound applies to
 #: timestamps in the future, so that a clock skewed ahead cannot mint long-lived replayable requests.
 DEFAULT_TOLERANCE_S = 300
+
+#: Which of a rotating pair of secrets verified a request.
+Which = Literal["current", "previous"]
 
 V3_HEADER = "X-HubSpot-Signature-v3"
 TIMESTAMP_HEADER = "X-HubSpot-Request-Timestamp"
@@ -206,3 +213,24 @@ def verify_static_token(expected: str, presented: str | None) -> None:
         raise InvalidSignatureError("missing", "missing token")
     if not hmac.compare_digest(expected.encode(), presented.strip().encode()):
         raise InvalidSignatureError("mismatch", "token does not match")
+
+
+def verify_either(verify: Callable[[str], object], current: str, previous: str | None) -> Which:
+    """Run ``verify`` with ``current``, then with ``previous`` when that is set and the first did not match.
+
+    Only a ``mismatch`` tries the previous secret: a missing header, a stale timestamp or a malformed
+    signature fail the same way under either. When both fail, the current secret's error is raised.
+    """
+    try:
+        verify(current)
+    except InvalidSignatureError as exc:
+        if not previous or exc.reason != "mismatch":
+            raise
+        first = exc
+    else:
+        return "current"
+    try:
+        verify(previous)
+    except InvalidSignatureError:
+        raise first from None
+    return "previous"

@@ -14,8 +14,11 @@
           id_field: submission_id                      # dedup on this field (or id_header: X-Submission-Id)
 
 Secrets are named by environment variable (``*_env``) so that the rules file can be committed; the
-composition root passes the environment in. A source without ``auth`` is refused at load: every
-endpoint that enqueues work must authenticate its sender.
+composition root passes the environment in. Each secret may have a previous value during a rotation
+(``secret_previous_env``, ``token_previous_env``, ``key_previous_env``): requests proven with either are
+accepted (:func:`hublink.domain.signatures.verify_either`), so senders switch over with none refused. An
+unset or empty previous variable means "no previous value": ending a rotation is removing the variable.
+A source without ``auth`` is refused at load: every endpoint that enqueues work must authenticate its sender.
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ class HmacAuth:
     prefix: str = ""
     timestamp_header: str | None = None
     tolerance_s: float = signatures.DEFAULT_TOLERANCE_S
+    #: The secret before the current one, accepted too while a rotation lasts.
+    secret_previous: str | None = None
 
     def __repr__(self) -> str:
         return f"HmacAuth(header={self.header!r}, encoding={self.encoding!r})"
@@ -52,6 +57,8 @@ class TokenAuth:
 
     header: str
     token: str
+    #: The token before the current one, accepted too while a rotation lasts.
+    token_previous: str | None = None
 
     def __repr__(self) -> str:
         return f"TokenAuth(header={self.header!r})"
@@ -69,6 +76,8 @@ class ApiKeyAuth:
     name: str
     location: Literal["header", "query"]
     key: str
+    #: The key before the current one, accepted too while a rotation lasts.
+    key_previous: str | None = None
 
     def __repr__(self) -> str:
         return f"ApiKeyAuth(name={self.name!r}, location={self.location!r})"
@@ -94,10 +103,13 @@ class Sources:
     @property
     def secrets(self) -> tuple[str, ...]:
         """Every secret the rules file names (HMAC secrets, tokens, API keys), for the log redactor."""
-        found = [self.workflow.key] if isinstance(self.workflow, ApiKeyAuth) else []
+        found = [self.workflow.key, self.workflow.key_previous] if isinstance(self.workflow, ApiKeyAuth) else []
         for form in self.forms.values():
-            found.append(form.auth.secret if isinstance(form.auth, HmacAuth) else form.auth.token)
-        return tuple(found)
+            auth = form.auth
+            found += (
+                [auth.secret, auth.secret_previous] if isinstance(auth, HmacAuth) else [auth.token, auth.token_previous]
+            )
+        return tuple(value for value in found if value)
 
     @property
     def query_params(self) -> tuple[str, ...]:
@@ -165,6 +177,22 @@ def secret_from(conf: Mapping[str, Any], key: str, environ: Mapping[str, str], w
     raise ConfigError(f"{where}: give {key}_env (the name of an environment variable holding the {key})")
 
 
+def previous_from(conf: Mapping[str, Any], key: str, environ: Mapping[str, str], where: str) -> str | None:
+    """The previous value of a rotating secret: ``<key>_previous_env`` (or inline ``<key>_previous``), or None.
+
+    An unset or empty variable is None, not an error: a rotation ends when the variable is removed.
+    """
+    env_name = conf.get(f"{key}_previous_env")
+    if env_name is not None:
+        if not isinstance(env_name, str) or not env_name:
+            raise ConfigError(f"{where}: {key}_previous_env: expected the name of an environment variable")
+        return environ.get(env_name) or None
+    inline = conf.get(f"{key}_previous")
+    if inline is not None and not isinstance(inline, str):
+        raise ConfigError(f"{where}: {key}_previous: expected a string")
+    return inline or None
+
+
 def _workflow_auth(conf: Any, environ: Mapping[str, str], where: str) -> SignatureAuth | ApiKeyAuth:
     auth = conf.get("auth") if isinstance(conf, dict) else None
     if not isinstance(auth, dict):
@@ -177,7 +205,12 @@ def _workflow_auth(conf: Any, environ: Mapping[str, str], where: str) -> Signatu
         location = auth.get("in", "header")
         if not isinstance(name, str) or not name or location not in ("header", "query"):
             raise ConfigError(f"{where}: auth: api_key needs name and in: header|query")
-        return ApiKeyAuth(name, location, secret_from(auth, "key", environ, f"{where}.auth"))
+        return ApiKeyAuth(
+            name,
+            location,
+            secret_from(auth, "key", environ, f"{where}.auth"),
+            previous_from(auth, "key", environ, f"{where}.auth"),
+        )
     raise ConfigError(f"{where}: auth.type: expected signature or api_key, got {kind!r}")
 
 
@@ -189,7 +222,11 @@ def _form_auth(auth: Any, environ: Mapping[str, str], where: str) -> HmacAuth | 
     if not isinstance(header, str) or not header:
         raise ConfigError(f"{where}: auth.header: required")
     if kind == "token":
-        return TokenAuth(header, secret_from(auth, "token", environ, f"{where}.auth"))
+        return TokenAuth(
+            header,
+            secret_from(auth, "token", environ, f"{where}.auth"),
+            previous_from(auth, "token", environ, f"{where}.auth"),
+        )
     if kind == "hmac":
         encoding = auth.get("encoding", "hex")
         if encoding not in ("hex", "base64"):
@@ -210,12 +247,13 @@ def _form_auth(auth: Any, environ: Mapping[str, str], where: str) -> HmacAuth | 
             prefix,
             timestamp_header,
             float(tolerance),
+            previous_from(auth, "secret", environ, f"{where}.auth"),
         )
     raise ConfigError(f"{where}: auth.type: expected hmac or token, got {kind!r}")
 
 
-def verify_form(source: FormSource, body: bytes, headers: Mapping[str, str], now_s: float) -> None:
-    """Check a form submission's proof of origin; raise InvalidSignatureError with the reason.
+def verify_form(source: FormSource, body: bytes, headers: Mapping[str, str], now_s: float) -> signatures.Which:
+    """Check a form submission's proof of origin; say which secret matched, or raise InvalidSignatureError.
 
     Header names are matched case-insensitively (RFC 9110): the configured ``X-HubLink-Token`` is found
     whether the sender wrote ``x-hublink-token`` or ``X-HUBLINK-TOKEN``.
@@ -223,18 +261,25 @@ def verify_form(source: FormSource, body: bytes, headers: Mapping[str, str], now
     lowered = {name.lower(): value for name, value in headers.items()}
     auth = source.auth
     if isinstance(auth, TokenAuth):
-        signatures.verify_static_token(auth.token, lowered.get(auth.header.lower()))
-        return
+        presented = lowered.get(auth.header.lower())
+        return signatures.verify_either(
+            lambda token: signatures.verify_static_token(token, presented), auth.token, auth.token_previous
+        )
     timestamp = lowered.get(auth.timestamp_header.lower()) if auth.timestamp_header else None
     if auth.timestamp_header and timestamp is None:
         raise InvalidSignatureError("missing", f"missing {auth.timestamp_header} header")
-    signatures.verify_hmac(
-        auth.secret,
-        body,
-        lowered.get(auth.header.lower()),
-        encoding=auth.encoding,
-        prefix=auth.prefix,
-        timestamp=timestamp,
-        now_s=now_s if timestamp is not None else None,
-        tolerance_s=auth.tolerance_s if timestamp is not None else None,
-    )
+    hmac_auth = auth
+
+    def verify(secret: str) -> None:
+        signatures.verify_hmac(
+            secret,
+            body,
+            lowered.get(hmac_auth.header.lower()),
+            encoding=hmac_auth.encoding,
+            prefix=hmac_auth.prefix,
+            timestamp=timestamp,
+            now_s=now_s if timestamp is not None else None,
+            tolerance_s=hmac_auth.tolerance_s if timestamp is not None else None,
+        )
+
+    return signatures.verify_either(verify, auth.secret, auth.secret_previous)

@@ -53,6 +53,11 @@ COUNTERS: tuple[Counter, ...] = (
     Counter("alerts_sent", "Alerts posted to the alert webhook, by kind and outcome", ("kind", "outcome")),
     Counter("circuit_changes", "Portal circuits opened and closed, by reason", ("event", "reason")),
     Counter("journal_events_read", "Events read from a portal's Webhooks Journal into the inbox", ("portal",)),
+    Counter(
+        "signature_secret_matched",
+        "Signed requests verified, by source and by the secret that matched (current, or previous in a rotation)",
+        ("source", "which"),
+    ),
 )
 LATENCY = "e2e_latency_seconds"
 #: Per-minute series for the dashboard's last-hour charts: ``ts:<epoch minute>`` hashes, kept two hours.

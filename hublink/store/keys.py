@@ -88,6 +88,11 @@ key                             type    holds                                   
 ``rules:v:<n>``                 hash    version n of the rules document (HUBLINK_RULES_SOURCE=   permanent
                                         redis): text, author, at (ms), comment, diff
 ``rules:published``             string  the published version's number (the newest version)     permanent
+``apiclient:<name>``            hash    an API client: scopes, created_ms, last_used_ms, its    until revoked
+                                        token ids (JSON), never a token (``hublink.ops.api_clients``)
+``apiclients``                  zset    API client names scored by creation time (ms)           permanent
+``apitoken:<id>``               hash    one API client token: its client's name and scopes,     until revoked (or
+                                        the token's SHA-256, created_ms, expires_ms             its rotation ends)
 ==============================  ======  ======================================================  ==================
 
 HubLink also reads two of RQ's own keys (named here so that nothing else spells them): ``rq:queue:<name>``
@@ -408,6 +413,19 @@ class Keys:
     def journal_lock(self, portal_id: str) -> str:
         """Which worker polls ``portal_id``'s Webhooks Journal (one at a time)."""
         return f"{self.prefix}journal:{portal_id}:lock"
+
+    def api_client(self, name: str) -> str:
+        """One API client's record: its scopes, times and token ids (``hublink.ops.api_clients``)."""
+        return f"{self.prefix}apiclient:{name}"
+
+    @property
+    def api_clients(self) -> str:
+        """Zset of API client names scored by creation time (ms)."""
+        return f"{self.prefix}apiclients"
+
+    def api_token(self, token_id: str) -> str:
+        """One API client token, found by the id its text carries (``hl_<id>_<secret>``): stored hashed."""
+        return f"{self.prefix}apitoken:{token_id}"
 
 
 #: The scopes a pause can name: a portal, a lane, or a portal's open circuit (set by the circuit breaker).

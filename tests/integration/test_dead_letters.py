@@ -99,12 +99,11 @@ class TestHttpApi:
     """/api/dead-letters."""
 
     def test_admin_token_is_required(self, client: FlaskClient) -> None:
-        """Without the admin token the list answers 401; the API token is not enough."""
+        """Without a token the list answers 401; the API token is not enough: 403 naming the scope it lacks."""
         assert client.get("/api/dead-letters").status_code == 401
-        assert (
-            client.get("/api/dead-letters", headers={"Authorization": "Bearer test-api-token-0123456789"}).status_code
-            == 401
-        )
+        refused = client.get("/api/dead-letters", headers={"Authorization": "Bearer test-api-token-0123456789"})
+        assert refused.status_code == 403
+        assert refused.get_json()["error"]["details"]["scope"] == "dead-letters:read"
 
     def test_list_filters_and_pages_with_a_cursor(self, client: FlaskClient, redis_url: str) -> None:
         """Filters select by source and status; pages of 3 walk all 7 entries once each."""

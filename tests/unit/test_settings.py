@@ -51,6 +51,7 @@ DOCUMENTED_DEFAULTS: dict[str, object] = {
     "lease_s": 30.0,
     "max_limiter_wait_ms": 500,
     "hubspot_client_secret": None,
+    "hubspot_client_secret_previous": None,
     "accept_legacy_signatures": False,
     "public_url": None,
     "trust_proxy": False,
@@ -93,6 +94,7 @@ SECRETS = {
     "REDIS_SENTINEL_PASSWORD": "sentinel-secret-0008",
     "HUBLINK_ALERT_PAGERDUTY_KEY": "pagerduty-routing-secret-0009",
     "HUBSPOT_DEVELOPER_TOKEN": "developer-token-secret-0010",
+    "HUBSPOT_CLIENT_SECRET_PREVIOUS": "client-secret-previous-0011",
 }
 
 
@@ -233,6 +235,7 @@ class TestFromEnv:
             "HUBLINK_LEASE_S": "5",
             "HUBLINK_MAX_LIMITER_WAIT_MS": "50",
             "HUBSPOT_CLIENT_SECRET": "d",
+            "HUBSPOT_CLIENT_SECRET_PREVIOUS": "e",
             "HUBSPOT_ACCEPT_LEGACY_SIGNATURES": "yes",
             "HUBLINK_PUBLIC_URL": "https://hub.example",
             "HUBLINK_TRUST_PROXY": "on",

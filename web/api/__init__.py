@@ -8,11 +8,22 @@ from __future__ import annotations
 
 from flask import Flask
 
-from web.api import associations, audit, dead_letters, events, pauses, privacy, rules, rules_preview, trace
+from web.api import (
+    api_clients,
+    associations,
+    audit,
+    dead_letters,
+    events,
+    pauses,
+    privacy,
+    rules,
+    rules_preview,
+    trace,
+)
 from web.api.blueprint import bp
 
 #: The modules whose routes :func:`register` installs (imported for that).
-ROUTES = (associations, dead_letters, events, pauses, trace, audit, rules, rules_preview, privacy)
+ROUTES = (associations, dead_letters, events, pauses, trace, audit, rules, rules_preview, privacy, api_clients)
 
 
 def register(app: Flask) -> None:

@@ -4,9 +4,9 @@
 One naming scheme: ``hublink NOUN VERB [ARGS]``, the noun plural where it names a collection
 (``dead-letters list|show|replay|purge``, ``events list|show|replay``, ``pauses list``, ``backfill
 start|cancel|list``, ``inbox list|replay``, ``rules check|try``, ``hubspot subscriptions show|apply``,
-``admin sessions revoke``, ``privacy erase``). The three actions on one named target are verbs on their
-own: ``trace TYPE ID``, ``pause`` and ``resume`` (``--portal P`` or ``--lane L``). Listing commands take
-``--json``; bulk ones take ``--dry-run``.
+``admin sessions revoke``, ``privacy erase``, ``api-clients create|list|rotate|revoke``, ``audit list``).
+The three actions on one named target are verbs on their own: ``trace TYPE ID``, ``pause`` and ``resume``
+(``--portal P`` or ``--lane L``). Listing commands take ``--json``; bulk ones take ``--dry-run``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,20 @@ from __future__ import annotations
 import click
 from flask import Flask
 
-from web.cli import admin, audit, backfill, dead_letters, events, hubspot, inbox, pauses, privacy, rules, trace
+from web.cli import (
+    admin,
+    api_clients,
+    audit,
+    backfill,
+    dead_letters,
+    events,
+    hubspot,
+    inbox,
+    pauses,
+    privacy,
+    rules,
+    trace,
+)
 
 #: Every operator command, in the order ``--help`` lists them.
 COMMANDS: tuple[click.Command, ...] = (
@@ -31,6 +44,7 @@ COMMANDS: tuple[click.Command, ...] = (
     admin.admin,
     audit.audit,
     privacy.privacy,
+    api_clients.api_clients_group,
 )
 
 

@@ -13,6 +13,7 @@ from hublink.domain.errors import InvalidInputError, InvalidSignatureError
 from hublink.domain.sources import ApiKeyAuth
 from web.errors import ApiError
 from web.parts import parts
+from web.webhooks.secret_use import secret_use
 
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
 
@@ -48,18 +49,28 @@ def _secret() -> str:
     return secret
 
 
-def verify_hubspot_signature(raw: bytes, *, accept_legacy: bool) -> None:
-    """Verify HubSpot's signature over this request (raises InvalidSignatureError: a 401 with the reason)."""
-    signatures.verify_hubspot(
-        _secret(),
-        request.method,
-        public_uri(),
-        raw,
-        headers(),
-        now_s=time.time(),
-        tolerance_s=signatures.DEFAULT_TOLERANCE_S,
-        accept_legacy=accept_legacy,
-    )
+def verify_hubspot_signature(raw: bytes, *, accept_legacy: bool, source: str = "hubspot") -> signatures.Which:
+    """Verify HubSpot's signature over this request (raises InvalidSignatureError: a 401 with the reason).
+
+    HUBSPOT_CLIENT_SECRET_PREVIOUS, when set, is accepted too (a rotation); which one matched is counted.
+    """
+    uri, presented, now_s = public_uri(), headers(), time.time()
+
+    def verify(secret: str) -> None:
+        signatures.verify_hubspot(
+            secret,
+            request.method,
+            uri,
+            raw,
+            presented,
+            now_s=now_s,
+            tolerance_s=signatures.DEFAULT_TOLERANCE_S,
+            accept_legacy=accept_legacy,
+        )
+
+    which = signatures.verify_either(verify, _secret(), parts().settings.hubspot_client_secret_previous)
+    secret_use().count(source, which)
+    return which
 
 
 def check_api_key(auth: ApiKeyAuth) -> None:
@@ -68,9 +79,12 @@ def check_api_key(auth: ApiKeyAuth) -> None:
     if presented is not None and auth.location == "header" and auth.name.lower() == "authorization":
         presented = presented.removeprefix("Bearer ").strip()
     try:
-        signatures.verify_static_token(auth.key, presented)
+        which = signatures.verify_either(
+            lambda key: signatures.verify_static_token(key, presented), auth.key, auth.key_previous
+        )
     except InvalidSignatureError as exc:
         raise ApiError(401, "unauthorized", f"API key {exc.reason}", {"reason": exc.reason}) from None
+    secret_use().count("workflow", which)
 
 
 def set_aside(source: str, body: Any, delivery_id: str, exc: InvalidInputError, received_at: float) -> Response:

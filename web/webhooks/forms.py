@@ -18,6 +18,7 @@ from web.errors import ApiError
 from web.parts import parts
 from web.request_parsing import parse_json, read_body, require_json_type
 from web.webhooks.blueprint import accepted, bp, headers, set_aside
+from web.webhooks.secret_use import secret_use
 
 
 @bp.post("/forms/<source>")
@@ -28,7 +29,7 @@ def form(source: str) -> Response:
     if config is None:
         raise ApiError(404, "unknown_source", f"no form source named {source[:64]!r} is configured")
     raw = read_body(p.settings.max_body_bytes, timeout_s=p.settings.body_timeout_s)
-    verify_form(config, raw, headers(), time.time())
+    secret_use().count(f"forms.{source}", verify_form(config, raw, headers(), time.time()))
     fields: Mapping[str, Any]
     if request.mimetype == "application/x-www-form-urlencoded":
         fields = _form_fields(raw)

@@ -26,7 +26,7 @@ def workflow() -> Response:
     raw = read_body(p.settings.max_body_bytes, timeout_s=p.settings.body_timeout_s)
     if isinstance(auth, SignatureAuth):
         # Workflow actions sign with v2 (HubSpot's documentation), so legacy versions are always accepted here.
-        verify_hubspot_signature(raw, accept_legacy=True)
+        verify_hubspot_signature(raw, accept_legacy=True, source="workflow")
     else:
         check_api_key(auth)
     require_json_type()
