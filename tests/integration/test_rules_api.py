@@ -88,11 +88,17 @@ class TestAuth:
         ],
     )
     def test_no_token_and_the_api_token_are_refused(self, client: FlaskClient, method: str, path: str) -> None:
-        """Without a token, or with the direct API's, the answer is 401 in the error shape."""
-        for headers in ({}, {"Authorization": f"Bearer {API_TOKEN}"}):
-            response = client.open(path, method=method, json={"text": V1}, headers=headers)
-            assert response.status_code == 401
-            assert response.get_json()["error"]["code"] == "unauthorized"
+        """Without a token 401; the direct API's token (a caller without the rules scopes) 403 naming the scope."""
+        response = client.open(path, method=method, json={"text": V1})
+        assert response.status_code == 401
+        assert response.get_json()["error"]["code"] == "unauthorized"
+        response = client.open(path, method=method, json={"text": V1}, headers={"Authorization": f"Bearer {API_TOKEN}"})
+        assert response.status_code == 403
+        error = response.get_json()["error"]
+        assert error["code"] == "forbidden"
+        assert error["details"]["scope"] == (
+            "rules:read" if method == "GET" or path.endswith("/check") else "rules:write"
+        )
 
 
 class TestReading:

@@ -301,9 +301,9 @@ class TestPreviewApi:
         response = api.post("/api/rules/preview", data="text=x", content_type="text/plain", headers=AUTH)
         assert response.status_code == 415
 
-    @pytest.mark.parametrize("token", [None, API_TOKEN])
-    def test_without_the_admin_token_it_is_a_401(self, api: FlaskClient, token: str | None) -> None:
-        """rules:read is needed: the direct API's token does not hold it."""
+    @pytest.mark.parametrize(("token", "status"), [(None, 401), (API_TOKEN, 403)])
+    def test_without_the_rules_read_scope_it_is_refused(self, api: FlaskClient, token: str | None, status: int) -> None:
+        """rules:read is needed: no token is a 401, the direct API's token (without the scope) a 403."""
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         response = api.post("/api/rules/preview", json={"text": DRAFT}, headers=headers)
-        assert response.status_code == 401
+        assert response.status_code == status
