@@ -138,3 +138,32 @@ def test_wrong_client_tokens_are_throttled_like_wrong_admin_tokens(app: Flask, t
     refused = call(client, "GET", "/api/events", right)
     assert refused.status_code == 429
     assert refused.get_json()["error"]["code"] == "too_many_attempts"
+
+
+def test_openapi_names_each_operations_scope(app: Flask) -> None:
+    """openapi.yaml's ``apiClient`` requirement of every /api operation is the scope its route enforces."""
+    import pathlib
+
+    import yaml
+
+    spec = yaml.safe_load((pathlib.Path(__file__).parents[2] / "openapi.yaml").read_text())
+    declared = {}
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            for requirement in operation.get("security", []) if isinstance(operation, dict) else []:
+                if "apiClient" in requirement:
+                    declared[(re.sub(r"\{[^}]+\}", "{}", path), method.upper())] = requirement["apiClient"]
+    checked = 0
+    for rule in api_rules(app):
+        scope = app.view_functions[rule.endpoint].required_scope
+        shapes = [rule.rule]
+        for name, converter in rule._converters.items():
+            options = getattr(converter, "items", None)
+            if options:  # an any(...) converter: one documented path per choice
+                shapes = [s.replace(re.search(rf"<[^<>]*:{name}>", s).group(0), o) for s in shapes for o in options]  # type: ignore[union-attr]
+        for shape in shapes:
+            normalized = re.sub(r"<[^<>]+>", "{}", shape)
+            for method in sorted((rule.methods or set()) & set(METHODS)):
+                assert declared.get((normalized, method)) == [scope], (method, shape)
+                checked += 1
+    assert checked >= 25
