@@ -20,6 +20,12 @@ the others keep using the old token. A token endpoint that answers 429 or 5xx (o
 nothing more for that portal until the wait is over (docs/reference/hubspot.md §9.6). Tokens are held in
 objects whose ``repr`` hides them; buckets are named by digests and ids, never by a token.
 
+A refresh HubSpot refuses as ``BAD_REFRESH_TOKEN`` means the app was uninstalled from the portal (or the
+refresh token revoked; §9.6): when the refused token was a rotated one cached here and the portals file
+names another, the cached one is dropped and the file's is tried at once (an operator who put a new
+install's refresh token in the file needs nothing cleared in Redis); the refusal itself opens the
+portal's circuit as ``app_uninstalled`` (``hublink.delivery.circuit``).
+
 The Webhooks Journal takes neither: it takes the *app's* token, got with ``HUBSPOT_CLIENT_ID`` and
 ``HUBSPOT_CLIENT_SECRET`` by the ``client_credentials`` grant (docs/reference/hubspot.md §9.1).
 :class:`AppTokens` keeps it in Redis (``apptoken:<client>``) for every worker and fetches a new one before
@@ -196,8 +202,7 @@ class PortalCredentials:
     def invalidate(self, portal_id: str | None) -> None:
         """Drop the cached access token (kept: a rotated refresh token)."""
         if portal_id:
-            with store_errors():
-                self._redis.hdel(self._keys.oauth_token(portal_id), "access_token", "expires_at")
+            forget_access_token(self._redis, self._keys, portal_id)
 
     def _access_token(self, portal_id: str, app: OAuthApp, base_url: str | None = None) -> tuple[str, bool]:
         """The portal's access token, and whether it was refreshed by this call."""
@@ -226,7 +231,20 @@ class PortalCredentials:
         try:
             refresh_token = cached.get("refresh_token") or app.refresh_token
             try:
-                answer = self._client.refresh_token(app.client_id, app.client_secret, refresh_token, base_url=base_url)
+                try:
+                    answer = self._client.refresh_token(
+                        app.client_id, app.client_secret, refresh_token, base_url=base_url
+                    )
+                except PermanentError as exc:
+                    if not (_refused_token(exc) and refresh_token != app.refresh_token):
+                        raise
+                    # The cached (rotated) token is refused, the file names another: a new install's, maybe.
+                    with store_errors():
+                        self._redis.hdel(key, "refresh_token")
+                    log.warning("cached refresh token refused; trying the file's", extra={"portal_id": portal_id})
+                    answer = self._client.refresh_token(
+                        app.client_id, app.client_secret, app.refresh_token, base_url=base_url
+                    )
             except DeliveryError as exc:
                 if isinstance(exc, PermanentError):
                     raise
@@ -258,6 +276,17 @@ class PortalCredentials:
         finally:
             with store_errors():
                 self._redis.delete(lock)
+
+
+def _refused_token(error: DeliveryError) -> bool:
+    """The token endpoint's ``BAD_REFRESH_TOKEN`` (docs/reference/hubspot.md §9.6)."""
+    return (error.detail.sub_category or "").upper() == "BAD_REFRESH_TOKEN"
+
+
+def forget_access_token(redis: Redis, keys: Keys, portal_id: str) -> None:
+    """Drop a portal's cached OAuth access token (its refresh token stays): the next call refreshes first."""
+    with store_errors():
+        redis.hdel(keys.oauth_token(portal_id), "access_token", "expires_at")
 
 
 class AppTokens:
