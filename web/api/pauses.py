@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from flask import Response, jsonify
 
+from hublink.delivery.installs import uninstalled_portals
 from hublink.delivery.pauses import MAX_REASON
 from web.api.blueprint import bp, bulk_args, require_admin
 from web.errors import ApiError
@@ -56,6 +57,9 @@ def lane(lane: str, action: str) -> Response:
 
 @bp.get("/pauses")
 def list_pauses() -> Response:
-    """Everything paused now: by operators (portal, lane) and by open circuits (circuit)."""
+    """Everything paused now: by operators (portal, lane) and by open circuits (circuit); and the portals the
+    app is uninstalled from (``uninstalled``: since when, and when their work is dead-lettered)."""
     require_admin()
-    return jsonify({"items": [p.as_json() for p in parts().pauses.list()]})
+    p = parts()
+    uninstalled = uninstalled_portals(p.redis, p.keys, hold_h=p.settings.uninstalled_hold_h)
+    return jsonify({"items": [x.as_json() for x in p.pauses.list()], "uninstalled": [u.as_json() for u in uninstalled]})
