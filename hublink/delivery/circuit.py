@@ -146,7 +146,7 @@ def is_uninstall_refusal(error: DeliveryError) -> bool:
 def trip_for_credentials(error: DeliveryError) -> Trip | None:
     """The trip a failure to get a portal's token causes: a refresh HubSpot refused for good, else None."""
     if is_uninstall_refusal(error):
-        return Trip(UNINSTALLED, f"HubSpot refused the portal's refresh token: {_said(error)}")
+        return Trip(UNINSTALLED, f"HubSpot refused the portal's refresh token as {BAD_REFRESH_TOKEN}: {_said(error)}")
     if isinstance(error, PermanentError) and not isinstance(error, UnknownPortalError):
         return Trip("oauth_refresh_failed", f"HubSpot refused to refresh the OAuth token: {_said(error)}")
     return None

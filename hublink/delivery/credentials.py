@@ -81,6 +81,8 @@ JOURNAL_SUBSCRIPTION_SCOPES = (
 #: wrong hint must not hold a portal's work for an hour), and the wait when the endpoint gave none.
 TOKEN_ENDPOINT_MAX_WAIT_S = 60.0
 TOKEN_ENDPOINT_DEFAULT_WAIT_S = 10.0
+#: The ``token:<portal>`` field remembering that HubSpot refused the refresh token (BAD_REFRESH_TOKEN).
+REFUSED_FIELD = "refused"
 #: The wait when another worker holds the refresh lock and no valid token is cached: its refresh is quick.
 REFRESH_IN_PROGRESS_WAIT_S = 1.0
 
@@ -212,6 +214,15 @@ class PortalCredentials:
         now = self._clock()
         if cached.get("access_token") and float(cached.get("expires_at", 0)) - REFRESH_MARGIN_S > now:
             return cached["access_token"], False
+        if REFUSED_FIELD in cached:
+            # HubSpot refused this portal's refresh token (uninstalled): not asked again until a probe.
+            raise PermanentError(
+                HubSpotErrorDetail(
+                    status=400,
+                    sub_category="BAD_REFRESH_TOKEN",
+                    message=f"{cached[REFUSED_FIELD]} (refused before; asked again at the next probe)",
+                )
+            )
         throttled = self._throttled.get(portal_id)
         if throttled is not None and throttled[0] > now:
             # The endpoint asked to wait: asking again before then only costs another 429.
@@ -247,6 +258,12 @@ class PortalCredentials:
                     )
             except DeliveryError as exc:
                 if isinstance(exc, PermanentError):
+                    if _refused_token(exc):
+                        # Remembered for every worker: a drain waking for the uninstalled portal asks nothing
+                        # until a probe or an operator forgets it (invalidate).
+                        with store_errors():
+                            self._redis.hset(key, REFUSED_FIELD, exc.detail.message[:200])
+                            self._redis.expire(key, 86400 * 30)
                     raise
                 hint = exc.retry_after_s if isinstance(exc, RateLimitedError | ServerError) else None
                 refused = TokenEndpointError(exc.detail, hint)
@@ -284,9 +301,10 @@ def _refused_token(error: DeliveryError) -> bool:
 
 
 def forget_access_token(redis: Redis, keys: Keys, portal_id: str) -> None:
-    """Drop a portal's cached OAuth access token (its refresh token stays): the next call refreshes first."""
+    """Drop a portal's cached OAuth access token and a remembered refusal (its refresh token stays): the next
+    call refreshes first."""
     with store_errors():
-        redis.hdel(keys.oauth_token(portal_id), "access_token", "expires_at")
+        redis.hdel(keys.oauth_token(portal_id), "access_token", "expires_at", REFUSED_FIELD)
 
 
 class AppTokens:
