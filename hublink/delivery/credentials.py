@@ -83,6 +83,8 @@ TOKEN_ENDPOINT_MAX_WAIT_S = 60.0
 TOKEN_ENDPOINT_DEFAULT_WAIT_S = 10.0
 #: The ``token:<portal>`` field remembering that HubSpot refused the refresh token (BAD_REFRESH_TOKEN).
 REFUSED_FIELD = "refused"
+#: HubSpot's reason for a refresh token it no longer honours (§9.6).
+REFRESH_REFUSED = "BAD_REFRESH_TOKEN"
 #: The wait when another worker holds the refresh lock and no valid token is cached: its refresh is quick.
 REFRESH_IN_PROGRESS_WAIT_S = 1.0
 
@@ -219,7 +221,7 @@ class PortalCredentials:
             raise PermanentError(
                 HubSpotErrorDetail(
                     status=400,
-                    sub_category="BAD_REFRESH_TOKEN",
+                    sub_category=REFRESH_REFUSED,
                     message=f"{cached[REFUSED_FIELD]} (refused before; asked again at the next probe)",
                 )
             )
@@ -297,7 +299,7 @@ class PortalCredentials:
 
 def _refused_token(error: DeliveryError) -> bool:
     """The token endpoint's ``BAD_REFRESH_TOKEN`` (docs/reference/hubspot.md §9.6)."""
-    return (error.detail.sub_category or "").upper() == "BAD_REFRESH_TOKEN"
+    return (error.detail.sub_category or "").upper() == REFRESH_REFUSED
 
 
 def forget_access_token(redis: Redis, keys: Keys, portal_id: str) -> None:
