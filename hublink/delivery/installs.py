@@ -17,8 +17,10 @@ from dataclasses import dataclass
 
 from redis import Redis
 
-from hublink.delivery.circuit import Breaker, read_circuits
-from hublink.delivery.credentials import CredentialProvider
+from hublink.delivery.circuit import Breaker, RedisCircuitStore, read_circuits
+from hublink.delivery.credentials import CredentialProvider, forget_access_token
+from hublink.delivery.pauses import PauseStore
+from hublink.store.clock import now_ms
 from hublink.store.keys import Keys
 
 log = logging.getLogger("hublink.delivery.installs")
@@ -54,6 +56,21 @@ def uninstalled_portals(redis: Redis, keys: Keys, *, hold_h: float) -> list[Unin
         for c in read_circuits(redis, keys)
         if c.is_uninstalled
     ]
+
+
+def resume_uninstalled(redis: Redis, keys: Keys, pauses: PauseStore, portal: str) -> bool:
+    """An operator says the app is installed again: forget the portal's cached token (and the refusal) and
+    close its ``app_uninstalled`` circuit, waking its lanes; True if it was uninstalled. A refresh HubSpot
+    still refuses marks it uninstalled again (and its hold starts again)."""
+    store = RedisCircuitStore(redis, keys, pauses)
+    circuit = store.get(portal)
+    if circuit is None or not circuit.is_uninstalled:
+        return False
+    forget_access_token(redis, keys, portal)
+    resumed = store.close(portal, now_ms()) is not None
+    if resumed:
+        log.warning("uninstalled portal resumed by an operator", extra={"portal_id": portal})
+    return resumed
 
 
 class Installs:

@@ -21,7 +21,7 @@ import click
 from flask.cli import with_appcontext
 
 from hublink.delivery.circuit import Circuit, RedisCircuitStore, read_circuits
-from hublink.delivery.credentials import forget_access_token
+from hublink.delivery.installs import resume_uninstalled
 from hublink.delivery.pauses import Pause
 from web.cli.errors import OperatorCommand, OperatorGroup
 from web.parts import parts
@@ -93,15 +93,11 @@ def resume(portal: str | None, lane: str | None, close_circuit: bool) -> None:
         Pause.target(scope, name)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
-    if scope == "portal" and not close_circuit:
-        circuit = _open_circuit(name)
-        if circuit is not None and circuit.is_uninstalled:
-            forget_access_token(p.redis, p.keys, name)
-            if RedisCircuitStore(p.redis, p.keys, p.pauses).close(name, int(time.time() * 1000)) is not None:
-                click.echo(
-                    f"portal {name} is no longer marked uninstalled: its work goes out now (if HubSpot still "
-                    "refuses its refresh token, it is marked uninstalled again)"
-                )
+    if scope == "portal" and not close_circuit and resume_uninstalled(p.redis, p.keys, p.pauses, name):
+        click.echo(
+            f"portal {name} is no longer marked uninstalled: its work goes out now (if HubSpot still "
+            "refuses its refresh token, it is marked uninstalled again)"
+        )
     if close_circuit:
         if scope != "portal":
             raise click.UsageError("--circuit closes a portal's circuit: give --portal")
