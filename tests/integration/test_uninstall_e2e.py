@@ -9,22 +9,26 @@ alert), makes no call for its work but a token refresh per probe interval, keeps
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 import redis as redis_lib
 import requests
 
-from tests.conftest import ADMIN_TOKEN
+from hublink.config.settings import Settings
+from tests.conftest import ADMIN_TOKEN, HUBSPOT_TOKEN
 from tests.integration.conftest import Sim, Stack
 from tests.integration.helpers import assoc, dead_letter_ids, post_associations
 from tests.support.processes import wait_for
+from web import create_app
 
 pytestmark = pytest.mark.integration
 
@@ -211,5 +215,75 @@ class TestReinstalled:
         assert command.popen.wait(timeout=30) == 0, command.output()
         assert "no longer marked uninstalled" in command.output()
         wait_for(lambda: len(sim.pairs()) == PENDING, timeout=40, interval=0.5, what="all 100 linked")
+        assert not uninstalled(url)
+        assert not dead_letter_ids(redis_client)
+
+
+JOURNAL_RULES = """\
+rules:
+  - name: deal-created
+    source: hubspot
+    when: {subscriptionType: deal.creation}
+    associations:
+      - from: {objectType: deals, id: objectId}
+        to: {objectType: companies, id: "`9000`"}
+"""
+
+
+class TestTheJournalSaysSo:
+    """A journal portal: the journal's APP_UNINSTALL marks it before any refresh fails; APP_INSTALL resumes it."""
+
+    def test_uninstall_and_install_events_mark_and_resume_the_portal(
+        self, stack: Stack, sim: Sim, redis_client: redis_lib.Redis, tmp_path: Path, settings: Settings
+    ) -> None:
+        """``subscriptions apply`` subscribes the journal to installs and uninstalls; the uninstall event marks the
+        portal (no refresh asked, no call for the 100 that arrive after); the install event resumes it."""
+        env = oauth_portal(sim, tmp_path)
+        sim.post("/_sim/records", {"records": [{"objectType": "deals", "id": str(PENDING + 1)}]})
+        sim.put("/_sim/config", {"journal_auth": "app"})
+        sim.post("/_sim/apps", {"appId": "4242", "clientId": "client-4242", "clientSecret": "secret-4242"})
+        portals = Path(env["HUBLINK_PORTALS_FILE"])
+        portals.write_text(portals.read_text() + "    journal: true\n")
+        rules = tmp_path / "rules.yaml"
+        rules.write_text(JOURNAL_RULES)
+        configured = replace(
+            settings,
+            rules_file=str(rules),
+            portals_file=str(portals),
+            hubspot_client_id="client-4242",
+            hubspot_client_secret="secret-4242",
+            hubspot_app_id="4242",
+            hubspot_developer_token=HUBSPOT_TOKEN,
+            public_url="https://hublink.example.com",
+        )
+        with mock.patch.dict(os.environ, {k: v for k, v in env.items() if k.startswith("OAUTH_")}):
+            applied = create_app(configured).test_cli_runner().invoke(args=["hubspot", "subscriptions", "apply"])
+        assert "created journal APP_LIFECYCLE_EVENT 4-1916193 APP_UNINSTALL (app-wide)" in applied.output
+        env |= {
+            "HUBSPOT_CLIENT_ID": "client-4242",
+            "HUBSPOT_CLIENT_SECRET": "secret-4242",
+            "HUBLINK_JOURNAL_POLL_S": "0.2",
+            "HUBLINK_RULES_FILE": str(rules),
+        }
+        stack.settings = configured
+        url = stack.gunicorn(**env)
+        stack.worker(**env)
+        post_associations(url, [{**assoc(1, 9000, to_type="companies"), "portalId": PORTAL}])
+        wait_for(lambda: len(sim.pairs()) == 1, timeout=20, what="the first association linked (a token cached)")
+        refreshes = token_calls(sim)
+
+        sim.post("/_sim/uninstall", {"portalId": int(PORTAL)})
+        found = wait_for(lambda: uninstalled(url), timeout=20, what="the journal's uninstall read")
+        assert "APP_UNINSTALL" in found[0]["message"]
+        post_associations(url, [{**assoc(n, 9000, to_type="companies"), "portalId": PORTAL} for n in range(2, 102)])
+        calls = association_calls(sim)
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:  # three seconds of an uninstalled portal with work: no call at all
+            assert association_calls(sim) == calls and len(sim.pairs()) == 1
+            time.sleep(0.2)
+        assert token_calls(sim) - refreshes <= 1  # at most one refresh (the access token was forgotten)
+
+        sim.post("/_sim/install", {"portalId": int(PORTAL)})
+        wait_for(lambda: len(sim.pairs()) == PENDING + 1, timeout=40, interval=0.5, what="all 101 linked")
         assert not uninstalled(url)
         assert not dead_letter_ids(redis_client)
