@@ -93,14 +93,14 @@ def resume(portal: str | None, lane: str | None, close_circuit: bool) -> None:
         Pause.target(scope, name)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
-    if scope == "portal" and not close_circuit and resume_uninstalled(p.redis, p.keys, p.pauses, name):
+    if close_circuit and scope != "portal":
+        raise click.UsageError("--circuit closes a portal's circuit: give --portal")
+    if scope == "portal" and resume_uninstalled(p.redis, p.keys, p.pauses, name):
         click.echo(
             f"portal {name} is no longer marked uninstalled: its work goes out now (if HubSpot still "
             "refuses its refresh token, it is marked uninstalled again)"
         )
-    if close_circuit:
-        if scope != "portal":
-            raise click.UsageError("--circuit closes a portal's circuit: give --portal")
+    elif close_circuit:
         closed = RedisCircuitStore(p.redis, p.keys, p.pauses).close(name, int(time.time() * 1000))
         click.echo(
             f"closed portal {name}'s circuit: its work goes out now (it opens again if HubSpot still refuses)"
