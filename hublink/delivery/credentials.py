@@ -264,7 +264,7 @@ class PortalCredentials:
                         # Remembered for every worker: a drain waking for the uninstalled portal asks nothing
                         # until a probe or an operator forgets it (invalidate).
                         with store_errors():
-                            self._redis.hset(key, REFUSED_FIELD, exc.detail.message[:200])
+                            self._redis.hset(key, mapping={REFUSED_FIELD: exc.detail.message[:200]})
                             self._redis.expire(key, 86400 * 30)
                     raise
                 hint = exc.retry_after_s if isinstance(exc, RateLimitedError | ServerError) else None

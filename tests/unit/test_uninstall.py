@@ -7,6 +7,9 @@ the journal carries the app-lifecycle event.
 from __future__ import annotations
 
 import random
+from typing import Any
+
+import pytest
 
 from hublink.delivery.batch import Batch
 from hublink.delivery.circuit import (
@@ -30,6 +33,8 @@ from hublink.intake.journal import lifecycle_actions
 from hublink.lanes import MemoryLanes
 from tests.unit.test_circuit import FailingCredentials, status
 from tests.unit.test_drain import LANE, START, Clock, association
+from tests.unit.test_token_endpoint import PORTAL as TOKEN_PORTAL
+from tests.unit.test_token_endpoint import MiniRedis, TokenEndpoint, credentials
 
 START_MS = int(START * 1000)
 HOUR_MS = 3_600_000
@@ -260,3 +265,50 @@ class TestTheRetryPolicy:
             AppUninstalledError("777", 72), attempts=0, age_s=0, policy=rp.RetryPolicy(), rng=random.Random(1)
         )
         assert decision == rp.DeadLetter("app_uninstalled")
+
+
+class TestRefusedRefreshTokens:
+    """PortalCredentials remembers HubSpot's BAD_REFRESH_TOKEN for every worker, until a probe forgets it."""
+
+    def test_refused_once_asked_again_only_after_invalidate(self) -> None:
+        """The refusal is kept in ``token:<portal>``: the next for_portal raises it without a call (another
+        worker's too); invalidate (a probe, a resume) forgets it and the endpoint is asked again."""
+        clock, redis = Clock(), MiniRedis()
+        endpoint = TokenEndpoint(refused())
+        first = credentials(endpoint, clock, redis)
+        for portal in (first, credentials(endpoint, clock, redis), first):
+            with pytest.raises(DeliveryError) as raised:
+                portal.for_portal(TOKEN_PORTAL)
+            assert is_uninstall_refusal(raised.value)
+        assert endpoint.calls == 1
+        assert "refused" in redis.hashes[f"hl:token:{TOKEN_PORTAL}"]
+        endpoint.error = None
+        first.invalidate(TOKEN_PORTAL)
+        credential = first.for_portal(TOKEN_PORTAL)
+        assert credential.refreshed and endpoint.calls == 2
+        assert "refused" not in redis.hashes[f"hl:token:{TOKEN_PORTAL}"]
+
+    def test_a_refused_cached_token_gives_way_to_the_files(self) -> None:
+        """A rotated refresh token cached and refused: the portals file's (a new install's) is tried at once."""
+        clock, redis = Clock(), MiniRedis()
+        redis.hashes[f"hl:token:{TOKEN_PORTAL}"] = {"refresh_token": "rotated-old"}
+
+        class FileTokenOnly(TokenEndpoint):
+            """Refuses every refresh token but the file's."""
+
+            def __init__(self) -> None:
+                super().__init__()
+                self.seen: list[str] = []
+
+            def refresh_token(
+                self, client_id: str, client_secret: str, refresh_token: str, *, base_url: str | None = None
+            ) -> dict[str, Any]:
+                """Refuse the cached token, issue for the file's."""
+                self.seen.append(refresh_token)
+                self.error = None if refresh_token == "refresh-1" else refused()
+                return super().refresh_token(client_id, client_secret, refresh_token, base_url=base_url)
+
+        endpoint = FileTokenOnly()
+        credential = credentials(endpoint, clock, redis).for_portal(TOKEN_PORTAL)
+        assert credential.refreshed and endpoint.seen == ["rotated-old", "refresh-1"]
+        assert "refresh_token" not in redis.hashes[f"hl:token:{TOKEN_PORTAL}"]
