@@ -40,6 +40,7 @@ from hublink.delivery.credentials import CredentialProvider, PortalCredentials, 
 from hublink.delivery.displacements import DisplacementHistory
 from hublink.delivery.drain import DrainSettings, LaneDrainer
 from hublink.delivery.hubspot import HubSpotClient
+from hublink.delivery.installs import Installs
 from hublink.delivery.labels import LabelCatalog, LabelDefinitions, check_rule_labels
 from hublink.delivery.lookups import LookupResolver, ResolutionHistory
 from hublink.delivery.pauses import PauseStore
@@ -312,7 +313,11 @@ def build(settings: Settings, rules_file: RulesFile | None = None, *, consumer: 
     breaker = Breaker(
         RedisCircuitStore(redis, keys, PauseStore(redis, keys, lease_s=settings.lease_s, scripts=scripts), metrics),
         CircuitSettings(
-            errors=settings.circuit_errors, window_s=settings.circuit_window_s, probe_s=settings.circuit_probe_s
+            errors=settings.circuit_errors,
+            window_s=settings.circuit_window_s,
+            probe_s=settings.circuit_probe_s,
+            uninstalled_probe_s=settings.uninstalled_probe_s,
+            uninstalled_hold_s=settings.uninstalled_hold_h * 3600,
         ),
     )
     history = EventHistory(redis, keys, days=settings.history_days, max_mb=settings.history_max_mb, scripts=scripts)
@@ -421,6 +426,7 @@ def build(settings: Settings, rules_file: RulesFile | None = None, *, consumer: 
             owner=name,
             poll_s=settings.journal_poll_s,
             refused=app_tokens.invalidate,
+            lifecycle=Installs(breaker, credentials).lifecycle,
         )
         journal = JournalLoop(poller, credentials.journal_portal_ids, poll_s=settings.journal_poll_s)
     return Runtime(

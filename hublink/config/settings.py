@@ -432,6 +432,19 @@ class Settings:
         "An open circuit sends one real association this often; an answer from HubSpot closes it.",
         _positive_float,
     )
+    uninstalled_hold_h: float = variable(
+        "HUBLINK_UNINSTALLED_HOLD_H",
+        72.0,
+        "A portal whose app was uninstalled keeps its work this many hours for a reinstall, then dead-letters it"
+        " as app_uninstalled.",
+        _positive_float,
+    )
+    uninstalled_probe_s: float = variable(
+        "HUBLINK_UNINSTALLED_PROBE_S",
+        3600.0,
+        "An uninstalled portal is probed (a token refresh) this often; a token HubSpot issues resumes it.",
+        _positive_float,
+    )
     journal_poll_s: float = variable(
         "HUBLINK_JOURNAL_POLL_S",
         5.0,

@@ -17,6 +17,15 @@ The decision is pure (:func:`trip_for`, :func:`trip_for_credentials`, :func:`cou
 :class:`MemoryCircuitStore` for unit tests. Keys owned: ``circuits``, ``circuit:<portal>:errors``,
 ``circuit:<portal>:probe``, and the ``circuit:<portal>`` field of ``paused`` (through
 ``hublink.delivery.pauses``). Fails closed: raises StoreUnavailableError when Redis does not answer.
+
+**Uninstalled apps** (docs/reference/hubspot.md §9.6). A refresh token HubSpot refuses as
+``BAD_REFRESH_TOKEN``, or the journal's app-lifecycle ``APP_UNINSTALL`` event, opens the circuit with the
+reason ``app_uninstalled``: the portal is *uninstalled*. Its circuit is probed every
+``HUBLINK_UNINSTALLED_PROBE_S`` (an hour) instead, and the probe is a token refresh, never a call with a
+token HubSpot revoked: a refresh that works (a reinstall, or a new refresh token in the portals file)
+closes it and the backlog goes out. Its work waits ``HUBLINK_UNINSTALLED_HOLD_H`` from the uninstall, then
+every drain of its lanes dead-letters it as ``app_uninstalled`` without a call (:class:`Uninstall`). The
+alert is the circuit's, sent once per change.
 """
 
 from __future__ import annotations
@@ -44,7 +53,7 @@ from hublink.domain.errors import (
 )
 from hublink.store.connections import store_errors, text
 from hublink.store.counters import Counters
-from hublink.store.keys import Keys
+from hublink.store.keys import Keys, pause_field
 
 log = logging.getLogger("hublink.delivery.circuit")
 
@@ -65,6 +74,13 @@ ADVICE = {
     "missing_scopes": (
         "The token lacks scopes the association calls need: add them to the app (for OAuth, reinstall it) "
         "and update the token; the circuit closes by itself at the next successful probe."
+    ),
+    "app_uninstalled": (
+        "The app was uninstalled from this portal (HubSpot refused its refresh token, or the journal said so). "
+        "Nothing is called for it; its work waits HUBLINK_UNINSTALLED_HOLD_H hours, then is dead-lettered as "
+        "app_uninstalled. Install the app again (and put the new refresh token in the portals file if it changed): "
+        "a token refresh is tried every HUBLINK_UNINSTALLED_PROBE_S, or resume at once with "
+        "`hublink resume --portal <portal>`."
     ),
     "server_errors": (
         "HubSpot keeps failing for this portal (5xx answers or timeouts): check status.hubspot.com; nothing is "
@@ -116,8 +132,21 @@ def trip_for(error: DeliveryError, *, refreshable: bool, refreshed: bool) -> Tri
     return None
 
 
+#: The reason of an uninstalled portal's circuit (and the dead-letter reason of its work after the hold).
+UNINSTALLED = "app_uninstalled"
+#: HubSpot's name for a refresh token it no longer honours: the app was uninstalled (or its token revoked).
+BAD_REFRESH_TOKEN = "BAD_REFRESH_TOKEN"  # noqa: S105 - HubSpot's error name, not a secret
+
+
+def is_uninstall_refusal(error: DeliveryError) -> bool:
+    """True for the token endpoint's 400 ``BAD_REFRESH_TOKEN`` (docs/reference/hubspot.md §9.6)."""
+    return isinstance(error, PermanentError) and (error.detail.sub_category or "").upper() == BAD_REFRESH_TOKEN
+
+
 def trip_for_credentials(error: DeliveryError) -> Trip | None:
     """The trip a failure to get a portal's token causes: a refresh HubSpot refused for good, else None."""
+    if is_uninstall_refusal(error):
+        return Trip(UNINSTALLED, f"HubSpot refused the portal's refresh token as {BAD_REFRESH_TOKEN}: {_said(error)}")
     if isinstance(error, PermanentError) and not isinstance(error, UnknownPortalError):
         return Trip("oauth_refresh_failed", f"HubSpot refused to refresh the OAuth token: {_said(error)}")
     return None
@@ -150,6 +179,9 @@ class CircuitSettings:
     errors: int = 20
     window_s: float = 60.0
     probe_s: float = 30.0
+    #: An uninstalled portal's probe interval, and how long its work waits for a reinstall.
+    uninstalled_probe_s: float = 3600.0
+    uninstalled_hold_s: float = 72 * 3600.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -172,6 +204,11 @@ class Circuit:
     def advice(self) -> str:
         """What an operator should do about it."""
         return ADVICE.get(self.reason, "")
+
+    @property
+    def is_uninstalled(self) -> bool:
+        """True while the app is uninstalled from the portal (the circuit is open for that reason)."""
+        return self.is_open and self.reason == UNINSTALLED
 
     def to_json(self) -> str:
         """The stored form."""
@@ -216,6 +253,26 @@ class CircuitStore(Protocol):
         """Every portal's circuit that ever opened, by portal."""
         ...
 
+    def get(self, portal: str) -> Circuit | None:
+        """The portal's circuit record, or None if it never opened."""
+        ...
+
+    def reopen(self, circuit: Circuit, probe_ms: int) -> bool:
+        """Record ``circuit`` over an open one of another reason (its pause stays); True if it did."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Uninstall:
+    """What an uninstalled portal's drain does now: dead-letter its work (the hold is over), or wait ``wait_ms``."""
+
+    circuit: Circuit
+    hold_ends_ms: int
+
+    def expired(self, now_ms: int) -> bool:
+        """True once the hold is over: the portal's work is dead-lettered as ``app_uninstalled``."""
+        return now_ms >= self.hold_ends_ms
+
 
 class Breaker:
     """Applies the pure decision to a store: records failures, opens, hands out probes, closes."""
@@ -231,6 +288,40 @@ class Breaker:
     def probe_ms(self) -> int:
         """The probe interval in ms."""
         return max(int(self._settings.probe_s * 1000), 1)
+
+    @property
+    def uninstalled_probe_ms(self) -> int:
+        """An uninstalled portal's probe interval in ms."""
+        return max(int(self._settings.uninstalled_probe_s * 1000), 1)
+
+    @property
+    def hold_h(self) -> float:
+        """How long (hours) an uninstalled portal's work waits for a reinstall."""
+        return self._settings.uninstalled_hold_s / 3600
+
+    def circuit(self, portal: str) -> Circuit | None:
+        """The portal's circuit record, or None."""
+        return self._store.get(portal)
+
+    def uninstall(self, portal: str) -> Uninstall | None:
+        """The portal's uninstall while it lasts (its circuit open as ``app_uninstalled``), else None."""
+        circuit = self._store.get(portal)
+        if circuit is None or not circuit.is_uninstalled:
+            return None
+        return Uninstall(circuit, circuit.opened_ms + int(self._settings.uninstalled_hold_s * 1000))
+
+    def park_ms(self, portal: str) -> int:
+        """How long a lane whose work went back for the portal's circuit parks: the probe interval, or for an
+        uninstalled portal the hourly probe or the hold's end, whichever comes first."""
+        uninstall = self.uninstall(portal)
+        if uninstall is None:
+            return self.probe_ms
+        left = uninstall.hold_ends_ms - int(self._clock() * 1000)
+        return max(min(self.uninstalled_probe_ms, left), 1000 if left > 0 else 1)
+
+    def uninstalled(self, portal: str, how: str) -> bool:
+        """The app was uninstalled from ``portal`` (``how``: what said so): True if that is news."""
+        return self._open(portal, Trip(UNINSTALLED, f"the app was uninstalled: {how}"))
 
     def failed(self, portal: str, error: DeliveryError, *, refreshable: bool, refreshed: bool = False) -> Trip | None:
         """Record a whole call's failure; the trip if it opens (or would have opened) the portal's circuit."""
@@ -255,18 +346,24 @@ class Breaker:
             self._open(portal, trip)
         return trip
 
-    def _open(self, portal: str, trip: Trip) -> None:
+    def _open(self, portal: str, trip: Trip) -> bool:
         now_ms = int(self._clock() * 1000)
         circuit = Circuit(portal=portal, state="open", reason=trip.reason, message=trip.message, opened_ms=now_ms)
-        if self._store.open(circuit, self.probe_ms):
+        uninstalled = trip.reason == UNINSTALLED
+        probe_ms = self.uninstalled_probe_ms if uninstalled else self.probe_ms
+        # An uninstall found while the circuit is open for another reason replaces that reason: what holds
+        # the work, how often it is probed and when it ends all change (and operators are told once).
+        if self._store.open(circuit, probe_ms) or (uninstalled and self._store.reopen(circuit, probe_ms)):
             log.warning(
                 "circuit opened: calls for the portal stop until a probe succeeds",
                 extra={"portal_id": portal, "reason": trip.reason, "detail": trip.message},
             )
+            return True
+        return False
 
-    def probe_wait_ms(self, portal: str) -> int:
+    def probe_wait_ms(self, portal: str, *, uninstalled: bool = False) -> int:
         """0 when the caller should probe the open circuit now (one caller per interval), else ms to wait."""
-        return self._store.take_probe(portal, self.probe_ms)
+        return self._store.take_probe(portal, self.uninstalled_probe_ms if uninstalled else self.probe_ms)
 
     def answered(self, portal: str) -> bool:
         """HubSpot answered a probe: close the circuit; True if this call closed it."""
@@ -342,6 +439,30 @@ class RedisCircuitStore:
         """Every recorded circuit (fields that are not a portal's record are skipped)."""
         return read_circuits(self._redis, self._keys)
 
+    def get(self, portal: str) -> Circuit | None:
+        """HGET the portal's record (an unreadable one is None)."""
+        with store_errors():
+            raw = self._redis.hget(self._keys.circuits, portal)
+        try:
+            return Circuit.from_json(text(raw)) if raw is not None else None
+        except (ValueError, KeyError):
+            return None
+
+    def reopen(self, circuit: Circuit, probe_ms: int) -> bool:
+        """Replace an open record of another reason, and the reason its pause shows; restart the probe slot."""
+        current = self.get(circuit.portal)
+        if current is None or not current.is_open or current.reason == circuit.reason:
+            return False
+        pause = json.dumps({"since_ms": circuit.opened_ms, "reason": circuit.reason})
+        with store_errors():
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.hset(self._keys.circuits, circuit.portal, circuit.to_json())
+            pipe.hset(self._keys.paused, pause_field("circuit", circuit.portal), pause)
+            pipe.set(self._keys.circuit_probe(circuit.portal), "1", px=probe_ms)
+            pipe.execute()
+        self._count("opened", circuit.reason)
+        return True
+
     def _count(self, event: str, reason: str) -> None:
         if self._counters is not None:
             self._counters.apply([self._counters.op("circuit_changes", event=event, reason=reason)])
@@ -415,3 +536,17 @@ class MemoryCircuitStore:
     def circuits(self) -> list[Circuit]:
         """Every recorded circuit."""
         return sorted(self.records.values(), key=lambda c: c.portal)
+
+    def get(self, portal: str) -> Circuit | None:
+        """The portal's record."""
+        return self.records.get(portal)
+
+    def reopen(self, circuit: Circuit, probe_ms: int) -> bool:
+        """Replace an open record of another reason."""
+        current = self.records.get(circuit.portal)
+        if current is None or not current.is_open or current.reason == circuit.reason:
+            return False
+        self.records[circuit.portal] = circuit
+        self._probe_until[circuit.portal] = self._now_ms() + probe_ms
+        self.events.append(("opened", circuit.reason))
+        return True

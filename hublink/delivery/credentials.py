@@ -20,6 +20,12 @@ the others keep using the old token. A token endpoint that answers 429 or 5xx (o
 nothing more for that portal until the wait is over (docs/reference/hubspot.md §9.6). Tokens are held in
 objects whose ``repr`` hides them; buckets are named by digests and ids, never by a token.
 
+A refresh HubSpot refuses as ``BAD_REFRESH_TOKEN`` means the app was uninstalled from the portal (or the
+refresh token revoked; §9.6): when the refused token was a rotated one cached here and the portals file
+names another, the cached one is dropped and the file's is tried at once (an operator who put a new
+install's refresh token in the file needs nothing cleared in Redis); the refusal itself opens the
+portal's circuit as ``app_uninstalled`` (``hublink.delivery.circuit``).
+
 The Webhooks Journal takes neither: it takes the *app's* token, got with ``HUBSPOT_CLIENT_ID`` and
 ``HUBSPOT_CLIENT_SECRET`` by the ``client_credentials`` grant (docs/reference/hubspot.md §9.1).
 :class:`AppTokens` keeps it in Redis (``apptoken:<client>``) for every worker and fetches a new one before
@@ -75,6 +81,10 @@ JOURNAL_SUBSCRIPTION_SCOPES = (
 #: wrong hint must not hold a portal's work for an hour), and the wait when the endpoint gave none.
 TOKEN_ENDPOINT_MAX_WAIT_S = 60.0
 TOKEN_ENDPOINT_DEFAULT_WAIT_S = 10.0
+#: The ``token:<portal>`` field remembering that HubSpot refused the refresh token (BAD_REFRESH_TOKEN).
+REFUSED_FIELD = "refused"
+#: HubSpot's reason for a refresh token it no longer honours (§9.6).
+REFRESH_REFUSED = "BAD_REFRESH_TOKEN"
 #: The wait when another worker holds the refresh lock and no valid token is cached: its refresh is quick.
 REFRESH_IN_PROGRESS_WAIT_S = 1.0
 
@@ -196,8 +206,7 @@ class PortalCredentials:
     def invalidate(self, portal_id: str | None) -> None:
         """Drop the cached access token (kept: a rotated refresh token)."""
         if portal_id:
-            with store_errors():
-                self._redis.hdel(self._keys.oauth_token(portal_id), "access_token", "expires_at")
+            forget_access_token(self._redis, self._keys, portal_id)
 
     def _access_token(self, portal_id: str, app: OAuthApp, base_url: str | None = None) -> tuple[str, bool]:
         """The portal's access token, and whether it was refreshed by this call."""
@@ -207,6 +216,15 @@ class PortalCredentials:
         now = self._clock()
         if cached.get("access_token") and float(cached.get("expires_at", 0)) - REFRESH_MARGIN_S > now:
             return cached["access_token"], False
+        if REFUSED_FIELD in cached:
+            # HubSpot refused this portal's refresh token (uninstalled): not asked again until a probe.
+            raise PermanentError(
+                HubSpotErrorDetail(
+                    status=400,
+                    sub_category=REFRESH_REFUSED,
+                    message=f"{cached[REFUSED_FIELD]} (refused before; asked again at the next probe)",
+                )
+            )
         throttled = self._throttled.get(portal_id)
         if throttled is not None and throttled[0] > now:
             # The endpoint asked to wait: asking again before then only costs another 429.
@@ -226,9 +244,28 @@ class PortalCredentials:
         try:
             refresh_token = cached.get("refresh_token") or app.refresh_token
             try:
-                answer = self._client.refresh_token(app.client_id, app.client_secret, refresh_token, base_url=base_url)
+                try:
+                    answer = self._client.refresh_token(
+                        app.client_id, app.client_secret, refresh_token, base_url=base_url
+                    )
+                except PermanentError as exc:
+                    if not (_refused_token(exc) and refresh_token != app.refresh_token):
+                        raise
+                    # The cached (rotated) token is refused, the file names another: a new install's, maybe.
+                    with store_errors():
+                        self._redis.hdel(key, "refresh_token")
+                    log.warning("cached refresh token refused; trying the file's", extra={"portal_id": portal_id})
+                    answer = self._client.refresh_token(
+                        app.client_id, app.client_secret, app.refresh_token, base_url=base_url
+                    )
             except DeliveryError as exc:
                 if isinstance(exc, PermanentError):
+                    if _refused_token(exc):
+                        # Remembered for every worker: a drain waking for the uninstalled portal asks nothing
+                        # until a probe or an operator forgets it (invalidate).
+                        with store_errors():
+                            self._redis.hset(key, mapping={REFUSED_FIELD: exc.detail.message[:200]})
+                            self._redis.expire(key, 86400 * 30)
                     raise
                 hint = exc.retry_after_s if isinstance(exc, RateLimitedError | ServerError) else None
                 refused = TokenEndpointError(exc.detail, hint)
@@ -258,6 +295,18 @@ class PortalCredentials:
         finally:
             with store_errors():
                 self._redis.delete(lock)
+
+
+def _refused_token(error: DeliveryError) -> bool:
+    """The token endpoint's ``BAD_REFRESH_TOKEN`` (docs/reference/hubspot.md §9.6)."""
+    return (error.detail.sub_category or "").upper() == REFRESH_REFUSED
+
+
+def forget_access_token(redis: Redis, keys: Keys, portal_id: str) -> None:
+    """Drop a portal's cached OAuth access token and a remembered refusal (its refresh token stays): the next
+    call refreshes first."""
+    with store_errors():
+        redis.hdel(keys.oauth_token(portal_id), "access_token", "expires_at", REFUSED_FIELD)
 
 
 class AppTokens:

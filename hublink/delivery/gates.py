@@ -7,10 +7,12 @@ After the call (or the stop), each gate's :meth:`Gate.after_call` sees what beca
 reverse order, before it is settled. Both hooks do nothing until a gate overrides them, in the manner of
 Dramatiq's ``Middleware``. The drain's gates, in order:
 
-- :class:`PauseGate`: a paused lane parks; an open circuit's pause lets one probe through when it is due;
+- :class:`PauseGate`: a paused lane parks; an open circuit's pause lets one probe through when it is due; an
+  uninstalled portal's work is dead-lettered once its hold is over;
 - :class:`BatchWindowGate`: an empty claim leaves the lane; one the batch window holds parks it;
 - :class:`CredentialsGate`: the portal's token; a refresh HubSpot refused for good opens the circuit, one
-  that may pass (the token endpoint's 429 or 5xx) hands the work back unspent and parks the lane;
+  that may pass (the token endpoint's 429 or 5xx) hands the work back unspent and parks the lane; an
+  uninstalled portal's probe is a token refresh, and a token issued resumes the portal;
 - :class:`CircuitGate`: a call that opens the portal's circuit sends its work back unspent; a probe's
   answer closes it;
 - :class:`LookupsGate`: a lookup lane's work is resolved (and its associations queued) instead of sent;
@@ -37,6 +39,7 @@ from hublink.delivery.rate_limit import Limiter
 from hublink.domain import retry_policy
 from hublink.domain.associations import AssociationRequest
 from hublink.domain.errors import (
+    AppUninstalledError,
     DeliveryError,
     RateHeaders,
     RateLimitedError,
@@ -57,6 +60,8 @@ log = logging.getLogger("hublink.delivery.drain")
 RECENTLY_LINKED_S = 10.0
 #: The most pairs remembered (the oldest are forgotten first): a bound on the worker's memory.
 RECENTLY_LINKED_MAX = 100_000
+#: An uninstalled portal's work past its hold is dead-lettered this many items per claim.
+UNINSTALLED_CLAIM = 500
 
 
 class Verdict(enum.Enum):
@@ -91,7 +96,7 @@ def hand_back_for_circuit(batch: Batch, items: Sequence[Claimed], breaker: Break
     sent.give_back(items, now_ms)
     sent.deferred += len(items)
     sent.paused = f"circuit:{portal_name(batch.portal)}"
-    sent.park(now_ms + breaker.probe_ms)
+    sent.park(now_ms + breaker.park_ms(portal_name(batch.portal)))
 
 
 class PauseGate(Gate):
@@ -103,30 +108,71 @@ class PauseGate(Gate):
         self._clock = clock
 
     def before_call(self, batch: Batch) -> Verdict:
-        """GO when the claim was not paused, or as an open circuit's probe; else park the lane."""
+        """GO when the claim was not paused, or as an open circuit's probe; else park the lane (or, for an
+        uninstalled portal past its hold, dead-letter its work)."""
         paused = batch.claim.paused
         if not paused:
             return GO
         now = _now_ms(self._clock)
         park_until = now + int(PAUSE_PARK_S * 1000)
         portal = portal_name(batch.portal)
-        if paused.startswith("circuit:") and self._breaker is not None and not batch.is_lookup:
-            wait_ms = self._breaker.probe_wait_ms(portal)
+        breaker = self._breaker if paused.startswith("circuit:") else None
+        uninstall = breaker.uninstall(portal) if breaker is not None else None
+        if breaker is not None and uninstall is not None and uninstall.expired(now):
+            # Past the hold: a probe first when one is due (a reinstall since the last one saves the work),
+            # else the work ends as app_uninstalled, without a call.
+            if batch.is_lookup or breaker.probe_wait_ms(portal, uninstalled=True):
+                return self._end_uninstalled(batch, breaker.hold_h)
+            if self._probe(batch, portal):
+                return GO
+            return STOP if batch.sent.leave else self._park(batch, now + breaker.park_ms(portal))
+        if breaker is not None and not batch.is_lookup:
+            wait_ms = breaker.probe_wait_ms(portal, uninstalled=uninstall is not None)
             if wait_ms:
                 park_until = now + wait_ms
-            else:
-                probe = self._lanes.claim(batch.lane, 1, probe=True)
-                if probe.items:
-                    log.info("probing an open circuit", extra={"portal_id": portal, "lane": batch.lane})
-                    batch.claim, batch.items, batch.probing = probe, list(probe.items), True
-                    return GO
-                if not probe.paused:
-                    # Nothing due to probe with: the probe slot goes to the next lane that has work.
-                    batch.sent.leave = True
-                    return STOP
+                if uninstall is not None:
+                    park_until = min(park_until, max(uninstall.hold_ends_ms, now + 1))
+            elif self._probe(batch, portal):
+                return GO
+            elif batch.sent.leave:
+                return STOP
         # The lane waits, parked, until a resume or a closing circuit wakes it (or the park runs out and it
         # looks again).
-        batch.sent.park(park_until)
+        return self._park(batch, park_until)
+
+    @staticmethod
+    def _park(batch: Batch, until_ms: int) -> Verdict:
+        batch.sent.park(until_ms)
+        return STOP
+
+    def _probe(self, batch: Batch, portal: str) -> bool:
+        """Claim one item as the open circuit's probe: True to send it; else the lane leaves (nothing due) or
+        parks (another pause holds it)."""
+        probe = self._lanes.claim(batch.lane, 1, probe=True)
+        if probe.items:
+            log.info("probing an open circuit", extra={"portal_id": portal, "lane": batch.lane})
+            batch.claim, batch.items, batch.probing = probe, list(probe.items), True
+            return True
+        if not probe.paused:
+            # Nothing due to probe with: the probe slot goes to the next lane that has work.
+            batch.sent.leave = True
+        return False
+
+    def _end_uninstalled(self, batch: Batch, hold_h: float) -> Verdict:
+        """Dead-letter a claim of the uninstalled portal's work as ``app_uninstalled``; the drain claims on
+        until the lane is empty (it then leaves)."""
+        claim = self._lanes.claim(batch.lane, UNINSTALLED_CLAIM, probe=True)
+        if claim.items:
+            batch.claim, batch.items = claim, []
+            batch.sent.answer(claim.items, AppUninstalledError(portal_name(batch.portal), hold_h))
+            log.warning(
+                "uninstalled portal's work dead-lettered after the hold",
+                extra={"portal_id": portal_name(batch.portal), "lane": batch.lane, "items": len(claim.items)},
+            )
+            return STOP
+        if claim.paused:  # an operator's pause holds it too: it waits for that
+            return self._park(batch, _now_ms(self._clock) + int(PAUSE_PARK_S * 1000))
+        batch.sent.leave = True
         return STOP
 
 
@@ -164,12 +210,19 @@ class CredentialsGate(Gate):
         worker refreshing) is no fault of the work: it goes back without spending an attempt and the lane
         parks for the endpoint's Retry-After (capped), counted by the portal's circuit.
         """
+        portal = portal_name(batch.portal)
+        uninstalled = batch.probing and self._breaker is not None and self._breaker.uninstall(portal) is not None
+        if uninstalled:
+            # An uninstalled portal's probe is a token refresh: the access token cached went with the install.
+            self._credentials.invalidate(batch.portal)
         try:
             batch.credential = self._credentials.for_portal(batch.portal)
+            if uninstalled and batch.credential.refreshed and self._breaker is not None:
+                # HubSpot issued a token again: the app is installed again, and the backlog goes out.
+                self._breaker.answered(portal)
             return GO
         except TokenRefreshError as exc:
             now_ms = _now_ms(self._clock)
-            portal = portal_name(batch.portal)
             if self._breaker is not None and self._breaker.failed_credentials(portal, exc):
                 hand_back_for_circuit(batch, batch.items, self._breaker, now_ms)
             else:
@@ -180,7 +233,7 @@ class CredentialsGate(Gate):
             batch.items = []
             return STOP
         except DeliveryError as exc:  # an unknown portal (dead-lettered), or an OAuth refresh that failed
-            if self._breaker is not None and self._breaker.failed_credentials(portal_name(batch.portal), exc):
+            if self._breaker is not None and self._breaker.failed_credentials(portal, exc):
                 hand_back_for_circuit(batch, batch.items, self._breaker, _now_ms(self._clock))
             else:
                 batch.sent.answer(batch.items, exc)

@@ -151,6 +151,13 @@ def parse_rate_headers(headers: Mapping[str, str]) -> RateHeaders | None:
     )
 
 
+def _oauth_reason(body: dict[str, Any]) -> str | None:
+    """The token endpoint's reason (``BAD_REFRESH_TOKEN``, ``BAD_CLIENT_ID``): OAuth refusals name it in ``status``,
+    where other errors say ``"error"`` (docs/reference/hubspot.md §9.6)."""
+    value = body.get("status")
+    return value if isinstance(value, str) and value.isupper() and value.startswith("BAD_") else None
+
+
 def _detail(status: int | None, body: Any, *, rate: RateHeaders | None = None, text: str = "") -> HubSpotErrorDetail:
     """Parse HubSpot's error body defensively: every field may be missing or of another type."""
     body = body if isinstance(body, dict) else {}
@@ -163,7 +170,7 @@ def _detail(status: int | None, body: Any, *, rate: RateHeaders | None = None, t
     return HubSpotErrorDetail(
         status=status,
         category=s("category") or s("errorType"),
-        sub_category=s("subCategory"),
+        sub_category=s("subCategory") or _oauth_reason(body),
         message=(s("message") or text[:200] or f"HTTP {status}"),
         correlation_id=s("correlationId"),
         policy_name=s("policyName"),

@@ -19,6 +19,7 @@ from hublink.domain import retry_policy
 from hublink.domain.associations import AssociationRequest, canonical_object_type
 from hublink.domain.dead_letter import DeadLetter, DeadPair
 from hublink.domain.errors import (
+    AppUninstalledError,
     AssociationLimitError,
     DeliveryError,
     LookupAmbiguousError,
@@ -108,7 +109,8 @@ def settle(
         request = item.request
         event_time = request.occurred_at or request.received_at or item.first_seen_ms / 1000
         # A 429 is not the pair's fault, and a deleted record's work ends without a call: no attempt spent.
-        attempts = item.attempts + (0 if isinstance(error, RateLimitedError | RecordDeletedError) else 1)
+        unspent = isinstance(error, RateLimitedError | RecordDeletedError | AppUninstalledError)
+        attempts = item.attempts + (0 if unspent else 1)
         decision = retry_policy.classify(
             error, attempts=attempts, age_s=now - event_time, policy=policy, rng=rng, daily_reset_s=daily_reset_s
         )

@@ -35,6 +35,7 @@ from hublink.domain.subscriptions import (
     create_request,
     journal_keys,
     journal_plan,
+    lifecycle_journal_keys,
     plan,
     with_journal,
 )
@@ -187,14 +188,17 @@ class WebhookApp:
     def plan(self, wanted: WebhookSettings, needs: Needs) -> Plan:
         """What applying would do, from what HubSpot holds now. Raises DeliveryError; changes nothing.
 
-        With journal portals, their journal subscriptions follow the push subscriptions' steps.
+        With journal portals, their journal subscriptions follow the push subscriptions' steps, the app-wide
+        app-lifecycle ones (install, uninstall) first.
         """
         now = self.current()
         todo = plan(now.settings, now.subscriptions, wanted, needs)
         if self._journal is None:
             return todo
         held = self._client.journal_subscriptions(self._journal_token())
-        return with_journal(todo, journal_plan(held, journal_keys(needs.wanted, self._journal.portal_ids)))
+        portals = self._journal.portal_ids
+        wanted_journal = lifecycle_journal_keys(portals) | journal_keys(needs.wanted, portals)
+        return with_journal(todo, journal_plan(held, wanted_journal))
 
     def _journal_token(self) -> str:
         """The app token, fetched once per command."""

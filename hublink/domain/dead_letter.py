@@ -40,6 +40,10 @@ HUBLINK_CATEGORIES: dict[str, str] = {
         "finding it archived past the fresh-record grace); ended without a call, not counted as a failure; replay it "
         "if the record is restored"
     ),
+    "APP_UNINSTALLED": (
+        "reason `app_uninstalled`: the app was uninstalled from the portal and not reinstalled within "
+        "`HUBLINK_UNINSTALLED_HOLD_H`; ended without a call; replay it once the app is installed again"
+    ),
 }
 
 

@@ -29,6 +29,7 @@
             ├── LookupAmbiguousError  a rule's search found several records and the rule says dead-letter
             ├── UnknownPortalError   an association names a portal HubLink has no credentials for
             ├── RecordDeletedError   the association names a record deleted in HubSpot: ends record_deleted
+            ├── AppUninstalledError  the app was uninstalled from the portal past the hold: ends app_uninstalled
             └── ValidationRejectedError  400, 409, 414 and other 4xx
                 └── AssociationLimitError  an input past an admin's association limit: dead-lettered at once
 
@@ -334,6 +335,18 @@ class RecordDeletedError(PermanentError):
     def __init__(self, record: str, *, how: str = "a deletion event") -> None:
         super().__init__(
             HubSpotErrorDetail(category="RECORD_DELETED", message=f"{record} was deleted in HubSpot ({how})")
+        )
+
+
+class AppUninstalledError(PermanentError):
+    """The app was uninstalled from the portal and its work waited out the hold: it ends without a call."""
+
+    def __init__(self, portal_id: str, hold_h: float) -> None:
+        super().__init__(
+            HubSpotErrorDetail(
+                category="APP_UNINSTALLED",
+                message=f"the app was uninstalled from portal {portal_id} and not reinstalled within {hold_h:g} h",
+            )
         )
 
 

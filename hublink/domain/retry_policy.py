@@ -15,6 +15,7 @@ import random
 from dataclasses import dataclass
 
 from hublink.domain.errors import (
+    AppUninstalledError,
     AssociationLimitError,
     DeliveryError,
     NotFoundError,
@@ -127,6 +128,9 @@ def classify(
         return DeadLetter("record_deleted")
     if isinstance(error, AssociationLimitError):
         return DeadLetter(ASSOCIATION_LIMIT_REASON)
+    if isinstance(error, AppUninstalledError):
+        # The portal's work waited out the hold (hublink.delivery.circuit): nothing to retry until a reinstall.
+        return DeadLetter("app_uninstalled")
     if isinstance(error, PermanentError):
         if is_fresh_record_miss(error) and age_s < policy.fresh_record_grace_s:
             return _retry_or_exhausted(attempts, policy, rng, "fresh record not visible yet", hint=None)

@@ -10,6 +10,13 @@ subscribes to one property at a time) and ``object.*`` types ``when.objectTypeId
 combination of values is one subscription. A rule without ``when.subscriptionType`` (a JMESPath
 ``condition`` is not read), or with a type HubSpot does not offer, cannot be mapped: it is reported as
 skipped, with the reason, and the others go on.
+
+HubLink itself needs more than the rules name: the deletions and merges of every object type a rule's
+associations name (``deal.deletion``, ``deal.merge``, ``object.deletion`` per custom type;
+``contact.privacyDeletion`` when contacts are named), so that work naming a deleted or merged record ends
+or moves (``hublink.intake.record_fates``). :func:`needed_subscriptions` adds them, needed by those rules.
+For journal portals the journal also needs the app-lifecycle events (install, uninstall; app-wide, not per
+portal): an uninstall marks the portal ``uninstalled`` (``hublink.delivery.installs``).
 """
 
 from __future__ import annotations
@@ -168,6 +175,45 @@ class Needs:
     skipped: tuple[Skipped, ...]
 
 
+#: HubSpot's event-type prefix of each standard object type HubSpot sends lifecycle events for (the others,
+#: custom types included, are ``object.*`` with their type id).
+EVENT_PREFIXES: Mapping[str, str] = {
+    "contacts": "contact",
+    "companies": "company",
+    "deals": "deal",
+    "tickets": "ticket",
+    "line_items": "line_item",
+    "products": "product",
+}
+#: The record lifecycle events HubLink acts on for every object type its rules' associations name.
+LIFECYCLE_EVENTS = ("deletion", "merge")
+
+
+def lifecycle_keys(object_type: str) -> list[SubscriptionKey]:
+    """The deletion and merge subscriptions (and contacts' privacy deletion) for records of ``object_type``."""
+    prefix = EVENT_PREFIXES.get(object_type)
+    if prefix is None:
+        if not object_type.startswith("2-"):
+            return []  # engagements and the like: HubSpot's webhooks send no lifecycle events for them
+        return [SubscriptionKey(f"object.{event}", None, object_type) for event in LIFECYCLE_EVENTS]
+    keys = [SubscriptionKey(f"{prefix}.{event}") for event in LIFECYCLE_EVENTS]
+    return keys + ([SubscriptionKey("contact.privacyDeletion")] if prefix == "contact" else [])
+
+
+def with_lifecycle(needs: Needs, rules: Iterable[Rule]) -> Needs:
+    """``needs`` and the deletions and merges of every object type the rules' associations name, each needed by
+    the rules naming it (see the module docstring)."""
+    wanted = {key: list(names) for key, names in needs.wanted.items()}
+    for rule in rules:
+        for pair in rule.associations:
+            for side in pair:
+                for key in lifecycle_keys(side.object_type):
+                    names = wanted.setdefault(key, [])
+                    if rule.name not in names:
+                        names.append(rule.name)
+    return Needs({k: tuple(wanted[k]) for k in sorted(wanted, key=lambda k: k.sort_key)}, needs.skipped)
+
+
 def needed_subscriptions(rules: Iterable[Rule]) -> Needs:
     """Map every ``source: hubspot`` rule to the subscriptions it needs (see the module docstring)."""
     wanted: dict[SubscriptionKey, list[str]] = {}
@@ -233,7 +279,8 @@ class JournalKey:
     actions: frozenset[str] = frozenset()
 
     def __str__(self) -> str:
-        return f"journal {self.kind} {self.object_type_id} {'+'.join(sorted(self.actions))} (portal {self.portal_id})"
+        held = "app-wide" if self.portal_id == APP_WIDE else f"portal {self.portal_id}"
+        return f"journal {self.kind} {self.object_type_id} {'+'.join(sorted(self.actions))} ({held})"
 
     @property
     def same(self) -> tuple[str, str, str]:
@@ -242,6 +289,8 @@ class JournalKey:
 
     def upsert_request(self) -> dict[str, Any]:
         """The spec's ``SubscriptionUpsertRequest`` for this key: every object, every property."""
+        if self.kind == "APP_LIFECYCLE_EVENT":
+            return {"subscriptionType": self.kind, "eventTypeId": self.object_type_id}
         body: dict[str, Any] = {
             "subscriptionType": self.kind,
             "portalId": int(self.portal_id),
@@ -266,6 +315,11 @@ class JournalKey:
         if kind not in JOURNAL_KINDS:
             return None
         portal, type_id, actions = raw.get("portalId"), raw.get("objectTypeId"), raw.get("actions")
+        if kind == "APP_LIFECYCLE_EVENT":
+            type_id = raw.get("eventTypeId") or type_id
+            if type_id not in APP_LIFECYCLE_EVENTS:
+                return None  # an app-lifecycle event HubLink does not ask for
+            return cls(APP_WIDE, kind, str(type_id), frozenset([APP_LIFECYCLE_EVENTS[str(type_id)]]))
         if isinstance(portal, bool) or not isinstance(portal, int | str) or not str(portal).isdigit():
             raise ValueError(f"journal subscription portalId: expected an integer, got {portal!r}")
         if not isinstance(type_id, str) or not type_id:
@@ -275,8 +329,14 @@ class JournalKey:
         return cls(str(portal), kind, type_id, frozenset(actions))
 
 
-JournalKind = Literal["OBJECT", "ASSOCIATION", "GDPR_PRIVACY_DELETION"]
-JOURNAL_KINDS: tuple[JournalKind, ...] = ("OBJECT", "ASSOCIATION", "GDPR_PRIVACY_DELETION")
+JournalKind = Literal["OBJECT", "ASSOCIATION", "GDPR_PRIVACY_DELETION", "APP_LIFECYCLE_EVENT"]
+JOURNAL_KINDS: tuple[JournalKind, ...] = ("OBJECT", "ASSOCIATION", "GDPR_PRIVACY_DELETION", "APP_LIFECYCLE_EVENT")
+#: App-lifecycle journal subscriptions are the app's, not a portal's: their key's portal is this.
+APP_WIDE = ""
+#: The app-lifecycle event types (install, uninstall) and their action (webhooks-2026-03.json).
+APP_LIFECYCLE_EVENTS: Mapping[str, str] = {"4-1909196": "APP_INSTALL", "4-1916193": "APP_UNINSTALL"}
+#: What the lifecycle journal subscriptions are needed by (no rule: HubLink's uninstall detection).
+LIFECYCLE_NEEDED_BY = "HubLink (app installs and uninstalls)"
 #: The journal's kind and action for each push event kind (webhooks-2026-03.json; docs/reference/hubspot.md §9.1).
 JOURNAL_ACTIONS: Mapping[str, tuple[JournalKind, tuple[str, ...]]] = {
     "creation": ("OBJECT", ("CREATE",)),
@@ -321,6 +381,17 @@ def journal_keys(
     return {
         JournalKey(portal, kind, type_id, frozenset(actions)): tuple(names)
         for (portal, kind, type_id), (actions, names) in sorted(merged.items())
+    }
+
+
+def lifecycle_journal_keys(portal_ids: Sequence[str]) -> dict[JournalKey, tuple[str, ...]]:
+    """The app-wide app-lifecycle journal subscriptions (install, uninstall) when any portal is read by the journal:
+    HubLink marks a portal uninstalled, and resumes it, from them (``hublink.delivery.installs``)."""
+    if not portal_ids:
+        return {}
+    return {
+        JournalKey(APP_WIDE, "APP_LIFECYCLE_EVENT", type_id, frozenset([action])): (LIFECYCLE_NEEDED_BY,)
+        for type_id, action in sorted(APP_LIFECYCLE_EVENTS.items())
     }
 
 

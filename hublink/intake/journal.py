@@ -18,6 +18,11 @@ another.
 set aside with its raw body (``inbox:failed``, kind ``delivery``, source ``journal``) *before* the offset
 moves past it: nothing is lost to a log line, and an operator replays it once HubLink reads it.
 
+**App lifecycle.** An entry's app-lifecycle events (``subscriptionType`` ``app.lifecycle``: ``APP_UNINSTALL``,
+``APP_INSTALL``; §9.6) are handed to the ``lifecycle`` callback (``hublink.delivery.installs``, wired in by
+``worker.runtime``) once the entry is stored, before the offset moves: a crash in between hands them over
+again, which changes nothing.
+
 **Order of writes.** The offset is advanced only after the entry's events are in the inbox (or set aside). A
 crash in between makes the next poll read that entry again: its events are then duplicates, dropped by
 dedup. The offset moves by compare-and-set (``journal_advance.lua``) from the offset the poller read from, and
@@ -73,6 +78,25 @@ class JournalSource(Protocol):
     def journal_download(self, url: str) -> bytes:
         """The entry's body from the URL a fetch gave."""
         ...
+
+
+#: Called with (portal id, action) for each app-lifecycle event read (``hublink.delivery.installs.Installs``).
+Lifecycle = Callable[[str, str], None]
+#: The subscription type of HubSpot's app install and uninstall events.
+APP_LIFECYCLE = "app.lifecycle"
+
+
+def lifecycle_actions(events: list[Any], portal_id: str) -> list[tuple[str, str]]:
+    """(portal, action) of each app-lifecycle event among ``events`` (its ``portalId``, else the journal's)."""
+    found = []
+    for event in events:
+        if not isinstance(event, dict) or event.get("subscriptionType") != APP_LIFECYCLE:
+            continue
+        action = event.get("action")
+        if isinstance(action, str) and action:
+            portal = event.get("portalId")
+            found.append((str(portal) if isinstance(portal, int | str) and str(portal) else portal_id, action))
+    return found
 
 
 #: The bearer token to read a portal's journal with (the app's) and its HubSpot host (None: the default host).
@@ -263,8 +287,10 @@ class JournalPoller:
         poll_s: float,
         clock: Callable[[], float] = time.time,
         refused: Callable[[], None] = lambda: None,
+        lifecycle: Lifecycle = lambda portal, action: None,
     ) -> None:
         self._source = source
+        self._lifecycle = lifecycle
         #: Called when HubSpot refuses the token (401, 403): the app token is forgotten and fetched again.
         self._refused = refused
         self._access = access
@@ -317,10 +343,13 @@ class JournalPoller:
         """Store one entry's events in the inbox; return how many. An unreadable entry is set aside as it came."""
         raw = self._source.journal_download(fetch.url)
         received_at = self._clock()
+        actions: list[tuple[str, str]] = []
         try:
             bodies, events = inbox_bodies(raw)
             for body in bodies:
-                read_hubspot_batch(orjson.loads(body))  # the same check a push passes at the web
+                batch = orjson.loads(body)
+                read_hubspot_batch(batch)  # the same check a push passes at the web
+                actions += lifecycle_actions(batch, portal_id)
         except InvalidInputError as exc:
             # Reading it again would not change it, and stopping here would stop the portal's journal for good:
             # it is kept with its raw body before the offset moves past it, for an operator to see and replay.
@@ -338,4 +367,7 @@ class JournalPoller:
             return 0
         for body in bodies:
             self._inbox.add_hubspot(body, received_at=received_at)
+        for portal, action in actions:
+            log.info("journal app-lifecycle event", extra={"portal": portal, "action": action})
+            self._lifecycle(portal, action)
         return events

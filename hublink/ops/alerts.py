@@ -200,6 +200,13 @@ class Alerter:
     def circuit_text(self, circuit: Circuit) -> str:
         """What an operator reads: the portal, the reason, what to do, and the dashboard's address."""
         portal = "single-portal mode (_)" if circuit.portal == "_" else f"portal {circuit.portal}"
+        if circuit.is_uninstalled:
+            # Sent once, as every circuit change: the hourly probes that follow are not news.
+            return (
+                f":rotating_light: HubLink: the app was uninstalled from {portal} ({circuit.message}). "
+                f"Nothing is called for it and its work waits for a reinstall, then is dead-lettered as "
+                f"app_uninstalled. What to do: {circuit.advice} Dashboard: {self.dashboard_url}"
+            )
         if circuit.is_open:
             return (
                 f":rotating_light: HubLink stopped calling HubSpot for {portal}: its circuit is open "

@@ -16,7 +16,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 from redis import Redis
 
-from hublink.delivery.circuit import read_circuits
+from hublink.delivery.circuit import Circuit, read_circuits
 from hublink.lanes import lane_depths
 from hublink.ops.metrics import COUNTERS, LATENCY, LATENCY_BUCKETS_S, Metrics
 from hublink.store.connections import text
@@ -47,6 +47,7 @@ GAUGES: tuple[Gauge, ...] = (
     Gauge("inbox_depth", "Accepted requests whose events the rules have not run on yet"),
     Gauge("inbox_failed", "Inbox entries set aside because they could not be expanded"),
     Gauge("circuit_open", "1 while a portal's circuit is open (calls stopped)", ("portal", "reason")),
+    Gauge("portals_uninstalled", "Portals the app is uninstalled from (their work waits for a reinstall)"),
     Gauge("history_requests", "Accepted requests kept in the event history"),
     Gauge("history_bytes", "Bytes the history records hold"),
     Gauge("history_dropped", "Event history records dropped by its size cap, ever"),
@@ -94,7 +95,9 @@ class HubLinkCollector(Collector):
             yield family
         yield self._latency()
         yield from self._gauges()
-        yield self._circuits()
+        circuits = read_circuits(self._redis, self._keys)
+        yield self._circuits(circuits)
+        yield _gauge("portals_uninstalled", sum(1 for c in circuits if c.is_uninstalled))
         yield from self._history()
 
     def _latency(self) -> Metric:
@@ -151,10 +154,11 @@ class HubLinkCollector(Collector):
         yield _gauge("history_bytes", int(size or 0))
         yield _gauge("history_dropped", int(dropped or 0))
 
-    def _circuits(self) -> Metric:
+    @staticmethod
+    def _circuits(circuits: list[Circuit]) -> Metric:
         """1 for each portal whose circuit is open, 0 for one that opened and closed since."""
         family = _gauge("circuit_open")
-        for circuit in read_circuits(self._redis, self._keys):
+        for circuit in circuits:
             family.add_metric([circuit.portal, circuit.reason], 1 if circuit.is_open else 0)
         return family
 

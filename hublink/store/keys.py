@@ -33,7 +33,8 @@ key                             type    holds                                   
 ``labels:<pair>``               string  HubSpot's association label definitions for one         label cache TTL
                                         portal|from|to (JSON list of [category, typeId, label])
 ``token:<portal>``              hash    an OAuth portal's access_token, expires_at (epoch s)    token expiry + 30 d
-                                        and the rotated refresh_token
+                                        and the rotated refresh_token; ``refused`` once HubSpot
+                                        refused the refresh token (uninstalled), until a probe
 ``token:<portal>:lock``         string  "one worker is refreshing this portal's token"          15 s
 ``apptoken:<client>``            hash    the app's client_credentials token (the Webhooks        token expiry
                                         Journal's): access_token, expires_at (epoch s)

@@ -94,11 +94,16 @@ def test_a_journal_only_portal_links_each_event_once_and_sets_a_corrupt_entry_as
     runner = create_app(settings).test_cli_runner()
     dry = runner.invoke(args=["hubspot", "subscriptions", "apply", "--dry-run"])
     assert dry.exit_code == 0, dry.output
-    assert f"would create    journal OBJECT 0-3 CREATE (portal {PORTAL})" in dry.output
+    # The rule's creations, and the deletions and merges of the deals (and contacts) it names.
+    held = f"journal OBJECT 0-3 CREATE+DELETE+MERGE (portal {PORTAL})"
+    assert f"would create    {held}" in dry.output
+    assert "would create    journal APP_LIFECYCLE_EVENT 4-1916193 APP_UNINSTALL (app-wide)" in dry.output
     applied = runner.invoke(args=["hubspot", "subscriptions", "apply"])
-    assert applied.exit_code == 0 and f"created journal OBJECT 0-3 CREATE (portal {PORTAL})" in applied.output
+    assert applied.exit_code == 0 and f"created {held}" in applied.output
+    assert "created journal APP_LIFECYCLE_EVENT 4-1909196 APP_INSTALL (app-wide)" in applied.output
     again = runner.invoke(args=["hubspot", "subscriptions", "apply"])
-    assert f"keep            journal OBJECT 0-3 CREATE (portal {PORTAL})" in again.output
+    assert f"keep            {held}" in again.output
+    assert "nothing to do" in again.output
 
     env = {
         "HUBLINK_PORTALS_FILE": settings.portals_file or "",
@@ -128,18 +133,19 @@ def test_a_journal_only_portal_links_each_event_once_and_sets_a_corrupt_entry_as
 
 
 def test_apply_widens_a_journal_subscription_and_never_narrows_it(hubspot: Sim, stack: Stack, tmp_path: Path) -> None:
-    """A rule needing deal.merge too: the dry run says it would change the subscription to CREATE+MERGE."""
+    """A rule needing deal.restore too: the dry run says it would change the subscription to add RESTORE."""
     settings = configure(stack.settings, tmp_path)
     runner = create_app(settings).test_cli_runner()
     assert runner.invoke(args=["hubspot", "subscriptions", "apply"]).exit_code == 0
-    Path(settings.rules_file or "").write_text(RULES.replace("deal.creation", "[deal.creation, deal.merge]"))
+    Path(settings.rules_file or "").write_text(RULES.replace("deal.creation", "[deal.creation, deal.restore]"))
     dry = runner.invoke(args=["hubspot", "subscriptions", "apply", "--dry-run"])
-    assert f"would change    journal OBJECT 0-3 CREATE+MERGE (portal {PORTAL})" in dry.output, dry.output
+    widened = f"journal OBJECT 0-3 CREATE+DELETE+MERGE+RESTORE (portal {PORTAL})"
+    assert f"would change    {widened}" in dry.output, dry.output
     changed = runner.invoke(args=["hubspot", "subscriptions", "apply"])
-    assert f"changed journal OBJECT 0-3 CREATE+MERGE (portal {PORTAL})" in changed.output, changed.output
+    assert f"changed {widened}" in changed.output, changed.output
     Path(settings.rules_file or "").write_text(RULES)  # fewer actions needed: the held ones stay
     kept = runner.invoke(args=["hubspot", "subscriptions", "apply", "--dry-run"])
-    assert f"keep            journal OBJECT 0-3 CREATE+MERGE (portal {PORTAL})" in kept.output, kept.output
+    assert f"keep            {widened}" in kept.output, kept.output
 
 
 def test_the_journal_refuses_the_portal_token_the_app_token_reads_it(hubspot: Sim) -> None:

@@ -81,14 +81,17 @@ def test_dry_run_apply_apply_again_and_show(runner: FlaskCliRunner, sim: Sim) ->
     assert "would create  https://hub.example/webhooks/hubspot, maxConcurrentRequests 8 (none set)" in dry.output
     assert "would create" in dry.output and "deal.propertyChange (dealstage)" in dry.output
     assert "skipped: rule 'anything'" in dry.output and "no when.subscriptionType" in dry.output
-    assert "dry run: 3 change(s) would be made; nothing was changed" in dry.output
+    # The settings, the rules' 2 subscriptions, and the deletions and merges (and contacts' privacy deletions)
+    # of the deals, contacts and companies they name: 7 more.
+    assert "dry run: 10 change(s) would be made; nothing was changed" in dry.output
+    assert "would create    contact.privacyDeletion  needed by deal-contacts, anything" in dry.output
     assert writes(sim) == 0
     assert held(sim, "settings").status_code == 404
     assert held(sim, "subscriptions").json()["results"] == []
 
     applied = runner.invoke(args=["hubspot", "subscriptions", "apply"])
     assert applied.exit_code == 0, applied.output
-    assert "applied 3 change(s)" in applied.output
+    assert "applied 10 change(s)" in applied.output
     settings = held(sim, "settings").json()
     assert (settings["targetUrl"], settings["throttling"]) == (
         "https://hub.example/webhooks/hubspot",
@@ -96,30 +99,38 @@ def test_dry_run_apply_apply_again_and_show(runner: FlaskCliRunner, sim: Sim) ->
     )
     subscriptions = held(sim, "subscriptions").json()["results"]
     assert sorted((s["eventType"], s.get("propertyName"), s["active"]) for s in subscriptions) == [
+        ("company.deletion", None, True),
+        ("company.merge", None, True),
+        ("contact.deletion", None, True),
+        ("contact.merge", None, True),
+        ("contact.privacyDeletion", None, True),
         ("deal.creation", None, True),
+        ("deal.deletion", None, True),
+        ("deal.merge", None, True),
         ("deal.propertyChange", "dealstage", True),
     ]
-    assert writes(sim) == 3
+    assert writes(sim) == 10
 
     again = runner.invoke(args=["hubspot", "subscriptions", "apply"])
     assert again.exit_code == 0, again.output
     assert "nothing to do: HubSpot already holds what the rules need" in again.output
-    assert writes(sim) == 3
+    assert writes(sim) == 10
 
     table = runner.invoke(args=["hubspot", "subscriptions", "show"])
     assert table.exit_code == 0, table.output
     assert "target URL: https://hub.example/webhooks/hubspot" in table.output
     assert "maxConcurrentRequests: 8" in table.output
-    assert "stage-changes" in table.output and "2 subscription(s)" in table.output
+    assert "stage-changes" in table.output and "9 subscription(s)" in table.output
     shown = json.loads(runner.invoke(args=["hubspot", "subscriptions", "show", "--json"]).output)
     assert shown["settings"] == {
         "targetUrl": "https://hub.example/webhooks/hubspot",
         "throttling": {"maxConcurrentRequests": 8},
     }
-    assert sorted((s["eventType"], s["neededBy"]) for s in shown["subscriptions"]) == [
-        ("deal.creation", ["deal-contacts"]),
-        ("deal.propertyChange", ["stage-changes"]),
-    ]
+    needed_by = {s["eventType"]: s["neededBy"] for s in shown["subscriptions"]}
+    assert needed_by["deal.creation"] == ["deal-contacts"]
+    assert needed_by["deal.propertyChange"] == ["stage-changes"]
+    assert needed_by["deal.deletion"] == ["deal-contacts", "stage-changes", "anything"]
+    assert needed_by["company.merge"] == ["stage-changes"]
     assert shown["missing"] == []
 
 

@@ -13,9 +13,12 @@ from hublink.domain.subscriptions import (
     WebhookSettings,
     journal_keys,
     journal_plan,
+    lifecycle_journal_keys,
+    lifecycle_keys,
     needed_subscriptions,
     plan,
     with_journal,
+    with_lifecycle,
 )
 
 RULES = """\
@@ -83,8 +86,18 @@ class TestParse:
         assert JournalKey.parse(raw) == JournalKey("1", "OBJECT", "0-3", frozenset({"CREATE"}))
 
     def test_kinds_hublink_does_not_ask_for_are_none(self) -> None:
-        """App lifecycle and list subscriptions are not HubLink's to plan."""
-        assert JournalKey.parse({"subscriptionType": "APP_LIFECYCLE_EVENT", "objectTypeId": "4-1916193"}) is None
+        """List subscriptions, and app-lifecycle events other than install and uninstall, are not HubLink's."""
+        assert JournalKey.parse({"subscriptionType": "LIST_MEMBERSHIP", "objectTypeId": "0-1"}) is None
+        assert JournalKey.parse({"subscriptionType": "APP_LIFECYCLE_EVENT", "objectTypeId": "4-1"}) is None
+
+    def test_an_app_lifecycle_subscription_is_app_wide(self) -> None:
+        """The uninstall event's subscription (the simulator names the event type ``objectTypeId``, the spec's
+        request ``eventTypeId``): no portal, its one action."""
+        raw = {"id": 9, "subscriptionType": "APP_LIFECYCLE_EVENT", "objectTypeId": "4-1916193", "actions": []}
+        key = JournalKey.parse(raw)
+        assert key == JournalKey("", "APP_LIFECYCLE_EVENT", "4-1916193", frozenset({"APP_UNINSTALL"}))
+        assert str(key) == "journal APP_LIFECYCLE_EVENT 4-1916193 APP_UNINSTALL (app-wide)"
+        assert key.upsert_request() == {"subscriptionType": "APP_LIFECYCLE_EVENT", "eventTypeId": "4-1916193"}
 
     @pytest.mark.parametrize(
         ("raw", "field"),
@@ -129,3 +142,49 @@ class TestJournalPlan:
         full = with_journal(push, steps)
         assert full.changes == push.changes + 4
         assert full.subscriptions[-4:] == tuple(steps)
+
+
+class TestLifecycle:
+    """What HubLink needs besides the rules: deletions, merges, privacy deletions, installs and uninstalls."""
+
+    def test_the_object_types_rules_name_get_deletion_and_merge(self) -> None:
+        """Deals and contacts named by the rules: their deletions and merges, contacts' privacy deletions, each
+        needed by every rule naming the type; the rules' own subscriptions stay as they were."""
+        rules = RuleSet.load(RULES).rules
+        needs = with_lifecycle(needed_subscriptions(rules), rules)
+        added = set(needs.wanted) - set(wanted())
+        assert added == {
+            SubscriptionKey("contact.deletion"),
+            SubscriptionKey("contact.merge"),
+        }
+        for key in ("deal.deletion", "deal.merge", "contact.privacyDeletion", "contact.deletion", "contact.merge"):
+            assert set(needs.wanted[SubscriptionKey(key)]) == {"deals", "deal-deleted", "custom"}, key
+        assert needs.wanted[SubscriptionKey("deal.creation")] == ("deals",)
+
+    def test_custom_types_are_object_events_and_engagements_none(self) -> None:
+        """A custom type: ``object.deletion``/``object.merge`` with its type id; notes: none (HubSpot sends none)."""
+        assert lifecycle_keys("2-77") == [
+            SubscriptionKey("object.deletion", None, "2-77"),
+            SubscriptionKey("object.merge", None, "2-77"),
+        ]
+        assert lifecycle_keys("notes") == []
+        assert lifecycle_keys("companies") == [SubscriptionKey("company.deletion"), SubscriptionKey("company.merge")]
+
+    def test_journal_portals_get_the_install_and_uninstall_events_once(self) -> None:
+        """App-wide, so one of each whatever the number of journal portals; none without journal portals."""
+        keys = lifecycle_journal_keys(["1", "2"])
+        assert [str(k) for k in keys] == [
+            "journal APP_LIFECYCLE_EVENT 4-1909196 APP_INSTALL (app-wide)",
+            "journal APP_LIFECYCLE_EVENT 4-1916193 APP_UNINSTALL (app-wide)",
+        ]
+        assert lifecycle_journal_keys([]) == {}
+        held = [("9", JournalKey("", "APP_LIFECYCLE_EVENT", "4-1916193", frozenset({"APP_UNINSTALL"})))]
+        assert [s.action for s in journal_plan(held, keys)] == ["create", "keep"]
+
+    def test_journal_portals_get_deletions_and_merges_in_their_journal(self) -> None:
+        """The lifecycle push subscriptions become journal OBJECT subscriptions with DELETE and MERGE."""
+        rules = RuleSet.load(RULES).rules
+        keys = journal_keys(with_lifecycle(needed_subscriptions(rules), rules).wanted, ["5"])
+        contacts = [k for k in keys if k.object_type_id == "0-1" and k.kind == "OBJECT"]
+        assert [k.actions for k in contacts] == [frozenset({"DELETE", "MERGE"})]
+        assert any(k.kind == "GDPR_PRIVACY_DELETION" and k.object_type_id == "0-1" for k in keys)

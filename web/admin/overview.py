@@ -8,6 +8,7 @@ from flask import flash, redirect, render_template, url_for
 from werkzeug.wrappers import Response
 
 from hublink.delivery.circuit import read_circuits
+from hublink.delivery.installs import uninstalled_portals
 from hublink.ops.backfill import RedisBackfills
 from web.admin import dashboard
 from web.admin.blueprint import bp
@@ -25,7 +26,11 @@ def index() -> str:
         p.redis, p.keys, queue_name=p.settings.queue_name, dead_letters=p.dead_letters, metrics=p.metrics
     )
     return render_template(
-        "admin/overview.html", o=data, pauses=p.pauses.list(), circuits=read_circuits(p.redis, p.keys)
+        "admin/overview.html",
+        o=data,
+        pauses=p.pauses.list(),
+        circuits=read_circuits(p.redis, p.keys),
+        uninstalled=uninstalled_portals(p.redis, p.keys, hold_h=p.settings.uninstalled_hold_h),
     )
 
 

@@ -11,6 +11,7 @@ import logging
 from flask import flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
+from hublink.delivery.installs import resume_uninstalled
 from hublink.delivery.pauses import OPERATOR_SCOPES, Pause
 from web.admin.blueprint import bp
 from web.audit import audit
@@ -40,7 +41,11 @@ def pause_or_resume(action: str) -> Response | str:
             reason=reason,
             url=url_for("admin.pause_or_resume", action=action),
         )
-    store = parts().pauses
+    p = parts()
+    store = p.pauses
+    if action == "resume" and scope == "portal" and resume_uninstalled(p.redis, p.keys, store, name):
+        # The operator says the app is installed again: the portal's next call refreshes its token.
+        flash(f"Portal {name} is no longer marked uninstalled; its work goes out now.")
     changed = (
         store.pause(scope, name, reason or "paused from the dashboard")
         if action == "pause"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from flask import Response, jsonify
 
+from hublink.delivery.installs import uninstalled_portals
 from hublink.delivery.pauses import MAX_REASON
 from web.api.blueprint import bp, bulk_args
 from web.audit import audit
@@ -61,5 +62,8 @@ def lane(lane: str, action: str) -> Response:
 @bp.get("/pauses")
 @requires("events:read")
 def list_pauses() -> Response:
-    """Everything paused now: by operators (portal, lane) and by open circuits (circuit)."""
-    return jsonify({"items": [p.as_json() for p in parts().pauses.list()]})
+    """Everything paused now: by operators (portal, lane) and by open circuits (circuit); and the portals the
+    app is uninstalled from (``uninstalled``: since when, and when their work is dead-lettered)."""
+    p = parts()
+    uninstalled = uninstalled_portals(p.redis, p.keys, hold_h=p.settings.uninstalled_hold_h)
+    return jsonify({"items": [x.as_json() for x in p.pauses.list()], "uninstalled": [u.as_json() for u in uninstalled]})

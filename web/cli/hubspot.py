@@ -1,8 +1,10 @@
 """The app's webhooks from HubLink: ``hublink hubspot subscriptions show [--json]`` and ``apply [--dry-run]``.
 
 ``apply`` sets the app's target URL (HUBLINK_PUBLIC_URL + ``/webhooks/hubspot``), its throttling
-(HUBLINK_WEBHOOK_MAX_CONCURRENCY) and the subscriptions the rules file needs (see
-``hublink.domain.subscriptions`` for the mapping), through the 2026-03 webhooks API. It creates and
+(HUBLINK_WEBHOOK_MAX_CONCURRENCY) and the subscriptions the rules file needs, with the deletions and merges
+(and contacts' privacy deletions) of the object types the rules name, and for journal portals the journal
+subscriptions for them and the app's install and uninstall events (see ``hublink.domain.subscriptions``
+for the mapping), through the 2026-03 webhooks API. It creates and
 activates, never deletes: a subscription no rule needs is reported and left as it is.
 """
 
@@ -19,7 +21,7 @@ from hublink.config.rules_file import RulesFile
 from hublink.config.settings import Settings
 from hublink.delivery.webhooks_api import WebhookApp, WebhooksClient, journal_access
 from hublink.domain.errors import ConfigError, DeliveryError
-from hublink.domain.subscriptions import Needs, Plan, WebhookSettings, needed_subscriptions
+from hublink.domain.subscriptions import Needs, Plan, WebhookSettings, needed_subscriptions, with_lifecycle
 from web.cli.errors import OperatorGroup
 from web.parts import parts
 
@@ -55,11 +57,15 @@ def _app(settings: Settings) -> WebhookApp:
 
 
 def _needs(settings: Settings) -> Needs:
-    """What the rules need: the rules file's, or (HUBLINK_RULES_SOURCE=redis) the published version's."""
+    """What the rules need (the rules file's, or with HUBLINK_RULES_SOURCE=redis the published version's), and
+    the deletions and merges of the object types they name (HubLink ends or moves work naming a deleted or
+    merged record)."""
     if settings.rules_source == "redis":
-        return needed_subscriptions(parts().rules.rules)
+        rules = parts().rules.rules
+        return with_lifecycle(needed_subscriptions(rules), rules)
     try:
-        return needed_subscriptions(RulesFile.read(settings.rules_file).rules.rules)
+        rules = RulesFile.read(settings.rules_file).rules.rules
+        return with_lifecycle(needed_subscriptions(rules), rules)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
 

@@ -5,6 +5,11 @@ circuit is open (HubSpot refused its token or scopes, or kept failing; ``hublink
 ``resume`` lifts the first; for the second it says why the circuit opened and what closes it, and
 ``resume --portal P --circuit`` closes it at once (once the cause is fixed: the next call is the test,
 and the circuit opens again if HubSpot still refuses).
+
+A portal the app was uninstalled from (its circuit open as ``app_uninstalled``) is resumed by ``resume
+--portal P`` alone: the operator says the app is installed again. Its cached access token is forgotten, so
+its next call refreshes first; a refresh HubSpot still refuses makes it uninstalled again (and its hold
+starts again).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import click
 from flask.cli import with_appcontext
 
 from hublink.delivery.circuit import Circuit, RedisCircuitStore, read_circuits
+from hublink.delivery.installs import resume_uninstalled
 from hublink.delivery.pauses import Pause
 from web.audit import audit
 from web.cli.errors import OperatorCommand, OperatorGroup
@@ -62,7 +68,12 @@ def _why_still_waiting(scope: str, name: str) -> list[str]:
     if scope == "lane" and ("portal", portal) in held:
         lines.append(f"portal {portal} is paused too: resume it with `hublink resume --portal {portal}`")
     circuit = _open_circuit(portal)
-    if circuit is not None:
+    if circuit is not None and circuit.is_uninstalled:
+        lines.append(
+            f"the app is uninstalled from portal {portal} since {_since(circuit.opened_ms)} ({circuit.message}), "
+            f"so its work still waits. {circuit.advice}"
+        )
+    elif circuit is not None:
         lines.append(
             f"portal {portal}'s circuit is open since {_since(circuit.opened_ms)} ({circuit.reason}: "
             f"{circuit.message}), so its work still waits. {circuit.advice} To close it now, once the cause is "
@@ -84,9 +95,14 @@ def resume(portal: str | None, lane: str | None, close_circuit: bool) -> None:
         Pause.target(scope, name)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
-    if close_circuit:
-        if scope != "portal":
-            raise click.UsageError("--circuit closes a portal's circuit: give --portal")
+    if close_circuit and scope != "portal":
+        raise click.UsageError("--circuit closes a portal's circuit: give --portal")
+    if scope == "portal" and resume_uninstalled(p.redis, p.keys, p.pauses, name):
+        click.echo(
+            f"portal {name} is no longer marked uninstalled: its work goes out now (if HubSpot still "
+            "refuses its refresh token, it is marked uninstalled again)"
+        )
+    elif close_circuit:
         closed = RedisCircuitStore(p.redis, p.keys, p.pauses).close(name, int(time.time() * 1000))
         audit("resume", f"circuit {name}", "ok" if closed is not None else "ok: unchanged")
         click.echo(
