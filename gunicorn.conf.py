@@ -29,6 +29,7 @@ import os  # noqa: E402
 
 from gunicorn import util as gunicorn_util  # noqa: E402
 
+from hublink import tracing  # noqa: E402
 from hublink.store.connections import WEB_CONCURRENCY_PER_PROCESS  # noqa: E402
 
 #: The longest message a gunicorn refusal carries (it may quote the refused request line).
@@ -108,3 +109,18 @@ logconfig_dict = {
         "gunicorn.access": {"level": "NOTSET", "handlers": [], "propagate": True},
     },
 }
+
+# Traces (off unless OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_TRACES_EXPORTER is set): create_app() runs in the
+# master (preload_app) and only names the service; each worker builds its own tracer provider after the fork,
+# so that no batch processor's export thread or pooled connection is shared between processes.
+tracing.defer_to_fork()
+
+
+def post_fork(server: object, worker: object) -> None:
+    """In each new worker: start tracing, if the master's create_app() found it asked for."""
+    tracing.start_after_fork()
+
+
+def worker_exit(server: object, worker: object) -> None:
+    """A worker's spans still buffered are exported before it ends."""
+    tracing.shutdown()

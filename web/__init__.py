@@ -24,6 +24,7 @@ from flask import Flask, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from hublink import log as hublink_log
+from hublink import tracing as hublink_tracing
 from hublink.config.settings import Settings
 from hublink.delivery.labels import LabelCache
 from hublink.delivery.pauses import PauseStore
@@ -37,6 +38,7 @@ from hublink.store.connections import PROBE_POOL_SIZE, PROBE_POOL_WAIT_S, WEB_PO
 from hublink.store.keys import Keys
 from hublink.store.scripts import Scripts
 from web import admin, api, cli, errors, health, metrics, responses, webhooks
+from web import tracing as web_tracing
 from web.errors import ApiError
 from web.parts import Parts
 from web.rules import load_rules
@@ -63,6 +65,10 @@ def create_app(
     if logging_wanted:
         hublink_log.configure(settings.log_level, settings.secrets)
 
+    if from_env:
+        # OTEL_* decide (off unless an endpoint or exporter is named); under gunicorn, per worker after the fork.
+        hublink_tracing.setup(hublink_tracing.SERVICE_WEB, environ)
+
     rules_file, sources = load_rules(settings.rules_file, environ)
     if logging_wanted and (sources.secrets or sources.query_params):
         # Again, now that the rules file has named its secrets and credential-carrying query parameters:
@@ -72,6 +78,7 @@ def create_app(
         )
 
     app = Flask(__name__)
+    web_tracing.install(app)
     if settings.trust_proxy:
         # One proxy in front: the public scheme, host and prefix it saw are what HubSpot signed.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1, x_prefix=1)  # type: ignore[method-assign]
