@@ -139,9 +139,7 @@ class TestOneTrace:
         expanded = [line for line in lines if line.get("event") == "inbox entry expanded"]
         assert expanded and all(line.get("trace_id") in by_trace for line in expanded)
 
-    def test_a_direct_api_request_is_traced_to_its_call(
-        self, stack: Stack, sim: Sim, receiver: OtlpReceiver
-    ) -> None:
+    def test_a_direct_api_request_is_traced_to_its_call(self, stack: Stack, sim: Sim, receiver: OtlpReceiver) -> None:
         """``POST /api/associations``: its expansion and its HubSpot call are in the request's trace."""
         stack.worker(**otel_env(receiver))
         url = stack.gunicorn(**otel_env(receiver))

@@ -69,7 +69,10 @@ class OtlpReceiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            """One export per request; nothing logged (http.server writes to stderr otherwise)."""
+
+            def do_POST(self) -> None:
+                """Decode, keep and answer one ``ExportTraceServiceRequest``."""
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 if self.path != "/v1/traces":
                     self.send_error(404)
@@ -89,7 +92,8 @@ class OtlpReceiver:
                 self.end_headers()
                 self.wfile.write(answer)
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server's signature
+            def log_message(self, format: str, *args: Any) -> None:
+                """Quiet."""
                 return
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -134,5 +138,6 @@ class OtlpReceiver:
             return [s for s in self.spans if s.name == name and (service is None or s.service == service)]
 
     def __iter__(self) -> Iterator[ReceivedSpan]:
+        """Every span received so far."""
         with self._lock:
             return iter(list(self.spans))
