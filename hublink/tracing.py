@@ -252,8 +252,8 @@ def _start(
 def server_span(name: str, attributes: Mapping[str, Any], carrier: Any) -> Any:
     """A request's SERVER span, continuing a caller's trace from its headers (``OTEL_PROPAGATORS``).
 
-    Returns the span, already current in a context the caller detaches with :func:`end_server_span`;
-    None when off.
+    Returns a handle (the span, already current, and the token that makes it so) for
+    :func:`end_server_span`; None when off.
     """
     if _tracer is None:
         return None
