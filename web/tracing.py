@@ -16,6 +16,10 @@ from flask import Flask, Response, g, request
 
 from hublink import tracing
 
+#: Probes and scrapes, every few seconds from every orchestrator and Prometheus: spans of them would bury the
+#: requests that carry work.
+UNTRACED = frozenset({"/healthz", "/readyz", "/metrics"})
+
 
 def install(app: Flask) -> None:
     """Give every request of ``app`` a SERVER span, when the environment asks for traces."""
@@ -28,6 +32,8 @@ def install(app: Flask) -> None:
 
 
 def _start() -> None:
+    if request.path in UNTRACED:
+        return
     rule = request.url_rule.rule if request.url_rule is not None else None
     attributes: dict[str, Any] = {
         "http.request.method": request.method,

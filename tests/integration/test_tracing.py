@@ -8,6 +8,8 @@ call and the settle step. A batch call that carries the work of several requests
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -18,11 +20,11 @@ import requests
 
 from hublink.store.keys import Keys
 from tests.conftest import API_TOKEN
-from tests.integration.conftest import Sim, Stack
+from tests.integration.conftest import Sim, Stack, env_for
 from tests.integration.helpers import wait_settled
 from tests.integration.test_webhooks import FORM_SECRET, SECRET, hubspot_event, signed
 from tests.support.otlp import OtlpReceiver, ReceivedSpan
-from tests.support.processes import wait_for
+from tests.support.processes import REPO, python, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -184,3 +186,24 @@ class TestOff:
         stack.worker()
         wait_for(lambda: ("deals", "812", "contacts", "912") in sim.pairs(), timeout=15, what="the association")
         assert receiver.requests == 0
+
+    def test_the_sdk_is_never_imported(self, stack: Stack) -> None:
+        """A web app serving intake and a worker's parts, built with tracing off, load no OpenTelemetry module."""
+        script = """
+import sys
+from web import create_app
+import worker.runtime, worker.__main__
+app = create_app()
+item = {"fromObjectType": "deals", "fromObjectId": "1", "toObjectType": "contacts", "toObjectId": "2"}
+answer = app.test_client().post(
+    "/api/associations", json={"associations": [item]}, headers={"Authorization": "Bearer " + sys.argv[1]}
+)
+assert answer.status_code == 202, answer.get_data()
+print(sorted(m for m in sys.modules if m.startswith("opentelemetry")))
+"""
+        env = {"PATH": os.environ.get("PATH", ""), **env_for(stack.settings)}
+        done = subprocess.run(
+            [python(), "-c", script, API_TOKEN], env=env, cwd=REPO, capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip().splitlines()[-1] == "[]"
