@@ -260,7 +260,9 @@ class LaneDrainer:
                             "hublink.linked": tally.linked,
                             "hublink.retried": tally.retried,
                             "hublink.dead": tally.dead,
-                            "hublink.deferred": tally.deferred + len(sent.back),
+                            "hublink.deferred": tally.deferred,
+                            # Sent back untouched (a gate, a far-off token) or held behind a failed pair.
+                            "hublink.handed_back": len(sent.back) + len(sent.held),
                         }
                     )
         for moved in sent.displaced:

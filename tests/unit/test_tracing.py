@@ -165,6 +165,7 @@ class TestContextThroughRedis:
         plain, traced = member_of(ID, REQUEST, 7), member_of(ID, REQUEST, 7, origin)
         assert len(traced.encode()) - len(plain.encode()) == 32
         assert member_origin(traced) == origin and member_origin(plain) == ""
+        assert plain.split("\x1f")[2] == "a", "tracing off: the member is exactly as before"
         for member in (plain, traced):
             claimed = claimed_from([member.encode(), None, None, None], REQUEST.lane)
             assert (claimed.association_id, claimed.request, claimed.first_seen_ms) == (ID, REQUEST, 7)
@@ -247,3 +248,39 @@ class TestLogs:
     def test_off_adds_nothing(self) -> None:
         """With tracing off a record is left as it is."""
         assert hublink_log.add_trace_ids(None, "info", {"event": "z"}) == {"event": "z"}
+
+
+class TestServerSpans:
+    """The web's SERVER span, from Flask's hooks (``web.tracing``)."""
+
+    def test_a_request_is_a_server_span_that_continues_a_callers_trace(
+        self, spans: InMemorySpanExporter, monkeypatch: pytest.MonkeyPatch, make_settings: Any
+    ) -> None:
+        """A caller's traceparent is the parent; route and status are recorded; probes make no span."""
+        from web import create_app
+
+        monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console")
+        client = create_app(make_settings()).test_client()
+        headers = {"traceparent": SAMPLED, "User-Agent": "probe/1", "X-Request-Id": "req-123"}
+        with client.get("/openapi.yaml", headers=headers) as answer:
+            assert answer.status_code == 200
+        span = only(spans, "GET /openapi.yaml")
+        assert span.kind is SpanKind.SERVER
+        assert (f"{span.context.trace_id:032x}", f"{span.parent.span_id:016x}") == (TRACE, SPAN)  # type: ignore[union-attr]
+        assert span.attributes is not None
+        assert span.attributes["http.response.status_code"] == 200
+        assert span.attributes["http.route"] == span.attributes["url.path"] == "/openapi.yaml"
+        assert span.attributes["user_agent.original"] == "probe/1"
+        assert span.attributes["hublink.request_id"] == "req-123"
+        assert span.status.is_ok
+        client.get("/healthz")
+        assert [s.name for s in spans.get_finished_spans()] == ["GET /openapi.yaml"], "no span for a probe"
+
+    def test_without_otel_variables_no_hook_is_registered(self, make_settings: Any) -> None:
+        """Tracing off: the app has none of the tracing hooks, so a request pays nothing."""
+        from web import create_app
+        from web import tracing as web_tracing
+
+        app = create_app(make_settings())
+        hooks = [*app.before_request_funcs.get(None, []), *app.teardown_request_funcs.get(None, [])]
+        assert web_tracing._start not in hooks and web_tracing._end not in hooks
