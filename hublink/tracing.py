@@ -2,7 +2,7 @@
 
 Off unless ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``) or
 ``OTEL_TRACES_EXPORTER`` is set (``OTEL_TRACES_EXPORTER=none`` and ``OTEL_SDK_DISABLED=true`` keep it off).
-Off costs nothing: the SDK is never imported, every hook below is one ``is None`` check, the inbox entry
+Off costs nothing: the tracing SDK is never imported, every hook below is one ``is None`` check, the inbox entry
 carries no ``tp`` field and a lane member no origin. On, the standard ``OTEL_*`` variables are honoured by
 the SDK itself (service name and resource, sampler, batch processor, exporter endpoint, headers, timeout,
 compression, certificates); ``OTEL_SERVICE_NAME`` defaults to ``hublink-web`` or ``hublink-worker``.
