@@ -9,6 +9,7 @@ registered when tracing is off: a request then pays nothing at all.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import structlog
@@ -16,6 +17,8 @@ from flask import Flask, Response, g, request
 
 from hublink import tracing
 
+#: A Flask rule's converter (``<string(length=32):letter_id>``), dropped from ``http.route``: ``<letter_id>``.
+_CONVERTER = re.compile(r"<[^<>:]+:([^<>]+)>")
 #: Probes and scrapes, every few seconds from every orchestrator and Prometheus: spans of them would bury the
 #: requests that carry work.
 UNTRACED = frozenset({"/healthz", "/readyz", "/metrics"})
@@ -34,7 +37,7 @@ def install(app: Flask) -> None:
 def _start() -> None:
     if request.path in UNTRACED:
         return
-    rule = request.url_rule.rule if request.url_rule is not None else None
+    rule = _CONVERTER.sub(r"<\1>", request.url_rule.rule) if request.url_rule is not None else None
     attributes: dict[str, Any] = {
         "http.request.method": request.method,
         "url.path": request.path,

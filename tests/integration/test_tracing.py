@@ -18,10 +18,13 @@ import pytest
 import redis as redis_lib
 import requests
 
+from hublink.domain.lookups import is_lookup_lane
 from hublink.store.keys import Keys
-from tests.conftest import API_TOKEN
+from tests.conftest import ADMIN_TOKEN, API_TOKEN
 from tests.integration.conftest import Sim, Stack, env_for
 from tests.integration.helpers import wait_settled
+from tests.integration.test_dead_letters import seed
+from tests.integration.test_trace import LOOKUP_RULES
 from tests.integration.test_webhooks import FORM_SECRET, SECRET, hubspot_event, signed
 from tests.support.otlp import OtlpReceiver, ReceivedSpan
 from tests.support.processes import REPO, python, wait_for
@@ -162,6 +165,50 @@ class TestOneTrace:
         assert call.links == ((server.trace_id, server.span_id),)
         expansion = one(receiver.named("inbox expand"), "the expansion")
         assert (expansion.trace_id, expansion.parent_span_id) == (server.trace_id, server.span_id)
+
+    def test_a_replay_is_traced_from_the_request_that_asked_for_it(
+        self, stack: Stack, sim: Sim, receiver: OtlpReceiver
+    ) -> None:
+        """A dead letter replayed through the API: its HubSpot call is in the replay request's trace, linked to it."""
+        [letter_id] = seed(stack.settings.redis_url, 1, start=931)
+        url = stack.gunicorn(**otel_env(receiver))
+        response = requests.post(
+            f"{url}/api/dead-letters/{letter_id}/replay", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=5
+        )
+        assert response.status_code == 202, response.text
+        stack.worker(**otel_env(receiver))
+        wait_for(lambda: ("deals", "931", "contacts", "1") in sim.pairs(), timeout=15, what="the replayed association")
+        wait_for(lambda: receiver.named("settle"), timeout=10, what="the settle span")
+        server = one([s for s in receiver.named("POST /api/dead-letters/<letter_id>/replay")], "the replay request")
+        call = one([s for s in receiver.named("PUT", "hublink-worker") if s.kind == "CLIENT"], "the single PUT")
+        assert call.trace_id == server.trace_id
+        assert call.links == ((server.trace_id, server.span_id),)
+
+    def test_a_lookup_keeps_the_request_it_came_from(
+        self, stack: Stack, sim: Sim, receiver: OtlpReceiver, tmp_path: Path
+    ) -> None:
+        """A rule's lookup runs in a drain of its own; the association it becomes still links to the webhook."""
+        rules = tmp_path / "lookup-rules.yaml"
+        rules.write_text(LOOKUP_RULES)
+        stack.settings = replace(stack.settings, hubspot_client_secret=SECRET, rules_file=str(rules))
+        deal = {"objectType": "deals", "id": "5301", "properties": {"buyer_id": "7301"}}
+        sim.post("/_sim/records", {"records": [deal]})
+        stack.worker(**otel_env(receiver))
+        url = stack.gunicorn(HUBSPOT_CLIENT_SECRET=SECRET, HUBLINK_RULES_FILE=str(rules), **otel_env(receiver))
+        body = json.dumps([hubspot_event(1, 5301)]).encode()
+        headers = signed(body, uri=f"{url}/webhooks/hubspot")
+        assert requests.post(f"{url}/webhooks/hubspot", data=body, headers=headers, timeout=5).status_code == 200
+        wait_for(lambda: ("deals", "5301", "contacts", "7301") in sim.pairs(), timeout=30, what="the association")
+        wait_for(
+            lambda: len(receiver.named("settle")) >= 2, timeout=10, what="the lookup's and the association's settle"
+        )
+        server = one(receiver.named("POST /webhooks/hubspot"), "the webhook")
+        drains = receiver.named("drain", "hublink-worker")
+        assert {d.trace_id for d in drains} == {server.trace_id}
+        assert sorted(is_lookup_lane(d.attributes["hublink.lane"]) for d in drains) == [False, True]
+        call = one([s for s in receiver.named("PUT", "hublink-worker") if s.kind == "CLIENT"], "the association's PUT")
+        assert call.trace_id == server.trace_id
+        assert call.links == ((server.trace_id, server.span_id),)
 
 
 class TestOff:
