@@ -10,7 +10,8 @@ in front (README, Operations).
 
 The standard library is patched here, before the app is imported (``preload_app``): redis-py and
 everything else then use gevent's sockets, locks and thread-locals from the start, never a mix. The web
-process makes no other outbound calls (HubSpot is called by the workers only).
+process makes no other outbound calls (HubSpot is called by the workers only), but for its spans' export to an
+OTLP collector when tracing is on (``hublink.tracing``, set up per worker after the fork: see the end of this file).
 
 One worker per core (at least two, so that a worker being replaced leaves one serving; WEB_CONCURRENCY
 overrides): a gevent worker never blocks on Redis, other greenlets run meanwhile, and the requests of one

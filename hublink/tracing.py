@@ -71,11 +71,16 @@ def wanted(environ: Mapping[str, str] | None = None) -> bool:
     env = os.environ if environ is None else environ
     if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
         return False
-    exporter = env.get("OTEL_TRACES_EXPORTER", "").strip().lower()
-    if exporter:
-        return exporter != "none"
+    exporters = _exporter_names(env)
+    if exporters:
+        return exporters != ["none"]
     endpoints = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
     return any(env.get(name, "").strip() for name in endpoints)
+
+
+def _exporter_names(env: Mapping[str, str]) -> list[str]:
+    """OTEL_TRACES_EXPORTER as a list (the specification allows several, comma-separated)."""
+    return [name.strip() for name in env.get("OTEL_TRACES_EXPORTER", "").lower().split(",") if name.strip()]
 
 
 def enabled() -> bool:
@@ -100,6 +105,7 @@ def start_after_fork() -> None:
 def setup(service_name: str, environ: Mapping[str, str] | None = None) -> bool:
     """Start tracing for this process when the environment asks for it; True when on (or deferred).
 
+    ``environ`` decides whether (default: os.environ); the SDK itself reads its settings from os.environ.
     Raises ConfigError for an exporter or protocol this build cannot serve (only OTLP over HTTP/protobuf,
     and ``console`` for a look at the spans on stdout).
     """
@@ -107,9 +113,10 @@ def setup(service_name: str, environ: Mapping[str, str] | None = None) -> bool:
     env = os.environ if environ is None else environ
     if not wanted(env):
         return False
-    exporter_name = env.get("OTEL_TRACES_EXPORTER", "otlp").strip().lower() or "otlp"
-    if exporter_name not in ("otlp", "console"):
-        raise ConfigError(f"OTEL_TRACES_EXPORTER: {exporter_name!r:.40} is not served; use otlp, console or none")
+    exporter_names = [name for name in _exporter_names(env) if name != "none"] or ["otlp"]
+    for name in exporter_names:
+        if name not in ("otlp", "console"):
+            raise ConfigError(f"OTEL_TRACES_EXPORTER: {name!r:.40} is not served; use otlp, console or none")
     for name in ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"):
         protocol = env.get(name, "").strip()
         if protocol:
@@ -130,24 +137,25 @@ def setup(service_name: str, environ: Mapping[str, str] | None = None) -> bool:
     resource = Resource.create({SERVICE_VERSION: __version__})
     if str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
         resource = resource.merge(Resource({SERVICE_NAME: service_name}))
-    exporter: SpanExporter
-    if exporter_name == "console":
-        exporter = ConsoleSpanExporter()
-    else:
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
-        exporter = OTLPSpanExporter()
     # The sampler (OTEL_TRACES_SAMPLER), span limits (OTEL_SPAN_*) and the batch processor (OTEL_BSP_*) read
     # the environment themselves.
     provider = TracerProvider(resource=resource)
-    provider.add_span_processor(BatchSpanProcessor(exporter))
+    for name in exporter_names:
+        exporter: SpanExporter
+        if name == "console":
+            exporter = ConsoleSpanExporter()
+        else:
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+            exporter = OTLPSpanExporter()
+        provider.add_span_processor(BatchSpanProcessor(exporter))
     _provider = provider
     _tracer = provider.get_tracer("hublink", __version__)
     # Not set as the global provider: only HubLink's hooks make spans, and a library's use of the global API
     # stays a no-op rather than filling traces with spans nobody asked for.
     log.info(
         "tracing on",
-        extra={"service": resource.attributes.get(SERVICE_NAME), "exporter": exporter_name, "pid": os.getpid()},
+        extra={"service": resource.attributes.get(SERVICE_NAME), "exporter": exporter_names, "pid": os.getpid()},
     )
     return True
 

@@ -14,8 +14,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
+from hublink import __version__, tracing
 from hublink import log as hublink_log
-from hublink import tracing
 from hublink.domain.associations import AssociationRequest
 from hublink.domain.errors import ConfigError
 from hublink.intake.inbox import _entry
@@ -70,6 +70,8 @@ class TestOffUnlessAsked:
             ({"OTEL_TRACES_EXPORTER": "none", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"}, False),
             ({"OTEL_SDK_DISABLED": "true", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"}, False),
             ({"OTEL_SERVICE_NAME": "mine"}, False),
+            ({"OTEL_TRACES_EXPORTER": "otlp,console"}, True),
+            ({"OTEL_TRACES_EXPORTER": " None "}, False),
         ],
     )
     def test_wanted_only_with_an_endpoint_or_an_exporter(self, environ: dict[str, str], on: bool) -> None:
@@ -98,6 +100,7 @@ class TestOffUnlessAsked:
         ("environ", "variable"),
         [
             ({"OTEL_TRACES_EXPORTER": "jaeger"}, "OTEL_TRACES_EXPORTER"),
+            ({"OTEL_TRACES_EXPORTER": "otlp,zipkin"}, "OTEL_TRACES_EXPORTER"),
             ({"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, "OTEL_EXPORTER_OTLP_PROTOCOL"),
             (
                 {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/json"},
@@ -110,6 +113,22 @@ class TestOffUnlessAsked:
         with pytest.raises(ConfigError, match=variable):
             tracing.setup(tracing.SERVICE_WORKER, environ)
         assert not tracing.enabled()
+
+    def test_setup_names_the_service_unless_the_environment_does(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """``hublink-worker`` by default; OTEL_SERVICE_NAME wins; the version is the resource's too."""
+        monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console")
+        for name, expected in ((None, "hublink-worker"), ("links-eu", "links-eu")):
+            if name:
+                monkeypatch.setenv("OTEL_SERVICE_NAME", name)
+            try:
+                assert tracing.setup(tracing.SERVICE_WORKER) is True
+                assert tracing.enabled()
+                attributes = tracing._provider.resource.attributes
+                assert attributes["service.name"] == expected
+                assert attributes["service.version"] == __version__
+            finally:
+                tracing.shutdown()
+            assert not tracing.enabled()
 
     def test_deferred_to_the_fork_the_master_builds_nothing(self) -> None:
         """Under gunicorn's master, setup only names the service; a worker builds it after the fork."""
