@@ -134,7 +134,8 @@ def setup(service_name: str, environ: Mapping[str, str] | None = None) -> bool:
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 
     # Resource.create reads OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME; the default name only fills a gap.
-    resource = Resource.create({SERVICE_VERSION: __version__})
+    # The pid tells gunicorn's workers apart (and shows each built its provider after the fork).
+    resource = Resource.create({SERVICE_VERSION: __version__, "process.pid": os.getpid()})
     if str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
         resource = resource.merge(Resource({SERVICE_NAME: service_name}))
     # The sampler (OTEL_TRACES_SAMPLER), span limits (OTEL_SPAN_*) and the batch processor (OTEL_BSP_*) read

@@ -107,6 +107,10 @@ class TestOneTrace:
             assert server.attributes["hublink.request_id"]
         by_trace = {s.trace_id: s for s in servers}
         assert len(by_trace) == 3, "each request starts its own trace"
+        # Each gunicorn worker built its own provider after the fork: its spans name the worker, not the master.
+        [master] = [p for p in stack.processes if p.name == "gunicorn"]
+        pids = {s.resource["process.pid"] for s in servers}
+        assert pids and master.pid not in pids
 
         adds = receiver.named("inbox add", "hublink-web")
         assert {(a.trace_id, a.parent_span_id) for a in adds} == {(s.trace_id, s.span_id) for s in servers}

@@ -40,6 +40,8 @@ class ReceivedSpan:
     status_code: int
     start_ns: int
     end_ns: int
+    #: The resource's attributes (``service.name``, ``process.pid``, ...).
+    resource: dict[str, Any] = field(default_factory=dict)
 
 
 def _value(any_value: Any) -> Any:
@@ -126,6 +128,7 @@ class OtlpReceiver:
                             status_code=span.status.code,
                             start_ns=span.start_time_unix_nano,
                             end_ns=span.end_time_unix_nano,
+                            resource=resource,
                         )
                     )
         with self._lock:
