@@ -10,7 +10,8 @@ in front (README, Operations).
 
 The standard library is patched here, before the app is imported (``preload_app``): redis-py and
 everything else then use gevent's sockets, locks and thread-locals from the start, never a mix. The web
-process makes no other outbound calls (HubSpot is called by the workers only).
+process makes no other outbound calls (HubSpot is called by the workers only), but for its spans' export to an
+OTLP collector when tracing is on (``hublink.tracing``, set up per worker after the fork: see the end of this file).
 
 One worker per core (at least two, so that a worker being replaced leaves one serving; WEB_CONCURRENCY
 overrides): a gevent worker never blocks on Redis, other greenlets run meanwhile, and the requests of one
@@ -29,6 +30,7 @@ import os  # noqa: E402
 
 from gunicorn import util as gunicorn_util  # noqa: E402
 
+from hublink import tracing  # noqa: E402
 from hublink.store.connections import WEB_CONCURRENCY_PER_PROCESS  # noqa: E402
 
 #: The longest message a gunicorn refusal carries (it may quote the refused request line).
@@ -108,3 +110,18 @@ logconfig_dict = {
         "gunicorn.access": {"level": "NOTSET", "handlers": [], "propagate": True},
     },
 }
+
+# Traces (off unless OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_TRACES_EXPORTER is set): create_app() runs in the
+# master (preload_app) and only names the service; each worker builds its own tracer provider after the fork,
+# so that no batch processor's export thread or pooled connection is shared between processes.
+tracing.defer_to_fork()
+
+
+def post_fork(server: object, worker: object) -> None:
+    """In each new worker: start tracing, if the master's create_app() found it asked for."""
+    tracing.start_after_fork()
+
+
+def worker_exit(server: object, worker: object) -> None:
+    """A worker's spans still buffered are exported before it ends."""
+    tracing.shutdown()

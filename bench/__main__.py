@@ -28,6 +28,7 @@ import redis as redis_lib
 import requests
 
 from bench import capacity, footprint, say
+from bench.otlp_sink import OtlpSink
 from hublink.domain import signatures
 from tests.support.processes import (
     Process,
@@ -205,6 +206,14 @@ def p1_single_intake(b: Bench, seconds: int) -> None:
     b.stop(web)
     # Every 202 is an inbox entry (the workers, not running here, would put it in its lane).
     pending = b.client().xlen("hl:inbox")
+    b.reset()
+    # Context: the same with tracing on, every request's spans exported over OTLP/HTTP to a local sink.
+    say(f"P1: HubLink intake, tracing on (OTLP/HTTP to a local sink), {seconds}s of wrk")
+    sink = OtlpSink()
+    web, url = b.gunicorn("web:create_app()", OTEL_EXPORTER_OTLP_ENDPOINT=sink.url)
+    traced = wrk(f"{url}/api/associations", "single.lua", seconds)
+    b.stop(web)
+    sink.stop()
     b.results["P1"] = {
         "bare_rps": bare_result["rps"],
         "hublink_rps": ours["rps"],
@@ -213,6 +222,9 @@ def p1_single_intake(b: Bench, seconds: int) -> None:
         "non2xx": ours["non2xx"],
         "stored": pending,
         "requests": ours["requests"],
+        "traced_rps": traced["rps"],
+        "traced_non2xx": traced["non2xx"],
+        "traced_exports": sink.requests,
     }
     b.reset()
 
@@ -590,6 +602,16 @@ def table(r: dict[str, Any]) -> str:
                 f"{p['hublink_rps'] / p['rpush_rps']:.2f} (RPUSH alone: {p['rpush_rps'] / p['bare_rps']:.2f} of bare)",
                 "context",
                 True,
+            )
+        if "traced_rps" in p:
+            # Context: what tracing on costs (every request's spans exported over OTLP/HTTP to a local sink).
+            row(
+                "P1 with tracing on (req/s)",
+                f"{p['traced_rps']:,.0f}",
+                f"{p['hublink_rps']:,.0f} tracing off",
+                f"{p['traced_rps'] / p['hublink_rps']:.2f} ({p['traced_exports']:,} exports)",
+                "context",
+                p["traced_non2xx"] == 0 and p["traced_exports"] > 0,
             )
     if "P2" in r:
         p = r["P2"]

@@ -6,6 +6,7 @@ bound with ``structlog.contextvars`` and merged into every record. The redaction
 every configured secret, wherever it appears in a record, drops fields named like credentials, and
 blanks the value of every credential-carrying query parameter (``hapikey=...`` and those the rules file
 names) in any text, gunicorn's access lines included, whatever the value: a wrong key is a secret too.
+With tracing on (``hublink.tracing``), a record made inside a span carries its ``trace_id`` and ``span_id``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from collections.abc import Iterable, MutableMapping
 from typing import Any
 
 import structlog
+
+from hublink import tracing
 
 REDACTED = "[REDACTED]"
 #: Field names that never reach a log line, whatever their value.
@@ -85,6 +88,15 @@ class Redactor:
         return event_dict
 
 
+def add_trace_ids(logger: Any, method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """A structlog processor: the current span's ``trace_id`` and ``span_id`` (tracing on, inside a span)."""
+    ids = tracing.log_ids()
+    if ids is not None:
+        event_dict.setdefault("trace_id", ids[0])
+        event_dict.setdefault("span_id", ids[1])
+    return event_dict
+
+
 def configure(level: str, secrets: Iterable[str], stream: Any = None, query_params: Iterable[str] = ()) -> None:
     """Send every log record to ``stream`` (stderr) as one JSON line; call once per process.
 
@@ -94,6 +106,7 @@ def configure(level: str, secrets: Iterable[str], stream: Any = None, query_para
     redactor = Redactor(secrets, query_params)
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
+        add_trace_ids,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.stdlib.ExtraAdder(),

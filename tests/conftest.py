@@ -22,7 +22,7 @@ from hypothesis import settings as hypothesis_settings
 
 from hublink.config.settings import Settings
 
-ENV_PREFIXES = ("HUBLINK_", "HUBSPOT_", "REDIS_", "RQ_")
+ENV_PREFIXES = ("HUBLINK_", "HUBSPOT_", "REDIS_", "RQ_", "OTEL_")
 
 API_TOKEN = "test-api-token-0123456789"
 ADMIN_TOKEN = "test-admin-token-0123456789"

@@ -24,6 +24,7 @@ from flask import Flask, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from hublink import log as hublink_log
+from hublink import tracing as hublink_tracing
 from hublink.config.settings import Settings
 from hublink.delivery.labels import LabelCache
 from hublink.delivery.pauses import PauseStore
@@ -40,6 +41,7 @@ from hublink.store.connections import PROBE_POOL_SIZE, PROBE_POOL_WAIT_S, WEB_PO
 from hublink.store.keys import Keys
 from hublink.store.scripts import Scripts
 from web import admin, api, cli, errors, health, metrics, responses, webhooks
+from web import tracing as web_tracing
 from web.errors import ApiError
 from web.parts import Parts
 from web.rules import live_rules, load_rules
@@ -66,6 +68,10 @@ def create_app(
     if logging_wanted:
         hublink_log.configure(settings.log_level, settings.secrets)
 
+    if from_env:
+        # OTEL_* decide (off unless an endpoint or exporter is named); under gunicorn, per worker after the fork.
+        hublink_tracing.setup(hublink_tracing.SERVICE_WEB, environ)
+
     rules_file, sources = load_rules(settings.rules_file, environ)
     redacted: tuple[set[str], set[str]] = (set(), set())  # the sources' secrets and query parameters so far
 
@@ -84,6 +90,7 @@ def create_app(
     _redact_sources(from_file)
 
     app = Flask(__name__)
+    web_tracing.install(app)
     if settings.trust_proxy:
         # One proxy in front: the public scheme, host and prefix it saw are what HubSpot signed.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1, x_prefix=1)  # type: ignore[method-assign]

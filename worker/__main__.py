@@ -21,6 +21,7 @@ import os
 import sys
 
 from hublink import log as hublink_log
+from hublink import tracing
 from hublink.config.rules_file import RulesFile
 from hublink.config.settings import Settings
 from hublink.domain.errors import ConfigError, StoreUnavailableError
@@ -44,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
         settings.require("worker")
         rules_file = RulesFile.read(settings.rules_file)
         hublink_log.configure(settings.log_level, settings.secrets)
+        # OTEL_* decide (off unless an endpoint or exporter is named); the worker never forks, so set up now.
+        tracing.setup(tracing.SERVICE_WORKER)
         rt = runtime.build(settings, rules_file, consumer=args.name or "")
     except ConfigError as exc:
         print(f"hublink worker: {exc}", file=sys.stderr)  # noqa: T201 - before logging exists
@@ -74,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         dispatcher.stop()
         if rt.journal is not None:
             rt.journal.stop()
+        tracing.shutdown()  # the spans still buffered go out before the process ends
     return 0
 
 

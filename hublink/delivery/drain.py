@@ -18,8 +18,10 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, cast
 
+from hublink import tracing
 from hublink.delivery import outcomes
 from hublink.delivery.batch import Batch
 from hublink.delivery.circuit import Breaker
@@ -47,7 +49,8 @@ from hublink.domain.associations import split_lane
 from hublink.domain.limits import RateLimit
 from hublink.domain.lookups import is_lookup_lane
 from hublink.intake.record_fates import FateBook
-from hublink.lanes import Lanes
+from hublink.lanes import Claimed, Lanes
+from hublink.lanes.codec import member_origin
 from hublink.store.counters import CounterOps
 
 log = logging.getLogger("hublink.delivery.drain")
@@ -194,12 +197,21 @@ class LaneDrainer:
             batch = self._claim(lane, deadline, report)
             if batch is None:
                 break
-            if all(gate.before_call(batch) is GO for gate in self._gates):
-                self._sender.send(batch)
-            for gate in reversed(self._gates):
-                gate.after_call(batch)
-            self._settle(batch, report)
+            if batch.items and tracing.enabled():
+                # One span per claimed batch, in the trace of its first association's request.
+                with tracing.drain(lane, batch.portal, len(batch.items), partial(_origins, batch.items)):
+                    self._step(batch, report)
+            else:
+                self._step(batch, report)
         return report
+
+    def _step(self, batch: Batch, report: DrainReport) -> None:
+        """Gates, call, settle: one batch through the loop."""
+        if all(gate.before_call(batch) is GO for gate in self._gates):
+            self._sender.send(batch)
+        for gate in reversed(self._gates):
+            gate.after_call(batch)
+        self._settle(batch, report)
 
     def _claim(self, lane: str, deadline: float, report: DrainReport) -> Batch | None:
         """The next batch of ``lane``; None once the lane is left (the budget spent, or no token near)."""
@@ -239,7 +251,20 @@ class LaneDrainer:
         ]
         ops = [*sent.ops, *settlement.ops]
         if settled or ops:
-            self._lanes.settle(batch.lane, settled, ops)
+            with tracing.settle(batch.lane, len(settled)) as span:
+                self._lanes.settle(batch.lane, settled, ops)
+                if span is not None:
+                    tally = settlement.tally
+                    span.set_attributes(
+                        {
+                            "hublink.linked": tally.linked,
+                            "hublink.retried": tally.retried,
+                            "hublink.dead": tally.dead,
+                            "hublink.deferred": tally.deferred,
+                            # Sent back untouched (a gate, a far-off token) or held behind a failed pair.
+                            "hublink.handed_back": len(sent.back) + len(sent.held),
+                        }
+                    )
         for moved in sent.displaced:
             log.info("hubspot moved a single-valued association", extra={"detail": moved.text})
         if sent.displaced and self._displacements is not None:
@@ -256,3 +281,8 @@ class LaneDrainer:
             report.paused = sent.paused
         if sent.leave:
             report.ended = self._lanes.finish(batch.lane, park_until_ms=sent.park_until_ms)
+
+
+def _origins(items: list[Claimed]) -> list[str]:
+    """The origins (``hublink.tracing``) the batch's members carry, in claim order."""
+    return [member_origin(item.member) for item in items]

@@ -29,6 +29,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
+from hublink import tracing
 from hublink.delivery.batch import Batch
 from hublink.delivery.circuit import Breaker, is_circuit_error
 from hublink.delivery.credentials import Credential, CredentialProvider, token_wait_s
@@ -50,6 +51,7 @@ from hublink.domain.limits import RateLimit
 from hublink.domain.lookups import LookupRequest
 from hublink.domain.times import seconds_until_midnight
 from hublink.lanes import Claimed, EventGroup, Lanes, portal_name
+from hublink.lanes.codec import member_origin
 from hublink.store.counters import CounterOps, Op
 
 log = logging.getLogger("hublink.delivery.drain")
@@ -471,7 +473,14 @@ class LookupsGate(Gate):
             sent.answer([item], None)
         # Enqueued before the lookups settle: a crash in between repeats a lookup (harmless), never loses one.
         if resolved:
-            ids = self._lanes.enqueue([EventGroup([association for _, association in resolved])]).ids[0] or ()
+            if tracing.enabled():
+                # One group per lookup, so that each association keeps its request's span context (its origin).
+                groups = [
+                    EventGroup([association], origin=member_origin(item.member)) for item, association in resolved
+                ]
+                ids = tuple(i for group_ids in self._lanes.enqueue(groups).ids for i in group_ids or ())
+            else:
+                ids = self._lanes.enqueue([EventGroup([association for _, association in resolved])]).ids[0] or ()
             if self._resolutions is not None:
                 # Kept for traces: either record's trace then names the association the lookup became.
                 for (item, association), association_id in zip(resolved, ids, strict=True):

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol, cast
 
+from hublink import tracing
 from hublink.delivery import displacements, kinds, outcomes, reconcile
 from hublink.delivery.batch import Batch
 from hublink.delivery.credentials import Credential, CredentialProvider
@@ -25,6 +26,7 @@ from hublink.delivery.labels import LabelResolver, resolve_types
 from hublink.domain.associations import AssociationRequest, AssociationType, CallKind
 from hublink.domain.errors import AuthError, DeliveryError, TokenWaitTooLongError, TransientError
 from hublink.lanes import Claimed
+from hublink.lanes.codec import member_origin
 from hublink.store.counters import CounterOps
 
 log = logging.getLogger("hublink.delivery.drain")
@@ -315,7 +317,23 @@ class Sender:
         kind: CallKind,
         types: Mapping[Pair, Sequence[AssociationType]],
     ) -> CallResult:
-        """One HubSpot call of ``kind`` for ``pairs`` (distinct): its answer, a whole call's refusal included."""
+        """One HubSpot call of ``kind`` for ``pairs`` (distinct): its answer, a whole call's refusal included.
+
+        With tracing on, the call's HTTP span carries the lane, portal and size, and links to the request of
+        every association it carries (``hublink.tracing.hubspot_call``).
+        """
+        with tracing.hubspot_call(batch.lane, batch.portal, kind, len(pairs), lambda: _origins(batch.items, pairs)):
+            return self._call_hubspot(batch, pairs, kind=kind, types=types)
+
+    def _call_hubspot(
+        self,
+        batch: Batch,
+        pairs: Sequence[Pair],
+        *,
+        kind: CallKind,
+        types: Mapping[Pair, Sequence[AssociationType]],
+    ) -> CallResult:
+        """The call itself, and what its answer or refusal means for the limiter, the circuit and the metrics."""
         credential = cast(Credential, batch.credential)
         token, base_url = credential.token, credential.base_url
         from_type, to_type = batch.from_type, batch.to_type
@@ -355,3 +373,9 @@ class Sender:
         self._limiter.learn(credential, result.rate, None)
         batch.sent.ops += outcomes.request_ops(self._metrics, endpoint, 200, None, self._clock())
         return result
+
+
+def _origins(items: Sequence[Claimed], pairs: Sequence[Pair]) -> list[str]:
+    """The origins (``hublink.tracing``) of the items a call for ``pairs`` carries: its links, one per request."""
+    wanted = set(pairs)
+    return [member_origin(item.member) for item in items if outcomes.association_of(item).pair in wanted]

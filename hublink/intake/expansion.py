@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from hublink import tracing
 from hublink.domain.associations import MAX_EVENT_ID_CHARS, AssociationRequest, is_portal_id, types_wire
 from hublink.domain.errors import InvalidInputError
 from hublink.domain.events import CrmEvent
@@ -149,6 +150,7 @@ def accept(
     unusable: int = 0,
     own_app_id: str | None = None,
     lifecycle: Mapping[int, str] | None = None,
+    origin: str = "",
 ) -> IntakeReport:
     """Plan every event and store all of it, with its dedup marks and counts, in one round-trip.
 
@@ -159,7 +161,8 @@ def accept(
 
     ``ack`` (``Inbox.ack_target``) is the inbox entry the events came from: it is acknowledged in the same
     step, even when the events ask for nothing; ``aside`` (``Inbox.aside_target``) keeps the entry's unusable
-    events in that step too, and ``counters`` ride along. Raises StoreUnavailableError when Redis does not answer.
+    events in that step too, and ``counters`` ride along. ``origin`` (``hublink.tracing.origin``, tracing on
+    only) is carried by every association stored. Raises StoreUnavailableError when Redis does not answer.
     """
     groups: list[EventGroup] = []
     problems: list[str] = []
@@ -210,6 +213,7 @@ def accept(
                     n_lookup,
                 ),
                 on_dup=counts(event.source, "duplicate", 0, 0),
+                origin=origin,
             )
         )
     result = queueing.enqueue(groups, ops, ack=ack, aside=aside) if groups or ack is not None else None
@@ -299,8 +303,24 @@ class Expansion:
     def expand(self, entry: InboxEntry) -> IntakeReport | None:
         """Expand one entry, or set it aside when it cannot be (None); raises StoreUnavailableError.
 
-        An entry of events accepted under rules, read by a worker without any, is left in the inbox.
+        An entry of events accepted under rules, read by a worker without any, is left in the inbox. With
+        tracing on, the expansion is a span of the request that stored the entry, and every association it
+        stores carries that request's span context (for the drain's links).
         """
+        with tracing.expansion(entry.entry_id, entry.kind, entry.traceparent, entry.deliveries) as span:
+            report = self._expand(entry, tracing.origin(entry.traceparent))
+            if span is not None and report is not None:
+                span.set_attributes(
+                    {
+                        "hublink.events": report.received,
+                        "hublink.associations": report.associations + report.lookups,
+                        "hublink.duplicates": report.duplicates,
+                        "hublink.already_expanded": report.already_expanded,
+                    }
+                )
+        return report
+
+    def _expand(self, entry: InboxEntry, origin: str) -> IntakeReport | None:
         # Deliveries a Redis outage caused are excused: only crashes and failed expansions count.
         if entry.failed_deliveries > MAX_DELIVERIES:
             self._set_aside(entry, f"expansion failed {entry.failed_deliveries - 1} times; see the worker logs")
@@ -316,7 +336,7 @@ class Expansion:
             raise NoRulesError(entry.entry_id)
         try:
             if entry.kind == KIND_ASSOCIATIONS:
-                return self._store_associations(entry)
+                return self._store_associations(entry, origin)
             batch = entry.events()
         except InvalidInputError as exc:
             self._set_aside(entry, f"cannot be read: {exc.message}")
@@ -357,6 +377,7 @@ class Expansion:
             unusable=len(batch.unusable),
             own_app_id=self._own_app_id,
             lifecycle=lifecycle,
+            origin=origin,
         )
         if report.already_expanded:
             log.info("inbox entry was already expanded by another worker", extra={"entry": entry.entry_id})
@@ -404,11 +425,11 @@ class Expansion:
             )
         return True
 
-    def _store_associations(self, entry: InboxEntry) -> IntakeReport:
+    def _store_associations(self, entry: InboxEntry, origin: str = "") -> IntakeReport:
         """Direct-API associations: no rules, no dedup; stored under the ids the caller was given."""
         first_seen_ms = int(entry.received_at * 1000) or None  # accepted then, not when expanded
         items = [
-            PendingItem(request, association_id=association_id, first_seen_ms=first_seen_ms)
+            PendingItem(request, association_id=association_id, first_seen_ms=first_seen_ms, origin=origin)
             for association_id, request in entry.associations()
         ]
         result = self._queueing.enqueue_items(

@@ -29,6 +29,7 @@ import orjson
 from redis import Redis
 from redis.exceptions import ResponseError
 
+from hublink import tracing
 from hublink.domain.associations import AssociationRequest
 from hublink.domain.errors import InvalidInputError, NotReplicatedError
 from hublink.domain.events import (
@@ -107,6 +108,8 @@ class InboxEntry:
     rules_tag: str = ""
     #: Deliveries caused by Redis trouble (an expander re-reading what it held): not the entry's fault.
     excused: int = 0
+    #: The W3C traceparent of the request that stored it (``hublink.tracing``); "" when tracing was off.
+    traceparent: str = ""
 
     @property
     def failed_deliveries(self) -> int:
@@ -294,7 +297,7 @@ class Inbox:
         """
         fields = self._fields(KIND_ASSOCIATIONS, associations_body(items), received_at)
         flat: list[Any] = [value for pair in fields.items() for value in pair]
-        with store_errors():
+        with tracing.inbox_add(KIND_ASSOCIATIONS), store_errors():
             stored, value = self._scripts.idempotent_add(
                 keys=[self._keys.idempotency(idempotency_key), self._keys.inbox],
                 args=[answer.dumps(), ttl_s, *flat],
@@ -305,15 +308,21 @@ class Inbox:
         return None if int(stored) == 1 else HeldAnswer.loads(value)
 
     def _fields(self, kind: str, body: bytes, received_at: float) -> dict[str, Any]:
-        return {"kind": kind, "body": body, "at": repr(received_at), "rules": self._rules_tag()}
+        fields = {"kind": kind, "body": body, "at": repr(received_at), "rules": self._rules_tag()}
+        traceparent = tracing.traceparent()
+        if traceparent:  # only with tracing on: the request's span, for the expansion and the drains to follow
+            fields[tracing.ENTRY_FIELD] = traceparent
+        return fields
 
     def _add(self, kind: str, body: bytes, received_at: float) -> str:
         fields = self._fields(kind, body, received_at)
         command: list[Any] = ["XADD", self._keys.inbox, "*"]
         for pair in fields.items():
             command.extend(pair)
-        with store_errors():
+        with tracing.inbox_add(kind) as span, store_errors():
             entry_id, replicas = self._writes.execute(*command)
+            if span is not None:
+                span.set_attribute("messaging.message.id", text(entry_id))
         if self._min_replicas and int(replicas) < self._min_replicas:
             raise NotReplicatedError(text(entry_id), replicas=int(replicas), wanted=self._min_replicas)
         return text(entry_id)
@@ -535,4 +544,5 @@ def _entry(entry_id: Any, fields: dict[Any, Any], deliveries: int = 1, excused: 
         deliveries=deliveries,
         rules_tag=text(fields.get(b"rules", b"")),
         excused=excused,
+        traceparent=text(fields.get(b"tp", b"")),
     )

@@ -3,6 +3,10 @@
 A member is ``<id> US <first seen ms> US a US <from id> US <to id> US <source> US <received_at> US
 <occurred_at> US <extras JSON> US <source event id>`` (US is the unit separator, 0x1F; portal and object
 types are the lane's own), or ``<id> US <first seen ms> US j US <record JSON>`` for other work (lookups).
+With tracing on, the form letter is followed by the association's origin (``a<origin>``, ``j<origin>``):
+the span context of the request that created it, 32 characters (``hublink.tracing.origin``), which the
+drain links its HubSpot call to; a member without one (tracing off) is exactly as before. The Lua scripts
+read only the id and the first-seen time, so they never see it.
 Fresh work is a list item of ``q:<lane>``, about 120 bytes of Redis: a first attempt needs no other state.
 Retried and reclaimed work waits in the ``lane:<lane>`` zset by due time, and an association's state
 (attempts, history, replays) lives in ``a:<id>`` only once it has some. That state reaches
@@ -49,19 +53,22 @@ FORM_RECORD = "j"
 STATE_FIELDS = ("attempts", "hist", "replays")
 
 
-def member_of(association_id: str, request: Work, first_seen_ms: int) -> str:
+def member_of(association_id: str, request: Work, first_seen_ms: int, origin: str = "") -> str:
     """The association as its lane stores it (see the module docstring): everything a first attempt needs.
 
     Floats are written with ``repr``, which reads back to the same float. A request whose source holds a
-    separator (never one intake validated) is written in the record form, which holds anything.
+    separator (never one intake validated) is written in the record form, which holds anything. ``origin``
+    (tracing on only) rides after the form letter.
     """
+    if origin and US in origin:
+        origin = ""  # never from hublink.tracing; a separator would shift every field after it
     if isinstance(request, AssociationRequest) and US not in request.source:
         extras = action_extras(request.action, request.label, request.types, request.mode)
         return US.join(
             (
                 association_id,
                 str(first_seen_ms),
-                FORM_ASSOCIATION,
+                FORM_ASSOCIATION + origin,
                 request.from_object_id,
                 request.to_object_id,
                 request.source,
@@ -71,7 +78,15 @@ def member_of(association_id: str, request: Work, first_seen_ms: int) -> str:
                 request.source_event_id or "",  # last: it may hold anything, the separator included
             )
         )
-    return US.join((association_id, str(first_seen_ms), FORM_RECORD, orjson.dumps(request.as_record()).decode()))
+    return US.join(
+        (association_id, str(first_seen_ms), FORM_RECORD + origin, orjson.dumps(request.as_record()).decode())
+    )
+
+
+def member_origin(member: str) -> str:
+    """The origin a member carries after its form letter (``hublink.tracing``), or "" (tracing was off)."""
+    parts = member.split(US, 3)
+    return parts[2][1:] if len(parts) == 4 else ""
 
 
 def member_id(member: str) -> str:
@@ -136,6 +151,7 @@ def claimed_from(fields: Sequence[Any], lane: str) -> Claimed:
         if len(parts) != 4:
             raise ValueError("member: expected <id> US <first seen ms> US <form> US <body>")
         association_id, seen, form, body = parts
+        form = form[:1]  # what follows the letter is the origin (tracing), no part of the work
         request: Work
         if form == FORM_ASSOCIATION:
             association, extras = _from_member(body, lane)
@@ -285,7 +301,7 @@ def _first_attempt(raw_member: Any, lane: str) -> Claimed | None:
     try:
         member = raw_member.decode() if isinstance(raw_member, bytes) else str(raw_member)
         parts = member.split(US, 3)
-        if len(parts) != 4 or parts[2] != FORM_ASSOCIATION:
+        if len(parts) != 4 or parts[2][:1] != FORM_ASSOCIATION:
             return None
         request, extras = _from_member(parts[3], lane)
         if extras:

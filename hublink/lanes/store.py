@@ -92,7 +92,7 @@ class LaneStore:
             args.group(group.dedup_key, group.on_new, group.on_dup, len(group.requests))
             group_ids = [new_association_id() for _ in group.requests]
             for association_id, request in zip(group_ids, group.requests, strict=True):
-                args.item(request.lane, member_of(association_id, request, now), "")
+                args.item(request.lane, member_of(association_id, request, now, group.origin), "")
             ids.append(group_ids)
         return self._store(now, args, counters, ids, ack, aside)
 
@@ -109,7 +109,7 @@ class LaneStore:
         for dedup, items in groups:
             args.group(dedup, (), (), len(items))
             for item in items:
-                member = member_of(item.association_id, item.request, item.first_seen_ms or now)
+                member = member_of(item.association_id, item.request, item.first_seen_ms or now, item.origin)
                 args.item(item.request.lane, member, self._replay(item))
         ids = [[item.association_id for item in items] for _, items in groups]
         return self._store(now, args, counters, ids, ack)

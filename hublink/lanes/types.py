@@ -35,6 +35,8 @@ class EventGroup:
     dedup_key: str | None = None
     on_new: Sequence[Op] = ()
     on_dup: Sequence[Op] = ()
+    #: The request's span context its members carry (``hublink.tracing.origin``); "" with tracing off.
+    origin: str = ""
 
 
 @dataclass(slots=True)
@@ -48,6 +50,8 @@ class PendingItem:
     replays: int = 0
     first_seen_ms: int | None = None
     replaces_dead_letter: bool = False
+    #: The request's span context its member carries (``hublink.tracing.origin``); "" with tracing off.
+    origin: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 
 from redis import Redis
 
+from hublink import tracing
 from hublink.domain.dead_letter import DeadLetter
 from hublink.domain.lookups import work_from_record
 from hublink.domain.times import parse_time
@@ -234,6 +235,7 @@ class DeadLetterStore:
         letters = [letter for letter in letters if letter.is_replayable]
         if not letters:
             return
+        origin = tracing.origin(tracing.traceparent())
         items = [
             PendingItem(
                 work_from_record(letter.record),
@@ -243,6 +245,8 @@ class DeadLetterStore:
                 replays=letter.replays + 1,
                 first_seen_ms=letter.first_seen_ms or None,
                 replaces_dead_letter=True,
+                # Tracing on: the replay's drain links to the request that asked for it.
+                origin=origin,
             )
             for letter in letters
         ]

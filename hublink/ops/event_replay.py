@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from hublink import tracing
 from hublink.domain.associations import AssociationRequest
 from hublink.domain.lookups import LookupRequest, Work
 from hublink.domain.rules import RuleSet
@@ -165,6 +166,8 @@ class EventReplayer:
         now = self._clock()
         dry_run = report.dry_run
         groups: list[EventGroup] = []
+        # Tracing on: the replay's drains link to the request that asked for it.
+        origin = tracing.origin(tracing.traceparent())
         outcomes: list[EventOutcome] = []
         for original_id, stored in chunk:
             report.matched += 1
@@ -187,7 +190,7 @@ class EventReplayer:
                     )
                 continue
             report.replayed += 1
-            groups.append(EventGroup(work, dedup_key=None, on_new=self._ops(event.source, work, now)))
+            groups.append(EventGroup(work, dedup_key=None, on_new=self._ops(event.source, work, now), origin=origin))
             outcome = "accepted" if matched and (work or not problems) else ("problem" if matched else "unmatched")
             replay_of = str(stored.get("rp") or original_id)
             outcomes.append(EventOutcome(len(outcomes), outcome, event, matched, (), tuple(problems), replay_of))
