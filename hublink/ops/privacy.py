@@ -733,16 +733,17 @@ def parse_request(body: object) -> tuple[list[str], list[str]]:
         raise ValueError("objectType: required (contacts)")
     if not _is_contact_type(body["objectType"]) or not isinstance(body["objectType"], str):
         raise ValueError(f"objectType: only contacts can be erased, got {str(body['objectType'])[:40]!r}")
-    if body.get("objectId") is None and body.get("email") is None:
+    # Present means given: a null is a mistake to name, not a field to ignore (the contract says string).
+    if "objectId" not in body and "email" not in body:
         raise ValueError("objectId: give objectId, email, or both")
     ids: list[str] = []
     emails: list[str] = []
-    if body.get("objectId") is not None:
+    if "objectId" in body:
         try:
             ids.append(check_object_id(body["objectId"]))
         except ValueError as exc:
             raise ValueError(f"objectId: {exc}") from None
-    if body.get("email") is not None:
+    if "email" in body:
         try:
             emails.append(check_email(body["email"]))
         except ValueError as exc:

@@ -169,6 +169,37 @@ class TestPausesAndCircuits:
         assert len(lanes.claim(LANE, 10).items) == 1
 
 
+class TestAResumeIsNeverLost:
+    """A resume that lands while a drain runs (it claimed under the pause and is about to park) wakes the lane."""
+
+    def test_a_resume_during_the_drain_hands_the_lane_on_instead_of_parking_it(
+        self, redis_client: redis_lib.Redis
+    ) -> None:
+        """Claim while paused, resume, then the drain's park: the lane is handed on, on the wake list."""
+        keys = Keys()
+        lanes, pauses = LaneStore(redis_client, keys, lease_s=30), PauseStore(redis_client, keys)
+        lanes.enqueue([EventGroup([request(1)])])
+        redis_client.delete(keys.wake)
+        pauses.pause("lane", LANE, "hold")
+        assert lanes.claim(LANE, 10).paused == f"lane:{LANE}"  # the drain saw the pause...
+        assert pauses.resume("lane", LANE) is True  # ...the operator resumes while it runs...
+        parked = lanes.finish(LANE, park_until_ms=int(time.time() * 1000) + 60_000)  # ...and it parks for it
+        assert parked == "handed-on"
+        assert redis_client.lrange(keys.wake, 0, -1) == [LANE.encode()]
+        assert len(lanes.claim(LANE, 10).items) == 1
+
+    def test_without_a_resume_the_drain_parks(self, redis_client: redis_lib.Redis) -> None:
+        """The same drain with the pause still on parks the lane and wakes nothing."""
+        keys = Keys()
+        lanes, pauses = LaneStore(redis_client, keys, lease_s=30), PauseStore(redis_client, keys)
+        lanes.enqueue([EventGroup([request(1)])])
+        redis_client.delete(keys.wake)
+        pauses.pause("lane", LANE, "hold")
+        assert lanes.claim(LANE, 10).paused == f"lane:{LANE}"
+        assert lanes.finish(LANE, park_until_ms=int(time.time() * 1000) + 60_000) == "parked"
+        assert redis_client.llen(keys.wake) == 0
+
+
 class TestHubSpotsCount:
     """The Redis limiter folds HubSpot's X-HubSpot-RateLimit-* view of the window into its own."""
 

@@ -5,10 +5,12 @@
 -- ARGV[4]  lease (ms)
 -- Guarantee: atomic with enqueue.lua, so work added while the job was finishing is never stranded:
 -- either this script sees it (and hands the lane on) or enqueue.lua sees no marker (and wakes it).
+-- A park asked for after a resume came in (marker 'resumed') is not made: the lane is handed on or left.
 -- Returns: "parked", "idle", "handed-on" or "scheduled".
 local now = tonumber(ARGV[1])
 local park = tonumber(ARGV[3])
-if park > now then
+-- A resume while this job ran ('resumed', see resume.lua) outdates the pause it parks for: no park.
+if park > now and redis.call('GET', KEYS[2]) ~= 'resumed' then
   -- The marker keeps intake from waking the lane; the lanes score tells the sweep when to.
   redis.call('SET', KEYS[2], 'park', 'PX', park - now)
   redis.call('ZADD', KEYS[3], park, ARGV[2])

@@ -5,7 +5,9 @@
 -- ARGV[6]  "1" when ARGV[5] names one lane, "0" when it is a prefix
 -- Guarantee: atomic. A lane parked because of the pause is woken now (its park marker replaced by a wake
 -- marker and the lane pushed on the wake list), so resumed work does not wait for the park to run out;
--- a lane with a running drain is left to it.
+-- a lane with a drain queued or running is left to it, its marker turned to 'resumed': that drain may
+-- have claimed while the pause held (a paused claim leaves the marker as it found it), and finish.lua then hands the lane on instead of parking it (else the resume
+-- would be lost and the work would wait out the park).
 -- Returns: {removed (0/1), lanes woken}.
 local removed = redis.call('HDEL', KEYS[1], ARGV[1])
 local now = tonumber(ARGV[2])
@@ -18,6 +20,8 @@ local function wake(lane)
     redis.call('ZADD', KEYS[2], now, lane)
     redis.call('RPUSH', KEYS[3], lane)
     woken = woken + 1
+  elseif state == 'run' or state == 'wake' then
+    redis.call('SET', marker, 'resumed', 'KEEPTTL')
   end
 end
 if ARGV[6] == '1' then
