@@ -178,7 +178,9 @@ def secret_from(conf: Mapping[str, Any], key: str, environ: Mapping[str, str], w
 
 
 def previous_from(conf: Mapping[str, Any], key: str, environ: Mapping[str, str], where: str) -> str | None:
-    """The previous value of a rotating secret: ``<key>_previous_env`` (or inline ``<key>_previous``), or None.
+    """The previous value of a rotating secret, or None: ``<key>_previous_env`` (or inline ``<key>_previous``),
+    else the variable ``<key>_env`` names with ``_PREVIOUS`` appended (``FORM_SECRET`` → ``FORM_SECRET_PREVIOUS``,
+    as ``HUBSPOT_CLIENT_SECRET_PREVIOUS``), so that a rotation needs no change to the rules file.
 
     An unset or empty variable is None, not an error: a rotation ends when the variable is removed.
     """
@@ -190,6 +192,9 @@ def previous_from(conf: Mapping[str, Any], key: str, environ: Mapping[str, str],
     inline = conf.get(f"{key}_previous")
     if inline is not None and not isinstance(inline, str):
         raise ConfigError(f"{where}: {key}_previous: expected a string")
+    current_env = conf.get(f"{key}_env")
+    if not inline and isinstance(current_env, str) and current_env:
+        return environ.get(f"{current_env}_PREVIOUS") or None
     return inline or None
 
 

@@ -157,6 +157,14 @@ class TestVerifyEither:
         assert sources.forms["demo"].auth.token_previous is None  # type: ignore[union-attr]
         assert Sources.load(doc, {"T": "new", "T_OLD": "old"}).secrets == ("new", "old")
 
+    def test_the_variable_named_with_previous_appended_is_the_default(self) -> None:
+        """Without ``*_previous_env``, ``<VAR>_PREVIOUS`` of the variable ``*_env`` names is the previous value."""
+        doc = {"sources": {"forms": {"demo": {"auth": {"type": "hmac", "header": "X", "secret_env": "S"}}}}}
+        assert Sources.load(doc, {"S": "new"}).forms["demo"].auth.secret_previous is None  # type: ignore[union-attr]
+        rotating = Sources.load(doc, {"S": "new", "S_PREVIOUS": "old"})
+        assert rotating.forms["demo"].auth.secret_previous == "old"  # type: ignore[union-attr]
+        assert rotating.secrets == ("new", "old")
+
 
 class TestHubSpotClientSecret:
     """HUBSPOT_CLIENT_SECRET_PREVIOUS on /webhooks/hubspot."""
