@@ -508,7 +508,7 @@ class PrivacyEraser:
     @staticmethod
     def _member_names(subject: Subject, lane: str, member: str) -> bool:
         parts = member.split(US)
-        if len(parts) >= 5 and parts[2] == FORM_ASSOCIATION:
+        if len(parts) >= 5 and parts[2][:1] == FORM_ASSOCIATION:
             try:
                 _, from_type, to_type = split_lane(lane)
             except ValueError:

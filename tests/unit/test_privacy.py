@@ -157,3 +157,26 @@ def test_a_body_that_is_not_json_names_the_contact_by_a_whole_number_or_an_email
     assert subject.mentioned_in_text(f'[{{"objectId":{ADA},"x":'.encode())
     assert not subject.mentioned_in_text(f'[{{"objectId":{ADA}5,"at":1{ADA}'.encode())
     assert subject.mentioned_in_text(b'{"email": "ADA@analytical.example", broken')
+
+
+@pytest.mark.parametrize("origin", ["", "0af7651916cd43dd8448eb211c80319c"])
+def test_pending_work_names_the_contact_with_or_without_a_trace_origin(origin: str) -> None:
+    """A lane member names the contact whether or not tracing put its request's span after the form letter,
+    read by its fields: the deal's id, equal to a contact's elsewhere, does not name that contact."""
+    import time
+
+    from hublink.domain.associations import AssociationRequest
+    from hublink.lanes.codec import member_of
+    from hublink.ops.privacy import PrivacyEraser
+
+    work = AssociationRequest.create(
+        from_object_type="deals",
+        from_object_id="5001",
+        to_object_type="contacts",
+        to_object_id=ADA,
+        source="api",
+        received_at=time.time(),
+    )
+    member = member_of("f" * 32, work, 1, origin)
+    assert PrivacyEraser._member_names(Subject({ADA}, set()), "_|deals|contacts", member)
+    assert not PrivacyEraser._member_names(Subject({"5001"}, set()), "_|deals|contacts", member)
