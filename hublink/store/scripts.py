@@ -1,11 +1,14 @@
 """The Lua scripts in ``hublink/store/lua/``, registered once per Redis connection.
 
 Each script file starts with its KEYS/ARGV header and the atomic guarantee it gives. redis-py's
-``Script`` sends EVALSHA and falls back to loading the script after a restart (NOSCRIPT).
+``Script`` sends EVALSHA and falls back to loading the script after a restart (NOSCRIPT). Functions two
+scripts share live in a ``lib_*.lua`` file, pasted where a script says ``-- include: lib_<name>`` (Redis
+scripts cannot load one another).
 """
 
 from __future__ import annotations
 
+import re
 from importlib import resources
 from typing import TYPE_CHECKING
 
@@ -35,8 +38,14 @@ SCRIPT_NAMES = (
 )
 
 
+#: A line that pastes a library file in its place.
+_INCLUDE = re.compile(r"^-- include: (lib_[a-z_]+)$", re.MULTILINE)
+
+
 def _source(name: str) -> str:
-    return (resources.files("hublink.store") / "lua" / f"{name}.lua").read_text(encoding="utf-8")
+    """The script's text, each ``-- include: lib_<name>`` line replaced by that file."""
+    text = (resources.files("hublink.store") / "lua" / f"{name}.lua").read_text(encoding="utf-8")
+    return _INCLUDE.sub(lambda m: _source(m.group(1)), text)
 
 
 class Scripts:

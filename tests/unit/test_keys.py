@@ -47,3 +47,14 @@ def test_every_row_is_built_by_the_code() -> None:
     for pattern in documented_patterns():
         regex = re.sub(r"<[^>]+>", "[^:]+", pattern)
         assert any(re.fullmatch(regex, s) for s in samples), f"no Keys method builds {pattern!r}"
+
+
+def test_scripts_get_their_shared_functions_pasted_in_once() -> None:
+    """A script's ``-- include: lib_*`` line becomes the library's text: no include is left, no function twice."""
+    from hublink.store.scripts import SCRIPT_NAMES, _source
+
+    for name in SCRIPT_NAMES:
+        text = _source(name)
+        assert "-- include:" not in text, name
+    for name in ("history_add", "history_erase"):
+        assert _source(name).count("local function bucket(") == 1

@@ -16,37 +16,7 @@ local n = tonumber(meta[1] or '0') or 0
 local level = tonumber(meta[2] or '0') or 0
 local split = tonumber(meta[3] or '0') or 0
 
-local function tag_number(s)
-  local a, b, c = string.byte(s, 1, 3)
-  return (a * 256 + b) * 256 + c
-end
-
-local function bucket(tag)
-  local size = base * 2 ^ level
-  local h = tag_number(tag)
-  local b = h % size
-  if b < split then b = h % (size * 2) end
-  return prefix .. string.format('%d', b)
-end
-
-local function index_of(value)
-  if string.byte(value, 1) ~= 2 or #value < 4 then return nil, {} end
-  local count = string.byte(value, 2) * 256 + string.byte(value, 3)
-  local ref_len = string.byte(value, 4)
-  local ref = string.sub(value, 5, 4 + ref_len)
-  local tags = {}
-  local at = 5 + ref_len
-  for i = 1, count do
-    tags[i] = string.sub(value, at, at + 2)
-    at = at + 3
-  end
-  return ref, tags
-end
-
-local function cost(value)
-  local _, tags = index_of(value)
-  return #value + math.floor(#value / 8) + overhead + #tags * member_cost
-end
+-- include: lib_history_index
 
 local changed = 0
 for i = 6, #ARGV, 2 do
