@@ -1,6 +1,7 @@
 -- lib_history_index.lua: the record index's functions, shared by history_add.lua and history_erase.lua.
--- Not a script: hublink.store.scripts pastes it where a script's include line names it, after the script has declared the locals these read: base, level, split (the
--- linear hashing's state), prefix (the buckets' key prefix), overhead and member_cost (bytes).
+-- Not a script: hublink.store.scripts pastes it where a script's include line names it, after the
+-- script has declared the locals these read: base, level, split (the linear hashing's state), prefix
+-- (the buckets' key prefix), overhead and member_cost (bytes).
 
 local function tag_number(s)
   local a, b, c = string.byte(s, 1, 3)
