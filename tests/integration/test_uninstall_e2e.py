@@ -27,7 +27,7 @@ from hublink.config.settings import Settings
 from tests.conftest import ADMIN_TOKEN, HUBSPOT_TOKEN
 from tests.integration.conftest import Sim, Stack
 from tests.integration.helpers import assoc, dead_letter_ids, post_associations
-from tests.support.processes import wait_for
+from tests.support.processes import holds_for, wait_for
 from web import create_app
 
 pytestmark = pytest.mark.integration
@@ -155,9 +155,12 @@ class TestUninstalled:
         assert "BAD_REFRESH_TOKEN" in found[0]["message"]
         wait_for(lambda: alerts.circuit(), timeout=10, what="the uninstall alert")
         # While it holds: nothing dead, no association call, the one refused refresh and no probe loop.
-        while time.time() * 1000 < hold_ends_ms - 2000:
-            assert not dead_letter_ids(redis_client)
-            time.sleep(0.5)
+        holds_for(
+            lambda: not dead_letter_ids(redis_client),
+            seconds=hold_ends_ms / 1000 - 2 - time.time(),
+            interval=0.5,
+            what="no dead letter during the hold",
+        )
         assert association_calls(sim) == 0
         assert token_calls(sim) == 1
         wait_for(lambda: len(dead_letters(url)) == PENDING, timeout=30, interval=0.5, what="all 100 dead-lettered")
@@ -277,10 +280,11 @@ class TestTheJournalSaysSo:
         assert "APP_UNINSTALL" in found[0]["message"]
         post_associations(url, [{**assoc(n, 9000, to_type="companies"), "portalId": PORTAL} for n in range(2, 102)])
         calls = association_calls(sim)
-        deadline = time.monotonic() + 3
-        while time.monotonic() < deadline:  # three seconds of an uninstalled portal with work: no call at all
-            assert association_calls(sim) == calls and len(sim.pairs()) == 1
-            time.sleep(0.2)
+        holds_for(  # three seconds of an uninstalled portal with work: no call at all
+            lambda: association_calls(sim) == calls and len(sim.pairs()) == 1,
+            seconds=3,
+            what="no association call while uninstalled",
+        )
         assert token_calls(sim) - refreshes <= 1  # at most one refresh (the access token was forgotten)
 
         sim.post("/_sim/install", {"portalId": int(PORTAL)})

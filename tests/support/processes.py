@@ -48,6 +48,19 @@ def wait_for(predicate: Callable[[], Any], *, timeout: float, interval: float = 
     raise AssertionError(f"timed out after {timeout}s waiting for {what}" + (f": {last_error!r}" if last_error else ""))
 
 
+def holds_for(predicate: Callable[[], Any], *, seconds: float, interval: float = 0.2, what: str = "condition") -> None:
+    """Check ``predicate`` every ``interval`` for ``seconds``: fail with ``what`` the first time it is false.
+
+    The other half of :func:`wait_for`: for what must *not* happen for a while (no call, no dead letter).
+    """
+    deadline = time.monotonic() + seconds
+    while True:
+        assert predicate(), f"{what} stopped holding"
+        if time.monotonic() >= deadline:
+            return
+        time.sleep(interval)
+
+
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
     """True when something accepts TCP connections at host:port."""
     try:
