@@ -170,6 +170,48 @@ class TestOneTrace:
         expansion = one(receiver.named("inbox expand"), "the expansion")
         assert (expansion.trace_id, expansion.parent_span_id) == (server.trace_id, server.span_id)
 
+    def test_a_refused_call_is_an_error_span_and_its_retry_links_to_the_same_request(
+        self, stack: Stack, sim: Sim, receiver: OtlpReceiver
+    ) -> None:
+        """Strict HubSpot answers 429 once: that call's span says so (status, error), the retry succeeds in its own."""
+        sim.put("/_sim/config", {"records": "strict"})
+        sim.post(
+            "/_sim/records",
+            {"records": [{"objectType": "deals", "id": "841"}, {"objectType": "contacts", "id": "941"}]},
+        )
+        sim.post(
+            "/_sim/faults",
+            {"script": [{"status": 429, "headers": {"Retry-After": "1"}, "policy": "TEN_SECONDLY_ROLLING"}]},
+        )
+        stack.worker(**otel_env(receiver))
+        url = stack.gunicorn(**otel_env(receiver))
+        item = {"fromObjectType": "deals", "fromObjectId": "841", "toObjectType": "contacts", "toObjectId": "941"}
+        response = requests.post(
+            f"{url}/api/associations",
+            json={"associations": [item]},
+            headers={"Authorization": f"Bearer {API_TOKEN}"},
+            timeout=5,
+        )
+        assert response.status_code == 202, response.text
+        wait_for(lambda: ("deals", "841", "contacts", "941") in sim.pairs(), timeout=20, what="the association")
+        calls = wait_for(
+            lambda: (
+                (found := [s for s in receiver.named("PUT", "hublink-worker") if s.kind == "CLIENT"])
+                and len(found) >= 2
+                and found
+            ),
+            timeout=10,
+            what="both calls exported",
+        )
+        server = one(receiver.named("POST /api/associations", "hublink-web"), "the request")
+        refused = [c for c in calls if c.attributes.get("http.response.status_code") == 429]
+        linked = [c for c in calls if c.attributes.get("http.response.status_code") in (200, 201)]
+        assert len(refused) == 1 and linked, [c.attributes for c in calls]
+        assert refused[0].attributes["error.type"] == "RateLimitedError"
+        assert refused[0].status_code == 2  # STATUS_CODE_ERROR
+        assert linked[-1].status_code != 2
+        assert {c.links for c in (refused[0], linked[-1])} == {((server.trace_id, server.span_id),)}
+
     def test_a_replay_is_traced_from_the_request_that_asked_for_it(
         self, stack: Stack, sim: Sim, receiver: OtlpReceiver
     ) -> None:
