@@ -357,11 +357,12 @@ class Expansion:
             )
         fates, lifecycle = batch_fates(batch.events) if self._fates is not None else ([], {})
         erasures = privacy_deletions(batch.events) if self._eraser is not None else {}
+        erased = None
         if erasures:
             # Before the acknowledgement: a crash in between expands the entry again, which erases again.
             fates = without_erased(fates, erasures.values())
             lifecycle = {**lifecycle, **dict.fromkeys(erasures, RECORD_DELETED)}
-            self._erase(entry, erasures)
+            erased = self._erase(entry, erasures)
         if fates and self._fates is not None:
             # Kept before the entry is acknowledged: a crash in between expands it again, which keeps them again.
             self._fates.record(fates)
@@ -387,17 +388,18 @@ class Expansion:
             first = len(batch.events)
             unusable = [EventOutcome(first + n, "unusable", problems=(u.reason,)) for n, u in enumerate(batch.unusable)]
             self._remember(entry, [*report.outcomes, *unusable])
-            if erasures:
-                # Again, now that this batch's own events (the privacy deletion's among them) are in the history.
-                self._erase(entry, erasures)
+            if erased is not None and self._eraser is not None:
+                # This batch's own events (the privacy deletion's among them) are in the history now: its record
+                # alone is redacted, for what the erasure above sought.
+                self._eraser.redact_entries([entry.entry_id], erased.subject)
         return report
 
-    def _erase(self, entry: InboxEntry, erasures: Mapping[int, tuple[str | None, str]]) -> None:
+    def _erase(self, entry: InboxEntry, erasures: Mapping[int, tuple[str | None, str]]) -> Any:
         """Erase the contacts a batch's ``contact.privacyDeletion`` events name (``hublink.ops.privacy``)."""
         assert self._eraser is not None
         ids = sorted({contact_id for _, contact_id in erasures.values()})
         log.info("privacy deletion: erasing the contact's data", extra={"entry": entry.entry_id, "contacts": len(ids)})
-        self._eraser.erase(contact_ids=ids, skip_inbox=[entry.entry_id])
+        return self._eraser.erase(contact_ids=ids, skip_inbox=[entry.entry_id])
 
     def _remember(self, entry: InboxEntry, outcomes: Sequence[EventOutcome]) -> None:
         """Keep the entry in the event history (after its work is stored: history never holds work back)."""

@@ -207,7 +207,12 @@ class ContactEraser(Protocol):
     def erase(
         self, *, contact_ids: Iterable[str] = (), emails: Iterable[str] = (), skip_inbox: Iterable[str] = ()
     ) -> Any:
-        """Erase the contacts ``contact_ids`` (and ``emails``), leaving the inbox entries ``skip_inbox`` alone."""
+        """Erase the contacts ``contact_ids`` (and ``emails``), leaving the inbox entries ``skip_inbox`` alone;
+        the answer's ``subject`` is what :meth:`redact_entries` is given."""
+        ...
+
+    def redact_entries(self, entry_ids: Sequence[str], subject: Any) -> int:
+        """Redact only the history records ``entry_ids`` (written after the erasure) for ``subject``."""
         ...
 
 

@@ -319,6 +319,8 @@ class Erasure:
     learned_emails: int = 0
     #: Work naming the contact that a drain held during the erasure (not erased: see ``PrivacyEraser.erase``).
     in_flight: int = 0
+    #: Everything the erasure ended up seeking (the ids and emails given, and those learned): never answered.
+    subject: Subject = field(default_factory=lambda: Subject())
 
     def as_dict(self) -> dict[str, Any]:
         """The API's answer (counts only: the answer names no one either)."""
@@ -363,7 +365,7 @@ class PrivacyEraser:
         if not subject.ids and not subject.emails:
             raise ValueError("name a contact: an id or an email")
         given = (len(subject.ids), len(subject.emails))
-        out = Erasure()
+        out = Erasure(subject=subject)
         with store_errors():
             self._history_pass(subject, out)
             out.learned_ids = len(subject.ids) - given[0]
@@ -414,6 +416,23 @@ class PrivacyEraser:
             walked.emails |= fresh.emails
             self._walk_history(fresh, candidates)
             _learn(subject, candidates.values())
+        self._redact(subject, candidates, out)
+
+    def redact_entries(self, entry_ids: Sequence[str], subject: Subject) -> int:
+        """Redact only the history records ``entry_ids`` for ``subject`` (an :class:`Erasure`'s): how many changed.
+
+        For the records written after an erasure ran, such as the privacy deletion's own batch: the rest of
+        Redis was erased already, and walking the whole history again would cost the worker seconds for one.
+        """
+        candidates: dict[str, Any] = {}
+        out = Erasure(subject=subject)
+        with store_errors():
+            self._load(entry_ids, candidates)
+            self._redact(subject, candidates, out)
+        return out.counts["history"]
+
+    def _redact(self, subject: Subject, candidates: dict[str, Any], out: Erasure) -> None:
+        """Rewrite the ``candidates`` records (entry id -> stored record) without the events naming ``subject``."""
         changes: list[str | bytes] = []
         for entry_id, raw in candidates.items():
             record = decode_record(raw)
