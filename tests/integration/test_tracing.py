@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -63,10 +63,20 @@ def otel_env(receiver: OtlpReceiver) -> dict[str, str]:
     return {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url, "OTEL_BSP_SCHEDULE_DELAY": "100"}
 
 
-def one(spans: list[ReceivedSpan], what: str) -> ReceivedSpan:
-    """The one span of a list (failing with ``what`` when there are none or several)."""
-    assert len(spans) == 1, f"{what}: {spans}"
-    return spans[0]
+def exported(spans: Callable[[], list[ReceivedSpan]], what: str, *, count: int = 1) -> list[ReceivedSpan]:
+    """The spans ``spans()`` finds, once at least ``count`` have arrived (failing with ``what`` when more have).
+
+    Each process exports on its own schedule: the web's span of a request can arrive after the worker's spans
+    of the work it queued, so a test waits for the spans it reads rather than for another process's.
+    """
+    found: list[ReceivedSpan] = wait_for(lambda: len(spans()) >= count and spans(), timeout=10, what=what)
+    assert len(found) == count, f"{what}: {found}"
+    return found
+
+
+def one(spans: Callable[[], list[ReceivedSpan]], what: str) -> ReceivedSpan:
+    """The one span ``spans()`` finds, once it has arrived (failing with ``what`` when there are several)."""
+    return exported(spans, what)[0]
 
 
 class TestOneTrace:
@@ -97,8 +107,7 @@ class TestOneTrace:
         wait_settled(redis_lib.Redis.from_url(stack.settings.redis_url), timeout=15)
         wait_for(lambda: receiver.named("settle"), timeout=10, what="the settle span")
 
-        servers = receiver.named("POST /webhooks/hubspot", "hublink-web")
-        assert len(servers) == 3
+        servers = exported(lambda: receiver.named("POST /webhooks/hubspot", "hublink-web"), "the requests", count=3)
         for server in servers:
             assert server.kind == "SERVER"
             assert server.attributes["http.request.method"] == "POST"
@@ -112,23 +121,23 @@ class TestOneTrace:
         pids = {s.resource["process.pid"] for s in servers}
         assert pids and master.pid not in pids
 
-        adds = receiver.named("inbox add", "hublink-web")
+        adds = exported(lambda: receiver.named("inbox add", "hublink-web"), "the inbox adds", count=3)
         assert {(a.trace_id, a.parent_span_id) for a in adds} == {(s.trace_id, s.span_id) for s in servers}
         assert all(a.kind == "PRODUCER" and a.attributes["messaging.message.id"] for a in adds)
 
-        expansions = receiver.named("inbox expand", "hublink-worker")
+        expansions = exported(lambda: receiver.named("inbox expand", "hublink-worker"), "the expansions", count=3)
         assert {(e.trace_id, e.parent_span_id) for e in expansions} == {(s.trace_id, s.span_id) for s in servers}
         assert all(e.kind == "CONSUMER" and e.attributes["hublink.associations"] == 1 for e in expansions)
         entry_ids = {a.attributes["messaging.message.id"] for a in adds}
         assert {e.attributes["messaging.message.id"] for e in expansions} == entry_ids
 
-        drain = one(receiver.named("drain", "hublink-worker"), "one batch")
+        drain = one(lambda: receiver.named("drain", "hublink-worker"), "one batch")
         assert drain.trace_id in by_trace and drain.parent_span_id == by_trace[drain.trace_id].span_id
         assert drain.attributes["hublink.batch.size"] == 3
         assert drain.attributes["hublink.lane"] == "62515|deals|contacts"
         assert drain.attributes["hublink.portal_id"] == "62515"
 
-        call = one([s for s in receiver.named("POST", "hublink-worker") if s.kind == "CLIENT"], "one call")
+        call = one(lambda: [s for s in receiver.named("POST", "hublink-worker") if s.kind == "CLIENT"], "one call")
         assert (call.trace_id, call.parent_span_id) == (drain.trace_id, drain.span_id)
         assert call.attributes["http.response.status_code"] == 200
         assert call.attributes["hubspot.correlation_id"]
@@ -138,7 +147,7 @@ class TestOneTrace:
         assert call.attributes["url.full"].endswith("/batch/associate/default")
         assert set(call.links) == {(s.trace_id, s.span_id) for s in servers}, "the call links to each request"
 
-        settle = one(receiver.named("settle", "hublink-worker"), "one settle step")
+        settle = one(lambda: receiver.named("settle", "hublink-worker"), "one settle step")
         assert (settle.trace_id, settle.parent_span_id) == (drain.trace_id, drain.span_id)
         assert settle.attributes["hublink.linked"] == 3
         assert settle.attributes["hublink.settle.outcomes"] == 3
@@ -162,12 +171,12 @@ class TestOneTrace:
         assert response.status_code == 202, response.text
         wait_for(lambda: ("deals", "811", "contacts", "911") in sim.pairs(), timeout=15, what="the association")
         wait_for(lambda: receiver.named("settle"), timeout=10, what="the settle span")
-        server = one(receiver.named("POST /api/associations", "hublink-web"), "the request")
+        server = one(lambda: receiver.named("POST /api/associations", "hublink-web"), "the request")
         assert server.attributes["http.response.status_code"] == 202
-        call = one([s for s in receiver.named("PUT", "hublink-worker") if s.kind == "CLIENT"], "the single PUT")
+        call = one(lambda: [s for s in receiver.named("PUT", "hublink-worker") if s.kind == "CLIENT"], "the single PUT")
         assert call.trace_id == server.trace_id
         assert call.links == ((server.trace_id, server.span_id),)
-        expansion = one(receiver.named("inbox expand"), "the expansion")
+        expansion = one(lambda: receiver.named("inbox expand"), "the expansion")
         assert (expansion.trace_id, expansion.parent_span_id) == (server.trace_id, server.span_id)
 
     def test_a_refused_call_is_an_error_span_and_its_retry_links_to_the_same_request(
@@ -203,7 +212,7 @@ class TestOneTrace:
             timeout=10,
             what="both calls exported",
         )
-        server = one(receiver.named("POST /api/associations", "hublink-web"), "the request")
+        server = one(lambda: receiver.named("POST /api/associations", "hublink-web"), "the request")
         refused = [c for c in calls if c.attributes.get("http.response.status_code") == 429]
         linked = [c for c in calls if c.attributes.get("http.response.status_code") in (200, 201)]
         assert len(refused) == 1 and linked, [c.attributes for c in calls]
@@ -225,8 +234,8 @@ class TestOneTrace:
         stack.worker(**otel_env(receiver))
         wait_for(lambda: ("deals", "931", "contacts", "1") in sim.pairs(), timeout=15, what="the replayed association")
         wait_for(lambda: receiver.named("settle"), timeout=10, what="the settle span")
-        server = one([s for s in receiver.named("POST /api/dead-letters/<letter_id>/replay")], "the replay request")
-        call = one([s for s in receiver.named("PUT", "hublink-worker") if s.kind == "CLIENT"], "the single PUT")
+        server = one(lambda: receiver.named("POST /api/dead-letters/<letter_id>/replay"), "the replay request")
+        call = one(lambda: [s for s in receiver.named("PUT", "hublink-worker") if s.kind == "CLIENT"], "the single PUT")
         assert call.trace_id == server.trace_id
         assert call.links == ((server.trace_id, server.span_id),)
 
@@ -248,11 +257,13 @@ class TestOneTrace:
         wait_for(
             lambda: len(receiver.named("settle")) >= 2, timeout=10, what="the lookup's and the association's settle"
         )
-        server = one(receiver.named("POST /webhooks/hubspot"), "the webhook")
-        drains = receiver.named("drain", "hublink-worker")
+        server = one(lambda: receiver.named("POST /webhooks/hubspot"), "the webhook")
+        drains = exported(lambda: receiver.named("drain", "hublink-worker"), "both drains", count=2)
         assert {d.trace_id for d in drains} == {server.trace_id}
         assert sorted(is_lookup_lane(d.attributes["hublink.lane"]) for d in drains) == [False, True]
-        call = one([s for s in receiver.named("PUT", "hublink-worker") if s.kind == "CLIENT"], "the association's PUT")
+        call = one(
+            lambda: [s for s in receiver.named("PUT", "hublink-worker") if s.kind == "CLIENT"], "the association's PUT"
+        )
         assert call.trace_id == server.trace_id
         assert call.links == ((server.trace_id, server.span_id),)
 
