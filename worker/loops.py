@@ -34,7 +34,7 @@ from hublink.intake.journal import MAX_ENTRIES_PER_POLL, JournalPoller
 from hublink.lanes import LaneStore
 from hublink.ops.alerts import Alerter
 from hublink.ops.heartbeats import WorkerHeartbeats, WorkerPresence
-from hublink.store.connections import is_unavailable
+from hublink.store.connections import is_unavailable, unavailable_reason
 from worker import jobs
 
 log = logging.getLogger("hublink.worker.loops")
@@ -72,7 +72,10 @@ class BackgroundLoop:
                     self._stopping.wait(RETRY_AFTER_FAILURE_S)
                     continue
                 log.warning(
-                    "%s: Redis unavailable (%s); retrying in %.0f s", self.thread_name, type(exc).__name__, backoff_s
+                    "%s: Redis unavailable (%s); retrying in %.0f s",
+                    self.thread_name,
+                    unavailable_reason(exc),
+                    backoff_s,
                 )
                 self.on_store_unavailable()
                 self._stopping.wait(backoff_s)

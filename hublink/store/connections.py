@@ -305,6 +305,23 @@ def store_errors() -> Iterator[None]:
         raise typed from exc
 
 
+def unavailable_reason(exc: BaseException) -> str:
+    """What an "unavailable" failure says, in HubLink's own words (never a server's text, which may echo a key).
+
+    ``Redis is full (maxmemory): writes are refused`` for OOM, so an operator reading a worker's log sees the
+    cause without decoding a type name; the type name for anything :func:`store_error` does not type.
+    """
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, StoreUnavailableError):
+            return f"{type(seen).__name__}: {seen}"
+        typed = store_error(seen) if isinstance(seen, redis.RedisError) else None
+        if typed is not None:
+            return f"{type(typed).__name__}: {typed}"
+        seen = seen.__cause__ or seen.__context__
+    return type(exc).__name__
+
+
 def is_unavailable(exc: BaseException) -> bool:
     """True when ``exc`` (or what it was raised from) says Redis could not take the command, for now."""
     seen: BaseException | None = exc

@@ -16,6 +16,7 @@ from hublink.store.connections import (
     connect_rq,
     failover_retry,
     store_errors,
+    unavailable_reason,
 )
 
 SENTINELS = {"redis_sentinels": (("127.0.0.1", 26379), ("127.0.0.1", 26380)), "redis_sentinel_master": "hublink"}
@@ -163,3 +164,25 @@ class TestStoreErrors:
         """A Redis error that is a bug (a wrong command) is not disguised as an outage."""
         with pytest.raises(redis.ResponseError), store_errors():
             raise redis.ResponseError("ERR unknown command")
+
+
+class TestUnavailableReason:
+    """What a worker's loop logs when a turn finds Redis unavailable: the cause in words, never the server's text."""
+
+    def test_a_full_redis_says_so(self) -> None:
+        """An OOM refusal, raw or typed at the boundary, reads "Redis is full" (what an operator greps for)."""
+        raw = redis.exceptions.OutOfMemoryError("OOM command not allowed when used memory > 'maxmemory'. key:secret")
+        assert unavailable_reason(raw) == "StoreFullError: Redis is full (maxmemory): writes are refused"
+        with pytest.raises(StoreUnavailableError) as typed, store_errors():
+            raise raw
+        assert unavailable_reason(typed.value) == unavailable_reason(raw)
+
+    def test_a_wrapped_outage_is_found_through_its_cause(self) -> None:
+        """An outage raised from inside another error is named by the cause, not the wrapper."""
+        wrapper = RuntimeError("turn failed")
+        wrapper.__cause__ = redis.ConnectionError("Error 111 connecting to 127.0.0.1:6379")
+        assert unavailable_reason(wrapper) == "StoreUnavailableError: Redis did not answer: ConnectionError"
+
+    def test_anything_else_is_its_type_name(self) -> None:
+        """An error no rule types is named by its type alone: its text could carry anything."""
+        assert unavailable_reason(ValueError("token=abc")) == "ValueError"
