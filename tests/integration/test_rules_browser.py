@@ -126,7 +126,15 @@ def test_an_operator_writes_checks_previews_and_publishes_a_rule_that_is_live_wi
         timeout=30,
         what="both events in the history",
     )
-    started = pids(stack.processes)
+
+    # gunicorn boots its two workers one after the other: the snapshot waits for both (a slow machine can
+    # still be booting the second when the first has served all of the above).
+    def booted() -> dict[str, tuple[int, ...]] | None:
+        """Every process's pids once gunicorn's master has both workers."""
+        found = pids(stack.processes)
+        return found if len(found["gunicorn"]) == 3 else None
+
+    started = wait_for(booted, timeout=20, what="gunicorn's two workers booted")
 
     page.goto(f"{url}/admin")
     page.fill("input[name=token]", ADMIN_TOKEN)
