@@ -62,7 +62,7 @@ from hublink.ops.dead_letters import DeadLetterStore
 from hublink.ops.heartbeats import WorkerHeartbeats, WorkerPresence
 from hublink.ops.metrics import Metrics
 from hublink.ops.privacy import PrivacyEraser
-from hublink.store.connections import UNAVAILABLE, connect, connect_rq, is_unavailable
+from hublink.store.connections import UNAVAILABLE, connect, connect_rq, is_unavailable, unavailable_reason
 from hublink.store.keys import Keys
 from hublink.store.scripts import Scripts
 from worker.loops import Dispatcher, Expander, JournalLoop
@@ -183,7 +183,7 @@ def work(rt: Runtime, *, name: str | None, burst: bool, logging_level: str) -> N
             # RQ's teardown after a Redis failure, or its start-up while Redis is away.
             if not is_unavailable(exc):
                 raise
-            log.warning("worker loop: Redis unavailable", extra={"error": type(exc).__name__})
+            log.warning("worker loop: Redis unavailable", extra={"error": unavailable_reason(exc)})
         if worker.stop_signalled or burst:
             return
         # Not asked to stop, so RQ's loop ended on an error (it logged it): wait for Redis and go again.

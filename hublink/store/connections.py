@@ -305,30 +305,29 @@ def store_errors() -> Iterator[None]:
         raise typed from exc
 
 
-def unavailable_reason(exc: BaseException) -> str:
-    """What an "unavailable" failure says, in HubLink's own words (never a server's text, which may echo a key).
-
-    ``Redis is full (maxmemory): writes are refused`` for OOM, so an operator reading a worker's log sees the
-    cause without decoding a type name; the type name for anything :func:`store_error` does not type.
-    """
+def unavailable_cause(exc: BaseException) -> StoreUnavailableError | None:
+    """The typed "not now" failure ``exc`` is or was raised from (None when nothing in its chain is one)."""
     seen: BaseException | None = exc
     while seen is not None:
         if isinstance(seen, StoreUnavailableError):
-            return f"{type(seen).__name__}: {seen}"
+            return seen
         typed = store_error(seen) if isinstance(seen, redis.RedisError) else None
         if typed is not None:
-            return f"{type(typed).__name__}: {typed}"
+            return typed
         seen = seen.__cause__ or seen.__context__
-    return type(exc).__name__
+    return None
 
 
 def is_unavailable(exc: BaseException) -> bool:
     """True when ``exc`` (or what it was raised from) says Redis could not take the command, for now."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, StoreUnavailableError) or (
-            isinstance(seen, redis.RedisError) and store_error(seen) is not None
-        ):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
+    return unavailable_cause(exc) is not None
+
+
+def unavailable_reason(exc: BaseException) -> str:
+    """What an "unavailable" failure says, in HubLink's own words (never a server's text, which may echo a key).
+
+    ``StoreFullError: Redis is full (maxmemory): writes are refused`` for OOM, so an operator reading a
+    worker's log sees the cause without decoding a type name; the type name for anything else.
+    """
+    cause = unavailable_cause(exc)
+    return type(exc).__name__ if cause is None else f"{type(cause).__name__}: {cause}"

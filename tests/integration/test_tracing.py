@@ -69,7 +69,13 @@ def exported(spans: Callable[[], list[ReceivedSpan]], what: str, *, count: int =
     Each process exports on its own schedule: the web's span of a request can arrive after the worker's spans
     of the work it queued, so a test waits for the spans it reads rather than for another process's.
     """
-    found: list[ReceivedSpan] = wait_for(lambda: len(spans()) >= count and spans(), timeout=10, what=what)
+
+    def enough() -> list[ReceivedSpan] | None:
+        """The spans found, once there are ``count`` of them or more."""
+        found = spans()
+        return found if len(found) >= count else None
+
+    found: list[ReceivedSpan] = wait_for(enough, timeout=10, what=what)
     assert len(found) == count, f"{what}: {found}"
     return found
 
